@@ -1,0 +1,38 @@
+"""fusegrad: lazy, always-differentiable tensors compiled to native kernels at run time."""
+from __future__ import annotations
+
+from typing import Any
+
+from . import dtypes
+from .autograd import GradientTape, enable_grad, grad, is_grad_enabled, no_grad, set_grad_enabled, value_and_grad
+from .dtypes import (DType, bfloat16, float16, float32, float64, int8, int16, int32, int64, uint8)
+from .dtypes import bool_ as bool  # noqa: A001  (fg.bool like torch.bool)
+from .engine.profile import KernelLaunch, Profile
+from .errors import CompileError, DeviceError, DTypeError, Error, GradError, IndexOutOfRangeError, ShapeError
+from .random import initial_seed, manual_seed, rand, rand_like, randint, randn, randn_like, randperm
+from .runtime import registry as _registry
+from .tensor import (Tensor, arange, cat, empty, empty_like, eye, from_numpy, full, full_like, linspace, ones,
+                     ones_like, realize, stack, tensor, where, zeros, zeros_like)
+
+half, float, double, long, int, short = float16, float32, float64, int64, int32, int16  # noqa: A001
+
+__version__ = "0.1.0"
+
+
+def profile() -> Profile:
+    """`with fg.profile() as p:` records every kernel launch in `p.kernels`."""
+    return Profile()
+
+
+def memory_stats(device: Any = None) -> dict[str, int]:
+    """Bytes held now, peak bytes and allocation count of a device's allocator."""
+    return _registry.get(device if device is not None else "cpu").allocator.stats.as_dict()
+
+
+def set_default_device(device: str) -> None:
+    _registry.set_default_device(device)
+
+
+def set_num_threads(n: int) -> None:
+    """Threads the CPU kernels use (OpenMP)."""
+    _registry.get("cpu").set_num_threads(n)

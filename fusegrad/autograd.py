@@ -1,0 +1,370 @@
+"""Reverse-mode autodiff over the tensors' recorded primitive ops.
+
+Every primitive has one derivative rule in `RULES`, written with tensor ops, so gradients are
+lazy tensors like any other and differentiate again (higher order comes free). Composite ops
+(softmax, layer_norm, ...) are built from primitives and need no rules of their own.
+Traversals use explicit stacks: training graphs go deeper than Python's recursion limit.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import threading
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from .errors import GradError
+from .graph.ops import Op
+
+if TYPE_CHECKING:
+    from .tensor import Tensor
+
+
+class _State(threading.local):
+    def __init__(self) -> None:
+        self.grad_enabled = True
+        self.tapes: list["GradientTape"] = []
+
+
+_state = _State()
+
+
+class Ctx:
+    """How a tensor was made: the primitive op, its input tensors and its argument."""
+
+    __slots__ = ("op", "inputs", "arg")
+
+    def __init__(self, op: Op, inputs: tuple["Tensor", ...], arg: Any):
+        self.op = op
+        self.inputs = inputs
+        self.arg = arg
+
+
+# grad mode
+
+def is_grad_enabled() -> bool:
+    return _state.grad_enabled
+
+
+class set_grad_enabled(contextlib.ContextDecorator):
+    """Context manager and decorator switching gradient recording on or off (like torch)."""
+
+    def __init__(self, mode: bool):
+        self.mode = bool(mode)
+        self.prev: list[bool] = []
+
+    def __enter__(self) -> None:
+        self.prev.append(_state.grad_enabled)
+        _state.grad_enabled = self.mode
+
+    def __exit__(self, *exc: object) -> None:
+        _state.grad_enabled = self.prev.pop()
+
+
+def no_grad() -> set_grad_enabled:
+    """Ops inside record no history: `with fg.no_grad():` or `@fg.no_grad()`."""
+    return set_grad_enabled(False)
+
+
+def enable_grad() -> set_grad_enabled:
+    return set_grad_enabled(True)
+
+
+def should_record(inputs: Sequence["Tensor"]) -> bool:
+    """Record history when grads are on and an input requires grad or a tape is watching."""
+    if not _state.grad_enabled:
+        return False
+    return bool(_state.tapes) or any(t.requires_grad for t in inputs)
+
+
+# derivative rules: rule(ctx, out, grad) -> one gradient (or None) per input
+
+def _add(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
+    return g, g
+
+
+def _sub(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
+    return g, -g
+
+
+def _mul(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
+    a, b = ctx.inputs
+    return g * b, g * a
+
+
+def _div(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
+    a, b = ctx.inputs
+    return g / b, -g * a / (b * b)
+
+
+def _mod(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
+    a, b = ctx.inputs
+    return g, -g * (a / b).floor()
+
+
+def _pow(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
+    a, b = ctx.inputs
+    return g * b * a ** (b - 1), g * out * a.log()
+
+
+def _max(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
+    a, b = ctx.inputs
+    share = (a > b).to(g.dtype) + (a == b).to(g.dtype) * 0.5  # ties split the gradient, like torch
+    return g * share, g * (1 - share)
+
+
+def _where(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
+    cond = ctx.inputs[0]
+    return None, g.where(cond, 0), g.where(cond.logical_not(), 0)
+
+
+def _neg(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
+    return (-g,)
+
+
+def _exp(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
+    return (g * out,)
+
+
+def _log(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
+    return (g / ctx.inputs[0],)
+
+
+def _sin(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
+    return (g * ctx.inputs[0].cos(),)
+
+
+def _cos(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
+    return (-g * ctx.inputs[0].sin(),)
+
+
+def _sqrt(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
+    return (g / (out * 2),)
+
+
+def _erf(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
+    a = ctx.inputs[0]
+    return (g * (2 / math.sqrt(math.pi)) * (-(a * a)).exp(),)
+
+
+def _cast(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
+    a = ctx.inputs[0]
+    return (g.to(a.dtype) if a.dtype.is_floating_point else None,)
+
+
+def _none(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
+    return (None,) * len(ctx.inputs)
+
+
+def _sum(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
+    return (g.expand(ctx.inputs[0].shape),)
+
+
+def _rmax(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
+    a = ctx.inputs[0]
+    hit = (a == out.expand(a.shape)).to(g.dtype)  # ties share the gradient evenly, like torch's amax
+    count = hit.sum(ctx.arg, keepdim=True)
+    return (hit * (g / count).expand(a.shape),)
+
+
+def _prod(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
+    a = ctx.inputs[0]
+    return ((g * out).expand(a.shape) / a,)
+
+
+def _reshape(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
+    return (g.reshape(ctx.inputs[0].shape),)
+
+
+def _permute(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
+    inverse = [0] * len(ctx.arg)
+    for i, axis in enumerate(ctx.arg):
+        inverse[axis] = i
+    return (g.permute(inverse),)
+
+
+def _expand(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
+    src = ctx.inputs[0].shape
+    axes = tuple(i for i, (s, o) in enumerate(zip(src, out.shape)) if s == 1 and o != 1)
+    return (g.sum(axes, keepdim=True) if axes else g,)
+
+
+def _pad(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
+    return (g._movement(Op.SHRINK, tuple((lo, lo + s) for (lo, _), s in zip(ctx.arg, ctx.inputs[0].shape))),)
+
+
+def _shrink(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
+    src = ctx.inputs[0].shape
+    return (g._movement(Op.PAD, tuple((lo, s - hi) for (lo, hi), s in zip(ctx.arg, src))),)
+
+
+def _flip(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
+    return (g._movement(Op.FLIP, ctx.arg),)
+
+
+def _identity(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
+    return (g,)
+
+
+RULES: dict[Op, Callable[[Ctx, "Tensor", "Tensor"], tuple]] = {
+    Op.ADD: _add, Op.SUB: _sub, Op.MUL: _mul, Op.DIV: _div, Op.MOD: _mod, Op.POW: _pow, Op.MAX: _max,
+    Op.WHERE: _where, Op.NEG: _neg, Op.EXP: _exp, Op.LOG: _log, Op.SIN: _sin, Op.COS: _cos, Op.SQRT: _sqrt,
+    Op.ERF: _erf, Op.CAST: _cast,
+    Op.FLOOR: _none, Op.CMPLT: _none, Op.CMPEQ: _none, Op.AND: _none, Op.OR: _none, Op.XOR: _none,
+    Op.NOT: _none, Op.RAND: _none,
+    Op.SUM: _sum, Op.RMAX: _rmax, Op.PROD: _prod,
+    Op.RESHAPE: _reshape, Op.PERMUTE: _permute, Op.EXPAND: _expand, Op.PAD: _pad, Op.SHRINK: _shrink,
+    Op.FLIP: _flip, Op.CONTIGUOUS: _identity,
+}
+
+
+# the engine
+
+def _topo(target: "Tensor") -> list["Tensor"]:
+    """Tensors with history that `target` depends on, target last. Iterative."""
+    order: list["Tensor"] = []
+    seen: set[int] = set()
+    stack: list[tuple["Tensor", bool]] = [(target, False)]
+    while stack:
+        t, expanded = stack.pop()
+        if expanded:
+            order.append(t)
+            continue
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        stack.append((t, True))
+        if t._ctx is not None:
+            stack.extend((i, False) for i in t._ctx.inputs if id(i) not in seen)
+    return order
+
+
+def _propagate(target: "Tensor", seed: "Tensor", wanted: Callable[["Tensor"], bool]) -> dict[int, "Tensor"]:
+    """Gradients of `target` (seeded with `seed`) for every tensor on a path to a wanted tensor."""
+    order = _topo(target)
+    relevant: set[int] = set()
+    for t in order:
+        if wanted(t) or (t._ctx is not None and any(id(i) in relevant for i in t._ctx.inputs)):
+            relevant.add(id(t))
+    grads: dict[int, "Tensor"] = {id(target): seed}
+    for t in reversed(order):
+        g = grads.get(id(t))
+        if g is None or t._ctx is None or id(t) not in relevant:
+            continue
+        ctx = t._ctx
+        for inp, ig in zip(ctx.inputs, RULES[ctx.op](ctx, t, g)):
+            if ig is None or id(inp) not in relevant:
+                continue
+            prev = grads.get(id(inp))
+            grads[id(inp)] = ig if prev is None else prev + ig
+    return grads
+
+
+def _seed(target: "Tensor", gradient: "Tensor | None") -> "Tensor":
+    if gradient is None:
+        if target.numel() != 1:
+            raise GradError(f"grad can be implicitly created only for scalar outputs; got shape {target.shape}. "
+                            "Pass gradient= with the output's shape.")
+        return target.ones_like()
+    if tuple(gradient.shape) != tuple(target.shape):
+        from .errors import ShapeError
+        raise ShapeError(f"gradient has shape {tuple(gradient.shape)} but the output has shape {target.shape}")
+    return gradient
+
+
+def backward(target: "Tensor", gradient: "Tensor | None" = None, create_graph: bool = False,
+             inputs: Sequence["Tensor"] | None = None) -> None:
+    """Accumulate d(target)/d(leaf) into `.grad` of every leaf that requires grad."""
+    if not target.requires_grad and target._ctx is None:
+        raise GradError("element 0 of tensors does not require grad and does not have a grad_fn")
+    chosen = {id(t) for t in inputs} if inputs is not None else None
+
+    def wanted(t: "Tensor") -> bool:
+        if chosen is not None:
+            return id(t) in chosen
+        return t.requires_grad and t._ctx is None
+
+    with set_grad_enabled(create_graph):
+        seed = _seed(target, gradient)
+        grads = _propagate(target, seed, wanted)
+        leaves = [t for t in _topo(target) if wanted(t) and id(t) in grads]
+        for leaf in leaves:
+            g = grads[id(leaf)]
+            if g.dtype is not leaf.dtype:
+                g = g.to(leaf.dtype)
+            leaf.grad = g if leaf.grad is None else leaf.grad + g
+    if not create_graph:
+        from .tensor import realize
+        realize(*[leaf.grad for leaf in leaves])
+        for leaf in leaves:
+            leaf.grad = leaf.grad.detach()
+
+
+class GradientTape:
+    """Records every op inside its `with` block; `tape.gradient(target, sources)` differentiates.
+
+    Tapes nest: gradients taken while an outer tape is active are recorded by it, so the outer
+    tape can differentiate them again. A tape that is not persistent answers once.
+    """
+
+    def __init__(self, persistent: bool = False):
+        self.persistent = persistent
+        self._used = False
+
+    def __enter__(self) -> "GradientTape":
+        _state.tapes.append(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _state.tapes.remove(self)
+
+    def gradient(self, target: "Tensor", sources: "Tensor | Sequence[Tensor]",
+                 output_gradient: "Tensor | None" = None) -> Any:
+        """d(target)/d(source) per source, None where target does not depend on a source."""
+        if self._used and not self.persistent:
+            raise GradError("a non-persistent GradientTape can compute gradients only once; "
+                            "use GradientTape(persistent=True)")
+        self._used = True
+        single = not isinstance(sources, (list, tuple))
+        srcs = [sources] if single else list(sources)
+        ids = {id(s) for s in srcs}
+        with set_grad_enabled(True):
+            grads = _propagate(target, _seed(target, output_gradient), lambda t: id(t) in ids)
+        out = [grads.get(id(s)) for s in srcs]
+        return out[0] if single else out
+
+
+def grad(f: Callable[..., "Tensor"], argnums: int | Sequence[int] = 0) -> Callable[..., Any]:
+    """The function computing d f / d args[argnums] (JAX style). Nests for higher order."""
+    return _with_value(f, argnums, with_value=False)
+
+
+def value_and_grad(f: Callable[..., "Tensor"], argnums: int | Sequence[int] = 0) -> Callable[..., Any]:
+    """The function returning (f(*args), gradient(s))."""
+    return _with_value(f, argnums, with_value=True)
+
+
+def _with_value(f: Callable[..., "Tensor"], argnums: int | Sequence[int], with_value: bool) -> Callable[..., Any]:
+    from .tensor import Tensor, tensor
+
+    @functools.wraps(f)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+        args_list = list(args)
+        for i in nums:
+            if i >= len(args_list):
+                raise GradError(f"argnums {i} is out of range for {len(args_list)} positional arguments")
+            if not isinstance(args_list[i], Tensor):
+                args_list[i] = tensor(args_list[i], dtype="float32" if isinstance(args_list[i], (int, float))
+                                      else None)
+        with GradientTape() as tape:
+            value = f(*args_list, **kwargs)
+        if not isinstance(value, Tensor) or value.numel() != 1:
+            raise GradError("grad requires f to return a tensor with a single element")
+        gs = tape.gradient(value, [args_list[i] for i in nums])
+        gs = [g if g is not None else args_list[i].zeros_like() for g, i in zip(gs, nums)]
+        result = gs[0] if isinstance(argnums, int) else tuple(gs)
+        return (value, result) if with_value else result
+
+    return wrapped
+

@@ -1,0 +1,69 @@
+"""C for the CPU device: OpenMP-parallel outer loops, compiled by gcc/clang."""
+from __future__ import annotations
+
+from .ir import Loop, LoopIR
+from .render import CStyleRenderer
+
+# work (output elements x reduce length) below which a kernel stays single-threaded: thread
+# start-up costs more than it saves on small kernels
+PARALLEL_GRAIN = 1 << 15
+
+C_PREAMBLE = r"""#include <math.h>
+#include <stdint.h>
+#include <stdbool.h>
+static inline float fg_bf16_to_f32(uint16_t x) { union { uint32_t u; float f; } v; v.u = (uint32_t)x << 16; return v.f; }
+static inline uint16_t fg_f32_to_bf16(float f) {
+  union { uint32_t u; float f; } v; v.f = f;
+  if ((v.u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((v.u >> 16) | 0x40u);
+  return (uint16_t)((v.u + 0x7fffu + ((v.u >> 16) & 1u)) >> 16);
+}
+static inline float fg_maxf(float a, float b) { return (a > b || a != a) ? a : b; }
+static inline double fg_max(double a, double b) { return (a > b || a != a) ? a : b; }
+static inline float fg_fmodf(float a, float b) { float r = fmodf(a, b); return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r; }
+static inline double fg_fmod(double a, double b) { double r = fmod(a, b); return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r; }
+/* integer division and remainder round toward -inf like Python; x/0 gives 0 instead of a trap */
+static inline int64_t fg_floordiv(int64_t a, int64_t b) {
+  if (b == 0) return 0;
+  if (b == -1) return (int64_t)(0ULL - (uint64_t)a);
+  int64_t q = a / b;
+  return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
+}
+static inline int64_t fg_floormod(int64_t a, int64_t b) {
+  if (b == 0 || b == -1) return 0;
+  int64_t r = a % b;
+  return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r;
+}
+static inline int64_t fg_ipow(int64_t a, int64_t b) {
+  if (b < 0) return a == 1 ? 1 : (a == -1 ? ((b & 1) ? -1 : 1) : 0);
+  uint64_t r = 1, x = (uint64_t)a;
+  while (b) { if (b & 1) r *= x; x *= x; b >>= 1; }
+  return (int64_t)r;
+}
+/* Philox4x32-10: element `ctr` of the stream `seed`, as a uniform float in [0, 1) */
+static inline float fg_rand(uint64_t seed, uint64_t ctr) {
+  uint32_t c0 = (uint32_t)ctr, c1 = (uint32_t)(ctr >> 32), c2 = 0x243F6A88u, c3 = 0x85A308D3u;
+  uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
+  for (int i = 0; i < 10; i++) {
+    uint64_t p0 = (uint64_t)0xD2511F53u * c0, p1 = (uint64_t)0xCD9E8D57u * c2;
+    uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1 ^ k0, n2 = (uint32_t)(p0 >> 32) ^ c3 ^ k1;
+    c1 = (uint32_t)p1; c3 = (uint32_t)p0; c0 = n0; c2 = n2;
+    k0 += 0x9E3779B9u; k1 += 0xBB67AE85u;
+  }
+  return (float)(c0 >> 8) * (1.0f / 16777216.0f);
+}
+
+"""
+
+
+class CRenderer(CStyleRenderer):
+    preamble = C_PREAMBLE
+
+    def loop_open(self, ir: LoopIR, index: int, loop: Loop, globals_left: int) -> list[str]:
+        lines = super().loop_open(ir, index, loop, globals_left)
+        first_global = loop.kind == "global" and not any(
+            isinstance(s, Loop) and s.kind == "global" for s in ir.stmts[:index])
+        if first_global and ir.work >= PARALLEL_GRAIN:
+            outer = max(1, globals_left)  # every global loop but the innermost, which vectorizes
+            collapse = f" collapse({outer})" if outer > 1 else ""
+            lines.insert(0, f"#pragma omp parallel for{collapse} schedule(static)")
+        return lines

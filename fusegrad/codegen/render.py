@@ -1,0 +1,192 @@
+"""C-style source rendering shared by every language; dialects override the class attributes."""
+from __future__ import annotations
+
+import math
+
+from ..dtypes import DType
+from ..graph.ops import Op
+from .ir import (Accumulate, Alu, Cond, Const, Define, DefineAcc, EndLoop, Expr, Index, Load, Loop, LoopIR, Rand,
+                 Ref, Store)
+
+_INT_MIN = {"int8": "INT8_MIN", "int16": "INT16_MIN", "int32": "INT32_MIN", "int64": "INT64_MIN"}
+
+
+class CStyleRenderer:
+    """Renders loop IR as C-family source. Subclasses set the dialect data and the loop mapping."""
+
+    kernel_prefix = "void"
+    buffer_qualifier = ""
+    restrict = "restrict"
+    storage_types = {"bool": "_Bool", "uint8": "uint8_t", "int8": "int8_t", "int16": "int16_t",
+                     "int32": "int32_t", "int64": "int64_t", "float16": "_Float16", "bfloat16": "uint16_t",
+                     "float32": "float", "float64": "double"}
+    preamble = ""
+
+    # types
+    def storage_type(self, dtype: DType) -> str:
+        return self.storage_types[dtype.name]
+
+    def compute_type(self, dtype: DType) -> str:
+        return "float" if dtype.name in ("float16", "bfloat16") else self.storage_type(dtype)
+
+    # expressions
+    def literal(self, value: object, dtype: DType) -> str:
+        if dtype.is_floating_point:
+            v = float(value)  # type: ignore[arg-type]
+            if math.isnan(v):
+                return "NAN"
+            if math.isinf(v):
+                return "INFINITY" if v > 0 else "(-INFINITY)"
+            text = repr(v)
+            return text if dtype.name == "float64" else text + "f"
+        if dtype.name == "bool":
+            return "1" if value else "0"
+        v = int(value)  # type: ignore[call-overload]
+        if dtype.name == "int64":
+            return "(-9223372036854775807LL-1)" if v == -2**63 else f"{v}LL"
+        return f"(({self.compute_type(dtype)}){v})"
+
+    def math_fn(self, name: str, dtype: DType) -> str:
+        return name if dtype.name == "float64" else name + "f"
+
+    def load(self, e: Load) -> str:
+        text = f"p{e.param}[{e.index.render()}]"
+        if e.dtype.name == "bfloat16":
+            text = f"fg_bf16_to_f32({text})"
+        elif e.dtype.name == "float16":
+            text = f"(float){text}"
+        if e.valid:
+            text = f"(({' && '.join(b.render() for b in e.valid)}) ? {text} : 0)"
+        return text
+
+    def expr(self, e: Expr) -> str:
+        if isinstance(e, Ref):
+            return e.name
+        if isinstance(e, Const):
+            return self.literal(e.value, e.dtype)
+        if isinstance(e, Load):
+            return self.load(e)
+        if isinstance(e, Cond):
+            return "(" + " && ".join(b.render() for b in e.bounds) + ")"
+        if isinstance(e, Index):
+            return f"((int64_t){e.index.render()})"
+        if isinstance(e, Rand):
+            state = f"p{e.state_param}"
+            return f"fg_rand((uint64_t){state}[0], (uint64_t){state}[1] + (uint64_t){e.index.render()})"
+        return self.alu(e)
+
+    def alu(self, e: Alu) -> str:
+        a = [self.expr(x) for x in e.args]
+        op, dt = e.op, e.dtype
+        src_dt = getattr(e.args[0], "dtype", dt)
+        isfloat = dt.is_floating_point
+        if op is Op.CAST:
+            if dt.name == "bool":
+                return f"({a[0]} != 0)"
+            return f"(({self.compute_type(dt)}){a[0]})"
+        if op is Op.NEG:
+            return f"(-{a[0]})"
+        if op is Op.NOT:
+            return f"(!{a[0]})" if dt.name == "bool" else f"(~{a[0]})"
+        if op in (Op.EXP, Op.LOG, Op.SIN, Op.COS, Op.SQRT, Op.ERF, Op.FLOOR):
+            return f"{self.math_fn(op.name.lower(), dt)}({a[0]})"
+        if op is Op.ADD:
+            return f"({a[0]} || {a[1]})" if dt.name == "bool" else f"({a[0]} + {a[1]})"
+        if op is Op.SUB:
+            return f"({a[0]} - {a[1]})"
+        if op is Op.MUL:
+            return f"({a[0]} && {a[1]})" if dt.name == "bool" else f"({a[0]} * {a[1]})"
+        if op is Op.DIV:
+            return f"({a[0]} / {a[1]})" if isfloat else f"(({self.compute_type(dt)})fg_floordiv({a[0]}, {a[1]}))"
+        if op is Op.MOD:
+            if isfloat:
+                return f"{self.math_fn('fg_fmod', dt)}({a[0]}, {a[1]})"
+            return f"(({self.compute_type(dt)})fg_floormod({a[0]}, {a[1]}))"
+        if op is Op.POW:
+            if isfloat:
+                return f"{self.math_fn('pow', dt)}({a[0]}, {a[1]})"
+            return f"(({self.compute_type(dt)})fg_ipow({a[0]}, {a[1]}))"
+        if op is Op.MAX:
+            return f"{self.math_fn('fg_max', dt)}({a[0]}, {a[1]})" if isfloat else \
+                f"(({a[0]} > {a[1]}) ? {a[0]} : {a[1]})"
+        if op is Op.CMPLT:
+            return f"({a[0]} < {a[1]})"
+        if op is Op.CMPEQ:
+            return f"({a[0]} == {a[1]})"
+        if op is Op.AND:
+            return f"({a[0]} & {a[1]})"
+        if op is Op.OR:
+            return f"({a[0]} | {a[1]})"
+        if op is Op.XOR:
+            return f"({a[0]} ^ {a[1]})"
+        if op is Op.WHERE:
+            return f"({a[0]} ? {a[1]} : {a[2]})"
+        raise NotImplementedError(f"{type(self).__name__} cannot render {op} on {src_dt.name}")
+
+    # statements
+    def acc_init(self, op: Op, dtype: DType) -> str:
+        if op is Op.SUM:
+            return self.literal(0, dtype)
+        if op is Op.PROD:
+            return self.literal(1, dtype)
+        if dtype.is_floating_point:
+            return "(-INFINITY)"
+        return _INT_MIN.get(dtype.name, "0")
+
+    def accumulate(self, s: Accumulate) -> str:
+        v = self.expr(s.value)
+        if s.op is Op.SUM:
+            return f"{s.name} += {v};" if s.dtype.name != "bool" else f"{s.name} = {s.name} || {v};"
+        if s.op is Op.PROD:
+            return f"{s.name} *= {v};" if s.dtype.name != "bool" else f"{s.name} = {s.name} && {v};"
+        if s.dtype.is_floating_point:
+            return f"{s.name} = {self.math_fn('fg_max', s.dtype)}({s.name}, {v});"
+        return f"{s.name} = ({v} > {s.name}) ? {v} : {s.name};"
+
+    def store(self, s: Store) -> str:
+        v = self.expr(s.value)
+        if s.dtype.name == "bfloat16":
+            v = f"fg_f32_to_bf16({v})"
+        elif s.dtype.name == "float16":
+            v = f"(_Float16)({v})"
+        return f"p{s.param}[{s.index.render()}] = {v};"
+
+    def loop_open(self, ir: LoopIR, index: int, loop: Loop, globals_left: int) -> list[str]:
+        return [f"for (int64_t {loop.var.name} = 0; {loop.var.name} < {loop.var.extent}; {loop.var.name}++) {{"]
+
+    def signature(self, ir: LoopIR) -> str:
+        params = []
+        for i, p in enumerate(ir.params):
+            const = "" if p.output else "const "
+            params.append(f"{self.buffer_qualifier}{const}{self.storage_type(p.dtype)}* {self.restrict} p{i}")
+        return f"{self.kernel_prefix} {ir.name}({', '.join(params)})"
+
+    def render_kernel(self, ir: LoopIR) -> str:
+        lines = [self.signature(ir) + " {"]
+        depth = 1
+        globals_total = sum(1 for s in ir.stmts if isinstance(s, Loop) and s.kind == "global")
+        globals_seen = 0
+        for i, s in enumerate(ir.stmts):
+            pad = "  " * depth
+            if isinstance(s, Loop):
+                if s.kind == "global":
+                    globals_seen += 1
+                lines += [pad + line for line in self.loop_open(ir, i, s, globals_total - globals_seen)]
+                depth += 1
+            elif isinstance(s, EndLoop):
+                depth -= 1
+                lines.append("  " * depth + "}")
+            elif isinstance(s, Define):
+                lines.append(f"{pad}{self.compute_type(s.dtype)} {s.name} = {self.expr(s.value)};")
+            elif isinstance(s, DefineAcc):
+                lines.append(f"{pad}{self.compute_type(s.dtype)} {s.name} = {self.acc_init(s.op, s.dtype)};")
+            elif isinstance(s, Accumulate):
+                lines.append(pad + self.accumulate(s))
+            elif isinstance(s, Store):
+                lines.append(pad + self.store(s))
+        lines.append("}")
+        return "\n".join(lines)
+
+    def render_unit(self, kernels: list[str]) -> str:
+        """One translation unit holding many kernels."""
+        return self.preamble + "\n\n".join(kernels) + "\n"

@@ -1,0 +1,1 @@
+"""Graph -> kernels (schedule), and running them on a device (realize)."""

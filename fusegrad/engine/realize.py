@@ -1,0 +1,121 @@
+"""Run schedules: compile what is new (one translation unit per batch), allocate, launch.
+
+Compiled kernels are cached in memory by the kernel's structure (ops, shapes, dtypes and how
+inputs are read, not their values), so a graph seen before reuses its kernels without codegen.
+"""
+from __future__ import annotations
+
+import hashlib
+import sys
+from typing import Any
+
+from .. import flags
+from ..codegen import renderer_for
+from ..codegen.lower import KernelSpec, lower
+from ..graph.node import Node
+from ..graph.ops import REDUCE
+from ..runtime import registry
+from .profile import KernelLaunch, record
+from .schedule import ScheduleItem, create_schedule
+
+_programs: dict[tuple, Any] = {}
+
+
+def kernel_key(spec: KernelSpec) -> tuple:
+    """A hashable description of the kernel's structure: equal keys render equal source."""
+    ids: dict[int, int] = {id(n): i for i, n in enumerate(spec.inputs)}
+    entries: list[tuple] = [(spec.root.device,)]
+    entries.extend(("in", n.shape, n.dtype.name) for n in spec.inputs)
+    stack: list[tuple[Node, bool]] = [(spec.root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if id(node) in ids:
+            continue
+        if not expanded:
+            stack.append((node, True))
+            stack.extend((s, False) for s in node.srcs if id(s) not in ids)
+            continue
+        ids[id(node)] = len(ids)
+        entries.append((node.op.value, node.arg, node.shape, node.dtype.name, tuple(ids[id(s)] for s in node.srcs)))
+    return tuple(entries)
+
+
+def _kernel_name(spec: KernelSpec, key: tuple) -> str:
+    has_reduce = any(isinstance(e[0], int) and e[0] in {op.value for op in REDUCE} for e in key[1:])
+    digest = hashlib.sha1(repr(key).encode()).hexdigest()[:8]
+    shape = "_".join(str(s) for s in spec.root.shape) or "scalar"
+    return f"{'R' if has_reduce else 'E'}_{shape}_{digest}"
+
+
+def _describe(item: ScheduleItem) -> str:
+    ops: list[str] = []
+    inputs = {id(n) for n in item.spec.inputs}
+    stack, seen = [item.spec.root], set()
+    while stack:
+        n = stack.pop()
+        if id(n) in seen or id(n) in inputs:
+            continue
+        seen.add(id(n))
+        ops.append(n.op.name)
+        stack.extend(n.srcs)
+    return f"{item.spec.root.shape} <- {' '.join(reversed(ops))} ({len(item.spec.inputs)} inputs)"
+
+
+def _compile(items: list[ScheduleItem]) -> list[Any]:
+    """Programs for every item, compiling all missing ones of a device in one unit."""
+    keys = [kernel_key(it.spec) for it in items]
+    missing: dict[tuple, tuple[str, Any]] = {}
+    debug = flags.debug_level()
+    for it, key in zip(items, keys):
+        if key in _programs or key in missing:
+            continue
+        device = registry.get(it.spec.root.device)
+        renderer = renderer_for(device.kind)
+        ir = lower(it.spec, _kernel_name(it.spec, key))
+        source = renderer.render_kernel(ir)
+        if debug >= 3:
+            print(f"fusegrad: loop IR\n{ir.dump()}", file=sys.stderr)
+        if debug >= 4:
+            print(f"fusegrad: source\n{source}", file=sys.stderr)
+        missing[key] = (it.spec.root.device, (ir, source))
+    by_device: dict[str, list[tuple[tuple, Any, str]]] = {}
+    for key, (dev, (ir, source)) in missing.items():
+        by_device.setdefault(dev, []).append((key, ir, source))
+    for dev, entries in by_device.items():
+        device = registry.get(dev)
+        renderer = renderer_for(device.kind)
+        unit = renderer.render_unit(sorted({src for _, _, src in entries}))
+        programs = device.compile(unit, [ir.name for _, ir, _ in entries], [len(ir.params) for _, ir, _ in entries])
+        for (key, ir, _), prog in zip(entries, programs):
+            _programs[key] = (prog, ir.work)
+    return [_programs[k] for k in keys]
+
+
+def run_schedule(items: list[ScheduleItem]) -> None:
+    if flags.debug_level() >= 2:
+        for i, it in enumerate(items):
+            kind = "alias" if it.alias_of is not None else "kernel"
+            print(f"fusegrad: schedule[{i}] {kind} {_describe(it)}", file=sys.stderr)
+    kernels = [it for it in items if it.alias_of is None and it.spec.root.numel > 0]
+    programs = dict(zip(map(id, kernels), _compile(kernels))) if kernels else {}
+    for it in items:
+        root = it.spec.root
+        if it.alias_of is not None:
+            root.set_buffer(it.alias_of.buffer)
+            continue
+        device = registry.get(root.device)
+        out = device.alloc(root.numel * root.dtype.itemsize)
+        if root.numel > 0:
+            prog, work = programs[id(it)]
+            buffers = [out] + [n.buffer for n in it.spec.inputs]
+            seconds = prog(buffers)
+            moved = sum(b.nbytes for b in buffers)
+            record(KernelLaunch(prog.name, root.device, seconds, moved, work, root.shape))
+        root.set_buffer(out)
+
+
+def realize(nodes: list[Node]) -> None:
+    """Compute every node that has no buffer yet."""
+    pending = [n for n in nodes if n.buffer is None]
+    if pending:
+        run_schedule(create_schedule(pending))

@@ -1,0 +1,141 @@
+"""Turn the lazy graph behind some nodes into an ordered list of kernels.
+
+Fusion rules (which nodes get their own buffer, "materialized"):
+- the nodes asked for, and CONTIGUOUS nodes;
+- a reduction read by more than one consumer (so it is computed once);
+- the source of a broadcast (EXPAND that grows the element count) unless that source is only
+  views of buffers/constants/random bits: recomputing it for every broadcast copy would
+  multiply its cost (this keeps reductions like x.max(1, keepdim=True) out of the loop they feed);
+- a node whose fused chain has grown past MAX_FUSED_DEPTH ops, so kernels stay compilable.
+Everything else is fused: elementwise chains, elementwise producers into reductions, and
+elementwise consumers after a reduction (the reduction becomes a loop inside their kernel).
+Movement ops are never kernels; a requested view of a buffer that is already contiguous in
+that order aliases the buffer instead of copying.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..codegen.lower import KernelSpec, source_coords
+from ..graph.node import Node
+from ..graph.ops import LEAF, MOVEMENT, REDUCE, Op
+from ..graph.symbolic import flat_index, var
+
+MAX_FUSED_DEPTH = 200
+
+
+@dataclass
+class ScheduleItem:
+    """Compute `spec.root` into a new buffer (or alias `alias_of`'s buffer when set)."""
+
+    spec: KernelSpec
+    alias_of: Node | None = None
+
+
+def toposort(roots: list[Node]) -> list[Node]:
+    """Unrealized nodes reachable from roots, sources first. Iterative: graphs can be deep."""
+    order: list[Node] = []
+    seen: set[int] = set()
+    for root in roots:
+        stack: list[tuple[Node, bool]] = [(root, False)]
+        while stack:
+            node, expanded = stack.pop()
+            if expanded:
+                order.append(node)
+                continue
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            stack.append((node, True))
+            if node.buffer is None:
+                for src in node.srcs:
+                    if id(src) not in seen:
+                        stack.append((src, False))
+    return order
+
+
+def _is_cheap(node: Node) -> bool:
+    """Views of buffers, constants or random bits: free to recompute per broadcast element."""
+    while node.buffer is None and node.op in MOVEMENT:
+        node = node.srcs[0]
+    return node.buffer is not None or node.op in LEAF
+
+
+def _view_base(node: Node) -> Node:
+    while node.buffer is None and node.op in MOVEMENT:
+        node = node.srcs[0]
+    return node
+
+
+def _aliases_buffer(node: Node, base: Node) -> bool:
+    """Does the movement chain from node down to base read base's buffer in row-major order?"""
+    if base.numel != node.numel:
+        return False
+    coords = tuple(var(f"i{d}", s) for d, s in enumerate(node.shape))
+    target = flat_index(coords, node.shape)
+    cur = node
+    while cur is not base:
+        coords, bounds = source_coords(cur, coords)
+        if bounds is None or bounds:
+            return False
+        cur = cur.srcs[0]
+    return flat_index(coords, base.shape) == target
+
+
+def materialized_nodes(order: list[Node], targets: list[Node]) -> set[int]:
+    consumers: dict[int, int] = {}
+    for node in order:
+        if node.buffer is None:
+            for src in node.srcs:
+                consumers[id(src)] = consumers.get(id(src), 0) + 1
+    keep = {id(t) for t in targets}
+    depth: dict[int, int] = {}
+    for node in order:
+        if node.buffer is not None or node.op in LEAF:
+            depth[id(node)] = 0
+            continue
+        if node.op is Op.CONTIGUOUS or (node.op in REDUCE and consumers.get(id(node), 0) > 1):
+            keep.add(id(node))
+        if node.op is Op.EXPAND and node.numel > node.srcs[0].numel and not _is_cheap(node.srcs[0]):
+            keep.add(id(_view_base(node.srcs[0])))
+        d = 1 + max((0 if id(s) in keep else depth.get(id(s), 0)) for s in node.srcs)
+        if d > MAX_FUSED_DEPTH:
+            keep.add(id(node))
+        depth[id(node)] = 0 if id(node) in keep else d
+    return keep
+
+
+def create_schedule(targets: list[Node]) -> list[ScheduleItem]:
+    """Kernels that realize every target, in dependency order."""
+    targets = [t for t in targets if t.buffer is None]
+    order = toposort(targets)
+    keep = materialized_nodes(order, targets)
+    items: list[ScheduleItem] = []
+    for node in order:
+        if node.buffer is not None or id(node) not in keep:
+            continue
+        if node.op in MOVEMENT:
+            base = _view_base(node)
+            if (base.buffer is not None or id(base) in keep) and base.op is not Op.CONST \
+                    and _aliases_buffer(node, base):
+                items.append(ScheduleItem(KernelSpec(node, []), alias_of=base))
+                continue
+        items.append(ScheduleItem(KernelSpec(node, _kernel_inputs(node, keep))))
+    return items
+
+
+def _kernel_inputs(root: Node, keep: set[int]) -> list[Node]:
+    """The buffers a kernel rooted at `root` reads, in first-seen order."""
+    inputs: list[Node] = []
+    seen: set[int] = {id(root)}
+    stack = list(reversed(root.srcs))
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if node.buffer is not None or id(node) in keep:
+            inputs.append(node)
+        else:
+            stack.extend(reversed(node.srcs))
+    return inputs

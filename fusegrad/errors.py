@@ -1,0 +1,34 @@
+"""The typed exceptions fusegrad raises. Every one subclasses `Error`."""
+
+
+class Error(Exception):
+    """Base class of every fusegrad error."""
+
+
+class ShapeError(Error, ValueError):
+    """Shapes that do not fit the op (broadcasting, reshape, matmul, ...)."""
+
+
+class DTypeError(Error, TypeError):
+    """A dtype the op does not support, or an impossible conversion."""
+
+
+class DeviceError(Error, RuntimeError):
+    """Tensors on different devices, or a device that does not exist."""
+
+
+class IndexOutOfRangeError(Error, IndexError):
+    """An index (integer, slice or index tensor) outside the indexed dimension."""
+
+
+class CompileError(Error, RuntimeError):
+    """The system compiler rejected a generated kernel. Carries the source and the message."""
+
+    def __init__(self, message: str, source: str = "", compiler_output: str = ""):
+        super().__init__(f"{message}\n{compiler_output}".rstrip())
+        self.source = source
+        self.compiler_output = compiler_output
+
+
+class GradError(Error, RuntimeError):
+    """A gradient that cannot be computed as asked (no path, non-scalar without gradient, ...)."""

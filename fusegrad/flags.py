@@ -1,0 +1,36 @@
+"""One typed registry of the environment settings fusegrad reads. Documented in docs/debugging.md."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Flag:
+    name: str
+    default: str
+    help: str
+
+    def raw(self) -> str:
+        return os.environ.get(self.name, self.default)
+
+
+DEBUG = Flag("FUSEGRAD_DEBUG", "0", "1 kernel launches with times, 2 + schedule, 3 + loop IR, 4 + source")
+CACHE_DIR = Flag("FUSEGRAD_CACHE_DIR", "", "kernel cache folder (default ~/.cache/fusegrad)")
+DEVICE = Flag("FUSEGRAD_DEVICE", "cpu", "default device for new tensors")
+CC = Flag("FUSEGRAD_CC", "", "C compiler for the CPU device (default: cc, gcc or clang, first found)")
+ALL_FLAGS = (DEBUG, CACHE_DIR, DEVICE, CC)
+
+
+def debug_level() -> int:
+    """Read on every use so `os.environ["FUSEGRAD_DEBUG"] = "2"` takes effect at once."""
+    try:
+        return int(DEBUG.raw() or 0)
+    except ValueError:
+        return 0
+
+
+def cache_dir() -> Path:
+    raw = CACHE_DIR.raw()
+    return Path(raw).expanduser() if raw else Path.home() / ".cache" / "fusegrad"

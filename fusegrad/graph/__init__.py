@@ -1,0 +1,1 @@
+"""The lazy graph: primitive ops, immutable nodes, and index arithmetic for views."""

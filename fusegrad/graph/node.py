@@ -1,0 +1,147 @@
+"""Immutable lazy-graph nodes and their shape/dtype inference.
+
+A node is an op applied to source nodes. Once realized it holds a device buffer and drops its
+sources, so intermediates are freed when no tensor needs them. Movement ops on constants fold
+away, and trivial movements return their source, so graphs stay small.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..dtypes import DType, bool_, int64
+from .ops import BINARY, COMPARISON, MOVEMENT, REDUCE, UNARY, Op
+
+Shape = tuple[int, ...]
+
+
+class Node:
+    __slots__ = ("op", "srcs", "arg", "shape", "dtype", "device", "buffer", "__weakref__")
+
+    def __init__(self, op: Op, srcs: tuple["Node", ...], arg: Any, shape: Shape, dtype: DType, device: str):
+        self.op = op
+        self.srcs = srcs
+        self.arg = arg
+        self.shape = shape
+        self.dtype = dtype
+        self.device = device
+        self.buffer: Any = None
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    def set_buffer(self, buffer: Any) -> None:
+        """Mark realized: the value now lives in `buffer`; sources are no longer needed."""
+        self.buffer = buffer
+        self.srcs = ()
+
+    def __repr__(self) -> str:
+        state = "realized" if self.buffer is not None else f"srcs={len(self.srcs)}"
+        return f"<Node {self.op.name} {self.shape} {self.dtype.name} {state}>"
+
+
+def buffer_node(buffer: Any, shape: Shape, dtype: DType, device: str) -> Node:
+    node = Node(Op.BUFFER, (), None, shape, dtype, device)
+    node.buffer = buffer
+    return node
+
+
+def const(value: Any, shape: Shape, dtype: DType, device: str) -> Node:
+    if dtype is bool_:
+        value = bool(value)
+    elif dtype.is_int:
+        value = int(value)
+    else:
+        value = float(value)
+    return Node(Op.CONST, (), value, tuple(shape), dtype, device)
+
+
+def rand(shape: Shape, state: Node, dtype: DType) -> Node:
+    """Uniform [0, 1) numbers: element i is Philox(seed, offset + i), (seed, offset) read from
+    the int64 buffer node `state`."""
+    return Node(Op.RAND, (state,), None, tuple(shape), dtype, state.device)
+
+
+def iota(n: int, device: str) -> Node:
+    """int64 [0, 1, ..., n-1], computed in the kernel that reads it."""
+    return Node(Op.IOTA, (), None, (n,), int64, device)
+
+
+def unary(op: Op, src: Node, dtype: DType | None = None) -> Node:
+    assert op in UNARY
+    return Node(op, (src,), None, src.shape, dtype if dtype is not None else src.dtype, src.device)
+
+
+def cast(src: Node, dtype: DType) -> Node:
+    if src.dtype is dtype:
+        return src
+    if src.op is Op.CONST and src.buffer is None:
+        return const(src.arg, src.shape, dtype, src.device)
+    return unary(Op.CAST, src, dtype)
+
+
+def binary(op: Op, a: Node, b: Node) -> Node:
+    assert op in BINARY and a.shape == b.shape, (op, a.shape, b.shape)
+    dtype = bool_ if op in COMPARISON else a.dtype
+    return Node(op, (a, b), None, a.shape, dtype, a.device)
+
+
+def where(cond: Node, a: Node, b: Node) -> Node:
+    assert cond.shape == a.shape == b.shape
+    return Node(Op.WHERE, (cond, a, b), None, a.shape, a.dtype, a.device)
+
+
+def reduce(op: Op, src: Node, axes: tuple[int, ...]) -> Node:
+    assert op in REDUCE
+    axes = tuple(sorted(set(axes)))
+    shape = tuple(1 if i in axes else s for i, s in enumerate(src.shape))
+    if not axes or all(src.shape[i] == 1 for i in axes):
+        return src
+    return Node(op, (src,), axes, shape, src.dtype, src.device)
+
+
+def contiguous(src: Node) -> Node:
+    return Node(Op.CONTIGUOUS, (src,), None, src.shape, src.dtype, src.device)
+
+
+def _movement_shape(op: Op, shape: Shape, arg: Any) -> Shape:
+    if op in (Op.RESHAPE, Op.EXPAND):
+        return tuple(arg)
+    if op is Op.PERMUTE:
+        return tuple(shape[i] for i in arg)
+    if op is Op.PAD:
+        return tuple(s + lo + hi for s, (lo, hi) in zip(shape, arg))
+    if op is Op.SHRINK:
+        return tuple(hi - lo for lo, hi in arg)
+    return shape  # FLIP
+
+
+def _is_identity(op: Op, src: Node, arg: Any) -> bool:
+    if op in (Op.RESHAPE, Op.EXPAND):
+        return tuple(arg) == src.shape
+    if op is Op.PERMUTE:
+        return tuple(arg) == tuple(range(len(arg)))
+    if op is Op.PAD:
+        return all(lo == 0 and hi == 0 for lo, hi in arg)
+    if op is Op.SHRINK:
+        return all(lo == 0 and hi == s for (lo, hi), s in zip(arg, src.shape))
+    return not any(src.shape[a] > 1 for a in arg)  # FLIP
+
+
+def movement(op: Op, src: Node, arg: Any) -> Node:
+    """A view of `src`. Callers validate `arg`; these asserts guard internal misuse."""
+    assert op in MOVEMENT
+    if op is Op.FLIP:
+        arg = tuple(a for a in arg if src.shape[a] > 1)
+    if _is_identity(op, src, arg):
+        return src
+    shape = _movement_shape(op, src.shape, arg)
+    assert all(s >= 0 for s in shape), (op, src.shape, arg)
+    if src.op is Op.CONST and src.buffer is None and op is not Op.PAD:
+        return const(src.arg, shape, src.dtype, src.device)
+    if op is Op.RESHAPE and src.op is Op.RESHAPE and src.buffer is None:
+        src = src.srcs[0]
+        if src.shape == shape:
+            return src
+    return Node(op, (src,), tuple(arg), shape, src.dtype, src.device)

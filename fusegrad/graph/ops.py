@@ -1,0 +1,69 @@
+"""The closed set of primitive ops. Everything else is composed from these in the frontend.
+
+A backend renderer must implement every elementwise op below; movement ops never reach a
+renderer (they become index arithmetic) and reductions become loops.
+"""
+from __future__ import annotations
+
+import enum
+
+
+class Op(enum.Enum):
+    # leaves: a realized buffer, a constant filled to a shape, counter-based random bits, indices
+    BUFFER = enum.auto()
+    CONST = enum.auto()
+    RAND = enum.auto()
+    IOTA = enum.auto()  # element i of a contiguous array holds i
+    # unary elementwise
+    NEG = enum.auto()
+    NOT = enum.auto()
+    EXP = enum.auto()
+    LOG = enum.auto()
+    SIN = enum.auto()
+    COS = enum.auto()
+    SQRT = enum.auto()
+    ERF = enum.auto()
+    FLOOR = enum.auto()
+    CAST = enum.auto()
+    # binary elementwise (same shapes; broadcasting is explicit EXPAND)
+    ADD = enum.auto()
+    SUB = enum.auto()
+    MUL = enum.auto()
+    DIV = enum.auto()  # true division on floats, floor division on integers
+    MOD = enum.auto()  # Python-style remainder (sign of the divisor)
+    POW = enum.auto()
+    MAX = enum.auto()
+    CMPLT = enum.auto()
+    CMPEQ = enum.auto()
+    AND = enum.auto()
+    OR = enum.auto()
+    XOR = enum.auto()
+    # ternary elementwise
+    WHERE = enum.auto()
+    # reductions over `arg` axes, keeping them as size 1
+    SUM = enum.auto()
+    RMAX = enum.auto()
+    PROD = enum.auto()
+    # movement: views, never computed
+    RESHAPE = enum.auto()
+    PERMUTE = enum.auto()
+    EXPAND = enum.auto()
+    PAD = enum.auto()  # zero padding, arg = ((before, after), ...)
+    SHRINK = enum.auto()  # arg = ((start, end), ...)
+    FLIP = enum.auto()  # arg = axes
+    # force a materialized, contiguous buffer
+    CONTIGUOUS = enum.auto()
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+UNARY = frozenset({Op.NEG, Op.NOT, Op.EXP, Op.LOG, Op.SIN, Op.COS, Op.SQRT, Op.ERF, Op.FLOOR, Op.CAST})
+BINARY = frozenset({Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.MOD, Op.POW, Op.MAX, Op.CMPLT, Op.CMPEQ,
+                    Op.AND, Op.OR, Op.XOR})
+TERNARY = frozenset({Op.WHERE})
+ELEMENTWISE = UNARY | BINARY | TERNARY
+REDUCE = frozenset({Op.SUM, Op.RMAX, Op.PROD})
+MOVEMENT = frozenset({Op.RESHAPE, Op.PERMUTE, Op.EXPAND, Op.PAD, Op.SHRINK, Op.FLIP})
+LEAF = frozenset({Op.BUFFER, Op.CONST, Op.RAND, Op.IOTA})
+COMPARISON = frozenset({Op.CMPLT, Op.CMPEQ})

@@ -1,0 +1,210 @@
+"""Integer index arithmetic for views: linear forms over loop variables, with floor-division
+and modulo atoms that simplify away when value ranges allow (so reshapes cost nothing).
+
+An expression is `Lin`: sum(coef * atom) + const. Atoms are loop variables or Div/Mod of a
+Lin by a positive constant. Every expression knows its [lo, hi] range.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Var:
+    name: str
+    extent: int  # the variable runs over [0, extent)
+
+    @property
+    def lo(self) -> int:
+        return 0
+
+    @property
+    def hi(self) -> int:
+        return self.extent - 1
+
+    def render(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
+class DivAtom:
+    num: "Lin"
+    k: int
+
+    @property
+    def lo(self) -> int:
+        return self.num.lo // self.k
+
+    @property
+    def hi(self) -> int:
+        return self.num.hi // self.k
+
+    def render(self) -> str:
+        return f"({self.num.render()}/{self.k})"
+
+
+@dataclass(frozen=True)
+class ModAtom:
+    num: "Lin"
+    k: int
+
+    @property
+    def lo(self) -> int:
+        return 0 if self.num.lo >= 0 else -(self.k - 1)
+
+    @property
+    def hi(self) -> int:
+        return self.k - 1
+
+    def render(self) -> str:
+        return f"({self.num.render()}%{self.k})"
+
+
+Atom = Var | DivAtom | ModAtom
+
+
+@dataclass(frozen=True)
+class Lin:
+    terms: tuple[tuple[Atom, int], ...]  # sorted by atom repr, coefficients non-zero
+    const: int
+
+    @property
+    def lo(self) -> int:
+        return self.const + sum(c * (a.lo if c > 0 else a.hi) for a, c in self.terms)
+
+    @property
+    def hi(self) -> int:
+        return self.const + sum(c * (a.hi if c > 0 else a.lo) for a, c in self.terms)
+
+    @property
+    def is_const(self) -> bool:
+        return not self.terms
+
+    def __add__(self, other: "Lin | int") -> "Lin":
+        if isinstance(other, int):
+            return Lin(self.terms, self.const + other) if other else self
+        merged: dict[Atom, int] = dict(self.terms)
+        for a, c in other.terms:
+            merged[a] = merged.get(a, 0) + c
+        return _make(merged, self.const + other.const)
+
+    def __mul__(self, k: int) -> "Lin":
+        if k == 0:
+            return ZERO
+        return Lin(tuple((a, c * k) for a, c in self.terms), self.const * k)
+
+    def __neg__(self) -> "Lin":
+        return self * -1
+
+    def __sub__(self, other: "Lin | int") -> "Lin":
+        return self + (-other if isinstance(other, int) else other * -1)
+
+    def __floordiv__(self, k: int) -> "Lin":
+        assert k > 0
+        if k == 1:
+            return self
+        quotient: dict[Atom, int] = {}
+        rest: dict[Atom, int] = {}
+        for a, c in self.terms:
+            if c % k == 0:
+                quotient[a] = c // k
+            else:
+                rest[a] = c
+        q_const, r_const = divmod(self.const, k)
+        remainder = _make(rest, r_const)
+        if remainder.lo >= 0 and remainder.hi < k:
+            return _make(quotient, q_const)
+        if remainder.is_const:
+            return _make(quotient, q_const + remainder.const // k)
+        return _make(quotient, q_const) + atom(DivAtom(remainder, k))
+
+    def __mod__(self, k: int) -> "Lin":
+        assert k > 0
+        if k == 1:
+            return ZERO
+        rest = {a: c % k for a, c in self.terms if c % k}
+        remainder = _make(rest, self.const % k)
+        if remainder.lo >= 0 and remainder.hi < k:
+            return remainder
+        return atom(ModAtom(remainder, k))
+
+    def render(self) -> str:
+        parts = []
+        for a, c in self.terms:
+            r = a.render()
+            parts.append(r if c == 1 else f"{c}*{r}")
+        if self.const or not parts:
+            parts.append(str(self.const))
+        return "(" + "+".join(parts).replace("+-", "-") + ")" if len(parts) > 1 else parts[0]
+
+
+def _make(terms: dict[Atom, int], const: int) -> Lin:
+    # k*(x/k) + (x%k) == x: recombine the pieces a reshape split apart
+    for a in [a for a in terms if isinstance(a, ModAtom)]:
+        div = DivAtom(a.num, a.k)
+        c = terms.get(a, 0)
+        if c and terms.get(div) == c * a.k:
+            del terms[a], terms[div]
+            return _make(terms, const) + a.num * c
+    return Lin(tuple(sorted(((a, c) for a, c in terms.items() if c), key=lambda t: repr(t[0]))), const)
+
+
+def num(value: int) -> Lin:
+    return Lin((), value)
+
+
+def atom(a: Atom) -> Lin:
+    return Lin(((a, 1),), 0)
+
+
+def var(name: str, extent: int) -> Lin:
+    """A loop variable; a dimension of extent 1 is the constant 0."""
+    return atom(Var(name, extent)) if extent > 1 else ZERO
+
+
+ZERO = Lin((), 0)
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The condition lo <= expr < hi."""
+
+    expr: Lin
+    lo: int
+    hi: int
+
+    def render(self) -> str:
+        conds = []
+        if self.expr.lo < self.lo:
+            conds.append(f"{self.expr.render()}>={self.lo}")
+        if self.expr.hi >= self.hi:
+            conds.append(f"{self.expr.render()}<{self.hi}")
+        return "&&".join(conds)
+
+
+def bound(expr: Lin, lo: int, hi: int) -> Bound | bool:
+    """A bound, or True/False when the range decides it statically."""
+    if expr.lo >= lo and expr.hi < hi:
+        return True
+    if expr.hi < lo or expr.lo >= hi:
+        return False
+    return Bound(expr, lo, hi)
+
+
+def flat_index(coords: tuple[Lin, ...], shape: tuple[int, ...]) -> Lin:
+    """Row-major linear index of `coords` in a contiguous array of `shape`."""
+    index, stride = ZERO, 1
+    for c, s in zip(reversed(coords), reversed(shape)):
+        index = index + c * stride
+        stride *= s
+    return index
+
+
+def unflatten(index: Lin, shape: tuple[int, ...]) -> tuple[Lin, ...]:
+    """Coordinates in `shape` of a row-major linear index."""
+    coords = []
+    stride = 1
+    for s in reversed(shape):
+        coords.append(ZERO if s == 1 else (index // stride) % s)
+        stride *= s
+    return tuple(reversed(coords))

@@ -1,0 +1,123 @@
+"""The CPU device: numpy-backed buffers, C compiled by the system compiler, launched via ctypes."""
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .. import flags
+from ..errors import CompileError
+from . import cache
+from .buffer import Buffer, CountingAllocator
+
+CFLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-fno-math-errno", "-std=gnu11")
+
+
+def find_compiler() -> str:
+    chosen = flags.CC.raw()
+    for cc in ([chosen] if chosen else ["cc", "gcc", "clang"]):
+        if shutil.which(cc):
+            return cc
+    raise CompileError("no C compiler found (install gcc or clang, or set FUSEGRAD_CC)")
+
+
+def _compiler_identity(cc: str) -> str:
+    out = subprocess.run([cc, "--version"], capture_output=True, text=True, check=False)
+    return out.stdout.splitlines()[0] if out.stdout else cc
+
+
+class CPUProgram:
+    """A compiled kernel: call with device buffers in parameter order."""
+
+    __slots__ = ("name", "_fn")
+
+    def __init__(self, name: str, fn: ctypes._CFuncPtr):
+        self.name = name
+        self._fn = fn
+
+    def __call__(self, buffers: Sequence[Buffer]) -> float:
+        args = [b.handle.ctypes.data for b in buffers]
+        start = time.perf_counter()
+        self._fn(*args)
+        return time.perf_counter() - start
+
+
+class CPUDevice:
+    kind = "cpu"
+
+    def __init__(self, name: str = "cpu"):
+        self.name = name
+        self.allocator = CountingAllocator(name, lambda nbytes: np.empty(max(nbytes, 1), dtype=np.uint8))
+        self._lock = threading.Lock()
+        self._compiler: tuple[str, str] | None = None
+
+    # memory
+    def alloc(self, nbytes: int) -> Buffer:
+        return self.allocator.alloc(nbytes)
+
+    def copy_in(self, buf: Buffer, data: np.ndarray) -> None:
+        raw = np.ascontiguousarray(data).reshape(-1).view(np.uint8)
+        buf.handle[: raw.size] = raw
+
+    def copy_out(self, buf: Buffer, np_dtype: np.dtype, count: int) -> np.ndarray:
+        return buf.handle[: count * np_dtype.itemsize].view(np_dtype).copy()
+
+    # compilation
+    def compiler(self) -> tuple[str, str]:
+        if self._compiler is None:
+            cc = find_compiler()
+            self._compiler = (cc, _compiler_identity(cc))
+        return self._compiler
+
+    def compile(self, source: str, names: Sequence[str], nargs: Sequence[int]) -> list[CPUProgram]:
+        """Compile one translation unit holding every named kernel; cached on disk by source+compiler+flags."""
+        cc, identity = self.compiler()
+        key = cache.cache_key(source, identity, " ".join(CFLAGS))
+        with self._lock:
+            path = cache.lookup(key, "so")
+            if path is None:
+                path = cache.store(key, "so", lambda out: self._build(cc, source, out))
+            try:
+                lib = ctypes.CDLL(str(path))
+            except OSError:  # passed its checksum yet will not load: rebuild once
+                cache.invalidate(key, "so")
+                path = cache.store(key, "so", lambda out: self._build(cc, source, out))
+                lib = ctypes.CDLL(str(path))
+        programs = []
+        for name, n in zip(names, nargs):
+            fn = getattr(lib, name)
+            fn.argtypes = [ctypes.c_void_p] * n
+            fn.restype = None
+            programs.append(CPUProgram(name, fn))
+        return programs
+
+    @staticmethod
+    def _build(cc: str, source: str, out: Path) -> None:
+        src = out.with_suffix(".c")
+        src.write_text(source)
+        try:
+            proc = subprocess.run([cc, *CFLAGS, "-o", str(out), str(src), "-lm"],
+                                  capture_output=True, text=True, check=False)
+        finally:
+            src.unlink(missing_ok=True)
+        if proc.returncode != 0:
+            raise CompileError(f"{cc} failed to compile generated kernels (exit {proc.returncode})",
+                               source, proc.stderr)
+
+    def synchronize(self) -> None:
+        """CPU kernels run synchronously."""
+
+    @staticmethod
+    def set_num_threads(n: int) -> None:
+        os.environ["OMP_NUM_THREADS"] = str(n)
+        try:
+            ctypes.CDLL("libgomp.so.1").omp_set_num_threads(ctypes.c_int(n))
+        except OSError:
+            pass

@@ -1,0 +1,833 @@
+"""The user-facing Tensor: lazy, differentiable, PyTorch-shaped.
+
+This module holds the core: construction, realization, the primitive ops (each one records
+its history for autograd), broadcasting and type promotion. Composite ops live in the mixins
+of `fusegrad.ops` (elementwise, reduce, movement, index, linalg), built from these primitives.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import autograd, dtypes
+from .dtypes import DType
+from .engine.realize import realize as _realize_nodes
+from .errors import DeviceError, DTypeError, GradError, ShapeError
+from .graph import node as G
+from .graph.node import Node
+from .graph.ops import COMPARISON, Op
+from .ops.elementwise import ElementwiseMixin
+from .ops.index import IndexMixin
+from .ops.linalg import LinalgMixin
+from .ops.movement import MovementMixin
+from .ops.reduce import ReduceMixin
+from .runtime import registry
+
+Scalar = int | float | bool
+
+
+def _shape_arg(args: tuple) -> tuple[int, ...]:
+    """Accept f(2, 3), f((2, 3)) and f([2, 3]) like torch."""
+    if len(args) == 1 and isinstance(args[0], (tuple, list)):
+        args = tuple(args[0])
+    shape = tuple(int(s) for s in args)
+    if any(s < 0 for s in shape):
+        raise ShapeError(f"negative dimension in shape {shape}")
+    return shape
+
+
+def normalize_dim(dim: int, ndim: int) -> int:
+    """A dimension index in [0, ndim); negative counts from the end. Scalars accept 0 and -1."""
+    size = max(ndim, 1)
+    if not -size <= dim < size:
+        raise IndexError(f"dimension {dim} out of range for a tensor with {ndim} dimensions "
+                         f"(expected in [{-size}, {size - 1}])")
+    return dim % size
+
+
+def broadcast_shape(*shapes: tuple[int, ...]) -> tuple[int, ...]:
+    ndim = max(len(s) for s in shapes)
+    out = []
+    for i in range(ndim):
+        sizes = {s[i - ndim + len(s)] for s in shapes if i - ndim + len(s) >= 0} - {1}
+        if len(sizes) > 1:
+            raise ShapeError(f"shapes {', '.join(str(tuple(s)) for s in shapes)} cannot be broadcast together "
+                             f"(dimension {i} has sizes {sorted(sizes)})")
+        out.append(sizes.pop() if sizes else 1)
+    return tuple(out)
+
+
+class Tensor(ElementwiseMixin, ReduceMixin, MovementMixin, IndexMixin, LinalgMixin):
+    """A lazy n-dimensional array. Operations build a graph; values are computed on demand."""
+
+    __slots__ = ("_node", "_ctx", "requires_grad", "grad", "name", "__weakref__")
+    __array_priority__ = 1000  # numpy defers `ndarray op Tensor` to us
+
+    def __init__(self, *args: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False,
+                 name: str | None = None):
+        if args and all(isinstance(a, int) and not isinstance(a, bool) for a in args):
+            data: Any = np.zeros(_shape_arg(args), dtype=np.float32)  # torch.Tensor(2, 3): a new (2, 3) tensor
+        else:
+            data = args[0] if args else []
+        dt = dtypes.to_dtype(dtype) if dtype is not None else dtypes.float32
+        node = _node_from_data(data, dt, registry.canonical(device))
+        self._init(node, None, False)
+        self.name = name
+        if requires_grad:
+            self.requires_grad_(True)
+
+    def _init(self, node: Node, ctx: autograd.Ctx | None, requires_grad: bool) -> None:
+        self._node = node
+        self._ctx = ctx
+        self.requires_grad = requires_grad
+        self.grad: Tensor | None = None
+        self.name = None
+
+    @classmethod
+    def _from_node(cls, node: Node) -> "Tensor":
+        t = cls.__new__(cls)
+        t._init(node, None, False)
+        return t
+
+    def _apply(self, node: Node, op: Op, inputs: tuple["Tensor", ...], arg: Any = None) -> "Tensor":
+        """Wrap a new node, recording how it was made when autograd needs it."""
+        t = Tensor.__new__(Tensor)
+        if autograd.should_record(inputs):
+            t._init(node, autograd.Ctx(op, inputs, arg), any(i.requires_grad for i in inputs))
+        else:
+            t._init(node, None, False)
+        return t
+
+    # ---- properties ---------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._node.shape
+
+    @property
+    def dtype(self) -> DType:
+        return self._node.dtype
+
+    @property
+    def device(self) -> str:
+        return self._node.device
+
+    @property
+    def ndim(self) -> int:
+        return len(self._node.shape)
+
+    def dim(self) -> int:
+        return self.ndim
+
+    def numel(self) -> int:
+        return self._node.numel
+
+    def size(self, dim: int | None = None) -> Any:
+        """The shape, or one dimension's size."""
+        if dim is None:
+            return self.shape
+        return self.shape[normalize_dim(dim, self.ndim)] if self.ndim else 1
+
+    def __len__(self) -> int:
+        if not self.ndim:
+            raise TypeError("len() of a 0-d tensor")
+        return self.shape[0]
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._ctx is None
+
+    @property
+    def grad_fn(self) -> str | None:
+        """The primitive op that made this tensor (None for leaves)."""
+        return self._ctx.op.name if self._ctx is not None else None
+
+    def is_floating_point(self) -> bool:
+        return self.dtype.is_floating_point
+
+    def element_size(self) -> int:
+        return self.dtype.itemsize
+
+    # ---- autograd -----------------------------------------------------------------------
+    def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
+        if requires_grad and not self.dtype.is_floating_point:
+            raise DTypeError(f"only floating point tensors can require gradients, got {self.dtype.name}")
+        if not requires_grad and self._ctx is not None:
+            raise GradError("requires_grad can only be switched off on leaf tensors; use detach()")
+        self.requires_grad = requires_grad
+        return self
+
+    def detach(self) -> "Tensor":
+        """The same values, cut from the graph."""
+        return Tensor._from_node(self._node)
+
+    def backward(self, gradient: "Tensor | None" = None, retain_graph: bool | None = None,
+                 create_graph: bool = False, inputs: Sequence["Tensor"] | None = None) -> None:
+        """Accumulate gradients of this tensor into `.grad` of the leaves that require grad."""
+        autograd.backward(self, gradient, create_graph=create_graph, inputs=inputs)
+
+    # ---- realization ------------------------------------------------------------------
+    def realize(self) -> "Tensor":
+        """Compute the value now (kernels run); returns self."""
+        _realize_nodes([self._node])
+        return self
+
+    def numpy(self) -> np.ndarray:
+        """A numpy copy of the value (bfloat16 is returned as float32)."""
+        self.realize()
+        node = self._node
+        device = registry.get(node.device)
+        arr = device.copy_out(node.buffer, node.dtype.np, node.numel).reshape(node.shape)
+        if node.dtype is dtypes.bfloat16:
+            arr = (arr.astype(np.uint32) << 16).view(np.float32)
+        return arr
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        arr = self.numpy()
+        return arr.astype(dtype) if dtype is not None else arr
+
+    def item(self) -> Scalar:
+        if self.numel() != 1:
+            raise ShapeError(f"a Tensor with {self.numel()} elements cannot be converted to a Python scalar")
+        return self.numpy().reshape(()).item()
+
+    def tolist(self) -> Any:
+        return self.numpy().tolist()
+
+    def __bool__(self) -> bool:
+        if self.numel() != 1:
+            raise ShapeError(f"the truth value of a Tensor with {self.numel()} elements is ambiguous")
+        return bool(self.item())
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    def __index__(self) -> int:
+        if self.dtype.is_floating_point or self.numel() != 1:
+            raise TypeError("only integer tensors of a single element can be converted to an index")
+        return int(self.item())
+
+    def __repr__(self) -> str:
+        from .printing import tensor_repr
+        return tensor_repr(self)
+
+    __str__ = __repr__
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __iter__(self) -> Any:
+        if not self.ndim:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self.shape[0]))
+
+    # ---- dtype and device -------------------------------------------------------------
+    def to(self, *args: Any, dtype: Any = None, device: Any = None) -> "Tensor":
+        """`x.to(dtype)`, `x.to(device)`, `x.to(device, dtype)`."""
+        for a in args:
+            if isinstance(a, Tensor):
+                dtype, device = a.dtype, a.device
+            elif isinstance(a, str) and a.split(":")[0] in registry.available():
+                device = a
+            else:
+                dtype = a
+        out = self
+        if device is not None and registry.canonical(device) != self.device:
+            out = out._to_device(registry.canonical(device))
+        if dtype is not None:
+            out = out.cast(dtypes.to_dtype(dtype))
+        return out
+
+    def _to_device(self, device: str) -> "Tensor":
+        return Tensor._from_node(_node_from_data(self.numpy(), self.dtype, device))
+
+    def cast(self, dtype: DType) -> "Tensor":
+        if dtype is self.dtype:
+            return self
+        return self._apply(G.cast(self._node, dtype), Op.CAST, (self,), dtype)
+
+    def type(self, dtype: Any = None) -> Any:
+        return self.dtype.name if dtype is None else self.cast(dtypes.to_dtype(dtype))
+
+    def float(self) -> "Tensor":
+        return self.cast(dtypes.float32)
+
+    def double(self) -> "Tensor":
+        return self.cast(dtypes.float64)
+
+    def half(self) -> "Tensor":
+        return self.cast(dtypes.float16)
+
+    def bfloat16(self) -> "Tensor":
+        return self.cast(dtypes.bfloat16)
+
+    def long(self) -> "Tensor":
+        return self.cast(dtypes.int64)
+
+    def int(self) -> "Tensor":
+        return self.cast(dtypes.int32)
+
+    def bool(self) -> "Tensor":
+        return self.cast(dtypes.bool_)
+
+    def cpu(self) -> "Tensor":
+        return self.to("cpu")
+
+    # ---- primitive plumbing -----------------------------------------------------------
+    def _const(self, value: Scalar, dtype: DType | None = None, shape: tuple[int, ...] | None = None) -> "Tensor":
+        node = G.const(value, self.shape if shape is None else shape, dtype or self.dtype, self.device)
+        return Tensor._from_node(node)
+
+    def _operand(self, x: Any) -> "Tensor":
+        """A Tensor for x on this device (Python scalars become constants of their own dtype)."""
+        if isinstance(x, Tensor):
+            if x.device != self.device:
+                raise DeviceError(f"expected all tensors on the same device, got {self.device} and {x.device}")
+            return x
+        if isinstance(x, (bool, int, float)):
+            return self._const(x, dtypes.python_scalar_dtype(x), ())
+        if isinstance(x, np.generic) or isinstance(x, np.ndarray) or isinstance(x, (list, tuple)):
+            return tensor(x, device=self.device)
+        raise TypeError(f"unsupported operand type {type(x).__name__} for a Tensor op")
+
+    def _promote(self, *others: Any, floating: bool = False) -> tuple[list["Tensor"], DType]:
+        """Operands as tensors plus their PyTorch result dtype (the least float one if floating)."""
+        ts = [self] + [self._operand(o) for o in others]
+        groups: tuple[list[DType], list[DType], list[DType]] = ([], [], [])
+        for t, raw in zip(ts, (self, *others)):
+            if not isinstance(raw, Tensor):
+                groups[2].append(dtypes.python_scalar_dtype(raw) if isinstance(raw, (bool, int, float)) else t.dtype)
+            else:
+                groups[1 if t.ndim == 0 else 0].append(t.dtype)
+        dt = dtypes.result_type(*groups)
+        return ts, dtypes.least_float(dt) if floating else dt
+
+    def _broadcast_all(self, ts: list["Tensor"], dtype: DType) -> list["Tensor"]:
+        shape = broadcast_shape(*(t.shape for t in ts))
+        out = []
+        for t in ts:
+            if t._node.op is Op.CONST and t._node.buffer is None and t._ctx is None:
+                out.append(t._const(t._node.arg, dtype, shape))
+            else:
+                out.append(t.cast(dtype).broadcast_to(shape))
+        return out
+
+    def _binary(self, op: Op, other: Any, reverse: bool = False, floating: bool = False) -> "Tensor":
+        ts, dt = self._promote(other, floating=floating)
+        a, b = self._broadcast_all(ts, dt)
+        if reverse:
+            a, b = b, a
+        return a._apply(G.binary(op, a._node, b._node), op, (a, b))
+
+    def _unary(self, op: Op, floating: bool = True) -> "Tensor":
+        x = self.cast(dtypes.least_float(self.dtype)) if floating else self
+        return x._apply(G.unary(op, x._node), op, (x,))
+
+    def _movement(self, op: Op, arg: Any) -> "Tensor":
+        node = G.movement(op, self._node, arg)
+        if node is self._node:
+            return self
+        return self._apply(node, op, (self,), tuple(arg))
+
+    def _reduce(self, op: Op, dim: Any, keepdim: bool) -> "Tensor":
+        axes = self._axes(dim)
+        node = G.reduce(op, self._node, axes)
+        out = self if node is self._node else self._apply(node, op, (self,), axes)
+        if not keepdim:
+            out = out.reshape(tuple(s for i, s in enumerate(self.shape) if i not in axes))
+        return out
+
+    def _axes(self, dim: Any) -> tuple[int, ...]:
+        if dim is None:
+            return tuple(range(self.ndim))
+        dims = (dim,) if isinstance(dim, int) else tuple(dim)
+        axes = tuple(sorted({normalize_dim(d, self.ndim) for d in dims}))
+        return axes if self.ndim else ()
+
+    # ---- primitive elementwise --------------------------------------------------------
+    def __add__(self, other: Any) -> "Tensor":
+        return self._binary(Op.ADD, other)
+
+    def __radd__(self, other: Any) -> "Tensor":
+        return self._binary(Op.ADD, other, reverse=True)
+
+    def __sub__(self, other: Any) -> "Tensor":
+        self._no_bool("subtraction", other)
+        return self._binary(Op.SUB, other)
+
+    def __rsub__(self, other: Any) -> "Tensor":
+        self._no_bool("subtraction", other)
+        return self._binary(Op.SUB, other, reverse=True)
+
+    def __mul__(self, other: Any) -> "Tensor":
+        return self._binary(Op.MUL, other)
+
+    def __rmul__(self, other: Any) -> "Tensor":
+        return self._binary(Op.MUL, other, reverse=True)
+
+    def __truediv__(self, other: Any) -> "Tensor":
+        return self._binary(Op.DIV, other, floating=True)
+
+    def __rtruediv__(self, other: Any) -> "Tensor":
+        return self._binary(Op.DIV, other, reverse=True, floating=True)
+
+    def __floordiv__(self, other: Any) -> "Tensor":
+        return self.floor_divide(other)
+
+    def __rfloordiv__(self, other: Any) -> "Tensor":
+        return self._operand(other).floor_divide(self)
+
+    def floor_divide(self, other: Any) -> "Tensor":
+        ts, dt = self._promote(other)
+        if dt.is_floating_point:
+            return (self / other).floor()
+        return self._binary(Op.DIV, other)
+
+    def __mod__(self, other: Any) -> "Tensor":
+        return self._binary(Op.MOD, other)
+
+    def __rmod__(self, other: Any) -> "Tensor":
+        return self._binary(Op.MOD, other, reverse=True)
+
+    def remainder(self, other: Any) -> "Tensor":
+        return self % other
+
+    def __pow__(self, other: Any) -> "Tensor":
+        return self.pow(other)
+
+    def __rpow__(self, other: Any) -> "Tensor":
+        return self._binary(Op.POW, other, reverse=True)
+
+    def pow(self, exponent: Any) -> "Tensor":
+        if isinstance(exponent, (int, float)) and not isinstance(exponent, bool):
+            if exponent == 2:
+                return self * self
+            if exponent == 1:
+                return self * 1
+            if exponent == 0.5 and self.dtype.is_floating_point:
+                return self.sqrt()
+        return self._binary(Op.POW, exponent)
+
+    def __neg__(self) -> "Tensor":
+        if self.dtype is dtypes.bool_:
+            raise DTypeError("negation of a bool tensor is not supported; use ~ or logical_not() instead")
+        return self._unary(Op.NEG, floating=False)
+
+    def __pos__(self) -> "Tensor":
+        return self
+
+    def neg(self) -> "Tensor":
+        return -self
+
+    def _no_bool(self, what: str, other: Any) -> None:
+        other_bool = isinstance(other, bool) or (isinstance(other, Tensor) and other.dtype is dtypes.bool_)
+        if self.dtype is dtypes.bool_ and other_bool:
+            raise DTypeError(f"{what} of two bool tensors is not supported; use logical_xor() or ^ instead")
+
+    def maximum(self, other: Any) -> "Tensor":
+        return self._binary(Op.MAX, other)
+
+    def exp(self) -> "Tensor":
+        return self._unary(Op.EXP)
+
+    def log(self) -> "Tensor":
+        return self._unary(Op.LOG)
+
+    def sin(self) -> "Tensor":
+        return self._unary(Op.SIN)
+
+    def cos(self) -> "Tensor":
+        return self._unary(Op.COS)
+
+    def sqrt(self) -> "Tensor":
+        return self._unary(Op.SQRT)
+
+    def erf(self) -> "Tensor":
+        return self._unary(Op.ERF)
+
+    def floor(self) -> "Tensor":
+        if not self.dtype.is_floating_point:
+            return self
+        return self._unary(Op.FLOOR)
+
+    # comparisons compute in the promoted dtype and return bool
+    def _compare(self, op: Op, other: Any, reverse: bool = False) -> "Tensor":
+        assert op in COMPARISON
+        return self._binary(op, other, reverse=reverse)
+
+    def __lt__(self, other: Any) -> "Tensor":
+        return self._compare(Op.CMPLT, other)
+
+    def __gt__(self, other: Any) -> "Tensor":
+        return self._compare(Op.CMPLT, other, reverse=True)
+
+    def __le__(self, other: Any) -> "Tensor":
+        return self._compare(Op.CMPLT, other) | self._compare(Op.CMPEQ, other)
+
+    def __ge__(self, other: Any) -> "Tensor":
+        return self._compare(Op.CMPLT, other, reverse=True) | self._compare(Op.CMPEQ, other)
+
+    def __eq__(self, other: Any) -> "Tensor":  # type: ignore[override]
+        return self._compare(Op.CMPEQ, other)
+
+    def __ne__(self, other: Any) -> "Tensor":  # type: ignore[override]
+        return self._compare(Op.CMPEQ, other).logical_not()
+
+    lt, gt, le, ge, eq, ne = __lt__, __gt__, __le__, __ge__, __eq__, __ne__
+
+    def _bitwise(self, op: Op, other: Any, reverse: bool = False) -> "Tensor":
+        ts, dt = self._promote(other)
+        if dt.is_floating_point:
+            raise DTypeError(f"bitwise {op.name.lower()} needs bool or integer tensors, got {dt.name}")
+        return self._binary(op, other, reverse=reverse)
+
+    def __and__(self, other: Any) -> "Tensor":
+        return self._bitwise(Op.AND, other)
+
+    def __or__(self, other: Any) -> "Tensor":
+        return self._bitwise(Op.OR, other)
+
+    def __xor__(self, other: Any) -> "Tensor":
+        return self._bitwise(Op.XOR, other)
+
+    __rand__, __ror__, __rxor__ = __and__, __or__, __xor__
+
+    def __invert__(self) -> "Tensor":
+        if self.dtype.is_floating_point:
+            raise DTypeError(f"~ needs a bool or integer tensor, got {self.dtype.name}")
+        return self._unary(Op.NOT, floating=False)
+
+    def logical_not(self) -> "Tensor":
+        return self.bool()._unary(Op.NOT, floating=False)
+
+    def logical_and(self, other: Any) -> "Tensor":
+        return self.bool() & self._operand(other).bool()
+
+    def logical_or(self, other: Any) -> "Tensor":
+        return self.bool() | self._operand(other).bool()
+
+    def logical_xor(self, other: Any) -> "Tensor":
+        return self.bool() ^ self._operand(other).bool()
+
+    def where(self, condition: Any, other: Any) -> "Tensor":
+        """`x.where(cond, y)`: x where cond holds, else y (torch.Tensor.where)."""
+        return where(condition, self, other)
+
+    # ---- primitive reductions ---------------------------------------------------------
+    def sum(self, dim: Any = None, keepdim: bool = False, dtype: Any = None) -> "Tensor":
+        x = self
+        if dtype is not None:
+            x = x.cast(dtypes.to_dtype(dtype))
+        elif not x.dtype.is_floating_point:
+            x = x.cast(dtypes.int64)  # like torch: integer and bool sums are int64
+        return x._reduce(Op.SUM, dim, keepdim)
+
+    def prod(self, dim: Any = None, keepdim: bool = False, dtype: Any = None) -> "Tensor":
+        x = self.cast(dtypes.to_dtype(dtype)) if dtype is not None else (
+            self if self.dtype.is_floating_point else self.cast(dtypes.int64))
+        return x._reduce(Op.PROD, dim, keepdim)
+
+    def amax(self, dim: Any = None, keepdim: bool = False) -> "Tensor":
+        self._check_nonempty_reduce("amax", dim)
+        if self.dtype is dtypes.bool_:
+            return self.cast(dtypes.uint8)._reduce(Op.RMAX, dim, keepdim).bool()
+        return self._reduce(Op.RMAX, dim, keepdim)
+
+    def amin(self, dim: Any = None, keepdim: bool = False) -> "Tensor":
+        self._check_nonempty_reduce("amin", dim)
+        if self.dtype is dtypes.bool_:
+            return self.logical_not().amax(dim, keepdim).logical_not()
+        if self.dtype.is_int:
+            return ~((~self).amax(dim, keepdim))  # ~ reverses the order of every integer type
+        return -((-self).amax(dim, keepdim))
+
+    def _check_nonempty_reduce(self, name: str, dim: Any) -> None:
+        axes = self._axes(dim)
+        if self.numel() == 0 and (dim is None or any(self.shape[a] == 0 for a in axes)):
+            raise IndexError(f"{name}(): cannot reduce over a zero-size dimension of a tensor of shape {self.shape}")
+
+    def mean(self, dim: Any = None, keepdim: bool = False, dtype: Any = None) -> "Tensor":
+        x = self.cast(dtypes.to_dtype(dtype)) if dtype is not None else self
+        if not x.dtype.is_floating_point:
+            raise DTypeError(f"mean() needs a floating point tensor, got {x.dtype.name}; use .float() first")
+        axes = x._axes(dim)
+        count = math.prod(x.shape[a] for a in axes) if x.ndim else 1
+        return x.sum(dim, keepdim) / (count if count else float("nan"))
+
+    # ---- primitive movement -----------------------------------------------------------
+    def reshape(self, *shape: Any) -> "Tensor":
+        new = _infer_reshape(self.shape, _shape_tuple(shape))
+        return self._movement(Op.RESHAPE, new)
+
+    def view(self, *shape: Any) -> "Tensor":
+        if len(shape) == 1 and not isinstance(shape[0], (int, tuple, list)):
+            return self.cast(dtypes.to_dtype(shape[0]))
+        return self.reshape(*shape)
+
+    def permute(self, *dims: Any) -> "Tensor":
+        order = tuple(normalize_dim(d, self.ndim) for d in _shape_tuple(dims))
+        if sorted(order) != list(range(self.ndim)):
+            raise ShapeError(f"permute({order}) is not a permutation of the {self.ndim} dims of shape {self.shape}")
+        return self._movement(Op.PERMUTE, order)
+
+    def expand(self, *sizes: Any) -> "Tensor":
+        sizes = _shape_tuple(sizes)
+        if len(sizes) < self.ndim:
+            raise ShapeError(f"expand{sizes}: the number of sizes must be at least the tensor's {self.ndim} dims")
+        src = (1,) * (len(sizes) - self.ndim) + self.shape
+        new = tuple(s if n == -1 else n for s, n in zip(src, sizes))
+        for s, n in zip(src, new):
+            if s != n and s != 1:
+                raise ShapeError(f"cannot expand shape {self.shape} to {tuple(sizes)}")
+        x = self.reshape(src) if src != self.shape else self
+        return x._movement(Op.EXPAND, new)
+
+    def broadcast_to(self, *shape: Any) -> "Tensor":
+        return self.expand(*shape)
+
+    def expand_as(self, other: "Tensor") -> "Tensor":
+        return self.expand(other.shape)
+
+    def contiguous(self) -> "Tensor":
+        """Values in a buffer of their own, row-major (a copy kernel unless already so)."""
+        return self._apply(G.contiguous(self._node), Op.CONTIGUOUS, (self,))
+
+    # ---- in-place (rebind the lazy value) ---------------------------------------------
+    def _rebind(self, new: "Tensor") -> "Tensor":
+        """Make this tensor hold `new`'s value lazily; history follows when autograd records."""
+        if self._ctx is None and self.requires_grad and autograd.is_grad_enabled():
+            raise GradError("a leaf tensor that requires grad is used in an in-place operation; "
+                            "wrap it in fg.no_grad() (as optimizers do)")
+        if new.shape != self.shape:
+            raise ShapeError(f"in-place result has shape {new.shape}, expected {self.shape}")
+        new = new.cast(self.dtype)
+        self._node = new._node
+        if new._ctx is not None:
+            self._ctx, self.requires_grad = new._ctx, new.requires_grad
+        return self
+
+    def add_(self, other: Any, alpha: Scalar = 1) -> "Tensor":
+        return self._rebind(self + (other * alpha if alpha != 1 else other))
+
+    def sub_(self, other: Any, alpha: Scalar = 1) -> "Tensor":
+        return self._rebind(self - (other * alpha if alpha != 1 else other))
+
+    def mul_(self, other: Any) -> "Tensor":
+        return self._rebind(self * other)
+
+    def div_(self, other: Any) -> "Tensor":
+        return self._rebind(self / other)
+
+    def zero_(self) -> "Tensor":
+        return self._rebind(self._const(0))
+
+    def fill_(self, value: Scalar) -> "Tensor":
+        return self._rebind(self._const(value))
+
+    def copy_(self, src: Any) -> "Tensor":
+        return self._rebind(self._operand(src).to(self.dtype).broadcast_to(self.shape))
+
+    def clamp_(self, min: Any = None, max: Any = None) -> "Tensor":
+        return self._rebind(self.clamp(min, max))
+
+    # ---- creation helpers -------------------------------------------------------------
+    def zeros_like(self) -> "Tensor":
+        return self._const(0)
+
+    def ones_like(self) -> "Tensor":
+        return self._const(1)
+
+
+def _shape_tuple(args: tuple) -> tuple[int, ...]:
+    if len(args) == 1 and isinstance(args[0], (tuple, list)):
+        args = tuple(args[0])
+    return tuple(int(a) for a in args)
+
+
+def _infer_reshape(old: tuple[int, ...], new: tuple[int, ...]) -> tuple[int, ...]:
+    if new.count(-1) > 1:
+        raise ShapeError(f"only one dimension can be inferred in reshape {new}")
+    numel = math.prod(old)
+    if -1 in new:
+        known = math.prod(s for s in new if s != -1)
+        if known == 0 or numel % known:
+            raise ShapeError(f"shape {new} is invalid for input of size {numel} (shape {old})")
+        new = tuple(numel // known if s == -1 else s for s in new)
+    if any(s < 0 for s in new) or math.prod(new) != numel:
+        raise ShapeError(f"shape {new} is invalid for input of size {numel} (shape {old})")
+    return new
+
+
+def _node_from_data(data: Any, dtype: DType | None, device: str) -> Node:
+    """Upload host data (numpy array, nested lists, scalars) into a new device buffer."""
+    if isinstance(data, Tensor):
+        data = data.numpy()
+    arr = np.asarray(data)
+    if dtype is None:
+        if arr.dtype == np.float64 and not isinstance(data, np.ndarray):
+            dtype = dtypes.float32  # Python floats default to float32, like torch
+        elif arr.dtype.kind in "iu" and not isinstance(data, np.ndarray) and arr.dtype != np.uint8:
+            dtype = dtypes.int64
+        elif arr.dtype.kind in "OUSV":
+            raise DTypeError(f"cannot make a tensor from data of numpy dtype {arr.dtype}")
+        elif arr.dtype.kind == "f" and arr.size == 0 and not isinstance(data, np.ndarray):
+            dtype = dtypes.float32
+        else:
+            dtype = dtypes.from_numpy_dtype(arr.dtype)
+    if dtype is dtypes.bfloat16:
+        f32 = arr.astype(np.float32)
+        bits = f32.view(np.uint32).astype(np.uint64)
+        rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
+        arr = np.where(np.isnan(f32), np.uint16(0x7FC0), rounded)
+    else:
+        arr = arr.astype(dtype.np, copy=False)
+    arr = np.ascontiguousarray(arr)
+    dev = registry.get(device)
+    buf = dev.alloc(arr.nbytes)
+    dev.copy_in(buf, arr)
+    return G.buffer_node(buf, tuple(arr.shape), dtype, device)
+
+
+# ---- module-level API ------------------------------------------------------------------
+
+def tensor(data: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False,
+           name: str | None = None) -> Tensor:
+    """A new leaf tensor holding a copy of `data` (dtype inferred like torch.tensor)."""
+    dt = dtypes.to_dtype(dtype) if dtype is not None else None
+    t = Tensor._from_node(_node_from_data(data, dt, registry.canonical(device)))
+    t.name = name
+    if requires_grad:
+        t.requires_grad_(True)
+    return t
+
+
+def from_numpy(arr: np.ndarray) -> Tensor:
+    """A tensor with a copy of a numpy array's values and dtype."""
+    if not isinstance(arr, np.ndarray):
+        raise TypeError(f"from_numpy expects a numpy.ndarray, got {type(arr).__name__}")
+    return tensor(arr)
+
+
+def where(condition: Any, input: Any, other: Any) -> Tensor:
+    """input where condition holds, else other (broadcast and promoted like torch.where)."""
+    cond = condition if isinstance(condition, Tensor) else tensor(condition)
+    anchor = input if isinstance(input, Tensor) else (other if isinstance(other, Tensor) else cond)
+    ts, dt = anchor._promote(input, other) if anchor is not input else input._promote(other)
+    if anchor is not input:
+        ts = ts[1:]
+    shape = broadcast_shape(cond.shape, *(t.shape for t in ts))
+    c = cond.bool().broadcast_to(shape)
+    a, b = (t.cast(dt).broadcast_to(shape) for t in ts)
+    return c._apply(G.where(c._node, a._node, b._node), Op.WHERE, (c, a, b))
+
+
+def realize(*tensors: Tensor) -> None:
+    """Compute several tensors in one schedule (kernels fuse across them)."""
+    _realize_nodes([t._node for t in tensors])
+
+
+def _full(shape: tuple[int, ...], value: Scalar, dtype: Any, device: Any, requires_grad: bool) -> Tensor:
+    dt = dtypes.to_dtype(dtype) if dtype is not None else (
+        dtypes.python_scalar_dtype(value) if not isinstance(value, float) else dtypes.float32)
+    t = Tensor._from_node(G.const(value, shape, dt, registry.canonical(device)))
+    if requires_grad:
+        t = t.contiguous().realize().detach().requires_grad_(True)
+    return t
+
+
+def zeros(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    return _full(_shape_arg(size), 0.0, dtype, device, requires_grad)
+
+
+def ones(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    return _full(_shape_arg(size), 1.0, dtype, device, requires_grad)
+
+
+def empty(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """Like torch.empty, but zero-filled: fusegrad never exposes uninitialized memory."""
+    return zeros(*size, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def full(size: Any, fill_value: Scalar, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    return _full(_shape_arg((size,)), fill_value, dtype, device, requires_grad)
+
+
+def zeros_like(x: Tensor, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    return zeros(x.shape, dtype=dtype or x.dtype, device=device or x.device, requires_grad=requires_grad)
+
+
+def ones_like(x: Tensor, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    return ones(x.shape, dtype=dtype or x.dtype, device=device or x.device, requires_grad=requires_grad)
+
+
+def full_like(x: Tensor, fill_value: Scalar, dtype: Any = None, device: Any = None,
+              requires_grad: bool = False) -> Tensor:
+    return full(x.shape, fill_value, dtype=dtype or x.dtype, device=device or x.device, requires_grad=requires_grad)
+
+
+def empty_like(x: Tensor, dtype: Any = None, device: Any = None) -> Tensor:
+    return zeros_like(x, dtype=dtype, device=device)
+
+
+def arange(start: Scalar, end: Scalar | None = None, step: Scalar = 1, dtype: Any = None,
+           device: Any = None, requires_grad: bool = False) -> Tensor:
+    """[start, start + step, ...) below end, computed in the kernel that reads it."""
+    if end is None:
+        start, end = 0, start
+    if step == 0:
+        raise ValueError("arange: step must be nonzero")
+    n = max(0, math.ceil((end - start) / step))
+    is_float = any(isinstance(v, float) for v in (start, end, step))
+    dt = dtypes.to_dtype(dtype) if dtype is not None else (dtypes.float32 if is_float else dtypes.int64)
+    idx = Tensor._from_node(G.iota(n, registry.canonical(device)))
+    out = idx if not is_float else idx.cast(dtypes.float64)
+    if step != 1:
+        out = out * step
+    if start != 0:
+        out = out + start
+    out = out.cast(dt)
+    if requires_grad:
+        out = out.contiguous().realize().detach().requires_grad_(True)
+    return out
+
+
+def linspace(start: float, end: float, steps: int, dtype: Any = None, device: Any = None,
+             requires_grad: bool = False) -> Tensor:
+    if steps < 0:
+        raise ValueError("linspace: number of steps must be non-negative")
+    dt = dtypes.to_dtype(dtype) if dtype is not None else dtypes.float32
+    if steps == 1:
+        return full((1,), start, dtype=dt, device=device, requires_grad=requires_grad)
+    step = (end - start) / max(steps - 1, 1)
+    i = Tensor._from_node(G.iota(steps, registry.canonical(device))).cast(dtypes.float64)
+    # fill from both ends so the last value is exactly `end`, as torch does
+    half = steps // 2
+    out = where(i < half, i * step + start, end - (steps - 1 - i) * step).cast(dt)
+    if requires_grad:
+        out = out.contiguous().realize().detach().requires_grad_(True)
+    return out
+
+
+def eye(n: int, m: int | None = None, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    m = n if m is None else m
+    rows = arange(n, device=device).reshape(n, 1)
+    cols = arange(m, device=device).reshape(1, m)
+    out = (rows == cols).cast(dtypes.to_dtype(dtype) if dtype is not None else dtypes.float32)
+    if requires_grad:
+        out = out.contiguous().realize().detach().requires_grad_(True)
+    return out
+
+
+def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+    from .ops.movement import cat as _cat
+    return _cat(tensors, dim)
+
+
+def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+    from .ops.movement import stack as _stack
+    return _stack(tensors, dim)
+
