@@ -1,0 +1,147 @@
+"""Autograd: backward/.grad, GradientTape, fg.grad, higher order, deep graphs."""
+import math
+
+import numpy as np
+import pytest
+
+import fusegrad as fg
+from tests.helpers import RNG, finite_difference_check
+
+
+@pytest.mark.parametrize("fn", [
+    lambda x: (x * x.sin()).exp(),
+    lambda x: (x.exp() + 1).log() / (x * x + 1).sqrt(),
+    lambda x: (x.reshape(6) ** 3).sum() * x.permute(1, 0).sum(0).max(),
+    lambda x: fg.where(x > 0, x * 2, x.cos()),
+    lambda x: x.erf() * x.expand(4, 3, 2).sum(0),
+])
+def test_gradients_match_finite_differences(fn):
+    finite_difference_check(fn, RNG.uniform(-1.5, 1.5, size=(3, 2)))
+
+
+def test_backward_accumulates_into_leaves():
+    x = fg.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    (x * x).sum().backward()
+    (x * 3).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), 2 * np.array([1, 2, 3]) + 3)
+
+
+def test_backward_with_gradient_argument():
+    x = fg.tensor([[1.0, -2.0], [3.0, 4.0]], requires_grad=True)
+    y = x * x
+    y.backward(gradient=fg.tensor([[1.0, 0.0], [2.0, -1.0]]))
+    np.testing.assert_allclose(x.grad.numpy(), [[2.0, 0.0], [12.0, -8.0]])
+
+
+def test_non_scalar_backward_without_gradient_raises():
+    x = fg.tensor([1.0, 2.0], requires_grad=True)
+    with pytest.raises(fg.GradError, match="scalar"):
+        (x * 2).backward()
+
+
+def test_no_grad_records_nothing():
+    x = fg.tensor([1.0], requires_grad=True)
+    with fg.no_grad():
+        y = x * 2
+    assert not y.requires_grad and y.grad_fn is None
+    with pytest.raises(fg.GradError):
+        y.backward()
+
+
+def test_detach_cuts_the_graph():
+    x = fg.tensor([2.0], requires_grad=True)
+    y = x * x.detach()
+    y.backward()
+    np.testing.assert_allclose(x.grad.numpy(), [2.0])
+
+
+def test_integer_tensors_cannot_require_grad():
+    with pytest.raises(fg.DTypeError):
+        fg.tensor([1, 2]).requires_grad_()
+
+
+def test_gradient_tape_needs_no_flags():
+    x = fg.tensor(1.5)
+    with fg.GradientTape() as tape:
+        y = x.sin() * x
+    g = tape.gradient(y, x)
+    np.testing.assert_allclose(g.item(), math.cos(1.5) * 1.5 + math.sin(1.5), rtol=1e-6)
+
+
+def test_gradient_tape_multiple_sources_and_unconnected():
+    a, b, c = fg.tensor(2.0), fg.tensor(3.0), fg.tensor(5.0)
+    with fg.GradientTape() as tape:
+        y = a * a * b
+    ga, gb, gc = tape.gradient(y, [a, b, c])
+    assert ga.item() == pytest.approx(12.0) and gb.item() == pytest.approx(4.0) and gc is None
+
+
+def test_non_persistent_tape_answers_once_persistent_many_times():
+    x = fg.tensor(2.0)
+    with fg.GradientTape() as tape:
+        y = x * x
+    tape.gradient(y, x)
+    with pytest.raises(fg.GradError, match="persistent"):
+        tape.gradient(y, x)
+    with fg.GradientTape(persistent=True) as tape:
+        y = x * x
+        z = y * x
+    assert tape.gradient(y, x).item() == pytest.approx(4.0)
+    assert tape.gradient(z, x).item() == pytest.approx(12.0)
+
+
+def test_nested_tapes_second_derivative():
+    x = fg.tensor(0.7, dtype=fg.float64)
+    with fg.GradientTape() as outer:
+        with fg.GradientTape() as inner:
+            y = x * x * x
+        dy = inner.gradient(y, x)
+    d2y = outer.gradient(dy, x)
+    assert dy.item() == pytest.approx(3 * 0.49) and d2y.item() == pytest.approx(6 * 0.7)
+
+
+def test_third_derivatives_through_grad():
+    x = fg.tensor(0.3, dtype=fg.float64)
+    d3_sin = fg.grad(fg.grad(fg.grad(lambda t: t.sin())))
+    assert d3_sin(x).item() == pytest.approx(-math.cos(0.3), rel=1e-9)
+    # d^3/dx^3 of x*exp(x) = (x + 3) exp(x)
+    d3 = fg.grad(fg.grad(fg.grad(lambda t: t * t.exp())))
+    assert d3(x).item() == pytest.approx((0.3 + 3) * math.exp(0.3), rel=1e-9)
+
+
+def test_backward_create_graph_gives_higher_order():
+    x = fg.tensor([0.5, -1.0], dtype=fg.float64, requires_grad=True)
+    (x.sin() * x).sum().backward(create_graph=True)
+    first = x.grad
+    assert first.requires_grad
+    x.grad = None
+    first.sum().backward()
+    xs = np.array([0.5, -1.0])
+    np.testing.assert_allclose(x.grad.numpy(), 2 * np.cos(xs) - xs * np.sin(xs), rtol=1e-9)
+
+
+def test_value_and_grad_and_argnums():
+    f = lambda a, b: (a * b * b).sum()  # noqa: E731
+    a, b = fg.tensor([1.0, 2.0]), fg.tensor([3.0, 4.0])
+    value, (ga, gb) = fg.value_and_grad(f, argnums=(0, 1))(a, b)
+    assert value.item() == pytest.approx(41.0)
+    np.testing.assert_allclose(ga.numpy(), [9.0, 16.0])
+    np.testing.assert_allclose(gb.numpy(), [6.0, 16.0])
+    assert fg.grad(lambda t: t * t)(3.0).item() == pytest.approx(6.0)
+
+
+def test_chain_of_100k_ops_has_no_recursion_limit():
+    x = fg.tensor([1.0, 2.0], requires_grad=True)
+    y = x
+    for _ in range(50_000):
+        y = y * 1.0 + 1.0
+    assert y.sum().item() == pytest.approx(100_003.0)
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [1.0, 1.0])
+
+
+def test_grad_dtype_matches_leaf():
+    x = fg.tensor([1.0, 2.0], dtype=fg.float16, requires_grad=True)
+    (x.float() * 2).sum().backward()
+    assert x.grad.dtype == fg.float16
+    np.testing.assert_allclose(x.grad.numpy(), [2.0, 2.0])

@@ -1,0 +1,92 @@
+"""How many kernels a realization runs: the scheduler's fusion contract."""
+import numpy as np
+import pytest
+
+import fusegrad as fg
+
+
+def kernels(*tensors):
+    for t in tensors:
+        t.numpy()  # warm: inputs realized, kernels compiled
+    return None
+
+
+def count(fn):
+    """Kernels launched when realizing fn()'s result(s) built from realized inputs."""
+    with fg.profile() as p:
+        out = fn()
+        fg.realize(*(out if isinstance(out, tuple) else (out,)))
+    return len(p.kernels)
+
+
+@pytest.fixture
+def abc():
+    return [fg.tensor(np.random.randn(64, 32).astype(np.float32)) for _ in range(3)]
+
+
+def test_elementwise_then_reduce_is_one_kernel(abc):
+    a, b, c = abc
+    assert count(lambda: ((a * b + c).relu()).sum(1)) == 1
+
+
+def test_elementwise_chain_is_one_kernel(abc):
+    a, b, c = abc
+    assert count(lambda: ((a * b).exp() - c.sin() / 3).sqrt().maximum(a)) == 1
+
+
+def test_epilogue_after_reduction_fuses(abc):
+    a, _, _ = abc
+    assert count(lambda: a.sum(1) * 2 + 1) == 1
+    assert count(lambda: a.mean(0)) == 1
+
+
+def test_movement_ops_are_index_arithmetic(abc):
+    a, b, _ = abc
+    assert count(lambda: (a.T.reshape(16, 128).flip(0) + b.reshape(128, 16).T)) == 1
+
+
+def test_reduction_feeding_a_broadcast_is_materialized(abc):
+    a, _, _ = abc
+    # x - max(x): the max is computed once, then the subtraction: 2 kernels
+    assert count(lambda: a - a.amax(1, keepdim=True)) == 2
+
+
+def test_matmul_with_bias_and_relu_is_one_kernel(abc):
+    a, b, _ = abc
+    w = fg.tensor(np.random.randn(32, 16).astype(np.float32))
+    bias = fg.tensor(np.random.randn(16).astype(np.float32))
+    assert count(lambda: (a @ w + bias).relu()) == 1
+
+
+def test_lazy_until_needed(abc):
+    a, b, _ = abc
+    with fg.profile() as p:
+        y = (a * b).sum()
+    assert p.kernels == []
+    y.item()
+    assert len(p.kernels) == 0  # the profile block has ended
+    with fg.profile() as p:
+        z = (a + b).sum()
+        z.item()
+    assert len(p.kernels) == 1
+
+
+def test_realize_several_outputs_in_one_schedule(abc):
+    a, b, _ = abc
+    assert count(lambda: (a + b, a * b)) == 2
+
+
+def test_realized_value_is_reused(abc):
+    a, b, _ = abc
+    s = (a * b).sum(1).realize()
+    assert count(lambda: s * 2) == 1
+    assert count(lambda: s.reshape(8, 8)) == 0  # a contiguous view aliases the buffer
+
+
+def test_same_structure_reuses_compiled_kernels(abc):
+    a, b, c = abc
+    (a * b + c).numpy()
+    from fusegrad.engine import realize as R
+    before = len(R._programs)
+    (b * c + a).numpy()
+    assert len(R._programs) == before
