@@ -317,6 +317,18 @@ class Tensor(ElementwiseMixin, ReduceMixin, MovementMixin, IndexMixin, LinalgMix
         return out
 
     def _binary(self, op: Op, other: Any, reverse: bool = False, floating: bool = False) -> "Tensor":
+        node, dt = self._node, self._node.dtype
+        if not floating or dt.is_floating_point:
+            # fast paths (most ops in a model): same-shaped same-dtype tensors, or a scalar that
+            # does not change the dtype; the general path below gives the same result
+            if type(other) is Tensor and other._node.shape == node.shape and other._node.dtype is dt \
+                    and other._node.device == node.device:
+                a, b = (other, self) if reverse else (self, other)
+                return a._apply(G.binary(op, a._node, b._node), op, (a, b))
+            if (type(other) is float and dt.is_floating_point) or (type(other) is int and dt.kind in "iuf"):
+                c = Tensor._from_node(G.const(other, node.shape, dt, node.device))
+                a, b = (c, self) if reverse else (self, c)
+                return a._apply(G.binary(op, a._node, b._node), op, (a, b))
         ts, dt = self._promote(other, floating=floating)
         a, b = self._broadcast_all(ts, dt)
         if reverse:

@@ -1,7 +1,8 @@
 """C for the CPU device: OpenMP-parallel outer loops, compiled by gcc/clang."""
 from __future__ import annotations
 
-from .ir import Loop, LoopIR
+from .gemm_c import GEMM_DECLARATIONS, GEMM_SOURCE
+from .ir import Gemm, Loop
 from .render import CStyleRenderer
 
 # work (output elements x reduce length) below which a kernel stays single-threaded: thread
@@ -11,6 +12,7 @@ PARALLEL_GRAIN = 1 << 15
 C_PREAMBLE = r"""#include <math.h>
 #include <stdint.h>
 #include <stdbool.h>
+""" + GEMM_DECLARATIONS + r"""
 static inline float fg_bf16_to_f32(uint16_t x) { union { uint32_t u; float f; } v; v.u = (uint32_t)x << 16; return v.f; }
 static inline uint16_t fg_f32_to_bf16(float f) {
   union { uint32_t u; float f; } v; v.f = f;
@@ -57,13 +59,18 @@ static inline float fg_rand(uint64_t seed, uint64_t ctr) {
 
 class CRenderer(CStyleRenderer):
     preamble = C_PREAMBLE
+    support_source = GEMM_SOURCE
+    supports_gemm = True
 
-    def loop_open(self, ir: LoopIR, index: int, loop: Loop, globals_left: int) -> list[str]:
-        lines = super().loop_open(ir, index, loop, globals_left)
-        first_global = loop.kind == "global" and not any(
-            isinstance(s, Loop) and s.kind == "global" for s in ir.stmts[:index])
-        if first_global and ir.work >= PARALLEL_GRAIN:
-            outer = max(1, globals_left)  # every global loop but the innermost, which vectorizes
+    def loop_open(self, loop: Loop, nest: int, work: int) -> list[str]:
+        lines = super().loop_open(loop, nest, work)
+        if nest and work >= PARALLEL_GRAIN:
+            outer = max(1, nest - 1)  # every global loop of the nest but the innermost, which vectorizes
             collapse = f" collapse({outer})" if outer > 1 else ""
             lines.insert(0, f"#pragma omp parallel for{collapse} schedule(static)")
         return lines
+
+    def gemm(self, s: Gemm) -> str:
+        fn = "fg_gemm_f32" if s.dtype.name == "float32" else "fg_gemm_f64"
+        return (f"{fn}({s.m}, {s.n}, {s.k}, p{s.a_param} + {s.a_base.render()}, {s.sai}, {s.sak}, "
+                f"p{s.b_param} + {s.b_base.render()}, {s.sbk}, {s.sbj}, p0 + {s.c_base.render()}, {s.n});")

@@ -109,7 +109,27 @@ class Store:
     dtype: DType
 
 
-Stmt = Union[Loop, EndLoop, Define, DefineAcc, Accumulate, Store]
+@dataclass(frozen=True)
+class Gemm:
+    """out0[c_base + i*n + j] = sum_k A[a_base + i*sai + k*sak] * B[b_base + k*sbk + j*sbj] for the
+    i < m, j < n of one batch element (the bases depend only on enclosing batch loops)."""
+
+    dtype: DType
+    m: int
+    n: int
+    k: int
+    a_param: int
+    a_base: Lin
+    sai: int
+    sak: int
+    b_param: int
+    b_base: Lin
+    sbk: int
+    sbj: int
+    c_base: Lin
+
+
+Stmt = Union[Loop, EndLoop, Define, DefineAcc, Accumulate, Store, Gemm]
 
 
 @dataclass(frozen=True)
@@ -166,5 +186,9 @@ def _stmt_text(s: Stmt) -> str:
         return f"{s.name}: {s.dtype.name} = init({s.op.name})"
     if isinstance(s, Accumulate):
         return f"{s.name} = {s.op.name}({s.name}, {_expr_text(s.value)})"
+    if isinstance(s, Gemm):
+        return (f"out0[{s.c_base.render()}:] = gemm(m={s.m}, n={s.n}, k={s.k}, "
+                f"in{s.a_param}[{s.a_base.render()}:] strides ({s.sai}, {s.sak}), "
+                f"in{s.b_param}[{s.b_base.render()}:] strides ({s.sbk}, {s.sbj}))")
     assert isinstance(s, Store)
     return f"out{s.param}[{s.index.render()}] = {_expr_text(s.value)}"

@@ -5,8 +5,8 @@ import math
 
 from ..dtypes import DType
 from ..graph.ops import Op
-from .ir import (Accumulate, Alu, Cond, Const, Define, DefineAcc, EndLoop, Expr, Index, Load, Loop, LoopIR, Rand,
-                 Ref, Store)
+from .ir import (Accumulate, Alu, Cond, Const, Define, DefineAcc, EndLoop, Expr, Gemm, Index, Load, Loop, LoopIR,
+                 Rand, Ref, Store)
 
 _INT_MIN = {"int8": "INT8_MIN", "int16": "INT16_MIN", "int32": "INT32_MIN", "int64": "INT64_MIN"}
 
@@ -21,6 +21,8 @@ class CStyleRenderer:
                      "int32": "int32_t", "int64": "int64_t", "float16": "_Float16", "bfloat16": "uint16_t",
                      "float32": "float", "float64": "double"}
     preamble = ""
+    support_source = ""  # a library compiled once and loaded before kernels (e.g. the GEMM routine)
+    supports_gemm = False
 
     # types
     def storage_type(self, dtype: DType) -> str:
@@ -151,8 +153,12 @@ class CStyleRenderer:
             v = f"(_Float16)({v})"
         return f"p{s.param}[{s.index.render()}] = {v};"
 
-    def loop_open(self, ir: LoopIR, index: int, loop: Loop, globals_left: int) -> list[str]:
+    def loop_open(self, loop: Loop, nest: int, work: int) -> list[str]:
+        """Open a loop; `nest` counts the global loops of a nest starting here (0 if not its first)."""
         return [f"for (int64_t {loop.var.name} = 0; {loop.var.name} < {loop.var.extent}; {loop.var.name}++) {{"]
+
+    def gemm(self, s: Gemm) -> str:
+        raise NotImplementedError(f"{type(self).__name__} has no GEMM routine")
 
     def signature(self, ir: LoopIR) -> str:
         params = []
@@ -164,14 +170,15 @@ class CStyleRenderer:
     def render_kernel(self, ir: LoopIR) -> str:
         lines = [self.signature(ir) + " {"]
         depth = 1
-        globals_total = sum(1 for s in ir.stmts if isinstance(s, Loop) and s.kind == "global")
-        globals_seen = 0
         for i, s in enumerate(ir.stmts):
             pad = "  " * depth
             if isinstance(s, Loop):
-                if s.kind == "global":
-                    globals_seen += 1
-                lines += [pad + line for line in self.loop_open(ir, i, s, globals_total - globals_seen)]
+                nest = 0
+                if s.kind == "global" and depth == 1:
+                    while i + nest < len(ir.stmts) and isinstance(ir.stmts[i + nest], Loop) \
+                            and ir.stmts[i + nest].kind == "global":
+                        nest += 1
+                lines += [pad + line for line in self.loop_open(s, nest, ir.work)]
                 depth += 1
             elif isinstance(s, EndLoop):
                 depth -= 1
@@ -184,6 +191,8 @@ class CStyleRenderer:
                 lines.append(pad + self.accumulate(s))
             elif isinstance(s, Store):
                 lines.append(pad + self.store(s))
+            elif isinstance(s, Gemm):
+                lines.append(pad + self.gemm(s))
         lines.append("}")
         return "\n".join(lines)
 

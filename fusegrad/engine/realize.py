@@ -11,6 +11,7 @@ from typing import Any
 
 from .. import flags
 from ..codegen import renderer_for
+from ..codegen.gemm import use_gemm
 from ..codegen.lower import KernelSpec, lower
 from ..graph.node import Node
 from ..graph.ops import REDUCE
@@ -72,6 +73,8 @@ def _compile(items: list[ScheduleItem]) -> list[Any]:
         device = registry.get(it.spec.root.device)
         renderer = renderer_for(device.kind)
         ir = lower(it.spec, _kernel_name(it.spec, key))
+        if renderer.supports_gemm:
+            ir = use_gemm(ir)
         source = renderer.render_kernel(ir)
         if debug >= 3:
             print(f"fusegrad: loop IR\n{ir.dump()}", file=sys.stderr)
@@ -85,7 +88,8 @@ def _compile(items: list[ScheduleItem]) -> list[Any]:
         device = registry.get(dev)
         renderer = renderer_for(device.kind)
         unit = renderer.render_unit(sorted({src for _, _, src in entries}))
-        programs = device.compile(unit, [ir.name for _, ir, _ in entries], [len(ir.params) for _, ir, _ in entries])
+        programs = device.compile(unit, [ir.name for _, ir, _ in entries], [len(ir.params) for _, ir, _ in entries],
+                                  support=renderer.support_source)
         for (key, ir, _), prog in zip(entries, programs):
             _programs[key] = (prog, ir.work)
     return [_programs[k] for k in keys]

@@ -3,6 +3,8 @@
 Fusion rules (which nodes get their own buffer, "materialized"):
 - the nodes asked for, and CONTIGUOUS nodes;
 - a reduction read by more than one consumer (so it is computed once);
+- a reduction feeding another reduction (the inner one gets its own parallel kernel, and a
+  matrix product there can use the GEMM routine);
 - the source of a broadcast (EXPAND that grows the element count) unless that source is only
   views of buffers/constants/random bits: recomputing it for every broadcast copy would
   multiply its cost (this keeps reductions like x.max(1, keepdim=True) out of the loop they feed);
@@ -90,18 +92,24 @@ def materialized_nodes(order: list[Node], targets: list[Node]) -> set[int]:
                 consumers[id(src)] = consumers.get(id(src), 0) + 1
     keep = {id(t) for t in targets}
     depth: dict[int, int] = {}
+    inner: dict[int, frozenset[int]] = {}  # unmaterialized reductions fused into each node
     for node in order:
         if node.buffer is not None or node.op in LEAF:
-            depth[id(node)] = 0
+            depth[id(node)], inner[id(node)] = 0, frozenset()
             continue
         if node.op is Op.CONTIGUOUS or (node.op in REDUCE and consumers.get(id(node), 0) > 1):
             keep.add(id(node))
         if node.op is Op.EXPAND and node.numel > node.srcs[0].numel and not _is_cheap(node.srcs[0]):
             keep.add(id(_view_base(node.srcs[0])))
+        below = frozenset().union(*(inner[id(s)] for s in node.srcs if id(s) not in keep))
+        if node.op in REDUCE:
+            keep.update(below)  # a reduction nested in another runs as its own parallel kernel
+            below = frozenset((id(node),))
         d = 1 + max((0 if id(s) in keep else depth.get(id(s), 0)) for s in node.srcs)
         if d > MAX_FUSED_DEPTH:
             keep.add(id(node))
         depth[id(node)] = 0 if id(node) in keep else d
+        inner[id(node)] = frozenset() if id(node) in keep else below
     return keep
 
 

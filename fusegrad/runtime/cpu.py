@@ -57,6 +57,7 @@ class CPUDevice:
         self.allocator = CountingAllocator(name, lambda nbytes: np.empty(max(nbytes, 1), dtype=np.uint8))
         self._lock = threading.Lock()
         self._compiler: tuple[str, str] | None = None
+        self._support: dict[str, ctypes.CDLL] = {}
 
     # memory
     def alloc(self, nbytes: int) -> Buffer:
@@ -76,20 +77,30 @@ class CPUDevice:
             self._compiler = (cc, _compiler_identity(cc))
         return self._compiler
 
-    def compile(self, source: str, names: Sequence[str], nargs: Sequence[int]) -> list[CPUProgram]:
-        """Compile one translation unit holding every named kernel; cached on disk by source+compiler+flags."""
+    def _load(self, source: str, mode: int = ctypes.DEFAULT_MODE) -> ctypes.CDLL:
+        """Build (or find in the disk cache) and load one translation unit."""
         cc, identity = self.compiler()
         key = cache.cache_key(source, identity, " ".join(CFLAGS))
+        path = cache.lookup(key, "so")
+        if path is None:
+            path = cache.store(key, "so", lambda out: self._build(cc, source, out))
+        try:
+            return ctypes.CDLL(str(path), mode=mode)
+        except OSError:  # passed its checksum yet will not load: rebuild once
+            cache.invalidate(key, "so")
+            path = cache.store(key, "so", lambda out: self._build(cc, source, out))
+            return ctypes.CDLL(str(path), mode=mode)
+
+    def compile(self, source: str, names: Sequence[str], nargs: Sequence[int], support: str = "") -> list[CPUProgram]:
+        """Compile one translation unit holding every named kernel; cached on disk by source+compiler+flags.
+
+        `support` is a library the kernels call into; it is built once and loaded with global
+        symbol visibility so the kernels' undefined references resolve to it.
+        """
         with self._lock:
-            path = cache.lookup(key, "so")
-            if path is None:
-                path = cache.store(key, "so", lambda out: self._build(cc, source, out))
-            try:
-                lib = ctypes.CDLL(str(path))
-            except OSError:  # passed its checksum yet will not load: rebuild once
-                cache.invalidate(key, "so")
-                path = cache.store(key, "so", lambda out: self._build(cc, source, out))
-                lib = ctypes.CDLL(str(path))
+            if support and support not in self._support:
+                self._support[support] = self._load(support, ctypes.RTLD_GLOBAL)
+            lib = self._load(source)
         programs = []
         for name, n in zip(names, nargs):
             fn = getattr(lib, name)
