@@ -90,3 +90,15 @@ def test_same_structure_reuses_compiled_kernels(abc):
     before = len(R._programs)
     (b * c + a).numpy()
     assert len(R._programs) == before
+
+
+def test_graph_seen_before_reuses_its_schedule(abc, monkeypatch):
+    a, b, c = abc
+    from fusegrad.engine import realize as R
+    ((a * b).exp() + c).sum(0).numpy()
+    calls = []
+    monkeypatch.setattr(R, "create_schedule", lambda *args: calls.append(args) or [])
+    x, y, z = (fg.tensor(np.random.randn(64, 32).astype(np.float32)) for _ in range(3))
+    got = ((x * y).exp() + z).sum(0).numpy()
+    assert calls == []  # no scheduling: the plan of the same structure ran
+    np.testing.assert_allclose(got, (np.exp(x.numpy() * y.numpy()) + z.numpy()).sum(0), rtol=1e-5)

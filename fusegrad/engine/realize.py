@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import sys
+from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 
 from .. import flags
@@ -17,7 +19,7 @@ from ..graph.node import Node
 from ..graph.ops import REDUCE
 from ..runtime import registry
 from .profile import KernelLaunch, record
-from .schedule import ScheduleItem, create_schedule
+from .schedule import ScheduleItem, create_schedule, toposort
 
 _programs: dict[tuple, Any] = {}
 
@@ -95,31 +97,84 @@ def _compile(items: list[ScheduleItem]) -> list[Any]:
     return [_programs[k] for k in keys]
 
 
-def run_schedule(items: list[ScheduleItem]) -> None:
+@dataclass(frozen=True)
+class Step:
+    """One schedule entry, by positions in the graph's topological order (so plans are reusable)."""
+
+    root: int
+    inputs: tuple[int, ...]
+    program: Any  # None for an alias of inputs[0] or an empty output
+    work: int
+    alias: bool
+
+
+_plans: OrderedDict[tuple, list[Step]] = OrderedDict()
+MAX_PLANS = 512
+
+
+def graph_key(order: list[Node], targets: list[Node]) -> tuple:
+    """The structure of a graph: ops, args, shapes, dtypes and wiring; realized nodes are leaves."""
+    pos = {id(n): i for i, n in enumerate(order)}
+    entries: list[tuple] = []
+    for n in order:
+        if n.buffer is not None:
+            entries.append((n.shape, n.dtype.name, n.device))
+        else:
+            entries.append((n.op.value, n.arg, n.shape, n.dtype.name, n.device, tuple(pos[id(s)] for s in n.srcs)))
+    entries.append(tuple(pos[id(t)] for t in targets))
+    return tuple(entries)
+
+
+def plan(order: list[Node], targets: list[Node]) -> list[Step]:
+    """Schedule and compile a graph (first sight of its structure) as position-based steps."""
+    items = create_schedule(targets, order)
     if flags.debug_level() >= 2:
         for i, it in enumerate(items):
             kind = "alias" if it.alias_of is not None else "kernel"
             print(f"fusegrad: schedule[{i}] {kind} {_describe(it)}", file=sys.stderr)
     kernels = [it for it in items if it.alias_of is None and it.spec.root.numel > 0]
     programs = dict(zip(map(id, kernels), _compile(kernels))) if kernels else {}
+    pos = {id(n): i for i, n in enumerate(order)}
+    steps = []
     for it in items:
-        root = it.spec.root
         if it.alias_of is not None:
-            root.set_buffer(it.alias_of.buffer)
+            steps.append(Step(pos[id(it.spec.root)], (pos[id(it.alias_of)],), None, 0, True))
+        else:
+            prog, work = programs.get(id(it), (None, 0))
+            steps.append(Step(pos[id(it.spec.root)], tuple(pos[id(n)] for n in it.spec.inputs), prog, work, False))
+    return steps
+
+
+def run(steps: list[Step], order: list[Node]) -> None:
+    for step in steps:
+        root = order[step.root]
+        if step.alias:
+            root.set_buffer(order[step.inputs[0]].buffer)
             continue
-        device = registry.get(root.device)
-        out = device.alloc(root.numel * root.dtype.itemsize)
-        if root.numel > 0:
-            prog, work = programs[id(it)]
-            buffers = [out] + [n.buffer for n in it.spec.inputs]
-            seconds = prog(buffers)
+        out = registry.get(root.device).alloc(root.numel * root.dtype.itemsize)
+        if step.program is not None:
+            buffers = [out] + [order[i].buffer for i in step.inputs]
+            seconds = step.program(buffers)
             moved = sum(b.nbytes for b in buffers)
-            record(KernelLaunch(prog.name, root.device, seconds, moved, work, root.shape))
+            record(KernelLaunch(step.program.name, root.device, seconds, moved, step.work, root.shape))
         root.set_buffer(out)
 
 
 def realize(nodes: list[Node]) -> None:
-    """Compute every node that has no buffer yet."""
+    """Compute every node that has no buffer yet, reusing the plan of a graph seen before."""
     pending = [n for n in nodes if n.buffer is None]
-    if pending:
-        run_schedule(create_schedule(pending))
+    if not pending:
+        return
+    order = toposort(pending)
+    key = graph_key(order, pending)
+    steps = _plans.get(key)
+    if steps is None:
+        steps = plan(order, pending)
+        _plans[key] = steps
+        if len(_plans) > MAX_PLANS:
+            _plans.popitem(last=False)
+    else:
+        _plans.move_to_end(key)
+        if flags.debug_level() >= 2:
+            print(f"fusegrad: schedule reused ({len(steps)} steps)", file=sys.stderr)
+    run(steps, order)

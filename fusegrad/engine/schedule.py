@@ -113,10 +113,11 @@ def materialized_nodes(order: list[Node], targets: list[Node]) -> set[int]:
     return keep
 
 
-def create_schedule(targets: list[Node]) -> list[ScheduleItem]:
-    """Kernels that realize every target, in dependency order."""
+def create_schedule(targets: list[Node], order: list[Node] | None = None) -> list[ScheduleItem]:
+    """Kernels that realize every target, in dependency order (`order`: toposort(targets))."""
     targets = [t for t in targets if t.buffer is None]
-    order = toposort(targets)
+    if order is None:
+        order = toposort(targets)
     keep = materialized_nodes(order, targets)
     items: list[ScheduleItem] = []
     for node in order:
