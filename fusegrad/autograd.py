@@ -257,6 +257,10 @@ def _propagate(target: "Tensor", seed: "Tensor", wanted: Callable[["Tensor"], bo
                 continue
             prev = grads.get(id(inp))
             grads[id(inp)] = ig if prev is None else prev + ig
+    # connected through ops of zero derivative only (floor, comparisons): zero, like torch
+    for t in order:
+        if wanted(t) and id(t) in relevant and id(t) not in grads and t.dtype.is_floating_point:
+            grads[id(t)] = t.zeros_like()
     return grads
 
 

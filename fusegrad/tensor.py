@@ -697,7 +697,7 @@ def _node_from_data(data: Any, dtype: DType | None, device: str) -> Node:
         arr = np.where(np.isnan(f32), np.uint16(0x7FC0), rounded)
     else:
         arr = arr.astype(dtype.np, copy=False)
-    arr = np.ascontiguousarray(arr)
+    arr = np.require(arr, requirements="C")  # ascontiguousarray would make 0-d arrays 1-d
     dev = registry.get(device)
     buf = dev.alloc(arr.nbytes)
     dev.copy_in(buf, arr)
