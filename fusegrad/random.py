@@ -60,8 +60,9 @@ def rand(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool 
 def randn(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
     """Standard normal numbers (Box-Muller on two uniform streams)."""
     shape = _shape_arg(size)
-    u1 = _uniform(shape, device).cast(dtypes.float64)
-    u2 = _uniform(shape, device).cast(dtypes.float64)
+    wide = dtypes.float64 if dtype is not None and dtypes.to_dtype(dtype) is dtypes.float64 else dtypes.float32
+    u1 = _uniform(shape, device).cast(wide)
+    u2 = _uniform(shape, device).cast(wide)
     z = (-2 * (1 - u1).log()).sqrt() * (2 * math.pi * u2).cos()
     return _finish(z, dtype, requires_grad)
 

@@ -14,6 +14,7 @@ from typing import Any
 from .. import flags
 from ..codegen import renderer_for
 from ..codegen.gemm import use_gemm
+from ..codegen.interchange import interchange_reduction
 from ..codegen.lower import KernelSpec, lower
 from ..graph.node import Node
 from ..graph.ops import REDUCE
@@ -77,6 +78,7 @@ def _compile(items: list[ScheduleItem]) -> list[Any]:
         ir = lower(it.spec, _kernel_name(it.spec, key))
         if renderer.supports_gemm:
             ir = use_gemm(ir)
+        ir = interchange_reduction(ir)
         source = renderer.render_kernel(ir)
         if debug >= 3:
             print(f"fusegrad: loop IR\n{ir.dump()}", file=sys.stderr)

@@ -208,3 +208,18 @@ def unflatten(index: Lin, shape: tuple[int, ...]) -> tuple[Lin, ...]:
         coords.append(ZERO if s == 1 else (index // stride) % s)
         stride *= s
     return tuple(reversed(coords))
+
+
+def substitute(expr: Lin, v: Var, value: Lin) -> Lin:
+    """expr with every occurrence of the variable v replaced by value (re-simplified)."""
+    out = num(expr.const)
+    for a, c in expr.terms:
+        if a == v:
+            out = out + value * c
+        elif isinstance(a, DivAtom):
+            out = out + (substitute(a.num, v, value) // a.k) * c
+        elif isinstance(a, ModAtom):
+            out = out + (substitute(a.num, v, value) % a.k) * c
+        else:
+            out = out + atom(a) * c
+    return out

@@ -1,0 +1,120 @@
+"""Loop-IR pass: reductions over a strided axis run with the reduction loop outside.
+
+`out[i] = sum_r x[r*N + i]` read column-wise touches a new cache line per element. When the
+loads inside a reduction are contiguous in the innermost output index and not in the
+reduction index, the pass accumulates a block of outputs in the output buffer instead:
+    for block: out[block] = init; for r: for i in block: out[i] op= f(i, r); epilogue
+so the inner loop streams through memory and vectorizes. The summation order per output
+element is unchanged, so results are bit-identical to the plain loops.
+"""
+from __future__ import annotations
+
+from ..graph.ops import Op
+from ..graph.symbolic import Bound, Lin, Var, atom, substitute
+from .ir import (Accumulate, Alu, Cond, Define, DefineAcc, EndLoop, Expr, Index, Load, Loop, LoopIR, Rand, Ref, Stmt,
+                 Store)
+
+_COMBINE = {Op.SUM: Op.ADD, Op.RMAX: Op.MAX, Op.PROD: Op.MUL}
+BLOCK = 512  # outputs accumulated at once: 2 KiB of float32 partial results stay in L1
+
+
+def _coef(index: Lin, v: Var) -> int:
+    return dict(index.terms).get(v, 0)
+
+
+def _loads(e: Expr) -> list[Load]:
+    if isinstance(e, Load):
+        return [e]
+    if isinstance(e, Alu):
+        return [ld for a in e.args for ld in _loads(a)]
+    return []
+
+
+def _sub_bound(b: Bound, v: Var, value: Lin) -> Bound:
+    return Bound(substitute(b.expr, v, value), b.lo, b.hi)
+
+
+def _sub(e: Expr, v: Var, value: Lin) -> Expr:
+    if isinstance(e, Load):
+        return Load(e.param, substitute(e.index, v, value), tuple(_sub_bound(b, v, value) for b in e.valid), e.dtype)
+    if isinstance(e, Cond):
+        return Cond(tuple(_sub_bound(b, v, value) for b in e.bounds))
+    if isinstance(e, Rand):
+        return Rand(e.state_param, substitute(e.index, v, value))
+    if isinstance(e, Index):
+        return Index(substitute(e.index, v, value), e.dtype)
+    if isinstance(e, Alu):
+        return Alu(e.op, tuple(_sub(a, v, value) for a in e.args), e.dtype)
+    return e
+
+
+def _sub_stmt(s: Stmt, v: Var, value: Lin) -> Stmt:
+    if isinstance(s, Define):
+        return Define(s.name, _sub(s.value, v, value), s.dtype)
+    if isinstance(s, Accumulate):
+        return Accumulate(s.name, s.op, _sub(s.value, v, value), s.dtype)
+    if isinstance(s, Store):
+        return Store(s.param, substitute(s.index, v, value), _sub(s.value, v, value), s.dtype)
+    return s
+
+
+def _block_size(n: int) -> int:
+    if n <= BLOCK:
+        return n
+    return max((b for b in range(64, BLOCK + 1) if n % b == 0), default=0)
+
+
+def interchange_reduction(ir: LoopIR) -> LoopIR:
+    """`ir` with its strided reduction interchanged, or `ir` unchanged when the pattern does not fit."""
+    stmts = ir.stmts
+    n_glob = 0
+    while n_glob < len(stmts) and isinstance(stmts[n_glob], Loop) and stmts[n_glob].kind == "global":
+        n_glob += 1
+    body = stmts[n_glob:len(stmts) - n_glob]
+    accs = [i for i, s in enumerate(body) if isinstance(s, DefineAcc)]
+    if n_glob == 0 or len(accs) != 1:
+        return ir
+    a0 = accs[0]
+    acc = body[a0]
+    n_red = 0
+    while isinstance(body[a0 + 1 + n_red], Loop):
+        n_red += 1
+    red_vars = [s.var for s in body[a0 + 1:a0 + 1 + n_red]]
+    after = body[a0 + 1 + n_red:]
+    close = next((i for i, s in enumerate(after) if isinstance(s, (EndLoop, Loop, DefineAcc))), None)
+    if n_red == 0 or close is None or not isinstance(after[close], EndLoop):
+        return ir
+    inner, rest = after[:close], after[close + n_red:]
+    store = body[-1]
+    if not inner or not isinstance(inner[-1], Accumulate) or not isinstance(store, Store) \
+            or any(isinstance(s, (Loop, EndLoop, DefineAcc)) for s in rest):
+        return ir
+    gi = stmts[n_glob - 1].var
+    loads = [ld for s in inner if isinstance(s, Define) for ld in _loads(s.value)]
+    if not any(_coef(ld.index, gi) == 1 for ld in loads) or \
+            not all(_coef(ld.index, gi) in (0, 1) and _coef(ld.index, red_vars[-1]) != 1 for ld in loads):
+        return ir
+    if store.dtype != acc.dtype or _coef(store.index, gi) != 1 or acc.op not in _COMBINE \
+            or acc.dtype.name in ("bool", "float16", "bfloat16"):
+        return ir
+    block = _block_size(gi.extent)
+    if block == 0:
+        return ir
+    blocks, lane = Var(gi.name + "b", gi.extent // block), Var(gi.name + "l", block)
+    split = (atom(blocks) * block if blocks.extent > 1 else Lin((), 0)) + (atom(lane) if block > 1 else Lin((), 0))
+    out_index = substitute(store.index, gi, split)
+    current = Load(0, out_index, (), acc.dtype)
+    value = _sub(inner[-1].value, gi, split)
+    outer = [Loop(s.var, "global") for s in stmts[:n_glob - 1]] + ([Loop(blocks, "global")] if blocks.extent > 1 else [])
+    new: list[Stmt] = outer + [acc, Loop(lane, "inner"), Store(0, out_index, Ref(acc.name, acc.dtype), acc.dtype),
+                               EndLoop("inner")]
+    new += [Loop(v, "reduce") for v in red_vars] + [Loop(lane, "inner")]
+    new += [_sub_stmt(s, gi, split) for s in inner[:-1]]
+    new += [Store(0, out_index, Alu(_COMBINE[acc.op], (current, value), acc.dtype), acc.dtype), EndLoop("inner")]
+    new += [EndLoop("reduce") for _ in red_vars]
+    if body[:a0] or rest != [Store(store.param, store.index, Ref(acc.name, acc.dtype), store.dtype)]:
+        # the epilogue re-reads each finished value; the inner block scope shadows the accumulator
+        epilogue = body[:a0] + [Define(acc.name, current, acc.dtype)] + rest
+        new += [Loop(lane, "inner")] + [_sub_stmt(s, gi, split) for s in epilogue] + [EndLoop("inner")]
+    new += [EndLoop("global") for _ in outer]
+    return LoopIR(ir.name, ir.params, new, ir.work)
