@@ -680,14 +680,15 @@ def _node_from_data(data: Any, dtype: DType | None, device: str) -> Node:
         data = data.numpy()
     arr = np.asarray(data)
     if dtype is None:
-        if arr.dtype == np.float64 and not isinstance(data, np.ndarray):
-            dtype = dtypes.float32  # Python floats default to float32, like torch
-        elif arr.dtype.kind in "iu" and not isinstance(data, np.ndarray) and arr.dtype != np.uint8:
-            dtype = dtypes.int64
-        elif arr.dtype.kind in "OUSV":
+        from_numpy = isinstance(data, (np.ndarray, np.generic))  # numpy data keeps its dtype, like torch
+        if arr.dtype.kind in "OUSV":
             raise DTypeError(f"cannot make a tensor from data of numpy dtype {arr.dtype}")
-        elif arr.dtype.kind == "f" and arr.size == 0 and not isinstance(data, np.ndarray):
-            dtype = dtypes.float32
+        if from_numpy:
+            dtype = dtypes.from_numpy_dtype(arr.dtype)
+        elif arr.dtype.kind == "f" or (arr.size == 0 and arr.dtype.kind != "b"):
+            dtype = dtypes.float32  # Python floats (and empty lists) default to float32
+        elif arr.dtype.kind in "iu":
+            dtype = dtypes.int64
         else:
             dtype = dtypes.from_numpy_dtype(arr.dtype)
     if dtype is dtypes.bfloat16:
