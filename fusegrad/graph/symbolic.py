@@ -106,10 +106,11 @@ class Lin:
         quotient: dict[Atom, int] = {}
         rest: dict[Atom, int] = {}
         for a, c in self.terms:
-            if c % k == 0:
-                quotient[a] = c // k
-            else:
-                rest[a] = c
+            q, r = divmod(c, k)  # c*a = q*k*a + r*a, so q*a moves out of the division
+            if q:
+                quotient[a] = q
+            if r:
+                rest[a] = r
         q_const, r_const = divmod(self.const, k)
         remainder = _make(rest, r_const)
         if remainder.lo >= 0 and remainder.hi < k:

@@ -1,0 +1,231 @@
+"""Convolutions and pooling from movement ops: sliding windows are views (no im2col copy),
+and a convolution is one broadcast multiply + sum that the scheduler fuses into one kernel."""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+from ..errors import ShapeError
+from ..tensor import Tensor, arange
+
+IntOrPair = int | Sequence[int]
+
+
+def _tuple(v: IntOrPair, n: int) -> tuple[int, ...]:
+    return (v,) * n if isinstance(v, int) else tuple(v)
+
+
+def _out_size(length: int, k: int, stride: int, dilation: int) -> int:
+    return (length - dilation * (k - 1) - 1) // stride + 1
+
+
+def _windows_last(x: Tensor, k: int, stride: int, dilation: int) -> Tensor:
+    """(..., L) -> (..., O, k) with out[..., o, i] = x[..., o*stride + i*dilation]; a view."""
+    length = x.shape[-1]
+    o = _out_size(length, k, stride, dilation)
+    if o <= 0:
+        raise ShapeError(f"kernel {k} (dilation {dilation}) is larger than the padded input size {length}")
+    lead = x.shape[:-1]
+    width = max(length, o * stride - dilation)  # each of the k rows must hold o*stride elements
+    if width > length:
+        x = x.pad_zeros([(0, 0)] * len(lead) + [(0, width - length)])
+    # k copies laid out with row stride width+dilation: row i then starts at offset i*dilation
+    rows = x.unsqueeze(-2).expand(*lead, k, width).reshape(*lead, k * width)
+    rows = rows.pad_zeros([(0, 0)] * len(lead) + [(0, k * dilation)]).reshape(*lead, k, width + dilation)
+    picked = rows.shrink([(0, s) for s in lead] + [(0, k), (0, o * stride)])
+    picked = picked.reshape(*lead, k, o, stride).shrink([(0, s) for s in lead] + [(0, k), (0, o), (0, 1)])
+    picked = picked.reshape(*lead, k, o)
+    return picked.transpose(-1, -2)
+
+
+def windows(x: Tensor, kernel: Sequence[int], stride: Sequence[int], dilation: Sequence[int]) -> Tensor:
+    """Sliding windows over the trailing len(kernel) dims: (..., L1..Ln) -> (..., O1..On, k1..kn)."""
+    n = len(kernel)
+    for i in range(n):
+        # layout before step i: (..., spatial dims i..n-1, (O, k) pairs of dims 0..i-1)
+        axis = x.ndim - (n - i) - 2 * i
+        order = [d for d in range(x.ndim) if d != axis] + [axis]
+        x = _windows_last(x.permute(order), kernel[i], stride[i], dilation[i])
+    lead = x.ndim - 2 * n
+    outs = [lead + 2 * i for i in range(n)]
+    ks = [lead + 2 * i + 1 for i in range(n)]
+    return x.permute(list(range(lead)) + outs + ks)
+
+
+def _pad_spatial(x: Tensor, pads: Sequence[tuple[int, int]], value: float = 0.0) -> Tensor:
+    if not any(lo or hi for lo, hi in pads):
+        return x
+    flat: list[int] = []
+    for lo, hi in reversed(pads):
+        flat += [lo, hi]
+    return x.pad(flat, value=value)
+
+
+def _conv_padding(padding: str | IntOrPair, kernel: tuple[int, ...], stride: tuple[int, ...],
+                  dilation: tuple[int, ...]) -> list[tuple[int, int]]:
+    if padding == "valid":
+        return [(0, 0)] * len(kernel)
+    if padding == "same":
+        if any(s != 1 for s in stride):
+            raise ValueError("padding='same' is not supported for strided convolutions")
+        totals = [d * (k - 1) for k, d in zip(kernel, dilation)]
+        return [(t // 2, t - t // 2) for t in totals]
+    if isinstance(padding, str):
+        raise ValueError(f"invalid padding string {padding!r}, expected 'same' or 'valid'")
+    return [(p, p) for p in _tuple(padding, len(kernel))]
+
+
+def _convnd(x: Tensor, weight: Tensor, bias: Tensor | None, stride: IntOrPair, padding: str | IntOrPair,
+            dilation: IntOrPair, groups: int, n: int) -> Tensor:
+    if x.ndim != n + 2 or weight.ndim != n + 2:
+        raise ShapeError(f"conv{n}d expects input (N, C, {n} spatial dims) and weight of {n + 2} dims, "
+                         f"got {x.shape} and {weight.shape}")
+    cout, cin_g = weight.shape[0], weight.shape[1]
+    cin = x.shape[1]
+    if cin != cin_g * groups or cout % groups:
+        raise ShapeError(f"conv{n}d: input {x.shape} with {groups} groups does not fit weight {weight.shape}")
+    kernel = tuple(weight.shape[2:])
+    st, dil = _tuple(stride, n), _tuple(dilation, n)
+    x = _pad_spatial(x, _conv_padding(padding, kernel, st, dil))
+    win = windows(x, kernel, st, dil)  # (N, Cin, O..., k...)
+    outs = win.shape[2:2 + n]
+    batch = x.shape[0]
+    g_in = win.reshape(batch, groups, 1, cin_g, *outs, *kernel)
+    g_w = weight.reshape(1, groups, cout // groups, cin_g, *([1] * n), *kernel)
+    reduce_axes = (3,) + tuple(range(4 + n, 4 + 2 * n))
+    out = (g_in * g_w).sum(reduce_axes).reshape(batch, cout, *outs)
+    if bias is not None:
+        out = out + bias.reshape(1, cout, *([1] * n))
+    return out
+
+
+def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: IntOrPair = 1,
+           padding: str | IntOrPair = 0, dilation: IntOrPair = 1, groups: int = 1) -> Tensor:
+    """2-D convolution (cross-correlation, like torch) with stride, padding, dilation and groups."""
+    return _convnd(input, weight, bias, stride, padding, dilation, groups, 2)
+
+
+def conv1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: IntOrPair = 1,
+           padding: str | IntOrPair = 0, dilation: IntOrPair = 1, groups: int = 1) -> Tensor:
+    return _convnd(input, weight, bias, stride, padding, dilation, groups, 1)
+
+
+def _dilate_input(x: Tensor, stride: tuple[int, ...]) -> Tensor:
+    """Insert stride-1 zeros between spatial elements (the input side of a transposed conv)."""
+    n = len(stride)
+    for i, s in enumerate(stride):
+        if s == 1:
+            continue
+        axis = x.ndim - n + i
+        length = x.shape[axis]
+        y = x.unsqueeze(axis + 1)
+        pads = [(0, 0)] * y.ndim
+        pads[axis + 1] = (0, s - 1)
+        y = y.pad_zeros(pads)
+        shape = list(x.shape)
+        shape[axis] = length * s
+        y = y.reshape(shape)
+        bounds = [(0, d) for d in y.shape]
+        bounds[axis] = (0, (length - 1) * s + 1)
+        x = y.shrink(bounds)
+    return x
+
+
+def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: IntOrPair = 1,
+                     padding: IntOrPair = 0, output_padding: IntOrPair = 0, groups: int = 1,
+                     dilation: IntOrPair = 1) -> Tensor:
+    """The gradient of conv2d with respect to its input, as a layer (weight: (Cin, Cout/groups, kh, kw))."""
+    st, pad, opad, dil = (_tuple(v, 2) for v in (stride, padding, output_padding, dilation))
+    cin, cout_g = weight.shape[0], weight.shape[1]
+    kernel = tuple(weight.shape[2:])
+    if input.ndim != 4 or input.shape[1] != cin or cin % groups:
+        raise ShapeError(f"conv_transpose2d: input {input.shape} does not fit weight {weight.shape}")
+    x = _dilate_input(input, st)
+    pads = []
+    for k, p, op, d in zip(kernel, pad, opad, dil):
+        edge = d * (k - 1) - p
+        pads.append((edge, edge + op))
+    crop = [(max(0, -lo), max(0, -hi)) for lo, hi in pads]
+    x = _pad_spatial(x, [(max(0, lo), max(0, hi)) for lo, hi in pads])
+    if any(c for pair in crop for c in pair):
+        x = x.shrink([(0, x.shape[0]), (0, x.shape[1])] +
+                     [(lo, s - hi) for (lo, hi), s in zip(crop, x.shape[2:])])
+    w = weight.reshape(groups, cin // groups, cout_g, *kernel).transpose(1, 2)
+    w = w.reshape(groups * cout_g, cin // groups, *kernel).flip((-2, -1))
+    return conv2d(x, w, bias, 1, 0, dil, groups)
+
+
+def _pool_geometry(length: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> tuple[int, int]:
+    """(output size, extra right padding needed) like torch's pooling shape rule."""
+    span = length + 2 * p - d * (k - 1) - 1
+    if ceil_mode:
+        o = -(-span // s) + 1
+        if (o - 1) * s >= length + p:
+            o -= 1
+    else:
+        o = span // s + 1
+    extra = max(0, (o - 1) * s + d * (k - 1) + 1 - (length + 2 * p))
+    return o, extra
+
+
+def _pool(x: Tensor, kernel_size: IntOrPair, stride: IntOrPair | None, padding: IntOrPair, dilation: IntOrPair,
+          ceil_mode: bool, value: float) -> tuple[Tensor, tuple[int, ...]]:
+    k = _tuple(kernel_size, 2)
+    s = _tuple(stride, 2) if stride not in (None, []) else k
+    p, d = _tuple(padding, 2), _tuple(dilation, 2)
+    if any(pi * 2 > ki for pi, ki in zip(p, k)):
+        raise ValueError(f"pad should be at most half of effective kernel size, got padding {p} for kernel {k}")
+    pads = []
+    for length, ki, si, pi, di in zip(x.shape[-2:], k, s, p, d):
+        _, extra = _pool_geometry(length, ki, si, pi, di, ceil_mode)
+        pads.append((pi, pi + extra))
+    return windows(_pad_spatial(x, pads, value), k, s, d), k
+
+
+def max_pool2d(input: Tensor, kernel_size: IntOrPair, stride: IntOrPair | None = None, padding: IntOrPair = 0,
+               dilation: IntOrPair = 1, ceil_mode: bool = False, return_indices: bool = False) -> Tensor:
+    if return_indices:
+        raise NotImplementedError("max_pool2d(return_indices=True) is not supported")
+    win, _ = _pool(input, kernel_size, stride, padding, dilation, ceil_mode, float("-inf"))
+    return win.amax((-2, -1))
+
+
+def avg_pool2d(input: Tensor, kernel_size: IntOrPair, stride: IntOrPair | None = None, padding: IntOrPair = 0,
+               ceil_mode: bool = False, count_include_pad: bool = True, divisor_override: int | None = None) -> Tensor:
+    win, k = _pool(input, kernel_size, stride, padding, 1, ceil_mode, 0.0)
+    total = win.sum((-2, -1))
+    if divisor_override:
+        return total / divisor_override
+    p = _tuple(padding, 2)
+    if count_include_pad and not ceil_mode:
+        return total / math.prod(k)
+    # count the window cells that lie on the input (or on the declared padding when it counts)
+    ones = input._const(1.0, shape=(1, 1) + tuple(input.shape[-2:]))
+    if count_include_pad:
+        ones = _pad_spatial(ones, [(pi, pi) for pi in p], 1.0)
+        cnt, _ = _pool(ones, kernel_size, stride, 0, 1, ceil_mode, 0.0)
+    else:
+        cnt, _ = _pool(ones, kernel_size, stride, padding, 1, ceil_mode, 0.0)
+    return total / cnt.sum((-2, -1))
+
+
+def _adaptive_matrix(length: int, out: int, like: Tensor) -> Tensor:
+    """(out, length) averaging weights: row o covers [floor(o*L/O), ceil((o+1)*L/O))."""
+    o = arange(out, device=like.device).reshape(out, 1)
+    i = arange(length, device=like.device).reshape(1, length)
+    start = (o * length) // out
+    end = ((o + 1) * length + out - 1) // out
+    inside = (i >= start) & (i < end)
+    return inside.to(like.dtype) / (end - start).to(like.dtype)
+
+
+def adaptive_avg_pool2d(input: Tensor, output_size: IntOrPair) -> Tensor:
+    oh, ow = _tuple(output_size, 2)
+    h, w = input.shape[-2:]
+    oh = h if oh is None else oh
+    ow = w if ow is None else ow
+    if h % oh == 0 and w % ow == 0:
+        return avg_pool2d(input, (h // oh, w // ow))
+    rows = _adaptive_matrix(h, oh, input)
+    cols = _adaptive_matrix(w, ow, input)
+    return rows @ input @ cols.T

@@ -1,0 +1,325 @@
+"""nn.functional: stateless layers and losses, composed from tensor ops."""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+from .. import dtypes
+from .. import random as fgrandom
+from ..autograd import no_grad
+from ..errors import DTypeError, ShapeError
+from ..tensor import Tensor, arange, where
+from .conv import (adaptive_avg_pool2d, avg_pool2d, conv1d, conv2d, conv_transpose2d,  # noqa: F401
+                   max_pool2d)
+
+# ---- activations and simple layers -------------------------------------------------------
+
+
+def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """input @ weight.T + bias."""
+    out = input @ weight.T
+    return out + bias if bias is not None else out
+
+
+def relu(input: Tensor, inplace: bool = False) -> Tensor:
+    return input.relu()
+
+
+def gelu(input: Tensor, approximate: str = "none") -> Tensor:
+    return input.gelu(approximate=approximate)
+
+
+def silu(input: Tensor, inplace: bool = False) -> Tensor:
+    return input.silu()
+
+
+def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
+    return input.leaky_relu(negative_slope)
+
+
+def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
+    return input.elu(alpha)
+
+
+def tanh(input: Tensor) -> Tensor:
+    return input.tanh()
+
+
+def sigmoid(input: Tensor) -> Tensor:
+    return input.sigmoid()
+
+
+def softmax(input: Tensor, dim: int = -1, dtype: Any = None) -> Tensor:
+    x = input.to(dtype) if dtype is not None else input
+    return x.softmax(dim)
+
+
+def log_softmax(input: Tensor, dim: int = -1, dtype: Any = None) -> Tensor:
+    x = input.to(dtype) if dtype is not None else input
+    return x.log_softmax(dim)
+
+
+def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """Zero elements with probability p and scale the rest by 1/(1-p) (identity when not training)."""
+    if not 0 <= p <= 1:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    if not training or p == 0:
+        return input
+    if p == 1:
+        return input * 0
+    keep = fgrandom.rand(input.shape, device=input.device) >= p
+    return input.where(keep, 0) * (1.0 / (1 - p))
+
+
+def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
+    return tensor.one_hot(num_classes)
+
+
+def pad(input: Tensor, pad: Sequence[int], mode: str = "constant", value: float | None = None) -> Tensor:
+    if mode != "constant":
+        raise NotImplementedError(f"pad mode {mode!r}: only 'constant' is supported")
+    return input.pad(pad, value=0.0 if value is None else value)
+
+
+def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None) -> Tensor:
+    """Rows of weight picked by the integer indices in input."""
+    if input.dtype.is_floating_point:
+        raise DTypeError(f"embedding indices must be integers, got {input.dtype.name}")
+    return weight[input]
+
+
+# ---- normalization -------------------------------------------------------------------------
+
+
+def layer_norm(input: Tensor, normalized_shape: Sequence[int], weight: Tensor | None = None,
+               bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if tuple(input.shape[-len(shape):]) != shape:
+        raise ShapeError(f"layer_norm: input shape {input.shape} does not end with normalized_shape {shape}")
+    dims = tuple(range(-len(shape), 0))
+    mean = input.mean(dims, keepdim=True)
+    centered = input - mean
+    var = (centered * centered).mean(dims, keepdim=True)
+    out = centered * (var + eps).rsqrt()
+    if weight is not None:
+        out = out * weight
+    return out + bias if bias is not None else out
+
+
+def rms_norm(input: Tensor, normalized_shape: Sequence[int], weight: Tensor | None = None,
+             eps: float | None = None) -> Tensor:
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    dims = tuple(range(-len(shape), 0))
+    eps = eps if eps is not None else float(dtypes_eps(input))
+    out = input * ((input * input).mean(dims, keepdim=True) + eps).rsqrt()
+    return out * weight if weight is not None else out
+
+
+def dtypes_eps(t: Tensor) -> float:
+    return {"float16": 9.765625e-04, "bfloat16": 0.0078125, "float64": 2.220446049250313e-16}.get(
+        t.dtype.name, 1.1920928955078125e-07)
+
+
+def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None, bias: Tensor | None = None,
+               eps: float = 1e-5) -> Tensor:
+    n, c = input.shape[0], input.shape[1]
+    if c % num_groups:
+        raise ShapeError(f"group_norm: {c} channels are not divisible into {num_groups} groups")
+    x = input.reshape(n, num_groups, -1)
+    mean = x.mean(-1, keepdim=True)
+    centered = x - mean
+    var = (centered * centered).mean(-1, keepdim=True)
+    out = (centered * (var + eps).rsqrt()).reshape(input.shape)
+    affine_shape = (1, c) + (1,) * (input.ndim - 2)
+    if weight is not None:
+        out = out * weight.reshape(affine_shape)
+    return out + bias.reshape(affine_shape) if bias is not None else out
+
+
+def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
+               weight: Tensor | None = None, bias: Tensor | None = None, training: bool = False,
+               momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+    """Normalize over every dim but 1; in training update running stats (unbiased variance) in place."""
+    dims = (0,) + tuple(range(2, input.ndim))
+    shape = (1, input.shape[1]) + (1,) * (input.ndim - 2)
+    if training:
+        count = input.numel() // input.shape[1]
+        if count <= 1:
+            raise ShapeError(f"expected more than 1 value per channel when training, got input of shape {input.shape}")
+        mean = input.mean(dims, keepdim=True)
+        centered = input - mean
+        var = (centered * centered).mean(dims, keepdim=True)
+        if running_mean is not None and running_var is not None:
+            with no_grad():
+                running_mean.mul_(1 - momentum).add_(mean.detach().reshape(-1) * momentum)
+                running_var.mul_(1 - momentum).add_(var.detach().reshape(-1) * (momentum * count / (count - 1)))
+        out = centered * (var + eps).rsqrt()
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError("batch_norm in eval mode needs running_mean and running_var")
+        out = (input - running_mean.reshape(shape)) * (running_var.reshape(shape) + eps).rsqrt()
+    if weight is not None:
+        out = out * weight.reshape(shape)
+    return out + bias.reshape(shape) if bias is not None else out
+
+
+# ---- attention -----------------------------------------------------------------------------
+
+
+def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None = None,
+                                 dropout_p: float = 0.0, is_causal: bool = False, scale: float | None = None) -> Tensor:
+    """softmax(q @ k^T * scale + mask) @ v; a bool mask keeps positions where it is True."""
+    scale = 1 / math.sqrt(query.shape[-1]) if scale is None else scale
+    scores = (query @ key.transpose(-2, -1)) * scale
+    if is_causal:
+        lq, lk = query.shape[-2], key.shape[-2]
+        causal = arange(lq, device=query.device).reshape(lq, 1) >= arange(lk, device=query.device).reshape(1, lk)
+        scores = scores.where(causal, float("-inf"))
+    if attn_mask is not None:
+        scores = scores.where(attn_mask, float("-inf")) if attn_mask.dtype is dtypes.bool_ else scores + attn_mask
+    weights = scores.softmax(-1)
+    if dropout_p > 0:
+        weights = dropout(weights, dropout_p)
+    return weights @ value
+
+
+# ---- losses --------------------------------------------------------------------------------
+
+
+def _reduce(loss: Tensor, reduction: str) -> Tensor:
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "none":
+        return loss
+    raise ValueError(f"{reduction!r} is not a valid value for reduction ('none', 'mean' or 'sum')")
+
+
+def _class_mask(target: Tensor, num_classes: int, like: Tensor) -> Tensor:
+    """(N, C, ...) bool: target[n, ...] == c. Indices outside [0, C) (e.g. ignore_index) match nothing."""
+    shape = [1] * like.ndim
+    shape[1] = num_classes
+    return target.unsqueeze(1) == arange(num_classes, device=target.device).reshape(shape)
+
+
+def _check_targets(target: Tensor, num_classes: int, ignore_index: int) -> None:
+    if target.dtype.is_floating_point or target.dtype is dtypes.bool_:
+        raise DTypeError(f"class-index targets must be integers, got {target.dtype.name}")
+    if target._node.buffer is not None and target.numel():  # already computed: checking costs no sync
+        values = target.numpy()
+        bad = values[(values != ignore_index) & ((values < 0) | (values >= num_classes))]
+        if bad.size:
+            raise IndexError(f"target {int(bad[0])} is out of bounds for {num_classes} classes")
+
+
+def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, ignore_index: int = -100,
+             reduction: str = "mean") -> Tensor:
+    """Negative log-likelihood of class indices given log-probabilities (N, C, ...)."""
+    if input.ndim < 1 or (input.ndim >= 2 and (target.shape != (input.shape[0],) + input.shape[2:])):
+        raise ShapeError(f"nll_loss: target shape {target.shape} does not match input shape {input.shape}")
+    if input.ndim == 1:
+        return nll_loss(input.unsqueeze(0), target.reshape(1), weight, ignore_index, reduction)
+    c = input.shape[1]
+    _check_targets(target, c, ignore_index)
+    hit = _class_mask(target, c, input)
+    w = weight.reshape([1, c] + [1] * (input.ndim - 2)) if weight is not None else None
+    picked = input.where(hit, 0) if w is None else (input * w).where(hit, 0)
+    loss = -picked.sum(1)
+    if reduction != "mean":
+        return _reduce(loss, reduction)
+    counted = hit.sum() if w is None else w.expand(hit.shape).where(hit, 0).sum()
+    return loss.sum() / counted.to(loss.dtype)
+
+
+def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, ignore_index: int = -100,
+                  reduction: str = "mean", label_smoothing: float = 0.0) -> Tensor:
+    """log_softmax + nll for class indices, or soft cross entropy for class probabilities (like torch)."""
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"label_smoothing must be between 0.0 and 1.0, got {label_smoothing}")
+    class_dim = 1 if input.ndim >= 2 else 0
+    logp = input.log_softmax(class_dim)
+    c = input.shape[class_dim]
+    wshape = [1] * input.ndim
+    wshape[class_dim] = c
+    w = weight.reshape(wshape) if weight is not None else None
+    if target.dtype.is_floating_point:  # class probabilities
+        if target.shape != input.shape:
+            raise ShapeError(f"cross_entropy: probability targets of shape {target.shape} must match {input.shape}")
+        if label_smoothing:
+            target = target * (1 - label_smoothing) + label_smoothing / c
+        terms = logp * target if w is None else logp * target * w
+        loss = -terms.sum(class_dim)
+        if reduction == "mean":
+            return loss.sum() / (input.numel() // c)
+        return _reduce(loss, reduction)
+    if input.ndim == 1:
+        return cross_entropy(input.unsqueeze(0), target.reshape(1), weight, ignore_index, reduction, label_smoothing)
+    nll = nll_loss(logp, target, weight, ignore_index, reduction)
+    if not label_smoothing:
+        return nll
+    keep = target != ignore_index
+    smooth = -(logp if w is None else logp * w).sum(1).where(keep, 0) / c
+    if reduction == "mean":
+        if w is None:
+            denom = keep.sum().to(logp.dtype)
+        else:
+            hit = _class_mask(target, c, input)
+            denom = w.expand(hit.shape).where(hit, 0).sum()
+        smooth_loss = smooth.sum() / denom
+    else:
+        smooth_loss = _reduce(smooth, reduction)
+    return nll * (1 - label_smoothing) + smooth_loss * label_smoothing
+
+
+def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+    diff = input - target
+    return _reduce(diff * diff, reduction)
+
+
+def l1_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+    return _reduce((input - target).abs(), reduction)
+
+
+def smooth_l1_loss(input: Tensor, target: Tensor, reduction: str = "mean", beta: float = 1.0) -> Tensor:
+    diff = (input - target).abs()
+    if beta == 0:
+        return _reduce(diff, reduction)
+    return _reduce(where(diff < beta, diff * diff * (0.5 / beta), diff - 0.5 * beta), reduction)
+
+
+def huber_loss(input: Tensor, target: Tensor, reduction: str = "mean", delta: float = 1.0) -> Tensor:
+    diff = (input - target).abs()
+    return _reduce(where(diff < delta, diff * diff * 0.5, (diff - 0.5 * delta) * delta), reduction)
+
+
+def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
+                         reduction: str = "mean") -> Tensor:
+    """-(y log p + (1-y) log(1-p)), logs clamped at -100 like torch."""
+    log_p = input.log().clamp(min=-100)
+    log_1mp = (1 - input).log().clamp(min=-100)
+    loss = -(target * log_p + (1 - target) * log_1mp)
+    return _reduce(loss * weight if weight is not None else loss, reduction)
+
+
+def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tensor | None = None,
+                                     reduction: str = "mean", pos_weight: Tensor | None = None) -> Tensor:
+    """Stable for any logit: log(1 + exp(-|x|)) + max(-x, 0) form."""
+    log_sig_neg = -((-input.abs()).exp().log1p() + (-input).relu())  # log(sigmoid(x))
+    log_sig_pos = log_sig_neg - input  # log(1 - sigmoid(x))
+    if pos_weight is not None:
+        loss = -(pos_weight * target * log_sig_neg + (1 - target) * log_sig_pos)
+    else:
+        loss = -(target * log_sig_neg + (1 - target) * log_sig_pos)
+    return _reduce(loss * weight if weight is not None else loss, reduction)
+
+
+def kl_div(input: Tensor, target: Tensor, reduction: str = "mean", log_target: bool = False) -> Tensor:
+    """KL(target || exp(input)) with input given as log-probabilities."""
+    if log_target:
+        loss = target.exp() * (target - input)
+    else:
+        loss = where(target > 0, target * (target.where(target > 0, 1).log() - input), 0 * input)
+    if reduction == "batchmean":
+        return loss.sum() / input.shape[0]
+    return _reduce(loss, reduction)
