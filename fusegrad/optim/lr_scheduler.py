@@ -1,0 +1,1 @@
+"""Learning-rate schedulers (written by a later step)."""

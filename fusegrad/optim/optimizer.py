@@ -1,0 +1,183 @@
+"""Optimizer base: param groups, state, and fused updates over flat views.
+
+A step concatenates the parameters, gradients and state of up to CHUNK parameters into flat
+lazy tensors, computes the new values with one formula, realizes everything in one schedule
+(so a step is one kernel per updated flat tensor, not several per parameter), then rebinds each
+parameter and state tensor to a zero-copy view of its slice. Hyperparameters that change
+between steps (learning rate) and step counters are device tensors read by the kernels, so a
+changed learning rate never changes the compiled kernels.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+from .. import dtypes
+from ..autograd import no_grad
+from ..errors import DTypeError, Error
+from ..ops.movement import cat
+from ..tensor import Tensor, realize, tensor
+
+CHUNK = 16  # parameters fused into one flat update; bounds the per-element cost of the concatenation
+
+
+class Optimizer:
+    """Base class: subclasses define `defaults`, `state_names` and `update`."""
+
+    state_names: tuple[str, ...] = ()
+
+    def __init__(self, params: Iterable[Any], defaults: dict[str, Any]):
+        self.defaults = dict(defaults)
+        self.param_groups: list[dict[str, Any]] = []
+        self.state: dict[int, dict[str, Any]] = {}  # keyed by id(param), like torch's per-parameter state
+        self._device_scalars: dict[tuple[int, str], tuple[float, Tensor]] = {}
+        groups = list(params)
+        if not groups:
+            raise ValueError("optimizer got an empty parameter list")
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        for g in groups:
+            self.add_param_group(g)
+
+    def add_param_group(self, group: dict[str, Any]) -> None:
+        params = group["params"]
+        params = [params] if isinstance(params, Tensor) else list(params)
+        for p in params:
+            if not isinstance(p, Tensor):
+                raise TypeError(f"optimizer can only optimize Tensors, got {type(p).__name__}")
+            if not p.dtype.is_floating_point:
+                raise DTypeError(f"optimizer can only optimize floating point tensors, got {p.dtype.name}")
+        seen = {id(p) for g in self.param_groups for p in g["params"]}
+        if any(id(p) in seen for p in params):
+            raise ValueError("some parameters appear in more than one parameter group")
+        full = {**self.defaults, **group, "params": params}
+        self.param_groups.append(full)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for g in self.param_groups:
+            for p in g["params"]:
+                p.grad = None if set_to_none or p.grad is None else p.grad.zeros_like()
+
+    def _scalar(self, group_index: int, name: str, value: float, like: Tensor) -> Tensor:
+        """A device tensor holding a hyperparameter; re-uploaded only when its value changes."""
+        key = (group_index, name)
+        cached = self._device_scalars.get(key)
+        if cached is None or cached[0] != value or cached[1].device != like.device:
+            cached = (value, tensor(float(value), dtype=dtypes.float32, device=like.device))
+            self._device_scalars[key] = cached
+        return cached[1]
+
+    def _step_counter(self, group: dict[str, Any], like: Tensor) -> Tensor:
+        """The group's step count as a device tensor, incremented inside the step's kernels."""
+        count = group.get("_step")
+        if count is None or count.device != like.device:
+            count = tensor(0.0, dtype=dtypes.float32, device=like.device)
+        group["_step"] = count + 1
+        return group["_step"]
+
+    def update(self, group: dict[str, Any], index: int, p: Tensor, g: Tensor, state: dict[str, Tensor],
+               step: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """New flat parameter and state values from flat current ones (all lazy)."""
+        raise NotImplementedError
+
+    def init_state(self, group: dict[str, Any], p: Tensor) -> dict[str, Tensor]:
+        return {name: p.zeros_like() for name in self.state_names}
+
+    @no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Update every parameter that has a gradient."""
+        loss = None
+        if closure is not None:
+            from ..autograd import enable_grad
+            with enable_grad():
+                loss = closure()
+        outputs: list[Tensor] = []
+        rebinds: list[tuple[list[Tensor], list[dict[str, Tensor]], Tensor, dict[str, Tensor]]] = []
+        for gi, group in enumerate(self.param_groups):
+            active = [p for p in group["params"] if p.grad is not None]
+            if not active:
+                continue
+            step = self._step_counter(group, active[0])
+            outputs.append(step)
+            by_dtype: dict[str, list[Tensor]] = {}
+            for p in active:
+                by_dtype.setdefault(f"{p.device}/{p.dtype.name}", []).append(p)
+            for params in by_dtype.values():
+                for start in range(0, len(params), CHUNK):
+                    chunk = params[start:start + CHUNK]
+                    states = [self.state.setdefault(id(p), {}) for p in chunk]
+                    for p, st in zip(chunk, states):
+                        for name, value in self.init_state(group, p).items():
+                            st.setdefault(name, value)
+                    flat_p = _flat(chunk)
+                    flat_g = _flat([p.grad.to(p.dtype) for p in chunk])
+                    flat_s = {name: _flat([st[name] for st in states]) for name in self.state_names}
+                    new_p, new_s = self.update(group, gi, flat_p, flat_g, flat_s, step)
+                    outputs.append(new_p)
+                    outputs.extend(new_s.values())
+                    rebinds.append((chunk, states, new_p, new_s))
+        realize(*outputs)
+        for chunk, states, new_p, new_s in rebinds:
+            _rebind_views(chunk, new_p)
+            for name, flat in new_s.items():
+                views = [st[name] for st in states]
+                _rebind_views(views, flat)
+        for group in self.param_groups:
+            if "_step" in group:
+                group["_step"] = group["_step"].detach()
+        return loss
+
+    # ---- state dict ---------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """{'state': {index: {...}}, 'param_groups': [...]} with parameters replaced by indices, like torch."""
+        index: dict[int, int] = {}
+        groups = []
+        for g in self.param_groups:
+            ids = []
+            for p in g["params"]:
+                index.setdefault(id(p), len(index))
+                ids.append(index[id(p)])
+            entry = {k: v for k, v in g.items() if k not in ("params", "_step")}
+            entry["params"] = ids
+            entry["step"] = float(g["_step"].item()) if "_step" in g else 0.0
+            groups.append(entry)
+        state = {index[pid]: {k: v.detach() for k, v in st.items()} for pid, st in self.state.items() if pid in index}
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        groups = state_dict["param_groups"]
+        if len(groups) != len(self.param_groups) or any(
+                len(a["params"]) != len(b["params"]) for a, b in zip(groups, self.param_groups)):
+            raise Error("loaded state dict has a different number of parameter groups or parameters per group")
+        params = [p for g in self.param_groups for p in g["params"]]
+        for saved, group in zip(groups, self.param_groups):
+            for k, v in saved.items():
+                if k not in ("params", "step"):
+                    group[k] = v
+            if saved.get("step"):
+                group["_step"] = tensor(float(saved["step"]), dtype=dtypes.float32, device=group["params"][0].device)
+        self.state = {}
+        for idx, st in state_dict["state"].items():
+            p = params[int(idx)]
+            self.state[id(p)] = {k: (v if isinstance(v, Tensor) else tensor(v)).to(p.dtype).contiguous().realize()
+                                 for k, v in st.items()}
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__} ("]
+        for i, g in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            lines += [f"    {k}: {v}" for k, v in sorted(g.items()) if k not in ("params", "_step")]
+        return "\n".join(lines) + "\n)"
+
+
+def _flat(tensors: list[Tensor]) -> Tensor:
+    return cat([t.reshape(-1) for t in tensors]) if len(tensors) > 1 else tensors[0].reshape(-1)
+
+
+def _rebind_views(tensors: list[Tensor], flat: Tensor) -> None:
+    """Point every tensor at its slice of the realized flat tensor (a view, no copy)."""
+    offset = 0
+    for t in tensors:
+        n = t.numel()
+        view = flat.shrink([(offset, offset + n)]).reshape(t.shape)
+        t._node = view._node
+        offset += n
