@@ -1,8 +1,8 @@
 """C for the CPU device: OpenMP-parallel outer loops, compiled by gcc/clang."""
 from __future__ import annotations
 
-from .gemm_c import GEMM_DECLARATIONS, GEMM_SOURCE
-from .ir import Gemm, Loop
+from .gemm_c import GEMM_DECLARATIONS, GEMM_SOURCE, KC, MR, NR
+from .ir import Gemm, Load, Loop
 from .render import CStyleRenderer
 
 # work (output elements x reduce length) below which a kernel stays single-threaded: thread
@@ -12,6 +12,7 @@ PARALLEL_GRAIN = 1 << 15
 C_PREAMBLE = r"""#include <math.h>
 #include <stdint.h>
 #include <stdbool.h>
+#include <stddef.h>
 """ + GEMM_DECLARATIONS + r"""
 static inline float fg_bf16_to_f32(uint16_t x) { union { uint32_t u; float f; } v; v.u = (uint32_t)x << 16; return v.f; }
 static inline uint16_t fg_f32_to_bf16(float f) {
@@ -71,6 +72,58 @@ class CRenderer(CStyleRenderer):
         return lines
 
     def gemm(self, s: Gemm) -> str:
-        fn = "fg_gemm_f32" if s.dtype.name == "float32" else "fg_gemm_f64"
-        return (f"{fn}({s.m}, {s.n}, {s.k}, p{s.a_param} + {s.a_base.render()}, {s.sai}, {s.sak}, "
-                f"p{s.b_param} + {s.b_base.render()}, {s.sbk}, {s.sbj}, p0 + {s.c_base.render()}, {s.n});")
+        """A packed GEMM for one batch element: pack both operands panel by panel, then run the
+        support library's micro-kernel on every tile (all in one OpenMP team)."""
+        t = self.storage_type(s.a.dtype)
+        nr = NR[s.dtype.name]
+        micro = "fg_micro_f32" if s.dtype.name == "float32" else "fg_micro_f64"
+        mb, nb = -(-s.m // MR), -(-s.n // nr)
+        parallel = int(s.m * s.n * s.k >= PARALLEL_GRAIN * 8)
+        return "\n".join([
+            "{",
+            f"  {t}* ap = ({t}*)fg_pack_scratch(0, sizeof({t}) * {mb * MR * KC});",
+            f"  {t}* bp = ({t}*)fg_pack_scratch(1, sizeof({t}) * {nb * nr * KC});",
+            f"  for (int64_t pc = 0; pc < {s.k}; pc += {KC}) {{",
+            f"    const int64_t kc = {s.k} - pc < {KC} ? {s.k} - pc : {KC};",
+            f"    #pragma omp parallel if({parallel})",
+            "    {",
+            "      #pragma omp for schedule(static)",
+            *self._pack("ap", s.a, s.i_vars, s.k_vars, mb, MR, s.m, t),
+            "      #pragma omp for schedule(static)",
+            *self._pack("bp", s.b, s.j_vars, s.k_vars, nb, nr, s.n, t),
+            "      #pragma omp for collapse(2) schedule(static)",
+            f"      for (int64_t jb = 0; jb < {nb}; jb++) for (int64_t ib = 0; ib < {mb}; ib++) {{",
+            f"        const int64_t mr = {s.m} - ib * {MR} < {MR} ? {s.m} - ib * {MR} : {MR};",
+            f"        const int64_t nr = {s.n} - jb * {nr} < {nr} ? {s.n} - jb * {nr} : {nr};",
+            f"        {micro}(kc, ap + ib * {MR} * kc, bp + jb * {nr} * kc, "
+            f"p{s.c_param} + {s.c_base.render()} + ib * {MR * s.n} + jb * {nr}, {s.n}, mr, nr, pc == 0);",
+            "      }",
+            "    }",
+            "  }",
+            "}",
+        ])
+
+    def _pack(self, buf: str, load: Load, outer: tuple, ks: tuple, blocks: int, width: int, size: int,
+              t: str) -> list[str]:
+        """Loops copying `load` into panels of `width` rows/columns: buf[(blk*kc + k)*width + w]."""
+        lines = [f"      for (int64_t blk = 0; blk < {blocks}; blk++) for (int64_t kk = 0; kk < kc; kk++) "
+                 f"for (int64_t w = 0; w < {width}; w++) {{",
+                 f"        const int64_t flat = blk * {width} + w, kflat = pc + kk;",
+                 f"        {t} value = 0;",
+                 f"        if (flat < {size}) {{"]
+        lines += [f"          const int64_t {v.name} = {d};" for v, d in _decompose(outer, "flat")]
+        lines += [f"          const int64_t {v.name} = {d};" for v, d in _decompose(ks, "kflat")]
+        lines += [f"          value = {self.load(load)};", "        }",
+                  f"        {buf}[(blk * kc + kk) * {width} + w] = value;", "      }"]
+        return lines
+
+
+def _decompose(variables: tuple, flat: str) -> list:
+    """Row-major coordinates of the flat index `flat` in the variables' extents."""
+    out = []
+    stride = 1
+    for v in reversed(variables):
+        div = f"{flat} / {stride}" if stride > 1 else flat
+        out.append((v, f"({div}) % {v.extent}" if v is not variables[0] else f"{div}"))
+        stride *= v.extent
+    return out

@@ -6,6 +6,7 @@ source stays linear in the size of the graph.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Union
 
@@ -111,22 +112,30 @@ class Store:
 
 @dataclass(frozen=True)
 class Gemm:
-    """out0[c_base + i*n + j] = sum_k A[a_base + i*sai + k*sak] * B[b_base + k*sbk + j*sbj] for the
-    i < m, j < n of one batch element (the bases depend only on enclosing batch loops)."""
+    """out0[c_base + i*n + j] = sum_k a * b over one batch element: `a` is a load indexed by the
+    row variables and the reduction variables, `b` by the reduction and column variables (flat
+    i, j, k decompose row-major into the variables). Enclosing loops fix the batch variables."""
 
     dtype: DType
-    m: int
-    n: int
-    k: int
-    a_param: int
-    a_base: Lin
-    sai: int
-    sak: int
-    b_param: int
-    b_base: Lin
-    sbk: int
-    sbj: int
+    i_vars: tuple[Var, ...]
+    j_vars: tuple[Var, ...]
+    k_vars: tuple[Var, ...]
+    a: Load
+    b: Load
     c_base: Lin
+    c_param: int = 0  # 0: the sums land in the output itself; else in this scratch parameter
+
+    @property
+    def m(self) -> int:
+        return math.prod(v.extent for v in self.i_vars)
+
+    @property
+    def n(self) -> int:
+        return math.prod(v.extent for v in self.j_vars)
+
+    @property
+    def k(self) -> int:
+        return math.prod(v.extent for v in self.k_vars)
 
 
 Stmt = Union[Loop, EndLoop, Define, DefineAcc, Accumulate, Store, Gemm]
@@ -137,6 +146,7 @@ class Param:
     dtype: DType
     numel: int
     output: bool
+    scratch: bool = False  # a temporary the engine allocates for the call (after the inputs)
 
 
 @dataclass
@@ -187,8 +197,9 @@ def _stmt_text(s: Stmt) -> str:
     if isinstance(s, Accumulate):
         return f"{s.name} = {s.op.name}({s.name}, {_expr_text(s.value)})"
     if isinstance(s, Gemm):
-        return (f"out0[{s.c_base.render()}:] = gemm(m={s.m}, n={s.n}, k={s.k}, "
-                f"in{s.a_param}[{s.a_base.render()}:] strides ({s.sai}, {s.sak}), "
-                f"in{s.b_param}[{s.b_base.render()}:] strides ({s.sbk}, {s.sbj}))")
+        names = ",".join(v.name for v in s.i_vars), ",".join(v.name for v in s.j_vars), \
+            ",".join(v.name for v in s.k_vars)
+        return (f"out{s.c_param}[{s.c_base.render()} + ({names[0]})*{s.n} + ({names[1]})] = gemm(m={s.m}, n={s.n}, k={s.k}) "
+                f"sum over ({names[2]}) of {_expr_text(s.a)} * {_expr_text(s.b)}")
     assert isinstance(s, Store)
     return f"out{s.param}[{s.index.render()}] = {_expr_text(s.value)}"

@@ -95,7 +95,8 @@ def _compile(items: list[ScheduleItem]) -> list[Any]:
         programs = device.compile(unit, [ir.name for _, ir, _ in entries], [len(ir.params) for _, ir, _ in entries],
                                   support=renderer.support_source)
         for (key, ir, _), prog in zip(entries, programs):
-            _programs[key] = (prog, ir.work)
+            scratch = sum(p.numel * p.dtype.itemsize for p in ir.params if p.scratch)
+            _programs[key] = (prog, ir.work, scratch)
     return [_programs[k] for k in keys]
 
 
@@ -108,6 +109,7 @@ class Step:
     program: Any  # None for an alias of inputs[0] or an empty output
     work: int
     alias: bool
+    scratch_bytes: int = 0  # a temporary passed after the inputs (e.g. GEMM partial sums)
 
 
 _plans: OrderedDict[tuple, list[Step]] = OrderedDict()
@@ -142,8 +144,9 @@ def plan(order: list[Node], targets: list[Node]) -> list[Step]:
         if it.alias_of is not None:
             steps.append(Step(pos[id(it.spec.root)], (pos[id(it.alias_of)],), None, 0, True))
         else:
-            prog, work = programs.get(id(it), (None, 0))
-            steps.append(Step(pos[id(it.spec.root)], tuple(pos[id(n)] for n in it.spec.inputs), prog, work, False))
+            prog, work, scratch = programs.get(id(it), (None, 0, 0))
+            steps.append(Step(pos[id(it.spec.root)], tuple(pos[id(n)] for n in it.spec.inputs), prog, work, False,
+                              scratch))
     return steps
 
 
@@ -153,9 +156,12 @@ def run(steps: list[Step], order: list[Node]) -> None:
         if step.alias:
             root.set_buffer(order[step.inputs[0]].buffer)
             continue
-        out = registry.get(root.device).alloc(root.numel * root.dtype.itemsize)
+        device = registry.get(root.device)
+        out = device.alloc(root.numel * root.dtype.itemsize)
         if step.program is not None:
             buffers = [out] + [order[i].buffer for i in step.inputs]
+            if step.scratch_bytes:
+                buffers.append(device.alloc(step.scratch_bytes))
             seconds = step.program(buffers)
             moved = sum(b.nbytes for b in buffers)
             record(KernelLaunch(step.program.name, root.device, seconds, moved, step.work, root.shape))
