@@ -299,7 +299,7 @@ def backward(target: "Tensor", gradient: "Tensor | None" = None, create_graph: b
             leaf.grad = g if leaf.grad is None else leaf.grad + g
     if not create_graph:
         from .tensor import realize
-        realize(*[leaf.grad for leaf in leaves])
+        realize(target, *[leaf.grad for leaf in leaves])  # the loss comes free with its gradients
         for leaf in leaves:
             leaf.grad = leaf.grad.detach()
 
