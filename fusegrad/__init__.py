@@ -14,7 +14,8 @@ from .runtime import registry as _registry
 from .tensor import (Tensor, arange, cat, empty, empty_like, eye, from_numpy, full, full_like, linspace, ones,
                      ones_like, realize, stack, tensor, where, zeros, zeros_like)
 
-from . import data, nn, optim  # noqa: E402  (they build on the names above)
+from . import data, io, nn, optim  # noqa: E402  (they build on the names above)
+from .io.checkpoint import load, save  # noqa: E402
 
 half, float, double, long, int, short = float16, float32, float64, int64, int32, int16  # noqa: A001
 

@@ -15,7 +15,7 @@ import numpy as np
 from .. import dtypes, flags
 from ..tensor import Tensor, tensor
 from .dataset import Dataset, DatasetError, upload_rows
-from .download import DEFAULT_TIMEOUT, download
+from .download import DEFAULT_TIMEOUT, fetch
 from .idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx
 
 IMAGE_SIZE = 28
@@ -98,14 +98,14 @@ class MNIST(Dataset):
             return folders[0]
         where = " or ".join(str(f) for f in folders)
         missing = ", ".join(f"{stem}[.gz]" for stem in self._stems)
-        ways = " or ".join(w for w in (self.install_hint, "pass download=True") if w)
+        ways = "; or ".join(w for w in (self.install_hint, "pass download=True") if w)
         raise DatasetError(f"{type(self).__name__}: {missing} not found in {where}; {ways}")
 
     def download(self, folder: str | os.PathLike) -> None:
         """Fetch every file of `resources` that `folder` lacks (raw or gzipped) from the mirrors."""
         for filename, sha256 in self.resources.items():
             if find_file(Path(folder), filename.removesuffix(".gz")) is None:
-                download(filename, self.mirrors, folder, sha256, timeout=self.timeout)
+                fetch(filename, self.mirrors, folder, sha256, timeout=self.timeout)
 
     def __len__(self) -> int:
         return int(self.targets.shape[0])
@@ -126,7 +126,8 @@ class MNIST(Dataset):
                 upload_rows(self.targets, indices, dtypes.int64))
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(split={'train' if self.train else 'test'}, samples={len(self)}, root={self.root})"
+        split = "train" if self.train else "test"
+        return f"{type(self).__name__}(split={split}, samples={len(self)}, root={self.root})"
 
 
 class FashionMNIST(MNIST):
@@ -149,4 +150,4 @@ class FashionMNIST(MNIST):
     classes = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                "Ankle boot"]
     system_roots = ("/usr/share/datasets/fashion-mnist",)
-    install_hint = "install them with `apt-get install -y dataset-fashion-mnist`"
+    install_hint = "`apt-get install -y dataset-fashion-mnist` installs them into /usr/share/datasets/fashion-mnist"

@@ -30,8 +30,8 @@ class ChecksumMismatch(ValueError):
     """A downloaded file's SHA-256 is not the expected one."""
 
 
-def download(filename: str, mirrors: Sequence[str], directory: str | os.PathLike, sha256: str | None,
-             timeout: float = DEFAULT_TIMEOUT, quiet: bool = False) -> Path:
+def fetch(filename: str, mirrors: Sequence[str], directory: str | os.PathLike, sha256: str | None,
+          timeout: float = DEFAULT_TIMEOUT, quiet: bool = False) -> Path:
     """Fetch `filename` from the first mirror (a base URL) that serves it with the expected SHA-256.
 
     `sha256=None` skips verification. Returns the path of the file in `directory`.
@@ -45,7 +45,7 @@ def download(filename: str, mirrors: Sequence[str], directory: str | os.PathLike
         if not quiet:
             print(f"fusegrad: downloading {url}", file=sys.stderr)
         try:
-            _fetch(url, target, sha256, timeout)
+            _fetch_url(url, target, sha256, timeout)
             return target
         except ChecksumMismatch as e:
             bad_content = True
@@ -69,7 +69,7 @@ def _reason(e: BaseException) -> str:
     return " ".join(str(getattr(e, "strerror", None) or e).split())
 
 
-def _fetch(url: str, target: Path, sha256: str | None, timeout: float) -> None:
+def _fetch_url(url: str, target: Path, sha256: str | None, timeout: float) -> None:
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     try:
         digest = hashlib.sha256()

@@ -1,0 +1,64 @@
+"""The main job end to end on small synthetic IDX files (the real data set is not needed)."""
+import gzip
+import struct
+
+import numpy as np
+import pytest
+
+import fusegrad as fg
+from fusegrad.examples import mnist
+
+
+def write_idx(folder, prefix, n, seed):
+    """Learnable fake Fashion-MNIST: class c lights a 7x7 block at a class-specific place, plus noise."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, size=n).astype(np.uint8)
+    images = rng.integers(0, 60, size=(n, 28, 28)).astype(np.uint8)
+    for i, c in enumerate(labels):
+        r, col = divmod(int(c), 4)
+        images[i, r * 7:(r + 1) * 7 + 3, col * 7:(col + 1) * 7] = 230
+    with gzip.open(folder / f"{prefix}-images-idx3-ubyte.gz", "wb") as f:
+        f.write(struct.pack(">IIII", 2051, n, 28, 28) + images.tobytes())
+    with gzip.open(folder / f"{prefix}-labels-idx1-ubyte.gz", "wb") as f:
+        f.write(struct.pack(">II", 2049, n) + labels.tobytes())
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("fake-fashion")
+    write_idx(folder, "train", 2048, 0)
+    write_idx(folder, "t10k", 512, 1)
+    return folder
+
+
+def test_mlp_learns_and_checkpoints_resume(data_dir, tmp_path, capsys):
+    ckpt = tmp_path / "run.safetensors"
+    args = ["--data-dir", str(data_dir), "--epochs", "1", "--batch-size", "64", "--checkpoint", str(ckpt)]
+    assert mnist.main(args) == 0
+    out = capsys.readouterr().out
+    first = float(out.strip().splitlines()[-1].split()[-1].rstrip("%"))
+    assert first > 90.0, out
+    assert "epoch 1: train loss" in out and ckpt.exists()
+    assert mnist.main(args[:3] + ["2", "--resume", str(ckpt)]) == 0
+    out = capsys.readouterr().out
+    assert "epoch 1:" not in out and "epoch 2:" in out
+
+
+def test_cnn_runs_one_short_epoch(data_dir, capsys):
+    assert mnist.main(["--data-dir", str(data_dir), "--model", "cnn", "--epochs", "1", "--limit", "256",
+                       "--batch-size", "64"]) == 0
+    assert "test accuracy" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [["--epochs", "0"], ["--model", "resnet"], ["--lr", "-1"]])
+def test_bad_arguments_exit_with_one_line(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        mnist.main(argv)
+    assert e.value.code != 0
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_missing_data_is_one_line_error(tmp_path, capsys):
+    assert mnist.main(["--data-dir", str(tmp_path / "nowhere"), "--dataset", "mnist"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:")
