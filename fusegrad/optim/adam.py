@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+from .. import dtypes
 from ..tensor import Tensor
 from .optimizer import Optimizer
 
@@ -25,27 +26,33 @@ class Adam(Optimizer):
 
     def update(self, group: dict[str, Any], index: int, p: Tensor, g: Tensor, state: dict[str, Tensor],
                step: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        lr = self._scalar(index, "lr", group["lr"], p).to(p.dtype)
-        beta1, beta2 = group["betas"]
+        # beta1 is a device scalar too: OneCycleLR cycles it every step without recompiling
+        beta1 = self._scalar(index, "beta1", group["betas"][0], p).to(p.dtype)
+        beta2 = group["betas"][1]
+        # the step size and bias corrections are computed in float64 (torch computes them in Python
+        # doubles): 1 - 0.999 ** t in float32 is off by ~1e-5 relative
+        lr64 = self._scalar(index, "lr", group["lr"], p, dtypes.float64)
+        beta1_64 = self._scalar(index, "beta1", group["betas"][0], p, dtypes.float64)
+        t = step.to(dtypes.float64)
+        step_size = (lr64 / (1 - beta1_64 ** t)).to(p.dtype)
+        bias2_sqrt = (1 - beta2 ** t).sqrt().to(p.dtype)
         if group["maximize"]:
             g = -g
         if group["weight_decay"]:
             if self.decoupled:
-                p = p * (1 - lr * group["weight_decay"])
+                p = p * (1 - lr64 * group["weight_decay"]).to(p.dtype)
             else:
                 g = g + p * group["weight_decay"]
-        m = state["exp_avg"] * beta1 + g * (1 - beta1)
+        # g + (m - g) * beta1 == m * beta1 + g * (1 - beta1), without a separate kernel for 1 - beta1
+        m = g + (state["exp_avg"] - g) * beta1
         v = state["exp_avg_sq"] * beta2 + g * g * (1 - beta2)
-        t = step.to(p.dtype)
-        bias1 = 1 - beta1 ** t
-        bias2 = 1 - beta2 ** t
         new_state = {"exp_avg": m, "exp_avg_sq": v}
         second = v
-        if "max_exp_avg_sq" in state:
+        if group["amsgrad"]:
             second = state["max_exp_avg_sq"].maximum(v)
             new_state["max_exp_avg_sq"] = second
-        denom = (second / bias2).sqrt() + group["eps"]
-        return p - (lr / bias1) * m / denom, new_state
+        denom = second.sqrt() / bias2_sqrt + group["eps"]
+        return p - step_size * m / denom, new_state
 
 
 class AdamW(Adam):

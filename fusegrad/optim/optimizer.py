@@ -29,7 +29,7 @@ class Optimizer:
         self.defaults = dict(defaults)
         self.param_groups: list[dict[str, Any]] = []
         self.state: dict[int, dict[str, Any]] = {}  # keyed by id(param), like torch's per-parameter state
-        self._device_scalars: dict[tuple[int, str], tuple[float, Tensor]] = {}
+        self._device_scalars: dict[tuple[int, str, str, str], tuple[float, Tensor]] = {}
         groups = list(params)
         if not groups:
             raise ValueError("optimizer got an empty parameter list")
@@ -57,12 +57,18 @@ class Optimizer:
             for p in g["params"]:
                 p.grad = None if set_to_none or p.grad is None else p.grad.zeros_like()
 
-    def _scalar(self, group_index: int, name: str, value: float, like: Tensor) -> Tensor:
-        """A device tensor holding a hyperparameter; re-uploaded only when its value changes."""
-        key = (group_index, name)
+    def _scalar(self, group_index: int, name: str, value: float, like: Tensor,
+                dtype: dtypes.DType | None = None) -> Tensor:
+        """A device tensor holding a hyperparameter; re-uploaded only when its value changes.
+
+        By default float64 parameters get a float64 scalar (full precision) and others float32.
+        """
+        if dtype is None:
+            dtype = dtypes.float64 if like.dtype == dtypes.float64 else dtypes.float32
+        key = (group_index, name, dtype.name, like.device)
         cached = self._device_scalars.get(key)
-        if cached is None or cached[0] != value or cached[1].device != like.device:
-            cached = (value, tensor(float(value), dtype=dtypes.float32, device=like.device))
+        if cached is None or cached[0] != value:
+            cached = (value, tensor(float(value), dtype=dtype, device=like.device))
             self._device_scalars[key] = cached
         return cached[1]
 

@@ -43,7 +43,8 @@ class RMSprop(Optimizer):
         if "grad_avg" in state and not group["centered"]:
             new_state["grad_avg"] = state["grad_avg"]
         if group["momentum"] > 0:
-            buf = state["momentum_buffer"] * group["momentum"] + g / avg
+            momentum = self._scalar(index, "momentum", group["momentum"], p).to(p.dtype)
+            buf = state["momentum_buffer"] * momentum + g / avg
             new_state["momentum_buffer"] = buf
             return p - lr * buf, new_state
         if "momentum_buffer" in state:

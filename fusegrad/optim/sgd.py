@@ -17,9 +17,6 @@ class SGD(Optimizer):
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                                       nesterov=nesterov, maximize=maximize))
 
-    def init_state(self, group: dict[str, Any], p: Tensor) -> dict[str, Tensor]:
-        return {"momentum_buffer": p.zeros_like()} if group["momentum"] else {}
-
     @property
     def state_names(self) -> tuple[str, ...]:  # type: ignore[override]
         return ("momentum_buffer",) if any(g["momentum"] for g in self.param_groups) else ()
@@ -32,8 +29,9 @@ class SGD(Optimizer):
         if group["weight_decay"]:
             g = g + p * group["weight_decay"]
         new_state: dict[str, Tensor] = {}
-        momentum = group["momentum"]
-        if momentum:
+        if group["momentum"]:
+            # a device scalar: OneCycleLR cycles the momentum every step without recompiling
+            momentum = self._scalar(index, "momentum", group["momentum"], p).to(p.dtype)
             buf = state["momentum_buffer"]
             # the first step takes the gradient as the buffer (torch), later ones blend
             first = step <= 1
