@@ -9,6 +9,10 @@ from .dtypes import (DType, bfloat16, float16, float32, float64, int8, int16, in
 from .dtypes import bool_ as bool  # noqa: A001  (fg.bool like torch.bool)
 from .engine.profile import KernelLaunch, Profile
 from .errors import CompileError, DeviceError, DTypeError, Error, GradError, IndexOutOfRangeError, ShapeError
+from .ops.index import gather, index_select, masked_fill, one_hot, scatter, scatter_add, take_along_dim
+from .ops.linalg import bmm, dot, einsum, matmul, mm, mv, outer
+from .ops.movement import (chunk, concat, concatenate, diagonal, flatten, flip, hstack, meshgrid, movedim, narrow,
+                           roll, split, squeeze, transpose, tril, triu, unbind, unsqueeze, vstack)
 from .random import initial_seed, manual_seed, rand, rand_like, randint, randn, randn_like, randperm
 from .runtime import registry as _registry
 from .tensor import (Tensor, arange, cat, empty, empty_like, eye, from_numpy, full, full_like, linspace, ones,

@@ -622,17 +622,24 @@ class Tensor(ElementwiseMixin, ReduceMixin, MovementMixin, IndexMixin, LinalgMix
             self._ctx, self.requires_grad = new._ctx, new.requires_grad
         return self
 
+    def _snapshot(self) -> "Tensor":
+        """A new object holding this tensor's current value and history: in-place ops build their
+        result from it, so the rebound tensor never appears as its own input."""
+        t = Tensor.__new__(Tensor)
+        t._init(self._node, self._ctx, self.requires_grad)
+        return t
+
     def add_(self, other: Any, alpha: Scalar = 1) -> "Tensor":
-        return self._rebind(self + (other * alpha if alpha != 1 else other))
+        return self._rebind(self._snapshot() + (other * alpha if alpha != 1 else other))
 
     def sub_(self, other: Any, alpha: Scalar = 1) -> "Tensor":
-        return self._rebind(self - (other * alpha if alpha != 1 else other))
+        return self._rebind(self._snapshot() - (other * alpha if alpha != 1 else other))
 
     def mul_(self, other: Any) -> "Tensor":
-        return self._rebind(self * other)
+        return self._rebind(self._snapshot() * other)
 
     def div_(self, other: Any) -> "Tensor":
-        return self._rebind(self / other)
+        return self._rebind(self._snapshot() / other)
 
     def zero_(self) -> "Tensor":
         return self._rebind(self._const(0))
@@ -644,7 +651,7 @@ class Tensor(ElementwiseMixin, ReduceMixin, MovementMixin, IndexMixin, LinalgMix
         return self._rebind(self._operand(src).to(self.dtype).broadcast_to(self.shape))
 
     def clamp_(self, min: Any = None, max: Any = None) -> "Tensor":
-        return self._rebind(self.clamp(min, max))
+        return self._rebind(self._snapshot().clamp(min, max))
 
     # ---- creation helpers -------------------------------------------------------------
     def zeros_like(self) -> "Tensor":

@@ -98,6 +98,9 @@ def reduce(op: Op, src: Node, axes: tuple[int, ...]) -> Node:
     shape = tuple(1 if i in axes else s for i, s in enumerate(src.shape))
     if not axes or all(src.shape[i] == 1 for i in axes):
         return src
+    if any(src.shape[i] == 0 for i in axes):  # an empty reduction is its identity, like torch
+        identity = {Op.SUM: 0, Op.PROD: 1, Op.RMAX: float("-inf")}[op]
+        return const(identity, shape, src.dtype, src.device)
     return Node(op, (src,), axes, shape, src.dtype, src.device)
 
 

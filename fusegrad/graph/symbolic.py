@@ -203,6 +203,8 @@ def flat_index(coords: tuple[Lin, ...], shape: tuple[int, ...]) -> Lin:
 
 def unflatten(index: Lin, shape: tuple[int, ...]) -> tuple[Lin, ...]:
     """Coordinates in `shape` of a row-major linear index."""
+    if 0 in shape:  # an empty array has no elements to address
+        return tuple(ZERO for _ in shape)
     coords = []
     stride = 1
     for s in reversed(shape):

@@ -155,7 +155,7 @@ class MovementMixin:
             doubled = out.unsqueeze(d).expand(out.shape[:d] + (2,) + out.shape[d:])
             doubled = doubled.reshape(out.shape[:d] + (2 * n,) + out.shape[d + 1:])
             start = n - shift % n
-            out = doubled._narrow(d, start, n)
+            out = doubled._narrow(d, start, start + n)
         return out
 
     def repeat(self: "Tensor", *sizes: Any) -> "Tensor":
@@ -184,13 +184,15 @@ class MovementMixin:
 
     def narrow(self: "Tensor", dim: int, start: int, length: int) -> "Tensor":
         """The view of `length` elements of `dim` from `start` (negative start counts from the end)."""
+        if self.ndim == 0:
+            raise IndexError("narrow() cannot be applied to a 0-d tensor")
         d = _dim(dim, self.ndim)
-        n = self.shape[d] if self.ndim else 1
+        n = self.shape[d]
         start = int(start) + n if start < 0 else int(start)
         if not 0 <= start <= n or length < 0 or start + length > n:
             raise IndexOutOfRangeError(f"narrow: start {start} with length {length} is outside dimension {d} "
                                        f"of size {n} (shape {self.shape})")
-        return self._narrow(d, start, start + length) if self.ndim else self
+        return self._narrow(d, start, start + length)
 
     def select(self: "Tensor", dim: int, index: int) -> "Tensor":
         """The slice at `index` of dimension `dim`, which is removed (a view)."""
@@ -255,7 +257,7 @@ class MovementMixin:
         out = self.pad_zeros(pairs)
         if value == 0:
             return out
-        inside = self._const(True, dtypes.bool_, out.shape if False else self.shape).pad_zeros(pairs)
+        inside = self._const(True, dtypes.bool_, self.shape).pad_zeros(pairs)
         return out.where(inside, out._const(value, self.dtype, ()))
 
     def shrink(self: "Tensor", bounds: Sequence[tuple[int, int]]) -> "Tensor":
@@ -294,7 +296,7 @@ class MovementMixin:
             size = split_size_or_sections
             if size < 0 or (size == 0 and n):
                 raise ShapeError(f"split: split size {size} is invalid for dimension {d} of size {n}")
-            sizes = [size] * (n // size) + ([n % size] if n % size else []) if size else [0]
+            sizes = ([size] * (n // size) + ([n % size] if n % size else [])) if size else []
             sizes = sizes or [0]
         else:
             sizes = [int(s) for s in split_size_or_sections]
@@ -316,6 +318,8 @@ class MovementMixin:
 
     def unbind(self: "Tensor", dim: int = 0) -> tuple["Tensor", ...]:
         """Every slice along `dim`, with that dimension removed."""
+        if self.ndim == 0:
+            raise IndexError("unbind() cannot be applied to a 0-d tensor")
         d = _dim(dim, self.ndim)
         return tuple(self.select(d, i) for i in range(self.shape[d]))
 
@@ -409,3 +413,61 @@ def meshgrid(*tensors: Any, indexing: str = "ij") -> tuple["Tensor", ...]:
         shape = tuple(s if j == axis else 1 for j, s in enumerate(sizes))
         out.append(t.reshape(shape).expand(tuple(sizes)))
     return tuple(out)
+
+
+# ---- torch.* spellings of the methods above ------------------------------------------------
+
+def transpose(input: "Tensor", dim0: int, dim1: int) -> "Tensor":
+    return input.transpose(dim0, dim1)
+
+
+def squeeze(input: "Tensor", dim: Any = None) -> "Tensor":
+    return input.squeeze(dim)
+
+
+def unsqueeze(input: "Tensor", dim: int) -> "Tensor":
+    return input.unsqueeze(dim)
+
+
+def flatten(input: "Tensor", start_dim: int = 0, end_dim: int = -1) -> "Tensor":
+    return input.flatten(start_dim, end_dim)
+
+
+def movedim(input: "Tensor", source: Any, destination: Any) -> "Tensor":
+    return input.movedim(source, destination)
+
+
+def flip(input: "Tensor", dims: Any) -> "Tensor":
+    return input.flip(dims)
+
+
+def roll(input: "Tensor", shifts: Any, dims: Any = None) -> "Tensor":
+    return input.roll(shifts, dims)
+
+
+def diagonal(input: "Tensor", offset: int = 0, dim1: int = 0, dim2: int = 1) -> "Tensor":
+    return input.diagonal(offset, dim1, dim2)
+
+
+def tril(input: "Tensor", diagonal: int = 0) -> "Tensor":
+    return input.tril(diagonal)
+
+
+def triu(input: "Tensor", diagonal: int = 0) -> "Tensor":
+    return input.triu(diagonal)
+
+
+def narrow(input: "Tensor", dim: int, start: int, length: int) -> "Tensor":
+    return input.narrow(dim, start, length)
+
+
+def split(tensor: "Tensor", split_size_or_sections: Any, dim: int = 0) -> tuple["Tensor", ...]:
+    return tensor.split(split_size_or_sections, dim)
+
+
+def chunk(input: "Tensor", chunks: int, dim: int = 0) -> tuple["Tensor", ...]:
+    return input.chunk(chunks, dim)
+
+
+def unbind(input: "Tensor", dim: int = 0) -> tuple["Tensor", ...]:
+    return input.unbind(dim)
