@@ -95,7 +95,8 @@ class Tensor(ElementwiseMixin, ReduceMixin, MovementMixin, IndexMixin, LinalgMix
         """Wrap a new node, recording how it was made when autograd needs it."""
         t = Tensor.__new__(Tensor)
         if autograd.should_record(inputs):
-            t._init(node, autograd.Ctx(op, inputs, arg), any(i.requires_grad for i in inputs))
+            grads = node.dtype.is_floating_point and any(i.requires_grad for i in inputs)  # bool/int: no grad
+            t._init(node, autograd.Ctx(op, inputs, arg), grads)
         else:
             t._init(node, None, False)
         return t
@@ -546,7 +547,9 @@ class Tensor(ElementwiseMixin, ReduceMixin, MovementMixin, IndexMixin, LinalgMix
     def amax(self, dim: Any = None, keepdim: bool = False) -> "Tensor":
         self._check_nonempty_reduce("amax", dim)
         if self.dtype is dtypes.bool_:
-            return self.cast(dtypes.uint8)._reduce(Op.RMAX, dim, keepdim).bool()
+            # any() as a count: GCC 12 -O3 -march=native miscompiles a vectorized max over bools
+            # cast to uint8 (it mixes 0xFF lane masks with 0/1 values)
+            return self.cast(dtypes.int32)._reduce(Op.SUM, dim, keepdim) > 0
         return self._reduce(Op.RMAX, dim, keepdim)
 
     def amin(self, dim: Any = None, keepdim: bool = False) -> "Tensor":

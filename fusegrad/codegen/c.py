@@ -7,7 +7,7 @@ from .render import CStyleRenderer
 
 # work (output elements x reduce length) below which a kernel stays single-threaded: thread
 # start-up costs more than it saves on small kernels
-PARALLEL_GRAIN = 1 << 15
+PARALLEL_GRAIN = 1 << 16
 
 C_PREAMBLE = r"""#include <math.h>
 #include <stdint.h>

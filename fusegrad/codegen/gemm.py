@@ -20,6 +20,7 @@ from .ir import Accumulate, Alu, Define, DefineAcc, EndLoop, Gemm, Load, Loop, L
 GEMM_DTYPES = ("float32", "float64")
 MIN_GEMM_WORK = 1 << 14  # multiply-adds below which the plain loops win (no packing, no call)
 MIN_COLUMNS = 8  # narrower outputs waste most of a 32-wide tile
+MIN_ROWS = 4  # fewer rows waste most of a 6-row tile; a dot product per output is better as plain loops
 
 
 def lin_vars(expr: Lin) -> set[Var]:
@@ -104,7 +105,7 @@ def use_gemm(ir: LoopIR) -> LoopIR:
         c_read = _flat(batch + rows + cols)
         c_base = _only(c_read, batch)
     gemm = Gemm(acc.dtype, tuple(rows), tuple(cols), k_vars, la, lb, c_base, c_param)
-    if gemm.m * gemm.n * gemm.k < MIN_GEMM_WORK or gemm.n < MIN_COLUMNS:
+    if gemm.m * gemm.n * gemm.k < MIN_GEMM_WORK or gemm.n < MIN_COLUMNS or gemm.m < MIN_ROWS:
         return ir
     out = [Loop(v, "global") for v in batch] + [gemm] + [EndLoop("global") for _ in batch]
     epilogue = body[:a0] + [Define(acc.name, Load(c_param, c_read, (), acc.dtype), acc.dtype)] + body[end:]

@@ -92,13 +92,16 @@ def train(args: argparse.Namespace) -> float:
     train_set, test_set = load_data(args)
     model = build_model(args.model).to(args.device)
     opt = build_optimizer(args.optimizer, model.parameters(), args.lr)
+    train_loader = fg.data.DataLoader(train_set, batch_size=args.batch_size, shuffle=True, seed=args.seed)
+    # the learning rate decays to zero over the run (cosine): the last epochs settle instead of bouncing
+    schedule = optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.epochs * len(train_loader))
     start_epoch = 0
     if args.resume:
         state = fg.load(args.resume)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
         start_epoch = int(state["epoch"])
-    train_loader = fg.data.DataLoader(train_set, batch_size=args.batch_size, shuffle=True, seed=args.seed)
     test_loader = fg.data.DataLoader(test_set, batch_size=1000)
     accuracy = 0.0
     for epoch in range(start_epoch, args.epochs):
@@ -110,6 +113,7 @@ def train(args: argparse.Namespace) -> float:
             opt.zero_grad()
             loss.backward()
             opt.step()
+            schedule.step()
             seen += labels.shape[0]
             steps += 1
             loss_sum += loss.item()  # computed with the gradients: reading it costs no extra kernel
@@ -122,7 +126,8 @@ def train(args: argparse.Namespace) -> float:
         print(f"epoch {epoch + 1}: train loss {loss_sum / max(steps, 1):.4f}, test accuracy {accuracy:.2%}, "
               f"time {elapsed:.1f}s", flush=True)
         if args.checkpoint:
-            fg.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1}, args.checkpoint)
+            fg.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "schedule": schedule.state_dict(),
+                     "epoch": epoch + 1}, args.checkpoint)
     print(f"test accuracy: {accuracy:.2%}")
     return accuracy
 

@@ -17,6 +17,11 @@ from ..errors import CompileError
 from . import cache
 from .buffer import Buffer, CountingAllocator
 
+# Threads that finish a parallel loop sleep instead of spinning: on a shared machine a spinning
+# team turns every barrier into a wait for a descheduled thread (measured 7.8 ms vs 0.02 ms per
+# small kernel under load). Set before libgomp loads; OMP_WAIT_POLICY=active restores spinning.
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+
 CFLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-fno-math-errno", "-std=gnu11")
 
 
