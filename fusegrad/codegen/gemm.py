@@ -15,7 +15,8 @@ import math
 
 from ..graph.ops import Op
 from ..graph.symbolic import DivAtom, Lin, ModAtom, Var, atom
-from .ir import Accumulate, Alu, Define, DefineAcc, EndLoop, Gemm, Load, Loop, LoopIR, Param, Ref, Store
+from .ir import (Accumulate, Alu, Define, DefineAcc, EndLoop, Gemm, Load, Loop, LoopIR, Param, Ref, Store,
+                 single_reduction_nest)
 
 GEMM_DTYPES = ("float32", "float64")
 MIN_GEMM_WORK = 1 << 14  # multiply-adds below which the plain loops win (no packing, no call)
@@ -66,14 +67,10 @@ def _match(body: list, a0: int) -> tuple[int, Load, Load] | None:
 def use_gemm(ir: LoopIR) -> LoopIR:
     """`ir` with its contraction turned into a Gemm statement, or `ir` unchanged."""
     stmts = ir.stmts
-    n_glob = 0
-    while n_glob < len(stmts) and isinstance(stmts[n_glob], Loop) and stmts[n_glob].kind == "global":
-        n_glob += 1
-    body = stmts[n_glob:len(stmts) - n_glob]
-    accs = [i for i, s in enumerate(body) if isinstance(s, DefineAcc)]
-    if n_glob == 0 or len(accs) != 1:
+    nest = single_reduction_nest(ir)
+    if nest is None:
         return ir
-    a0 = accs[0]
+    n_glob, body, a0 = nest
     found = _match(body, a0)
     if found is None:
         return ir

@@ -12,7 +12,7 @@ from __future__ import annotations
 from ..graph.ops import Op
 from ..graph.symbolic import Bound, Lin, Var, atom, substitute
 from .ir import (Accumulate, Alu, Cond, Define, DefineAcc, EndLoop, Expr, Index, Load, Loop, LoopIR, Rand, Ref, Stmt,
-                 Store)
+                 Store, single_reduction_nest)
 
 _COMBINE = {Op.SUM: Op.ADD, Op.RMAX: Op.MAX, Op.PROD: Op.MUL}
 BLOCK = 512  # outputs accumulated at once: 2 KiB of float32 partial results stay in L1
@@ -67,14 +67,10 @@ def _block_size(n: int) -> int:
 def interchange_reduction(ir: LoopIR) -> LoopIR:
     """`ir` with its strided reduction interchanged, or `ir` unchanged when the pattern does not fit."""
     stmts = ir.stmts
-    n_glob = 0
-    while n_glob < len(stmts) and isinstance(stmts[n_glob], Loop) and stmts[n_glob].kind == "global":
-        n_glob += 1
-    body = stmts[n_glob:len(stmts) - n_glob]
-    accs = [i for i, s in enumerate(body) if isinstance(s, DefineAcc)]
-    if n_glob == 0 or len(accs) != 1:
+    nest = single_reduction_nest(ir)
+    if nest is None:
         return ir
-    a0 = accs[0]
+    n_glob, body, a0 = nest
     acc = body[a0]
     n_red = 0
     while isinstance(body[a0 + 1 + n_red], Loop):

@@ -170,6 +170,20 @@ class LoopIR:
         return "\n".join(lines)
 
 
+def single_reduction_nest(ir: LoopIR) -> tuple[int, list, int] | None:
+    """(number of global loops, the statements inside them, index of the one DefineAcc there) for a
+    kernel that is one perfect nest of global loops around a body with exactly one reduction."""
+    stmts = ir.stmts
+    n_glob = 0
+    while n_glob < len(stmts) and isinstance(stmts[n_glob], Loop) and stmts[n_glob].kind == "global":
+        n_glob += 1
+    body = stmts[n_glob:len(stmts) - n_glob]
+    accs = [i for i, s in enumerate(body) if isinstance(s, DefineAcc)]
+    if n_glob == 0 or len(accs) != 1:
+        return None
+    return n_glob, body, accs[0]
+
+
 def _expr_text(e: Expr) -> str:
     if isinstance(e, Const):
         return repr(e.value)

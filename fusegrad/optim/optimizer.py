@@ -85,6 +85,15 @@ class Optimizer:
         """New flat parameter and state values from flat current ones (all lazy)."""
         raise NotImplementedError
 
+    @staticmethod
+    def _direction(group: dict[str, Any], p: Tensor, g: Tensor) -> Tensor:
+        """The gradient after `maximize` and L2 `weight_decay` (shared by SGD, RMSprop, Adagrad, Adam)."""
+        if group["maximize"]:
+            g = -g
+        if group["weight_decay"]:
+            g = g + p * group["weight_decay"]
+        return g
+
     def init_state(self, group: dict[str, Any], p: Tensor) -> dict[str, Tensor]:
         return {name: p.zeros_like() for name in self.state_names}
 

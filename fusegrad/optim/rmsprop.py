@@ -28,10 +28,7 @@ class RMSprop(Optimizer):
                step: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         lr = self._scalar(index, "lr", group["lr"], p).to(p.dtype)
         alpha = group["alpha"]
-        if group["maximize"]:
-            g = -g
-        if group["weight_decay"]:
-            g = g + p * group["weight_decay"]
+        g = self._direction(group, p, g)
         sq = state["square_avg"] * alpha + g * g * (1 - alpha)
         new_state = {"square_avg": sq}
         if group["centered"]:
@@ -68,10 +65,7 @@ class Adagrad(Optimizer):
     def update(self, group: dict[str, Any], index: int, p: Tensor, g: Tensor, state: dict[str, Tensor],
                step: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         lr = self._scalar(index, "lr", group["lr"], p).to(p.dtype)
-        if group["maximize"]:
-            g = -g
-        if group["weight_decay"]:
-            g = g + p * group["weight_decay"]
+        g = self._direction(group, p, g)
         clr = lr / (1 + (step.to(p.dtype) - 1) * group["lr_decay"])
         s = state["sum"] + g * g
         return p - clr * g / (s.sqrt() + group["eps"]), {"sum": s}

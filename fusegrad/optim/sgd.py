@@ -24,10 +24,7 @@ class SGD(Optimizer):
     def update(self, group: dict[str, Any], index: int, p: Tensor, g: Tensor, state: dict[str, Tensor],
                step: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         lr = self._scalar(index, "lr", group["lr"], p).to(p.dtype)
-        if group["maximize"]:
-            g = -g
-        if group["weight_decay"]:
-            g = g + p * group["weight_decay"]
+        g = self._direction(group, p, g)
         new_state: dict[str, Tensor] = {}
         if group["momentum"]:
             # a device scalar: OneCycleLR cycles the momentum every step without recompiling
