@@ -168,8 +168,17 @@ def _rmax(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
 
 
 def _prod(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
+    # d(prod)/d(a_i) is the product of the others: out / a_i without zeros; with exactly one zero,
+    # the product of the non-zeros at that zero (and 0 elsewhere); with two or more, 0 everywhere
     a = ctx.inputs[0]
-    return ((g * out).expand(a.shape) / a,)
+    is_zero = a == 0
+    zeros = is_zero.sum(ctx.arg, keepdim=True).expand(a.shape)
+    others_nonzero = a.where(is_zero.logical_not(), 1).prod(ctx.arg, keepdim=True).expand(a.shape)
+    safe_a = a.where(is_zero.logical_not(), 1)
+    no_zero = out.expand(a.shape) / safe_a
+    one_zero = others_nonzero.where(is_zero, 0)
+    share = no_zero.where(zeros == 0, one_zero.where(zeros == 1, 0))
+    return (g.expand(a.shape) * share,)
 
 
 def _reshape(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
