@@ -1,6 +1,7 @@
 """fusegrad.nn: modules, layers and losses with PyTorch's names and defaults."""
 from . import functional, init, utils
 from .activation import ELU, GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, SiLU, Softmax, Tanh
+from .attention import MultiheadAttention, TransformerEncoderLayer
 from .containers import ModuleDict, ModuleList, Sequential
 from .conv_layers import AdaptiveAvgPool2d, AvgPool2d, Conv1d, Conv2d, ConvTranspose2d, MaxPool2d
 from .linear import Dropout, Embedding, Flatten, Identity, Linear, Unflatten
@@ -9,3 +10,4 @@ from .loss import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, KLDi
 from .module import Module
 from .norm import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm, RMSNorm
 from .parameter import Parameter
+from .rnn import GRUCell, LSTMCell

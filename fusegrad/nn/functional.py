@@ -85,7 +85,12 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None) -> 
     """Rows of weight picked by the integer indices in input."""
     if input.dtype.is_floating_point:
         raise DTypeError(f"embedding indices must be integers, got {input.dtype.name}")
-    return weight[input]
+    out = weight[input]
+    if padding_idx is None:
+        return out
+    # like torch, lookups of the padding row give its value but send it no gradient
+    pad_row = (input == (padding_idx % weight.shape[0])).unsqueeze(-1)
+    return out.detach().where(pad_row, out)
 
 
 # ---- normalization -------------------------------------------------------------------------
@@ -196,11 +201,14 @@ def _reduce(loss: Tensor, reduction: str) -> Tensor:
     raise ValueError(f"{reduction!r} is not a valid value for reduction ('none', 'mean' or 'sum')")
 
 
-def _class_mask(target: Tensor, num_classes: int, like: Tensor) -> Tensor:
-    """(N, C, ...) bool: target[n, ...] == c. Indices outside [0, C) (e.g. ignore_index) match nothing."""
+def _class_mask(target: Tensor, num_classes: int, like: Tensor, ignore_index: int) -> Tensor:
+    """(N, C, ...) bool: target[n, ...] == c, and False everywhere for targets equal to ignore_index."""
     shape = [1] * like.ndim
     shape[1] = num_classes
-    return target.unsqueeze(1) == arange(num_classes, device=target.device).reshape(shape)
+    hit = target.unsqueeze(1) == arange(num_classes, device=target.device).reshape(shape)
+    if 0 <= ignore_index < num_classes:  # an in-range ignore_index would otherwise still select its class
+        hit = hit & (target != ignore_index).unsqueeze(1)
+    return hit
 
 
 def _check_targets(target: Tensor, num_classes: int, ignore_index: int) -> None:
@@ -219,10 +227,11 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, ignore
     if input.ndim < 1 or (input.ndim >= 2 and (target.shape != (input.shape[0],) + input.shape[2:])):
         raise ShapeError(f"nll_loss: target shape {target.shape} does not match input shape {input.shape}")
     if input.ndim == 1:
-        return nll_loss(input.unsqueeze(0), target.reshape(1), weight, ignore_index, reduction)
+        loss = nll_loss(input.unsqueeze(0), target.reshape(1), weight, ignore_index, reduction)
+        return loss.reshape(()) if reduction == "none" else loss
     c = input.shape[1]
     _check_targets(target, c, ignore_index)
-    hit = _class_mask(target, c, input)
+    hit = _class_mask(target, c, input, ignore_index)
     w = weight.reshape([1, c] + [1] * (input.ndim - 2)) if weight is not None else None
     picked = input.where(hit, 0) if w is None else (input * w).where(hit, 0)
     loss = -picked.sum(1)
@@ -254,7 +263,8 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, i
             return loss.sum() / (input.numel() // c)
         return _reduce(loss, reduction)
     if input.ndim == 1:
-        return cross_entropy(input.unsqueeze(0), target.reshape(1), weight, ignore_index, reduction, label_smoothing)
+        loss = cross_entropy(input.unsqueeze(0), target.reshape(1), weight, ignore_index, reduction, label_smoothing)
+        return loss.reshape(()) if reduction == "none" else loss
     nll = nll_loss(logp, target, weight, ignore_index, reduction)
     if not label_smoothing:
         return nll
@@ -264,7 +274,7 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, i
         if w is None:
             denom = keep.sum().to(logp.dtype)
         else:
-            hit = _class_mask(target, c, input)
+            hit = _class_mask(target, c, input, ignore_index)
             denom = w.expand(hit.shape).where(hit, 0).sum()
         smooth_loss = smooth.sum() / denom
     else:
@@ -304,8 +314,11 @@ def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = 
 
 def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tensor | None = None,
                                      reduction: str = "mean", pos_weight: Tensor | None = None) -> Tensor:
-    """Stable for any logit: log(1 + exp(-|x|)) + max(-x, 0) form."""
-    log_sig_neg = -((-input.abs()).exp().log1p() + (-input).relu())  # log(sigmoid(x))
+    """Stable for any logit: only exp(-|x|) is ever computed."""
+    pos = input >= 0
+    # -|x| spelled with where so the derivative at x = 0 is exact (abs has derivative 0 there)
+    lp = input.where(pos.logical_not(), -input).exp().log1p()
+    log_sig_neg = (-lp).where(pos, input - lp)  # log(sigmoid(x))
     log_sig_pos = log_sig_neg - input  # log(1 - sigmoid(x))
     if pos_weight is not None:
         loss = -(pos_weight * target * log_sig_neg + (1 - target) * log_sig_pos)

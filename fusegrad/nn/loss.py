@@ -13,9 +13,6 @@ class _Loss(Module):
         super().__init__()
         self.reduction = reduction
 
-    def extra_repr(self) -> str:
-        return f"reduction='{self.reduction}'" if self.reduction != "mean" else ""
-
 
 class CrossEntropyLoss(_Loss):
     def __init__(self, weight: Tensor | None = None, ignore_index: int = -100, reduction: str = "mean",

@@ -32,14 +32,24 @@ class Module:
     def __setattr__(self, name: str, value: Any) -> None:
         if "_parameters" not in self.__dict__:
             raise Error(f"{type(self).__name__}.__init__ must call super().__init__() before assigning attributes")
-        for table in (self._parameters, self._buffers, self._modules):
-            table.pop(name, None)
+        params, buffers, modules = self._parameters, self._buffers, self._modules
+        # like torch, re-assigning a registered name keeps its place, so parameter order stays stable
         if isinstance(value, Parameter):
-            self._parameters[name] = value
+            buffers.pop(name, None)
+            modules.pop(name, None)
+            params[name] = value
         elif isinstance(value, Module):
-            self._modules[name] = value
+            params.pop(name, None)
+            buffers.pop(name, None)
+            modules[name] = value
+        elif name in params or name in modules:
+            if value is not None:
+                kind = "parameter" if name in params else "child module"
+                raise TypeError(f"cannot assign '{type(value).__name__}' as {kind} '{name}' "
+                                f"({'Parameter' if name in params else 'Module'} or None expected)")
+            (params if name in params else modules)[name] = None
         elif name in self.__dict__.get("_buffer_names", ()) and (value is None or isinstance(value, Tensor)):
-            self._buffers[name] = value
+            buffers[name] = value
         else:
             object.__setattr__(self, name, value)
             return
@@ -85,13 +95,18 @@ class Module:
 
     # ---- traversal ----------------------------------------------------------------------
     def named_modules(self, memo: set | None = None, prefix: str = "") -> Iterator[tuple[str, "Module"]]:
-        memo = set() if memo is None else memo
+        return self._walk(prefix, set() if memo is None else memo)
+
+    def _walk(self, prefix: str, memo: set | None) -> Iterator[tuple[str, "Module"]]:
+        """Pre-order (dotted path, module). Without a memo, a module shared under several names comes once
+        per name, as torch's state_dict lists it (named_modules lists it once)."""
         stack: list[tuple[str, Module]] = [(prefix, self)]
         while stack:
             name, mod = stack.pop()
-            if id(mod) in memo:
-                continue
-            memo.add(id(mod))
+            if memo is not None:
+                if id(mod) in memo:
+                    continue
+                memo.add(id(mod))
             yield name, mod
             children = [(f"{name}.{k}" if name else k, m) for k, m in mod._modules.items() if m is not None]
             stack.extend(reversed(children))
@@ -117,7 +132,10 @@ class Module:
                 if t is None or id(t) in seen:
                     continue
                 seen.add(id(t))
-                yield (f"{prefix}.{name}" if prefix else name), t
+                key = f"{prefix}.{name}" if prefix else name
+                if t.name is None:
+                    t.name = key  # graphs, logs and profiles then say "fc1.weight", like state_dict
+                yield key, t
 
     def named_parameters(self, prefix: str = "", recurse: bool = True) -> Iterator[tuple[str, Parameter]]:
         for name, p in self._named("_parameters", recurse):
@@ -154,9 +172,15 @@ class Module:
             p.grad = None if set_to_none or p.grad is None else p.grad.zeros_like()
 
     def apply(self, fn: Callable[["Module"], None]) -> "Module":
-        """Call fn on every submodule (children first) and on self, like torch."""
-        for m in reversed(list(self.modules())):
-            fn(m)
+        """Call fn on every submodule (children first, depth-first post-order) and on self, like torch."""
+        stack: list[tuple[Module, bool]] = [(self, False)]
+        while stack:
+            mod, expanded = stack.pop()
+            if expanded:
+                fn(mod)
+                continue
+            stack.append((mod, True))
+            stack.extend((m, False) for m in reversed(list(mod.children())))
         return self
 
     def to(self, *args: Any, **kwargs: Any) -> "Module":
@@ -188,7 +212,7 @@ class Module:
     def state_dict(self, prefix: str = "") -> "OrderedDict[str, Tensor]":
         """Parameters and persistent buffers by dotted name (detached, sharing values)."""
         out: OrderedDict[str, Tensor] = OrderedDict()
-        for mod_prefix, mod in self.named_modules(prefix=prefix.rstrip(".")):
+        for mod_prefix, mod in self._walk(prefix.rstrip("."), None):
             for name, p in mod._parameters.items():
                 if p is not None:
                     out[f"{mod_prefix}.{name}" if mod_prefix else name] = p.detach()
@@ -200,7 +224,7 @@ class Module:
     def load_state_dict(self, state_dict: dict[str, Any], strict: bool = True) -> IncompatibleKeys:
         """Copy values in; returns (missing_keys, unexpected_keys). strict raises on any mismatch of keys."""
         own: dict[str, Tensor] = {}
-        for mod_prefix, mod in self.named_modules():
+        for mod_prefix, mod in self._walk("", None):
             for table, skip in ((mod._parameters, set()), (mod._buffers, mod._non_persistent)):
                 for name, t in table.items():
                     if t is not None and name not in skip:

@@ -14,15 +14,13 @@ class _BatchNorm(Module):
     _dims: tuple[int, ...] = ()
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
-                 track_running_stats: bool = True, device: Any = None, dtype: Any = None):
+                 track_running_stats: bool = True, device: Any = None, dtype: Any = None, *, bias: bool = True):
         super().__init__()
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
-        if affine:
-            self.weight = Parameter(ones(num_features, device=device, dtype=dtype).contiguous())
-            self.bias = Parameter(zeros(num_features, device=device, dtype=dtype).contiguous())
-        else:
-            self.weight = self.bias = None
+        self.weight = Parameter(ones(num_features, device=device, dtype=dtype).contiguous()) if affine else None
+        self.bias = Parameter(zeros(num_features, device=device, dtype=dtype).contiguous()) \
+            if affine and bias else None
         if track_running_stats:
             self.register_buffer("running_mean", zeros(num_features, device=device, dtype=dtype).contiguous().realize())
             self.register_buffer("running_var", ones(num_features, device=device, dtype=dtype).contiguous().realize())
@@ -51,7 +49,7 @@ class _BatchNorm(Module):
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
-                f"track_running_stats={self.track_running_stats}")
+                f"bias={self.bias is not None}, track_running_stats={self.track_running_stats}")
 
 
 class BatchNorm1d(_BatchNorm):
@@ -76,24 +74,27 @@ class LayerNorm(Module):
         return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
-        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.weight is not None}"
+        return (f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.weight is not None}, "
+                f"bias={self.bias is not None}")
 
 
 class GroupNorm(Module):
     def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5, affine: bool = True,
-                 device: Any = None, dtype: Any = None):
+                 device: Any = None, dtype: Any = None, *, bias: bool = True):
         super().__init__()
         if num_channels % num_groups:
             raise ValueError("num_channels must be divisible by num_groups")
-        self.num_groups, self.num_channels, self.eps = num_groups, num_channels, eps
+        self.num_groups, self.num_channels, self.eps, self.affine = num_groups, num_channels, eps, affine
         self.weight = Parameter(ones(num_channels, device=device, dtype=dtype).contiguous()) if affine else None
-        self.bias = Parameter(zeros(num_channels, device=device, dtype=dtype).contiguous()) if affine else None
+        self.bias = Parameter(zeros(num_channels, device=device, dtype=dtype).contiguous()) \
+            if affine and bias else None
 
     def forward(self, x: Tensor) -> Tensor:
         return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
-        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.weight is not None}"
+        return (f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}, "
+                f"bias={self.bias is not None}")
 
 
 class RMSNorm(Module):
