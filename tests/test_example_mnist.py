@@ -62,3 +62,14 @@ def test_missing_data_is_one_line_error(tmp_path, capsys):
     assert mnist.main(["--data-dir", str(tmp_path / "nowhere"), "--dataset", "mnist"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:")
+
+
+REAL = "/usr/share/datasets/fashion-mnist"
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir(REAL), reason="Debian's dataset-fashion-mnist is not installed")
+def test_mlp_on_real_fashion_mnist_subset(capsys):
+    """200 steps on the first 12,800 real training images must already classify 80% of the test set."""
+    assert mnist.main(["--limit", "12800", "--epochs", "1", "--batch-size", "64"]) == 0
+    accuracy = float(capsys.readouterr().out.strip().splitlines()[-1].split()[-1].rstrip("%"))
+    assert accuracy >= 80.0
