@@ -15,10 +15,11 @@ from .ops.movement import (chunk, concat, concatenate, diagonal, flatten, flip, 
                            roll, split, squeeze, transpose, tril, triu, unbind, unsqueeze, vstack)
 from .random import initial_seed, manual_seed, rand, rand_like, randint, randn, randn_like, randperm
 from .runtime import registry as _registry
-from .tensor import (Tensor, arange, cat, empty, empty_like, eye, from_numpy, full, full_like, linspace, ones,
-                     ones_like, realize, stack, tensor, where, zeros, zeros_like)
+from .tensor import Tensor, cat, from_numpy, realize, stack, tensor, where
+from .creation import arange, empty, empty_like, eye, full, full_like, linspace, ones, ones_like, zeros, zeros_like
 
 from . import data, io, nn, optim  # noqa: E402  (they build on the names above)
+from . import tensorboard, viz  # noqa: E402
 from .io.checkpoint import load, save  # noqa: E402
 
 half, float, double, long, int, short = float16, float32, float64, int64, int32, int16  # noqa: A001

@@ -14,7 +14,8 @@ import numpy as np
 from . import dtypes
 from .graph import node as G
 from .runtime import registry
-from .tensor import Tensor, _node_from_data, _shape_arg
+from .hostdata import node_from_data
+from .tensor import Tensor, _shape_arg
 
 
 class _Generator(threading.local):
@@ -39,7 +40,7 @@ def initial_seed() -> int:
 def _uniform(shape: tuple[int, ...], device: Any) -> Tensor:
     dev = registry.canonical(device)
     n = math.prod(shape)
-    state = _node_from_data(np.array([_gen.seed, _gen.offset], dtype=np.uint64).view(np.int64), dtypes.int64, dev)
+    state = node_from_data(np.array([_gen.seed, _gen.offset], dtype=np.uint64).view(np.int64), dtypes.int64, dev)
     _gen.offset += n
     return Tensor._from_node(G.rand(shape, state, dtypes.float32))
 
@@ -89,5 +90,5 @@ def randn_like(x: Tensor, dtype: Any = None) -> Tensor:
 def randperm(n: int, device: Any = None) -> Tensor:
     """A random permutation of 0..n-1 (argsort of uniform keys, done on the host)."""
     keys = _uniform((n,), device).numpy()
-    return Tensor._from_node(_node_from_data(np.argsort(keys, kind="stable"), dtypes.int64,
+    return Tensor._from_node(node_from_data(np.argsort(keys, kind="stable"), dtypes.int64,
                                              registry.canonical(device)))

@@ -17,7 +17,9 @@ from .engine.realize import realize as _realize_nodes
 from .errors import DeviceError, DTypeError, GradError, ShapeError
 from .graph import node as G
 from .graph.node import Node
-from .graph.ops import COMPARISON, Op
+from .graph.ops import Op
+from .hostdata import node_from_data
+from .ops.arith import ArithmeticMixin
 from .ops.elementwise import ElementwiseMixin
 from .ops.index import IndexMixin
 from .ops.linalg import LinalgMixin
@@ -59,7 +61,7 @@ def broadcast_shape(*shapes: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(out)
 
 
-class Tensor(ElementwiseMixin, ReduceMixin, MovementMixin, IndexMixin, LinalgMixin):
+class Tensor(ArithmeticMixin, ElementwiseMixin, ReduceMixin, MovementMixin, IndexMixin, LinalgMixin):
     """A lazy n-dimensional array. Operations build a graph; values are computed on demand."""
 
     __slots__ = ("_node", "_ctx", "requires_grad", "grad", "name", "__weakref__")
@@ -72,7 +74,7 @@ class Tensor(ElementwiseMixin, ReduceMixin, MovementMixin, IndexMixin, LinalgMix
         else:
             data = args[0] if args else []
         dt = dtypes.to_dtype(dtype) if dtype is not None else dtypes.float32
-        node = _node_from_data(data, dt, registry.canonical(device))
+        node = node_from_data(data, dt, registry.canonical(device))
         self._init(node, None, False)
         self.name = name
         if requires_grad:
@@ -244,7 +246,7 @@ class Tensor(ElementwiseMixin, ReduceMixin, MovementMixin, IndexMixin, LinalgMix
         return out
 
     def _to_device(self, device: str) -> "Tensor":
-        return Tensor._from_node(_node_from_data(self.numpy(), self.dtype, device))
+        return Tensor._from_node(node_from_data(self.numpy(), self.dtype, device))
 
     def cast(self, dtype: DType) -> "Tensor":
         if dtype is self.dtype:
@@ -360,175 +362,6 @@ class Tensor(ElementwiseMixin, ReduceMixin, MovementMixin, IndexMixin, LinalgMix
         dims = (dim,) if isinstance(dim, int) else tuple(dim)
         axes = tuple(sorted({normalize_dim(d, self.ndim) for d in dims}))
         return axes if self.ndim else ()
-
-    # ---- primitive elementwise --------------------------------------------------------
-    def __add__(self, other: Any) -> "Tensor":
-        return self._binary(Op.ADD, other)
-
-    def __radd__(self, other: Any) -> "Tensor":
-        return self._binary(Op.ADD, other, reverse=True)
-
-    def __sub__(self, other: Any) -> "Tensor":
-        self._no_bool("subtraction", other)
-        return self._binary(Op.SUB, other)
-
-    def __rsub__(self, other: Any) -> "Tensor":
-        self._no_bool("subtraction", other)
-        return self._binary(Op.SUB, other, reverse=True)
-
-    def __mul__(self, other: Any) -> "Tensor":
-        return self._binary(Op.MUL, other)
-
-    def __rmul__(self, other: Any) -> "Tensor":
-        return self._binary(Op.MUL, other, reverse=True)
-
-    def __truediv__(self, other: Any) -> "Tensor":
-        return self._binary(Op.DIV, other, floating=True)
-
-    def __rtruediv__(self, other: Any) -> "Tensor":
-        return self._binary(Op.DIV, other, reverse=True, floating=True)
-
-    def __floordiv__(self, other: Any) -> "Tensor":
-        return self.floor_divide(other)
-
-    def __rfloordiv__(self, other: Any) -> "Tensor":
-        return self._operand(other).floor_divide(self)
-
-    def floor_divide(self, other: Any) -> "Tensor":
-        ts, dt = self._promote(other)
-        if dt.is_floating_point:
-            return (self / other).floor()
-        return self._binary(Op.DIV, other)
-
-    def __mod__(self, other: Any) -> "Tensor":
-        return self._binary(Op.MOD, other)
-
-    def __rmod__(self, other: Any) -> "Tensor":
-        return self._binary(Op.MOD, other, reverse=True)
-
-    def remainder(self, other: Any) -> "Tensor":
-        return self % other
-
-    def __pow__(self, other: Any) -> "Tensor":
-        return self.pow(other)
-
-    def __rpow__(self, other: Any) -> "Tensor":
-        return self._binary(Op.POW, other, reverse=True)
-
-    def pow(self, exponent: Any) -> "Tensor":
-        if isinstance(exponent, (int, float)) and not isinstance(exponent, bool):
-            if exponent == 2:
-                return self * self
-            if exponent == 1:
-                return self * 1
-            if exponent == 0.5 and self.dtype.is_floating_point:
-                return self.sqrt()
-        return self._binary(Op.POW, exponent)
-
-    def __neg__(self) -> "Tensor":
-        if self.dtype is dtypes.bool_:
-            raise DTypeError("negation of a bool tensor is not supported; use ~ or logical_not() instead")
-        return self._unary(Op.NEG, floating=False)
-
-    def __pos__(self) -> "Tensor":
-        return self
-
-    def neg(self) -> "Tensor":
-        return -self
-
-    def _no_bool(self, what: str, other: Any) -> None:
-        other_bool = isinstance(other, bool) or (isinstance(other, Tensor) and other.dtype is dtypes.bool_)
-        if self.dtype is dtypes.bool_ and other_bool:
-            raise DTypeError(f"{what} of two bool tensors is not supported; use logical_xor() or ^ instead")
-
-    def maximum(self, other: Any) -> "Tensor":
-        return self._binary(Op.MAX, other)
-
-    def exp(self) -> "Tensor":
-        return self._unary(Op.EXP)
-
-    def log(self) -> "Tensor":
-        return self._unary(Op.LOG)
-
-    def sin(self) -> "Tensor":
-        return self._unary(Op.SIN)
-
-    def cos(self) -> "Tensor":
-        return self._unary(Op.COS)
-
-    def sqrt(self) -> "Tensor":
-        return self._unary(Op.SQRT)
-
-    def erf(self) -> "Tensor":
-        return self._unary(Op.ERF)
-
-    def floor(self) -> "Tensor":
-        if not self.dtype.is_floating_point:
-            return self
-        return self._unary(Op.FLOOR)
-
-    # comparisons compute in the promoted dtype and return bool
-    def _compare(self, op: Op, other: Any, reverse: bool = False) -> "Tensor":
-        assert op in COMPARISON
-        return self._binary(op, other, reverse=reverse)
-
-    def __lt__(self, other: Any) -> "Tensor":
-        return self._compare(Op.CMPLT, other)
-
-    def __gt__(self, other: Any) -> "Tensor":
-        return self._compare(Op.CMPLT, other, reverse=True)
-
-    def __le__(self, other: Any) -> "Tensor":
-        return self._compare(Op.CMPLT, other) | self._compare(Op.CMPEQ, other)
-
-    def __ge__(self, other: Any) -> "Tensor":
-        return self._compare(Op.CMPLT, other, reverse=True) | self._compare(Op.CMPEQ, other)
-
-    def __eq__(self, other: Any) -> "Tensor":  # type: ignore[override]
-        return self._compare(Op.CMPEQ, other)
-
-    def __ne__(self, other: Any) -> "Tensor":  # type: ignore[override]
-        return self._compare(Op.CMPEQ, other).logical_not()
-
-    lt, gt, le, ge, eq, ne = __lt__, __gt__, __le__, __ge__, __eq__, __ne__
-
-    def _bitwise(self, op: Op, other: Any, reverse: bool = False) -> "Tensor":
-        ts, dt = self._promote(other)
-        if dt.is_floating_point:
-            raise DTypeError(f"bitwise {op.name.lower()} needs bool or integer tensors, got {dt.name}")
-        return self._binary(op, other, reverse=reverse)
-
-    def __and__(self, other: Any) -> "Tensor":
-        return self._bitwise(Op.AND, other)
-
-    def __or__(self, other: Any) -> "Tensor":
-        return self._bitwise(Op.OR, other)
-
-    def __xor__(self, other: Any) -> "Tensor":
-        return self._bitwise(Op.XOR, other)
-
-    __rand__, __ror__, __rxor__ = __and__, __or__, __xor__
-
-    def __invert__(self) -> "Tensor":
-        if self.dtype.is_floating_point:
-            raise DTypeError(f"~ needs a bool or integer tensor, got {self.dtype.name}")
-        return self._unary(Op.NOT, floating=False)
-
-    def logical_not(self) -> "Tensor":
-        return self.bool()._unary(Op.NOT, floating=False)
-
-    def logical_and(self, other: Any) -> "Tensor":
-        return self.bool() & self._operand(other).bool()
-
-    def logical_or(self, other: Any) -> "Tensor":
-        return self.bool() | self._operand(other).bool()
-
-    def logical_xor(self, other: Any) -> "Tensor":
-        return self.bool() ^ self._operand(other).bool()
-
-    def where(self, condition: Any, other: Any) -> "Tensor":
-        """`x.where(cond, y)`: x where cond holds, else y (torch.Tensor.where)."""
-        return where(condition, self, other)
 
     # ---- primitive reductions ---------------------------------------------------------
     def sum(self, dim: Any = None, keepdim: bool = False, dtype: Any = None) -> "Tensor":
@@ -684,44 +517,13 @@ def _infer_reshape(old: tuple[int, ...], new: tuple[int, ...]) -> tuple[int, ...
     return new
 
 
-def _node_from_data(data: Any, dtype: DType | None, device: str) -> Node:
-    """Upload host data (numpy array, nested lists, scalars) into a new device buffer."""
-    if isinstance(data, Tensor):
-        data = data.numpy()
-    arr = np.asarray(data)
-    if dtype is None:
-        from_numpy = isinstance(data, (np.ndarray, np.generic))  # numpy data keeps its dtype, like torch
-        if arr.dtype.kind in "OUSV":
-            raise DTypeError(f"cannot make a tensor from data of numpy dtype {arr.dtype}")
-        if from_numpy:
-            dtype = dtypes.from_numpy_dtype(arr.dtype)
-        elif arr.dtype.kind == "f" or (arr.size == 0 and arr.dtype.kind != "b"):
-            dtype = dtypes.float32  # Python floats (and empty lists) default to float32
-        elif arr.dtype.kind in "iu":
-            dtype = dtypes.int64
-        else:
-            dtype = dtypes.from_numpy_dtype(arr.dtype)
-    if dtype is dtypes.bfloat16:
-        f32 = arr.astype(np.float32)
-        bits = f32.view(np.uint32).astype(np.uint64)
-        rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
-        arr = np.where(np.isnan(f32), np.uint16(0x7FC0), rounded)
-    else:
-        arr = arr.astype(dtype.np, copy=False)
-    arr = np.require(arr, requirements="C")  # ascontiguousarray would make 0-d arrays 1-d
-    dev = registry.get(device)
-    buf = dev.alloc(arr.nbytes)
-    dev.copy_in(buf, arr)
-    return G.buffer_node(buf, tuple(arr.shape), dtype, device)
-
-
 # ---- module-level API ------------------------------------------------------------------
 
 def tensor(data: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False,
            name: str | None = None) -> Tensor:
     """A new leaf tensor holding a copy of `data` (dtype inferred like torch.tensor)."""
     dt = dtypes.to_dtype(dtype) if dtype is not None else None
-    t = Tensor._from_node(_node_from_data(data, dt, registry.canonical(device)))
+    t = Tensor._from_node(node_from_data(data, dt, registry.canonical(device)))
     t.name = name
     if requires_grad:
         t.requires_grad_(True)
@@ -751,98 +553,6 @@ def where(condition: Any, input: Any, other: Any) -> Tensor:
 def realize(*tensors: Tensor) -> None:
     """Compute several tensors in one schedule (kernels fuse across them)."""
     _realize_nodes([t._node for t in tensors])
-
-
-def _full(shape: tuple[int, ...], value: Scalar, dtype: Any, device: Any, requires_grad: bool) -> Tensor:
-    dt = dtypes.to_dtype(dtype) if dtype is not None else (
-        dtypes.python_scalar_dtype(value) if not isinstance(value, float) else dtypes.float32)
-    t = Tensor._from_node(G.const(value, shape, dt, registry.canonical(device)))
-    if requires_grad:
-        t = t.contiguous().realize().detach().requires_grad_(True)
-    return t
-
-
-def zeros(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
-    return _full(_shape_arg(size), 0.0, dtype, device, requires_grad)
-
-
-def ones(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
-    return _full(_shape_arg(size), 1.0, dtype, device, requires_grad)
-
-
-def empty(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
-    """Like torch.empty, but zero-filled: fusegrad never exposes uninitialized memory."""
-    return zeros(*size, dtype=dtype, device=device, requires_grad=requires_grad)
-
-
-def full(size: Any, fill_value: Scalar, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
-    return _full(_shape_arg((size,)), fill_value, dtype, device, requires_grad)
-
-
-def zeros_like(x: Tensor, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
-    return zeros(x.shape, dtype=dtype or x.dtype, device=device or x.device, requires_grad=requires_grad)
-
-
-def ones_like(x: Tensor, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
-    return ones(x.shape, dtype=dtype or x.dtype, device=device or x.device, requires_grad=requires_grad)
-
-
-def full_like(x: Tensor, fill_value: Scalar, dtype: Any = None, device: Any = None,
-              requires_grad: bool = False) -> Tensor:
-    return full(x.shape, fill_value, dtype=dtype or x.dtype, device=device or x.device, requires_grad=requires_grad)
-
-
-def empty_like(x: Tensor, dtype: Any = None, device: Any = None) -> Tensor:
-    return zeros_like(x, dtype=dtype, device=device)
-
-
-def arange(start: Scalar, end: Scalar | None = None, step: Scalar = 1, dtype: Any = None,
-           device: Any = None, requires_grad: bool = False) -> Tensor:
-    """[start, start + step, ...) below end, computed in the kernel that reads it."""
-    if end is None:
-        start, end = 0, start
-    if step == 0:
-        raise ValueError("arange: step must be nonzero")
-    n = max(0, math.ceil((end - start) / step))
-    is_float = any(isinstance(v, float) for v in (start, end, step))
-    dt = dtypes.to_dtype(dtype) if dtype is not None else (dtypes.float32 if is_float else dtypes.int64)
-    idx = Tensor._from_node(G.iota(n, registry.canonical(device)))
-    out = idx if not is_float else idx.cast(dtypes.float64)
-    if step != 1:
-        out = out * step
-    if start != 0:
-        out = out + start
-    out = out.cast(dt)
-    if requires_grad:
-        out = out.contiguous().realize().detach().requires_grad_(True)
-    return out
-
-
-def linspace(start: float, end: float, steps: int, dtype: Any = None, device: Any = None,
-             requires_grad: bool = False) -> Tensor:
-    if steps < 0:
-        raise ValueError("linspace: number of steps must be non-negative")
-    dt = dtypes.to_dtype(dtype) if dtype is not None else dtypes.float32
-    if steps == 1:
-        return full((1,), start, dtype=dt, device=device, requires_grad=requires_grad)
-    step = (end - start) / max(steps - 1, 1)
-    i = Tensor._from_node(G.iota(steps, registry.canonical(device))).cast(dtypes.float64)
-    # fill from both ends so the last value is exactly `end`, as torch does
-    half = steps // 2
-    out = where(i < half, i * step + start, end - (steps - 1 - i) * step).cast(dt)
-    if requires_grad:
-        out = out.contiguous().realize().detach().requires_grad_(True)
-    return out
-
-
-def eye(n: int, m: int | None = None, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
-    m = n if m is None else m
-    rows = arange(n, device=device).reshape(n, 1)
-    cols = arange(m, device=device).reshape(1, m)
-    out = (rows == cols).cast(dtypes.to_dtype(dtype) if dtype is not None else dtypes.float32)
-    if requires_grad:
-        out = out.contiguous().realize().detach().requires_grad_(True)
-    return out
 
 
 def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:

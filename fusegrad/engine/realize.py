@@ -17,7 +17,7 @@ from ..codegen.gemm import use_gemm
 from ..codegen.interchange import interchange_reduction
 from ..codegen.lower import KernelSpec, lower
 from ..graph.node import Node
-from ..graph.ops import REDUCE
+from ..graph.ops import LEAF, MOVEMENT, REDUCE, Op
 from ..runtime import registry
 from .profile import KernelLaunch, record
 from .schedule import ScheduleItem, create_schedule, toposort
@@ -65,6 +65,38 @@ def _describe(item: ScheduleItem) -> str:
     return f"{item.spec.root.shape} <- {' '.join(reversed(ops))} ({len(item.spec.inputs)} inputs)"
 
 
+def _kernel_info(item: ScheduleItem) -> tuple[str, int]:
+    """The compute ops fused into a kernel, inputs first (runs of one op as "ADDx2"; "COPY" when it
+    only moves data), and an estimate of its operations: each fused op once per element it computes
+    (a reduction: per element it reads). Computed once per plan, for the profiler."""
+    inputs = {id(n) for n in item.spec.inputs}
+    order: list[Node] = []
+    stack: list[tuple[Node, bool]] = [(item.spec.root, False)]
+    seen: set[int] = set()
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if id(node) in seen or id(node) in inputs:
+            continue
+        seen.add(id(node))
+        stack.append((node, True))
+        stack.extend((s, False) for s in reversed(node.srcs))
+    runs: list[list] = []
+    flops = 0
+    for node in order:
+        if node.op in MOVEMENT or node.op in LEAF or node.op is Op.CONTIGUOUS:
+            continue  # index arithmetic and copies, not operations
+        flops += node.srcs[0].numel if node.op in REDUCE else node.numel
+        if runs and runs[-1][0] == node.op.name:
+            runs[-1][1] += 1
+        else:
+            runs.append([node.op.name, 1])
+    label = " ".join(name if count == 1 else f"{name}x{count}" for name, count in runs)
+    return label or "COPY", flops
+
+
 def _compile(items: list[ScheduleItem]) -> list[Any]:
     """Programs for every item, compiling all missing ones of a device in one unit."""
     keys = [kernel_key(it.spec) for it in items]
@@ -110,6 +142,8 @@ class Step:
     work: int
     alias: bool
     scratch_bytes: int = 0  # a temporary passed after the inputs (e.g. GEMM partial sums)
+    label: str = ""  # the fused ops, for the profiler
+    flops: int = 0
 
 
 _plans: OrderedDict[tuple, list[Step]] = OrderedDict()
@@ -145,8 +179,9 @@ def plan(order: list[Node], targets: list[Node]) -> list[Step]:
             steps.append(Step(pos[id(it.spec.root)], (pos[id(it.alias_of)],), None, 0, True))
         else:
             prog, work, scratch = programs.get(id(it), (None, 0, 0))
+            label, flops = _kernel_info(it) if prog is not None else ("", 0)
             steps.append(Step(pos[id(it.spec.root)], tuple(pos[id(n)] for n in it.spec.inputs), prog, work, False,
-                              scratch))
+                              scratch, label, flops))
     return steps
 
 
@@ -164,7 +199,8 @@ def run(steps: list[Step], order: list[Node]) -> None:
                 buffers.append(device.alloc(step.scratch_bytes))
             seconds = step.program(buffers)
             moved = sum(b.nbytes for b in buffers)
-            record(KernelLaunch(step.program.name, root.device, seconds, moved, step.work, root.shape))
+            record(KernelLaunch(step.program.name, root.device, seconds, moved, step.work, root.shape, step.label,
+                                step.flops))
         root.set_buffer(out)
 
 

@@ -2,10 +2,12 @@
 
     python -m fusegrad.examples.mnist                  # Zigrad's MLP 784-128-64-10 on Fashion-MNIST
     python -m fusegrad.examples.mnist --model cnn --epochs 5 --checkpoint ckpt.safetensors
+    python -m fusegrad.examples.mnist --tensorboard runs/mlp --graph mlp.svg --profile
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from typing import Any, Sequence
@@ -24,9 +26,9 @@ def build_model(kind: str) -> nn.Module:
     if kind == "mlp":  # Zigrad's MNIST network
         return nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(),
                              nn.Linear(64, 10))
-    return nn.Sequential(  # two conv blocks + linear, like the classic small MNIST convnets
-        nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+    return nn.Sequential(  # two conv blocks (with batch norm) + linear, like the classic small MNIST convnets
+        nn.Conv2d(1, 32, 3), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
         nn.Flatten(), nn.Linear(64 * 5 * 5, 10))
 
 
@@ -53,6 +55,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--checkpoint", default=None, help="save model + optimizer + epoch here after every epoch")
     p.add_argument("--resume", default=None, help="continue from a checkpoint written by --checkpoint")
     p.add_argument("--limit", type=int, default=0, help="use only this many training samples (quick runs)")
+    p.add_argument("--tensorboard", metavar="DIR", default=None,
+                   help="log loss, accuracy, learning rate and weight histograms for TensorBoard here each epoch")
+    p.add_argument("--graph", metavar="PATH", default=None,
+                   help="draw the model's layer graph to this file (.svg, .png, .pdf or .dot)")
+    p.add_argument("--profile", action="store_true", help="print the kernel profile of the first epoch")
     args = p.parse_args(argv)
     for name in ("epochs", "batch_size"):
         if getattr(args, name) <= 0:
@@ -89,6 +96,15 @@ def evaluate(model: nn.Module, loader: Any, dataset: str) -> float:
     return correct / max(total, 1)
 
 
+def log_epoch(writer: Any, model: nn.Module, epoch: int, loss: float, accuracy: float, lr: float) -> None:
+    writer.add_scalar("loss/train", loss, epoch)
+    writer.add_scalar("accuracy/test", accuracy, epoch)
+    writer.add_scalar("learning_rate", lr, epoch)
+    for name, param in model.named_parameters():
+        writer.add_histogram(f"weights/{name}", param, epoch)
+    writer.flush()
+
+
 def train(args: argparse.Namespace) -> float:
     fg.manual_seed(args.seed)
     train_set, test_set = load_data(args)
@@ -105,31 +121,46 @@ def train(args: argparse.Namespace) -> float:
         schedule.load_state_dict(state["schedule"])
         start_epoch = int(state["epoch"])
     test_loader = fg.data.DataLoader(test_set, batch_size=1000)
+    example = fg.zeros(1, 1, 28, 28, device=args.device)
+    if args.graph:
+        fg.viz.draw_module(model, example, args.graph)
+        print(f"model graph written to {args.graph}", flush=True)
+    writer = fg.tensorboard.SummaryWriter(args.tensorboard) if args.tensorboard else None
+    if writer is not None:
+        writer.add_graph(model, example)
     accuracy = 0.0
     for epoch in range(start_epoch, args.epochs):
         train_loader.set_epoch(epoch)
         began, seen, loss_sum, steps = time.perf_counter(), 0, 0.0, 0
         bar = progress(train_loader, total=len(train_loader), desc=f"epoch {epoch + 1}/{args.epochs}")
-        for images, labels in bar:
-            loss = F.cross_entropy(model(normalize(images, args.dataset)), labels)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            schedule.step()
-            seen += labels.shape[0]
-            steps += 1
-            loss_sum += loss.item()  # computed with the gradients: reading it costs no extra kernel
-            if steps % 20 == 0 or steps == len(train_loader):
-                bar.set_postfix(loss=f"{loss_sum / steps:.4f}",
-                                samples_per_s=f"{seen / (time.perf_counter() - began):.0f}")
+        profiling = args.profile and epoch == start_epoch
+        with fg.profile() if profiling else contextlib.nullcontext() as profile:
+            for images, labels in bar:
+                loss = F.cross_entropy(model(normalize(images, args.dataset)), labels)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                schedule.step()
+                seen += labels.shape[0]
+                steps += 1
+                loss_sum += loss.item()  # computed with the gradients: reading it costs no extra kernel
+                if steps % 20 == 0 or steps == len(train_loader):
+                    bar.set_postfix(loss=f"{loss_sum / steps:.4f}",
+                                    samples_per_s=f"{seen / (time.perf_counter() - began):.0f}")
         bar.close()
         accuracy = evaluate(model, test_loader, args.dataset)
         elapsed = time.perf_counter() - began
         print(f"epoch {epoch + 1}: train loss {loss_sum / max(steps, 1):.4f}, test accuracy {accuracy:.2%}, "
               f"time {elapsed:.1f}s", flush=True)
+        if profiling:
+            print(f"kernel profile of epoch {epoch + 1} (training steps):\n{profile.table()}", flush=True)
+        if writer is not None:
+            log_epoch(writer, model, epoch + 1, loss_sum / max(steps, 1), accuracy, opt.param_groups[0]["lr"])
         if args.checkpoint:
             fg.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "schedule": schedule.state_dict(),
                      "epoch": epoch + 1}, args.checkpoint)
+    if writer is not None:
+        writer.close()
     print(f"test accuracy: {accuracy:.2%}")
     return accuracy
 

@@ -6,7 +6,8 @@ from typing import Any, Callable
 
 from .. import dtypes
 from ..errors import ShapeError
-from ..tensor import Tensor, arange, empty
+from ..tensor import Tensor
+from ..creation import arange, empty
 from . import functional as F
 from . import init
 from .linear import Dropout, Linear

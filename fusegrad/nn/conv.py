@@ -6,7 +6,8 @@ import math
 from typing import Sequence
 
 from ..errors import ShapeError
-from ..tensor import Tensor, arange
+from ..tensor import Tensor
+from ..creation import arange
 
 IntOrPair = int | Sequence[int]
 

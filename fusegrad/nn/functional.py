@@ -8,7 +8,8 @@ from .. import dtypes
 from .. import random as fgrandom
 from ..autograd import no_grad
 from ..errors import DTypeError, ShapeError
-from ..tensor import Tensor, arange, where
+from ..tensor import Tensor, where
+from ..creation import arange
 from .conv import (adaptive_avg_pool2d, avg_pool2d, conv1d, conv2d, conv_transpose2d,  # noqa: F401
                    max_pool2d)
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from ..errors import ShapeError
-from ..tensor import Tensor, ones, zeros
+from ..tensor import Tensor
+from ..creation import ones, zeros
 from . import functional as F
 from .module import Module
 from .parameter import Parameter

@@ -5,7 +5,8 @@ import math
 from typing import Any
 
 from ..errors import ShapeError
-from ..tensor import Tensor, empty, zeros
+from ..tensor import Tensor
+from ..creation import empty, zeros
 from . import functional as F
 from . import init
 from .module import Module

@@ -33,7 +33,7 @@ def _eq_arange(idx: "Tensor", n: int, axis: int, shape: tuple[int, ...]) -> "Ten
 
     Both sides are broadcast before comparing, so the mask is computed inside the kernel that
     reads it instead of being materialized and then broadcast."""
-    from ..tensor import arange
+    from ..creation import arange
     ar = arange(n, device=idx.device).reshape(tuple(n if i == axis else 1 for i in range(idx.ndim)))
     return idx.broadcast_to(shape) == ar.broadcast_to(shape)
 
@@ -47,7 +47,7 @@ def _pick(values: "Tensor", mask: "Tensor", axis: int) -> "Tensor":
 def _last_write(eq: "Tensor", src: "Tensor", axis: int) -> tuple["Tensor", "Tensor"]:
     """For writes src[m] -> target n where eq[m, n] (m along `axis`, n after it): which targets are
     hit, and the value of the last write to each (later m wins, like torch's CPU kernels)."""
-    from ..tensor import arange
+    from ..creation import arange
     m = eq.shape[axis]
     ar = arange(m, device=eq.device).reshape(tuple(m if i == axis else 1 for i in range(eq.ndim)))
     last = ar.where(eq, -1).amax(axis, keepdim=True)
@@ -446,7 +446,7 @@ class IndexMixin:
 
     def one_hot(self: "Tensor", num_classes: int = -1) -> "Tensor":
         """int64 one-hot encoding along a new last dim (values are checked on the host: a sync point)."""
-        from ..tensor import arange
+        from ..creation import arange
         if not self.dtype.is_int:
             raise DTypeError(f"one_hot needs an integer tensor, got {self.dtype.name}")
         arr = self.numpy()

@@ -269,7 +269,7 @@ class MovementMixin:
 
     # ---- triangles ----------------------------------------------------------------------
     def _triangle(self: "Tensor", diagonal: int, lower: bool) -> "Tensor":
-        from ..tensor import arange
+        from ..creation import arange
         if self.ndim < 2:
             raise ShapeError(f"tril/triu need at least 2 dimensions, got shape {self.shape}")
         rows, cols = self.shape[-2:]

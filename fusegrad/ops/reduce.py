@@ -38,7 +38,7 @@ def _reduced_shape(shape: tuple[int, ...], axes: tuple[int, ...], keepdim: bool)
 def _positions(x: "Tensor", dim: int) -> "Tensor":
     """int64 index along `dim` of every element of x. The index is broadcast before any arithmetic
     on it, so it stays a free view that fuses into the consumer's kernel."""
-    from ..tensor import arange
+    from ..creation import arange
     n = x.shape[dim]
     along = (1,) * dim + (n,) + (1,) * (x.ndim - dim - 1)
     return arange(n, device=x.device).reshape(along).expand(x.shape)

@@ -1,0 +1,189 @@
+"""Operators and the primitive elementwise ops: arithmetic, comparison, bitwise/logical, where.
+
+Each builds one primitive node through Tensor._binary/_unary (broadcasting and PyTorch type
+promotion happen there); composites built from these live in ops/elementwise.py.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .. import dtypes
+from ..errors import DTypeError
+from ..graph.ops import COMPARISON, Op
+
+if TYPE_CHECKING:
+    from ..tensor import Tensor
+
+
+class ArithmeticMixin:
+    __slots__ = ()
+
+    def __add__(self: "Tensor", other: Any) -> "Tensor":
+        return self._binary(Op.ADD, other)
+
+    def __radd__(self: "Tensor", other: Any) -> "Tensor":
+        return self._binary(Op.ADD, other, reverse=True)
+
+    def __sub__(self: "Tensor", other: Any) -> "Tensor":
+        self._no_bool("subtraction", other)
+        return self._binary(Op.SUB, other)
+
+    def __rsub__(self: "Tensor", other: Any) -> "Tensor":
+        self._no_bool("subtraction", other)
+        return self._binary(Op.SUB, other, reverse=True)
+
+    def __mul__(self: "Tensor", other: Any) -> "Tensor":
+        return self._binary(Op.MUL, other)
+
+    def __rmul__(self: "Tensor", other: Any) -> "Tensor":
+        return self._binary(Op.MUL, other, reverse=True)
+
+    def __truediv__(self: "Tensor", other: Any) -> "Tensor":
+        return self._binary(Op.DIV, other, floating=True)
+
+    def __rtruediv__(self: "Tensor", other: Any) -> "Tensor":
+        return self._binary(Op.DIV, other, reverse=True, floating=True)
+
+    def __floordiv__(self: "Tensor", other: Any) -> "Tensor":
+        return self.floor_divide(other)
+
+    def __rfloordiv__(self: "Tensor", other: Any) -> "Tensor":
+        return self._operand(other).floor_divide(self)
+
+    def floor_divide(self: "Tensor", other: Any) -> "Tensor":
+        ts, dt = self._promote(other)
+        if dt.is_floating_point:
+            return (self / other).floor()
+        return self._binary(Op.DIV, other)
+
+    def __mod__(self: "Tensor", other: Any) -> "Tensor":
+        return self._binary(Op.MOD, other)
+
+    def __rmod__(self: "Tensor", other: Any) -> "Tensor":
+        return self._binary(Op.MOD, other, reverse=True)
+
+    def remainder(self: "Tensor", other: Any) -> "Tensor":
+        return self % other
+
+    def __pow__(self: "Tensor", other: Any) -> "Tensor":
+        return self.pow(other)
+
+    def __rpow__(self: "Tensor", other: Any) -> "Tensor":
+        return self._binary(Op.POW, other, reverse=True)
+
+    def pow(self: "Tensor", exponent: Any) -> "Tensor":
+        if isinstance(exponent, (int, float)) and not isinstance(exponent, bool):
+            if exponent == 2:
+                return self * self
+            if exponent == 1:
+                return self * 1
+            if exponent == 0.5 and self.dtype.is_floating_point:
+                return self.sqrt()
+        return self._binary(Op.POW, exponent)
+
+    def __neg__(self: "Tensor") -> "Tensor":
+        if self.dtype is dtypes.bool_:
+            raise DTypeError("negation of a bool tensor is not supported; use ~ or logical_not() instead")
+        return self._unary(Op.NEG, floating=False)
+
+    def __pos__(self: "Tensor") -> "Tensor":
+        return self
+
+    def neg(self: "Tensor") -> "Tensor":
+        return -self
+
+    def _no_bool(self: "Tensor", what: str, other: Any) -> None:
+        other_bool = isinstance(other, bool) or (hasattr(other, "_node") and other.dtype is dtypes.bool_)
+        if self.dtype is dtypes.bool_ and other_bool:
+            raise DTypeError(f"{what} of two bool tensors is not supported; use logical_xor() or ^ instead")
+
+    def maximum(self: "Tensor", other: Any) -> "Tensor":
+        return self._binary(Op.MAX, other)
+
+    def exp(self: "Tensor") -> "Tensor":
+        return self._unary(Op.EXP)
+
+    def log(self: "Tensor") -> "Tensor":
+        return self._unary(Op.LOG)
+
+    def sin(self: "Tensor") -> "Tensor":
+        return self._unary(Op.SIN)
+
+    def cos(self: "Tensor") -> "Tensor":
+        return self._unary(Op.COS)
+
+    def sqrt(self: "Tensor") -> "Tensor":
+        return self._unary(Op.SQRT)
+
+    def erf(self: "Tensor") -> "Tensor":
+        return self._unary(Op.ERF)
+
+    def floor(self: "Tensor") -> "Tensor":
+        if not self.dtype.is_floating_point:
+            return self
+        return self._unary(Op.FLOOR)
+
+    # comparisons compute in the promoted dtype and return bool
+    def _compare(self: "Tensor", op: Op, other: Any, reverse: bool = False) -> "Tensor":
+        assert op in COMPARISON
+        return self._binary(op, other, reverse=reverse)
+
+    def __lt__(self: "Tensor", other: Any) -> "Tensor":
+        return self._compare(Op.CMPLT, other)
+
+    def __gt__(self: "Tensor", other: Any) -> "Tensor":
+        return self._compare(Op.CMPLT, other, reverse=True)
+
+    def __le__(self: "Tensor", other: Any) -> "Tensor":
+        return self._compare(Op.CMPLT, other) | self._compare(Op.CMPEQ, other)
+
+    def __ge__(self: "Tensor", other: Any) -> "Tensor":
+        return self._compare(Op.CMPLT, other, reverse=True) | self._compare(Op.CMPEQ, other)
+
+    def __eq__(self: "Tensor", other: Any) -> "Tensor":  # type: ignore[override]
+        return self._compare(Op.CMPEQ, other)
+
+    def __ne__(self: "Tensor", other: Any) -> "Tensor":  # type: ignore[override]
+        return self._compare(Op.CMPEQ, other).logical_not()
+
+    lt, gt, le, ge, eq, ne = __lt__, __gt__, __le__, __ge__, __eq__, __ne__
+
+    def _bitwise(self: "Tensor", op: Op, other: Any, reverse: bool = False) -> "Tensor":
+        ts, dt = self._promote(other)
+        if dt.is_floating_point:
+            raise DTypeError(f"bitwise {op.name.lower()} needs bool or integer tensors, got {dt.name}")
+        return self._binary(op, other, reverse=reverse)
+
+    def __and__(self: "Tensor", other: Any) -> "Tensor":
+        return self._bitwise(Op.AND, other)
+
+    def __or__(self: "Tensor", other: Any) -> "Tensor":
+        return self._bitwise(Op.OR, other)
+
+    def __xor__(self: "Tensor", other: Any) -> "Tensor":
+        return self._bitwise(Op.XOR, other)
+
+    __rand__, __ror__, __rxor__ = __and__, __or__, __xor__
+
+    def __invert__(self: "Tensor") -> "Tensor":
+        if self.dtype.is_floating_point:
+            raise DTypeError(f"~ needs a bool or integer tensor, got {self.dtype.name}")
+        return self._unary(Op.NOT, floating=False)
+
+    def logical_not(self: "Tensor") -> "Tensor":
+        return self.bool()._unary(Op.NOT, floating=False)
+
+    def logical_and(self: "Tensor", other: Any) -> "Tensor":
+        return self.bool() & self._operand(other).bool()
+
+    def logical_or(self: "Tensor", other: Any) -> "Tensor":
+        return self.bool() | self._operand(other).bool()
+
+    def logical_xor(self: "Tensor", other: Any) -> "Tensor":
+        return self.bool() ^ self._operand(other).bool()
+
+    def where(self: "Tensor", condition: Any, other: Any) -> "Tensor":
+        """`x.where(cond, y)`: x where cond holds, else y (torch.Tensor.where)."""
+        from ..tensor import where
+        return where(condition, self, other)
+
