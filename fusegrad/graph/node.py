@@ -81,9 +81,22 @@ def cast(src: Node, dtype: DType) -> Node:
     return unary(Op.CAST, src, dtype)
 
 
+# float arithmetic on two constants folds at build time (a kernel for 1 / 24 would be a waste)
+_FOLD = {Op.ADD: lambda x, y: x + y, Op.SUB: lambda x, y: x - y, Op.MUL: lambda x, y: x * y}
+
+
+def _is_const(n: Node) -> bool:
+    return n.op is Op.CONST and n.buffer is None
+
+
 def binary(op: Op, a: Node, b: Node) -> Node:
     assert op in BINARY and a.shape == b.shape, (op, a.shape, b.shape)
     dtype = bool_ if op in COMPARISON else a.dtype
+    if dtype.is_floating_point and _is_const(a) and _is_const(b):
+        if op in _FOLD:
+            return const(_FOLD[op](a.arg, b.arg), a.shape, dtype, a.device)
+        if op is Op.DIV and b.arg != 0:
+            return const(a.arg / b.arg, a.shape, dtype, a.device)
     return Node(op, (a, b), None, a.shape, dtype, a.device)
 
 
