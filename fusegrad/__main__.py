@@ -24,8 +24,8 @@ def make_data(n: int) -> tuple[fg.Tensor, fg.Tensor]:
 
 
 def init_params(hidden: int) -> list[fg.Tensor]:
-    """He-initialised weights and zero biases of a 2 -> hidden -> 2 MLP."""
-    w1 = fg.randn(2, hidden)  # He initialisation: std sqrt(2 / fan_in) is 1 for two inputs
+    """Weights with He initialisation (std sqrt(2 / fan_in)) and zero biases of a 2 -> hidden -> 2 MLP."""
+    w1 = fg.randn(2, hidden)  # sqrt(2 / 2) = 1
     w2 = fg.randn(hidden, 2) * math.sqrt(2 / hidden)
     params = [w1, fg.zeros(hidden), w2, fg.zeros(2)]
     fg.realize(*params)
@@ -33,6 +33,7 @@ def init_params(hidden: int) -> list[fg.Tensor]:
 
 
 def forward(params: list[fg.Tensor], x: fg.Tensor) -> fg.Tensor:
+    """Logits (n, 2) of the MLP for inputs x (n, 2)."""
     w1, b1, w2, b2 = params
     return (x @ w1 + b1).relu() @ w2 + b2
 
@@ -52,6 +53,7 @@ def accuracy(logits: fg.Tensor, onehot: fg.Tensor) -> float:
 
 
 def progress(step: int, total: int, loss: float, width: int = 30) -> None:
+    """Redraw a one-line text progress bar on stderr."""
     done = width * step // total
     sys.stderr.write(f"\rtraining [{'#' * done}{'.' * (width - done)}] {step}/{total}  loss {loss:.4f}")
     sys.stderr.flush()

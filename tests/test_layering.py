@@ -5,11 +5,11 @@ Layers, lowest first, by rank:
   1 graph       the lazy graph: ops, nodes, symbolic index math
   1 runtime     devices, buffers, compilers, kernel cache (knows nothing of graphs or kernels' meaning)
   2 codegen     kernel -> loop IR -> source text
-  3 engine      schedule, realize, profile
+  3 engine      schedule, realize, profile; hostdata.py (host lists/arrays into device buffers) too
   4 autograd    derivative rules
   5 ops         composite-op mixins of Tensor
   5 printing    repr of tensors
-  6 tensor      the user-facing Tensor
+  6 tensor      the user-facing Tensor, and creation.py (zeros, arange, eye, ...)
   7 random      random tensor creation
   8 (anything else under fusegrad/: nn, optim, data, viz, io, ...)
   9 package     fusegrad/__init__.py (the public API)
