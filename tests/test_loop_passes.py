@@ -36,3 +36,13 @@ def test_bias_gradient_through_interchanged_reduction():
     b = fg.zeros(33, requires_grad=True)
     ((x + b) * (x + b)).sum().backward()
     np.testing.assert_allclose(b.grad.numpy(), (2 * x.numpy()).sum(0), rtol=1e-4, atol=1e-3)
+
+
+def test_sum_loops_vectorize_and_max_keeps_nan():
+    from fusegrad.codegen import renderer_for
+    x = fg.tensor(np.array([[1.0, float("nan"), 3.0], [4.0, 5.0, 6.0]], np.float32))
+    items = create_schedule([x.sum(1)._node])
+    source = renderer_for("cpu").render_kernel(lower(items[0].spec, "k"))
+    assert "#pragma omp simd reduction(+:" in source
+    np.testing.assert_array_equal(np.isnan(x.amax(1).numpy()), [True, False])  # max: no lane reassociation
+    np.testing.assert_allclose(fg.randn(1000, 333).realize().exp().sum(1).numpy().shape, (1000,))

@@ -2,18 +2,43 @@
 from __future__ import annotations
 
 from .gemm_c import GEMM_DECLARATIONS, GEMM_SOURCE, KC, MR, NR
-from .ir import Gemm, Load, Loop
+from ..graph.ops import Op
+from .ir import Accumulate, Gemm, Load, Loop
 from .render import CStyleRenderer
 
 # work (output elements x reduce length) below which a kernel stays single-threaded: thread
 # start-up costs more than it saves on small kernels
 PARALLEL_GRAIN = 1 << 16
+_SIMD_SUM_TYPES = ("float32", "float64", "int32", "int64")
 
 C_PREAMBLE = r"""#include <math.h>
 #include <stdint.h>
 #include <stdbool.h>
 #include <stddef.h>
 """ + GEMM_DECLARATIONS + r"""
+#ifdef FG_LIBMVEC
+/* glibc's vector math (libmvec): lets loops calling these vectorize (within 4 ulp of the scalar ones) */
+#pragma omp declare simd notinbranch
+float expf(float);
+#pragma omp declare simd notinbranch
+float logf(float);
+#pragma omp declare simd notinbranch
+float sinf(float);
+#pragma omp declare simd notinbranch
+float cosf(float);
+#pragma omp declare simd notinbranch
+float erff(float);
+#pragma omp declare simd notinbranch
+double exp(double);
+#pragma omp declare simd notinbranch
+double log(double);
+#pragma omp declare simd notinbranch
+double sin(double);
+#pragma omp declare simd notinbranch
+double cos(double);
+#pragma omp declare simd notinbranch
+double erf(double);
+#endif
 static inline float fg_bf16_to_f32(uint16_t x) { union { uint32_t u; float f; } v; v.u = (uint32_t)x << 16; return v.f; }
 static inline uint16_t fg_f32_to_bf16(float f) {
   union { uint32_t u; float f; } v; v.f = f;
@@ -63,12 +88,18 @@ class CRenderer(CStyleRenderer):
     support_source = GEMM_SOURCE
     supports_gemm = True
 
-    def loop_open(self, loop: Loop, nest: int, work: int) -> list[str]:
-        lines = super().loop_open(loop, nest, work)
+    def loop_open(self, loop: Loop, nest: int, work: int, body: list) -> list[str]:
+        lines = super().loop_open(loop, nest, work, body)
         if nest and work >= PARALLEL_GRAIN:
             outer = max(1, nest - 1)  # every global loop of the nest but the innermost, which vectorizes
             collapse = f" collapse({outer})" if outer > 1 else ""
             lines.insert(0, f"#pragma omp parallel for{collapse} schedule(static)")
+        elif loop.kind == "reduce" and not any(isinstance(s, Loop) for s in body):
+            accs = [s for s in body if isinstance(s, Accumulate)]
+            # a sum may be reassociated across SIMD lanes (as every vectorized BLAS/numpy sum is);
+            # max keeps its NaN-propagating scalar form
+            if len(accs) == 1 and accs[0].op is Op.SUM and accs[0].dtype.name in _SIMD_SUM_TYPES:
+                lines.insert(0, f"#pragma omp simd reduction(+:{accs[0].name})")
         return lines
 
     def gemm(self, s: Gemm) -> str:

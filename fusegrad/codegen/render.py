@@ -11,6 +11,19 @@ from .ir import (Accumulate, Alu, Cond, Const, Define, DefineAcc, EndLoop, Expr,
 _INT_MIN = {"int8": "INT8_MIN", "int16": "INT16_MIN", "int32": "INT32_MIN", "int64": "INT64_MIN"}
 
 
+def _loop_body(stmts: list, at: int) -> list:
+    """The statements inside the loop opened at stmts[at] (up to its matching EndLoop)."""
+    depth = 0
+    for j in range(at + 1, len(stmts)):
+        if isinstance(stmts[j], Loop):
+            depth += 1
+        elif isinstance(stmts[j], EndLoop):
+            if depth == 0:
+                return stmts[at + 1:j]
+            depth -= 1
+    return stmts[at + 1:]
+
+
 class CStyleRenderer:
     """Renders loop IR as C-family source. Subclasses set the dialect data and the loop mapping."""
 
@@ -153,8 +166,9 @@ class CStyleRenderer:
             v = f"(_Float16)({v})"
         return f"p{s.param}[{s.index.render()}] = {v};"
 
-    def loop_open(self, loop: Loop, nest: int, work: int) -> list[str]:
-        """Open a loop; `nest` counts the global loops of a nest starting here (0 if not its first)."""
+    def loop_open(self, loop: Loop, nest: int, work: int, body: list) -> list[str]:
+        """Open a loop; `nest` counts the global loops of a nest starting here (0 if not its first);
+        `body` is the statements inside it."""
         return [f"for (int64_t {loop.var.name} = 0; {loop.var.name} < {loop.var.extent}; {loop.var.name}++) {{"]
 
     def gemm(self, s: Gemm) -> str:
@@ -178,7 +192,7 @@ class CStyleRenderer:
                     while i + nest < len(ir.stmts) and isinstance(ir.stmts[i + nest], Loop) \
                             and ir.stmts[i + nest].kind == "global":
                         nest += 1
-                lines += [pad + line for line in self.loop_open(s, nest, ir.work)]
+                lines += [pad + line for line in self.loop_open(s, nest, ir.work, _loop_body(ir.stmts, i))]
                 depth += 1
             elif isinstance(s, EndLoop):
                 depth -= 1

@@ -5,6 +5,7 @@ import ctypes
 import os
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -31,6 +32,16 @@ def find_compiler() -> str:
         if shutil.which(cc):
             return cc
     raise CompileError("no C compiler found (install gcc or clang, or set FUSEGRAD_CC)")
+
+
+def _links_libmvec(cc: str) -> bool:
+    """Whether glibc's vector math library links here (x86-64 glibc); kernels then vectorize exp/log/sin."""
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "probe.c"
+        src.write_text("#include <math.h>\nint main(void) { return (int)expf(0.0f) - 1; }\n")
+        proc = subprocess.run([cc, str(src), "-o", str(Path(tmp) / "probe"), "-lmvec", "-lm"],
+                              capture_output=True, check=False)
+        return proc.returncode == 0
 
 
 def _compiler_identity(cc: str) -> str:
@@ -76,24 +87,26 @@ class CPUDevice:
         return buf.handle[: count * np_dtype.itemsize].view(np_dtype).copy()
 
     # compilation
-    def compiler(self) -> tuple[str, str]:
+    def compiler(self) -> tuple[str, str, tuple[str, ...]]:
+        """(compiler, its version line, the full flag list); probed once per process."""
         if self._compiler is None:
             cc = find_compiler()
-            self._compiler = (cc, _compiler_identity(cc))
+            extra = ("-DFG_LIBMVEC", "-lmvec") if _links_libmvec(cc) else ()
+            self._compiler = (cc, _compiler_identity(cc), CFLAGS + extra + ("-lm",))
         return self._compiler
 
     def _load(self, source: str, mode: int = ctypes.DEFAULT_MODE) -> ctypes.CDLL:
         """Build (or find in the disk cache) and load one translation unit."""
-        cc, identity = self.compiler()
-        key = cache.cache_key(source, identity, " ".join(CFLAGS))
+        cc, identity, cflags = self.compiler()
+        key = cache.cache_key(source, identity, " ".join(cflags))
         path = cache.lookup(key, "so")
         if path is None:
-            path = cache.store(key, "so", lambda out: self._build(cc, source, out))
+            path = cache.store(key, "so", lambda out: self._build(cc, cflags, source, out))
         try:
             return ctypes.CDLL(str(path), mode=mode)
         except OSError:  # passed its checksum yet will not load: rebuild once
             cache.invalidate(key, "so")
-            path = cache.store(key, "so", lambda out: self._build(cc, source, out))
+            path = cache.store(key, "so", lambda out: self._build(cc, cflags, source, out))
             return ctypes.CDLL(str(path), mode=mode)
 
     def compile(self, source: str, names: Sequence[str], nargs: Sequence[int], support: str = "") -> list[CPUProgram]:
@@ -115,11 +128,13 @@ class CPUDevice:
         return programs
 
     @staticmethod
-    def _build(cc: str, source: str, out: Path) -> None:
+    def _build(cc: str, cflags: tuple[str, ...], source: str, out: Path) -> None:
         src = out.with_suffix(".c")
         src.write_text(source)
         try:
-            proc = subprocess.run([cc, *CFLAGS, "-o", str(out), str(src), "-lm"],
+            libs = [f for f in cflags if f.startswith("-l")]  # libraries go after the source
+            flags = [f for f in cflags if not f.startswith("-l")]
+            proc = subprocess.run([cc, *flags, "-o", str(out), str(src), *libs],
                                   capture_output=True, text=True, check=False)
         finally:
             src.unlink(missing_ok=True)
