@@ -45,4 +45,3 @@ def test_sum_loops_vectorize_and_max_keeps_nan():
     source = renderer_for("cpu").render_kernel(lower(items[0].spec, "k"))
     assert "#pragma omp simd reduction(+:" in source
     np.testing.assert_array_equal(np.isnan(x.amax(1).numpy()), [True, False])  # max: no lane reassociation
-    np.testing.assert_allclose(fg.randn(1000, 333).realize().exp().sum(1).numpy().shape, (1000,))
