@@ -114,11 +114,11 @@ class CRenderer(CStyleRenderer):
             "{",
             f"  {t}* ap = ({t}*)fg_pack_scratch(0, sizeof({t}) * {mb * MR * KC});",
             f"  {t}* bp = ({t}*)fg_pack_scratch(1, sizeof({t}) * {nb * nr * KC});",
+            f"  #pragma omp parallel if({parallel})",  # one team for all panels: 2 barriers per panel
             f"  for (int64_t pc = 0; pc < {s.k}; pc += {KC}) {{",
             f"    const int64_t kc = {s.k} - pc < {KC} ? {s.k} - pc : {KC};",
-            f"    #pragma omp parallel if({parallel})",
             "    {",
-            "      #pragma omp for schedule(static)",
+            "      #pragma omp for schedule(static) nowait",
             *self._pack("ap", s.a, s.i_vars, s.k_vars, mb, MR, s.m, t),
             "      #pragma omp for schedule(static)",
             *self._pack("bp", s.b, s.j_vars, s.k_vars, nb, nr, s.n, t),
