@@ -48,7 +48,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--download", action="store_true", help="fetch the data set if it is missing")
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default: 2e-3 for mlp, 1e-3 for cnn)")
+    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (cosine decay to 0 over the run)")
     p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default="adam")
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
@@ -64,8 +64,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     for name in ("epochs", "batch_size"):
         if getattr(args, name) <= 0:
             p.error(f"--{name.replace('_', '-')} must be positive")
-    if args.lr is None:
-        args.lr = 2e-3 if args.model == "mlp" else 1e-3
     if args.lr <= 0:
         p.error("--lr must be positive")
     return args
