@@ -39,7 +39,9 @@ double cos(double);
 #pragma omp declare simd notinbranch
 double erf(double);
 #endif
-static inline float fg_bf16_to_f32(uint16_t x) { union { uint32_t u; float f; } v; v.u = (uint32_t)x << 16; return v.f; }
+static inline float fg_bf16_to_f32(uint16_t x) {
+  union { uint32_t u; float f; } v; v.u = (uint32_t)x << 16; return v.f;
+}
 static inline uint16_t fg_f32_to_bf16(float f) {
   union { uint32_t u; float f; } v; v.f = f;
   if ((v.u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((v.u >> 16) | 0x40u);
@@ -47,8 +49,12 @@ static inline uint16_t fg_f32_to_bf16(float f) {
 }
 static inline float fg_maxf(float a, float b) { return (a > b || a != a) ? a : b; }
 static inline double fg_max(double a, double b) { return (a > b || a != a) ? a : b; }
-static inline float fg_fmodf(float a, float b) { float r = fmodf(a, b); return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r; }
-static inline double fg_fmod(double a, double b) { double r = fmod(a, b); return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r; }
+static inline float fg_fmodf(float a, float b) {
+  float r = fmodf(a, b); return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r;
+}
+static inline double fg_fmod(double a, double b) {
+  double r = fmod(a, b); return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r;
+}
 /* integer division and remainder round toward -inf like Python; x/0 gives 0 instead of a trap */
 static inline int64_t fg_floordiv(int64_t a, int64_t b) {
   if (b == 0) return 0;

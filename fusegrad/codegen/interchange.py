@@ -101,7 +101,9 @@ def interchange_reduction(ir: LoopIR) -> LoopIR:
     out_index = substitute(store.index, gi, split)
     current = Load(0, out_index, (), acc.dtype)
     value = _sub(inner[-1].value, gi, split)
-    outer = [Loop(s.var, "global") for s in stmts[:n_glob - 1]] + ([Loop(blocks, "global")] if blocks.extent > 1 else [])
+    outer = [Loop(s.var, "global") for s in stmts[:n_glob - 1]]
+    if blocks.extent > 1:
+        outer.append(Loop(blocks, "global"))
     new: list[Stmt] = outer + [acc, Loop(lane, "inner"), Store(0, out_index, Ref(acc.name, acc.dtype), acc.dtype),
                                EndLoop("inner")]
     new += [Loop(v, "reduce") for v in red_vars] + [Loop(lane, "inner")]

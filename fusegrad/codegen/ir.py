@@ -213,7 +213,8 @@ def _stmt_text(s: Stmt) -> str:
     if isinstance(s, Gemm):
         names = ",".join(v.name for v in s.i_vars), ",".join(v.name for v in s.j_vars), \
             ",".join(v.name for v in s.k_vars)
-        return (f"out{s.c_param}[{s.c_base.render()} + ({names[0]})*{s.n} + ({names[1]})] = gemm(m={s.m}, n={s.n}, k={s.k}) "
+        return (f"out{s.c_param}[{s.c_base.render()} + ({names[0]})*{s.n} + ({names[1]})] = "
+                f"gemm(m={s.m}, n={s.n}, k={s.k}) "
                 f"sum over ({names[2]}) of {_expr_text(s.a)} * {_expr_text(s.b)}")
     assert isinstance(s, Store)
     return f"out{s.param}[{s.index.render()}] = {_expr_text(s.value)}"

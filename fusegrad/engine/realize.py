@@ -20,7 +20,7 @@ from ..graph.node import Node
 from ..graph.ops import LEAF, MOVEMENT, REDUCE, Op
 from ..runtime import registry
 from .profile import KernelLaunch, record
-from .schedule import ScheduleItem, create_schedule, toposort
+from .schedule import ScheduleItem, create_schedule, fused_nodes, toposort
 
 _programs: dict[tuple, Any] = {}
 
@@ -52,37 +52,15 @@ def _kernel_name(spec: KernelSpec, key: tuple) -> str:
 
 
 def _describe(item: ScheduleItem) -> str:
-    ops: list[str] = []
-    inputs = {id(n) for n in item.spec.inputs}
-    stack, seen = [item.spec.root], set()
-    while stack:
-        n = stack.pop()
-        if id(n) in seen or id(n) in inputs:
-            continue
-        seen.add(id(n))
-        ops.append(n.op.name)
-        stack.extend(n.srcs)
-    return f"{item.spec.root.shape} <- {' '.join(reversed(ops))} ({len(item.spec.inputs)} inputs)"
+    ops = " ".join(n.op.name for n in fused_nodes(item.spec.root, item.spec.inputs))
+    return f"{item.spec.root.shape} <- {ops} ({len(item.spec.inputs)} inputs)"
 
 
 def _kernel_info(item: ScheduleItem) -> tuple[str, int]:
     """The compute ops fused into a kernel, inputs first (runs of one op as "ADDx2"; "COPY" when it
     only moves data), and an estimate of its operations: each fused op once per element it computes
     (a reduction: per element it reads). Computed once per plan, for the profiler."""
-    inputs = {id(n) for n in item.spec.inputs}
-    order: list[Node] = []
-    stack: list[tuple[Node, bool]] = [(item.spec.root, False)]
-    seen: set[int] = set()
-    while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
-            continue
-        if id(node) in seen or id(node) in inputs:
-            continue
-        seen.add(id(node))
-        stack.append((node, True))
-        stack.extend((s, False) for s in reversed(node.srcs))
+    order = fused_nodes(item.spec.root, item.spec.inputs)
     runs: list[list] = []
     flops = 0
     for node in order:

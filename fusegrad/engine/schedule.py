@@ -133,6 +133,25 @@ def create_schedule(targets: list[Node], order: list[Node] | None = None) -> lis
     return items
 
 
+def fused_nodes(root: Node, inputs: list[Node]) -> list[Node]:
+    """The nodes a kernel computes: reachable from its root without entering an input, sources first."""
+    stop = {id(n) for n in inputs}
+    order: list[Node] = []
+    seen: set[int] = set()
+    stack: list[tuple[Node, bool]] = [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if id(node) in seen or id(node) in stop:
+            continue
+        seen.add(id(node))
+        stack.append((node, True))
+        stack.extend((s, False) for s in reversed(node.srcs))
+    return order
+
+
 def _kernel_inputs(root: Node, keep: set[int]) -> list[Node]:
     """The buffers a kernel rooted at `root` reads, in first-seen order."""
     inputs: list[Node] = []

@@ -11,7 +11,7 @@ from typing import Any, Iterable, Union
 
 from ..autograd import GradientTape, enable_grad
 from ..engine.realize import _kernel_name, kernel_key
-from ..engine.schedule import create_schedule
+from ..engine.schedule import create_schedule, fused_nodes
 from ..graph.node import Node
 from ..graph.ops import LEAF, Op
 from ..tensor import Tensor
@@ -247,7 +247,7 @@ def kernel_picture(outputs: list[Tensor], grads: list[tuple[Tensor, str]], names
                 prev = canon[id(node)]
             continue
         cluster = len(picture.clusters)
-        members = _kernel_nodes(root, item.spec.inputs)
+        members = fused_nodes(root, item.spec.inputs)
         name = _kernel_name(item.spec, kernel_key(item.spec))
         picture.clusters.append(PCluster(f"{name} ({len(members)} nodes)", "kernel"))
         local: dict[int, str] = {}
@@ -266,20 +266,3 @@ def kernel_picture(outputs: list[Tensor], grads: list[tuple[Tensor, str]], names
     return picture
 
 
-def _kernel_nodes(root: Node, inputs: list[Node]) -> list[Node]:
-    """The nodes a kernel computes (reachable from its root without entering an input), sources first."""
-    stop = {id(n) for n in inputs}
-    order: list[Node] = []
-    seen: set[int] = set()
-    stack: list[tuple[Node, bool]] = [(root, False)]
-    while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
-            continue
-        if id(node) in seen or id(node) in stop:
-            continue
-        seen.add(id(node))
-        stack.append((node, True))
-        stack.extend((s, False) for s in reversed(node.srcs))
-    return order
