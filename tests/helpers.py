@@ -34,7 +34,7 @@ def to_torch(arr: np.ndarray, dtype: str, requires_grad: bool) -> Any:
     return t.requires_grad_(requires_grad)
 
 
-def helper_test_op(shapes: Sequence[Sequence[int]], fg_fn: Callable, torch_fn: Callable | None = None, *,
+def check_op(shapes: Sequence[Sequence[int]], fg_fn: Callable, torch_fn: Callable | None = None, *,
                    dtype: str = "float32", low: float = -2.0, high: float = 2.0, atol: float | None = None,
                    rtol: float | None = None, grad: bool = True, arrays: Sequence[np.ndarray] | None = None,
                    grad_atol: float | None = None) -> None:

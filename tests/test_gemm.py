@@ -7,7 +7,7 @@ from fusegrad.codegen.gemm import use_gemm
 from fusegrad.codegen.ir import Gemm
 from fusegrad.codegen.lower import lower
 from fusegrad.engine.schedule import create_schedule
-from tests.helpers import helper_test_op
+from tests.helpers import check_op
 
 
 def uses_gemm(t: fg.Tensor) -> bool:
@@ -18,7 +18,7 @@ def uses_gemm(t: fg.Tensor) -> bool:
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("shapes", [((37, 61), (61, 45)), ((128, 784), (784, 64)), ((5, 300), (300, 1))])
 def test_matmul_shapes(dtype, shapes):
-    helper_test_op(shapes, lambda a, b: a @ b, dtype=dtype, atol=1e-4 if dtype == "float32" else 1e-9,
+    check_op(shapes, lambda a, b: a @ b, dtype=dtype, atol=1e-4 if dtype == "float32" else 1e-9,
                    rtol=1e-4 if dtype == "float32" else 1e-9)
 
 
@@ -28,11 +28,11 @@ def test_matmul_shapes(dtype, shapes):
     lambda a, b: (a.T @ b.T).T,
 ])
 def test_transposed_operands_and_epilogues(fn):
-    helper_test_op([(70, 33), (50, 70)], fn, atol=1e-4, rtol=1e-4)
+    check_op([(70, 33), (50, 70)], fn, atol=1e-4, rtol=1e-4)
 
 
 def test_batched_broadcast_matmul():
-    helper_test_op([(3, 1, 20, 30), (4, 30, 25)], lambda a, b: a @ b, atol=1e-4, rtol=1e-4)
+    check_op([(3, 1, 20, 30), (4, 30, 25)], lambda a, b: a @ b, atol=1e-4, rtol=1e-4)
 
 
 def test_gemm_is_used_for_linear_layers():

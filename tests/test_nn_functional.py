@@ -7,7 +7,7 @@ import torch
 
 import fusegrad as fg
 from fusegrad import nn
-from tests.helpers import RNG, helper_test_op, random_array
+from tests.helpers import RNG, check_op, random_array
 
 FG = SimpleNamespace(F=nn.functional, t=fg.tensor, lib=fg)
 TH = SimpleNamespace(F=torch.nn.functional, t=torch.tensor, lib=torch)
@@ -15,7 +15,7 @@ TH = SimpleNamespace(F=torch.nn.functional, t=torch.tensor, lib=torch)
 
 def check(shapes, fn, **kw):
     """fn(L, *inputs) with L.F the functional module, L.t the tensor constructor of fusegrad or torch."""
-    helper_test_op(shapes, lambda *x: fn(FG, *x), lambda *x: fn(TH, *x), **kw)
+    check_op(shapes, lambda *x: fn(FG, *x), lambda *x: fn(TH, *x), **kw)
 
 
 # ---- layers -----------------------------------------------------------------------------------------
@@ -338,7 +338,7 @@ def test_kl_div_target_gradient_float64():
 ])
 def test_loss_modules(cls, kwargs, low, high):
     m, tm = getattr(nn, cls)(**kwargs), getattr(torch.nn, cls)(**kwargs)
-    helper_test_op([(4, 6)], lambda x: m(x, fg.tensor(BCE_TARGET)), lambda x: tm(x, torch.tensor(BCE_TARGET)),
+    check_op([(4, 6)], lambda x: m(x, fg.tensor(BCE_TARGET)), lambda x: tm(x, torch.tensor(BCE_TARGET)),
                    low=low, high=high)
     assert repr(m) == repr(tm)
 
@@ -346,6 +346,6 @@ def test_loss_modules(cls, kwargs, low, high):
 def test_classification_loss_modules():
     ce = nn.CrossEntropyLoss(weight=fg.tensor(CLASS_W), ignore_index=1, label_smoothing=0.1)
     tce = torch.nn.CrossEntropyLoss(weight=torch.tensor(CLASS_W), ignore_index=1, label_smoothing=0.1)
-    helper_test_op([(6, 5)], lambda x: ce(x, fg.tensor(TARGET)), lambda x: tce(x, torch.tensor(TARGET)))
+    check_op([(6, 5)], lambda x: ce(x, fg.tensor(TARGET)), lambda x: tce(x, torch.tensor(TARGET)))
     nll, tnll = nn.NLLLoss(reduction="sum"), torch.nn.NLLLoss(reduction="sum")
-    helper_test_op([(6, 5)], lambda x: nll(x, fg.tensor(TARGET)), lambda x: tnll(x, torch.tensor(TARGET)))
+    check_op([(6, 5)], lambda x: nll(x, fg.tensor(TARGET)), lambda x: tnll(x, torch.tensor(TARGET)))

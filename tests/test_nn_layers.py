@@ -5,7 +5,7 @@ import torch
 
 import fusegrad as fg
 from fusegrad import nn
-from tests.helpers import RNG, helper_test_op, random_array
+from tests.helpers import RNG, check_op, random_array
 
 TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -30,7 +30,7 @@ def check_module(m, tm, shapes, dtype="float32", fg_call=None, torch_call=None, 
     tm = tm.to(TORCH_DTYPES[dtype])
     m.to(getattr(fg, dtype))
     copy_weights(m, tm)
-    helper_test_op(shapes, fg_call or (lambda *x: m(*x)), torch_call or (lambda *x: tm(*x)), dtype=dtype, **kw)
+    check_op(shapes, fg_call or (lambda *x: m(*x)), torch_call or (lambda *x: tm(*x)), dtype=dtype, **kw)
     names = [n for n, _ in m.named_parameters()]
     assert names == [n for n, _ in tm.named_parameters()]
     atol = param_atol if param_atol is not None else (1e-4 if dtype == "float32" else 1e-9)
@@ -105,12 +105,12 @@ ACTIVATIONS = [
 @pytest.mark.parametrize("cls,args", ACTIVATIONS)
 def test_activation_modules(cls, args):
     m, tm = getattr(nn, cls)(*args), getattr(torch.nn, cls)(*args)
-    helper_test_op([(4, 5)], m, tm, low=-5, high=5)  # the shapes of test_nn_functional: kernels are reused
+    check_op([(4, 5)], m, tm, low=-5, high=5)  # the shapes of test_nn_functional: kernels are reused
     assert repr(m) == repr(tm)
 
 
 def test_activation_module_float64_noncontiguous():
-    helper_test_op([(5, 3)], lambda x: nn.GELU()(x.T), lambda x: torch.nn.GELU()(x.T), dtype="float64")
+    check_op([(5, 3)], lambda x: nn.GELU()(x.T), lambda x: torch.nn.GELU()(x.T), dtype="float64")
 
 
 # ---- batch norm: running statistics over several steps ---------------------------------------------
@@ -126,7 +126,7 @@ def test_batchnorm_train_steps_and_eval(cls, shape, kwargs):
     m, tm = getattr(nn, cls)(3, **kwargs), randomize(getattr(torch.nn, cls)(3, **kwargs))
     copy_weights(m, tm)
     for _ in range(3):
-        helper_test_op([shape], m, tm, atol=1e-5, grad_atol=1e-4)
+        check_op([shape], m, tm, atol=1e-5, grad_atol=1e-4)
     for key, value in tm.state_dict().items():
         np.testing.assert_allclose(m.state_dict()[key].numpy(), value.numpy(), atol=1e-5, rtol=1e-5, err_msg=key)
     assert m.num_batches_tracked.item() == 3 and m.num_batches_tracked.dtype == fg.int64
@@ -134,14 +134,14 @@ def test_batchnorm_train_steps_and_eval(cls, shape, kwargs):
         np.testing.assert_allclose(p.grad.numpy(), tp.grad.numpy(), atol=1e-4, rtol=1e-4, err_msg=name)
     m.eval()
     tm.eval()
-    helper_test_op([shape], m, tm)  # eval normalizes with the running statistics
+    check_op([shape], m, tm)  # eval normalizes with the running statistics
     np.testing.assert_allclose(m.running_mean.numpy(), tm.running_mean.numpy(), atol=1e-6)  # eval leaves them
 
 
 def test_batchnorm_without_running_stats_uses_batch_stats_in_eval():
     m = nn.BatchNorm2d(3, track_running_stats=False).eval()
     tm = torch.nn.BatchNorm2d(3, track_running_stats=False).eval()
-    helper_test_op([(4, 3, 5, 5)], m, tm)
+    check_op([(4, 3, 5, 5)], m, tm)
     assert m.state_dict().keys() == tm.state_dict().keys()
 
 

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 import fusegrad as fg
-from tests.helpers import RNG, finite_difference_check, helper_test_op
+from tests.helpers import RNG, finite_difference_check, check_op
 
 SHAPE = (4, 5)  # one shape for most tests: every new shape costs a compile
 
@@ -56,14 +56,14 @@ UNARY = {
 @pytest.mark.parametrize("name", list(UNARY))
 def test_unary(name, dtype):
     fn, torch_fn, low, high = UNARY[name]
-    helper_test_op([SHAPE], fn, torch_fn, dtype=dtype, low=low, high=high)
+    check_op([SHAPE], fn, torch_fn, dtype=dtype, low=low, high=high)
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 @pytest.mark.parametrize("name", ["sigmoid", "tanh", "gelu", "softplus", "silu", "log1p", "expm1", "round", "abs"])
 def test_unary_half_precision(name, dtype):
     fn, torch_fn, low, high = UNARY[name]
-    helper_test_op([SHAPE], fn, torch_fn, dtype=dtype, low=low, high=high)
+    check_op([SHAPE], fn, torch_fn, dtype=dtype, low=low, high=high)
 
 
 @pytest.mark.parametrize("dtype", ["int32", "int64"])
@@ -72,13 +72,13 @@ def test_unary_half_precision(name, dtype):
 def test_unary_integer(name, dtype):
     fn, torch_fn, _, _ = UNARY[name]
     # integer results must be exact; float results (sigmoid, tanh, ...) get float32's tolerance
-    helper_test_op([SHAPE], fn, torch_fn, dtype=dtype, low=-5, high=6, atol=1e-6, rtol=1e-6)
+    check_op([SHAPE], fn, torch_fn, dtype=dtype, low=-5, high=6, atol=1e-6, rtol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["sign", "square", "reciprocal", "sigmoid", "exp2", "nan_to_num"])
 def test_unary_bool(name):
     fn, torch_fn, _, _ = UNARY[name]
-    helper_test_op([SHAPE], fn, torch_fn, dtype="bool", atol=1e-6, rtol=1e-6)
+    check_op([SHAPE], fn, torch_fn, dtype="bool", atol=1e-6, rtol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["abs", "relu", "ceil", "round", "trunc"])
@@ -96,14 +96,14 @@ def test_activation_rejects_integers_like_torch(name):
 @pytest.mark.parametrize("name", ["sigmoid", "tanh", "gelu", "softplus", "abs"])
 def test_non_contiguous_input(name):
     fn, torch_fn, low, high = UNARY[name]
-    helper_test_op([(5, 4)], lambda x: fn(x.T), lambda x: torch_fn(x.T), low=low, high=high)
+    check_op([(5, 4)], lambda x: fn(x.T), lambda x: torch_fn(x.T), low=low, high=high)
 
 
 @pytest.mark.parametrize("name", ["sigmoid", "tanh", "log1p", "round", "clamp", "isnan"])
 def test_empty_and_scalar_tensors(name):
     fn, torch_fn = (lambda x: x.isnan(), torch.isnan) if name == "isnan" else UNARY[name][:2]
-    helper_test_op([(0, 5)], fn, torch_fn, grad=name != "isnan")
-    helper_test_op([()], fn, torch_fn, grad=name != "isnan")
+    check_op([(0, 5)], fn, torch_fn, grad=name != "isnan")
+    check_op([()], fn, torch_fn, grad=name != "isnan")
 
 
 EXTREME = np.array([-1e4, -200.0, -88.0, -30.0, -20.5, -1.0, -1e-6, 0.0, 1e-6, 1.0, 19.5, 30.0, 88.0, 200.0, 1e4])
@@ -114,7 +114,7 @@ EXTREME = np.array([-1e4, -200.0, -88.0, -30.0, -20.5, -1.0, -1e-6, 0.0, 1e-6, 1
                                   "expm1", "leaky_relu"])
 def test_extreme_values_are_finite_and_exact(name, dtype):
     fn, torch_fn, _, _ = UNARY[name]
-    helper_test_op([], fn, torch_fn, dtype=dtype, arrays=[EXTREME.astype(dtype)])
+    check_op([], fn, torch_fn, dtype=dtype, arrays=[EXTREME.astype(dtype)])
 
 
 def test_exact_zero_gradients_match_torch():
@@ -122,17 +122,17 @@ def test_exact_zero_gradients_match_torch():
     zeros = [np.zeros(3, dtype="float64")]
     for name in ["relu", "abs", "tanh", "sigmoid", "elu_alpha", "leaky_relu", "softplus", "gelu", "clamp"]:
         fn, torch_fn, _, _ = UNARY[name]
-        helper_test_op([], fn, torch_fn, dtype="float64", arrays=zeros)
+        check_op([], fn, torch_fn, dtype="float64", arrays=zeros)
 
 
 def test_abs_of_negative_zero_is_positive_zero():
     # visible through division: 1 / +0 = inf, 1 / -0 = -inf
-    helper_test_op([], lambda x: 1 / x.abs(), arrays=[np.array([-0.0, 0.0, -2.0], dtype="float32")], grad=False)
+    check_op([], lambda x: 1 / x.abs(), arrays=[np.array([-0.0, 0.0, -2.0], dtype="float32")], grad=False)
 
 
 def test_clamp_gradient_at_the_bounds_goes_to_x():
     arr = np.array([-0.5, 0.7, 0.0, -3.0, 3.0], dtype="float64")
-    helper_test_op([], lambda x: x.clamp(-0.5, 0.7), dtype="float64", arrays=[arr])
+    check_op([], lambda x: x.clamp(-0.5, 0.7), dtype="float64", arrays=[arr])
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -143,16 +143,16 @@ def test_relative_accuracy_near_zero(name, dtype):
     arr = np.concatenate([mags, -mags]).astype(dtype)
     rtol = 1e-14 if dtype == "float64" else 1e-6
     fn, torch_fn, _, _ = UNARY[name]
-    helper_test_op([], fn, torch_fn, dtype=dtype, arrays=[arr], atol=0, rtol=rtol, grad_atol=0)
+    check_op([], fn, torch_fn, dtype=dtype, arrays=[arr], atol=0, rtol=rtol, grad_atol=0)
 
 
 def test_round_half_to_even():
     halves = np.array([-3.5, -2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 3.5, 4.5, 1e8 + 0.5, -0.49, 0.51, 1e30],
                       dtype="float64")
-    helper_test_op([], lambda x: x.round(), dtype="float64", arrays=[halves], grad=False)
-    helper_test_op([], lambda x: x.round(decimals=1), dtype="float64", arrays=[np.array([0.25, 0.35, -1.25])],
+    check_op([], lambda x: x.round(), dtype="float64", arrays=[halves], grad=False)
+    check_op([], lambda x: x.round(decimals=1), dtype="float64", arrays=[np.array([0.25, 0.35, -1.25])],
                    grad=False)
-    helper_test_op([], lambda x: x.round(), dtype="float32", arrays=[halves.astype("float32")], grad=False)
+    check_op([], lambda x: x.round(), dtype="float32", arrays=[halves.astype("float32")], grad=False)
 
 
 SPECIAL = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.5, -2.5, 3e38, -3e38, 1e-40], dtype="float32")
@@ -169,18 +169,18 @@ PROPAGATE = [lambda x: x.sign(), lambda x: x.abs(), lambda x: x.relu(), lambda x
 def test_nan_and_inf(fn, dtype):
     with np.errstate(over="ignore"):  # +-3e38 overflow to +-inf in float16 on purpose
         arr = SPECIAL.astype("float32" if dtype == "bfloat16" else dtype)
-    helper_test_op([], fn, dtype=dtype, arrays=[arr], grad=False)
+    check_op([], fn, dtype=dtype, arrays=[arr], grad=False)
 
 
 @pytest.mark.parametrize("dtype", ["int32", "int64", "bool", "uint8"])
 @pytest.mark.parametrize("fn", [lambda x: x.isnan(), lambda x: x.isinf(), lambda x: x.isfinite()])
 def test_float_classification_of_integers(fn, dtype):
-    helper_test_op([SHAPE], fn, dtype=dtype, low=-3, high=3)
+    check_op([SHAPE], fn, dtype=dtype, low=-3, high=3)
 
 
 def test_nan_to_num_gradient_passes_only_finite_values():
     arr = np.array([np.nan, np.inf, -np.inf, 1.5, -0.5], dtype="float64")
-    helper_test_op([], lambda x: x.nan_to_num(), dtype="float64", arrays=[arr])
+    check_op([], lambda x: x.nan_to_num(), dtype="float64", arrays=[arr])
 
 
 # ---- binary ops ------------------------------------------------------------------------------------
@@ -217,7 +217,7 @@ def test_binary(name, dtype):
     # |b| >= 0.5 keeps divisions tame; shapes broadcast b along the rows
     a = RNG.uniform(-3, 3, size=SHAPE).astype(dtype)
     b = (RNG.uniform(0.5, 2, size=SHAPE[1:]) * RNG.choice([-1, 1], size=SHAPE[1:])).astype(dtype)
-    helper_test_op([], fn, torch_fn, dtype=dtype, arrays=[a, b])
+    check_op([], fn, torch_fn, dtype=dtype, arrays=[a, b])
 
 
 @pytest.mark.parametrize("name,dtype", [(n, d) for n in ["maximum", "minimum", "fmod", "div_trunc", "div_floor",
@@ -230,53 +230,53 @@ def test_binary_integer(name, dtype):
     b = RNG.integers(1, 4, size=SHAPE[1:]).astype(dtype)
     if dtype != "uint8":
         b = b * RNG.choice([-1, 1], size=b.shape).astype(dtype)
-    helper_test_op([], fn, torch_fn, dtype=dtype, arrays=[a, b])
+    check_op([], fn, torch_fn, dtype=dtype, arrays=[a, b])
 
 
 def test_mixed_dtype_promotion():
-    # helper_test_op gives every input one dtype, so the integer operand is made inside the expression
+    # check_op gives every input one dtype, so the integer operand is made inside the expression
     a = RNG.uniform(-3, 3, size=SHAPE).astype("float32")
     b = RNG.integers(-3, 4, size=SHAPE).astype("float32")
     for fn in (lambda x, y: x.minimum(y.int()), lambda x, y: y.int().minimum(x),
                lambda x, y: x.fmod(y.int().clamp(1, 3)), lambda x, y: y.int().clamp(min=x),
                lambda x, y: y.int().add(x, alpha=2), lambda x, y: x.add(y.int(), alpha=0.5)):
-        helper_test_op([], fn, arrays=[a, b])
+        check_op([], fn, arrays=[a, b])
     for fn in (lambda x, y: y.int().div(2, rounding_mode="trunc"), lambda x, y: y.int().minimum(y.bool()),
                lambda x, y: y.int().clamp(max=0.5)):
-        helper_test_op([], fn, arrays=[a, b], grad=False)
+        check_op([], fn, arrays=[a, b], grad=False)
 
 
 def test_bool_maximum_minimum():
     a, b = RNG.random(SHAPE) < 0.5, RNG.random(SHAPE) < 0.5
-    helper_test_op([], lambda x, y: x.minimum(y), dtype="bool", arrays=[a, b])
-    helper_test_op([], lambda x, y: x.maximum(y), dtype="bool", arrays=[a, b])
+    check_op([], lambda x, y: x.minimum(y), dtype="bool", arrays=[a, b])
+    check_op([], lambda x, y: x.maximum(y), dtype="bool", arrays=[a, b])
 
 
 def test_minimum_and_maximum_propagate_nan_and_split_ties():
     a = np.array([np.nan, 1.0, 2.0, -np.inf, 0.5], dtype="float64")
     b = np.array([1.0, np.nan, 2.0, 3.0, 0.5], dtype="float64")
-    helper_test_op([], lambda x, y: x.minimum(y), dtype="float64", arrays=[a, b], grad=False)
-    helper_test_op([], lambda x, y: x.maximum(y), dtype="float64", arrays=[a, b], grad=False)
-    helper_test_op([], lambda x, y: x.minimum(y), dtype="float64", arrays=[a[2:], b[2:]])
+    check_op([], lambda x, y: x.minimum(y), dtype="float64", arrays=[a, b], grad=False)
+    check_op([], lambda x, y: x.maximum(y), dtype="float64", arrays=[a, b], grad=False)
+    check_op([], lambda x, y: x.minimum(y), dtype="float64", arrays=[a[2:], b[2:]])
 
 
 def test_fmod_sign_follows_dividend():
     a = np.array([7.0, -7.0, 7.0, -7.0, 5.0, -0.0, 1e-7], dtype="float64")
     b = np.array([2.0, 2.0, -2.0, -2.0, 1.5, 3.0, 1e8], dtype="float64")
-    helper_test_op([], lambda x, y: x.fmod(y), dtype="float64", arrays=[a, b])
-    helper_test_op([], lambda x: x.fmod(2.5), dtype="float64", arrays=[a])
+    check_op([], lambda x, y: x.fmod(y), dtype="float64", arrays=[a, b])
+    check_op([], lambda x: x.fmod(2.5), dtype="float64", arrays=[a])
 
 
 def test_lerp_and_clamp_broadcast_all_operands():
     arrays = [RNG.uniform(-2, 2, size=s).astype("float32") for s in [(4, 1), (1, 5), (5,)]]
-    helper_test_op([], lambda a, b, w: a.lerp(b, w), arrays=arrays)
-    helper_test_op([], lambda a, lo, hi: a.clamp(lo, hi + 2), arrays=arrays)
+    check_op([], lambda a, b, w: a.lerp(b, w), arrays=arrays)
+    check_op([], lambda a, lo, hi: a.clamp(lo, hi + 2), arrays=arrays)
 
 
 def test_zero_dim_operands():
-    helper_test_op([(), SHAPE], lambda a, b: a.minimum(b))
-    helper_test_op([SHAPE, ()], lambda a, b: a.lerp(b, 0.7))
-    helper_test_op([(), ()], lambda a, b: a.sub(b, alpha=3))
+    check_op([(), SHAPE], lambda a, b: a.minimum(b))
+    check_op([SHAPE, ()], lambda a, b: a.lerp(b, 0.7))
+    check_op([(), ()], lambda a, b: a.sub(b, alpha=3))
 
 
 def test_argument_errors():

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 import fusegrad as fg
 from fusegrad.ops import index as fg_index
-from tests.helpers import RNG, helper_test_op, random_array
+from tests.helpers import RNG, check_op, random_array
 
 FLOATS = ["float32", "float64"]
 MASK = RNG.random((3, 4)) < 0.5
@@ -54,13 +54,13 @@ GETITEM_CASES = [
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("fn", GETITEM_CASES)
 def test_getitem_matches_torch(fn, dtype):
-    helper_test_op([(3, 4, 5)], *both(fn), dtype=dtype)
+    check_op([(3, 4, 5)], *both(fn), dtype=dtype)
 
 
 @pytest.mark.parametrize("dtype", ["int64", "bool", "int32"])
 @pytest.mark.parametrize("fn", [GETITEM_CASES[i] for i in (3, 8, 11, 17)])
 def test_getitem_integer_and_bool_tensors(fn, dtype):
-    helper_test_op([(3, 4, 5)], *both(fn), dtype=dtype, low=-9, high=9)
+    check_op([(3, 4, 5)], *both(fn), dtype=dtype, low=-9, high=9)
 
 
 @pytest.mark.parametrize("key", [
@@ -78,13 +78,13 @@ def test_negative_step_slices(key):
         for d, k in enumerate(key):
             t = t.index_select(d, torch.tensor(list(range(shape[d]))[k], dtype=torch.int64))
         return t
-    helper_test_op([shape], lambda a: a[key], torch_fn, dtype="float64")
+    check_op([shape], lambda a: a[key], torch_fn, dtype="float64")
     a = random_array(shape)
     np.testing.assert_array_equal(fg.tensor(a)[key].numpy(), a[key])
 
 
 def test_duplicate_indices_accumulate_gradients():
-    helper_test_op([(4, 3)], *both(lambda m, x: x[idx(m, [1, 1, 3, 1])] * 2), dtype="float64")
+    check_op([(4, 3)], *both(lambda m, x: x[idx(m, [1, 1, 3, 1])] * 2), dtype="float64")
 
 
 def test_gather_ignores_nan_in_unselected_elements():
@@ -125,13 +125,13 @@ SETITEM_CASES = [
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("shapes,fn", SETITEM_CASES)
 def test_setitem_matches_torch(shapes, fn, dtype):
-    helper_test_op(shapes, *both(fn), dtype=dtype)
+    check_op(shapes, *both(fn), dtype=dtype)
 
 
 @pytest.mark.parametrize("dtype", ["int64", "bool"])
 def test_setitem_integer_and_bool(dtype):
     for shapes, fn in (SETITEM_CASES[1], SETITEM_CASES[5], SETITEM_CASES[8]):
-        helper_test_op(shapes, *both(fn), dtype=dtype, low=-9, high=9)
+        check_op(shapes, *both(fn), dtype=dtype, low=-9, high=9)
 
 
 @pytest.mark.parametrize("key", [(slice(None, None, -1), 1), (slice(None), slice(None, 0, -2)),
@@ -202,16 +202,16 @@ UNIQUE_INDEX = np.array([[0, 3, 1], [2, 1, 0]])  # no duplicates along dim 1, so
     ([(3, 4)], lambda m, x: x.masked_select(m.tensor(MASK[:, :1]))),
 ])
 def test_gather_scatter_match_torch(shapes, fn, dtype):
-    helper_test_op(shapes, *both(fn), dtype=dtype)
+    check_op(shapes, *both(fn), dtype=dtype)
 
 
 @pytest.mark.parametrize("dtype", ["int64", "int32", "bool"])
 def test_gather_scatter_integer_and_bool(dtype):
-    helper_test_op([(2, 4)], *both(lambda m, x: x.gather(1, idx(m, GATHER_INDEX))), dtype=dtype, low=-9, high=9)
-    helper_test_op([(2, 4), (2, 3)], *both(lambda m, x, s: x.scatter(1, idx(m, UNIQUE_INDEX), s)), dtype=dtype,
+    check_op([(2, 4)], *both(lambda m, x: x.gather(1, idx(m, GATHER_INDEX))), dtype=dtype, low=-9, high=9)
+    check_op([(2, 4), (2, 3)], *both(lambda m, x, s: x.scatter(1, idx(m, UNIQUE_INDEX), s)), dtype=dtype,
                    low=-9, high=9)
     if dtype != "bool":
-        helper_test_op([(2, 4), (2, 3)], *both(lambda m, x, s: x.scatter_add(1, idx(m, GATHER_INDEX), s)),
+        check_op([(2, 4), (2, 3)], *both(lambda m, x, s: x.scatter_add(1, idx(m, GATHER_INDEX), s)),
                        dtype=dtype, low=-9, high=9)
 
 
@@ -224,7 +224,7 @@ def test_gather_scatter_integer_and_bool(dtype):
     ([(2, 4), (2, 3)], lambda m, x, s: x.scatter(1, idx(m, GATHER_INDEX), s, reduce="multiply")),
 ])
 def test_scatter_values_match_torch(shapes, fn, dtype):
-    helper_test_op(shapes, *both(fn), dtype=dtype, grad=False)
+    check_op(shapes, *both(fn), dtype=dtype, grad=False)
 
 
 def test_scatter_duplicates_last_write_wins():

@@ -5,7 +5,7 @@ import torch
 
 import fusegrad as fg
 from fusegrad.ops import linalg
-from tests.helpers import helper_test_op, random_array
+from tests.helpers import check_op, random_array
 
 FLOATS = ["float32", "float64"]
 
@@ -29,13 +29,13 @@ FLOATS = ["float32", "float64"]
     ([(3,), (4,)], lambda a, b: a.outer(b)),
 ])
 def test_products_match_torch(shapes, fn, dtype):
-    helper_test_op(shapes, fn, dtype=dtype)
+    check_op(shapes, fn, dtype=dtype)
 
 
 @pytest.mark.parametrize("dtype", ["int64", "int32"])
 def test_integer_products_keep_their_dtype(dtype):
-    helper_test_op([(2, 3, 4), (4, 5)], lambda a, b: a @ b, dtype=dtype, low=-5, high=5)
-    helper_test_op([(4,), (4,)], lambda a, b: a.dot(b), dtype=dtype, low=-5, high=5)
+    check_op([(2, 3, 4), (4, 5)], lambda a, b: a @ b, dtype=dtype, low=-5, high=5)
+    check_op([(4,), (4,)], lambda a, b: a.dot(b), dtype=dtype, low=-5, high=5)
 
 
 def test_module_level_products():
@@ -74,11 +74,11 @@ EINSUM_CASES = [
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("equation,shapes", EINSUM_CASES)
 def test_einsum_matches_torch(equation, shapes, dtype):
-    helper_test_op(shapes, lambda *t: linalg.einsum(equation, *t), lambda *t: torch.einsum(equation, *t), dtype=dtype)
+    check_op(shapes, lambda *t: linalg.einsum(equation, *t), lambda *t: torch.einsum(equation, *t), dtype=dtype)
 
 
 def test_einsum_operand_list_and_integers():
-    helper_test_op([(3, 4), (4, 5)], lambda a, b: linalg.einsum("ij,jk->ki", [a, b]),
+    check_op([(3, 4), (4, 5)], lambda a, b: linalg.einsum("ij,jk->ki", [a, b]),
                    lambda a, b: torch.einsum("ij,jk->ki", [a, b]), dtype="int64", low=-5, high=5)
 
 

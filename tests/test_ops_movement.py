@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 import fusegrad as fg
 from fusegrad.ops import movement
-from tests.helpers import helper_test_op, random_array
+from tests.helpers import check_op, random_array
 
 FLOATS = ["float32", "float64"]
 
@@ -55,7 +55,7 @@ VIEW_CASES = [
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("shapes,fn", VIEW_CASES)
 def test_views_match_torch(shapes, fn, dtype):
-    helper_test_op(shapes, fn, dtype=dtype)
+    check_op(shapes, fn, dtype=dtype)
 
 
 SPLIT_CASES = [
@@ -69,13 +69,13 @@ SPLIT_CASES = [
 
 @pytest.mark.parametrize("fn", SPLIT_CASES)
 def test_splits_match_torch(fn):
-    helper_test_op([(3, 5)], fn, dtype="float64")
+    check_op([(3, 5)], fn, dtype="float64")
 
 
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("pad,value", [((1, 2), 0.0), ((1, -1, 0, 2), 5.0), ((0, 0, -1, 1, 2, 0), -1.5)])
 def test_constant_pad_matches_f_pad(pad, value, dtype):
-    helper_test_op([(2, 3, 4)], lambda a: a.pad(pad, value=value), lambda a: F.pad(a, pad, value=value), dtype=dtype)
+    check_op([(2, 3, 4)], lambda a: a.pad(pad, value=value), lambda a: F.pad(a, pad, value=value), dtype=dtype)
 
 
 CAT_CASES = [
@@ -92,7 +92,7 @@ CAT_CASES = [
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("shapes,fn", CAT_CASES)
 def test_cat_and_stack_match_torch(shapes, fn, dtype):
-    helper_test_op(shapes, *both(fn), dtype=dtype)
+    check_op(shapes, *both(fn), dtype=dtype)
 
 
 @pytest.mark.parametrize("dtype", ["int64", "bool"])
@@ -104,13 +104,13 @@ def test_cat_and_stack_match_torch(shapes, fn, dtype):
     lambda m, a, b: a.T.diagonal(),
 ])
 def test_integer_and_bool_movement(fn, dtype):
-    helper_test_op([(3, 4), (3, 4)], *both(fn), dtype=dtype, low=-5, high=5)
+    check_op([(3, 4), (3, 4)], *both(fn), dtype=dtype, low=-5, high=5)
 
 
 @pytest.mark.parametrize("name,shapes", [("hstack", [(2, 3), (2, 1)]), ("hstack", [(3,), (2,)]),
                                          ("hstack", [(), ()]), ("vstack", [(3,), (1, 3)]), ("vstack", [(), ()])])
 def test_hstack_vstack(name, shapes):
-    helper_test_op(shapes, lambda a, b: getattr(movement, name)([a, b]), lambda a, b: getattr(torch, name)([a, b]),
+    check_op(shapes, lambda a, b: getattr(movement, name)([a, b]), lambda a, b: getattr(torch, name)([a, b]),
                    dtype="float64")
 
 
@@ -118,29 +118,29 @@ def test_hstack_vstack(name, shapes):
                                        ("movedim", (0, 1)), ("flip", ((0,),)), ("roll", (1, 1)), ("diagonal", (1,)),
                                        ("tril", (-1,)), ("triu", ()), ("narrow", (1, 1, 2))])
 def test_module_level_spellings(name, args):
-    helper_test_op([(3, 4)], lambda a: getattr(movement, name)(a, *args), lambda a: getattr(torch, name)(a, *args),
+    check_op([(3, 4)], lambda a: getattr(movement, name)(a, *args), lambda a: getattr(torch, name)(a, *args),
                    dtype="float64")
 
 
 def test_module_level_splits():
-    helper_test_op([(3, 4)], lambda a: movement.split(a, 2, 1) + movement.chunk(a, 2) + movement.unbind(a),
+    check_op([(3, 4)], lambda a: movement.split(a, 2, 1) + movement.chunk(a, 2) + movement.unbind(a),
                    lambda a: torch.split(a, 2, 1) + torch.chunk(a, 2) + torch.unbind(a), dtype="float64")
 
 
 @pytest.mark.parametrize("indexing", ["ij", "xy"])
 def test_meshgrid(indexing):
-    helper_test_op([(3,), (4,), (2,)], lambda *t: movement.meshgrid(*t, indexing=indexing),
+    check_op([(3,), (4,), (2,)], lambda *t: movement.meshgrid(*t, indexing=indexing),
                    lambda *t: torch.meshgrid(*t, indexing=indexing), dtype="float64")
-    helper_test_op([(3,), (4,)], lambda *t: movement.meshgrid(list(t), indexing=indexing),
+    check_op([(3,), (4,)], lambda *t: movement.meshgrid(list(t), indexing=indexing),
                    lambda *t: torch.meshgrid(list(t), indexing=indexing), dtype="float64")
 
 
 def test_cat_skips_1d_empty_tensors_like_torch():
-    helper_test_op([(2, 3), (0,)], *both(lambda m, a, b: m.cat([b, a, b], 1)), dtype="float64", grad=False)
+    check_op([(2, 3), (0,)], *both(lambda m, a, b: m.cat([b, a, b], 1)), dtype="float64", grad=False)
 
 
 def test_T_reverses_all_dims():
-    helper_test_op([(2, 3, 4)], lambda a: a.T, lambda a: a.permute(2, 1, 0), dtype="float64")
+    check_op([(2, 3, 4)], lambda a: a.T, lambda a: a.permute(2, 1, 0), dtype="float64")
 
 
 def test_cat_promotes_dtypes_like_torch():
@@ -167,11 +167,11 @@ def test_cat_keeps_negative_zero_and_nan():
     lambda a: a.split(2, 0)[0],
 ])
 def test_empty_tensors(fn):
-    helper_test_op([(0, 3)], fn, dtype="float64")
+    check_op([(0, 3)], fn, dtype="float64")
 
 
 def test_empty_pad():
-    helper_test_op([(0, 3)], lambda a: a.pad((1, 1, 0, 1), value=3.0), lambda a: F.pad(a, (1, 1, 0, 1), value=3.0),
+    check_op([(0, 3)], lambda a: a.pad((1, 1, 0, 1), value=3.0), lambda a: F.pad(a, (1, 1, 0, 1), value=3.0),
                    dtype="float64")
 
 
@@ -183,11 +183,11 @@ def test_empty_pad():
     lambda a: a.roll(2),
 ])
 def test_zero_dim_tensors(fn):
-    helper_test_op([()], fn, dtype="float64")
+    check_op([()], fn, dtype="float64")
 
 
 def test_zero_dim_stack():
-    helper_test_op([(), ()], *both(lambda m, a, b: m.stack([a, b])), dtype="float64")
+    check_op([(), ()], *both(lambda m, a, b: m.stack([a, b])), dtype="float64")
 
 
 # ---- errors, raised when the op is built -------------------------------------------------------

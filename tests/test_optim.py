@@ -52,7 +52,7 @@ def assert_params_close(ps: list[fg.Tensor], tps: list[torch.Tensor], dtype: str
                                    err_msg=f"parameter {i} after step {step}")
 
 
-def run_pair(opt: fg.optim.Optimizer, topt: torch.optim.Optimizer, ps: list[fg.Tensor], tps: list[torch.Tensor],
+def check_same_trajectory(opt: fg.optim.Optimizer, topt: torch.optim.Optimizer, ps: list[fg.Tensor], tps: list[torch.Tensor],
              dtype: str, steps: int = 20, sign: float = 1.0,
              between: Callable[[int], None] | None = None) -> None:
     """Step both optimizers `steps` times on the MLP problem, comparing parameters after each step."""
@@ -104,7 +104,7 @@ def test_trajectory_matches_torch(name: str, options: dict[str, Any], dtype: str
     opt = getattr(fg.optim, name)(ps, lr=LR[name], **options)
     topt = getattr(torch.optim, name)(tps, lr=LR[name], **options)
     # maximizing -loss walks the same well-behaved path as minimizing loss
-    run_pair(opt, topt, ps, tps, dtype, sign=-1.0 if options.get("maximize") else 1.0)
+    check_same_trajectory(opt, topt, ps, tps, dtype, sign=-1.0 if options.get("maximize") else 1.0)
 
 
 GROUP_CASES = [
@@ -123,7 +123,7 @@ def test_param_groups_with_own_options(name: str, defaults: dict[str, Any], grou
     topt = getattr(torch.optim, name)([dict(params=tps[:2], **groups[0]), dict(params=tps[2:], **groups[1])],
                                       lr=LR[name], **defaults)
     assert [g.get("lr") for g in opt.param_groups] == [g["lr"] for g in topt.param_groups]
-    run_pair(opt, topt, ps, tps, "float32")
+    check_same_trajectory(opt, topt, ps, tps, "float32")
 
 
 def test_many_parameters_span_several_flat_chunks() -> None:
@@ -158,7 +158,7 @@ def test_changing_hyperparameters_matches_torch_without_new_kernels(name: str) -
                 group["betas"] = (0.9 - 0.02 * i, group["betas"][1])
         compiled.append(len(engine_realize._programs))
 
-    run_pair(opt, topt, ps, tps, "float32", steps=8, between=change)
+    check_same_trajectory(opt, topt, ps, tps, "float32", steps=8, between=change)
     assert compiled[1:] == [compiled[1]] * len(compiled[1:]), "a changed hyperparameter compiled new kernels"
 
 
@@ -169,7 +169,7 @@ def test_parameter_without_grad_is_skipped(name: str) -> None:
     t_unused = torch.ones((4, 3), requires_grad=True)
     opt = getattr(fg.optim, name)([*ps, unused], lr=LR[name], weight_decay=0.1)
     topt = getattr(torch.optim, name)([*tps, t_unused], lr=LR[name], weight_decay=0.1)
-    run_pair(opt, topt, ps, tps, "float32", steps=3)
+    check_same_trajectory(opt, topt, ps, tps, "float32", steps=3)
     assert unused.grad is None
     np.testing.assert_array_equal(unused.numpy(), np.ones((4, 3), np.float32))
     assert id(unused) not in opt.state
