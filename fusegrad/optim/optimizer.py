@@ -9,11 +9,14 @@ changed learning rate never changes the compiled kernels.
 """
 from __future__ import annotations
 
+import weakref
 from typing import Any, Callable, Iterable
 
 from .. import dtypes
 from ..autograd import no_grad
 from ..errors import DTypeError, Error
+from ..graph.node import Node
+from ..graph.ops import Op
 from ..ops.movement import cat
 from ..tensor import Tensor, realize, tensor
 
@@ -184,8 +187,30 @@ class Optimizer:
         return "\n".join(lines) + "\n)"
 
 
+# the view node each tensor was last bound to by _rebind_views, and the flat node it views
+_bound_views: "weakref.WeakKeyDictionary[Node, Node]" = weakref.WeakKeyDictionary()
+
+
 def _flat(tensors: list[Tensor]) -> Tensor:
+    """The tensors' values as one flat tensor. When they are still, in order, the views that the
+    previous step bound them to, that is the previous step's flat tensor itself (no concatenation)."""
+    bases = {id(_bound_views.get(t._node)) for t in tensors}
+    base = _bound_views.get(tensors[0]._node)
+    if base is not None and len(bases) == 1 and base.numel == sum(t.numel() for t in tensors) and \
+            all(t._node.buffer is None for t in tensors) and _in_order(tensors, base):
+        return Tensor._from_node(base)
     return cat([t.reshape(-1) for t in tensors]) if len(tensors) > 1 else tensors[0].reshape(-1)
+
+
+def _in_order(tensors: list[Tensor], base: Node) -> bool:
+    """Whether the tensors' views cover `base` back to back in this order."""
+    offset = 0
+    for t in tensors:
+        shrink = t._node.srcs[0] if t._node.op is Op.RESHAPE else t._node
+        if shrink.op is not Op.SHRINK or shrink.arg[0][0] != offset:
+            return False
+        offset += t.numel()
+    return True
 
 
 def _rebind_views(tensors: list[Tensor], flat: Tensor) -> None:
@@ -195,4 +220,5 @@ def _rebind_views(tensors: list[Tensor], flat: Tensor) -> None:
         n = t.numel()
         view = flat.shrink([(offset, offset + n)]).reshape(t.shape)
         t._node = view._node
+        _bound_views[view._node] = flat._node
         offset += n
