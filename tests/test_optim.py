@@ -52,7 +52,8 @@ def assert_params_close(ps: list[fg.Tensor], tps: list[torch.Tensor], dtype: str
                                    err_msg=f"parameter {i} after step {step}")
 
 
-def check_same_trajectory(opt: fg.optim.Optimizer, topt: torch.optim.Optimizer, ps: list[fg.Tensor], tps: list[torch.Tensor],
+def check_same_trajectory(opt: fg.optim.Optimizer, topt: torch.optim.Optimizer, ps: list[fg.Tensor],
+                          tps: list[torch.Tensor],
              dtype: str, steps: int = 20, sign: float = 1.0,
              between: Callable[[int], None] | None = None) -> None:
     """Step both optimizers `steps` times on the MLP problem, comparing parameters after each step."""

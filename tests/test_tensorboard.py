@@ -1,6 +1,5 @@
 """fg.tensorboard.SummaryWriter: every kind of summary read back with TensorBoard's own reader, a real
 TensorBoard server listing the run, and the MNIST example's --tensorboard/--graph/--profile flags."""
-import gzip
 import json
 import queue
 import re
@@ -18,6 +17,7 @@ import pytest
 import fusegrad as fg
 from fusegrad import nn
 from fusegrad.examples import mnist
+from tests.test_example_mnist import write_idx
 
 event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator",
                                         reason="the tensorboard package (extra fusegrad[tensorboard]) is not installed")
@@ -184,20 +184,6 @@ def test_tensorboard_server_lists_the_run(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
-
-
-def write_idx(folder, prefix, n, seed):
-    """Learnable fake Fashion-MNIST: class c lights a 7x7 block at a class-specific place, plus noise."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 10, size=n).astype(np.uint8)
-    images = rng.integers(0, 60, size=(n, 28, 28)).astype(np.uint8)
-    for i, c in enumerate(labels):
-        r, col = divmod(int(c), 4)
-        images[i, r * 7:(r + 1) * 7 + 3, col * 7:(col + 1) * 7] = 230
-    with gzip.open(folder / f"{prefix}-images-idx3-ubyte.gz", "wb") as f:
-        f.write(struct.pack(">IIII", 2051, n, 28, 28) + images.tobytes())
-    with gzip.open(folder / f"{prefix}-labels-idx1-ubyte.gz", "wb") as f:
-        f.write(struct.pack(">II", 2049, n) + labels.tobytes())
 
 
 def test_mnist_example_logs_draws_and_profiles(tmp_path, capsys):
