@@ -8,7 +8,8 @@ from .autograd import GradientTape, enable_grad, grad, is_grad_enabled, no_grad,
 from .dtypes import (DType, bfloat16, float16, float32, float64, int8, int16, int32, int64, uint8)
 from .dtypes import bool_ as bool  # noqa: A001  (fg.bool like torch.bool)
 from .engine.profile import KernelLaunch, Profile
-from .errors import CompileError, DeviceError, DTypeError, Error, GradError, IndexOutOfRangeError, ShapeError
+from .errors import (CompileError, DeviceError, DTypeError, Error, GradError, IndexOutOfRangeError, JitError,
+                     ShapeError)
 from .ops.index import gather, index_select, masked_fill, one_hot, scatter, scatter_add, take_along_dim
 from .ops.linalg import bmm, dot, einsum, matmul, mm, mv, outer
 from .ops.movement import (chunk, concat, concatenate, diagonal, flatten, flip, hstack, meshgrid, movedim, narrow,
@@ -21,6 +22,7 @@ from .creation import arange, empty, empty_like, eye, full, full_like, linspace,
 from . import data, io, nn, optim  # noqa: E402  (they build on the names above)
 from . import tensorboard, viz  # noqa: E402
 from .io.checkpoint import load, save  # noqa: E402
+from .jit import jit  # noqa: E402
 
 half, float, double, long, int, short = float16, float32, float64, int64, int32, int16  # noqa: A001
 

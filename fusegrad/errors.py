@@ -32,3 +32,8 @@ class CompileError(Error, RuntimeError):
 
 class GradError(Error, RuntimeError):
     """A gradient that cannot be computed as asked (no path, non-scalar without gradient, ...)."""
+
+
+class JitError(Error, RuntimeError):
+    """Something `fg.jit` cannot capture or replay faithfully (a host read during capture, a
+    result overwritten by a later call, state it cannot carry from one call to the next)."""

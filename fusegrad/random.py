@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from . import dtypes
+from .engine import capture
 from .graph import node as G
 from .runtime import registry
 from .hostdata import node_from_data
@@ -42,6 +43,9 @@ def _uniform(shape: tuple[int, ...], device: Any) -> Tensor:
     n = math.prod(shape)
     state = node_from_data(np.array([_gen.seed, _gen.offset], dtype=np.uint64).view(np.int64), dtypes.int64, dev)
     _gen.offset += n
+    recording = capture.current()
+    if recording is not None:  # a replay writes the then-current seed and offset into this buffer
+        recording.random_states.append((state.buffer, n))
     return Tensor._from_node(G.rand(shape, state, dtypes.float32))
 
 

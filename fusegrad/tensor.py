@@ -13,6 +13,7 @@ import numpy as np
 
 from . import autograd, dtypes
 from .dtypes import DType
+from .engine import capture
 from .engine.realize import realize as _realize_nodes
 from .errors import DeviceError, DTypeError, GradError, ShapeError
 from .graph import node as G
@@ -178,6 +179,7 @@ class Tensor(ArithmeticMixin, ElementwiseMixin, ReduceMixin, MovementMixin, Inde
 
     def numpy(self) -> np.ndarray:
         """A numpy copy of the value (bfloat16 is returned as float32)."""
+        capture.forbid_host_read("reading a tensor's value (.numpy(), .item(), .tolist(), bool(), float())")
         self.realize()
         node = self._node
         device = registry.get(node.device)

@@ -19,6 +19,7 @@ from ..codegen.lower import KernelSpec, lower
 from ..graph.node import Node
 from ..graph.ops import LEAF, MOVEMENT, REDUCE, Op
 from ..runtime import registry
+from . import capture
 from .profile import KernelLaunch, record
 from .schedule import ScheduleItem, create_schedule, fused_nodes, toposort
 
@@ -175,6 +176,9 @@ def run(steps: list[Step], order: list[Node]) -> None:
             buffers = [out] + [order[i].buffer for i in step.inputs]
             if step.scratch_bytes:
                 buffers.append(device.alloc(step.scratch_bytes))
+            if capture._current is not None:
+                capture._current.launches.append(capture.Launch(step.program, out, buffers[1:1 + len(step.inputs)],
+                                                                buffers[1 + len(step.inputs):], step.flops))
             seconds = step.program(buffers)
             moved = sum(b.nbytes for b in buffers)
             record(KernelLaunch(step.program.name, root.device, seconds, moved, step.work, root.shape, step.label,

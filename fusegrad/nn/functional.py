@@ -7,6 +7,7 @@ from typing import Any, Sequence
 from .. import dtypes
 from .. import random as fgrandom
 from ..autograd import no_grad
+from ..engine import capture
 from ..errors import DTypeError, ShapeError
 from ..tensor import Tensor, where
 from ..creation import arange
@@ -215,7 +216,8 @@ def _class_mask(target: Tensor, num_classes: int, like: Tensor, ignore_index: in
 def _check_targets(target: Tensor, num_classes: int, ignore_index: int) -> None:
     if target.dtype.is_floating_point or target.dtype is dtypes.bool_:
         raise DTypeError(f"class-index targets must be integers, got {target.dtype.name}")
-    if target._node.buffer is not None and target.numel():  # already computed: checking costs no sync
+    # already computed: checking costs no sync (skipped under fg.jit capture: replays see other targets)
+    if target._node.buffer is not None and target.numel() and capture.current() is None:
         values = target.numpy()
         bad = values[(values != ignore_index) & ((values < 0) | (values >= num_classes))]
         if bad.size:

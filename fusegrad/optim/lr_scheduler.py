@@ -12,10 +12,18 @@ from bisect import bisect_right
 from collections import Counter
 from typing import Any, Callable, Iterable, Sequence
 
+from ..engine import capture
+from ..errors import JitError
 from .optimizer import Optimizer
 
 __all__ = ["LRScheduler", "LambdaLR", "StepLR", "MultiStepLR", "LinearLR", "ExponentialLR", "CosineAnnealingLR",
            "SequentialLR", "OneCycleLR", "ReduceLROnPlateau"]
+
+
+def _outside_capture() -> None:
+    if capture.current() is not None:
+        raise JitError("call scheduler.step() outside the function compiled by fg.jit: replays do not run "
+                       "Python, so the schedule would stop advancing")
 
 
 def _per_group(name: str, optimizer: Optimizer, value: Any) -> list[Any]:
@@ -76,6 +84,7 @@ class LRScheduler:
         self._update_lr()
 
     def _update_lr(self, epoch: int | None = None) -> None:
+        _outside_capture()
         if epoch is None:
             self.last_epoch += 1
             values = self.get_lr()
@@ -271,6 +280,7 @@ class SequentialLR(LRScheduler):
 
     def step(self) -> None:
         """Step the scheduler whose phase this epoch is in; at a milestone, restart it at epoch 0."""
+        _outside_capture()
         self.last_epoch += 1
         idx = bisect_right(self._milestones, self.last_epoch)
         sched = self._schedulers[idx]

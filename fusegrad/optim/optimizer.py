@@ -12,12 +12,16 @@ from __future__ import annotations
 import weakref
 from typing import Any, Callable, Iterable
 
+import numpy as np
+
 from .. import dtypes
 from ..autograd import no_grad
+from ..engine import capture
 from ..errors import DTypeError, Error
 from ..graph.node import Node
 from ..graph.ops import Op
 from ..ops.movement import cat
+from ..runtime import registry
 from ..tensor import Tensor, realize, tensor
 
 CHUNK = 16  # parameters fused into one flat update; bounds the per-element cost of the concatenation
@@ -70,10 +74,38 @@ class Optimizer:
             dtype = dtypes.float64 if like.dtype == dtypes.float64 else dtypes.float32
         key = (group_index, name, dtype.name, like.device)
         cached = self._device_scalars.get(key)
-        if cached is None or cached[0] != value:
+        if cached is None:
             cached = (value, tensor(float(value), dtype=dtype, device=like.device))
             self._device_scalars[key] = cached
+        elif cached[0] != value:
+            self._device_scalars[key] = cached = (value, _overwrite_scalar(cached[1], value))
         return cached[1]
+
+    def _refresh_scalars(self) -> None:
+        """Write changed hyperparameters into their device scalars (kernels captured by fg.jit read them)."""
+        for key, (value, scalar) in self._device_scalars.items():
+            current = _HYPERPARAMETERS[key[1]](self.param_groups[key[0]])
+            if current != value:
+                self._device_scalars[key] = (current, _overwrite_scalar(scalar, current))
+
+    def _frozen_hyperparameters(self) -> list[dict[str, Any]]:
+        """The hyperparameters compiled into the update kernels as constants."""
+        return [{k: (v[1:] if k == "betas" else v) for k, v in g.items()
+                 if k not in ("params", "_step", "lr", "momentum")} for g in self.param_groups]
+
+    def _replay_check(self) -> Callable[[], bool]:
+        """For fg.jit: before a replay, refresh the device scalars; a changed constant means capture again."""
+        frozen = self._frozen_hyperparameters()
+        params = [list(g["params"]) for g in self.param_groups]
+
+        def check() -> bool:
+            if self._frozen_hyperparameters() != frozen or \
+                    any(len(a) != len(g["params"]) or any(x is not y for x, y in zip(a, g["params"]))
+                        for a, g in zip(params, self.param_groups)) or len(params) != len(self.param_groups):
+                return False
+            self._refresh_scalars()
+            return True
+        return check
 
     def _step_counter(self, group: dict[str, Any], like: Tensor) -> Tensor:
         """The group's step count as a device tensor, incremented inside the step's kernels."""
@@ -108,6 +140,9 @@ class Optimizer:
             from ..autograd import enable_grad
             with enable_grad():
                 loss = closure()
+        recording = capture.current()
+        if recording is not None:
+            recording.replay_checks.append(self._replay_check())
         outputs: list[Tensor] = []
         rebinds: list[tuple[list[Tensor], list[dict[str, Tensor]], Tensor, dict[str, Tensor]]] = []
         for gi, group in enumerate(self.param_groups):
@@ -185,6 +220,18 @@ class Optimizer:
             lines.append(f"Parameter Group {i}")
             lines += [f"    {k}: {v}" for k, v in sorted(g.items()) if k not in ("params", "_step")]
         return "\n".join(lines) + "\n)"
+
+
+# how each device-scalar hyperparameter is read from its param group
+_HYPERPARAMETERS: dict[str, Callable[[dict[str, Any]], float]] = {
+    "lr": lambda g: g["lr"], "momentum": lambda g: g["momentum"], "beta1": lambda g: g["betas"][0]}
+
+
+def _overwrite_scalar(scalar: Tensor, value: float) -> Tensor:
+    """Store a new value in the scalar's buffer, so every kernel that reads it sees the change."""
+    node = scalar._node
+    registry.get(node.device).copy_in(node.buffer, np.array(value, dtype=node.dtype.np))
+    return scalar
 
 
 # the view node each tensor was last bound to by _rebind_views, and the flat node it views

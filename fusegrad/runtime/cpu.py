@@ -49,6 +49,44 @@ def _compiler_identity(cc: str) -> str:
     return out.stdout.splitlines()[0] if out.stdout else cc
 
 
+MAX_SEQUENCE_ARGS = 128  # kernel parameters a captured sequence can pass (fg.jit)
+
+
+def _sequence_source() -> str:
+    """C that runs a captured list of kernels in one call: kernel i is passed the slots that its
+    argument indices name. One case per parameter count keeps every call correctly typed."""
+    cases = []
+    for n in range(1, MAX_SEQUENCE_ARGS + 1):
+        params = ", ".join(["void *"] * n)
+        args = ", ".join(f"s[a[{i}]]" for i in range(n))
+        cases.append(f"    case {n}: ((void (*)({params}))f[i])({args}); break;")
+    body = "\n".join(cases)
+    return ("void fg_run_sequence(int count, void *const *f, const int *n, const int *a, void *const *s) {\n"
+            "  for (int i = 0; i < count; i++) {\n    switch (n[i]) {\n" + body + "\n    }\n    a += n[i];\n  }\n}\n")
+
+
+class CPUSequence:
+    """A captured list of kernel launches, run by one native call that releases the GIL.
+
+    `slots` holds a pointer per distinct buffer; the caller may change entries between runs
+    (inputs, buffers that swap roles) before calling `run`.
+    """
+
+    def __init__(self, runner: ctypes._CFuncPtr, launches: Sequence[tuple["CPUProgram", Sequence[int]]],
+                 nslots: int):
+        count = len(launches)
+        self._runner = runner
+        self._count = ctypes.c_int(count)
+        self._fns = (ctypes.c_void_p * max(count, 1))(*[prog.address for prog, _ in launches])
+        self._nargs = (ctypes.c_int * max(count, 1))(*[len(args) for _, args in launches])
+        flat = [i for _, args in launches for i in args]
+        self._args = (ctypes.c_int * max(len(flat), 1))(*flat)
+        self.slots = (ctypes.c_void_p * max(nslots, 1))()
+
+    def run(self, slots: "ctypes.Array | None" = None) -> None:
+        self._runner(self._count, self._fns, self._nargs, self._args, self.slots if slots is None else slots)
+
+
 class CPUProgram:
     """A compiled kernel: call with device buffers in parameter order."""
 
@@ -57,6 +95,11 @@ class CPUProgram:
     def __init__(self, name: str, fn: ctypes._CFuncPtr):
         self.name = name
         self._fn = fn
+
+    @property
+    def address(self) -> int:
+        """The kernel's entry point, for running it from native code."""
+        return ctypes.cast(self._fn, ctypes.c_void_p).value
 
     def __call__(self, buffers: Sequence[Buffer]) -> float:
         args = [b.handle.ctypes.data for b in buffers]
@@ -74,6 +117,7 @@ class CPUDevice:
         self._lock = threading.Lock()
         self._compiler: tuple[str, str] | None = None
         self._support: dict[str, ctypes.CDLL] = {}
+        self._sequence_runner: ctypes._CFuncPtr | None = None
 
     # memory
     def alloc(self, nbytes: int) -> Buffer:
@@ -126,6 +170,22 @@ class CPUDevice:
             fn.restype = None
             programs.append(CPUProgram(name, fn))
         return programs
+
+    def sequence(self, launches: Sequence[tuple[CPUProgram, Sequence[int]]], nslots: int) -> CPUSequence:
+        """Kernels to run in order by one native call; each names its arguments by slot index."""
+        if any(len(args) > MAX_SEQUENCE_ARGS for _, args in launches):
+            raise CompileError(f"a kernel with more than {MAX_SEQUENCE_ARGS} buffers cannot run in a captured sequence")
+        with self._lock:
+            if self._sequence_runner is None:
+                fn = self._load(_sequence_source()).fg_run_sequence
+                fn.argtypes = [ctypes.c_int] + [ctypes.c_void_p] * 4
+                fn.restype = None
+                self._sequence_runner = fn
+        return CPUSequence(self._sequence_runner, launches, nslots)
+
+    @staticmethod
+    def pointer(buf: Buffer) -> int:
+        return buf.handle.ctypes.data
 
     @staticmethod
     def _build(cc: str, cflags: tuple[str, ...], source: str, out: Path) -> None:

@@ -1,0 +1,561 @@
+"""`fg.jit`: run a function's kernels again without running its Python.
+
+Per input signature (shapes, dtypes, devices of the tensor arguments; values of the Python
+scalars), the first call runs normally (it lets optimizers and lazy initializations reach their
+steady state), the second runs normally while every kernel launch is recorded, and later calls
+replay the recording: one native call runs all kernels, with the inputs' buffers swapped in.
+
+What a replay carries from one call to the next is the state found through the function: the
+parameters, buffers and gradients of the modules, and the state of the optimizers, that it
+reaches by name (globals and closures the code names, its arguments, and the attributes of
+those), plus global tensors it names. A state tensor the step replaces (the optimizer's
+parameters and moments, a gradient, a running mean) is given two buffers that swap roles after
+each replay, so it is updated in place as PyTorch does. Before each replay the guards check that
+this state is still what the recording left (else the function is captured again) and
+optimizers write changed hyperparameters into the device scalars their kernels read.
+
+Intermediates that die inside the call share one arena, planned from their lifetimes; a replay
+allocates nothing. The tensors a call returns live in fixed buffers: the next call overwrites
+them, and reading a result of an earlier call raises JitError (clone it to keep it).
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+import time
+import types
+import weakref
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from . import random as fgrandom
+from .engine import capture
+from .engine.profile import KernelLaunch, record
+from .errors import JitError
+from .graph import node as G
+from .graph.node import Node
+from .graph.ops import MOVEMENT
+from .nn.module import Module
+from .optim.optimizer import Optimizer
+from .runtime import registry
+from .runtime.buffer import Buffer
+from .tensor import Tensor, realize
+
+MAX_VARIANTS = 16  # input signatures kept per function; the least recently used is dropped
+ALIGN = 64  # bytes: arena offsets keep kernels' vector loads aligned
+
+
+class _Overwritten:
+    """Stands in for the memory of a returned tensor after a later call reused it."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise JitError("this tensor was returned by an earlier call of a function compiled with fg.jit, and a "
+                       "later call has overwritten it; call .clone() on results you want to keep")
+
+    def __getitem__(self, key: Any) -> Any:
+        return self.__getattr__("")
+
+
+_OVERWRITTEN = _Overwritten()
+
+
+# ---- the state a function reaches ---------------------------------------------------------------
+@dataclass(eq=False)
+class _Slot:
+    """A place that holds a tensor: a dict entry or an attribute."""
+
+    holder: Any
+    key: Any
+    attribute: bool
+
+    def get(self) -> Any:
+        if self.attribute:
+            return getattr(self.holder, self.key, None)
+        return self.holder.get(self.key)
+
+    def set(self, value: Any) -> None:
+        if self.attribute:
+            setattr(self.holder, self.key, value)
+        else:
+            self.holder[self.key] = value
+
+
+def _code_names(code: types.CodeType) -> set[str]:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _code_names(const)
+    return names
+
+
+def _reachable(fn: Callable, args: tuple, kwargs: dict) -> tuple[list[_Slot], list[Module]]:
+    """The tensor slots and modules that `fn` reaches (see the module docstring)."""
+    roots: list[Any] = [*args, *kwargs.values()]
+    slots: dict[tuple[int, Any], _Slot] = {}
+
+    def add(holder: Any, key: Any, attribute: bool) -> None:
+        slots.setdefault((id(holder), key), _Slot(holder, key, attribute))
+
+    if inspect.ismethod(fn):
+        roots.append(fn.__self__)
+        fn = fn.__func__
+    fn = inspect.unwrap(fn)
+    code = getattr(fn, "__code__", None)
+    if code is not None:
+        scope = fn.__globals__
+        for name in _code_names(code):
+            if name in scope:
+                roots.append(scope[name])
+                if isinstance(scope[name], Tensor):
+                    add(scope, name, False)
+        for cell in fn.__closure__ or ():
+            try:
+                value = cell.cell_contents
+            except ValueError:  # an empty cell
+                continue
+            roots.append(value)
+            if isinstance(value, Tensor):
+                add(cell, "cell_contents", True)
+    modules: dict[int, Module] = {}
+    optimizers: dict[int, Optimizer] = {}
+    seen: set[int] = set()
+
+    def visit(obj: Any, depth: int) -> None:
+        if id(obj) in seen or depth > 2:
+            return
+        seen.add(id(obj))
+        if isinstance(obj, Module):
+            for m in obj.modules():
+                modules[id(m)] = m
+        elif isinstance(obj, Optimizer):
+            optimizers[id(obj)] = obj
+        elif isinstance(obj, (list, tuple)):
+            for v in obj:
+                visit(v, depth + 1)
+        elif isinstance(obj, dict):
+            for v in obj.values():
+                visit(v, depth + 1)
+        elif hasattr(obj, "__dict__") and not isinstance(obj, (type, types.ModuleType, types.FunctionType,
+                                                                 types.MethodType, Tensor)):
+            for k, v in vars(obj).items():
+                if isinstance(v, Tensor):
+                    add(vars(obj), k, False)
+                else:
+                    visit(v, depth + 1)
+
+    for r in roots:
+        visit(r, 0)
+    for m in modules.values():
+        for name, p in m._parameters.items():
+            add(m._parameters, name, False)
+            if p is not None:
+                add(p, "grad", True)
+        for name in m._buffers:
+            add(m._buffers, name, False)
+    for opt in optimizers.values():
+        for group in opt.param_groups:
+            add(group, "_step", False)
+            for p in group["params"]:
+                add(p, "grad", True)
+                state = opt.state.get(id(p))
+                if state is not None:
+                    for name in state:
+                        add(state, name, False)
+    return list(slots.values()), list(modules.values())
+
+
+def _base(node: Node) -> tuple[Node, tuple]:
+    """The node whose buffer `node` reads, and the chain of views in between."""
+    chain = []
+    while node.buffer is None and node.op in MOVEMENT:
+        chain.append((node.op, node.arg, node.shape))
+        node = node.srcs[0]
+    return node, tuple(chain)
+
+
+def _materialize(tensors: list[Tensor]) -> None:
+    """Realize the tensors that are not views of a buffer already (views stay views)."""
+    pending = [t for t in tensors if _base(t._node)[0].buffer is None]
+    if pending:
+        realize(*pending)
+
+
+# ---- signatures ---------------------------------------------------------------------------------
+def _signature(args: tuple, kwargs: dict) -> tuple[tuple, list[Tensor]]:
+    """A hashable key for the arguments (tensors by shape/dtype/device, scalars by value) and the
+    argument tensors in order."""
+    tensors: list[Tensor] = []
+    firsts: dict[int, int] = {}
+
+    def sig(x: Any) -> Any:
+        if isinstance(x, Tensor):
+            index = firsts.setdefault(id(x), len(tensors))
+            tensors.append(x)
+            return (x._node.shape, x._node.dtype, x._node.device, x.requires_grad, index)
+        if x is None or isinstance(x, (bool, int, float, complex, str, bytes)):
+            return (type(x), x)
+        if isinstance(x, (tuple, list)):
+            return (type(x), tuple(sig(v) for v in x))
+        if isinstance(x, dict):
+            return (dict, tuple((k, sig(v)) for k, v in x.items()))
+        return (object, id(x))  # modules, optimizers and other objects: by identity
+
+    return (sig(args), sig(kwargs)), tensors
+
+
+def _flatten_outputs(out: Any, leaves: list[Tensor]) -> Any:
+    """The structure of a return value with tensors replaced by their index in `leaves`."""
+    if isinstance(out, Tensor):
+        leaves.append(out)
+        return len(leaves) - 1
+    if out is None:
+        return None
+    if isinstance(out, (tuple, list)):
+        return type(out)(_flatten_outputs(v, leaves) for v in out)
+    if isinstance(out, dict):
+        return {k: _flatten_outputs(v, leaves) for k, v in out.items()}
+    raise JitError(f"a function compiled with fg.jit may return tensors, None, and tuples, lists and dicts of "
+                   f"them; it returned a {type(out).__name__}, which a replay could not recompute")
+
+
+def _rebuild(structure: Any, leaves: list[Tensor]) -> Any:
+    if isinstance(structure, int):
+        return leaves[structure]
+    if structure is None:
+        return None
+    if isinstance(structure, (tuple, list)):
+        return type(structure)(_rebuild(v, leaves) for v in structure)
+    return {k: _rebuild(v, leaves) for k, v in structure.items()}
+
+
+# ---- memory planning ----------------------------------------------------------------------------
+def plan_arena(sizes: list[int], lifetimes: list[tuple[int, int]]) -> tuple[list[int], int, int]:
+    """Offsets for buffers with [first, last] launch lifetimes so that buffers alive at the same
+    time never overlap: largest first, each at the lowest gap that fits. Returns the offsets,
+    the arena size and the most bytes simultaneously live (the lower bound)."""
+    offsets = [0] * len(sizes)
+    placed: list[int] = []
+    for i in sorted(range(len(sizes)), key=lambda k: -sizes[k]):
+        size = -(-sizes[i] // ALIGN) * ALIGN
+        first, last = lifetimes[i]
+        busy = sorted((offsets[j], offsets[j] + sizes[j]) for j in placed
+                      if lifetimes[j][0] <= last and first <= lifetimes[j][1])
+        offset = 0
+        for lo, hi in busy:
+            if offset + size <= lo:
+                break
+            offset = max(offset, -(-hi // ALIGN) * ALIGN)
+        offsets[i] = offset
+        placed.append(i)
+    total = max((offsets[i] + sizes[i] for i in placed), default=0)
+    events = sorted({t for lt in lifetimes for t in lt})
+    live = max((sum(s for s, (a, b) in zip(sizes, lifetimes) if a <= t <= b) for t in events), default=0)
+    return offsets, total, live
+
+
+# ---- one captured call --------------------------------------------------------------------------
+_START_READ, _START_NONE, _START_UNREAD = range(3)
+
+
+class _Replay:
+    """A recorded call ready to replay: the kernel sequence, its slots and its guards."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.device = ""
+        self.sequence: Any = None
+        self.slot_arrays: list[Any] = []  # one pointer table per parity of the buffer swaps
+        self.parity = 0
+        self.input_slots: list[int | None] = []
+        self.pairs: list[tuple[Buffer, Buffer]] = []
+        self.random_states: list[tuple[np.ndarray, int]] = []
+        self.checks: list[Callable[[], bool]] = []
+        self.state: list[tuple[_Slot, int, Any, Node | None, bool]] = []
+        self.training: list[tuple[Module, bool]] = []
+        self.outputs: list[tuple[Any, Buffer]] = []  # (memory, the buffer the last call returned)
+        self.output_meta: list[tuple[tuple[int, ...], Any, str, int]] = []
+        self.structure: Any = None
+        self.keep: list[Any] = []  # buffers the replay reads or writes, kept alive
+        self.kernels = 0
+        self.flops = 0
+        self.bytes_moved = 0
+        self.arena_bytes = 0
+        self.live_bytes = 0
+
+    def valid(self) -> bool:
+        for module, training in self.training:
+            if module.training is not training:
+                return False
+        for slot, start, _, end_node, requires_grad in self.state:
+            current = slot.get()
+            if start == _START_READ:
+                if current is None or current._node is not end_node or current.requires_grad is not requires_grad:
+                    return False
+            elif start == _START_NONE and current is not None:
+                return False
+        return all(check() for check in self.checks)
+
+    def run(self, tensors: list[Tensor]) -> Any:
+        _materialize(tensors)
+        device = registry.get(self.device)
+        table = self.slot_arrays[self.parity]
+        for t, index in zip(tensors, self.input_slots):
+            if index is not None:
+                table[index] = device.pointer(t._node.buffer)
+        if self.random_states:
+            gen = fgrandom._gen
+            for memory, count in self.random_states:
+                memory[:16] = np.array([gen.seed, gen.offset], dtype=np.uint64).view(np.uint8)
+                gen.offset += count
+        start = time.perf_counter()
+        self.sequence.run(table)
+        seconds = time.perf_counter() - start
+        for a, b in self.pairs:
+            a.handle, b.handle = b.handle, a.handle
+        self.parity ^= len(self.pairs) > 0
+        for slot, start_kind, end, _, _ in self.state:
+            if start_kind != _START_READ and slot.get() is not end:
+                slot.set(end)
+        record(KernelLaunch(f"jit:{self.name}", self.device, seconds, self.bytes_moved, 0, (),
+                            f"{self.kernels} kernels", self.flops))
+        return self.results()
+
+    def results(self) -> Any:
+        """Fresh tensors over the output memory; the previous call's results are marked overwritten."""
+        leaves = []
+        for i, ((memory, previous), (shape, dtype, device, nbytes)) in enumerate(zip(self.outputs, self.output_meta)):
+            if previous is not None:
+                previous.handle = _OVERWRITTEN
+            buf = Buffer(device, nbytes, memory)
+            self.outputs[i] = (memory, buf)
+            leaves.append(Tensor._from_node(G.buffer_node(buf, shape, dtype, device)))
+        return _rebuild(self.structure, leaves)
+
+
+def _capture(fn: Callable, name: str, args: tuple, kwargs: dict, tensors: list[Tensor]) -> tuple[_Replay, Any]:
+    """Run `fn` once while recording, and turn the recording into a replay."""
+    _materialize(tensors)
+    slots, modules = _reachable(fn, args, kwargs)
+    _materialize([t for t in (s.get() for s in slots) if isinstance(t, Tensor)])
+    start_nodes = {id(s): (s.get()._node if isinstance(s.get(), Tensor) else None) for s in slots}
+    recording = capture.begin()
+    try:
+        out = fn(*args, **kwargs)
+        leaves: list[Tensor] = []
+        structure = _flatten_outputs(out, leaves)
+        # state the call created (an optimizer's first moments) is found again at the end
+        end_slots, _ = _reachable(fn, args, kwargs)
+        known = {(id(s.holder), s.key) for s in slots}
+        for s in end_slots:
+            if (id(s.holder), s.key) not in known:
+                slots.append(s)
+                start_nodes[id(s)] = None
+        state_tensors = [t for t in (s.get() for s in slots) if isinstance(t, Tensor)]
+        _materialize(leaves + state_tensors)
+        replay = _Replay(name)
+        leaf_nodes = [t._node for t in _own_outputs(leaves, recording, tensors, state_tensors)]
+    finally:
+        capture.end()
+    del out, leaves, state_tensors, end_slots  # the call's autograd graph: its buffers may now die
+    replay.structure = structure
+    replay.training = [(m, m.training) for m in modules]
+    replay.checks = recording.replay_checks
+    _build(replay, recording, tensors, slots, start_nodes, leaf_nodes)
+    return replay, replay.results()
+
+
+def _own_outputs(leaves: list[Tensor], recording: capture.Recording, inputs: list[Tensor],
+                 state: list[Tensor]) -> list[Tensor]:
+    """Outputs in buffers of their own: a result that is an input, a state tensor or a view gets a copy."""
+    written = {id(launch.out) for launch in recording.launches}
+    shared = {id(_base(t._node)[0].buffer) for t in inputs + state}
+    owned = []
+    for t in leaves:
+        node = t._node
+        if node.buffer is None or id(node.buffer) not in written or id(node.buffer) in shared:
+            t = Tensor._from_node(G.contiguous(node)).realize()
+        owned.append(t)
+    return owned
+
+
+def _build(replay: _Replay, recording: capture.Recording, inputs: list[Tensor], slots: list[_Slot],
+           start_nodes: dict[int, Node | None], leaf_nodes: list[Node]) -> None:
+    launches = recording.launches
+    if not launches:
+        raise JitError("the function ran no kernels; fg.jit has nothing to replay")
+    devices = {launch.out.device for launch in launches}
+    if len(devices) > 1:
+        raise JitError(f"fg.jit captures one device per function; this one ran kernels on {sorted(devices)}")
+    replay.device = devices.pop()
+    device = registry.get(replay.device)
+
+    # when each buffer is first written and last used, in launch order
+    first_write: dict[int, int] = {}
+    last_use: dict[int, int] = {}
+    read_first: set[int] = set()  # read before any launch wrote it: inputs, state, constants
+    objects: dict[int, Buffer] = {}
+    for i, launch in enumerate(launches):
+        for b in launch.inputs:
+            objects[id(b)] = b
+            if id(b) not in first_write:
+                read_first.add(id(b))
+            last_use[id(b)] = i
+        for b in [launch.out, *launch.scratch]:
+            objects[id(b)] = b
+            first_write.setdefault(id(b), i)
+            last_use[id(b)] = max(last_use.get(id(b), i), i)
+
+    # state carried between calls: a slot whose start value was read and that now holds another buffer
+    input_index = {}
+    for k, t in enumerate(inputs):
+        input_index.setdefault(id(t._node.buffer), k)
+    pairs: dict[int, tuple[Buffer, Buffer]] = {}
+    for slot in slots:
+        current = slot.get()
+        end = current if isinstance(current, Tensor) else None
+        start = start_nodes.get(id(slot))
+        start_buffer = _base(start)[0].buffer if start is not None else None
+        if start is None:
+            kind = _START_NONE
+        elif id(start_buffer) in read_first:
+            kind = _START_READ
+        else:
+            kind = _START_UNREAD
+        if kind == _START_READ and end is not None and end._node is not start:
+            (end_base, end_chain), (_, start_chain) = _base(end._node), _base(start)
+            end_buffer = end_base.buffer
+            if end_buffer is not start_buffer:
+                if end_chain != start_chain or end_buffer.nbytes != start_buffer.nbytes or \
+                        id(end_buffer) not in first_write or id(start_buffer) in input_index:
+                    raise JitError(f"fg.jit cannot carry the state held in {_describe(slot)} from one call to the "
+                                   "next: the call replaced it with a tensor of another layout or buffer")
+                existing = pairs.get(id(start_buffer))
+                if existing is not None and existing[1] is not end_buffer:
+                    raise JitError(f"fg.jit cannot carry the state held in {_describe(slot)}: its buffer is "
+                                   "replaced by two different buffers")
+                pairs[id(start_buffer)] = (start_buffer, end_buffer)
+        if kind == _START_READ and end is None:
+            raise JitError(f"fg.jit cannot replay a call that reads {_describe(slot)} and then sets it to None")
+        replay.state.append((slot, kind, end, end._node if end is not None else None,
+                             end.requires_grad if end is not None else False))
+    replay.pairs = list(pairs.values())
+    paired = {id(b) for pair in replay.pairs for b in pair}
+
+    # buffers written by the call that nothing references afterwards share an arena; every other
+    # buffer keeps its memory (read-first ones include constants only the recording still holds)
+    output_ids = {id(n.buffer) for n in leaf_nodes}
+    keep = {bid: b for bid, b in objects.items() if bid not in first_write or bid in paired or bid in output_ids}
+    refs = {bid: weakref.ref(b) for bid, b in objects.items() if bid not in keep}
+    nbytes = {bid: b.nbytes for bid, b in objects.items()}
+    slot_of: dict[int, int] = {}
+    launch_args: list[list[int]] = []
+    for launch in launches:
+        args = []
+        for b in [launch.out, *launch.inputs, *launch.scratch]:
+            args.append(slot_of.setdefault(id(b), len(slot_of)))
+        launch_args.append(args)
+    programs = [launch.program for launch in launches]
+    replay.kernels = len(launches)
+    replay.flops = sum(launch.flops for launch in launches)
+    replay.bytes_moved = sum(nbytes[id(b)] for launch in launches for b in [launch.out, *launch.inputs, *launch.scratch])
+    del objects, launches, launch, args, b
+    recording.launches = []
+    for bid, ref in refs.items():
+        alive = ref()
+        if alive is not None:  # still referenced (a gradient the call set): keeps its memory
+            keep[bid] = alive
+    dead = [bid for bid in refs if bid not in keep]
+    offsets, replay.arena_bytes, replay.live_bytes = plan_arena(
+        [nbytes[bid] for bid in dead], [(first_write[bid], last_use[bid]) for bid in dead])
+    arena = device.alloc(replay.arena_bytes) if dead else None
+
+    replay.sequence = device.sequence(list(zip(programs, launch_args)), len(slot_of))
+    tables = [replay.sequence.slots]
+    if replay.pairs:
+        tables.append(type(tables[0])())
+    for table in tables:
+        if arena is not None:
+            base = device.pointer(arena)
+            for bid, offset in zip(dead, offsets):
+                table[slot_of[bid]] = base + offset
+        for bid, b in keep.items():
+            table[slot_of[bid]] = device.pointer(b)
+    # replay 1 reads the state the capture wrote (end buffers) and writes the other memory; they alternate
+    for parity, table in enumerate(tables):
+        for start_buffer, end_buffer in replay.pairs:
+            newest, other = (end_buffer, start_buffer) if parity == 0 else (start_buffer, end_buffer)
+            table[slot_of[id(start_buffer)]] = device.pointer(newest)
+            table[slot_of[id(end_buffer)]] = device.pointer(other)
+    replay.slot_arrays = tables
+    replay.input_slots = [slot_of.get(id(t._node.buffer)) for t in inputs]
+    replay.random_states = [(buf.handle, count) for buf, count in recording.random_states]
+    replay.keep = list(keep.values()) + [arena] + [buf for buf, _ in recording.random_states]
+    replay.outputs = [(n.buffer.handle, None) for n in leaf_nodes]
+    replay.output_meta = [(n.shape, n.dtype, n.device, n.buffer.nbytes) for n in leaf_nodes]
+
+
+def _describe(slot: _Slot) -> str:
+    holder = type(slot.holder).__name__
+    return f"{holder}[{slot.key!r}]" if not slot.attribute else f"{holder}.{slot.key}"
+
+
+# ---- the decorator ------------------------------------------------------------------------------
+class JitFunction:
+    """A function compiled by `fg.jit`; call it like the function."""
+
+    def __init__(self, fn: Callable):
+        self.fn = fn
+        functools.update_wrapper(self, fn)
+        self._variants: OrderedDict[tuple, _Replay | None] = OrderedDict()  # None: warmed up, not captured
+        self.captures = 0
+        self.replays = 0
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if capture.current() is not None:  # inside another capture: part of that recording
+            return self.fn(*args, **kwargs)
+        key, tensors = _signature(args, kwargs)
+        if key not in self._variants:
+            self._remember(key, None)
+            return self.fn(*args, **kwargs)
+        replay = self._variants[key]
+        self._variants.move_to_end(key)
+        if replay is None:
+            replay, result = _capture(self.fn, getattr(self.fn, "__name__", "fn"), args, kwargs, tensors)
+            self._remember(key, replay)
+            self.captures += 1
+            return result
+        if not replay.valid():  # state or hyperparameters changed under it: start over for this signature
+            self._remember(key, None)
+            return self.fn(*args, **kwargs)
+        self.replays += 1
+        return replay.run(tensors)
+
+    def _remember(self, key: tuple, value: _Replay | None) -> None:
+        self._variants[key] = value
+        self._variants.move_to_end(key)
+        while len(self._variants) > MAX_VARIANTS:
+            self._variants.popitem(last=False)
+
+    def memory_plan(self) -> list[dict[str, int]]:
+        """Per captured signature: the intermediates' arena size and the most bytes live at once."""
+        return [{"kernels": r.kernels, "arena_bytes": r.arena_bytes, "live_bytes": r.live_bytes}
+                for r in self._variants.values() if r is not None]
+
+    def reset(self) -> None:
+        """Forget every capture (the next call runs normally)."""
+        self._variants.clear()
+
+
+def jit(fn: Callable | None = None) -> Any:
+    """Compile a function (e.g. a whole training step) into a replayable kernel sequence.
+
+    Use as `@fg.jit` or `fg.jit(fn)`. See the module docstring for what is captured and replayed.
+    """
+    if fn is None:
+        return jit
+    if not callable(fn):
+        raise TypeError(f"fg.jit expects a function, got {type(fn).__name__}")
+    return JitFunction(fn)
