@@ -14,6 +14,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from .errors import GradError
+from .graph import node as G
 from .graph.ops import Op
 
 if TYPE_CHECKING:
@@ -285,6 +286,15 @@ def _seed(target: "Tensor", gradient: "Tensor | None") -> "Tensor":
     return gradient
 
 
+def _storage_order(leaves: list["Tensor"]) -> list["Tensor"]:
+    """Leaves that are slices of one flat tensor (an optimizer's packed parameters) in storage order,
+    ahead of the others (kept in their order)."""
+    def key(item: tuple[int, "Tensor"]) -> tuple:
+        place = G.flat_view_offset(item[1]._node)
+        return (0, id(place[0]), place[1]) if place is not None else (1, 0, item[0])
+    return [t for _, t in sorted(enumerate(leaves), key=key)]
+
+
 def backward(target: "Tensor", gradient: "Tensor | None" = None, create_graph: bool = False,
              inputs: Sequence["Tensor"] | None = None) -> None:
     """Accumulate d(target)/d(leaf) into `.grad` of every leaf that requires grad."""
@@ -300,15 +310,17 @@ def backward(target: "Tensor", gradient: "Tensor | None" = None, create_graph: b
     with set_grad_enabled(create_graph):
         seed = _seed(target, gradient)
         grads = _propagate(target, seed, wanted)
-        leaves = [t for t in _topo(target) if wanted(t) and id(t) in grads]
+        leaves = _storage_order([t for t in _topo(target) if wanted(t) and id(t) in grads])
         for leaf in leaves:
             g = grads[id(leaf)]
             if g.dtype is not leaf.dtype:
                 g = g.to(leaf.dtype)
             leaf.grad = g if leaf.grad is None else leaf.grad + g
     if not create_graph:
-        from .tensor import realize
-        realize(target, *[leaf.grad for leaf in leaves])  # the loss comes free with its gradients
+        from .engine.realize import realize
+        # the loss comes free with its gradients, which are packed back to back (in the order the
+        # leaves are stored) so that an optimizer reads them as one flat tensor
+        realize([target._node] + [leaf.grad._node for leaf in leaves], packed=[leaf.grad._node for leaf in leaves])
         for leaf in leaves:
             leaf.grad = leaf.grad.detach()
 

@@ -180,8 +180,12 @@ class Tensor(ArithmeticMixin, ElementwiseMixin, ReduceMixin, MovementMixin, Inde
     def numpy(self) -> np.ndarray:
         """A numpy copy of the value (bfloat16 is returned as float32)."""
         capture.forbid_host_read("reading a tensor's value (.numpy(), .item(), .tolist(), bool(), float())")
-        self.realize()
         node = self._node
+        if node.buffer is None:
+            self.realize()
+            if node.buffer is None:  # a view of a buffer: read a copy, the tensor stays a view
+                node = G.contiguous(node)
+                _realize_nodes([node])
         device = registry.get(node.device)
         arr = device.copy_out(node.buffer, node.dtype.np, node.numel).reshape(node.shape)
         if node.dtype is dtypes.bfloat16:

@@ -305,7 +305,8 @@ def test_binary_cross_entropy_with_logits_extreme():
         return L.F.binary_cross_entropy_with_logits(a, L.t(BCE_TARGET), pos_weight=L.t(POS_W), reduction="none")
     out = fn(FG, fg.tensor(x)).numpy()
     assert np.all(np.isfinite(out))
-    check([], fn, arrays=[x], rtol=1e-5, atol=1e-3)
+    # the losses are differences of terms of size 1e4, where float32 values are 1e-3 apart
+    check([], fn, arrays=[x], rtol=1e-5, atol=4e-3)
 
 
 KL_TARGET = RNG.dirichlet(np.ones(6), size=4).astype(np.float32)

@@ -164,14 +164,33 @@ def plan(order: list[Node], targets: list[Node]) -> list[Step]:
     return steps
 
 
-def run(steps: list[Step], order: list[Node]) -> None:
+def _packed_outputs(steps: list[Step], order: list[Node], packed: list[Node]) -> dict[int, Any]:
+    """Output buffers for the packed nodes that kernels compute: byte ranges of one allocation, in
+    the order given (a node computed by no kernel of its own, e.g. an alias, is left out)."""
+    computed = {step.root for step in steps if not step.alias and step.program is not None}
+    pos = {id(n): i for i, n in enumerate(order)}
+    chosen = [pos[id(n)] for n in packed if pos.get(id(n)) in computed]
+    if len(chosen) < 2 or len({order[i].device for i in chosen}) != 1:
+        return {}
+    device = registry.get(order[chosen[0]].device)
+    sizes = [order[i].numel * order[i].dtype.itemsize for i in chosen]
+    base = device.alloc(sum(sizes))
+    outputs, offset = {}, 0
+    for i, size in zip(chosen, sizes):
+        outputs[i] = device.sub_buffer(base, offset, size)
+        offset += size
+    return outputs
+
+
+def run(steps: list[Step], order: list[Node], packed: list[Node] = ()) -> None:
+    preallocated = _packed_outputs(steps, order, packed) if packed else {}
     for step in steps:
         root = order[step.root]
         if step.alias:
             root.set_buffer(order[step.inputs[0]].buffer)
             continue
         device = registry.get(root.device)
-        out = device.alloc(root.numel * root.dtype.itemsize)
+        out = preallocated.get(step.root) or device.alloc(root.numel * root.dtype.itemsize)
         if step.program is not None:
             buffers = [out] + [order[i].buffer for i in step.inputs]
             if step.scratch_bytes:
@@ -186,9 +205,20 @@ def run(steps: list[Step], order: list[Node]) -> None:
         root.set_buffer(out)
 
 
-def realize(nodes: list[Node]) -> None:
-    """Compute every node that has no buffer yet, reusing the plan of a graph seen before."""
-    pending = [n for n in nodes if n.buffer is None]
+def is_view_of_buffer(node: Node) -> bool:
+    while node.buffer is None and node.op in MOVEMENT:
+        node = node.srcs[0]
+    return node.buffer is not None
+
+
+def realize(nodes: list[Node], packed: list[Node] = ()) -> None:
+    """Compute every node that has no buffer yet, reusing the plan of a graph seen before.
+
+    The `packed` nodes (a subset) get their buffers back to back in one allocation, in that order.
+    A view of a buffer (movement ops only) is already computed and stays a view: copying it into
+    a buffer of its own would cut it off from later in-place updates of what it views.
+    """
+    pending = [n for n in nodes if n.buffer is None and not is_view_of_buffer(n)]
     if not pending:
         return
     order = toposort(pending)
@@ -203,4 +233,4 @@ def realize(nodes: list[Node]) -> None:
         _plans.move_to_end(key)
         if flags.debug_level() >= 2:
             print(f"fusegrad: schedule reused ({len(steps)} steps)", file=sys.stderr)
-    run(steps, order)
+    run(steps, order, packed)

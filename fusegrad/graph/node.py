@@ -161,3 +161,13 @@ def movement(op: Op, src: Node, arg: Any) -> Node:
         if src.shape == shape:
             return src
     return Node(op, (src,), tuple(arg), shape, src.dtype, src.device)
+
+
+def flat_view_offset(node: Node) -> tuple[Node, int] | None:
+    """(base, first element) when `node` is a contiguous slice of a 1-D node, optionally reshaped:
+    how parameters packed into one flat buffer look."""
+    if node.op is Op.RESHAPE and node.buffer is None:
+        node = node.srcs[0]
+    if node.op is not Op.SHRINK or node.buffer is not None or len(node.shape) != 1:
+        return None
+    return node.srcs[0], node.arg[0][0]

@@ -18,8 +18,8 @@ from .. import dtypes
 from ..autograd import no_grad
 from ..engine import capture
 from ..errors import DTypeError, Error
+from ..graph import node as G
 from ..graph.node import Node
-from ..graph.ops import Op
 from ..ops.movement import cat
 from ..runtime import registry
 from ..tensor import Tensor, realize, tensor
@@ -58,6 +58,10 @@ class Optimizer:
             raise ValueError("some parameters appear in more than one parameter group")
         full = {**self.defaults, **group, "params": params}
         self.param_groups.append(full)
+        with no_grad():
+            for chunk in _chunks(params):
+                if _flat_base(chunk) is None:
+                    _rebind_views(chunk, _flat(chunk).realize())
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for g in self.param_groups:
@@ -151,23 +155,18 @@ class Optimizer:
                 continue
             step = self._step_counter(group, active[0])
             outputs.append(step)
-            by_dtype: dict[str, list[Tensor]] = {}
-            for p in active:
-                by_dtype.setdefault(f"{p.device}/{p.dtype.name}", []).append(p)
-            for params in by_dtype.values():
-                for start in range(0, len(params), CHUNK):
-                    chunk = params[start:start + CHUNK]
-                    states = [self.state.setdefault(id(p), {}) for p in chunk]
-                    for p, st in zip(chunk, states):
-                        for name, value in self.init_state(group, p).items():
-                            st.setdefault(name, value)
-                    flat_p = _flat(chunk)
-                    flat_g = _flat([p.grad.to(p.dtype) for p in chunk])
-                    flat_s = {name: _flat([st[name] for st in states]) for name in self.state_names}
-                    new_p, new_s = self.update(group, gi, flat_p, flat_g, flat_s, step)
-                    outputs.append(new_p)
-                    outputs.extend(new_s.values())
-                    rebinds.append((chunk, states, new_p, new_s))
+            for chunk in _chunks(active):
+                states = [self.state.setdefault(id(p), {}) for p in chunk]
+                for p, st in zip(chunk, states):
+                    for name, value in self.init_state(group, p).items():
+                        st.setdefault(name, value)
+                flat_p = _flat(chunk)
+                flat_g = _flat([p.grad if p.grad.dtype == p.dtype else p.grad.to(p.dtype) for p in chunk])
+                flat_s = {name: _flat([st[name] for st in states]) for name in self.state_names}
+                new_p, new_s = self.update(group, gi, flat_p, flat_g, flat_s, step)
+                outputs.append(new_p)
+                outputs.extend(new_s.values())
+                rebinds.append((chunk, states, new_p, new_s))
         realize(*outputs)
         for chunk, states, new_p, new_s in rebinds:
             _rebind_views(chunk, new_p)
@@ -213,6 +212,15 @@ class Optimizer:
             p = params[int(idx)]
             self.state[id(p)] = {k: (v if isinstance(v, Tensor) else tensor(v)).to(p.dtype).contiguous().realize()
                                  for k, v in st.items()}
+        # lay loaded state out as the steps do (flat per chunk), so the next step runs the same kernels
+        with no_grad():
+            for group in self.param_groups:
+                for chunk in _chunks([p for p in group["params"] if id(p) in self.state]):
+                    states = [self.state[id(p)] for p in chunk]
+                    for name in set(states[0]).intersection(*states[1:]):
+                        views = [st[name] for st in states]
+                        if _flat_base(views) is None:
+                            _rebind_views(views, _flat(views).realize())
 
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__} ("]
@@ -238,26 +246,56 @@ def _overwrite_scalar(scalar: Tensor, value: float) -> Tensor:
 _bound_views: "weakref.WeakKeyDictionary[Node, Node]" = weakref.WeakKeyDictionary()
 
 
-def _flat(tensors: list[Tensor]) -> Tensor:
-    """The tensors' values as one flat tensor. When they are still, in order, the views that the
-    previous step bound them to, that is the previous step's flat tensor itself (no concatenation)."""
-    bases = {id(_bound_views.get(t._node)) for t in tensors}
+def _chunks(params: list[Tensor]) -> list[list[Tensor]]:
+    """Parameters updated together: same device and dtype, at most CHUNK, in order."""
+    by_kind: dict[tuple[str, str], list[Tensor]] = {}
+    for p in params:
+        by_kind.setdefault((p.device, p.dtype.name), []).append(p)
+    return [same[i:i + CHUNK] for same in by_kind.values() for i in range(0, len(same), CHUNK)]
+
+
+def _flat_base(tensors: list[Tensor]) -> Node | None:
+    """The flat node the tensors are, in order, the back-to-back views of (bound by an earlier step)."""
     base = _bound_views.get(tensors[0]._node)
-    if base is not None and len(bases) == 1 and base.numel == sum(t.numel() for t in tensors) and \
-            all(t._node.buffer is None for t in tensors) and _in_order(tensors, base):
-        return Tensor._from_node(base)
-    return cat([t.reshape(-1) for t in tensors]) if len(tensors) > 1 else tensors[0].reshape(-1)
-
-
-def _in_order(tensors: list[Tensor], base: Node) -> bool:
-    """Whether the tensors' views cover `base` back to back in this order."""
+    if base is None or base.numel != sum(t.numel() for t in tensors):
+        return None
     offset = 0
     for t in tensors:
-        shrink = t._node.srcs[0] if t._node.op is Op.RESHAPE else t._node
-        if shrink.op is not Op.SHRINK or shrink.arg[0][0] != offset:
-            return False
+        place = G.flat_view_offset(t._node)
+        if place is None or place[0] is not base or place[1] != offset:
+            return None
         offset += t.numel()
-    return True
+    return base
+
+
+def _packed_base(tensors: list[Tensor]) -> Tensor | None:
+    """The one allocation that holds the tensors' buffers back to back in this order (gradients
+    from one backward pass), as a flat tensor."""
+    buffers = [t._node.buffer for t in tensors]
+    base = buffers[0].base if buffers[0] is not None else None
+    if base is None or any(t.dtype != tensors[0].dtype for t in tensors):
+        return None
+    offset = 0
+    for b in buffers:
+        if b is None or b.base is not base or b.offset != offset:
+            return None
+        offset += b.nbytes
+    if offset != base.nbytes:
+        return None
+    first = tensors[0]._node
+    return Tensor._from_node(G.buffer_node(base, (sum(t.numel() for t in tensors),), first.dtype, first.device))
+
+
+def _flat(tensors: list[Tensor]) -> Tensor:
+    """The tensors' values as one flat tensor, without copying when they are the views an earlier
+    step bound them to, or packed gradients; otherwise a concatenation."""
+    base = _flat_base(tensors)
+    if base is not None:
+        return Tensor._from_node(base)
+    packed = _packed_base(tensors) if len(tensors) > 1 else None
+    if packed is not None:
+        return packed
+    return cat([t.reshape(-1) for t in tensors]) if len(tensors) > 1 else tensors[0].reshape(-1)
 
 
 def _rebind_views(tensors: list[Tensor], flat: Tensor) -> None:

@@ -22,14 +22,20 @@ class MemoryStats:
 
 
 class Buffer:
-    """`nbytes` of device memory. `handle` is the device's own object (a numpy array on the CPU)."""
+    """`nbytes` of device memory. `handle` is the device's own object (a numpy array on the CPU).
 
-    __slots__ = ("device", "nbytes", "handle", "__weakref__")
+    A buffer may be a byte range of a larger one (`base`, at `offset`): several results packed
+    back to back, so that together they can be read as one flat buffer.
+    """
 
-    def __init__(self, device: str, nbytes: int, handle: Any):
+    __slots__ = ("device", "nbytes", "handle", "base", "offset", "__weakref__")
+
+    def __init__(self, device: str, nbytes: int, handle: Any, base: "Buffer | None" = None, offset: int = 0):
         self.device = device
         self.nbytes = nbytes
         self.handle = handle
+        self.base = base
+        self.offset = offset
 
 
 class CountingAllocator:

@@ -49,20 +49,21 @@ def _compiler_identity(cc: str) -> str:
     return out.stdout.splitlines()[0] if out.stdout else cc
 
 
-MAX_SEQUENCE_ARGS = 128  # kernel parameters a captured sequence can pass (fg.jit)
+SEQUENCE_CFLAGS = ("-O1", "-shared", "-fPIC")  # the runner only calls kernels: compile it fast
 
 
-def _sequence_source() -> str:
-    """C that runs a captured list of kernels in one call: kernel i is passed the slots that its
-    argument indices name. One case per parameter count keeps every call correctly typed."""
-    cases = []
-    for n in range(1, MAX_SEQUENCE_ARGS + 1):
+def _sequence_source(arities: Sequence[int]) -> str:
+    """C that runs a captured list of kernels in one call, each called through a correctly typed
+    pointer: kernel i gets the slots that its argument indices name."""
+    lines = ["void fg_run_sequence(void *const *f, void *const *s, const int *a) {"]
+    pos = 0
+    for i, n in enumerate(arities):
         params = ", ".join(["void *"] * n)
-        args = ", ".join(f"s[a[{i}]]" for i in range(n))
-        cases.append(f"    case {n}: ((void (*)({params}))f[i])({args}); break;")
-    body = "\n".join(cases)
-    return ("void fg_run_sequence(int count, void *const *f, const int *n, const int *a, void *const *s) {\n"
-            "  for (int i = 0; i < count; i++) {\n    switch (n[i]) {\n" + body + "\n    }\n    a += n[i];\n  }\n}\n")
+        args = ", ".join(f"s[a[{pos + j}]]" for j in range(n))
+        lines.append(f"  ((void (*)({params}))f[{i}])({args});")
+        pos += n
+    lines.append("}")
+    return "\n".join(lines) + "\n"
 
 
 class CPUSequence:
@@ -74,17 +75,14 @@ class CPUSequence:
 
     def __init__(self, runner: ctypes._CFuncPtr, launches: Sequence[tuple["CPUProgram", Sequence[int]]],
                  nslots: int):
-        count = len(launches)
         self._runner = runner
-        self._count = ctypes.c_int(count)
-        self._fns = (ctypes.c_void_p * max(count, 1))(*[prog.address for prog, _ in launches])
-        self._nargs = (ctypes.c_int * max(count, 1))(*[len(args) for _, args in launches])
+        self._fns = (ctypes.c_void_p * max(len(launches), 1))(*[prog.address for prog, _ in launches])
         flat = [i for _, args in launches for i in args]
         self._args = (ctypes.c_int * max(len(flat), 1))(*flat)
         self.slots = (ctypes.c_void_p * max(nslots, 1))()
 
     def run(self, slots: "ctypes.Array | None" = None) -> None:
-        self._runner(self._count, self._fns, self._nargs, self._args, self.slots if slots is None else slots)
+        self._runner(self._fns, self.slots if slots is None else slots, self._args)
 
 
 class CPUProgram:
@@ -117,11 +115,14 @@ class CPUDevice:
         self._lock = threading.Lock()
         self._compiler: tuple[str, str] | None = None
         self._support: dict[str, ctypes.CDLL] = {}
-        self._sequence_runner: ctypes._CFuncPtr | None = None
 
     # memory
     def alloc(self, nbytes: int) -> Buffer:
         return self.allocator.alloc(nbytes)
+
+    def sub_buffer(self, base: Buffer, offset: int, nbytes: int) -> Buffer:
+        """Bytes [offset, offset + nbytes) of `base`, sharing its memory."""
+        return Buffer(self.name, nbytes, base.handle[offset:offset + nbytes], base, offset)
 
     def copy_in(self, buf: Buffer, data: np.ndarray) -> None:
         raw = np.ascontiguousarray(data).reshape(-1).view(np.uint8)
@@ -139,9 +140,10 @@ class CPUDevice:
             self._compiler = (cc, _compiler_identity(cc), CFLAGS + extra + ("-lm",))
         return self._compiler
 
-    def _load(self, source: str, mode: int = ctypes.DEFAULT_MODE) -> ctypes.CDLL:
+    def _load(self, source: str, mode: int = ctypes.DEFAULT_MODE, cflags: tuple[str, ...] | None = None) -> ctypes.CDLL:
         """Build (or find in the disk cache) and load one translation unit."""
-        cc, identity, cflags = self.compiler()
+        cc, identity, default_flags = self.compiler()
+        cflags = default_flags if cflags is None else cflags
         key = cache.cache_key(source, identity, " ".join(cflags))
         path = cache.lookup(key, "so")
         if path is None:
@@ -172,16 +174,13 @@ class CPUDevice:
         return programs
 
     def sequence(self, launches: Sequence[tuple[CPUProgram, Sequence[int]]], nslots: int) -> CPUSequence:
-        """Kernels to run in order by one native call; each names its arguments by slot index."""
-        if any(len(args) > MAX_SEQUENCE_ARGS for _, args in launches):
-            raise CompileError(f"a kernel with more than {MAX_SEQUENCE_ARGS} buffers cannot run in a captured sequence")
+        """Kernels to run in order by one native call; each names its arguments by slot index.
+        The runner is generated for the launches' argument counts (cached on disk like kernels)."""
         with self._lock:
-            if self._sequence_runner is None:
-                fn = self._load(_sequence_source()).fg_run_sequence
-                fn.argtypes = [ctypes.c_int] + [ctypes.c_void_p] * 4
-                fn.restype = None
-                self._sequence_runner = fn
-        return CPUSequence(self._sequence_runner, launches, nslots)
+            fn = self._load(_sequence_source([len(args) for _, args in launches]), cflags=SEQUENCE_CFLAGS).fg_run_sequence
+        fn.argtypes = [ctypes.c_void_p] * 3
+        fn.restype = None
+        return CPUSequence(fn, launches, nslots)
 
     @staticmethod
     def pointer(buf: Buffer) -> int:
