@@ -1,9 +1,10 @@
 """`fg.jit`: run a function's kernels again without running its Python.
 
 Per input signature (shapes, dtypes, devices of the tensor arguments; values of the Python
-scalars), the first call runs normally (it lets optimizers and lazy initializations reach their
-steady state), the second runs normally while every kernel launch is recorded, and later calls
-replay the recording: one native call runs all kernels, with the inputs' buffers swapped in.
+scalars), a call runs normally while every kernel launch is recorded, and later calls replay the
+recording: one native call runs all kernels, with the inputs' buffers swapped in. A recording
+that cannot be replayed on first sight (the first optimizer step creates and lays out state) is
+simply made again on the next call; a second failure raises JitError.
 
 What a replay carries from one call to the next is the state found through the function: the
 parameters, buffers and gradients of the modules, and the state of the optimizers, that it
@@ -256,6 +257,14 @@ def plan_arena(sizes: list[int], lifetimes: list[tuple[int, int]]) -> tuple[list
     return offsets, total, live
 
 
+class _NotReplayable(JitError):
+    """The call ran (its results are attached) but its recording cannot be replayed."""
+
+    def __init__(self, message: str, results: Any):
+        super().__init__(message)
+        self.results = results
+
+
 # ---- one captured call --------------------------------------------------------------------------
 _START_READ, _START_NONE, _START_UNREAD = range(3)
 
@@ -363,7 +372,10 @@ def _capture(fn: Callable, name: str, args: tuple, kwargs: dict, tensors: list[T
     replay.structure = structure
     replay.training = [(m, m.training) for m in modules]
     replay.checks = recording.replay_checks
-    _build(replay, recording, tensors, slots, start_nodes, leaf_nodes)
+    try:
+        _build(replay, recording, tensors, slots, start_nodes, leaf_nodes)
+    except JitError as e:
+        raise _NotReplayable(str(e), _rebuild(structure, [Tensor._from_node(n) for n in leaf_nodes])) from None
     return replay, replay.results()
 
 
@@ -509,7 +521,7 @@ class JitFunction:
     def __init__(self, fn: Callable):
         self.fn = fn
         functools.update_wrapper(self, fn)
-        self._variants: OrderedDict[tuple, _Replay | None] = OrderedDict()  # None: warmed up, not captured
+        self._variants: OrderedDict[tuple, _Replay | None] = OrderedDict()  # None: last capture not replayable
         self.captures = 0
         self.replays = 0
 
@@ -517,21 +529,25 @@ class JitFunction:
         if capture.current() is not None:  # inside another capture: part of that recording
             return self.fn(*args, **kwargs)
         key, tensors = _signature(args, kwargs)
-        if key not in self._variants:
-            self._remember(key, None)
-            return self.fn(*args, **kwargs)
-        replay = self._variants[key]
-        self._variants.move_to_end(key)
-        if replay is None:
+        known = key in self._variants
+        replay = self._variants.get(key)
+        if replay is not None:
+            self._variants.move_to_end(key)
+            if replay.valid():
+                self.replays += 1
+                return replay.run(tensors)
+        # capture (again: state or hyperparameters changed since the last capture)
+        try:
             replay, result = _capture(self.fn, getattr(self.fn, "__name__", "fn"), args, kwargs, tensors)
-            self._remember(key, replay)
-            self.captures += 1
-            return result
-        if not replay.valid():  # state or hyperparameters changed under it: start over for this signature
+        except _NotReplayable as e:
+            # first sight: state is often created or re-laid out by the first call; try again next call
+            if known and self._variants[key] is None:
+                raise JitError(str(e)) from None
             self._remember(key, None)
-            return self.fn(*args, **kwargs)
-        self.replays += 1
-        return replay.run(tensors)
+            return e.results
+        self._remember(key, replay)
+        self.captures += 1
+        return result
 
     def _remember(self, key: tuple, value: _Replay | None) -> None:
         self._variants[key] = value

@@ -6,8 +6,10 @@ inputs are read, not their values), so a graph seen before reuses its kernels wi
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +78,23 @@ def _kernel_info(item: ScheduleItem) -> tuple[str, int]:
     return label or "COPY", flops
 
 
+UNIT_CHARS = 6000  # source per compiler invocation worth splitting a batch for
+
+
+def _split_units(entries: list[tuple[tuple, Any, str]]) -> list[list[tuple[tuple, Any, str]]]:
+    """Kernels of one batch in up to one translation unit per CPU, balanced by source length, so
+    that a large batch (a training step's first call) compiles in parallel."""
+    total = sum(len(src) for _, _, src in entries)
+    parts = max(1, min(os.cpu_count() or 1, len(entries), total // UNIT_CHARS))
+    bins: list[list[tuple[tuple, Any, str]]] = [[] for _ in range(parts)]
+    sizes = [0] * parts
+    for entry in sorted(entries, key=lambda e: -len(e[2])):
+        i = sizes.index(min(sizes))
+        bins[i].append(entry)
+        sizes[i] += len(entry[2])
+    return bins
+
+
 def _compile(items: list[ScheduleItem]) -> list[Any]:
     """Programs for every item, compiling all missing ones of a device in one unit."""
     keys = [kernel_key(it.spec) for it in items]
@@ -99,12 +118,22 @@ def _compile(items: list[ScheduleItem]) -> list[Any]:
     by_device: dict[str, list[tuple[tuple, Any, str]]] = {}
     for key, (dev, (ir, source)) in missing.items():
         by_device.setdefault(dev, []).append((key, ir, source))
-    for dev, entries in by_device.items():
+    jobs = [(dev, part) for dev, entries in by_device.items() for part in _split_units(entries)]
+
+    def build(job: tuple[str, list[tuple[tuple, Any, str]]]) -> list[Any]:
+        dev, entries = job
         device = registry.get(dev)
         renderer = renderer_for(device.kind)
         unit = renderer.render_unit(sorted({src for _, _, src in entries}))
-        programs = device.compile(unit, [ir.name for _, ir, _ in entries], [len(ir.params) for _, ir, _ in entries],
-                                  support=renderer.support_source)
+        return device.compile(unit, [ir.name for _, ir, _ in entries], [len(ir.params) for _, ir, _ in entries],
+                              support=renderer.support_source)
+
+    if len(jobs) > 1:  # compilers run in parallel (they release the GIL while they work)
+        with ThreadPoolExecutor(len(jobs)) as pool:
+            results = list(pool.map(build, jobs))
+    else:
+        results = [build(job) for job in jobs]
+    for (_, entries), programs in zip(jobs, results):
         for (key, ir, _), prog in zip(entries, programs):
             scratch = sum(p.numel * p.dtype.itemsize for p in ir.params if p.scratch)
             _programs[key] = (prog, ir.work, scratch)

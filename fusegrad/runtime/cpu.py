@@ -161,10 +161,10 @@ class CPUDevice:
         `support` is a library the kernels call into; it is built once and loaded with global
         symbol visibility so the kernels' undefined references resolve to it.
         """
-        with self._lock:
+        with self._lock:  # units compile concurrently; the support library loads once, before them
             if support and support not in self._support:
                 self._support[support] = self._load(support, ctypes.RTLD_GLOBAL)
-            lib = self._load(source)
+        lib = self._load(source)
         programs = []
         for name, n in zip(names, nargs):
             fn = getattr(lib, name)
