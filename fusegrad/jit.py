@@ -279,7 +279,8 @@ class _Replay:
         self.slot_arrays: list[Any] = []  # one pointer table per parity of the buffer swaps
         self.parity = 0
         self.input_slots: list[int | None] = []
-        self.pairs: list[tuple[Buffer, Buffer]] = []
+        self.pairs: list[tuple[Buffer, Buffer]] = []  # (start, end) allocations of carried state
+        self.swaps: list[tuple[Node, Buffer, Buffer]] = []  # state base nodes and their two buffers
         self.random_states: list[tuple[np.ndarray, int]] = []
         self.checks: list[Callable[[], bool]] = []
         self.state: list[tuple[_Slot, int, Any, Node | None, bool]] = []
@@ -322,9 +323,10 @@ class _Replay:
         start = time.perf_counter()
         self.sequence.run(table)
         seconds = time.perf_counter() - start
-        for a, b in self.pairs:
-            a.handle, b.handle = b.handle, a.handle
-        self.parity ^= len(self.pairs) > 0
+        if self.pairs:
+            self.parity ^= 1
+            for node, start_buffer, end_buffer in self.swaps:  # the state's nodes follow the newest memory
+                node.buffer = start_buffer if self.parity else end_buffer
         for slot, start_kind, end, _, _ in self.state:
             if start_kind != _START_READ and slot.get() is not end:
                 slot.set(end)
@@ -395,6 +397,11 @@ def _own_outputs(leaves: list[Tensor], recording: capture.Recording, inputs: lis
 
 def _build(replay: _Replay, recording: capture.Recording, inputs: list[Tensor], slots: list[_Slot],
            start_nodes: dict[int, Node | None], leaf_nodes: list[Node]) -> None:
+    """Turn a recording into a replay: find the carried state, plan the arena, generate the runner.
+
+    Memory is handled per allocation ("root"): a buffer that is a byte range of another (packed
+    gradients) is its root plus an offset. Input buffers are swapped whole on every call.
+    """
     launches = recording.launches
     if not launches:
         raise JitError("the function ran no kernels; fg.jit has nothing to replay")
@@ -403,28 +410,35 @@ def _build(replay: _Replay, recording: capture.Recording, inputs: list[Tensor], 
         raise JitError(f"fg.jit captures one device per function; this one ran kernels on {sorted(devices)}")
     replay.device = devices.pop()
     device = registry.get(replay.device)
+    input_ids = {id(t._node.buffer) for t in inputs}
 
-    # when each buffer is first written and last used, in launch order
+    def place(b: Buffer) -> tuple[Buffer, int]:
+        if b.base is None or id(b) in input_ids:
+            return b, 0
+        return b.base, b.offset
+
+    # when each root is first written and last used, in launch order
     first_write: dict[int, int] = {}
     last_use: dict[int, int] = {}
     read_first: set[int] = set()  # read before any launch wrote it: inputs, state, constants
-    objects: dict[int, Buffer] = {}
+    roots: dict[int, Buffer] = {}
     for i, launch in enumerate(launches):
         for b in launch.inputs:
-            objects[id(b)] = b
-            if id(b) not in first_write:
-                read_first.add(id(b))
-            last_use[id(b)] = i
+            root = place(b)[0]
+            roots[id(root)] = root
+            if id(root) not in first_write:
+                read_first.add(id(root))
+            last_use[id(root)] = i
         for b in [launch.out, *launch.scratch]:
-            objects[id(b)] = b
-            first_write.setdefault(id(b), i)
-            last_use[id(b)] = max(last_use.get(id(b), i), i)
+            root = place(b)[0]
+            roots[id(root)] = root
+            first_write.setdefault(id(root), i)
+            last_use[id(root)] = max(last_use.get(id(root), i), i)
 
-    # state carried between calls: a slot whose start value was read and that now holds another buffer
-    input_index = {}
-    for k, t in enumerate(inputs):
-        input_index.setdefault(id(t._node.buffer), k)
-    pairs: dict[int, tuple[Buffer, Buffer]] = {}
+    # state carried between calls: a slot whose start value was read and that now holds another
+    # buffer. Its two roots swap roles after every replay; its base node follows the newest one.
+    root_pairs: dict[int, tuple[Buffer, Buffer]] = {}
+    swaps: dict[int, tuple[Node, Buffer, Buffer]] = {}
     for slot in slots:
         current = slot.get()
         end = current if isinstance(current, Tensor) else None
@@ -432,75 +446,79 @@ def _build(replay: _Replay, recording: capture.Recording, inputs: list[Tensor], 
         start_buffer = _base(start)[0].buffer if start is not None else None
         if start is None:
             kind = _START_NONE
-        elif id(start_buffer) in read_first:
+        elif id(place(start_buffer)[0]) in read_first:
             kind = _START_READ
         else:
             kind = _START_UNREAD
-        if kind == _START_READ and end is not None and end._node is not start:
+        if kind == _START_READ and end is None:
+            raise JitError(f"fg.jit cannot replay a call that reads {_describe(slot)} and then sets it to None")
+        if kind == _START_READ and end._node is not start:
             (end_base, end_chain), (_, start_chain) = _base(end._node), _base(start)
             end_buffer = end_base.buffer
             if end_buffer is not start_buffer:
+                (start_root, start_offset), (end_root, end_offset) = place(start_buffer), place(end_buffer)
                 if end_chain != start_chain or end_buffer.nbytes != start_buffer.nbytes or \
-                        id(end_buffer) not in first_write or id(start_buffer) in input_index:
+                        start_offset != end_offset or start_root.nbytes != end_root.nbytes or \
+                        id(end_root) not in first_write or id(start_buffer) in input_ids:
                     raise JitError(f"fg.jit cannot carry the state held in {_describe(slot)} from one call to the "
                                    "next: the call replaced it with a tensor of another layout or buffer")
-                existing = pairs.get(id(start_buffer))
-                if existing is not None and existing[1] is not end_buffer:
-                    raise JitError(f"fg.jit cannot carry the state held in {_describe(slot)}: its buffer is "
+                existing = root_pairs.setdefault(id(start_root), (start_root, end_root))
+                if existing[1] is not end_root:
+                    raise JitError(f"fg.jit cannot carry the state held in {_describe(slot)}: its memory is "
                                    "replaced by two different buffers")
-                pairs[id(start_buffer)] = (start_buffer, end_buffer)
-        if kind == _START_READ and end is None:
-            raise JitError(f"fg.jit cannot replay a call that reads {_describe(slot)} and then sets it to None")
+                swaps[id(end_base)] = (end_base, start_buffer, end_buffer)
         replay.state.append((slot, kind, end, end._node if end is not None else None,
                              end.requires_grad if end is not None else False))
-    replay.pairs = list(pairs.values())
+    replay.pairs = list(root_pairs.values())
+    replay.swaps = list(swaps.values())
     paired = {id(b) for pair in replay.pairs for b in pair}
 
-    # buffers written by the call that nothing references afterwards share an arena; every other
-    # buffer keeps its memory (read-first ones include constants only the recording still holds)
-    output_ids = {id(n.buffer) for n in leaf_nodes}
-    keep = {bid: b for bid, b in objects.items() if bid not in first_write or bid in paired or bid in output_ids}
-    refs = {bid: weakref.ref(b) for bid, b in objects.items() if bid not in keep}
-    nbytes = {bid: b.nbytes for bid, b in objects.items()}
+    # roots written by the call that nothing references afterwards share an arena; every other
+    # root keeps its memory (read-first ones include constants only the recording still holds)
+    outputs = {id(place(n.buffer)[0]) for n in leaf_nodes}
+    keep = {rid: r for rid, r in roots.items() if rid not in first_write or rid in paired or rid in outputs}
+    refs = {rid: weakref.ref(r) for rid, r in roots.items() if rid not in keep}
+    nbytes = {rid: r.nbytes for rid, r in roots.items()}
     slot_of: dict[int, int] = {}
-    launch_args: list[list[int]] = []
+    launch_args: list[list[tuple[int, int]]] = []
+    moved = 0
     for launch in launches:
         args = []
         for b in [launch.out, *launch.inputs, *launch.scratch]:
-            args.append(slot_of.setdefault(id(b), len(slot_of)))
+            root, offset = place(b)
+            args.append((slot_of.setdefault(id(root), len(slot_of)), offset))
+            moved += b.nbytes
         launch_args.append(args)
     programs = [launch.program for launch in launches]
     replay.kernels = len(launches)
     replay.flops = sum(launch.flops for launch in launches)
-    replay.bytes_moved = sum(nbytes[id(b)] for launch in launches for b in [launch.out, *launch.inputs, *launch.scratch])
-    del objects, launches, launch, args, b
+    replay.bytes_moved = moved
+    del roots, launches, launch, b, root, current, end, start_buffer
     recording.launches = []
-    for bid, ref in refs.items():
+    for rid, ref in refs.items():
         alive = ref()
         if alive is not None:  # still referenced (a gradient the call set): keeps its memory
-            keep[bid] = alive
-    dead = [bid for bid in refs if bid not in keep]
+            keep[rid] = alive
+    dead = [rid for rid in refs if rid not in keep]
     offsets, replay.arena_bytes, replay.live_bytes = plan_arena(
-        [nbytes[bid] for bid in dead], [(first_write[bid], last_use[bid]) for bid in dead])
+        [nbytes[rid] for rid in dead], [(first_write[rid], last_use[rid]) for rid in dead])
     arena = device.alloc(replay.arena_bytes) if dead else None
 
     replay.sequence = device.sequence(list(zip(programs, launch_args)), len(slot_of))
-    tables = [replay.sequence.slots]
-    if replay.pairs:
-        tables.append(type(tables[0])())
+    tables = [replay.sequence.new_slots() for _ in range(2 if replay.pairs else 1)]
     for table in tables:
         if arena is not None:
             base = device.pointer(arena)
-            for bid, offset in zip(dead, offsets):
-                table[slot_of[bid]] = base + offset
-        for bid, b in keep.items():
-            table[slot_of[bid]] = device.pointer(b)
-    # replay 1 reads the state the capture wrote (end buffers) and writes the other memory; they alternate
+            for rid, offset in zip(dead, offsets):
+                table[slot_of[rid]] = base + offset
+        for rid, r in keep.items():
+            table[slot_of[rid]] = device.pointer(r)
+    # replay 1 reads the state the capture wrote (end roots) and writes the other memory; they alternate
     for parity, table in enumerate(tables):
-        for start_buffer, end_buffer in replay.pairs:
-            newest, other = (end_buffer, start_buffer) if parity == 0 else (start_buffer, end_buffer)
-            table[slot_of[id(start_buffer)]] = device.pointer(newest)
-            table[slot_of[id(end_buffer)]] = device.pointer(other)
+        for start_root, end_root in replay.pairs:
+            newest, other = (end_root, start_root) if parity == 0 else (start_root, end_root)
+            table[slot_of[id(start_root)]] = device.pointer(newest)
+            table[slot_of[id(end_root)]] = device.pointer(other)
     replay.slot_arrays = tables
     replay.input_slots = [slot_of.get(id(t._node.buffer)) for t in inputs]
     replay.random_states = [(buf.handle, count) for buf, count in recording.random_states]

@@ -52,16 +52,14 @@ def _compiler_identity(cc: str) -> str:
 SEQUENCE_CFLAGS = ("-O1", "-shared", "-fPIC")  # the runner only calls kernels: compile it fast
 
 
-def _sequence_source(arities: Sequence[int]) -> str:
-    """C that runs a captured list of kernels in one call, each called through a correctly typed
-    pointer: kernel i gets the slots that its argument indices name."""
-    lines = ["void fg_run_sequence(void *const *f, void *const *s, const int *a) {"]
-    pos = 0
-    for i, n in enumerate(arities):
-        params = ", ".join(["void *"] * n)
-        args = ", ".join(f"s[a[{pos + j}]]" for j in range(n))
-        lines.append(f"  ((void (*)({params}))f[{i}])({args});")
-        pos += n
+def _sequence_source(launches: Sequence[Sequence[tuple[int, int]]]) -> str:
+    """C that runs a captured list of kernels in one call, each through a correctly typed pointer:
+    kernel i gets, for each parameter, the pointer in slot `slot` plus `offset` bytes."""
+    lines = ["void fg_run_sequence(void *const *f, void *const *s) {"]
+    for i, args in enumerate(launches):
+        params = ", ".join(["void *"] * len(args))
+        values = ", ".join(f"(char *)s[{slot}] + {offset}" if offset else f"s[{slot}]" for slot, offset in args)
+        lines.append(f"  ((void (*)({params}))f[{i}])({values});")
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -69,20 +67,20 @@ def _sequence_source(arities: Sequence[int]) -> str:
 class CPUSequence:
     """A captured list of kernel launches, run by one native call that releases the GIL.
 
-    `slots` holds a pointer per distinct buffer; the caller may change entries between runs
-    (inputs, buffers that swap roles) before calling `run`.
+    The caller fills a pointer table (`new_slots()`), one entry per distinct buffer, and may
+    change entries between runs (inputs, buffers that swap roles).
     """
 
-    def __init__(self, runner: ctypes._CFuncPtr, launches: Sequence[tuple["CPUProgram", Sequence[int]]],
-                 nslots: int):
+    def __init__(self, runner: ctypes._CFuncPtr, programs: Sequence["CPUProgram"], nslots: int):
         self._runner = runner
-        self._fns = (ctypes.c_void_p * max(len(launches), 1))(*[prog.address for prog, _ in launches])
-        flat = [i for _, args in launches for i in args]
-        self._args = (ctypes.c_int * max(len(flat), 1))(*flat)
-        self.slots = (ctypes.c_void_p * max(nslots, 1))()
+        self._fns = (ctypes.c_void_p * max(len(programs), 1))(*[prog.address for prog in programs])
+        self._nslots = max(nslots, 1)
 
-    def run(self, slots: "ctypes.Array | None" = None) -> None:
-        self._runner(self._fns, self.slots if slots is None else slots, self._args)
+    def new_slots(self) -> ctypes.Array:
+        return (ctypes.c_void_p * self._nslots)()
+
+    def run(self, slots: ctypes.Array) -> None:
+        self._runner(self._fns, slots)
 
 
 class CPUProgram:
@@ -173,14 +171,15 @@ class CPUDevice:
             programs.append(CPUProgram(name, fn))
         return programs
 
-    def sequence(self, launches: Sequence[tuple[CPUProgram, Sequence[int]]], nslots: int) -> CPUSequence:
-        """Kernels to run in order by one native call; each names its arguments by slot index.
-        The runner is generated for the launches' argument counts (cached on disk like kernels)."""
+    def sequence(self, launches: Sequence[tuple[CPUProgram, Sequence[tuple[int, int]]]], nslots: int) -> CPUSequence:
+        """Kernels to run in order by one native call; each argument is a (slot, byte offset).
+        The runner is generated for these launches (and cached on disk like kernels)."""
+        source = _sequence_source([args for _, args in launches])
         with self._lock:
-            fn = self._load(_sequence_source([len(args) for _, args in launches]), cflags=SEQUENCE_CFLAGS).fg_run_sequence
-        fn.argtypes = [ctypes.c_void_p] * 3
+            fn = self._load(source, cflags=SEQUENCE_CFLAGS).fg_run_sequence
+        fn.argtypes = [ctypes.c_void_p] * 2
         fn.restype = None
-        return CPUSequence(fn, launches, nslots)
+        return CPUSequence(fn, [prog for prog, _ in launches], nslots)
 
     @staticmethod
     def pointer(buf: Buffer) -> int:
