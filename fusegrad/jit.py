@@ -417,26 +417,59 @@ def _build(replay: _Replay, recording: capture.Recording, inputs: list[Tensor], 
             return b, 0
         return b.base, b.offset
 
-    # when each root is first written and last used, in launch order
-    first_write: dict[int, int] = {}
-    last_use: dict[int, int] = {}
-    read_first: set[int] = set()  # read before any launch wrote it: inputs, state, constants
-    roots: dict[int, Buffer] = {}
-    for i, launch in enumerate(launches):
-        for b in launch.inputs:
-            root = place(b)[0]
-            roots[id(root)] = root
-            if id(root) not in first_write:
-                read_first.add(id(root))
-            last_use[id(root)] = i
-        for b in [launch.out, *launch.scratch]:
-            root = place(b)[0]
-            roots[id(root)] = root
-            first_write.setdefault(id(root), i)
-            last_use[id(root)] = max(last_use.get(id(root), i), i)
+    first_write, last_use, read_first, roots = _lifetimes(launches, place)
+    _carried_state(replay, slots, start_nodes, place, read_first, first_write, input_ids)
+    paired = {id(b) for pair in replay.pairs for b in pair}
 
-    # state carried between calls: a slot whose start value was read and that now holds another
-    # buffer. Its two roots swap roles after every replay; its base node follows the newest one.
+    # roots written by the call that nothing references afterwards share an arena; every other
+    # root keeps its memory (read-first ones include constants only the recording still holds)
+    outputs = {id(place(n.buffer)[0]) for n in leaf_nodes}
+    keep = {rid: r for rid, r in roots.items() if rid not in first_write or rid in paired or rid in outputs}
+    refs = {rid: weakref.ref(r) for rid, r in roots.items() if rid not in keep}
+    nbytes = {rid: r.nbytes for rid, r in roots.items()}
+    slot_of, launch_args, replay.bytes_moved = _launch_arguments(launches, place)
+    programs = [launch.program for launch in launches]
+    replay.kernels = len(launches)
+    replay.flops = sum(launch.flops for launch in launches)
+    del roots, launches  # the recording's references: what else still holds a buffer decides its fate
+    recording.launches = []
+    for rid, ref in refs.items():
+        alive = ref()
+        if alive is not None:  # still referenced (a gradient the call set): keeps its memory
+            keep[rid] = alive
+    dead = [rid for rid in refs if rid not in keep]
+    offsets, replay.arena_bytes, replay.live_bytes = plan_arena(
+        [nbytes[rid] for rid in dead], [(first_write[rid], last_use[rid]) for rid in dead])
+    arena = device.alloc(replay.arena_bytes) if dead else None
+
+    replay.sequence = device.sequence(list(zip(programs, launch_args)), len(slot_of))
+    tables = [replay.sequence.new_slots() for _ in range(2 if replay.pairs else 1)]
+    for table in tables:
+        if arena is not None:
+            base = device.pointer(arena)
+            for rid, offset in zip(dead, offsets):
+                table[slot_of[rid]] = base + offset
+        for rid, r in keep.items():
+            table[slot_of[rid]] = device.pointer(r)
+    # replay 1 reads the state the capture wrote (end roots) and writes the other memory; they alternate
+    for parity, table in enumerate(tables):
+        for start_root, end_root in replay.pairs:
+            newest, other = (end_root, start_root) if parity == 0 else (start_root, end_root)
+            table[slot_of[id(start_root)]] = device.pointer(newest)
+            table[slot_of[id(end_root)]] = device.pointer(other)
+    replay.slot_arrays = tables
+    replay.input_slots = [slot_of.get(id(t._node.buffer)) for t in inputs]
+    replay.random_states = [(buf.handle, count) for buf, count in recording.random_states]
+    replay.keep = list(keep.values()) + [arena] + [buf for buf, _ in recording.random_states]
+    replay.outputs = [(n.buffer.handle, None) for n in leaf_nodes]
+    replay.output_meta = [(n.shape, n.dtype, n.device, n.buffer.nbytes) for n in leaf_nodes]
+
+
+def _carried_state(replay: _Replay, slots: list[_Slot], start_nodes: dict[int, Node | None],
+                   place: Callable[[Buffer], tuple[Buffer, int]], read_first: set[int], first_write: dict[int, int],
+                   input_ids: set[int]) -> None:
+    """Classify each state slot by how the call used its start value; pair the memory of state that
+    the call read and replaced, so that the two swap roles after every replay."""
     root_pairs: dict[int, tuple[Buffer, Buffer]] = {}
     swaps: dict[int, tuple[Node, Buffer, Buffer]] = {}
     for slot in slots:
@@ -471,14 +504,34 @@ def _build(replay: _Replay, recording: capture.Recording, inputs: list[Tensor], 
                              end.requires_grad if end is not None else False))
     replay.pairs = list(root_pairs.values())
     replay.swaps = list(swaps.values())
-    paired = {id(b) for pair in replay.pairs for b in pair}
 
-    # roots written by the call that nothing references afterwards share an arena; every other
-    # root keeps its memory (read-first ones include constants only the recording still holds)
-    outputs = {id(place(n.buffer)[0]) for n in leaf_nodes}
-    keep = {rid: r for rid, r in roots.items() if rid not in first_write or rid in paired or rid in outputs}
-    refs = {rid: weakref.ref(r) for rid, r in roots.items() if rid not in keep}
-    nbytes = {rid: r.nbytes for rid, r in roots.items()}
+
+def _lifetimes(launches: list[capture.Launch], place: Callable[[Buffer], tuple[Buffer, int]]
+               ) -> tuple[dict[int, int], dict[int, int], set[int], dict[int, Buffer]]:
+    """Per root: the launch that first writes it, the last launch that uses it, whether it is read
+    before any launch writes it (inputs, state, constants), and the root itself."""
+    first_write: dict[int, int] = {}
+    last_use: dict[int, int] = {}
+    read_first: set[int] = set()
+    roots: dict[int, Buffer] = {}
+    for i, launch in enumerate(launches):
+        for b in launch.inputs:
+            root = place(b)[0]
+            roots[id(root)] = root
+            if id(root) not in first_write:
+                read_first.add(id(root))
+            last_use[id(root)] = i
+        for b in [launch.out, *launch.scratch]:
+            root = place(b)[0]
+            roots[id(root)] = root
+            first_write.setdefault(id(root), i)
+            last_use[id(root)] = max(last_use.get(id(root), i), i)
+    return first_write, last_use, read_first, roots
+
+
+def _launch_arguments(launches: list[capture.Launch], place: Callable[[Buffer], tuple[Buffer, int]]
+                      ) -> tuple[dict[int, int], list[list[tuple[int, int]]], int]:
+    """A slot per root, each launch's (slot, byte offset) arguments, and the bytes the launches touch."""
     slot_of: dict[int, int] = {}
     launch_args: list[list[tuple[int, int]]] = []
     moved = 0
@@ -489,42 +542,7 @@ def _build(replay: _Replay, recording: capture.Recording, inputs: list[Tensor], 
             args.append((slot_of.setdefault(id(root), len(slot_of)), offset))
             moved += b.nbytes
         launch_args.append(args)
-    programs = [launch.program for launch in launches]
-    replay.kernels = len(launches)
-    replay.flops = sum(launch.flops for launch in launches)
-    replay.bytes_moved = moved
-    del roots, launches, launch, b, root, current, end, start_buffer
-    recording.launches = []
-    for rid, ref in refs.items():
-        alive = ref()
-        if alive is not None:  # still referenced (a gradient the call set): keeps its memory
-            keep[rid] = alive
-    dead = [rid for rid in refs if rid not in keep]
-    offsets, replay.arena_bytes, replay.live_bytes = plan_arena(
-        [nbytes[rid] for rid in dead], [(first_write[rid], last_use[rid]) for rid in dead])
-    arena = device.alloc(replay.arena_bytes) if dead else None
-
-    replay.sequence = device.sequence(list(zip(programs, launch_args)), len(slot_of))
-    tables = [replay.sequence.new_slots() for _ in range(2 if replay.pairs else 1)]
-    for table in tables:
-        if arena is not None:
-            base = device.pointer(arena)
-            for rid, offset in zip(dead, offsets):
-                table[slot_of[rid]] = base + offset
-        for rid, r in keep.items():
-            table[slot_of[rid]] = device.pointer(r)
-    # replay 1 reads the state the capture wrote (end roots) and writes the other memory; they alternate
-    for parity, table in enumerate(tables):
-        for start_root, end_root in replay.pairs:
-            newest, other = (end_root, start_root) if parity == 0 else (start_root, end_root)
-            table[slot_of[id(start_root)]] = device.pointer(newest)
-            table[slot_of[id(end_root)]] = device.pointer(other)
-    replay.slot_arrays = tables
-    replay.input_slots = [slot_of.get(id(t._node.buffer)) for t in inputs]
-    replay.random_states = [(buf.handle, count) for buf, count in recording.random_states]
-    replay.keep = list(keep.values()) + [arena] + [buf for buf, _ in recording.random_states]
-    replay.outputs = [(n.buffer.handle, None) for n in leaf_nodes]
-    replay.output_meta = [(n.shape, n.dtype, n.device, n.buffer.nbytes) for n in leaf_nodes]
+    return slot_of, launch_args, moved
 
 
 def _describe(slot: _Slot) -> str:

@@ -450,6 +450,10 @@ class Tensor(ArithmeticMixin, ElementwiseMixin, ReduceMixin, MovementMixin, Inde
         """Values in a buffer of their own, row-major (a copy kernel unless already so)."""
         return self._apply(G.contiguous(self._node), Op.CONTIGUOUS, (self,))
 
+    def clone(self) -> "Tensor":
+        """A copy with its own buffer (differentiable, like torch.clone)."""
+        return self._apply(G.contiguous(self._node), Op.CONTIGUOUS, (self,))
+
     # ---- in-place (rebind the lazy value) ---------------------------------------------
     def _rebind(self, new: "Tensor") -> "Tensor":
         """Make this tensor hold `new`'s value lazily; history follows when autograd records."""
