@@ -34,7 +34,7 @@ import numpy as np
 
 from . import random as fgrandom
 from .engine import capture
-from .engine.profile import KernelLaunch, record
+from .engine.profile import KernelLaunch, profiling, record
 from .errors import JitError
 from .graph import node as G
 from .graph.node import Node
@@ -330,8 +330,9 @@ class _Replay:
         for slot, start_kind, end, _, _ in self.state:
             if start_kind != _START_READ and slot.get() is not end:
                 slot.set(end)
-        record(KernelLaunch(f"jit:{self.name}", self.device, seconds, self.bytes_moved, 0, (),
-                            f"{self.kernels} kernels", self.flops))
+        if profiling():
+            record(KernelLaunch(f"jit:{self.name}", self.device, seconds, self.bytes_moved, 0, (),
+                                f"{self.kernels} kernels", self.flops))
         return self.results()
 
     def results(self) -> Any:
@@ -339,7 +340,7 @@ class _Replay:
         leaves = []
         for i, ((memory, previous), (shape, dtype, device, nbytes)) in enumerate(zip(self.outputs, self.output_meta)):
             if previous is not None:
-                previous.handle = _OVERWRITTEN
+                previous.handle, previous.address = _OVERWRITTEN, None
             buf = Buffer(device, nbytes, memory)
             self.outputs[i] = (memory, buf)
             leaves.append(Tensor._from_node(G.buffer_node(buf, shape, dtype, device)))

@@ -157,6 +157,11 @@ _active: list[Profile] = []
 _lock = threading.Lock()  # launches from several threads: keep each profile's two lists aligned
 
 
+def profiling() -> bool:
+    """Whether a launch record would be kept or printed (callers skip building one otherwise)."""
+    return bool(_active) or flags.debug_level() >= 1
+
+
 def record(launch: KernelLaunch) -> None:
     if _active:
         now = time.perf_counter()

@@ -28,7 +28,7 @@ class Buffer:
     back to back, so that together they can be read as one flat buffer.
     """
 
-    __slots__ = ("device", "nbytes", "handle", "base", "offset", "__weakref__")
+    __slots__ = ("device", "nbytes", "handle", "base", "offset", "address", "__weakref__")
 
     def __init__(self, device: str, nbytes: int, handle: Any, base: "Buffer | None" = None, offset: int = 0):
         self.device = device
@@ -36,6 +36,7 @@ class Buffer:
         self.handle = handle
         self.base = base
         self.offset = offset
+        self.address: int | None = None  # the device pointer, cached by the device that owns the buffer
 
 
 class CountingAllocator:

@@ -98,7 +98,7 @@ class CPUProgram:
         return ctypes.cast(self._fn, ctypes.c_void_p).value
 
     def __call__(self, buffers: Sequence[Buffer]) -> float:
-        args = [b.handle.ctypes.data for b in buffers]
+        args = [CPUDevice.pointer(b) for b in buffers]
         start = time.perf_counter()
         self._fn(*args)
         return time.perf_counter() - start
@@ -183,7 +183,10 @@ class CPUDevice:
 
     @staticmethod
     def pointer(buf: Buffer) -> int:
-        return buf.handle.ctypes.data
+        address = buf.address
+        if address is None:
+            address = buf.address = buf.handle.ctypes.data
+        return address
 
     @staticmethod
     def _build(cc: str, cflags: tuple[str, ...], source: str, out: Path) -> None:
