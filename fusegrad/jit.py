@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import time
 import types
 import weakref
 from collections import OrderedDict
@@ -289,6 +288,7 @@ class _Replay:
         self.output_meta: list[tuple[tuple[int, ...], Any, str, int]] = []
         self.structure: Any = None
         self.keep: list[Any] = []  # buffers the replay reads or writes, kept alive
+        self.launches: list[tuple[Any, list[tuple[int, int]], int, str, int, tuple[int, ...]]] = []
         self.kernels = 0
         self.flops = 0
         self.bytes_moved = 0
@@ -320,9 +320,10 @@ class _Replay:
             for memory, count in self.random_states:
                 memory[:16] = np.array([gen.seed, gen.offset], dtype=np.uint64).view(np.uint8)
                 gen.offset += count
-        start = time.perf_counter()
-        self.sequence.run(table)
-        seconds = time.perf_counter() - start
+        if profiling():
+            self._run_profiled(table)
+        else:
+            self.sequence.run(table)
         if self.pairs:
             self.parity ^= 1
             for node, start_buffer, end_buffer in self.swaps:  # the state's nodes follow the newest memory
@@ -330,10 +331,13 @@ class _Replay:
         for slot, start_kind, end, _, _ in self.state:
             if start_kind != _START_READ and slot.get() is not end:
                 slot.set(end)
-        if profiling():
-            record(KernelLaunch(f"jit:{self.name}", self.device, seconds, self.bytes_moved, 0, (),
-                                f"{self.kernels} kernels", self.flops))
         return self.results()
+
+    def _run_profiled(self, table: Any) -> None:
+        """Under fg.profile(): the same kernels launched one by one, each timed and recorded."""
+        for program, args, nbytes, label, flops, shape in self.launches:
+            seconds = program.call_pointers([table[slot] + offset for slot, offset in args])
+            record(KernelLaunch(program.name, self.device, seconds, nbytes, 0, shape, label, flops))
 
     def results(self) -> Any:
         """Fresh tensors over the output memory; the previous call's results are marked overwritten."""
@@ -430,6 +434,8 @@ def _build(replay: _Replay, recording: capture.Recording, inputs: list[Tensor], 
     nbytes = {rid: r.nbytes for rid, r in roots.items()}
     slot_of, launch_args, replay.bytes_moved = _launch_arguments(launches, place)
     programs = [launch.program for launch in launches]
+    replay.launches = [(launch.program, args, sum(b.nbytes for b in [launch.out, *launch.inputs, *launch.scratch]),
+                        launch.label, launch.flops, launch.shape) for launch, args in zip(launches, launch_args)]
     replay.kernels = len(launches)
     replay.flops = sum(launch.flops for launch in launches)
     del roots, launches  # the recording's references: what else still holds a buffer decides its fate

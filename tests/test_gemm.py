@@ -3,9 +3,12 @@ import numpy as np
 import pytest
 
 import fusegrad as fg
+from fusegrad.codegen import gemm_c
 from fusegrad.codegen.gemm import use_gemm
+from fusegrad.codegen.gemm_c import MICRO_ROWS
 from fusegrad.codegen.ir import Gemm
 from fusegrad.codegen.lower import lower
+from fusegrad.engine import realize as realize_module
 from fusegrad.engine.schedule import create_schedule
 from tests.helpers import check_op
 
@@ -53,3 +56,28 @@ def test_linear_layer_gradients_use_gemm():
     loss.backward()
     ref = x.numpy().T @ (x.numpy() @ w.numpy() > 0).astype(np.float32)
     np.testing.assert_allclose(w.grad.numpy(), ref, atol=1e-3, rtol=1e-4)
+
+
+@pytest.mark.parametrize("rows", MICRO_ROWS)
+@pytest.mark.parametrize("m,k,n", [(1, 7, 129), (7, 129, 1), (129, 1000, 7), (1000, 7, 129), (129, 129, 129),
+                                   (64, 784, 128)])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_every_tile_height_on_odd_sizes(rows, m, k, n, dtype, monkeypatch):
+    """Each micro-kernel height and panel depth, forced, on sizes that leave partial tiles and panels."""
+    monkeypatch.setattr(realize_module, "_programs", {})
+    monkeypatch.setattr(realize_module, "_plans", realize_module.OrderedDict())
+    monkeypatch.setitem(gemm_c.TUNED, (dtype, m, n, k), (rows, 64 if k > 64 else k))
+    rng = np.random.default_rng(rows * 1000 + m)
+    a, b = rng.standard_normal((m, k)).astype(dtype), rng.standard_normal((n, k)).astype(dtype)
+    tol = dict(atol=1e-3, rtol=1e-4) if dtype == "float32" else dict(atol=1e-10, rtol=1e-10)
+    np.testing.assert_allclose((fg.tensor(a) @ fg.tensor(b).T).numpy(), a @ b.T, **tol)  # transposed B
+    np.testing.assert_allclose((fg.tensor(a.T.copy()).T @ fg.tensor(b.T.copy())).numpy(), a @ b.T, **tol)
+    batched = rng.standard_normal((3, m, k)).astype(dtype)
+    np.testing.assert_allclose((fg.tensor(batched) @ fg.tensor(b).T).numpy(), batched @ b.T, **tol)
+
+
+def test_tile_heuristic_pads_little():
+    for m, n, k in [(1024, 1024, 1024), (64, 128, 784), (10, 64, 64), (7, 129, 1000)]:
+        rows, depth = gemm_c.default_tiles(m, n, k)
+        assert rows in MICRO_ROWS and -(-m // rows) * rows - m < rows
+        assert depth % 16 == 0 and depth <= 192 + 15 and -(-k // depth) == -(-k // 192)

@@ -1,7 +1,7 @@
 """C for the CPU device: OpenMP-parallel outer loops, compiled by gcc/clang."""
 from __future__ import annotations
 
-from .gemm_c import GEMM_DECLARATIONS, GEMM_SOURCE, KC, MR, NR
+from .gemm_c import GEMM_DECLARATIONS, GEMM_SOURCE, NR, micro_kernel, tiles_for
 from ..graph.ops import Op
 from .ir import Accumulate, Gemm, Load, Loop
 from .render import CStyleRenderer
@@ -113,27 +113,28 @@ class CRenderer(CStyleRenderer):
         support library's micro-kernel on every tile (all in one OpenMP team)."""
         t = self.storage_type(s.a.dtype)
         nr = NR[s.dtype.name]
-        micro = "fg_micro_f32" if s.dtype.name == "float32" else "fg_micro_f64"
-        mb, nb = -(-s.m // MR), -(-s.n // nr)
+        rows, depth = tiles_for(s.m, s.n, s.k, s.dtype.name)
+        micro = micro_kernel(s.dtype.name, rows)
+        mb, nb = -(-s.m // rows), -(-s.n // nr)
         parallel = int(s.m * s.n * s.k >= PARALLEL_GRAIN * 8)
         return "\n".join([
             "{",
-            f"  {t}* ap = ({t}*)fg_pack_scratch(0, sizeof({t}) * {mb * MR * KC});",
-            f"  {t}* bp = ({t}*)fg_pack_scratch(1, sizeof({t}) * {nb * nr * KC});",
+            f"  {t}* ap = ({t}*)fg_pack_scratch(0, sizeof({t}) * {mb * rows * depth});",
+            f"  {t}* bp = ({t}*)fg_pack_scratch(1, sizeof({t}) * {nb * nr * depth});",
             f"  #pragma omp parallel if({parallel})",  # one team for all panels: 2 barriers per panel
-            f"  for (int64_t pc = 0; pc < {s.k}; pc += {KC}) {{",
-            f"    const int64_t kc = {s.k} - pc < {KC} ? {s.k} - pc : {KC};",
+            f"  for (int64_t pc = 0; pc < {s.k}; pc += {depth}) {{",
+            f"    const int64_t kc = {s.k} - pc < {depth} ? {s.k} - pc : {depth};",
             "    {",
             "      #pragma omp for schedule(static) nowait",
-            *self._pack("ap", s.a, s.i_vars, s.k_vars, mb, MR, s.m, t),
+            *self._pack("ap", s.a, s.i_vars, s.k_vars, mb, rows, s.m, t),
             "      #pragma omp for schedule(static)",
             *self._pack("bp", s.b, s.j_vars, s.k_vars, nb, nr, s.n, t),
             "      #pragma omp for collapse(2) schedule(static)",
             f"      for (int64_t jb = 0; jb < {nb}; jb++) for (int64_t ib = 0; ib < {mb}; ib++) {{",
-            f"        const int64_t mr = {s.m} - ib * {MR} < {MR} ? {s.m} - ib * {MR} : {MR};",
+            f"        const int64_t mr = {s.m} - ib * {rows} < {rows} ? {s.m} - ib * {rows} : {rows};",
             f"        const int64_t nr = {s.n} - jb * {nr} < {nr} ? {s.n} - jb * {nr} : {nr};",
-            f"        {micro}(kc, ap + ib * {MR} * kc, bp + jb * {nr} * kc, "
-            f"p{s.c_param} + {s.c_base.render()} + ib * {MR * s.n} + jb * {nr}, {s.n}, mr, nr, pc == 0);",
+            f"        {micro}(kc, ap + ib * {rows} * kc, bp + jb * {nr} * kc, "
+            f"p{s.c_param} + {s.c_base.render()} + ib * {rows * s.n} + jb * {nr}, {s.n}, mr, nr, pc == 0);",
             "      }",
             "    }",
             "  }",
@@ -142,16 +143,35 @@ class CRenderer(CStyleRenderer):
 
     def _pack(self, buf: str, load: Load, outer: tuple, ks: tuple, blocks: int, width: int, size: int,
               t: str) -> list[str]:
-        """Loops copying `load` into panels of `width` rows/columns: buf[(blk*kc + k)*width + w]."""
+        """Loops copying `load` into panels of `width` rows/columns: buf[(blk*kc + k)*width + w].
+        The loop over whichever of k and w reads memory contiguously runs innermost."""
+        coefficients = dict(load.index.terms)
+        k_contiguous = coefficients.get(ks[-1]) == 1 and coefficients.get(outer[-1]) != 1
+        outer_vars = [f"          const int64_t {v.name} = {d};" for v, d in _decompose(outer, "flat")]
+        k_vars = [f"          const int64_t {v.name} = {d};" for v, d in _decompose(ks, "kflat")]
+        store = f"{buf}[(blk * kc + kk) * {width} + w]"
+        if k_contiguous:  # e.g. the weight of x @ W.T: rows of W are contiguous along k
+            return [f"      for (int64_t blk = 0; blk < {blocks}; blk++) for (int64_t w = 0; w < {width}; w++) {{",
+                    f"        const int64_t flat = blk * {width} + w;",
+                    f"        if (flat < {size}) {{",
+                    *outer_vars,
+                    "          for (int64_t kk = 0; kk < kc; kk++) {",
+                    "            const int64_t kflat = pc + kk;",
+                    *["  " + line for line in k_vars],
+                    f"            {store} = {self.load(load)};",
+                    "          }",
+                    "        } else {",
+                    f"          for (int64_t kk = 0; kk < kc; kk++) {store} = 0;",
+                    "        }",
+                    "      }"]
         lines = [f"      for (int64_t blk = 0; blk < {blocks}; blk++) for (int64_t kk = 0; kk < kc; kk++) "
                  f"for (int64_t w = 0; w < {width}; w++) {{",
                  f"        const int64_t flat = blk * {width} + w, kflat = pc + kk;",
                  f"        {t} value = 0;",
                  f"        if (flat < {size}) {{"]
-        lines += [f"          const int64_t {v.name} = {d};" for v, d in _decompose(outer, "flat")]
-        lines += [f"          const int64_t {v.name} = {d};" for v, d in _decompose(ks, "kflat")]
+        lines += outer_vars + k_vars
         lines += [f"          value = {self.load(load)};", "        }",
-                  f"        {buf}[(blk * kc + kk) * {width} + w] = value;", "      }"]
+                  f"        {store} = value;", "      }"]
         return lines
 
 

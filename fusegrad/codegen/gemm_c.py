@@ -6,24 +6,42 @@ operands (any index arithmetic: strided, transposed, convolution windows with pa
 MR-row and NR-column panels, then runs the micro-kernel on each MR x NR tile of C.
 """
 
-MR = 6  # rows of a C tile
-KC = 128  # depth of one packed panel: a B sliver of KC x NR stays in L1
+MICRO_ROWS = (4, 6, 8, 12, 14)  # C tile heights with a micro-kernel; 14 x 2 accumulators fill 32 registers
+DEPTHS = (64, 128, 192, 256, 384)  # candidate depths of one packed panel
 NR = {"float32": 32, "float64": 16}  # columns of a C tile: two 64-byte vectors
 
-GEMM_DECLARATIONS = r"""
-void* fg_pack_scratch(int slot, size_t bytes);
-void fg_micro_f32(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc, int64_t mr, int64_t nr,
-                  int first);
-void fg_micro_f64(int64_t kc, const double* ap, const double* bp, double* c, int64_t ldc, int64_t mr, int64_t nr,
-                  int first);
-"""
+
+def micro_kernel(dtype_name: str, rows: int) -> str:
+    return f"fg_micro_{'f32' if dtype_name == 'float32' else 'f64'}_m{rows}"
+
+
+# (dtype, m, n, k) -> (rows, depth) measured by the tile search (engine/tune.py); heuristic otherwise
+TUNED: dict[tuple[str, int, int, int], tuple[int, int]] = {}
+
+
+def tiles_for(m: int, n: int, k: int, dtype_name: str) -> tuple[int, int]:
+    return TUNED.get((dtype_name, m, n, k)) or default_tiles(m, n, k)
+
+
+def default_tiles(m: int, n: int, k: int) -> tuple[int, int]:
+    """(rows of a C tile, panel depth) by heuristic. Measured on AVX-512 (Zen 4), tile heights of
+    6-14 rows run within ~10% of each other on the MNIST and square products, so the height that
+    pads the last row block least wins (8 on ties); the depth splits K into equal panels of at
+    most 192 (a KC x 32 sliver of B stays in L1), rounded up to 16."""
+    rows = min((8, 6, 12, 14, 4), key=lambda r: -(-m // r) * r - m)
+    panels = -(-k // 192)
+    depth = -(-(-(-k // panels)) // 16) * 16
+    return rows, depth
+
+
+GEMM_DECLARATIONS = "void* fg_pack_scratch(int slot, size_t bytes);\n" + "".join(
+    f"void {micro_kernel(dt, rows)}(int64_t kc, const {t}* ap, const {t}* bp, {t}* c, int64_t ldc, int64_t mr, "
+    f"int64_t nr, int first);\n" for dt, t in (("float32", "float"), ("float64", "double")) for rows in MICRO_ROWS)
 
 GEMM_SOURCE = r"""
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define FG_MR 6
 
 /* per-thread packing buffers, grown on demand and kept: steady state allocates nothing */
 static _Thread_local void* fg_pack_buf[2];
@@ -40,7 +58,7 @@ void* fg_pack_scratch(int slot, size_t bytes) {
 }
 
 /* C[0:mr, 0:nr] (=, or += unless first) A_panel (kc x MR) * B_panel (kc x 2*VL) */
-#define FG_DEFINE_MICRO(NAME, T, VL)                                                              \
+#define FG_DEFINE_MICRO(NAME, T, VL, FG_MR)                                                        \
 typedef T NAME##_vec __attribute__((vector_size(VL * sizeof(T)), aligned(sizeof(T))));            \
 void NAME(int64_t kc, const T* restrict ap, const T* restrict bp, T* c, int64_t ldc, int64_t mr,  \
           int64_t nr, int first) {                                                                \
@@ -49,15 +67,16 @@ void NAME(int64_t kc, const T* restrict ap, const T* restrict bp, T* c, int64_t 
   for (int64_t k = 0; k < kc; k++) {                                                              \
     NAME##_vec b0 = *(const NAME##_vec*)(bp + k * 2 * VL);                                        \
     NAME##_vec b1 = *(const NAME##_vec*)(bp + k * 2 * VL + VL);                                   \
-    _Pragma("GCC unroll 6")                                                                       \
+    _Pragma("GCC unroll 16")                                                                       \
     for (int r = 0; r < FG_MR; r++) {                                                             \
       T a = ap[k * FG_MR + r];                                                                    \
       acc[r][0] += b0 * a;                                                                        \
       acc[r][1] += b1 * a;                                                                        \
     }                                                                                             \
   }                                                                                               \
-  if (mr == FG_MR && nr == 2 * VL) {                                                              \
+  if (nr == 2 * VL) {  /* full-width rows (the usual case; only the last row block is short) */        \
     for (int r = 0; r < FG_MR; r++) {                                                             \
+      if (r >= mr) break;                                                                         \
       NAME##_vec* row = (NAME##_vec*)(c + r * ldc);                                               \
       if (first) { row[0] = acc[r][0]; row[1] = acc[r][1]; }                                      \
       else { row[0] += acc[r][0]; row[1] += acc[r][1]; }                                          \
@@ -71,6 +90,5 @@ void NAME(int64_t kc, const T* restrict ap, const T* restrict bp, T* c, int64_t 
       c[r * ldc + j] = first ? tile[r][j] : c[r * ldc + j] + tile[r][j];                          \
 }
 
-FG_DEFINE_MICRO(fg_micro_f32, float, 16)
-FG_DEFINE_MICRO(fg_micro_f64, double, 8)
-"""
+""" + "".join(f"FG_DEFINE_MICRO({micro_kernel(dt, rows)}, {t}, {vl}, {rows})\n"
+               for dt, t, vl in (("float32", "float", 16), ("float64", "double", 8)) for rows in MICRO_ROWS)

@@ -20,6 +20,8 @@ class Launch:
     inputs: list[Any]
     scratch: list[Any]
     flops: int = 0
+    label: str = ""  # the fused ops, for the profiler
+    shape: tuple[int, ...] = ()
 
 
 @dataclass

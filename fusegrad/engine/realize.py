@@ -226,7 +226,8 @@ def run(steps: list[Step], order: list[Node], packed: list[Node] = ()) -> None:
                 buffers.append(device.alloc(step.scratch_bytes))
             if capture._current is not None:
                 capture._current.launches.append(capture.Launch(step.program, out, buffers[1:1 + len(step.inputs)],
-                                                                buffers[1 + len(step.inputs):], step.flops))
+                                                                buffers[1 + len(step.inputs):], step.flops, step.label,
+                                                                root.shape))
             seconds = step.program(buffers)
             moved = sum(b.nbytes for b in buffers)
             record(KernelLaunch(step.program.name, root.device, seconds, moved, step.work, root.shape, step.label,

@@ -92,6 +92,12 @@ class CPUProgram:
         self.name = name
         self._fn = fn
 
+    def call_pointers(self, pointers: Sequence[int]) -> float:
+        """Run on raw device pointers; returns the seconds it took."""
+        start = time.perf_counter()
+        self._fn(*pointers)
+        return time.perf_counter() - start
+
     @property
     def address(self) -> int:
         """The kernel's entry point, for running it from native code."""
