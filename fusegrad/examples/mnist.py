@@ -60,6 +60,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--graph", metavar="PATH", default=None,
                    help="draw the model's layer graph to this file (.svg, .png, .pdf or .dot)")
     p.add_argument("--profile", action="store_true", help="print the kernel profile of the first epoch")
+    p.add_argument("--no-jit", dest="jit", action="store_false",
+                   help="build and run each training step's graph eagerly instead of replaying it with fg.jit")
     args = p.parse_args(argv)
     for name in ("epochs", "batch_size"):
         if getattr(args, name) <= 0:
@@ -126,6 +128,14 @@ def train(args: argparse.Namespace) -> float:
     writer = fg.tensorboard.SummaryWriter(args.tensorboard) if args.tensorboard else None
     if writer is not None:
         writer.add_graph(model, example)
+    def train_step(images: fg.Tensor, labels: fg.Tensor) -> fg.Tensor:
+        loss = F.cross_entropy(model(normalize(images, args.dataset)), labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss
+
+    step = fg.jit(train_step) if args.jit else train_step
     accuracy = 0.0
     for epoch in range(start_epoch, args.epochs):
         train_loader.set_epoch(epoch)
@@ -134,10 +144,7 @@ def train(args: argparse.Namespace) -> float:
         profiling = args.profile and epoch == start_epoch
         with fg.profile() if profiling else contextlib.nullcontext() as profile:
             for images, labels in bar:
-                loss = F.cross_entropy(model(normalize(images, args.dataset)), labels)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
+                loss = step(images, labels)
                 schedule.step()
                 seen += labels.shape[0]
                 steps += 1
