@@ -20,7 +20,15 @@ DEBUG = Flag("FUSEGRAD_DEBUG", "0", "1 kernel launches with times, 2 + schedule,
 CACHE_DIR = Flag("FUSEGRAD_CACHE_DIR", "", "kernel cache folder (default ~/.cache/fusegrad)")
 DEVICE = Flag("FUSEGRAD_DEVICE", "cpu", "default device for new tensors")
 CC = Flag("FUSEGRAD_CC", "", "C compiler for the CPU device (default: cc, gcc or clang, first found)")
-ALL_FLAGS = (DEBUG, CACHE_DIR, DEVICE, CC)
+SEARCH = Flag("FUSEGRAD_SEARCH", "0", "N > 0: time GEMM tile candidates N times on first use of a shape, keep the best")
+ALL_FLAGS = (DEBUG, CACHE_DIR, DEVICE, CC, SEARCH)
+
+
+def search_repeats() -> int:
+    try:
+        return max(int(SEARCH.raw() or 0), 0)
+    except ValueError:
+        return 0
 
 
 def debug_level() -> int:

@@ -1,4 +1,6 @@
 """The GEMM path of the CPU codegen: matrix products of every layout against numpy/torch."""
+import json
+
 import numpy as np
 import pytest
 
@@ -81,3 +83,29 @@ def test_tile_heuristic_pads_little():
         rows, depth = gemm_c.default_tiles(m, n, k)
         assert rows in MICRO_ROWS and -(-m // rows) * rows - m < rows
         assert depth % 16 == 0 and depth <= 192 + 15 and -(-k // depth) == -(-k // 192)
+
+
+def test_tile_search_stores_and_reuses_its_choice(monkeypatch, tmp_path):
+    """FUSEGRAD_SEARCH=N times every candidate once per new shape; the choice is kept on disk."""
+    from fusegrad.engine import tune
+    monkeypatch.setenv("FUSEGRAD_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("FUSEGRAD_SEARCH", "2")
+    monkeypatch.setattr(realize_module, "_programs", {})
+    monkeypatch.setattr(realize_module, "_plans", realize_module.OrderedDict())
+    shape = ("float32", 40, 96, 72)
+    monkeypatch.delitem(gemm_c.TUNED, shape, raising=False)
+    rng = np.random.default_rng(5)
+    a, b = rng.standard_normal((40, 72)).astype(np.float32), rng.standard_normal((72, 96)).astype(np.float32)
+    np.testing.assert_allclose((fg.tensor(a) @ fg.tensor(b)).numpy(), a @ b, atol=1e-4, rtol=1e-4)
+    chosen = gemm_c.TUNED[shape]
+    assert chosen in tune._candidates(shape)
+    stored = [p for p in tmp_path.glob("*.json")]
+    assert len(stored) == 1 and json.loads(stored[0].read_text())["tiles"] == list(chosen)
+    # a later process (no search) finds the stored choice
+    del gemm_c.TUNED[shape]
+    monkeypatch.setenv("FUSEGRAD_SEARCH", "0")
+    monkeypatch.setattr(realize_module, "_programs", {})
+    monkeypatch.setattr(realize_module, "_plans", realize_module.OrderedDict())
+    np.testing.assert_allclose((fg.tensor(a) @ fg.tensor(b)).numpy(), a @ b, atol=1e-4, rtol=1e-4)
+    assert gemm_c.TUNED[shape] == chosen
+    monkeypatch.delitem(gemm_c.TUNED, shape)

@@ -16,12 +16,13 @@ from typing import Any
 from .. import flags
 from ..codegen import renderer_for
 from ..codegen.gemm import use_gemm
+from ..codegen.ir import Gemm
 from ..codegen.interchange import interchange_reduction
 from ..codegen.lower import KernelSpec, lower
 from ..graph.node import Node
 from ..graph.ops import LEAF, MOVEMENT, REDUCE, Op
 from ..runtime import registry
-from . import capture
+from . import capture, tune
 from .profile import KernelLaunch, record
 from .schedule import ScheduleItem, create_schedule, fused_nodes, toposort
 
@@ -108,6 +109,11 @@ def _compile(items: list[ScheduleItem]) -> list[Any]:
         ir = lower(it.spec, _kernel_name(it.spec, key))
         if renderer.supports_gemm:
             ir = use_gemm(ir)
+            if any(isinstance(s, Gemm) for s in ir.stmts):
+                if flags.search_repeats():
+                    tune.search(ir, it.spec.root.device, renderer, flags.search_repeats())
+                else:
+                    tune.apply_stored(ir, it.spec.root.device)
         ir = interchange_reduction(ir)
         source = renderer.render_kernel(ir)
         if debug >= 3:
