@@ -415,6 +415,8 @@ def _build(replay: _Replay, recording: capture.Recording, inputs: list[Tensor], 
         raise JitError(f"fg.jit captures one device per function; this one ran kernels on {sorted(devices)}")
     replay.device = devices.pop()
     device = registry.get(replay.device)
+    if not hasattr(device, "sequence"):
+        raise JitError(f"fg.jit cannot replay kernels on {replay.device} yet: that device has no captured sequences")
     input_ids = {id(t._node.buffer) for t in inputs}
 
     def place(b: Buffer) -> tuple[Buffer, int]:

@@ -208,6 +208,8 @@ def _packed_outputs(steps: list[Step], order: list[Node], packed: list[Node]) ->
     if len(chosen) < 2 or len({order[i].device for i in chosen}) != 1:
         return {}
     device = registry.get(order[chosen[0]].device)
+    if not hasattr(device, "sub_buffer"):  # a device without byte ranges of buffers: separate allocations
+        return {}
     sizes = [order[i].numel * order[i].dtype.itemsize for i in chosen]
     base = device.alloc(sum(sizes))
     outputs, offset = {}, 0
