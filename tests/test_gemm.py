@@ -82,7 +82,7 @@ def test_tile_heuristic_pads_little():
     for m, n, k in [(1024, 1024, 1024), (64, 128, 784), (10, 64, 64), (7, 129, 1000)]:
         rows, depth = gemm_c.default_tiles(m, n, k)
         assert rows in MICRO_ROWS and -(-m // rows) * rows - m < rows
-        assert depth % 16 == 0 and depth <= 192 + 15 and -(-k // depth) == -(-k // 192)
+        assert depth % 16 == 0 and depth <= 256 + 15 and -(-k // depth) == -(-k // 256)
 
 
 def test_tile_search_stores_and_reuses_its_choice(monkeypatch, tmp_path):

@@ -9,6 +9,7 @@ from .render import CStyleRenderer
 # work (output elements x reduce length) below which a kernel stays single-threaded: thread
 # start-up costs more than it saves on small kernels
 PARALLEL_GRAIN = 1 << 16
+L2_PANEL_BYTES = 256 << 10  # packed A rows reused across all of B: a quarter to half of a core's L2
 _SIMD_SUM_TYPES = ("float32", "float64", "int32", "int64")
 
 C_PREAMBLE = r"""#include <math.h>
@@ -109,28 +110,31 @@ class CRenderer(CStyleRenderer):
         return lines
 
     def gemm(self, s: Gemm) -> str:
-        """A packed GEMM for one batch element: pack both operands panel by panel, then run the
-        support library's micro-kernel on every tile (all in one OpenMP team)."""
+        """A packed GEMM for one batch element (all in one OpenMP team): per panel of depth K,
+        pack all of B, then per block of A rows that fits in L2 pack that block and run the
+        support library's micro-kernel on its tiles (each B sliver stays in L1 across a block)."""
         t = self.storage_type(s.a.dtype)
         nr = NR[s.dtype.name]
         rows, depth = tiles_for(s.m, s.n, s.k, s.dtype.name)
         micro = micro_kernel(s.dtype.name, rows)
         mb, nb = -(-s.m // rows), -(-s.n // nr)
+        block = max(1, min(mb, L2_PANEL_BYTES // (rows * depth * s.a.dtype.itemsize)))  # row tiles per A block
         parallel = int(s.m * s.n * s.k >= PARALLEL_GRAIN * 8)
         return "\n".join([
             "{",
             f"  {t}* ap = ({t}*)fg_pack_scratch(0, sizeof({t}) * {mb * rows * depth});",
             f"  {t}* bp = ({t}*)fg_pack_scratch(1, sizeof({t}) * {nb * nr * depth});",
-            f"  #pragma omp parallel if({parallel})",  # one team for all panels: 2 barriers per panel
+            f"  #pragma omp parallel if({parallel})",  # one team for all panels
             f"  for (int64_t pc = 0; pc < {s.k}; pc += {depth}) {{",
             f"    const int64_t kc = {s.k} - pc < {depth} ? {s.k} - pc : {depth};",
-            "    {",
-            "      #pragma omp for schedule(static) nowait",
-            *self._pack("ap", s.a, s.i_vars, s.k_vars, mb, rows, s.m, t),
+            "    #pragma omp for schedule(static)",
+            *self._pack("bp", s.b, s.j_vars, s.k_vars, "0", str(nb), nr, s.n, t),
+            f"    for (int64_t ic = 0; ic < {mb}; ic += {block}) {{",
+            f"      const int64_t ie = ic + {block} < {mb} ? ic + {block} : {mb};",
             "      #pragma omp for schedule(static)",
-            *self._pack("bp", s.b, s.j_vars, s.k_vars, nb, nr, s.n, t),
+            *self._pack("ap", s.a, s.i_vars, s.k_vars, "ic", "ie", rows, s.m, t),
             "      #pragma omp for collapse(2) schedule(static)",
-            f"      for (int64_t jb = 0; jb < {nb}; jb++) for (int64_t ib = 0; ib < {mb}; ib++) {{",
+            f"      for (int64_t jb = 0; jb < {nb}; jb++) for (int64_t ib = ic; ib < ie; ib++) {{",
             f"        const int64_t mr = {s.m} - ib * {rows} < {rows} ? {s.m} - ib * {rows} : {rows};",
             f"        const int64_t nr = {s.n} - jb * {nr} < {nr} ? {s.n} - jb * {nr} : {nr};",
             f"        {micro}(kc, ap + ib * {rows} * kc, bp + jb * {nr} * kc, "
@@ -141,7 +145,7 @@ class CRenderer(CStyleRenderer):
             "}",
         ])
 
-    def _pack(self, buf: str, load: Load, outer: tuple, ks: tuple, blocks: int, width: int, size: int,
+    def _pack(self, buf: str, load: Load, outer: tuple, ks: tuple, first: str, end: str, width: int, size: int,
               t: str) -> list[str]:
         """Loops copying `load` into panels of `width` rows/columns: buf[(blk*kc + k)*width + w].
         The loop over whichever of k and w reads memory contiguously runs innermost."""
@@ -151,7 +155,7 @@ class CRenderer(CStyleRenderer):
         k_vars = [f"          const int64_t {v.name} = {d};" for v, d in _decompose(ks, "kflat")]
         store = f"{buf}[(blk * kc + kk) * {width} + w]"
         if k_contiguous:  # e.g. the weight of x @ W.T: rows of W are contiguous along k
-            return [f"      for (int64_t blk = 0; blk < {blocks}; blk++) for (int64_t w = 0; w < {width}; w++) {{",
+            return [f"      for (int64_t blk = {first}; blk < {end}; blk++) for (int64_t w = 0; w < {width}; w++) {{",
                     f"        const int64_t flat = blk * {width} + w;",
                     f"        if (flat < {size}) {{",
                     *outer_vars,
@@ -164,7 +168,7 @@ class CRenderer(CStyleRenderer):
                     f"          for (int64_t kk = 0; kk < kc; kk++) {store} = 0;",
                     "        }",
                     "      }"]
-        lines = [f"      for (int64_t blk = 0; blk < {blocks}; blk++) for (int64_t kk = 0; kk < kc; kk++) "
+        lines = [f"      for (int64_t blk = {first}; blk < {end}; blk++) for (int64_t kk = 0; kk < kc; kk++) "
                  f"for (int64_t w = 0; w < {width}; w++) {{",
                  f"        const int64_t flat = blk * {width} + w, kflat = pc + kk;",
                  f"        {t} value = 0;",

@@ -7,7 +7,6 @@ MR-row and NR-column panels, then runs the micro-kernel on each MR x NR tile of 
 """
 
 MICRO_ROWS = (4, 6, 8, 12, 14)  # C tile heights with a micro-kernel; 14 x 2 accumulators fill 32 registers
-DEPTHS = (64, 128, 192, 256, 384)  # candidate depths of one packed panel
 NR = {"float32": 32, "float64": 16}  # columns of a C tile: two 64-byte vectors
 
 
@@ -27,9 +26,9 @@ def default_tiles(m: int, n: int, k: int) -> tuple[int, int]:
     """(rows of a C tile, panel depth) by heuristic. Measured on AVX-512 (Zen 4), tile heights of
     6-14 rows run within ~10% of each other on the MNIST and square products, so the height that
     pads the last row block least wins (8 on ties); the depth splits K into equal panels of at
-    most 192 (a KC x 32 sliver of B stays in L1), rounded up to 16."""
+    most 256 (a KC x 32 float sliver of B, 32 KB, stays in L1), rounded up to 16."""
     rows = min((8, 6, 12, 14, 4), key=lambda r: -(-m // r) * r - m)
-    panels = -(-k // 192)
+    panels = -(-k // 256)
     depth = -(-(-(-k // panels)) // 16) * 16
     return rows, depth
 

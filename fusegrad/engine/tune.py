@@ -22,7 +22,7 @@ from ..codegen import gemm_c
 from ..codegen.ir import Gemm, LoopIR
 from ..runtime import cache, registry
 
-DEPTHS = (64, 128, 192, 256)
+DEPTHS = (64, 128, 192, 256, 384)  # candidate panel depths (capped at K)
 
 
 def _cpu_model() -> str:
