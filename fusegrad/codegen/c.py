@@ -1,6 +1,8 @@
 """C for the CPU device: OpenMP-parallel outer loops, compiled by gcc/clang."""
 from __future__ import annotations
 
+from .gemm import blas_operands
+from . import gemm_c
 from .gemm_c import GEMM_DECLARATIONS, GEMM_SOURCE, NR, micro_kernel, tiles_for
 from ..graph.ops import Op
 from .ir import Accumulate, Gemm, Load, Loop
@@ -114,6 +116,8 @@ class CRenderer(CStyleRenderer):
         pack all of B, then per block of A rows that fits in L2 pack that block and run the
         support library's micro-kernel on its tiles (each B sliver stays in L1 across a block)."""
         t = self.storage_type(s.a.dtype)
+        if (s.dtype.name, s.m, s.n, s.k) in gemm_c.VENDOR and blas_operands(s) is not None:
+            return self.vendor_gemm(s)
         nr = NR[s.dtype.name]
         rows, depth = tiles_for(s.m, s.n, s.k, s.dtype.name)
         micro = micro_kernel(s.dtype.name, rows)
@@ -144,6 +148,14 @@ class CRenderer(CStyleRenderer):
             "  }",
             "}",
         ])
+
+    def vendor_gemm(self, s: Gemm) -> str:
+        """The product as one call of the vendor BLAS (row-major CBLAS; 111/112: no/transpose)."""
+        (ta, lda, a_base), (tb, ldb, b_base) = blas_operands(s)
+        fn, one, zero = ("fg_blas_sgemm", "1.0f", "0.0f") if s.dtype.name == "float32" else ("fg_blas_dgemm", "1.0", "0.0")
+        return (f"{fn}(101, {112 if ta else 111}, {112 if tb else 111}, {s.m}, {s.n}, {s.k}, {one}, "
+                f"p{s.a.param} + {a_base.render()}, {lda}, p{s.b.param} + {b_base.render()}, {ldb}, {zero}, "
+                f"p{s.c_param} + {s.c_base.render()}, {s.n});")
 
     def _pack(self, buf: str, load: Load, outer: tuple, ks: tuple, first: str, end: str, width: int, size: int,
               t: str) -> list[str]:

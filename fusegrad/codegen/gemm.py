@@ -128,3 +128,26 @@ def _only(index: Lin, keep: list[Var]) -> Lin:
             out = out + atom(a) * c
     return out
 
+
+
+def blas_operands(g: Gemm) -> tuple[tuple[bool, int, Lin], tuple[bool, int, Lin]] | None:
+    """For a product a vendor BLAS can compute in place: per operand (transposed, leading
+    dimension, offset of element [0, 0] in terms of the batch variables); None when an operand
+    is not a plain strided matrix (one row, one column and one reduction variable, unit stride
+    along one of its two dimensions, no padding bounds)."""
+    if len(g.i_vars) != 1 or len(g.j_vars) != 1 or len(g.k_vars) != 1 or g.a.valid or g.b.valid:
+        return None
+    out = []
+    for load, outer, inner in ((g.a, g.i_vars[0], g.k_vars[0]), (g.b, g.k_vars[0], g.j_vars[0])):
+        terms = dict(load.index.terms)
+        if any(not isinstance(a, Var) for a in terms):
+            return None
+        row, col = terms.pop(outer, 0), terms.pop(inner, 0)
+        base = Lin(tuple(terms.items()), load.index.const)
+        if col == 1 and row >= max(inner.extent, 1):  # stored as [outer][inner]: as written
+            out.append((False, row, base))
+        elif row == 1 and col >= max(outer.extent, 1):  # stored as [inner][outer]: transposed
+            out.append((True, col, base))
+        else:
+            return None
+    return out[0], out[1]

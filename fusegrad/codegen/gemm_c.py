@@ -16,6 +16,8 @@ def micro_kernel(dtype_name: str, rows: int) -> str:
 
 # (dtype, m, n, k) -> (rows, depth) measured by the tile search (engine/tune.py); heuristic otherwise
 TUNED: dict[tuple[str, int, int, int], tuple[int, int]] = {}
+# (dtype, m, n, k) of products that call the vendor BLAS instead (measured faster on first use)
+VENDOR: set[tuple[str, int, int, int]] = set()
 
 
 def tiles_for(m: int, n: int, k: int, dtype_name: str) -> tuple[int, int]:
@@ -33,7 +35,13 @@ def default_tiles(m: int, n: int, k: int) -> tuple[int, int]:
     return rows, depth
 
 
-GEMM_DECLARATIONS = "void* fg_pack_scratch(int slot, size_t bytes);\n" + "".join(
+# The vendor BLAS (numpy's OpenBLAS, ILP64 CBLAS) is reached through pointers the runtime sets once
+# it has found the library already loaded in the process: never a second copy.
+BLAS_DECLARATIONS = "".join(
+    f"extern void (*fg_blas_{p}gemm)(int order, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, "
+    f"{t} alpha, const {t}* a, int64_t lda, const {t}* b, int64_t ldb, {t} beta, {t}* c, int64_t ldc);\n"
+    for p, t in (("s", "float"), ("d", "double")))
+GEMM_DECLARATIONS = BLAS_DECLARATIONS + "void* fg_pack_scratch(int slot, size_t bytes);\n" + "".join(
     f"void {micro_kernel(dt, rows)}(int64_t kc, const {t}* ap, const {t}* bp, {t}* c, int64_t ldc, int64_t mr, "
     f"int64_t nr, int first);\n" for dt, t in (("float32", "float"), ("float64", "double")) for rows in MICRO_ROWS)
 
@@ -41,6 +49,11 @@ GEMM_SOURCE = r"""
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+void (*fg_blas_sgemm)(int, int, int, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*,
+                     int64_t, float, float*, int64_t);
+void (*fg_blas_dgemm)(int, int, int, int64_t, int64_t, int64_t, double, const double*, int64_t, const double*,
+                     int64_t, double, double*, int64_t);
 
 /* per-thread packing buffers, grown on demand and kept: steady state allocates nothing */
 static _Thread_local void* fg_pack_buf[2];

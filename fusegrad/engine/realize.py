@@ -5,6 +5,7 @@ inputs are read, not their values), so a graph seen before reuses its kernels wi
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import sys
@@ -97,33 +98,41 @@ def _split_units(entries: list[tuple[tuple, Any, str]]) -> list[list[tuple[tuple
 
 
 def _compile(items: list[ScheduleItem]) -> list[Any]:
-    """Programs for every item, compiling all missing ones of a device in one unit."""
+    """Programs for every item, compiling all missing ones of a device together (in parallel
+    units when large). A matrix product a vendor BLAS could compute, seen for the first time, is
+    compiled both ways; both are timed once and the faster is kept (and remembered on disk)."""
     keys = [kernel_key(it.spec) for it in items]
-    missing: dict[tuple, tuple[str, Any]] = {}
+    missing: dict[tuple, tuple[str, list[Any], list[tuple[str, int, int, int]]]] = {}
     debug = flags.debug_level()
     for it, key in zip(items, keys):
         if key in _programs or key in missing:
             continue
-        device = registry.get(it.spec.root.device)
+        dev = it.spec.root.device
+        device = registry.get(dev)
         renderer = renderer_for(device.kind)
         ir = lower(it.spec, _kernel_name(it.spec, key))
+        race: list[tuple[str, int, int, int]] = []
         if renderer.supports_gemm:
             ir = use_gemm(ir)
             if any(isinstance(s, Gemm) for s in ir.stmts):
                 if flags.search_repeats():
-                    tune.search(ir, it.spec.root.device, renderer, flags.search_repeats())
+                    tune.search(ir, dev, renderer, flags.search_repeats())
                 else:
-                    tune.apply_stored(ir, it.spec.root.device)
+                    tune.apply_stored(ir, dev)
+                race = tune.undecided_vendor_products(ir, dev)
         ir = interchange_reduction(ir)
-        source = renderer.render_kernel(ir)
+        variants = [(ir, renderer.render_kernel(ir))]
+        if race:
+            vendor = dataclasses.replace(ir, name=f"{ir.name}_blas")
+            variants.append((vendor, tune.render_with_vendor(renderer, vendor, race)))
         if debug >= 3:
             print(f"fusegrad: loop IR\n{ir.dump()}", file=sys.stderr)
         if debug >= 4:
-            print(f"fusegrad: source\n{source}", file=sys.stderr)
-        missing[key] = (it.spec.root.device, (ir, source))
+            print(f"fusegrad: source\n{variants[0][1]}", file=sys.stderr)
+        missing[key] = (dev, variants, race)
     by_device: dict[str, list[tuple[tuple, Any, str]]] = {}
-    for key, (dev, (ir, source)) in missing.items():
-        by_device.setdefault(dev, []).append((key, ir, source))
+    for key, (dev, variants, _) in missing.items():
+        by_device.setdefault(dev, []).extend((key, ir, source) for ir, source in variants)
     jobs = [(dev, part) for dev, entries in by_device.items() for part in _split_units(entries)]
 
     def build(job: tuple[str, list[tuple[tuple, Any, str]]]) -> list[Any]:
@@ -139,10 +148,18 @@ def _compile(items: list[ScheduleItem]) -> list[Any]:
             results = list(pool.map(build, jobs))
     else:
         results = [build(job) for job in jobs]
+    built: dict[tuple, list[tuple[Any, Any]]] = {}
     for (_, entries), programs in zip(jobs, results):
         for (key, ir, _), prog in zip(entries, programs):
-            scratch = sum(p.numel * p.dtype.itemsize for p in ir.params if p.scratch)
-            _programs[key] = (prog, ir.work, scratch)
+            built.setdefault(key, []).append((ir, prog))
+    for key, variants in built.items():
+        dev, _, race = missing[key]
+        variants.sort(key=lambda v: v[0].name.endswith("_blas"))  # generated first
+        ir, prog = variants[0]
+        if race:
+            ir, prog = variants[tune.race_vendor(dev, ir, prog, variants[1][1], race)]
+        scratch = sum(p.numel * p.dtype.itemsize for p in ir.params if p.scratch)
+        _programs[key] = (prog, ir.work, scratch)
     return [_programs[k] for k in keys]
 
 

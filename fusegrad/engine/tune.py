@@ -1,4 +1,6 @@
-"""GEMM tile search (FUSEGRAD_SEARCH=N): time every tile height and panel depth on the real kernel.
+"""Measured choices for matrix products: tile search and the vendor-BLAS race.
+
+Tile search (FUSEGRAD_SEARCH=N): time every tile height and panel depth on the real kernel.
 
 With the flag set, the first compilation of a kernel containing a matrix product of a new shape
 compiles one variant per candidate tile in one translation unit, runs each N times on buffers of
@@ -6,6 +8,12 @@ the kernel's sizes (interleaved, so machine noise hits all alike), and keeps the
 choice is stored in the kernel cache folder (one small file per shape, dtype, compiler and CPU),
 so later processes use it without searching; without the flag, stored choices are still used and
 the heuristic (`codegen.gemm_c.default_tiles`) covers the rest.
+
+Vendor race (always, when the device has a vendor BLAS): a product whose operands are plain
+strided matrices is compiled twice the first time its shape is seen, as generated code and as
+one BLAS call; both run a few times on buffers of the kernel's sizes and the vendor call is kept
+when it is clearly faster (VENDOR_MARGIN). The outcome is remembered per shape in the process and
+in the cache folder.
 """
 from __future__ import annotations
 
@@ -19,6 +27,7 @@ import numpy as np
 
 from .. import flags
 from ..codegen import gemm_c
+from ..codegen.gemm import blas_operands
 from ..codegen.ir import Gemm, LoopIR
 from ..runtime import cache, registry
 
@@ -47,8 +56,7 @@ def _candidates(shape: tuple[str, int, int, int]) -> list[tuple[int, int]]:
 
 def apply_stored(ir: LoopIR, device_name: str) -> list[tuple[str, int, int, int]]:
     """Load stored choices for the kernel's products; returns the shapes that have none."""
-    device = registry.get(device_name)
-    identity = device.compiler()[1] if hasattr(device, "compiler") else device.kind
+    identity = _identity(device_name)
     missing = []
     for g in (s for s in ir.stmts if isinstance(s, Gemm)):
         shape = (g.dtype.name, g.m, g.n, g.k)
@@ -66,7 +74,7 @@ def apply_stored(ir: LoopIR, device_name: str) -> list[tuple[str, int, int, int]
 def search(ir: LoopIR, device_name: str, renderer: object, repeats: int) -> None:
     """Time the candidate tiles of each product in `ir` that has no stored choice; store the best."""
     device = registry.get(device_name)
-    identity = device.compiler()[1] if hasattr(device, "compiler") else device.kind
+    identity = _identity(device_name)
     for shape in apply_stored(ir, device_name):
         candidates = _candidates(shape)
         sources, names = [], []
@@ -78,17 +86,7 @@ def search(ir: LoopIR, device_name: str, renderer: object, repeats: int) -> None
         del gemm_c.TUNED[shape]
         programs = device.compile(renderer.render_unit(sources), names, [len(ir.params)] * len(names),
                                   support=renderer.support_source)
-        rng = np.random.default_rng(0)
-        buffers = []
-        for p in ir.params:
-            buf = device.alloc(p.numel * p.dtype.itemsize)
-            values = rng.uniform(-1, 1, p.numel) if p.dtype.is_floating_point else np.zeros(p.numel)
-            device.copy_in(buf, values.astype(p.dtype.np))
-            buffers.append(buf)
-        best = [float("inf")] * len(programs)
-        for _ in range(max(repeats, 1)):
-            for i, prog in enumerate(programs):
-                best[i] = min(best[i], prog(buffers))
+        best = _time(programs, ir, device_name, repeats)
         choice = candidates[int(np.argmin(best))]
         gemm_c.TUNED[shape] = choice
         payload = json.dumps({"shape": list(shape), "tiles": list(choice),
@@ -97,3 +95,85 @@ def search(ir: LoopIR, device_name: str, renderer: object, repeats: int) -> None
         if flags.debug_level() >= 1:
             print(f"fusegrad: tile search {shape}: {choice} in {min(best) * 1e6:.1f} us "
                   f"(heuristic {gemm_c.default_tiles(*shape[1:])})", file=sys.stderr)
+
+
+_vendor_decided: dict[tuple[str, int, int, int], bool] = {}
+VENDOR_RACE_RUNS = 5
+VENDOR_MARGIN = 0.9  # the vendor call must take under 90% of the generated kernel's time to be kept
+
+
+def _identity(device_name: str) -> str:
+    device = registry.get(device_name)
+    return device.compiler()[1] if hasattr(device, "compiler") else device.kind
+
+
+def _decide(shape: tuple[str, int, int, int], vendor: bool) -> None:
+    _vendor_decided[shape] = vendor
+    if vendor:
+        gemm_c.VENDOR.add(shape)
+    else:
+        gemm_c.VENDOR.discard(shape)
+
+
+def undecided_vendor_products(ir: LoopIR, device_name: str) -> list[tuple[str, int, int, int]]:
+    """The BLAS-eligible products of `ir` whose race has not been run (stored outcomes are applied)."""
+    device = registry.get(device_name)
+    if not hasattr(device, "vendor_blas") or not device.vendor_blas():
+        return []
+    undecided = []
+    for g in (s for s in ir.stmts if isinstance(s, Gemm)):
+        shape = (g.dtype.name, g.m, g.n, g.k)
+        if blas_operands(g) is None or shape in _vendor_decided or shape in undecided:
+            continue
+        path = cache.lookup(cache.cache_key("gemm-vendor", _identity(device_name), _cpu_model(), repr(shape)), "json")
+        if path is not None:
+            _decide(shape, bool(json.loads(path.read_text())["vendor"]))
+        else:
+            undecided.append(shape)
+    return undecided
+
+
+def render_with_vendor(renderer: object, ir: LoopIR, shapes: list[tuple[str, int, int, int]]) -> str:
+    """The kernel's source with the given products as vendor BLAS calls."""
+    added = [s for s in shapes if s not in gemm_c.VENDOR]
+    gemm_c.VENDOR.update(added)
+    try:
+        return renderer.render_kernel(ir)
+    finally:
+        gemm_c.VENDOR.difference_update(added)
+
+
+def _time(programs: list, ir: LoopIR, device_name: str, repeats: int) -> list[float]:
+    """Best seconds of each program over `repeats` interleaved runs on random buffers of the kernel's sizes."""
+    device = registry.get(device_name)
+    rng = np.random.default_rng(0)
+    buffers = []
+    for p in ir.params:
+        buf = device.alloc(p.numel * p.dtype.itemsize)
+        values = rng.uniform(-1, 1, p.numel) if p.dtype.is_floating_point else np.zeros(p.numel)
+        device.copy_in(buf, values.astype(p.dtype.np))
+        buffers.append(buf)
+    for prog in programs:  # warm-up: first-touch of packing buffers, BLAS thread start
+        prog(buffers)
+    best = [float("inf")] * len(programs)
+    for _ in range(max(repeats, 1)):
+        for i, prog in enumerate(programs):
+            best[i] = min(best[i], prog(buffers))
+    return best
+
+
+def race_vendor(device_name: str, ir: LoopIR, generated: object, vendor: object,
+                shapes: list[tuple[str, int, int, int]]) -> int:
+    """Time the generated kernel against its vendor-BLAS variant; 0 or 1: the winner's index."""
+    seconds = _time([generated, vendor], ir, device_name, VENDOR_RACE_RUNS)
+    winner = int(seconds[1] < VENDOR_MARGIN * seconds[0])
+    for shape in shapes:
+        _decide(shape, bool(winner))
+        payload = json.dumps({"shape": list(shape), "vendor": bool(winner), "generated_s": seconds[0],
+                              "vendor_s": seconds[1]}).encode()
+        key = cache.cache_key("gemm-vendor", _identity(device_name), _cpu_model(), repr(shape))
+        cache.store(key, "json", lambda out: out.write_bytes(payload))
+    if flags.debug_level() >= 1:
+        print(f"fusegrad: {ir.name} {shapes}: generated {seconds[0] * 1e6:.1f} us, vendor BLAS "
+              f"{seconds[1] * 1e6:.1f} us -> {'vendor' if winner else 'generated'}", file=sys.stderr)
+    return winner

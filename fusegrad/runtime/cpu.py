@@ -26,6 +26,34 @@ os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 CFLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-fno-math-errno", "-std=gnu11")
 
 
+_BLAS_SYMBOLS = {"sgemm": ("scipy_cblas_sgemm64_", "cblas_sgemm64_"),
+                 "dgemm": ("scipy_cblas_dgemm64_", "cblas_dgemm64_"),
+                 "set_num_threads": ("scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_")}
+
+
+def _find_loaded_blas() -> dict[str, int]:
+    import numpy  # noqa: F401  (numpy loads its BLAS on import)
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return {}
+    paths = sorted({line.split()[-1] for line in maps.splitlines() if "openblas" in line.split()[-1].lower()})
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path, mode=os.RTLD_NOLOAD | os.RTLD_GLOBAL)
+        except OSError:
+            continue
+        found = {}
+        for name, symbols in _BLAS_SYMBOLS.items():
+            for symbol in symbols:
+                if hasattr(lib, symbol):
+                    found[name] = ctypes.cast(getattr(lib, symbol), ctypes.c_void_p).value
+                    break
+        if len(found) == len(_BLAS_SYMBOLS):
+            return found
+    return {}
+
+
 def find_compiler() -> str:
     chosen = flags.CC.raw()
     for cc in ([chosen] if chosen else ["cc", "gcc", "clang"]):
@@ -119,6 +147,7 @@ class CPUDevice:
         self._lock = threading.Lock()
         self._compiler: tuple[str, str] | None = None
         self._support: dict[str, ctypes.CDLL] = {}
+        self._blas: dict[str, int] | None = None
 
     # memory
     def alloc(self, nbytes: int) -> Buffer:
@@ -167,7 +196,10 @@ class CPUDevice:
         """
         with self._lock:  # units compile concurrently; the support library loads once, before them
             if support and support not in self._support:
-                self._support[support] = self._load(support, ctypes.RTLD_GLOBAL)
+                self._support[support] = lib = self._load(support, ctypes.RTLD_GLOBAL)
+                for name, address in (self.vendor_blas() or {}).items():
+                    if hasattr(lib, f"fg_blas_{name}"):  # the support library calls the vendor BLAS through these
+                        ctypes.c_void_p.in_dll(lib, f"fg_blas_{name}").value = address
         lib = self._load(source)
         programs = []
         for name, n in zip(names, nargs):
@@ -186,6 +218,13 @@ class CPUDevice:
         fn.argtypes = [ctypes.c_void_p] * 2
         fn.restype = None
         return CPUSequence(fn, [prog for prog, _ in launches], nslots)
+
+    def vendor_blas(self) -> dict[str, int] | None:
+        """Addresses of sgemm/dgemm (ILP64 CBLAS) of the OpenBLAS numpy has already loaded into this
+        process (found in /proc/self/maps, so never a second copy), or None when there is none."""
+        if self._blas is None:
+            self._blas = _find_loaded_blas()
+        return self._blas or None
 
     @staticmethod
     def pointer(buf: Buffer) -> int:
@@ -212,10 +251,13 @@ class CPUDevice:
     def synchronize(self) -> None:
         """CPU kernels run synchronously."""
 
-    @staticmethod
-    def set_num_threads(n: int) -> None:
+    def set_num_threads(self, n: int) -> None:
+        """Threads of the generated kernels (OpenMP) and of the vendor BLAS they may call."""
         os.environ["OMP_NUM_THREADS"] = str(n)
         try:
             ctypes.CDLL("libgomp.so.1").omp_set_num_threads(ctypes.c_int(n))
         except OSError:
             pass
+        blas = self.vendor_blas()
+        if blas:
+            ctypes.CFUNCTYPE(None, ctypes.c_int)(blas["set_num_threads"])(n)
