@@ -132,11 +132,11 @@ class CRenderer(CStyleRenderer):
             f"  for (int64_t pc = 0; pc < {s.k}; pc += {depth}) {{",
             f"    const int64_t kc = {s.k} - pc < {depth} ? {s.k} - pc : {depth};",
             "    #pragma omp for schedule(static)",
-            *self._pack("bp", s.b, s.j_vars, s.k_vars, "0", str(nb), nr, s.n, t),
+            *self._pack("bp", s.b, s.j_vars, s.k_vars, "0", str(nb), nr, s.n),
             f"    for (int64_t ic = 0; ic < {mb}; ic += {block}) {{",
             f"      const int64_t ie = ic + {block} < {mb} ? ic + {block} : {mb};",
             "      #pragma omp for schedule(static)",
-            *self._pack("ap", s.a, s.i_vars, s.k_vars, "ic", "ie", rows, s.m, t),
+            *self._pack("ap", s.a, s.i_vars, s.k_vars, "ic", "ie", rows, s.m),
             "      #pragma omp for collapse(2) schedule(static)",
             f"      for (int64_t jb = 0; jb < {nb}; jb++) for (int64_t ib = ic; ib < ie; ib++) {{",
             f"        const int64_t mr = {s.m} - ib * {rows} < {rows} ? {s.m} - ib * {rows} : {rows};",
@@ -157,38 +157,55 @@ class CRenderer(CStyleRenderer):
                 f"p{s.a.param} + {a_base.render()}, {lda}, p{s.b.param} + {b_base.render()}, {ldb}, {zero}, "
                 f"p{s.c_param} + {s.c_base.render()}, {s.n});")
 
-    def _pack(self, buf: str, load: Load, outer: tuple, ks: tuple, first: str, end: str, width: int, size: int,
-              t: str) -> list[str]:
+    def _pack(self, buf: str, load: Load, outer: tuple, ks: tuple, first: str, end: str, width: int,
+              size: int) -> list[str]:
         """Loops copying `load` into panels of `width` rows/columns: buf[(blk*kc + k)*width + w].
-        The loop over whichever of k and w reads memory contiguously runs innermost."""
+        The loop over whichever of k and w reads memory contiguously runs innermost. Coordinates
+        are decomposed from the flat index once per row or panel and then stepped with carries,
+        so packing a convolution window costs no division per element."""
         coefficients = dict(load.index.terms)
         k_contiguous = coefficients.get(ks[-1]) == 1 and coefficients.get(outer[-1]) != 1
-        outer_vars = [f"          const int64_t {v.name} = {d};" for v, d in _decompose(outer, "flat")]
-        k_vars = [f"          const int64_t {v.name} = {d};" for v, d in _decompose(ks, "kflat")]
         store = f"{buf}[(blk * kc + kk) * {width} + w]"
+        k_start = _declare(ks, "pc")
         if k_contiguous:  # e.g. the weight of x @ W.T: rows of W are contiguous along k
             return [f"      for (int64_t blk = {first}; blk < {end}; blk++) for (int64_t w = 0; w < {width}; w++) {{",
                     f"        const int64_t flat = blk * {width} + w;",
                     f"        if (flat < {size}) {{",
-                    *outer_vars,
+                    *["          " + line for line in _declare(outer, "flat") + k_start],
                     "          for (int64_t kk = 0; kk < kc; kk++) {",
-                    "            const int64_t kflat = pc + kk;",
-                    *["  " + line for line in k_vars],
                     f"            {store} = {self.load(load)};",
+                    *["            " + line for line in _step(ks)],
                     "          }",
                     "        } else {",
                     f"          for (int64_t kk = 0; kk < kc; kk++) {store} = 0;",
                     "        }",
                     "      }"]
-        lines = [f"      for (int64_t blk = {first}; blk < {end}; blk++) for (int64_t kk = 0; kk < kc; kk++) "
-                 f"for (int64_t w = 0; w < {width}; w++) {{",
-                 f"        const int64_t flat = blk * {width} + w, kflat = pc + kk;",
-                 f"        {t} value = 0;",
-                 f"        if (flat < {size}) {{"]
-        lines += outer_vars + k_vars
-        lines += [f"          value = {self.load(load)};", "        }",
-                  f"        {store} = value;", "      }"]
-        return lines
+        row_start = _declare(outer, f"blk * {width}", suffix="_row")
+        return [f"      for (int64_t blk = {first}; blk < {end}; blk++) {{",
+                *["        " + line for line in row_start + k_start],
+                "        for (int64_t kk = 0; kk < kc; kk++) {",
+                *[f"          int64_t {v.name} = {v.name}_row;" for v in outer],
+                f"          for (int64_t w = 0; w < {width}; w++) {{",
+                f"            {store} = blk * {width} + w < {size} ? {self.load(load)} : 0;",
+                *["            " + line for line in _step(outer)],
+                "          }",
+                *["          " + line for line in _step(ks)],
+                "        }",
+                "      }"]
+
+
+def _declare(variables: tuple, flat: str, suffix: str = "") -> list[str]:
+    """Mutable row-major coordinates of the flat index `flat` (computed once)."""
+    return [f"int64_t {v.name}{suffix} = {d};" for v, d in _decompose(variables, f"({flat})")]
+
+
+def _step(variables: tuple) -> list[str]:
+    """Advance row-major coordinates by one: the last variable counts, carrying into the ones
+    before it (the first one is never wrapped: a guard on the flat index bounds it)."""
+    text = f"++{variables[0].name};"
+    for v in variables[1:]:
+        text = f"if (++{v.name} == {v.extent}) {{ {v.name} = 0; {text} }}"
+    return [text]
 
 
 def _decompose(variables: tuple, flat: str) -> list:
