@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import platform
 import sys
 from pathlib import Path
@@ -103,8 +104,10 @@ VENDOR_MARGIN = 0.9  # the vendor call must take under 90% of the generated kern
 
 
 def _identity(device_name: str) -> str:
+    """What a measured choice depends on besides the shape: the compiler and the thread count."""
     device = registry.get(device_name)
-    return device.compiler()[1] if hasattr(device, "compiler") else device.kind
+    compiler = device.compiler()[1] if hasattr(device, "compiler") else device.kind
+    return f"{compiler}; threads={os.environ.get('OMP_NUM_THREADS', os.cpu_count())}"
 
 
 def _decide(shape: tuple[str, int, int, int], vendor: bool) -> None:
