@@ -17,6 +17,11 @@ from fusegrad.runtime import registry
 from tests.helpers import check_op
 
 
+def tune_ir(t: fg.Tensor):
+    (item,) = create_schedule([t._node])
+    return use_gemm(lower(item.spec, "k"))
+
+
 def uses_gemm(t: fg.Tensor) -> bool:
     items = create_schedule([t._node])
     return any(isinstance(s, Gemm) for it in items for s in use_gemm(lower(it.spec, "k")).stmts)
@@ -146,6 +151,8 @@ def test_vendor_blas_and_generated_paths_agree(vendor, m, k, n, dtype, monkeypat
 def test_vendor_race_is_stored(monkeypatch, tmp_path):
     from fusegrad.engine import tune
     monkeypatch.setenv("FUSEGRAD_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the race only runs for single-threaded kernels
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the race only runs for single-threaded kernels
     monkeypatch.setattr(realize_module, "_programs", {})
     monkeypatch.setattr(realize_module, "_plans", realize_module.OrderedDict())
     monkeypatch.setattr(tune, "_vendor_decided", {})
@@ -156,3 +163,5 @@ def test_vendor_race_is_stored(monkeypatch, tmp_path):
     assert entry["shape"] == ["float32", 96, 112, 80] and entry["generated_s"] > 0 and entry["vendor_s"] > 0
     assert entry["vendor"] == (entry["vendor_s"] < tune.VENDOR_MARGIN * entry["generated_s"])
     assert tune._vendor_decided[("float32", 96, 112, 80)] == entry["vendor"]
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")  # several threads: no race, generated code
+    assert tune.undecided_vendor_products(tune_ir(fg.randn(90, 80).realize() @ fg.randn(80, 100).realize()), "cpu") == []

@@ -9,7 +9,9 @@ choice is stored in the kernel cache folder (one small file per shape, dtype, co
 so later processes use it without searching; without the flag, stored choices are still used and
 the heuristic (`codegen.gemm_c.default_tiles`) covers the rest.
 
-Vendor race (always, when the device has a vendor BLAS): a product whose operands are plain
+Vendor race (always, when the device has a vendor BLAS and kernels run on one thread: with more,
+the BLAS's own spinning thread pool and the kernels' OpenMP team fight over the cores): a
+product whose operands are plain
 strided matrices is compiled twice the first time its shape is seen, as generated code and as
 one BLAS call; both run a few times on buffers of the kernel's sizes and the vendor call is kept
 when it is clearly faster (VENDOR_MARGIN). The outcome is remembered per shape in the process and
@@ -103,11 +105,15 @@ VENDOR_RACE_RUNS = 5
 VENDOR_MARGIN = 0.9  # the vendor call must take under 90% of the generated kernel's time to be kept
 
 
+def _threads() -> int:
+    return int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
+
+
 def _identity(device_name: str) -> str:
     """What a measured choice depends on besides the shape: the compiler and the thread count."""
     device = registry.get(device_name)
     compiler = device.compiler()[1] if hasattr(device, "compiler") else device.kind
-    return f"{compiler}; threads={os.environ.get('OMP_NUM_THREADS', os.cpu_count())}"
+    return f"{compiler}; threads={_threads()}"
 
 
 def _decide(shape: tuple[str, int, int, int], vendor: bool) -> None:
@@ -121,7 +127,7 @@ def _decide(shape: tuple[str, int, int, int], vendor: bool) -> None:
 def undecided_vendor_products(ir: LoopIR, device_name: str) -> list[tuple[str, int, int, int]]:
     """The BLAS-eligible products of `ir` whose race has not been run (stored outcomes are applied)."""
     device = registry.get(device_name)
-    if not hasattr(device, "vendor_blas") or not device.vendor_blas():
+    if not hasattr(device, "vendor_blas") or not device.vendor_blas() or _threads() != 1:
         return []
     undecided = []
     for g in (s for s in ir.stmts if isinstance(s, Gemm)):

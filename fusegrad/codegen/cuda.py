@@ -1,0 +1,177 @@
+"""CUDA C for NVIDIA GPUs, compiled by NVRTC: the kernel's parallel loops become one flat range of
+threads (a grid-stride loop); reductions and other loops run sequentially inside each thread."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..graph.symbolic import Var
+from ..runtime.cuda import launch_comment
+from .ir import EndLoop, Load, Loop, LoopIR, Store
+from .render import CStyleRenderer
+
+THREADS = 256  # threads per block
+REDUCE_THREADS = 128  # smaller blocks when each thread loops over a reduction: more blocks for the SMs
+MAX_BLOCKS = 1 << 16  # beyond this many blocks the grid-stride loop covers the rest
+
+# NVRTC has no standard headers: the fixed-width names, limits and NAN/INFINITY the shared
+# renderer emits are defined here. Helpers keep c.py's semantics (floor division, NaN-propagating
+# max, bf16 rounding, Philox bit for bit); float16 converts with the hardware's round-to-nearest-even.
+CUDA_PREAMBLE = r"""typedef signed char int8_t;
+typedef unsigned char uint8_t;
+typedef short int16_t;
+typedef unsigned short uint16_t;
+typedef int int32_t;
+typedef unsigned int uint32_t;
+typedef long long int64_t;
+typedef unsigned long long uint64_t;
+#define INT8_MIN (-128)
+#define INT16_MIN (-32768)
+#define INT32_MIN (-2147483647 - 1)
+#define INT64_MIN (-9223372036854775807LL - 1)
+#define INFINITY __int_as_float(0x7f800000)
+#define NAN __int_as_float(0x7fc00000)
+#define FG_DEVICE static __device__ __forceinline__
+FG_DEVICE float fg_h2f(uint16_t x) { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(x)); return f; }
+FG_DEVICE uint16_t fg_f2h(float f) { uint16_t x; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(x) : "f"(f)); return x; }
+FG_DEVICE float fg_bf16_to_f32(uint16_t x) { return __uint_as_float((uint32_t)x << 16); }
+FG_DEVICE uint16_t fg_f32_to_bf16(float f) {
+  uint32_t u = __float_as_uint(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
+  return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+FG_DEVICE float fg_maxf(float a, float b) { return (a > b || a != a) ? a : b; }
+FG_DEVICE double fg_max(double a, double b) { return (a > b || a != a) ? a : b; }
+FG_DEVICE float fg_fmodf(float a, float b) {
+  float r = fmodf(a, b); return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r;
+}
+FG_DEVICE double fg_fmod(double a, double b) {
+  double r = fmod(a, b); return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r;
+}
+/* integer division and remainder round toward -inf like Python; x/0 gives 0 instead of a trap */
+FG_DEVICE int64_t fg_floordiv(int64_t a, int64_t b) {
+  if (b == 0) return 0;
+  if (b == -1) return (int64_t)(0ULL - (uint64_t)a);
+  int64_t q = a / b;
+  return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
+}
+FG_DEVICE int64_t fg_floormod(int64_t a, int64_t b) {
+  if (b == 0 || b == -1) return 0;
+  int64_t r = a % b;
+  return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r;
+}
+FG_DEVICE int64_t fg_ipow(int64_t a, int64_t b) {
+  if (b < 0) return a == 1 ? 1 : (a == -1 ? ((b & 1) ? -1 : 1) : 0);
+  uint64_t r = 1, x = (uint64_t)a;
+  while (b) { if (b & 1) r *= x; x *= x; b >>= 1; }
+  return (int64_t)r;
+}
+/* Philox4x32-10: element `ctr` of the stream `seed`, as a uniform float in [0, 1) (same bits as c.py) */
+FG_DEVICE float fg_rand(uint64_t seed, uint64_t ctr) {
+  uint32_t c0 = (uint32_t)ctr, c1 = (uint32_t)(ctr >> 32), c2 = 0x243F6A88u, c3 = 0x85A308D3u;
+  uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
+  for (int i = 0; i < 10; i++) {
+    uint32_t n0 = __umulhi(0xCD9E8D57u, c2) ^ c1 ^ k0, n2 = __umulhi(0xD2511F53u, c0) ^ c3 ^ k1;
+    c1 = 0xCD9E8D57u * c2; c3 = 0xD2511F53u * c0; c0 = n0; c2 = n2;
+    k0 += 0x9E3779B9u; k1 += 0xBB67AE85u;
+  }
+  return (float)(c0 >> 8) * (1.0f / 16777216.0f);
+}
+
+"""
+
+
+@dataclass(frozen=True)
+class _Grid(Loop):
+    """The flattened thread space: `threads` (row-major, the last varies fastest across threads)."""
+
+    threads: tuple[Var, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Lane(Loop):
+    """An "inner" loop whose variable is mapped to threads: only a scope remains."""
+
+
+def _lane_var(ir: LoopIR) -> Var | None:
+    """The variable of the kernel's "inner" loops when they all share one (the interchange pass's
+    lanes: iterations for different values touch different outputs, so threads may take them)."""
+    found = {s.var for s in ir.stmts if isinstance(s, Loop) and s.kind == "inner"}
+    return found.pop() if len(found) == 1 else None
+
+
+def thread_space(ir: LoopIR) -> tuple[int, tuple[Var, ...]]:
+    """(number of leading global loops, the variables mapped to threads): the perfect nest of
+    global loops opening the kernel, plus the lanes of its "inner" loops."""
+    n = 0
+    while n < len(ir.stmts) and isinstance(ir.stmts[n], Loop) and ir.stmts[n].kind == "global":
+        n += 1
+    closing = ir.stmts[len(ir.stmts) - n:] if n else []
+    if not all(isinstance(s, EndLoop) and s.kind == "global" for s in closing):
+        n = 0  # not one nest around everything: its loops stay sequential
+    threads = tuple(s.var for s in ir.stmts[:n])
+    lane = _lane_var(ir)
+    return n, threads + ((lane,) if lane is not None else ())
+
+
+def launch_dims(ir: LoopIR) -> tuple[int, int]:
+    """(blocks, threads per block) for the kernel: one thread per element of its thread space."""
+    total = math.prod(v.extent for v in thread_space(ir)[1])
+    if total == 1:
+        return 1, 1
+    per_block = REDUCE_THREADS if ir.work > total else THREADS
+    per_block = min(per_block, -(-total // 32) * 32)
+    return min(-(-total // per_block), MAX_BLOCKS), per_block
+
+
+class CUDARenderer(CStyleRenderer):
+    kernel_prefix = 'extern "C" __global__ void'
+    restrict = "__restrict__"
+    # bool is C++'s one-byte bool (numpy's 0/1 bytes); float16 is stored as its 16 bits and
+    # computed in float, like bfloat16
+    storage_types = {"bool": "bool", "uint8": "uint8_t", "int8": "int8_t", "int16": "int16_t",
+                     "int32": "int32_t", "int64": "int64_t", "float16": "uint16_t", "bfloat16": "uint16_t",
+                     "float32": "float", "float64": "double"}
+    preamble = CUDA_PREAMBLE
+    supports_gemm = False
+
+    def load(self, e: Load) -> str:
+        if e.dtype.name != "float16":
+            return super().load(e)
+        text = f"fg_h2f(p{e.param}[{e.index.render()}])"
+        return f"(({' && '.join(b.render() for b in e.valid)}) ? {text} : 0.0f)" if e.valid else text
+
+    def store(self, s: Store) -> str:
+        if s.dtype.name == "float16":
+            return f"p{s.param}[{s.index.render()}] = fg_f2h({self.expr(s.value)});"
+        return super().store(s)
+
+    def loop_open(self, loop: Loop, nest: int, work: int, body: list) -> list[str]:
+        if isinstance(loop, _Lane):
+            return ["{"]
+        if not isinstance(loop, _Grid):
+            return super().loop_open(loop, nest, work, body)
+        total = math.prod(v.extent for v in loop.threads)
+        index = "unsigned int" if total < 2**31 else "uint64_t"  # 32-bit index math where it fits
+        lines = [f"for ({index} gid = blockIdx.x * ({index})blockDim.x + threadIdx.x; gid < {total}; "
+                 f"gid += ({index})gridDim.x * blockDim.x) {{"]
+        stride = 1
+        for v in reversed(loop.threads):
+            flat = f"gid / {stride}u" if stride > 1 else "gid"
+            value = flat if v is loop.threads[0] else f"({flat}) % {v.extent}u"
+            lines.append(f"  const int64_t {v.name} = (int64_t)({value});")
+            stride *= v.extent
+        return lines
+
+    def render_kernel(self, ir: LoopIR) -> str:
+        """The statements wrapped in one grid-stride loop over the thread space (a single thread
+        when the kernel has none, e.g. a full reduction)."""
+        n, threads = thread_space(ir)
+        inner = ir.stmts[n:len(ir.stmts) - n]
+        lane = threads[-1] if len(threads) > n else None
+        stmts = [_Grid(Var("gid", 1), "grid", threads)]
+        stmts += [_Lane(s.var, s.kind) if isinstance(s, Loop) and s.var == lane else s for s in inner]
+        stmts.append(EndLoop("grid"))
+        blocks, per_block = launch_dims(ir)
+        body = super().render_kernel(LoopIR(ir.name, ir.params, stmts, ir.work))
+        return launch_comment(ir.name, blocks, per_block) + "\n" + body

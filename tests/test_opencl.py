@@ -1,0 +1,257 @@
+"""The OpenCL device against the CPU device: same random inputs, same programs, same results.
+
+Skipped as a whole where no OpenCL device exists (pyopencl, an ICD loader and a platform such
+as PoCL are needed; see docs/gpu.md).
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Callable, Sequence
+
+import numpy as np
+import pytest
+
+import fusegrad as fg
+from fusegrad.runtime import cache, registry
+
+if "opencl" not in registry.available():
+    pytest.skip(f"no OpenCL device: {registry.unavailable().get('opencl')}", allow_module_level=True)
+
+CL = "opencl"
+RNG = np.random.default_rng()
+TOL = {"float32": (1e-5, 1e-6), "float64": (1e-12, 1e-12)}
+
+
+def on_both(fn: Callable[..., Sequence[fg.Tensor]], arrays: Sequence[np.ndarray], dtype: str | None = None
+            ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """fn's outputs on the CPU and on OpenCL for the same inputs, realized in one schedule per device."""
+    results = []
+    for device in ("cpu", CL):
+        outs = list(fn(*[fg.tensor(a, dtype=dtype, device=device) for a in arrays]))
+        assert all(o.device == registry.canonical(device) for o in outs)
+        fg.realize(*outs)
+        results.append([o.numpy() for o in outs])
+    return results[0], results[1]
+
+
+def assert_same(cpu: Sequence[np.ndarray], cl: Sequence[np.ndarray], dtype: str) -> None:
+    rtol, atol = TOL.get(dtype, (0, 0))
+    for i, (want, got) in enumerate(zip(cpu, cl)):
+        assert got.dtype == want.dtype and got.shape == want.shape, f"output {i}"
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, equal_nan=True, err_msg=f"output {i}")
+
+
+def float_ops(a: fg.Tensor, b: fg.Tensor) -> list[fg.Tensor]:
+    pos = a.abs() + 0.5
+    return [a + b, a - b, a * b, a / pos, -a, a.exp(), pos.log(), a.sin(), a.cos(), pos.sqrt(), a.erf(),
+            a.floor(), a.relu(), a.maximum(b), a.tanh(), a.sigmoid(), pos ** b, a % b.abs().clamp_min(0.25),
+            (a < b).float(), (a == a.floor()).float(), fg.where(a > 0, a, b), a.amax(1), a.sum(1)]
+
+
+def int_ops(a: fg.Tensor, b: fg.Tensor) -> list[fg.Tensor]:
+    nz = fg.where(b == 0, b + 3, b)
+    return [a + b, a - b, a * b, a // nz, a % nz, -a, a.maximum(b), (a < b), (a == b), a & b, a | b, a ^ b, ~a,
+            a.abs(), a ** 2, fg.where(a > b, a, b), a.sum(0), a.amax(1), a.float() / 3]
+
+
+def bool_ops(a: fg.Tensor, b: fg.Tensor) -> list[fg.Tensor]:
+    return [a & b, a | b, a ^ b, ~a, a == b, fg.where(a, b, ~b), a.int() + b.int(), a.any(1), a.all(0),
+            a.float() * 2, (a.int() * 5).bool()]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int32", "int64", "bool"])
+def test_elementwise_matches_cpu(dtype: str) -> None:
+    shape = (13, 29)
+    if dtype == "bool":
+        arrays, fn = [RNG.random(shape) < 0.5, RNG.random(shape) < 0.5], bool_ops
+    elif dtype.startswith("int"):
+        # int64 values beyond 32 bits: a 32-bit index or literal type would show
+        scale = 2**40 if dtype == "int64" else 1000
+        arrays = [RNG.integers(-scale, scale, shape).astype(dtype) for _ in range(2)]
+        arrays[1][0, :5] = [0, -1, 1, -7, 7]  # division by zero and by -1 are defined (0 and -a)
+        fn = int_ops
+    else:
+        arrays = [RNG.uniform(-3, 3, shape).astype(dtype) for _ in range(2)]
+        arrays[0][0, 0] = np.nan  # max, where and comparisons must propagate NaN like the CPU does
+        fn = float_ops
+    cpu, cl = on_both(fn, arrays, dtype)
+    assert_same(cpu, cl, dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_storage_matches_cpu(dtype: str) -> None:
+    arrays = [RNG.uniform(-4, 4, (9, 31)).astype(np.float32) for _ in range(2)]
+    cpu, cl = on_both(lambda a, b: [(a * b + 1).exp(), a.maximum(b), a.sum(1).float()], arrays, dtype)
+    for want, got in zip(cpu, cl):
+        np.testing.assert_allclose(got.astype(np.float32), want.astype(np.float32), rtol=1e-2, atol=1e-2)
+
+
+def test_reductions_match_cpu_and_numpy() -> None:
+    x = RNG.standard_normal((37, 53)).astype(np.float32)
+    y = RNG.standard_normal((4, 5, 6)).astype(np.float64)
+
+    def fn(a: fg.Tensor, b: fg.Tensor) -> list[fg.Tensor]:
+        return [a.sum(0), a.sum(1), a.sum(), a.amax(0), a.amax(1, keepdim=True), a.mean(), a.mean(0),
+                b.sum((0, 2)), b.amax((1, 2)), b.mean(1, keepdim=True), b.permute(2, 0, 1).sum(1), b.prod(0)]
+    cpu = [[t.numpy() for t in fn(fg.tensor(x), fg.tensor(y))]]
+    dev = fn(fg.tensor(x, device=CL), fg.tensor(y, device=CL))
+    fg.realize(*dev)
+    got = [t.numpy() for t in dev]
+    for want, g in zip(cpu[0], got):
+        np.testing.assert_allclose(g, want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got[0], x.sum(0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got[3], x.max(0))
+    np.testing.assert_allclose(got[8], y.max((1, 2)))
+    np.testing.assert_allclose(got[11], y.prod(0), rtol=1e-12)
+
+
+def test_movement_matches_cpu() -> None:
+    x = RNG.standard_normal((5, 6, 7)).astype(np.float32)
+    z = RNG.standard_normal((5, 2, 7)).astype(np.float32)
+
+    def fn(a: fg.Tensor, b: fg.Tensor) -> list[fg.Tensor]:
+        return [a.permute(2, 0, 1).contiguous(), a[:, :1].expand(5, 4, 7).contiguous(),
+                a.pad((1, 2, 0, 0, 3, 0)).contiguous(), a[1:4, 2:, ::2].contiguous(),
+                a.flip(0, 2).contiguous(), fg.cat([a, b], dim=1), (a.permute(1, 0, 2) * 2).flip(1)[1:, 2:4]]
+    cpu, cl = on_both(fn, [x, z])
+    assert_same(cpu, cl, "float32")
+    np.testing.assert_array_equal(cl[0], x.transpose(2, 0, 1))
+    np.testing.assert_array_equal(cl[4], x[::-1, :, ::-1])
+    np.testing.assert_array_equal(cl[5], np.concatenate([x, z], axis=1))
+
+
+def test_matmul_odd_sizes() -> None:
+    a, b = RNG.standard_normal((17, 23)), RNG.standard_normal((23, 9))
+    c, d = RNG.standard_normal((3, 5, 7)), RNG.standard_normal((3, 7, 4))
+    cpu, cl = on_both(lambda p, q, r, s: [p @ q, r @ s, p.T @ p], [a, b, c, d], "float32")
+    for want, got in zip(cpu, cl):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(cl[0], a.astype(np.float32) @ b.astype(np.float32), rtol=1e-4, atol=1e-4)
+    cpu64, cl64 = on_both(lambda p, q: [p @ q], [a, b], "float64")
+    np.testing.assert_allclose(cl64[0], a @ b, rtol=1e-12)
+    np.testing.assert_allclose(cl64[0], cpu64[0], rtol=1e-12)
+
+
+def test_rand_in_unit_interval_and_same_stream_as_cpu() -> None:
+    seed = int(RNG.integers(0, 2**63))
+    fg.manual_seed(seed)
+    on_cl = fg.rand(1000, 3, device=CL).numpy()
+    fg.manual_seed(seed)
+    on_cpu = fg.rand(1000, 3).numpy()
+    assert on_cl.min() >= 0 and on_cl.max() < 1
+    assert 0.45 < on_cl.mean() < 0.55
+    np.testing.assert_array_equal(on_cl, on_cpu)
+    fg.manual_seed(seed)
+    n_cl = fg.randn(500, device=CL).numpy()
+    fg.manual_seed(seed)
+    np.testing.assert_allclose(n_cl, fg.randn(500).numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_mlp_gradients_match_cpu() -> None:
+    x = RNG.standard_normal((8, 5)).astype(np.float32)
+    params = [RNG.standard_normal(s).astype(np.float32) * 0.5 for s in ((5, 16), (16,), (16, 3), (3,))]
+    target = RNG.integers(0, 3, 8)
+    grads = {}
+    for device in ("cpu", CL):
+        w1, b1, w2, b2 = [fg.tensor(p, device=device, requires_grad=True) for p in params]
+        inp = fg.tensor(x, device=device)
+        logits = (inp @ w1 + b1).tanh() @ w2 + b2
+        loss = fg.nn.functional.cross_entropy(logits, fg.tensor(target, device=device))
+        loss.backward()
+        grads[device] = [loss.numpy()] + [p.grad.numpy() for p in (w1, b1, w2, b2)]
+    for want, got in zip(grads["cpu"], grads[CL]):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    assert np.abs(grads[CL][1]).sum() > 0
+
+
+def test_sgd_steps_match_cpu() -> None:
+    x = RNG.standard_normal((16, 6)).astype(np.float32)
+    y = RNG.standard_normal((16, 2)).astype(np.float32)
+    seed = int(RNG.integers(0, 2**31))
+    runs = {}
+    for device in ("cpu", CL):
+        fg.manual_seed(seed)
+        model = fg.nn.Sequential(fg.nn.Linear(6, 10), fg.nn.ReLU(), fg.nn.Linear(10, 2)).to(device)
+        opt = fg.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        losses = []
+        for _ in range(3):
+            opt.zero_grad()
+            loss = fg.nn.functional.mse_loss(model(fg.tensor(x, device=device)), fg.tensor(y, device=device))
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        assert all(p.device == registry.canonical(device) for p in model.parameters())
+        runs[device] = (losses, [p.numpy() for p in model.parameters()])
+    np.testing.assert_allclose(runs[CL][0], runs["cpu"][0], rtol=1e-5)
+    assert runs[CL][0][-1] < runs[CL][0][0]
+    for want, got in zip(runs["cpu"][1], runs[CL][1]):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "int64", "bool", "float16"])
+def test_transfer_both_ways(dtype: str) -> None:
+    data = RNG.standard_normal((3, 4, 5)) * 100
+    host = fg.tensor(data.astype(np.bool_) if dtype == "bool" else data, dtype=dtype)
+    there = host.to(CL)
+    assert there.device == "opencl:0" and there.dtype == host.dtype
+    back = (there * 1).cpu() if dtype != "bool" else there.cpu()
+    assert back.device == "cpu"
+    np.testing.assert_array_equal(back.numpy(), host.numpy())
+    np.testing.assert_array_equal(host.to("opencl:0").numpy(), host.numpy())
+
+
+def test_mixing_devices_names_both() -> None:
+    a = fg.ones(3)
+    b = fg.ones(3, device=CL)
+    with pytest.raises(fg.DeviceError, match=r"cpu.*opencl:0|opencl:0.*cpu"):
+        a + b
+    with pytest.raises(fg.DeviceError, match=r"cpu.*opencl:0|opencl:0.*cpu"):
+        b @ a
+
+
+def test_device_names_and_memory_accounting() -> None:
+    assert registry.canonical("opencl") == "opencl:0" and registry.get("opencl") is registry.get("opencl:0")
+    with pytest.raises(fg.DeviceError, match="opencl:99"):
+        fg.tensor([1.0, 2.0], device="opencl:99")
+    before = fg.memory_stats(CL)["current_bytes"]
+    t = fg.tensor(np.zeros(1000, np.float32), device=CL)
+    assert fg.memory_stats(CL)["current_bytes"] - before >= 4000
+    del t
+    empty = fg.zeros(0, 3, device=CL) + 1  # 0-byte buffers allocate and copy
+    assert empty.numpy().shape == (0, 3)
+
+
+def test_binary_cache_and_corrupt_entry(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("FUSEGRAD_CACHE_DIR", str(tmp_path))
+    device = registry.get(CL)
+    value = int(RNG.integers(1, 1000))  # a fresh source, so the first build is not a cache hit
+    source = f"__kernel void k(__global float* p0) {{ if (get_global_id(0) == 0) p0[0] = {value}.0f; }}\n"
+    device.compile(source, ["k"], [1])
+    key = cache.cache_key(source, device.identity)
+    assert cache.lookup(key, "clbin") is not None
+    cache.store(key, "clbin", lambda out: out.write_bytes(b"not a program binary"))
+    (program,) = device.compile(source, ["k"], [1])  # falls back to a source build and re-caches
+    assert cache.lookup(key, "clbin").read_bytes() != b"not a program binary"
+    buf = device.alloc(4)
+    assert program([buf]) >= 0
+    assert device.copy_out(buf, np.dtype(np.float32), 1)[0] == value
+
+
+def test_build_error_carries_source_and_log() -> None:
+    source = "__kernel void k(__global float* p0) { p0[0] = not_declared; }\n"
+    with pytest.raises(fg.CompileError) as info:
+        registry.get(CL).compile(source, ["k"], [1])
+    assert info.value.source == source
+    assert "not_declared" in info.value.compiler_output
+
+
+def test_missing_pyopencl_makes_device_absent() -> None:
+    code = ("import sys; sys.modules['pyopencl'] = None\n"
+            "import fusegrad as fg\nfrom fusegrad.runtime import registry\n"
+            "assert 'opencl' not in registry.available(), registry.available()\n"
+            "print(registry.unavailable()['opencl'])\n"
+            "try:\n    fg.ones(2, device='opencl')\nexcept fg.DeviceError as e:\n    print('DeviceError', e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "pyopencl" in out.stdout and "DeviceError" in out.stdout
