@@ -4,7 +4,9 @@ import pytest
 
 import fusegrad as fg
 from fusegrad.codegen.interchange import interchange_reduction
+from fusegrad.codegen.ir import Loop
 from fusegrad.codegen.lower import lower
+from fusegrad.codegen.merge import merge_loops
 from fusegrad.engine.schedule import create_schedule
 
 
@@ -45,3 +47,34 @@ def test_sum_loops_vectorize_and_max_keeps_nan():
     source = renderer_for("cpu").render_kernel(lower(items[0].spec, "k"))
     assert "#pragma omp simd reduction(+:" in source
     np.testing.assert_array_equal(np.isnan(x.amax(1).numpy()), [True, False])  # max: no lane reassociation
+
+
+def loops_after_merge(t: fg.Tensor) -> list[list[int]]:
+    """Extents of the loops of each kernel after the merge pass."""
+    items = create_schedule([t._node])
+    return [[s.var.extent for s in merge_loops(lower(it.spec, "k")).stmts if isinstance(s, Loop)] for it in items]
+
+
+def test_contiguous_loops_merge_and_strided_ones_stay():
+    x = fg.randn(8, 4, 13, 13).realize()
+    assert loops_after_merge(x.sum((2, 3))) == [[32, 169]]  # (8, 4) outputs, planes of 169 reduced at once
+    assert loops_after_merge(x.sum()) == [[8 * 4 * 169]]
+    scale = fg.randn(1, 4, 1, 1).realize()
+    assert loops_after_merge(x * scale) == [[8, 4, 169]]  # merging the channel loop would divide per element
+    assert loops_after_merge(x.permute(0, 1, 3, 2) + 1) == [[32, 13, 13]]  # a transposed plane keeps two loops
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int64"])
+def test_merged_loops_match_numpy(dtype):
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-3, 3, size=(5, 6, 7, 9)).astype(dtype)
+    s = rng.uniform(-3, 3, size=(1, 6, 1, 1)).astype(dtype)
+    t, ts = fg.tensor(x), fg.tensor(s)
+    tol = dict(rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(t.sum((2, 3)).numpy(), x.sum((2, 3)), **tol)
+    np.testing.assert_allclose(t.sum().numpy(), x.sum(), **tol)
+    np.testing.assert_allclose((t * ts).amax((0, 2, 3)).numpy(), (x * s).max((0, 2, 3)), **tol)
+    np.testing.assert_allclose((t.permute(0, 1, 3, 2) * 2).numpy(), x.transpose(0, 1, 3, 2) * 2, **tol)
+    if dtype != "int64":  # mean is for floating tensors
+        np.testing.assert_allclose((t - t.mean((2, 3), keepdim=True)).numpy(), x - x.mean((2, 3), keepdims=True),
+                                   **tol)

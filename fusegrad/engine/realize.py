@@ -19,6 +19,7 @@ from ..codegen import renderer_for
 from ..codegen.gemm import use_gemm
 from ..codegen.ir import Gemm
 from ..codegen.interchange import interchange_reduction
+from ..codegen.merge import merge_loops
 from ..codegen.lower import KernelSpec, lower
 from ..graph.node import Node
 from ..graph.ops import LEAF, MOVEMENT, REDUCE, Op
@@ -120,7 +121,7 @@ def _compile(items: list[ScheduleItem]) -> list[Any]:
                 else:
                     tune.apply_stored(ir, dev)
                 race = tune.undecided_vendor_products(ir, dev)
-        ir = interchange_reduction(ir)
+        ir = merge_loops(interchange_reduction(ir))
         variants = [(ir, renderer.render_kernel(ir))]
         if race:
             vendor = dataclasses.replace(ir, name=f"{ir.name}_blas")
