@@ -25,7 +25,7 @@ from ..graph.node import Node
 from ..graph.ops import LEAF, MOVEMENT, REDUCE, Op
 from ..runtime import registry
 from . import capture, tune
-from .profile import KernelLaunch, record
+from .profile import KernelLaunch, profiling, record
 from .schedule import ScheduleItem, create_schedule, fused_nodes, toposort
 
 _programs: dict[tuple, Any] = {}
@@ -254,10 +254,13 @@ def run(steps: list[Step], order: list[Node], packed: list[Node] = ()) -> None:
                 capture._current.launches.append(capture.Launch(step.program, out, buffers[1:1 + len(step.inputs)],
                                                                 buffers[1 + len(step.inputs):], step.flops, step.label,
                                                                 root.shape))
-            seconds = step.program(buffers)
-            moved = sum(b.nbytes for b in buffers)
-            record(KernelLaunch(step.program.name, root.device, seconds, moved, step.work, root.shape, step.label,
-                                step.flops))
+            if hasattr(step.program, "launch") and not profiling():
+                step.program.launch(buffers)  # an asynchronous device: enqueue without waiting for a time
+            else:
+                seconds = step.program(buffers)
+                moved = sum(b.nbytes for b in buffers)
+                record(KernelLaunch(step.program.name, root.device, seconds, moved, step.work, root.shape,
+                                    step.label, step.flops))
         root.set_buffer(out)
 
 
