@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import inspect
 import types
+import warnings
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -259,9 +260,16 @@ def plan_arena(sizes: list[int], lifetimes: list[tuple[int, int]]) -> tuple[list
 class _NotReplayable(JitError):
     """The call ran (its results are attached) but its recording cannot be replayed."""
 
-    def __init__(self, message: str, results: Any):
+    def __init__(self, message: str, results: Any = None):
         super().__init__(message)
         self.results = results
+
+
+class _Unsupported(_NotReplayable):
+    """The device cannot replay at all: the signature runs eagerly from now on."""
+
+
+_EAGER = object()  # a signature whose device cannot replay
 
 
 # ---- one captured call --------------------------------------------------------------------------
@@ -382,7 +390,8 @@ def _capture(fn: Callable, name: str, args: tuple, kwargs: dict, tensors: list[T
     try:
         _build(replay, recording, tensors, slots, start_nodes, leaf_nodes)
     except JitError as e:
-        raise _NotReplayable(str(e), _rebuild(structure, [Tensor._from_node(n) for n in leaf_nodes])) from None
+        results = _rebuild(structure, [Tensor._from_node(n) for n in leaf_nodes])
+        raise (type(e) if isinstance(e, _NotReplayable) else _NotReplayable)(str(e), results) from None
     return replay, replay.results()
 
 
@@ -416,7 +425,8 @@ def _build(replay: _Replay, recording: capture.Recording, inputs: list[Tensor], 
     replay.device = devices.pop()
     device = registry.get(replay.device)
     if not hasattr(device, "sequence"):
-        raise JitError(f"fg.jit cannot replay kernels on {replay.device} yet: that device has no captured sequences")
+        raise _Unsupported(f"fg.jit cannot replay kernels on {replay.device} yet (the device has no captured "
+                           "sequences); the function runs eagerly there")
     input_ids = {id(t._node.buffer) for t in inputs}
 
     def place(b: Buffer) -> tuple[Buffer, int]:
@@ -566,7 +576,8 @@ class JitFunction:
     def __init__(self, fn: Callable):
         self.fn = fn
         functools.update_wrapper(self, fn)
-        self._variants: OrderedDict[tuple, _Replay | None] = OrderedDict()  # None: last capture not replayable
+        # None: the last capture was not replayable; _EAGER: the device cannot replay at all
+        self._variants: OrderedDict[tuple, Any] = OrderedDict()
         self.captures = 0
         self.replays = 0
 
@@ -576,6 +587,8 @@ class JitFunction:
         key, tensors = _signature(args, kwargs)
         known = key in self._variants
         replay = self._variants.get(key)
+        if replay is _EAGER:
+            return self.fn(*args, **kwargs)
         if replay is not None:
             self._variants.move_to_end(key)
             if replay.valid():
@@ -584,6 +597,10 @@ class JitFunction:
         # capture (again: state or hyperparameters changed since the last capture)
         try:
             replay, result = _capture(self.fn, getattr(self.fn, "__name__", "fn"), args, kwargs, tensors)
+        except _Unsupported as e:
+            warnings.warn(str(e), RuntimeWarning, stacklevel=2)
+            self._remember(key, _EAGER)
+            return e.results
         except _NotReplayable as e:
             # first sight: state is often created or re-laid out by the first call; try again next call
             if known and self._variants[key] is None:
@@ -594,7 +611,7 @@ class JitFunction:
         self.captures += 1
         return result
 
-    def _remember(self, key: tuple, value: _Replay | None) -> None:
+    def _remember(self, key: tuple, value: Any) -> None:
         self._variants[key] = value
         self._variants.move_to_end(key)
         while len(self._variants) > MAX_VARIANTS:
@@ -603,7 +620,7 @@ class JitFunction:
     def memory_plan(self) -> list[dict[str, int]]:
         """Per captured signature: the intermediates' arena size and the most bytes live at once."""
         return [{"kernels": r.kernels, "arena_bytes": r.arena_bytes, "live_bytes": r.live_bytes}
-                for r in self._variants.values() if r is not None]
+                for r in self._variants.values() if isinstance(r, _Replay)]
 
     def reset(self) -> None:
         """Forget every capture (the next call runs normally)."""

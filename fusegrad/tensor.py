@@ -286,6 +286,10 @@ class Tensor(ArithmeticMixin, ElementwiseMixin, ReduceMixin, MovementMixin, Inde
     def cpu(self) -> "Tensor":
         return self.to("cpu")
 
+    def cuda(self, device: int | None = None) -> "Tensor":
+        """This tensor on GPU `device` (default 0)."""
+        return self.to(f"cuda:{device or 0}")
+
     # ---- primitive plumbing -----------------------------------------------------------
     def _const(self, value: Scalar, dtype: DType | None = None, shape: tuple[int, ...] | None = None) -> "Tensor":
         node = G.const(value, self.shape if shape is None else shape, dtype or self.dtype, self.device)

@@ -96,6 +96,7 @@ class CRenderer(CStyleRenderer):
     preamble = C_PREAMBLE
     support_source = GEMM_SOURCE
     supports_gemm = True
+    interchange_reductions = True
 
     def loop_open(self, loop: Loop, nest: int, work: int, body: list) -> list[str]:
         lines = super().loop_open(loop, nest, work, body)

@@ -72,7 +72,10 @@ Expr = Union[Const, Ref, Load, Cond, Index, Rand, Alu]
 @dataclass(frozen=True)
 class Loop:
     var: Var
-    kind: str  # "global" or "reduce"
+    # "global": iterations write disjoint outputs (parallel); "reduce": iterations accumulate into
+    # one value (sequential); "inner": inside a reduce loop, iterations touch disjoint outputs
+    # (the interchange pass's blocks), so a GPU renderer may map them to threads
+    kind: str
 
 
 @dataclass(frozen=True)

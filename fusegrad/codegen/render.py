@@ -36,6 +36,7 @@ class CStyleRenderer:
     preamble = ""
     support_source = ""  # a library compiled once and loaded before kernels (e.g. the GEMM routine)
     supports_gemm = False
+    interchange_reductions = False  # the CPU's cache-blocking pass; GPUs keep outputs across threads
 
     # types
     def storage_type(self, dtype: DType) -> str:

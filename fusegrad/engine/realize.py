@@ -81,6 +81,16 @@ def _kernel_info(item: ScheduleItem) -> tuple[str, int]:
     return label or "COPY", flops
 
 
+def kernel_ir(spec: KernelSpec, name: str, renderer: Any) -> Any:
+    """A kernel's loop IR after the passes its renderer wants (GEMM, reduction interchange, loop merging)."""
+    ir = lower(spec, name)
+    if renderer.supports_gemm:
+        ir = use_gemm(ir)
+    if renderer.interchange_reductions:
+        ir = interchange_reduction(ir)
+    return merge_loops(ir)
+
+
 UNIT_CHARS = 6000  # source per compiler invocation worth splitting a batch for
 
 
@@ -109,19 +119,15 @@ def _compile(items: list[ScheduleItem]) -> list[Any]:
         if key in _programs or key in missing:
             continue
         dev = it.spec.root.device
-        device = registry.get(dev)
-        renderer = renderer_for(device.kind)
-        ir = lower(it.spec, _kernel_name(it.spec, key))
+        renderer = renderer_for(registry.get(dev).kind)
+        ir = kernel_ir(it.spec, _kernel_name(it.spec, key), renderer)
         race: list[tuple[str, int, int, int]] = []
-        if renderer.supports_gemm:
-            ir = use_gemm(ir)
-            if any(isinstance(s, Gemm) for s in ir.stmts):
-                if flags.search_repeats():
-                    tune.search(ir, dev, renderer, flags.search_repeats())
-                else:
-                    tune.apply_stored(ir, dev)
-                race = tune.undecided_vendor_products(ir, dev)
-        ir = merge_loops(interchange_reduction(ir))
+        if any(isinstance(s, Gemm) for s in ir.stmts):
+            if flags.search_repeats():
+                tune.search(ir, dev, renderer, flags.search_repeats())
+            else:
+                tune.apply_stored(ir, dev)
+            race = tune.undecided_vendor_products(ir, dev)
         variants = [(ir, renderer.render_kernel(ir))]
         if race:
             vendor = dataclasses.replace(ir, name=f"{ir.name}_blas")

@@ -208,6 +208,10 @@ class Module:
     def cpu(self) -> "Module":
         return self.to("cpu")
 
+    def cuda(self, device: int | None = None) -> "Module":
+        """Parameters and buffers moved to GPU `device` (default 0), in place."""
+        return self.to(f"cuda:{device or 0}")
+
     # ---- state --------------------------------------------------------------------------
     def state_dict(self, prefix: str = "") -> "OrderedDict[str, Tensor]":
         """Parameters and persistent buffers by dotted name (detached, sharing values)."""
