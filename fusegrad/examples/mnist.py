@@ -84,11 +84,12 @@ def normalize(images: fg.Tensor, dataset: str) -> fg.Tensor:
     return (images - MEANS[dataset]) / STDS[dataset]
 
 
-def evaluate(model: nn.Module, loader: Any, dataset: str) -> float:
+def evaluate(model: nn.Module, loader: Any, dataset: str, device: str = "cpu") -> float:
     model.eval()
     correct = total = 0
     with fg.no_grad():
         for images, labels in loader:
+            images, labels = images.to(device), labels.to(device)
             predicted = model(normalize(images, dataset)).argmax(1)
             correct += int((predicted == labels).sum().item())
             total += labels.shape[0]
@@ -144,7 +145,7 @@ def train(args: argparse.Namespace) -> float:
         profiling = args.profile and epoch == start_epoch
         with fg.profile() if profiling else contextlib.nullcontext() as profile:
             for images, labels in bar:
-                loss = step(images, labels)
+                loss = step(images.to(args.device), labels.to(args.device))
                 schedule.step()
                 seen += labels.shape[0]
                 steps += 1
@@ -153,7 +154,7 @@ def train(args: argparse.Namespace) -> float:
                     bar.set_postfix(loss=f"{loss_sum / steps:.4f}",
                                     samples_per_s=f"{seen / (time.perf_counter() - began):.0f}")
         bar.close()
-        accuracy = evaluate(model, test_loader, args.dataset)
+        accuracy = evaluate(model, test_loader, args.dataset, args.device)
         elapsed = time.perf_counter() - began
         print(f"epoch {epoch + 1}: train loss {loss_sum / max(steps, 1):.4f}, test accuracy {accuracy:.2%}, "
               f"time {elapsed:.1f}s", flush=True)
