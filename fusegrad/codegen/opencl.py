@@ -23,12 +23,12 @@ static inline ushort fg_f32_to_bf16(float f) {
   if ((u & 0x7fffffffu) > 0x7f800000u) return (ushort)((u >> 16) | 0x40u);
   return (ushort)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 }
-static inline float fg_maxf(float a, float b) { return (a > b) ? a : b; }
+static inline float fg_maxf(float a, float b) { return (a > b || a != a) ? a : b; }
 static inline float fg_fmodf(float a, float b) {
   float r = fmod(a, b); return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r;
 }
 #ifdef cl_khr_fp64
-static inline double fg_max(double a, double b) { return (a > b) ? a : b; }
+static inline double fg_max(double a, double b) { return (a > b || a != a) ? a : b; }
 static inline double fg_fmod(double a, double b) {
   double r = fmod(a, b); return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r;
 }
