@@ -46,7 +46,7 @@ def float_ops(a: fg.Tensor, b: fg.Tensor) -> list[fg.Tensor]:
     pos = a.abs() + 0.5
     return [a + b, a - b, a * b, a / pos, -a, a.exp(), pos.log(), a.sin(), a.cos(), pos.sqrt(), a.erf(),
             a.floor(), a.relu(), a.maximum(b), a.tanh(), a.sigmoid(), pos ** b, a % b.abs().clamp_min(0.25),
-            (a < b).float(), (a == a.floor()).float(), fg.where(a > 0, a, b), a.amax(1), a.sum(1)]
+            (a < b).float(), (a == a.floor()).float(), fg.where(a > 0, a, b), a.amax(1), a.sum(1), a.round(1)]
 
 
 def int_ops(a: fg.Tensor, b: fg.Tensor) -> list[fg.Tensor]:

@@ -104,7 +104,7 @@ class CStyleRenderer:
             return f"(-{a[0]})"
         if op is Op.NOT:
             return f"(!{a[0]})" if dt.name == "bool" else f"(~{a[0]})"
-        if op in (Op.EXP, Op.LOG, Op.SIN, Op.COS, Op.SQRT, Op.ERF, Op.FLOOR):
+        if op in (Op.EXP, Op.LOG, Op.SIN, Op.COS, Op.SQRT, Op.ERF, Op.FLOOR, Op.RINT):
             return f"{self.math_fn(op.name.lower(), dt)}({a[0]})"
         if op is Op.ADD:
             return f"({a[0]} || {a[1]})" if dt.name == "bool" else f"({a[0]} + {a[1]})"

@@ -24,6 +24,7 @@ class Op(enum.Enum):
     SQRT = enum.auto()
     ERF = enum.auto()
     FLOOR = enum.auto()
+    RINT = enum.auto()  # round to the nearest integer, ties to even
     CAST = enum.auto()
     # binary elementwise (same shapes; broadcasting is explicit EXPAND)
     ADD = enum.auto()
@@ -58,7 +59,8 @@ class Op(enum.Enum):
         return self.name
 
 
-UNARY = frozenset({Op.NEG, Op.NOT, Op.EXP, Op.LOG, Op.SIN, Op.COS, Op.SQRT, Op.ERF, Op.FLOOR, Op.CAST})
+UNARY = frozenset({Op.NEG, Op.NOT, Op.EXP, Op.LOG, Op.SIN, Op.COS, Op.SQRT, Op.ERF, Op.FLOOR, Op.RINT,
+                   Op.CAST})
 BINARY = frozenset({Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.MOD, Op.POW, Op.MAX, Op.CMPLT, Op.CMPEQ,
                     Op.AND, Op.OR, Op.XOR})
 TERNARY = frozenset({Op.WHERE})

@@ -123,6 +123,10 @@ class ArithmeticMixin:
             return self
         return self._unary(Op.FLOOR)
 
+    def _rint(self: "Tensor") -> "Tensor":
+        """Nearest integer, ties to even (the primitive behind round)."""
+        return self._unary(Op.RINT)
+
     # comparisons compute in the promoted dtype and return bool
     def _compare(self: "Tensor", op: Op, other: Any, reverse: bool = False) -> "Tensor":
         assert op in COMPARISON

@@ -278,20 +278,15 @@ class ElementwiseMixin:
             if decimals != 0:
                 raise DTypeError(f"round(decimals={decimals}) needs a floating point tensor, got {self.dtype.name}")
             return self.detach()
+        # rint takes the scaled value rounded to the dtype: a fused multiply-add (GPU compilers contract
+        # x * scale - floor(x * scale)) would see the exact product and round 0.35 * 10 down
         if decimals > 0:
             scale = 10.0 ** decimals
-            return (self * scale)._round_half_even() / scale
+            return (self * scale)._rint() / scale
         if decimals < 0:
             scale = 10.0 ** -decimals
-            return (self / scale)._round_half_even() * scale
-        return self._round_half_even()
-
-    def _round_half_even(self: "Tensor") -> "Tensor":
-        down = self.floor()
-        frac = self - down  # exact: x and floor(x) are within 1 of each other
-        odd = (down % 2) == 1
-        up = (frac > 0.5) | ((frac == 0.5) & odd)
-        return down + up.cast(self.dtype)
+            return (self / scale)._rint() * scale
+        return self._rint()
 
     # ---- clamping and comparisons -------------------------------------------------------
     def minimum(self: "Tensor", other: Any) -> "Tensor":
