@@ -88,35 +88,21 @@ class _Grid(Loop):
     threads: tuple[Var, ...] = ()
 
 
-@dataclass(frozen=True)
-class _Lane(Loop):
-    """An "inner" loop whose variable is mapped to threads: only a scope remains."""
-
-
-def _lane_var(ir: LoopIR) -> Var | None:
-    """The variable of the kernel's "inner" loops when they all share one (the interchange pass's
-    lanes: iterations for different values touch different outputs, so threads may take them)."""
-    found = {s.var for s in ir.stmts if isinstance(s, Loop) and s.kind == "inner"}
-    return found.pop() if len(found) == 1 else None
-
-
-def thread_space(ir: LoopIR) -> tuple[int, tuple[Var, ...]]:
-    """(number of leading global loops, the variables mapped to threads): the perfect nest of
-    global loops opening the kernel, plus the lanes of its "inner" loops."""
+def thread_space(ir: LoopIR) -> tuple[Var, ...]:
+    """The variables mapped to threads: the perfect nest of global loops around the whole kernel
+    (none when the kernel has no such nest, e.g. a reduction to one value)."""
     n = 0
     while n < len(ir.stmts) and isinstance(ir.stmts[n], Loop) and ir.stmts[n].kind == "global":
         n += 1
     closing = ir.stmts[len(ir.stmts) - n:] if n else []
     if not all(isinstance(s, EndLoop) and s.kind == "global" for s in closing):
-        n = 0  # not one nest around everything: its loops stay sequential
-    threads = tuple(s.var for s in ir.stmts[:n])
-    lane = _lane_var(ir)
-    return n, threads + ((lane,) if lane is not None else ())
+        return ()  # not one nest around everything: its loops stay sequential
+    return tuple(s.var for s in ir.stmts[:n])
 
 
 def launch_dims(ir: LoopIR) -> tuple[int, int]:
     """(blocks, threads per block) for the kernel: one thread per element of its thread space."""
-    total = math.prod(v.extent for v in thread_space(ir)[1])
+    total = math.prod(v.extent for v in thread_space(ir))
     if total == 1:
         return 1, 1
     per_block = REDUCE_THREADS if ir.work > total else THREADS
@@ -147,8 +133,6 @@ class CUDARenderer(CStyleRenderer):
         return super().store(s)
 
     def loop_open(self, loop: Loop, nest: int, work: int, body: list) -> list[str]:
-        if isinstance(loop, _Lane):
-            return ["{"]
         if not isinstance(loop, _Grid):
             return super().loop_open(loop, nest, work, body)
         total = math.prod(v.extent for v in loop.threads)
@@ -166,12 +150,9 @@ class CUDARenderer(CStyleRenderer):
     def render_kernel(self, ir: LoopIR) -> str:
         """The statements wrapped in one grid-stride loop over the thread space (a single thread
         when the kernel has none, e.g. a full reduction)."""
-        n, threads = thread_space(ir)
-        inner = ir.stmts[n:len(ir.stmts) - n]
-        lane = threads[-1] if len(threads) > n else None
-        stmts = [_Grid(Var("gid", 1), "grid", threads)]
-        stmts += [_Lane(s.var, s.kind) if isinstance(s, Loop) and s.var == lane else s for s in inner]
-        stmts.append(EndLoop("grid"))
+        threads = thread_space(ir)
+        n = len(threads)
+        stmts = [_Grid(Var("gid", 1), "grid", threads), *ir.stmts[n:len(ir.stmts) - n], EndLoop("grid")]
         blocks, per_block = launch_dims(ir)
         body = super().render_kernel(LoopIR(ir.name, ir.params, stmts, ir.work))
         return launch_comment(ir.name, blocks, per_block) + "\n" + body

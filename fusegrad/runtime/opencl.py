@@ -73,6 +73,8 @@ class OpenCLProgram:
 
 
 class OpenCLDevice:
+    """One OpenCL device with its own context and in-order queue."""
+
     kind = "opencl"
 
     def __init__(self, name: str = "opencl:0"):
@@ -99,7 +101,8 @@ class OpenCLDevice:
 
     def _raw_alloc(self, nbytes: int) -> Any:
         # OpenCL rejects 0-byte buffers; the buffer is released when its handle is collected
-        return _cl().Buffer(self.context, _cl().mem_flags.READ_WRITE, max(nbytes, 1))
+        cl = _cl()
+        return cl.Buffer(self.context, cl.mem_flags.READ_WRITE, max(nbytes, 1))
 
     # memory
     def alloc(self, nbytes: int) -> Buffer:

@@ -5,13 +5,14 @@ from typing import Any, Callable
 
 from .. import flags
 from ..errors import DeviceError
-from . import opencl
+from . import cuda, opencl
 from .cpu import CPUDevice
 
 _FACTORIES: dict[str, Any] = {"cpu": CPUDevice}
 # backends whose driver may be missing: probed when first named (not at import), absent with a reason
 _OPTIONAL: dict[str, tuple[Any, Callable[[], str | None]]] = {
-    "opencl": (opencl.OpenCLDevice, opencl.unavailable_reason)}
+    "opencl": (opencl.OpenCLDevice, opencl.unavailable_reason),
+    "cuda": (cuda.CUDADevice, cuda.unavailable_reason)}
 _MISSING: dict[str, str] = {}
 _DEVICES: dict[str, Any] = {}
 _default: list[str] = []

@@ -1,0 +1,289 @@
+"""The CUDA device, through NVIDIA's cuda-python: NVRTC compiles CUDA C for the GPU's architecture,
+the driver API loads it and launches it on one stream. "cuda:N" is the N-th GPU.
+
+cuda-python is imported on first use, never at fusegrad's import: without the package, the driver
+or NVRTC library, or a GPU, there is simply no "cuda" device, and `unavailable_reason()` says why.
+"""
+from __future__ import annotations
+
+import functools
+import re
+import threading
+from typing import Any, NamedTuple, Sequence
+
+import numpy as np
+
+from ..errors import CompileError, DeviceError
+from . import cache
+from .buffer import Buffer, CountingAllocator
+
+ALIGN = 256  # allocation granularity: sizes are rounded up so the free lists reuse more blocks
+_LAUNCH = re.compile(r"^// fusegrad launch (\w+) (\d+) (\d+)$", re.MULTILINE)
+# the newest PTX ISA each CUDA driver version loads (driver version // 10 -> (major, minor))
+_PTX_ISA = {1200: (8, 0), 1210: (8, 1), 1220: (8, 2), 1230: (8, 3), 1240: (8, 4), 1250: (8, 5), 1260: (8, 5),
+            1270: (8, 6), 1280: (8, 7), 1290: (8, 8), 1300: (9, 0)}
+
+
+def launch_comment(name: str, blocks: int, threads: int) -> str:
+    """The line a renderer puts before a kernel to say how it is launched (a 1-D grid)."""
+    return f"// fusegrad launch {name} {blocks} {threads}"
+
+
+def parse_launches(source: str) -> dict[str, tuple[int, int]]:
+    """(blocks, threads per block) of every kernel in a translation unit, from its launch comments."""
+    return {m[1]: (int(m[2]), int(m[3])) for m in _LAUNCH.finditer(source)}
+
+
+@functools.cache
+def _bindings() -> tuple[Any, Any]:
+    from cuda.bindings import driver, nvrtc
+    return driver, nvrtc
+
+
+def _check(result: tuple, what: str) -> Any:
+    """The value(s) of a driver call, which returns (status, *values); DeviceError on failure."""
+    driver = _bindings()[0]
+    status, *values = result
+    if status != driver.CUresult.CUDA_SUCCESS:
+        name = driver.cuGetErrorName(status)[1]
+        raise DeviceError(f"CUDA {what} failed: {name.decode() if isinstance(name, bytes) else status}")
+    return values[0] if len(values) == 1 else values
+
+
+def nvrtc_version() -> tuple[int, int]:
+    """NVRTC's (major, minor); raises when the package or its library cannot be loaded."""
+    _, major, minor = _bindings()[1].nvrtcVersion()
+    return major, minor
+
+
+def compile_cuda(source: str, arch: int, ptx: bool = False) -> bytes:
+    """NVRTC: CUDA C -> CUBIN for sm_<arch> (or PTX for compute_<arch>). Needs no GPU."""
+    nvrtc = _bindings()[1]
+    ok = nvrtc.nvrtcResult.NVRTC_SUCCESS
+    status, prog = nvrtc.nvrtcCreateProgram(source.encode(), b"fusegrad.cu", 0, [], [])
+    if status != ok:
+        raise CompileError(f"nvrtcCreateProgram failed: {status}", source)
+    try:
+        target = f"--gpu-architecture={'compute' if ptx else 'sm'}_{arch}".encode()
+        status, = nvrtc.nvrtcCompileProgram(prog, 1, [target])
+        if status != ok:
+            size = nvrtc.nvrtcGetProgramLogSize(prog)[1]
+            log = b" " * size
+            nvrtc.nvrtcGetProgramLog(prog, log)
+            raise CompileError(f"NVRTC failed to compile generated kernels for {target.decode()[2:]}", source,
+                               log.decode(errors="replace").rstrip("\0 "))
+        size_fn, get_fn = (nvrtc.nvrtcGetPTXSize, nvrtc.nvrtcGetPTX) if ptx else \
+            (nvrtc.nvrtcGetCUBINSize, nvrtc.nvrtcGetCUBIN)
+        image = b" " * size_fn(prog)[1]
+        get_fn(prog, image)
+        return image
+    finally:
+        nvrtc.nvrtcDestroyProgram(prog)
+
+
+@functools.cache
+def unavailable_reason() -> str | None:
+    """None when a GPU can be used here, else a sentence saying why not."""
+    try:
+        driver, _ = _bindings()
+    except ImportError as e:
+        return f"cuda-python cannot be imported ({e}); pip install cuda-python"
+    try:
+        status, = driver.cuInit(0)
+    except Exception as e:  # noqa: BLE001  (the bindings raise their own types when libcuda.so is missing)
+        return f"no CUDA driver library ({e})"
+    if status != driver.CUresult.CUDA_SUCCESS:
+        return f"cuInit failed ({status.name}): no usable NVIDIA GPU or driver"
+    try:
+        nvrtc_version()
+    except Exception as e:  # noqa: BLE001
+        return f"NVRTC cannot be loaded ({e}); pip install nvidia-cuda-nvrtc"
+    return None if _check(driver.cuDeviceGetCount(), "cuDeviceGetCount") else "the driver reports no GPU"
+
+
+class DeviceMemory(NamedTuple):
+    """A device allocation: its address and its (rounded) size."""
+
+    ptr: int
+    size: int
+
+
+class CUDAProgram:
+    """A loaded kernel: call with device buffers in parameter order; returns its seconds on the GPU."""
+
+    __slots__ = ("name", "_fn", "_device", "_grid", "_block", "_args", "_params")
+
+    def __init__(self, name: str, fn: Any, device: "CUDADevice", grid: int, block: int, nargs: int):
+        self.name = name
+        self._fn, self._device, self._grid, self._block = fn, device, grid, block
+        # the driver reads the arguments through an array of pointers to them, at launch time
+        self._args = np.zeros(max(nargs, 1), dtype=np.uint64)
+        self._params = self._args.ctypes.data + 8 * np.arange(max(nargs, 1), dtype=np.uint64)
+
+    def launch(self, buffers: Sequence[Buffer]) -> None:
+        """Enqueue the kernel on the device's stream without waiting for it."""
+        driver = _bindings()[0]
+        self._device.make_current()
+        for i, b in enumerate(buffers):
+            self._args[i] = b.handle.ptr
+        _check(driver.cuLaunchKernel(self._fn, self._grid, 1, 1, self._block, 1, 1, 0, self._device.stream,
+                                     self._params.ctypes.data, 0), f"launch of {self.name}")
+
+    def __call__(self, buffers: Sequence[Buffer]) -> float:
+        driver = _bindings()[0]
+        self._device.make_current()
+        start, end = self._device.events
+        _check(driver.cuEventRecord(start, self._device.stream), "cuEventRecord")
+        self.launch(buffers)
+        _check(driver.cuEventRecord(end, self._device.stream), "cuEventRecord")
+        _check(driver.cuEventSynchronize(end), f"kernel {self.name}")
+        elapsed = getattr(driver, "cuEventElapsedTime", None) or driver.cuEventElapsedTime_v2  # renamed in CUDA 13
+        return _check(elapsed(start, end), "cuEventElapsedTime") / 1e3
+
+
+class CUDADevice:
+    """One GPU: its primary context, one stream, a caching allocator and NVRTC-built programs."""
+
+    kind = "cuda"
+
+    def __init__(self, name: str = "cuda:0"):
+        reason = unavailable_reason()
+        if reason is not None:
+            raise DeviceError(f"{name} is not available: {reason}")
+        driver = _bindings()[0]
+        index = int(name.partition(":")[2] or 0)
+        count = _check(driver.cuDeviceGetCount(), "cuDeviceGetCount")
+        if index >= count:
+            raise DeviceError(f"{name} does not exist: this machine has {count} CUDA GPU(s)")
+        self.name = name
+        self._dev = _check(driver.cuDeviceGet(index), "cuDeviceGet")
+        self._ctx = _check(driver.cuDevicePrimaryCtxRetain(self._dev), "cuDevicePrimaryCtxRetain")
+        self._local = threading.local()
+        self.make_current()
+        attr = driver.CUdevice_attribute
+        capability = (attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR,
+                      attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)
+        major, minor = (_check(driver.cuDeviceGetAttribute(a, self._dev), "cuDeviceGetAttribute") for a in capability)
+        self.arch = major * 10 + minor  # e.g. 90 on Hopper: kernels are compiled for sm_90
+        self.device_name = _check(driver.cuDeviceGetName(256, self._dev), "cuDeviceGetName").split(b"\0")[0].decode()
+        self.memory = _check(driver.cuDeviceTotalMem(self._dev), "cuDeviceTotalMem")
+        self.driver_version = _check(driver.cuDriverGetVersion(), "cuDriverGetVersion")
+        self.stream = _check(driver.cuStreamCreate(0), "cuStreamCreate")
+        self.events = tuple(_check(driver.cuEventCreate(0), "cuEventCreate") for _ in range(2))
+        self._free: dict[int, list[int]] = {}  # size -> addresses of released blocks, reused before cuMemAlloc
+        self._lock = threading.Lock()
+        # PTX (JIT-compiled by the driver) instead of CUBIN: NVRTC older than the GPU, or a CUBIN the driver rejected
+        self.use_ptx = self.arch not in _bindings()[1].nvrtcGetSupportedArchs()[1]
+        self.allocator = CountingAllocator(name, self._raw_alloc, self._raw_free)
+
+    def make_current(self) -> None:
+        """Make this GPU's context current on the calling thread (compiles run on worker threads)."""
+        if getattr(self._local, "ctx", None) is not self._ctx:
+            _check(_bindings()[0].cuCtxSetCurrent(self._ctx), "cuCtxSetCurrent")
+            self._local.ctx = self._ctx
+
+    # memory
+    def _raw_alloc(self, nbytes: int) -> DeviceMemory:
+        if nbytes == 0:
+            return DeviceMemory(0, 0)
+        size = -(-nbytes // ALIGN) * ALIGN
+        with self._lock:
+            blocks = self._free.get(size)
+            if blocks:
+                return DeviceMemory(blocks.pop(), size)
+        driver = _bindings()[0]
+        self.make_current()
+        status, ptr = driver.cuMemAlloc(size)
+        if status == driver.CUresult.CUDA_ERROR_OUT_OF_MEMORY:  # give the cached blocks back and retry once
+            self.empty_cache()
+            status, ptr = driver.cuMemAlloc(size)
+        _check((status, ptr), f"cuMemAlloc of {size} bytes on {self.name}")
+        return DeviceMemory(int(ptr), size)
+
+    def _raw_free(self, memory: DeviceMemory) -> None:
+        if memory.size:  # kept for reuse: later work on the one stream runs after earlier readers
+            with self._lock:
+                self._free.setdefault(memory.size, []).append(memory.ptr)
+
+    def empty_cache(self) -> None:
+        """Return every cached (unused) block to the driver."""
+        driver = _bindings()[0]
+        self.make_current()
+        self.synchronize()
+        with self._lock:
+            blocks = [ptr for ptrs in self._free.values() for ptr in ptrs]
+            self._free.clear()
+        for ptr in blocks:
+            _check(driver.cuMemFree(ptr), "cuMemFree")
+
+    def alloc(self, nbytes: int) -> Buffer:
+        return self.allocator.alloc(nbytes)
+
+    def copy_in(self, buf: Buffer, data: np.ndarray) -> None:
+        raw = np.ascontiguousarray(data).reshape(-1).view(np.uint8)
+        if raw.size:
+            self.make_current()  # pageable host memory is staged before the call returns
+            _check(_bindings()[0].cuMemcpyHtoDAsync(buf.handle.ptr, raw.ctypes.data, raw.size, self.stream),
+                   "copy to the GPU")
+
+    def copy_out(self, buf: Buffer, np_dtype: np.dtype, count: int) -> np.ndarray:
+        out = np.empty(count, dtype=np_dtype)
+        if out.nbytes:
+            self.make_current()
+            _check(_bindings()[0].cuMemcpyDtoHAsync(out.ctypes.data, buf.handle.ptr, out.nbytes, self.stream),
+                   "copy from the GPU")
+        self.synchronize()
+        return out
+
+    # compilation
+    def _image(self, source: str, ptx: bool) -> bytes:
+        """The unit compiled for this GPU, from the disk cache when built before by the same NVRTC."""
+        ext = "ptx" if ptx else "cubin"
+        key = cache.cache_key(source, f"sm_{self.arch}", ext, "nvrtc %d.%d" % nvrtc_version())
+        path = cache.lookup(key, ext)
+        if path is None:
+            image = compile_cuda(source, self.arch, ptx)
+            path = cache.store(key, ext, lambda out: out.write_bytes(image))
+        return path.read_bytes()
+
+    def _load(self, source: str) -> Any:
+        """A module of the unit: CUBIN first; PTX when the driver rejects that (NVRTC newer than the
+        driver), with its ISA version lowered to the driver's when it rejects the PTX's version too."""
+        driver = _bindings()[0]
+        rejected = (driver.CUresult.CUDA_ERROR_INVALID_IMAGE, driver.CUresult.CUDA_ERROR_NO_BINARY_FOR_GPU,
+                    driver.CUresult.CUDA_ERROR_UNSUPPORTED_PTX_VERSION, driver.CUresult.CUDA_ERROR_INVALID_PTX)
+        self.make_current()
+        status = None
+        for ptx in ((True,) if self.use_ptx else (False, True)):
+            image = self._image(source, ptx)
+            status, module = driver.cuModuleLoadData(image)
+            if status == driver.CUresult.CUDA_ERROR_UNSUPPORTED_PTX_VERSION and ptx:
+                status, module = driver.cuModuleLoadData(self._lower_ptx_version(image))
+            if status == driver.CUresult.CUDA_SUCCESS:
+                self.use_ptx = ptx
+                return module
+            if status not in rejected:
+                break
+        _check((status, None), f"loading kernels for sm_{self.arch}")
+
+    def _lower_ptx_version(self, ptx: bytes) -> bytes:
+        isa = _PTX_ISA.get(self.driver_version // 10 * 10, (8, 0))
+        return re.sub(rb"^\.version \d+\.\d+", b".version %d.%d" % isa, ptx, count=1, flags=re.MULTILINE)
+
+    def compile(self, source: str, names: Sequence[str], nargs: Sequence[int], support: str = "") -> list[CUDAProgram]:
+        """Compile one translation unit holding every named kernel (launch sizes from its comments)."""
+        if support:
+            raise CompileError("the CUDA device has no support library", support)
+        launches = parse_launches(source)
+        module = self._load(source)
+        programs = []
+        for name, n in zip(names, nargs):
+            fn = _check(_bindings()[0].cuModuleGetFunction(module, name.encode()), f"cuModuleGetFunction({name})")
+            # a kernel without a launch comment still runs right, as one thread looping over its grid
+            programs.append(CUDAProgram(name, fn, self, *launches.get(name, (1, 1)), n))
+        return programs
+
+    def synchronize(self) -> None:
+        """Wait for every kernel and copy queued on this GPU."""
+        self.make_current()
+        _check(_bindings()[0].cuStreamSynchronize(self.stream), "cuStreamSynchronize")

@@ -1,0 +1,435 @@
+"""The CUDA device. Without a GPU: NVRTC compiles the CUDA rendered for the op suite (when NVRTC
+loads) and the device is absent with a reason. On a GPU: every result matches the CPU device on the
+same random inputs (bit for bit where the arithmetic is exact: integers, moves, random bits)."""
+from __future__ import annotations
+
+import functools
+import math
+from typing import Callable
+
+import numpy as np
+import pytest
+
+import fusegrad as fg
+import fusegrad.nn.functional as F
+from fusegrad import dtypes
+from fusegrad.codegen import renderer_for
+from fusegrad.codegen.cuda import MAX_BLOCKS, launch_dims, thread_space
+from fusegrad.codegen.ir import Loop, LoopIR
+from fusegrad.engine.realize import _kernel_name, kernel_ir, kernel_key
+from fusegrad.engine.schedule import create_schedule, toposort
+from fusegrad.errors import CompileError, DeviceError
+from fusegrad.runtime import cuda as cuda_rt
+from fusegrad.runtime import registry
+
+RNG = np.random.default_rng()
+
+
+def _nvrtc_reason() -> str | None:
+    try:
+        cuda_rt.nvrtc_version()
+    except Exception as e:  # noqa: BLE001  (package or library missing)
+        return f"NVRTC cannot be loaded here ({e})"
+    return None
+
+
+NVRTC_REASON = _nvrtc_reason()
+GPU_REASON = cuda_rt.unavailable_reason()
+needs_nvrtc = pytest.mark.skipif(NVRTC_REASON is not None, reason=str(NVRTC_REASON))
+needs_gpu = pytest.mark.skipif(GPU_REASON is not None, reason=f"no CUDA GPU: {GPU_REASON}")
+GPU = "cuda:0"
+
+
+# ---- rendering and NVRTC (no GPU needed) --------------------------------------------------
+
+def kernel_irs(*outputs: fg.Tensor) -> list[LoopIR]:
+    """The loop IR of every kernel realizing `outputs` (lazy CPU tensors), as the engine lowers it for CUDA."""
+    nodes = [t._node for t in outputs if t._node.buffer is None]
+    items = create_schedule(nodes, toposort(nodes))
+    renderer = renderer_for("cuda")
+    return [kernel_ir(it.spec, _kernel_name(it.spec, kernel_key(it.spec)), renderer)
+            for it in items if it.alias_of is None and it.spec.root.numel > 0]
+
+
+def cpu_array(shape: tuple[int, ...], dtype: str) -> fg.Tensor:
+    if dtype == "bool":
+        return fg.tensor(RNG.random(shape) < 0.5)
+    if dtype in ("uint8", "int8", "int16", "int32", "int64"):
+        return fg.tensor(RNG.integers(0 if dtype == "uint8" else -50, 50, size=shape), dtype=dtype)
+    return fg.tensor(RNG.uniform(-2, 2, size=shape), dtype=dtype)
+
+
+def elementwise_outputs(dtype: str) -> list[fg.Tensor]:
+    a, b = cpu_array((7, 33), dtype), cpu_array((33,), dtype)
+    if dtype == "bool":
+        return [a & b, a | b, a ^ b, ~a, a == b, fg.where(a, b, ~b), a.int() + b.int()]
+    outs = [a + b, a - b, a * b, a.maximum(b), a.minimum(b), a < b, a == b, fg.where(a < b, a, b),
+            a.abs(), a.bool(), a.float()]
+    if dtypes.to_dtype(dtype).is_floating_point:
+        outs += [a / b, a % b, -a, a.exp(), (a.abs() + 1).log(), a.sin(), a.cos(), a.abs().sqrt(), a.erf(),
+                 a.floor(), a.abs() ** b, a.sigmoid(), a.tanh(), a.isnan(), a.double()]
+    else:
+        outs += [a // b, a % b, a ** 2, a & b, a | b, ~a, a.long()]
+        if dtype != "uint8":
+            outs.append(-a)
+    return outs
+
+
+def reduction_outputs() -> list[fg.Tensor]:
+    x = cpu_array((37, 129), "float32")
+    return [x.sum(0), x.sum(1, keepdim=True), x.max(), x.min(1)[0], x.prod(0), x.mean(), x.argmax(1), x.softmax(1),
+            x.logsumexp(0), x.var(1), (x > 0).any(1), (x > 0).all(), x.int().sum(0), x.long().max(1)[0],
+            x.half().sum(1), x.bfloat16().amax(0)]
+
+
+def movement_outputs() -> list[fg.Tensor]:
+    x = cpu_array((5, 7, 3), "float32")
+    return [x.permute(2, 0, 1).contiguous(), x[:, ::2, 1:].contiguous(), x.flip(1) + 1, F.pad(x, (1, 2, 0, 3)),
+            fg.cat([x, x * 2], 1), x.roll(3, 2), x[0].tril(), x.reshape(5, 7, 3).transpose(0, 2).contiguous(),
+            x[:, 1:2].expand(5, 4, 3) * 1]
+
+
+def matmul_outputs() -> list[fg.Tensor]:
+    return [cpu_array((33, 65), "float32") @ cpu_array((65, 17), "float32"),
+            cpu_array((3, 7, 9), "float64") @ cpu_array((3, 9, 5), "float64"),
+            cpu_array((8, 16), "float16") @ cpu_array((16, 4), "float16"),
+            F.conv2d(cpu_array((2, 3, 9, 9), "float32"), cpu_array((4, 3, 3, 3), "float32"), padding=1)]
+
+
+def random_outputs() -> list[fg.Tensor]:
+    return [fg.rand(5, 7), fg.randn(64), fg.randint(0, 10, (9,)), F.dropout(fg.ones(100), 0.5)]
+
+
+def cast_outputs() -> list[fg.Tensor]:
+    return [cpu_array((11,), a.name).cast(b) for a in dtypes.ALL for b in dtypes.ALL if a is not b]
+
+
+def huge_outputs() -> list[fg.Tensor]:
+    return [fg.zeros(2**31 + 5, dtype=fg.uint8) + 1]  # more threads than 32-bit indices reach
+
+
+def mlp_outputs() -> list[fg.Tensor]:
+    return _mlp_grads(*_mlp_arrays(), device="cpu", lazy=True)
+
+
+def strided_outputs() -> list[fg.Tensor]:
+    return [cpu_array((1000, 256), "float32").sum(0), cpu_array((300, 1536), "float64").amax(0)]
+
+
+RENDER_CASES: dict[str, Callable[[], list[fg.Tensor]]] = {
+    **{f"elementwise_{d.name}": functools.partial(elementwise_outputs, d.name) for d in dtypes.ALL},
+    "reductions": reduction_outputs, "strided_reduction": strided_outputs, "movement": movement_outputs,
+    "matmul": matmul_outputs, "random": random_outputs, "casts": cast_outputs, "huge_index": huge_outputs,
+    "mlp_backward": mlp_outputs,
+}
+
+
+def test_render_cases_cover_every_dtype() -> None:
+    assert {f"elementwise_{d.name}" for d in dtypes.ALL} <= set(RENDER_CASES)
+
+
+@needs_nvrtc
+@pytest.mark.parametrize("case", sorted(RENDER_CASES))
+def test_nvrtc_compiles_generated_cuda(case: str) -> None:
+    irs = kernel_irs(*RENDER_CASES[case]())
+    assert irs, "the case produced no kernels"
+    renderer = renderer_for("cuda")
+    unit = renderer.render_unit(sorted({renderer.render_kernel(ir) for ir in irs}))
+    cubin = cuda_rt.compile_cuda(unit, 90)
+    assert cubin[:4] == b"\x7fELF"
+    launches = cuda_rt.parse_launches(unit)
+    for ir in irs:
+        assert ir.name.encode() in cubin, f"{ir.name} missing from the CUBIN"
+        blocks, threads = launches[ir.name]
+        total = math.prod(v.extent for v in thread_space(ir))
+        assert 1 <= threads <= 1024 and 1 <= blocks < 2**31
+        assert blocks * threads >= total or blocks == MAX_BLOCKS  # else the grid-stride loop covers the rest
+
+
+@needs_nvrtc
+def test_nvrtc_ptx_for_an_older_architecture() -> None:
+    irs = kernel_irs(cpu_array((4, 5), "float32").sum(1), fg.rand(3))
+    renderer = renderer_for("cuda")
+    ptx = cuda_rt.compile_cuda(renderer.render_unit([renderer.render_kernel(ir) for ir in irs]), 80, ptx=True)
+    text = ptx.decode()
+    assert ".target sm_80" in text
+    for ir in irs:
+        assert f".entry {ir.name}(" in text
+
+
+@needs_nvrtc
+def test_nvrtc_error_carries_source_and_log() -> None:
+    source = 'extern "C" __global__ void broken(float* p0) { p0[0] = undefined_name; }\n'
+    with pytest.raises(CompileError) as info:
+        cuda_rt.compile_cuda(source, 90)
+    assert info.value.source == source
+    assert "undefined_name" in info.value.compiler_output
+
+
+def test_one_thread_per_output_of_a_column_reduction() -> None:
+    """sum(0): each thread runs down one column; neighbouring threads read neighbouring addresses."""
+    (ir,) = kernel_irs(cpu_array((1000, 256), "float32").sum(0))
+    assert not any(isinstance(s, Loop) and s.kind == "inner" for s in ir.stmts)  # no CPU cache blocking
+    assert math.prod(v.extent for v in thread_space(ir)) == 256
+    source = renderer_for("cuda").render_kernel(ir)
+    assert "gid < 256;" in source and "r2 < 1000;" in source
+
+
+def test_a_kernel_without_parallel_loops_runs_on_one_thread() -> None:
+    (ir,) = kernel_irs(cpu_array((40, 50), "float32").sum())
+    assert launch_dims(ir) == (1, 1)
+
+
+def test_launch_comments_round_trip() -> None:
+    text = cuda_rt.launch_comment("E_3_abc", 12, 256) + "\nextern ...\n" + cuda_rt.launch_comment("R_1", 1, 1)
+    assert cuda_rt.parse_launches(text) == {"E_3_abc": (12, 256), "R_1": (1, 1)}
+
+
+@pytest.mark.skipif(GPU_REASON is None, reason="a CUDA GPU is present")
+def test_missing_gpu_is_a_device_error_with_the_reason() -> None:
+    assert "cuda" not in registry.available() and "cuda" in registry.unavailable()
+    with pytest.raises(DeviceError, match="not available"):
+        fg.tensor([1.0], device="cuda")
+
+
+# ---- on the GPU: the same results as the CPU device ------------------------------------------
+
+TOL = {"float64": (1e-10, 1e-12), "float32": (2e-5, 1e-6), "float16": (2e-3, 1e-3), "bfloat16": (1e-2, 1e-2)}
+# sums of hundreds of terms: the CPU adds in SIMD lanes, a GPU thread in order
+SUM_TOL = {"float32": (1e-4, 1e-3), "float64": (1e-9, 1e-9)}
+
+
+def on_both(fn: Callable[..., fg.Tensor | tuple], arrays: list[np.ndarray], dtype: str | None = None,
+            tol: tuple[float, float] | None = None) -> None:
+    """fn on CPU tensors and on GPU tensors made from the same arrays: equal results (within `tol`
+    or the dtype's (rtol, atol) for floats, exactly otherwise)."""
+    outs = []
+    for device in ("cpu", GPU):
+        result = fn(*[fg.tensor(a, dtype=dtype, device=device) for a in arrays])
+        results = result if isinstance(result, tuple) else (result,)
+        assert all(r.device == device for r in results)
+        outs.append([r.numpy() for r in results])
+    for want, got in zip(*outs):
+        assert want.dtype == got.dtype and want.shape == got.shape
+        if want.dtype.kind == "f":
+            rtol, atol = tol or TOL.get(dtype or want.dtype.name, TOL["float32"])
+            np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, equal_nan=True)
+        else:
+            np.testing.assert_array_equal(got, want)
+
+
+def random_array(shape: tuple[int, ...], dtype: str) -> np.ndarray:
+    if dtype == "bool":
+        return RNG.random(shape) < 0.5
+    if dtype in ("int32", "int64"):
+        return RNG.integers(-1000, 1000, size=shape).astype(dtype)
+    return RNG.uniform(-3, 3, size=shape).astype("float32" if dtype == "bfloat16" else dtype)
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int32", "int64", "bool", "float16", "bfloat16"])
+def test_elementwise_matches_cpu(dtype: str) -> None:
+    a, b = random_array((37, 65), dtype), random_array((65,), dtype)
+    if dtype in ("int32", "int64"):
+        b[b == 0] = 7
+    on_both(lambda x, y: tuple(elementwise_like(x, y, dtype)), [a, b], dtype)
+
+
+def elementwise_like(a: fg.Tensor, b: fg.Tensor, dtype: str) -> list[fg.Tensor]:
+    if dtype == "bool":
+        return [a & b, a | b, a ^ b, ~a, a == b, fg.where(a, b, ~b), a.int() + b.int()]
+    outs = [a + b, a - b, a * b, a.maximum(b), a < b, a == b, fg.where(a < b, a, b), a.abs(), -a]
+    if dtypes.to_dtype(dtype).is_floating_point:
+        outs += [a / b, a % b, a.exp(), (a.abs() + 1).log(), a.sin(), a.abs().sqrt(), a.erf(), a.floor(),
+                 a.abs() ** b, a.sigmoid(), a.tanh(), (a / 0 * 0).maximum(a)]  # the last: NaN propagates
+    else:
+        outs += [a // b, a % b, a ** 3, a & b, a | b, ~a]
+    return outs
+
+
+@needs_gpu
+def test_half_precision_rounding_is_the_cpus_bit_for_bit() -> None:
+    """float32 -> float16/bfloat16 rounds to nearest even on both devices (subnormals, overflow, NaN too)."""
+    x = np.concatenate([RNG.standard_normal(4000) * 10.0 ** RNG.integers(-8, 6, 4000),
+                        [np.nan, np.inf, -np.inf, 0.0, -0.0, 65520.0, 6e-8, 1 + 2**-11]]).astype(np.float32)
+    on_both(lambda t: (t.half(), t.bfloat16(), t.half().float() * 3), [x], tol=(0.0, 0.0))
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int32", "int64"])
+def test_reductions_match_cpu(dtype: str) -> None:
+    x = random_array((37, 129), dtype)
+    on_both(lambda t: (t.sum(0), t.sum(1, keepdim=True), t.sum(), t.max(), t.max(1)[0], t.min(0)[0], t.argmax(1)),
+            [x], dtype, SUM_TOL.get(dtype))
+    if dtype.startswith("float"):
+        on_both(lambda t: ((t / 2).prod(0), t.mean(1), t.softmax(1), t.logsumexp(0), t.var(0)), [x], dtype,
+                SUM_TOL[dtype])
+        x[5, 7] = np.nan  # a maximum meeting NaN stays NaN, wherever it comes in the reduction
+        on_both(lambda t: (t.amax(1), t.amax(0), t.max()), [x], dtype)
+    else:
+        on_both(lambda t: (t % 2).prod(0), [x], dtype)  # products of 0 and 1: no overflow
+
+
+@needs_gpu
+def test_strided_reductions_and_a_grid_larger_than_one_launch() -> None:
+    on_both(lambda t: (t.sum(0), t.amax(0)), [random_array((1000, 1024), "float32")], tol=SUM_TOL["float32"])
+    on_both(lambda t: t.sum(0), [random_array((3, 2000, 512), "float64")], tol=SUM_TOL["float64"])
+    n = (1 << 25) + 3  # more threads than one launch has: the grid-stride loop covers the rest
+    poison = [fg.full((n,), float("nan"), device=GPU).realize() for _ in range(2)]
+    del poison  # the input and the output below get these NaN-filled blocks back: every element must be written
+    x = random_array((n,), "float32")
+    got = (fg.tensor(x, device=GPU) * 2 + 1).numpy()
+    np.testing.assert_allclose(got, x * 2 + 1, rtol=1e-6)
+
+
+@needs_gpu
+def test_movement_matches_cpu() -> None:
+    on_both(lambda t: (t.permute(2, 0, 1).contiguous(), t[:, ::2, 1:] * 1, t.flip(1) + 1, F.pad(t, (1, 2, 0, 3)),
+                       fg.cat([t, t * 2], 1), t.roll(3, 2), t[0].tril(), t.reshape(5, 7, 3).transpose(0, 2) + 0,
+                       t[:, 1:2].expand(5, 4, 3) * 1, t.unsqueeze(0).repeat(2, 1, 1, 1) * 1),
+            [random_array((5, 7, 3), "float32")])
+
+
+@needs_gpu
+@pytest.mark.parametrize("m,k,n", [(1, 1, 1), (33, 65, 17), (129, 257, 63)])
+def test_matmul_odd_sizes_match_cpu(m: int, k: int, n: int) -> None:
+    on_both(lambda a, b: a @ b, [random_array((m, k), "float32"), random_array((k, n), "float32")],
+            tol=SUM_TOL["float32"])
+    on_both(lambda a, b: a @ b, [random_array((3, m, k), "float64"), random_array((3, k, n), "float64")],
+            tol=SUM_TOL["float64"])
+
+
+@needs_gpu
+def test_conv2d_matches_cpu() -> None:
+    on_both(lambda x, w: F.conv2d(x, w, padding=1).relu(),
+            [random_array((2, 3, 17, 15), "float32"), random_array((5, 3, 3, 3), "float32")], tol=SUM_TOL["float32"])
+
+
+@needs_gpu
+def test_rand_is_the_same_stream_as_on_the_cpu() -> None:
+    for device in ("cpu", GPU):
+        fg.manual_seed(1234)
+        values = (fg.rand(1001, 3, device=device).numpy(), fg.randint(0, 100, (77,), device=device).numpy(),
+                  fg.randn(500, device=device).numpy())
+        if device == "cpu":
+            want = values
+    np.testing.assert_array_equal(values[0], want[0])  # Philox bits: identical
+    np.testing.assert_array_equal(values[1], want[1])
+    np.testing.assert_allclose(values[2], want[2], rtol=1e-5, atol=1e-5)  # log/cos differ by ulps
+    assert 0 <= values[0].min() and values[0].max() < 1 and values[0].std() > 0.2
+
+
+def _mlp_arrays() -> list[np.ndarray]:
+    return [RNG.standard_normal((16, 20)).astype(np.float32), RNG.integers(0, 5, 16),
+            (RNG.standard_normal((20, 32)) * 0.3).astype(np.float32), RNG.standard_normal(32).astype(np.float32),
+            (RNG.standard_normal((32, 5)) * 0.3).astype(np.float32)]
+
+
+def _mlp_grads(x: np.ndarray, y: np.ndarray, *weights: np.ndarray, device: str, lazy: bool = False) -> list:
+    def loss_of(w1: fg.Tensor, b1: fg.Tensor, w2: fg.Tensor) -> fg.Tensor:
+        logits = (fg.tensor(x, device=device) @ w1 + b1).relu() @ w2
+        return F.cross_entropy(logits, fg.tensor(y, device=device))
+
+    loss, grads = fg.value_and_grad(loss_of, argnums=(0, 1, 2))(*[fg.tensor(w, device=device) for w in weights])
+    return [loss, *grads] if lazy else [t.numpy() for t in (loss, *grads)]
+
+
+@needs_gpu
+def test_mlp_gradients_match_cpu() -> None:
+    arrays = _mlp_arrays()
+    want, got = _mlp_grads(*arrays, device="cpu"), _mlp_grads(*arrays, device=GPU)
+    for w, g in zip(want, got):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
+
+
+@needs_gpu
+def test_sgd_steps_match_cpu() -> None:
+    def train(device: str) -> list[np.ndarray]:
+        fg.manual_seed(3)
+        model = fg.nn.Sequential(fg.nn.Linear(12, 24), fg.nn.ReLU(), fg.nn.Linear(24, 4)).to(device)
+        assert all(p.device == device for p in model.parameters())
+        opt = fg.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        for x, y in batches:
+            opt.zero_grad()
+            loss = F.cross_entropy(model(fg.tensor(x, device=device)), fg.tensor(y, device=device))
+            loss.backward()
+            opt.step()
+        return [p.numpy() for p in model.parameters()] + [loss.numpy()]
+
+    batches = [(RNG.standard_normal((8, 12)).astype(np.float32), RNG.integers(0, 4, 8)) for _ in range(5)]
+    for want, got in zip(train("cpu"), train(GPU)):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", [d.name for d in dtypes.ALL])
+def test_copies_both_ways(dtype: str) -> None:
+    x = random_array((3, 5), "int32" if dtype in ("uint8", "int8", "int16") else dtype)
+    t = fg.tensor(x, dtype=dtype)
+    on_gpu = t.to(GPU)
+    assert on_gpu.device == GPU and on_gpu.dtype == t.dtype
+    back = on_gpu.cpu()
+    assert back.device == "cpu"
+    np.testing.assert_array_equal(back.numpy(), t.numpy())
+    np.testing.assert_array_equal(on_gpu.numpy(), t.numpy())
+
+
+@needs_gpu
+def test_empty_and_scalar_tensors() -> None:
+    assert fg.zeros(0, device=GPU).numpy().shape == (0,)
+    assert (fg.ones(0, 3, device=GPU) * 2).sum(0).numpy().tolist() == [0.0, 0.0, 0.0]
+    assert fg.tensor(2.5, device=GPU).item() == 2.5
+    assert registry.get(GPU).alloc(0).nbytes == 0
+
+
+@needs_gpu
+def test_allocations_are_counted_and_reused() -> None:
+    device = registry.get(GPU)
+    before = fg.memory_stats(GPU)
+    buf = device.alloc(1 << 20)
+    assert fg.memory_stats(GPU)["current_bytes"] == before["current_bytes"] + (1 << 20)
+    address = buf.handle.ptr
+    del buf
+    assert fg.memory_stats(GPU)["current_bytes"] == before["current_bytes"]
+    assert device.alloc(1 << 20).handle.ptr == address  # the freed block came back from the cache
+
+
+@needs_gpu
+def test_mixing_devices_raises_naming_both() -> None:
+    a, b = fg.tensor([1.0, 2.0], device=GPU), fg.tensor([3.0, 4.0])
+    for op in (lambda: a + b, lambda: b * a, lambda: a @ b):
+        with pytest.raises(DeviceError) as info:
+            op()
+        assert "cpu" in str(info.value) and GPU in str(info.value)
+
+
+@needs_gpu
+def test_device_names_and_missing_index() -> None:
+    assert registry.canonical("cuda") == GPU and registry.canonical("CUDA:0") == GPU
+    device = registry.get("cuda")
+    assert device.kind == "cuda" and device.arch >= 50 and device.memory > 0
+    with pytest.raises(DeviceError, match="does not exist"):
+        registry.get("cuda:64")
+
+
+@needs_gpu
+def test_ptx_path_loads_and_runs() -> None:
+    """The fallback for a driver that rejects NVRTC's CUBIN: PTX, JIT-compiled by the driver, also
+    with its ISA version lowered to the driver's."""
+    device = registry.get(GPU)
+    x = random_array((300,), "float32")
+    (ir,) = kernel_irs(fg.tensor(x) * 3 - 1)
+    renderer = renderer_for("cuda")
+    source = renderer.render_unit([renderer.render_kernel(ir)])
+    saved, device.use_ptx = device.use_ptx, True
+    try:
+        (program,) = device.compile(source, [ir.name], [len(ir.params)])
+    finally:
+        device.use_ptx = saved
+    out, inp = device.alloc(x.nbytes), device.alloc(x.nbytes)
+    device.copy_in(inp, x)
+    assert program([out, inp]) > 0
+    # the GPU contracts x * 3 - 1 into one FMA: near zero that differs from numpy's two roundings
+    np.testing.assert_allclose(device.copy_out(out, np.dtype(np.float32), 300), x * 3 - 1, rtol=1e-6, atol=1e-6)
+    lowered = device._lower_ptx_version(cuda_rt.compile_cuda(source, device.arch, ptx=True))
+    assert cuda_rt._check(cuda_rt._bindings()[0].cuModuleLoadData(lowered), "loading lowered PTX") is not None
