@@ -288,7 +288,7 @@ class _Replay:
         self.input_slots: list[int | None] = []
         self.pairs: list[tuple[Buffer, Buffer]] = []  # (start, end) allocations of carried state
         self.swaps: list[tuple[Node, Buffer, Buffer]] = []  # state base nodes and their two buffers
-        self.random_states: list[tuple[np.ndarray, int]] = []
+        self.random_states: list[tuple[Buffer, int]] = []  # (seed/offset state buffer, numbers drawn)
         self.checks: list[Callable[[], bool]] = []
         self.state: list[tuple[_Slot, int, Any, Node | None, bool]] = []
         self.training: list[tuple[Module, bool]] = []
@@ -325,8 +325,8 @@ class _Replay:
                 table[index] = device.pointer(t._node.buffer)
         if self.random_states:
             gen = fgrandom._gen
-            for memory, count in self.random_states:
-                memory[:16] = np.array([gen.seed, gen.offset], dtype=np.uint64).view(np.uint8)
+            for buf, count in self.random_states:  # device memory on GPUs: written through the device
+                device.copy_in(buf, np.array([gen.seed, gen.offset], dtype=np.uint64))
                 gen.offset += count
         if profiling():
             self._run_profiled(table)
@@ -478,7 +478,7 @@ def _build(replay: _Replay, recording: capture.Recording, inputs: list[Tensor], 
             table[slot_of[id(end_root)]] = device.pointer(other)
     replay.slot_arrays = tables
     replay.input_slots = [slot_of.get(id(t._node.buffer)) for t in inputs]
-    replay.random_states = [(buf.handle, count) for buf, count in recording.random_states]
+    replay.random_states = list(recording.random_states)
     replay.keep = list(keep.values()) + [arena] + [buf for buf, _ in recording.random_states]
     replay.outputs = [(n.buffer.handle, None) for n in leaf_nodes]
     replay.output_meta = [(n.shape, n.dtype, n.device, n.buffer.nbytes) for n in leaf_nodes]

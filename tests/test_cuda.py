@@ -21,6 +21,7 @@ from fusegrad.engine.schedule import create_schedule, toposort
 from fusegrad.errors import CompileError, DeviceError
 from fusegrad.runtime import cuda as cuda_rt
 from fusegrad.runtime import registry
+from fusegrad.runtime.cuda_graph import CUDASequence
 
 RNG = np.random.default_rng()
 
@@ -433,3 +434,44 @@ def test_ptx_path_loads_and_runs() -> None:
     np.testing.assert_allclose(device.copy_out(out, np.dtype(np.float32), 300), x * 3 - 1, rtol=1e-6, atol=1e-6)
     lowered = device._lower_ptx_version(cuda_rt.compile_cuda(source, device.arch, ptx=True))
     assert cuda_rt._check(cuda_rt._bindings()[0].cuModuleLoadData(lowered), "loading lowered PTX") is not None
+
+
+@needs_gpu
+def test_jitted_training_step_replays_as_cuda_graphs() -> None:
+    """fg.jit on the GPU: replays (CUDA graphs) give the eager step's losses and parameters, draw new
+    dropout masks, allocate nothing, and keep only a few graphs for a loop over recycled inputs."""
+    def make() -> tuple[fg.nn.Module, Callable[[fg.Tensor, fg.Tensor], fg.Tensor]]:
+        fg.manual_seed(5)
+        model = fg.nn.Sequential(fg.nn.Linear(20, 32), fg.nn.ReLU(), fg.nn.Dropout(0.25),
+                                 fg.nn.Linear(32, 5)).to(GPU)
+        opt = fg.optim.Adam(model.parameters(), lr=1e-2)
+
+        def step(x: fg.Tensor, y: fg.Tensor) -> fg.Tensor:
+            opt.zero_grad()
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            return loss
+        return model, step
+
+    batches = [(fg.tensor(RNG.standard_normal((16, 20)), dtype="float32", device=GPU),
+                fg.tensor(RNG.integers(0, 5, 16), device=GPU)) for _ in range(4)]
+    (m1, eager), (m2, step) = make(), make()
+    jitted = fg.jit(step)
+    fg.manual_seed(11)
+    eager_losses = [eager(*batches[i % 4]).item() for i in range(10)]
+    fg.manual_seed(11)
+    jit_losses = []
+    for i in range(10):
+        if i == 6:
+            before = fg.memory_stats(GPU)["allocations"]
+        jit_losses.append(jitted(*batches[i % 4]).item())
+    assert fg.memory_stats(GPU)["allocations"] == before, "replays must allocate nothing"
+    assert jitted.replays >= 7, "later calls must replay, not capture again"
+    np.testing.assert_allclose(jit_losses, eager_losses, rtol=1e-5)
+    assert len(set(np.round(jit_losses, 6))) > 5  # dropout masks and parameters change every step
+    for a, b in zip(m1.parameters(), m2.parameters()):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-5, atol=1e-6)
+    sequences = [r.sequence for r in jitted._variants.values() if getattr(r, "sequence", None) is not None]
+    assert sequences and all(isinstance(s, CUDASequence) for s in sequences)
+    assert all(1 <= len(s._graphs) <= 4 for s in sequences)  # 4 input batches x 2 state parities in step

@@ -16,6 +16,9 @@ import numpy as np
 from ..errors import CompileError, DeviceError
 from . import cache
 from .buffer import Buffer, CountingAllocator
+from .cuda_driver import bindings as _bindings
+from .cuda_driver import check as _check
+from .cuda_graph import CUDASequence
 
 ALIGN = 256  # allocation granularity: sizes are rounded up so the free lists reuse more blocks
 _LAUNCH = re.compile(r"^// fusegrad launch (\w+) (\d+) (\d+)$", re.MULTILINE)
@@ -32,22 +35,6 @@ def launch_comment(name: str, blocks: int, threads: int) -> str:
 def parse_launches(source: str) -> dict[str, tuple[int, int]]:
     """(blocks, threads per block) of every kernel in a translation unit, from its launch comments."""
     return {m[1]: (int(m[2]), int(m[3])) for m in _LAUNCH.finditer(source)}
-
-
-@functools.cache
-def _bindings() -> tuple[Any, Any]:
-    from cuda.bindings import driver, nvrtc
-    return driver, nvrtc
-
-
-def _check(result: tuple, what: str) -> Any:
-    """The value(s) of a driver call, which returns (status, *values); DeviceError on failure."""
-    driver = _bindings()[0]
-    status, *values = result
-    if status != driver.CUresult.CUDA_SUCCESS:
-        name = driver.cuGetErrorName(status)[1]
-        raise DeviceError(f"CUDA {what} failed: {name.decode() if isinstance(name, bytes) else status}")
-    return values[0] if len(values) == 1 else values
 
 
 def nvrtc_version() -> tuple[int, int]:
@@ -122,19 +109,25 @@ class CUDAProgram:
 
     def launch(self, buffers: Sequence[Buffer]) -> None:
         """Enqueue the kernel on the device's stream without waiting for it."""
-        driver = _bindings()[0]
+        self.launch_pointers([b.handle.ptr for b in buffers])
+
+    def launch_pointers(self, pointers: Sequence[int]) -> None:
+        """Enqueue the kernel on raw device addresses (the driver copies the arguments at the call)."""
         self._device.make_current()
-        for i, b in enumerate(buffers):
-            self._args[i] = b.handle.ptr
-        _check(driver.cuLaunchKernel(self._fn, self._grid, 1, 1, self._block, 1, 1, 0, self._device.stream,
-                                     self._params.ctypes.data, 0), f"launch of {self.name}")
+        self._args[:len(pointers)] = pointers
+        _check(_bindings()[0].cuLaunchKernel(self._fn, self._grid, 1, 1, self._block, 1, 1, 0, self._device.stream,
+                                             self._params.ctypes.data, 0), f"launch of {self.name}")
 
     def __call__(self, buffers: Sequence[Buffer]) -> float:
+        return self.call_pointers([b.handle.ptr for b in buffers])
+
+    def call_pointers(self, pointers: Sequence[int]) -> float:
+        """Run on raw device addresses and wait; returns the kernel's seconds (from two events)."""
         driver = _bindings()[0]
         self._device.make_current()
         start, end = self._device.events
         _check(driver.cuEventRecord(start, self._device.stream), "cuEventRecord")
-        self.launch(buffers)
+        self.launch_pointers(pointers)
         _check(driver.cuEventRecord(end, self._device.stream), "cuEventRecord")
         _check(driver.cuEventSynchronize(end), f"kernel {self.name}")
         elapsed = getattr(driver, "cuEventElapsedTime", None) or driver.cuEventElapsedTime_v2  # renamed in CUDA 13
@@ -219,6 +212,11 @@ class CUDADevice:
     def alloc(self, nbytes: int) -> Buffer:
         return self.allocator.alloc(nbytes)
 
+    @staticmethod
+    def pointer(buf: Buffer) -> int:
+        """The buffer's device address (what kernels and captured sequences take)."""
+        return buf.handle.ptr
+
     def copy_in(self, buf: Buffer, data: np.ndarray) -> None:
         raw = np.ascontiguousarray(data).reshape(-1).view(np.uint8)
         if raw.size:
@@ -282,6 +280,10 @@ class CUDADevice:
             # a kernel without a launch comment still runs right, as one thread looping over its grid
             programs.append(CUDAProgram(name, fn, self, *launches.get(name, (1, 1)), n))
         return programs
+
+    def sequence(self, launches: Sequence[tuple[CUDAProgram, Sequence[tuple[int, int]]]], nslots: int) -> Any:
+        """fg.jit's replay: the launches as CUDA graphs, one per distinct pointer table."""
+        return CUDASequence(self, launches, nslots)
 
     def synchronize(self) -> None:
         """Wait for every kernel and copy queued on this GPU."""

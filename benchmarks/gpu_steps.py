@@ -1,0 +1,247 @@
+"""GPU benchmark: Zigrad's MNIST MLP training step, a large fused elementwise op and a matmul,
+fusegrad on `--device` against PyTorch on the same GPU, in one process run.
+
+    python3 benchmarks/gpu_steps.py --device cuda [--batch-sizes 64,256,1024] [--seconds 2] [--rounds 6]
+    python3 benchmarks/gpu_steps.py --device opencl --batch-sizes 64    # fusegrad only (no torch peer)
+
+MLP step = forward, cross-entropy, backward, SGD (lr 0.01) on Fashion-MNIST batches (random data of the
+same shapes without the data set), already on the device. Contestants: fusegrad eager, fusegrad
+`fg.jit` (CUDA graphs on CUDA), PyTorch eager, `torch.compile` (mode default and "reduce-overhead"),
+and a whole step captured by hand into one `torch.cuda.CUDAGraph` (static inputs refilled by a copy
+each step): PyTorch's best. They take turns for `--rounds` rounds after an untimed warm-up (first call
+reported apart); each round runs steps back to back for `--seconds / --rounds` and waits for the last.
+Medians in ms/step; ratios are peer time / fusegrad jit time (above 1: fusegrad is faster). The
+elementwise row is `a*b+c` on 2^N float32 against the device-to-device copy bandwidth PyTorch
+reaches; the matmul row is float32 n^3 against torch.matmul (TF32 off). The last line is JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+import common
+from common import Contestant, cycler, interleave, warm_up
+
+LR = 0.01
+BATCHES = 8
+
+
+def fusegrad_steps(device: str, xs: list[np.ndarray], ys: list[np.ndarray]) -> list[Contestant]:
+    import fusegrad as fg
+    from fusegrad.examples.mnist import build_model
+    from fusegrad.nn import functional as F
+
+    def make_step() -> Callable[[Any, Any], Any]:
+        fg.manual_seed(0)
+        model = build_model("mlp").to(device)
+        opt = fg.optim.SGD(model.parameters(), lr=LR)
+
+        def train_step(x: Any, y: Any) -> Any:
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            return loss
+        return train_step
+
+    tx = [fg.tensor(x, device=device) for x in xs]
+    ty = [fg.tensor(y, device=device) for y in ys]
+    out = []
+    for name, fn in (("fusegrad eager", make_step()), ("fusegrad jit", fg.jit(make_step()))):
+        nxt = cycler(len(xs))
+
+        def step(fn: Callable[[Any, Any], Any] = fn, nxt: Callable[[], int] = nxt) -> Any:
+            i = nxt()
+            return fn(tx[i], ty[i])
+        out.append(Contestant(name, step, lambda loss: loss.numpy()))
+    return out
+
+
+def torch_steps(torch: Any, weights: list[np.ndarray], xs: list[np.ndarray], ys: list[np.ndarray]) -> list[Contestant]:
+    nn, F = torch.nn, torch.nn.functional
+    dev = torch.device("cuda")
+    tx = [torch.from_numpy(x).to(dev) for x in xs]
+    ty = [torch.from_numpy(y).to(dev) for y in ys]
+
+    def make() -> tuple[Any, Any]:
+        model = nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(),
+                              nn.Linear(64, 10)).to(dev)
+        with torch.no_grad():
+            for p, w in zip(model.parameters(), weights, strict=True):
+                p.copy_(torch.from_numpy(w))
+        return model, torch.optim.SGD(model.parameters(), lr=LR)
+
+    def plain(model: Any, opt: Any) -> Callable[[Any, Any], Any]:
+        def train_step(x: Any, y: Any) -> Any:
+            opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            return loss
+        return train_step
+
+    def sync(loss: Any) -> float:
+        torch.cuda.synchronize()
+        return float(loss)
+
+    out = []
+    for name, mode in (("torch eager", None), ("torch.compile", "default"), ("torch.compile ro", "reduce-overhead")):
+        fn = plain(*make())
+        if mode is not None:
+            torch._dynamo.reset()
+            fn = torch.compile(fn, mode=mode, dynamic=False)
+        nxt = cycler(len(xs))
+        # reduce-overhead replays CUDA graphs: each call must say a new step begins (outputs get reused)
+        begin = torch.compiler.cudagraph_mark_step_begin if mode == "reduce-overhead" else (lambda: None)
+
+        def step(fn: Callable[[Any, Any], Any] = fn, nxt: Callable[[], int] = nxt, begin: Any = begin) -> Any:
+            i = nxt()
+            begin()
+            return fn(tx[i], ty[i])
+        out.append(Contestant(name, step, sync))
+    out.append(Contestant("torch cuda graph", _graph_step(torch, plain(*make()), tx, ty), sync))
+    return out
+
+
+def _graph_step(torch: Any, train_step: Callable[[Any, Any], Any], tx: list[Any], ty: list[Any]) -> Callable[[], Any]:
+    """The whole step captured once into a CUDA graph; each call refills the static inputs and replays."""
+    static_x, static_y = tx[0].clone(), ty[0].clone()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up on a side stream, as torch.cuda.graphs asks
+        for _ in range(3):
+            train_step(static_x, static_y)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        static_loss = train_step(static_x, static_y)
+    nxt = cycler(len(tx))
+
+    def step() -> Any:
+        i = nxt()
+        static_x.copy_(tx[i])
+        static_y.copy_(ty[i])
+        graph.replay()
+        return static_loss
+    return step
+
+
+def device_ms(fn: Callable[[], Any], sync: Callable[[], Any], repeats: int) -> float:
+    """Median ms of `fn` over `repeats` synchronized calls after two warm-up calls."""
+    for _ in range(2):
+        fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
+def kernels(device: str, torch: Any, log2_elements: int, n: int, repeats: int) -> dict[str, Any]:
+    """a*b+c over 2^log2_elements float32 vs the device copy bandwidth; float32 n^3 matmul vs torch."""
+    import fusegrad as fg
+    rng = np.random.default_rng(0)
+    from fusegrad.runtime import registry
+    dev = registry.get(device)
+    numel = 1 << log2_elements
+    a, b, c = (fg.tensor(rng.standard_normal(numel, dtype=np.float32), device=device) for _ in range(3))
+    out: dict[str, Any] = {"elements": numel}
+    out["fusegrad_fma_ms"] = device_ms(lambda: (a * b + c).realize(), dev.synchronize, repeats)
+    out["fusegrad_fma_GBps"] = 4 * 4 * numel / out["fusegrad_fma_ms"] / 1e6
+    x = fg.tensor(rng.standard_normal((n, n), dtype=np.float32), device=device)
+    y = fg.tensor(rng.standard_normal((n, n), dtype=np.float32), device=device)
+    got = (x @ y).numpy()
+    out["matmul_n"] = n
+    out["matmul_max_rel_err"] = float(np.abs(got - x.numpy() @ y.numpy()).max() / np.abs(got).max())
+    out["fusegrad_matmul_ms"] = device_ms(lambda: (x @ y).realize(), dev.synchronize, max(3, repeats // 4))
+    out["fusegrad_matmul_TFLOPs"] = 2 * n ** 3 / out["fusegrad_matmul_ms"] / 1e9
+    if torch is not None and device.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = False
+        ta, tb = (torch.randn(numel, device="cuda") for _ in range(2))
+        out["torch_copy_ms"] = device_ms(lambda: tb.copy_(ta), torch.cuda.synchronize, repeats)
+        out["copy_GBps"] = 2 * 4 * numel / out["torch_copy_ms"] / 1e6
+        tx, ty = torch.randn(n, n, device="cuda"), torch.randn(n, n, device="cuda")
+        out["torch_matmul_ms"] = device_ms(lambda: tx @ ty, torch.cuda.synchronize, max(3, repeats // 4))
+        out["torch_matmul_TFLOPs"] = 2 * n ** 3 / out["torch_matmul_ms"] / 1e9
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--batch-sizes", default="64,256,1024")
+    p.add_argument("--seconds", type=float, default=2.0, help="timed seconds per contestant and batch size")
+    p.add_argument("--rounds", type=int, default=6)
+    p.add_argument("--elements-log2", type=int, default=28, help="a*b+c over 2^N float32")
+    p.add_argument("--matmul", type=int, default=4096, help="n of the float32 n^3 matmul")
+    args = p.parse_args(argv)
+    import fusegrad as fg
+    from fusegrad.runtime import registry
+    torch = common.optional_import("torch")
+    if torch is not None and not (args.device.startswith("cuda") and torch.cuda.is_available()):
+        torch = None  # PyTorch only competes on the same CUDA GPU
+    dev = registry.get(args.device)
+    info = {"device": args.device, "name": getattr(dev, "device_name", args.device),
+            "driver": getattr(dev, "driver_version", None), "fusegrad": common.fusegrad_commit(),
+            "torch": getattr(torch, "__version__", None)}
+    print(f"# {info}")
+    results: dict[str, Any] = {"machine": info, "steps": {}}
+    names: list[str] = []  # every contestant that ran at some batch size
+    for batch in [int(b) for b in args.batch_sizes.split(",")]:
+        xs, ys, source = common.load_batches(batch, BATCHES)
+        fg.manual_seed(0)
+        from fusegrad.examples.mnist import build_model
+        weights = [q.numpy() for q in build_model("mlp").parameters()]
+        contestants = fusegrad_steps(args.device, xs, ys)
+        if torch is not None:
+            contestants += torch_steps(torch, weights, xs, ys)
+        ready = []
+        for c in contestants:
+            try:
+                ready.append(warm_up(c))
+            except Exception as e:  # noqa: BLE001  (a peer's own failure: reported, the others still run)
+                print(f"# B={batch}: {c.name} skipped: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
+        contestants = ready
+        interleave(contestants, args.seconds, args.rounds)
+        results["steps"][batch] = {c.name: {"ms": c.median_ms, "first_call_s": c.first_call_s,
+                                            "first_loss": c.first_result} for c in contestants}
+        names += [c.name for c in contestants if c.name not in names]
+        print(f"# B={batch}: {source}")
+    jit = "fusegrad jit"
+    peers = [n for n in names if not n.startswith("fusegrad")]
+    rows = []
+    for b, r in results["steps"].items():
+        ms = {n: r[n]["ms"] if n in r else None for n in names}
+        rows.append([f"B={b}"] + [f"{ms[n]:.3f}" if ms[n] else "-" for n in names]
+                    + [common.ratio(ms[n], ms[jit]) for n in peers])
+    header = ["MLP step ms"] + names + [f"{n}/jit" for n in peers]
+    print(common.table(header, rows))
+    for b, r in results["steps"].items():
+        print(f"first losses, B={b}:", {n: round(v["first_loss"], 5) for n, v in r.items()})
+    k = kernels(args.device, torch, args.elements_log2, args.matmul, repeats=20)
+    results["kernels"] = k
+    line = f"a*b+c on 2^{args.elements_log2} float32: {k['fusegrad_fma_ms']:.3f} ms = {k['fusegrad_fma_GBps']:.0f} GB/s"
+    if "copy_GBps" in k:
+        line += f" ({k['fusegrad_fma_GBps'] / k['copy_GBps']:.0%} of the {k['copy_GBps']:.0f} GB/s device copy)"
+    print(line)
+    line = f"matmul {args.matmul}^3 float32: {k['fusegrad_matmul_ms']:.2f} ms, "
+    line += f"{k['fusegrad_matmul_TFLOPs']:.2f} TFLOP/s"
+    if "torch_matmul_TFLOPs" in k:
+        share = k["fusegrad_matmul_TFLOPs"] / k["torch_matmul_TFLOPs"]
+        line += f" vs torch {k['torch_matmul_TFLOPs']:.1f} ({share:.0%})"
+    print(line + f"; max rel err {k['matmul_max_rel_err']:.1e}")
+    print(json.dumps({"benchmark": "gpu_steps", **results}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
