@@ -16,6 +16,7 @@ from .ops.movement import (chunk, concat, concatenate, diagonal, flatten, flip, 
                            roll, split, squeeze, transpose, tril, triu, unbind, unsqueeze, vstack)
 from .random import initial_seed, manual_seed, rand, rand_like, randint, randn, randn_like, randperm
 from .runtime import registry as _registry
+from .runtime.registry import DeviceInfo
 from .tensor import Tensor, cat, from_numpy, realize, stack, tensor, where
 from .creation import arange, empty, empty_like, eye, full, full_like, linspace, ones, ones_like, zeros, zeros_like
 
@@ -39,8 +40,19 @@ def memory_stats(device: Any = None) -> dict[str, int]:
     return _registry.get(device if device is not None else "cpu").allocator.stats.as_dict()
 
 
-def set_default_device(device: str) -> None:
+def devices(verbose: bool = False) -> list[DeviceInfo]:
+    """The devices usable here (cpu first); `verbose=True` also prints them with the absent backends' reasons."""
+    return _registry.devices(verbose)
+
+
+def set_default_device(device: Any) -> None:
+    """Device of new tensors (over FUSEGRAD_DEVICE and the config file); None undoes the setting."""
     _registry.set_default_device(device)
+
+
+def get_default_device() -> str:
+    """The device new tensors go to, e.g. "cpu" or "cuda:0"."""
+    return _registry.canonical(None)
 
 
 def set_num_threads(n: int) -> None:

@@ -18,10 +18,11 @@ class Flag:
 
 DEBUG = Flag("FUSEGRAD_DEBUG", "0", "1 kernel launches with times, 2 + schedule, 3 + loop IR, 4 + source")
 CACHE_DIR = Flag("FUSEGRAD_CACHE_DIR", "", "kernel cache folder (default ~/.cache/fusegrad)")
-DEVICE = Flag("FUSEGRAD_DEVICE", "cpu", "default device for new tensors")
+DEVICE = Flag("FUSEGRAD_DEVICE", "", "default device for new tensors (over the config file's default_device; else cpu)")
 CC = Flag("FUSEGRAD_CC", "", "C compiler for the CPU device (default: cc, gcc or clang, first found)")
 SEARCH = Flag("FUSEGRAD_SEARCH", "0", "N > 0: time GEMM tile candidates N times on first use of a shape, keep the best")
-ALL_FLAGS = (DEBUG, CACHE_DIR, DEVICE, CC, SEARCH)
+CONFIG = Flag("FUSEGRAD_CONFIG", "", "device configuration file (default ~/.config/fusegrad/config.json)")
+ALL_FLAGS = (DEBUG, CACHE_DIR, DEVICE, CC, SEARCH, CONFIG)
 
 
 def search_repeats() -> int:

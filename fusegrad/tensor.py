@@ -240,7 +240,7 @@ class Tensor(ArithmeticMixin, ElementwiseMixin, ReduceMixin, MovementMixin, Inde
         for a in args:
             if isinstance(a, Tensor):
                 dtype, device = a.dtype, a.device
-            elif isinstance(a, str) and a.split(":")[0] in registry.available():
+            elif isinstance(a, str) and a.split(":")[0].strip().lower() in registry.known():  # absent ones raise
                 device = a
             else:
                 dtype = a

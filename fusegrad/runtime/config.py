@@ -12,17 +12,18 @@
 
 Every key is optional. A disabled backend is absent from `fg.devices()` (its reason says so);
 `devices` limits which of a backend's devices are visible, in that order ("cuda:0" is the first
-listed). A missing file means defaults; a malformed one raises DeviceError naming the file and
-the problem, the first time devices are looked up.
+listed). `default_device` applies unless FUSEGRAD_DEVICE or `fg.set_default_device()` says otherwise.
+A missing file means defaults; a malformed one raises DeviceError naming the file and the problem,
+the first time devices are looked up. `runtime/registry.py` applies the file.
 """
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import flags
 from ..errors import DeviceError
 
 KNOWN_BACKENDS = ("cpu", "cuda", "opencl")
@@ -45,7 +46,8 @@ class Config:
 
 
 def config_path() -> Path:
-    override = os.environ.get("FUSEGRAD_CONFIG")
+    """FUSEGRAD_CONFIG, else ~/.config/fusegrad/config.json."""
+    override = flags.CONFIG.raw()
     return Path(override).expanduser() if override else Path.home() / ".config" / "fusegrad" / "config.json"
 
 
@@ -91,6 +93,10 @@ def _parse(raw: Any, path: Path) -> tuple[str | None, dict[str, BackendConfig]]:
                                     not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
                                             for d in devices)):
             raise bad(f"backends.{kind}.devices must be a list of device indices (non-negative integers)")
+        if devices is not None and len(set(devices)) != len(devices):  # two names for one device, two contexts
+            raise bad(f"backends.{kind}.devices lists a device twice: {devices}")
+        if kind == "cpu" and devices not in (None, [0]):
+            raise bad("backends.cpu.devices can only be [0] (the CPU is one device)")
         if kind == "cpu" and not enabled:
             raise bad("the cpu backend cannot be disabled (it holds host data)")
         backends[kind] = BackendConfig(enabled, tuple(devices) if devices is not None else None)
