@@ -5,8 +5,10 @@ as PoCL are needed; see docs/gpu.md).
 """
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
+import warnings
 from typing import Callable, Sequence
 
 import numpy as np
@@ -188,6 +190,103 @@ def test_sgd_steps_match_cpu() -> None:
     assert runs[CL][0][-1] < runs[CL][0][0]
     for want, got in zip(runs["cpu"][1], runs[CL][1]):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def jit_pair(device: str, seed: int) -> tuple[Callable, Callable, fg.nn.Module, fg.nn.Module]:
+    """(eager step, jitted step, eager model, jitted model): SGD with momentum on a small MLP with
+    dropout (random state, state carried in swapped buffers, arena ranges at unaligned offsets)."""
+    def make() -> tuple[Callable, fg.nn.Module]:
+        fg.manual_seed(seed)
+        model = fg.nn.Sequential(fg.nn.Linear(20, 32), fg.nn.ReLU(), fg.nn.Dropout(0.2), fg.nn.Linear(32, 5))
+        model = model.to(device)
+        opt = fg.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+
+        def step(x: fg.Tensor, y: fg.Tensor) -> fg.Tensor:  # state in the closure, where fg.jit looks for it
+            opt.zero_grad()
+            loss = fg.nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            return loss
+        return step, model
+
+    (eager, m1), (step, m2) = make(), make()
+    return eager, fg.jit(step), m1, m2
+
+
+def test_jit_training_step_replays_like_eager_and_cpu() -> None:
+    batches = [(RNG.standard_normal((16, 20)).astype(np.float32), RNG.integers(0, 5, 16)) for _ in range(4)]
+    seed = int(RNG.integers(0, 2**31))
+    runs = {}
+    for device in (CL, "cpu"):
+        eager, jitted, m1, m2 = jit_pair(device, seed)
+        inputs = [(fg.tensor(x, device=device), fg.tensor(y, device=device)) for x, y in batches]
+        losses = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # falling back to eager warns
+            for i in range(8):
+                fg.manual_seed(seed + i)  # the same dropout masks for both steps
+                a = eager(*inputs[i % 4]).item()
+                fg.manual_seed(seed + i)
+                b = jitted(*inputs[i % 4]).item()
+                assert abs(a - b) <= 1e-6 * abs(a), f"{device} call {i}: eager {a}, replay {b}"
+                losses.append(b)
+        assert jitted.replays == 8 - jitted.captures and jitted.replays >= 5, "later calls must replay"
+        for p, q in zip(m1.parameters(), m2.parameters()):
+            np.testing.assert_allclose(q.numpy(), p.numpy(), rtol=1e-5, atol=1e-6)
+        runs[device] = losses, [p.numpy() for p in m2.parameters()]
+    np.testing.assert_allclose(runs[CL][0], runs["cpu"][0], rtol=1e-5)
+    for want, got in zip(runs["cpu"][1], runs[CL][1]):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_jit_replays_allocate_nothing_and_profile_each_kernel() -> None:
+    _, jitted, _, _ = jit_pair(CL, 0)
+    inputs = [(fg.tensor(RNG.standard_normal((16, 20)), dtype="float32", device=CL),
+               fg.tensor(RNG.integers(0, 5, 16), device=CL)) for _ in range(3)]
+    for x, y in inputs:
+        jitted(x, y)
+    before = fg.memory_stats(CL)["allocations"]
+    losses = [jitted(x, y) for x, y in inputs]
+    assert fg.memory_stats(CL)["allocations"] == before
+    assert np.isfinite(losses[-1].item())
+    with fg.profile() as prof:  # a profiled replay launches the same kernels one by one, each timed
+        profiled = jitted(*inputs[0]).item()
+    (plan,) = jitted.memory_plan()
+    assert len(prof.kernels) == plan["kernels"] and all(k.device == "opencl:0" for k in prof.kernels)
+    assert np.isfinite(profiled) and jitted.replays == 7 - jitted.captures
+    assert fg.memory_stats(CL)["allocations"] == before
+
+
+def test_jit_results_overwritten_by_a_later_call_raise() -> None:
+    f = fg.jit(lambda x: x + 1)
+    first = f(fg.tensor([1.0], device=CL))
+    pending = first * 10  # lazy: a kernel reads first's memory when realized
+    np.testing.assert_array_equal(f(fg.tensor([5.0], device=CL)).numpy(), [6.0])
+    for stale in (first, pending):
+        with pytest.raises(fg.JitError, match="overwritten"):
+            stale.numpy()
+
+
+def test_virtual_addresses_resolve_to_buffers_and_ranges() -> None:
+    device = registry.get(CL)
+    align = device.alignment
+    a, b = device.alloc(8 * align), device.alloc(16)
+    pa, pb = device.pointer(a), device.pointer(b)
+    assert pa != pb and device.pointer(a) == pa
+    assert device.addresses.resolve(pa) is a.handle
+    before = fg.memory_stats(CL)["allocations"]
+    aligned = device.addresses.resolve(pa + 2 * align)
+    assert aligned.size == 6 * align and device.addresses.resolve(pa + 2 * align) is aligned  # cached
+    assert fg.memory_stats(CL)["allocations"] == before  # a sub-buffer is no allocation
+    if align > 64:  # a misaligned range of the arena is served from a shadow of the buffer
+        device.addresses.resolve(pa + 64)
+        assert fg.memory_stats(CL)["allocations"] == before + 1
+    with pytest.raises(fg.JitError):
+        device.addresses.resolve(pb + 16)  # past the end
+    del b
+    gc.collect()
+    with pytest.raises(fg.JitError):  # a dead buffer leaves the table of addresses
+        device.addresses.resolve(pb)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "int64", "bool", "float16"])
