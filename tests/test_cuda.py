@@ -14,11 +14,14 @@ import fusegrad as fg
 import fusegrad.nn.functional as F
 from fusegrad import dtypes
 from fusegrad.codegen import renderer_for
-from fusegrad.codegen.cuda import MAX_BLOCKS, launch_dims, thread_space
-from fusegrad.codegen.ir import Loop, LoopIR
+from fusegrad.codegen.cuda import MAX_BLOCKS, launch_dims, thread_plan
+from fusegrad.codegen.ir import Accumulate, DefineAcc, EndLoop, Load, Loop, LoopIR, Ref, Store
+from fusegrad.codegen.lanes import LaneLoop, LaneStore, plan_lanes
 from fusegrad.engine.realize import _kernel_name, kernel_ir, kernel_key
 from fusegrad.engine.schedule import create_schedule, toposort
 from fusegrad.errors import CompileError, DeviceError
+from fusegrad.graph.ops import Op
+from fusegrad.graph.symbolic import Lin, Var
 from fusegrad.runtime import cuda as cuda_rt
 from fusegrad.runtime import registry
 from fusegrad.runtime.cuda_graph import CUDASequence
@@ -142,7 +145,8 @@ def test_nvrtc_compiles_generated_cuda(case: str) -> None:
     for ir in irs:
         assert ir.name.encode() in cubin, f"{ir.name} missing from the CUBIN"
         blocks, threads = launches[ir.name]
-        total = math.prod(v.extent for v in thread_space(ir))
+        threads_of, _, lanes = thread_plan(ir)
+        total = math.prod(v.extent for v in threads_of) * lanes
         assert 1 <= threads <= 1024 and 1 <= blocks < 2**31
         assert blocks * threads >= total or blocks == MAX_BLOCKS  # else the grid-stride loop covers the rest
 
@@ -167,18 +171,44 @@ def test_nvrtc_error_carries_source_and_log() -> None:
     assert "undefined_name" in info.value.compiler_output
 
 
-def test_one_thread_per_output_of_a_column_reduction() -> None:
-    """sum(0): each thread runs down one column; neighbouring threads read neighbouring addresses."""
-    (ir,) = kernel_irs(cpu_array((1000, 256), "float32").sum(0))
+def test_one_thread_per_output_of_a_wide_column_reduction() -> None:
+    """sum(0) of many columns: each thread runs down one column; neighbouring threads read
+    neighbouring addresses."""
+    (ir,) = kernel_irs(cpu_array((100, 40000), "float32").sum(0))
     assert not any(isinstance(s, Loop) and s.kind == "inner" for s in ir.stmts)  # no CPU cache blocking
-    assert math.prod(v.extent for v in thread_space(ir)) == 256
+    assert thread_plan(ir)[2] == 1
     source = renderer_for("cuda").render_kernel(ir)
-    assert "gid < 256;" in source and "r2 < 1000;" in source
+    assert "gid < 40000;" in source and "r2 < 100;" in source and "__shfl" not in source
 
 
-def test_a_kernel_without_parallel_loops_runs_on_one_thread() -> None:
+def test_few_outputs_share_their_reduction_among_a_warp() -> None:
+    """sum(1) of 64 rows of 784 (a small matmul's shape): 32 lanes per row, combined by shuffles,
+    stored by lane 0."""
+    (ir,) = kernel_irs(cpu_array((64, 784), "float32").sum(1))
+    threads, body, lanes = thread_plan(ir)
+    assert lanes == 32 and math.prod(v.extent for v in threads) == 64
+    assert any(isinstance(s, LaneLoop) for s in body) and any(isinstance(s, LaneStore) for s in body)
+    source = renderer_for("cuda").render_kernel(ir)
+    assert f"gid < {64 * 32};" in source and "= lane;" in source and "__shfl_xor_sync" in source
+    assert "__syncthreads" not in source and "if (lane == 0)" in source
+
+
+def test_a_kernel_without_parallel_loops_runs_on_one_block_of_lanes() -> None:
     (ir,) = kernel_irs(cpu_array((40, 50), "float32").sum())
-    assert launch_dims(ir) == (1, 1)
+    assert launch_dims(ir) == (1, 256)
+    assert "__syncthreads();" in renderer_for("cuda").render_kernel(ir)
+
+
+def test_lanes_only_where_every_lane_may_share_the_work() -> None:
+    """A store inside a loop, or an accumulator fed by two loops, keeps one thread per output."""
+    f32, r, q = dtypes.float32, Var("r", 4096), Var("q", 4096)
+    load = Load(1, Lin(((r, 1),), 0), (), f32)
+    acc = [DefineAcc("acc", Op.SUM, f32), Loop(r, "reduce"), Accumulate("acc", Op.SUM, load, f32), EndLoop("reduce")]
+    store = Store(0, Lin((), 0), Ref("acc", f32), f32)
+    assert plan_lanes((), acc + [store]) == 256
+    assert plan_lanes((), acc[:3] + [store, EndLoop("reduce")]) == 1
+    second = [Loop(q, "reduce"), Accumulate("acc", Op.SUM, load, f32), EndLoop("reduce")]
+    assert plan_lanes((), acc + second + [store]) == 1
 
 
 def test_launch_comments_round_trip() -> None:
@@ -281,6 +311,21 @@ def test_strided_reductions_and_a_grid_larger_than_one_launch() -> None:
     x = random_array((n,), "float32")
     got = (fg.tensor(x, device=GPU) * 2 + 1).numpy()
     np.testing.assert_allclose(got, x * 2 + 1, rtol=1e-6)
+
+
+@needs_gpu
+def test_reductions_shared_by_lanes_match_cpu() -> None:
+    """Warp lanes (few rows, long rows) and block lanes (very few outputs, very long reductions):
+    every combine op and accumulator type, NaN propagation, outputs of more than one block."""
+    x = random_array((3, 5000), "float32")
+    on_both(lambda t: (t.sum(1), t.amax(1), t.min(1)[0], t.argmax(1), (t > 1).any(1), (t > -3).all(1),
+                       t.half().sum(1), (t * 100).long().amax(1), (t * 1e-4 + 1).prod(1)),
+            [x], tol=(2e-3, 1e-3))
+    big = random_array((1 << 20) + 7, "float32")
+    on_both(lambda t: (t.sum(), t.max(), t.double().sum()), [big], tol=(1e-4, 1e-2))
+    big[123457] = np.nan
+    on_both(lambda t: (t.max(), t.amax(0, keepdim=True)), [big])
+    on_both(lambda t: (t.sum(1), t.amax(0)), [random_array((64, 784), "float64")], tol=SUM_TOL["float64"])
 
 
 @needs_gpu

@@ -1,5 +1,6 @@
 """CUDA C for NVIDIA GPUs, compiled by NVRTC: the kernel's parallel loops become one flat range of
-threads (a grid-stride loop); reductions and other loops run sequentially inside each thread."""
+threads (a grid-stride loop); reductions run inside each thread, or are shared by the lanes of a
+warp or block when outputs are few (lanes.py)."""
 from __future__ import annotations
 
 import math
@@ -7,7 +8,8 @@ from dataclasses import dataclass
 
 from ..graph.symbolic import Var
 from ..runtime.cuda import launch_comment
-from .ir import EndLoop, Load, Loop, LoopIR, Store
+from .ir import Accumulate, EndLoop, Load, Loop, LoopIR, Ref, Store
+from .lanes import WARP, LaneCombine, LaneLoop, LaneStore, apply_lanes, plan_lanes
 from .render import CStyleRenderer
 
 THREADS = 256  # threads per block
@@ -86,6 +88,7 @@ class _Grid(Loop):
     """The flattened thread space: `threads` (row-major, the last varies fastest across threads)."""
 
     threads: tuple[Var, ...] = ()
+    lanes: int = 1  # consecutive threads sharing one element of the space
 
 
 def thread_space(ir: LoopIR) -> tuple[Var, ...]:
@@ -100,11 +103,23 @@ def thread_space(ir: LoopIR) -> tuple[Var, ...]:
     return tuple(s.var for s in ir.stmts[:n])
 
 
+def thread_plan(ir: LoopIR) -> tuple[tuple[Var, ...], list, int]:
+    """(variables mapped to threads, the statements each thread runs, threads per output element)."""
+    threads = thread_space(ir)
+    n = len(threads)
+    body = list(ir.stmts[n:len(ir.stmts) - n])
+    lanes = plan_lanes(threads, body)
+    return threads, apply_lanes(body, lanes) if lanes > 1 else body, lanes
+
+
 def launch_dims(ir: LoopIR) -> tuple[int, int]:
-    """(blocks, threads per block) for the kernel: one thread per element of its thread space."""
-    total = math.prod(v.extent for v in thread_space(ir))
+    """(blocks, threads per block): one thread per element of the thread space times its lanes."""
+    threads, _, lanes = thread_plan(ir)
+    total = math.prod(v.extent for v in threads) * lanes
     if total == 1:
         return 1, 1
+    if lanes > WARP:  # a block per output: its warps combine through shared memory
+        return min(total // lanes, MAX_BLOCKS), lanes
     per_block = REDUCE_THREADS if ir.work > total else THREADS
     per_block = min(per_block, -(-total // 32) * 32)
     return min(-(-total // per_block), MAX_BLOCKS), per_block
@@ -128,31 +143,65 @@ class CUDARenderer(CStyleRenderer):
         return f"(({' && '.join(b.render() for b in e.valid)}) ? {text} : 0.0f)" if e.valid else text
 
     def store(self, s: Store) -> str:
+        if isinstance(s, LaneStore):
+            return f"if (lane == 0) {{ {self.store(Store(s.param, s.index, s.value, s.dtype))} }}"
         if s.dtype.name == "float16":
             return f"p{s.param}[{s.index.render()}] = fg_f2h({self.expr(s.value)});"
         return super().store(s)
 
+    def statement(self, s: object) -> list[str]:
+        if not isinstance(s, LaneCombine):
+            return super().statement(s)
+        lines = []
+        for acc in s.accs:  # butterfly over the warp: afterwards every lane holds the warp's total
+            ct = self.compute_type(acc.dtype)
+            wire = ct if ct in ("int32_t", "int64_t", "float", "double") else "int"  # __shfl_xor_sync's types
+            partial = self.accumulate(Accumulate(acc.name, acc.op, Ref("fg_v", acc.dtype), acc.dtype))
+            lines.append(f"for (int fg_o = {min(s.lanes, WARP) // 2}; fg_o > 0; fg_o >>= 1) {{ "
+                         f"{ct} fg_v = ({ct})__shfl_xor_sync(0xffffffffu, ({wire}){acc.name}, fg_o); {partial} }}")
+        if s.lanes <= WARP:
+            return lines
+        warps = s.lanes // WARP
+        for acc in s.accs:  # then across the block's warps, through shared memory
+            ct, red = self.compute_type(acc.dtype), f"fg_red{s.uid}_{acc.name}"
+            lines.append(f"__shared__ {ct} {red}[{warps}];")
+            lines.append(f"if (lane % {WARP} == 0) {red}[lane / {WARP}] = {acc.name};")
+        lines.append("__syncthreads();")
+        for acc in s.accs:
+            red = f"fg_red{s.uid}_{acc.name}"
+            partial = self.accumulate(Accumulate(acc.name, acc.op, Ref(f"{red}[fg_w]", acc.dtype), acc.dtype))
+            lines.append(f"{acc.name} = {red}[0];")
+            lines.append(f"for (int fg_w = 1; fg_w < {warps}; fg_w++) {{ {partial} }}")
+        lines.append("__syncthreads();  // the arrays are reused by the block's next output")
+        return lines
+
     def loop_open(self, loop: Loop, nest: int, work: int, body: list) -> list[str]:
+        if isinstance(loop, LaneLoop):
+            v = loop.var.name
+            return [f"for (int64_t {v} = lane; {v} < {loop.var.extent}; {v} += {loop.lanes}) {{"]
         if not isinstance(loop, _Grid):
             return super().loop_open(loop, nest, work, body)
-        total = math.prod(v.extent for v in loop.threads)
+        outputs = math.prod(v.extent for v in loop.threads)
+        total = outputs * loop.lanes
         index = "unsigned int" if total < 2**31 else "uint64_t"  # 32-bit index math where it fits
         lines = [f"for ({index} gid = blockIdx.x * ({index})blockDim.x + threadIdx.x; gid < {total}; "
                  f"gid += ({index})gridDim.x * blockDim.x) {{"]
+        # blocks and the grid stride hold whole groups of lanes, so a thread's lane never changes
+        lines.append(f"  const int lane = (int)(threadIdx.x % {loop.lanes}u);" if loop.lanes > 1 else "")
+        element = f"(gid / {loop.lanes}u)" if loop.lanes > 1 else "gid"
         stride = 1
         for v in reversed(loop.threads):
-            flat = f"gid / {stride}u" if stride > 1 else "gid"
+            flat = f"{element} / {stride}u" if stride > 1 else element
             value = flat if v is loop.threads[0] else f"({flat}) % {v.extent}u"
             lines.append(f"  const int64_t {v.name} = (int64_t)({value});")
             stride *= v.extent
-        return lines
+        return [line for line in lines if line]
 
     def render_kernel(self, ir: LoopIR) -> str:
-        """The statements wrapped in one grid-stride loop over the thread space (a single thread
-        when the kernel has none, e.g. a full reduction)."""
-        threads = thread_space(ir)
-        n = len(threads)
-        stmts = [_Grid(Var("gid", 1), "grid", threads), *ir.stmts[n:len(ir.stmts) - n], EndLoop("grid")]
+        """The statements wrapped in one grid-stride loop over the thread space (a single thread, or
+        one block of lanes, when the kernel has none, e.g. a full reduction)."""
+        threads, body, lanes = thread_plan(ir)
+        stmts = [_Grid(Var("gid", 1), "grid", threads, lanes), *body, EndLoop("grid")]
         blocks, per_block = launch_dims(ir)
-        body = super().render_kernel(LoopIR(ir.name, ir.params, stmts, ir.work))
-        return launch_comment(ir.name, blocks, per_block) + "\n" + body
+        rendered = super().render_kernel(LoopIR(ir.name, ir.params, stmts, ir.work))
+        return launch_comment(ir.name, blocks, per_block) + "\n" + rendered

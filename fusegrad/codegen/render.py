@@ -172,6 +172,10 @@ class CStyleRenderer:
         `body` is the statements inside it."""
         return [f"for (int64_t {loop.var.name} = 0; {loop.var.name} < {loop.var.extent}; {loop.var.name}++) {{"]
 
+    def statement(self, s: object) -> list[str]:
+        """A statement only some renderers' plans contain (e.g. the GPU's lane combines)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot render {type(s).__name__}")
+
     def gemm(self, s: Gemm) -> str:
         raise NotImplementedError(f"{type(self).__name__} has no GEMM routine")
 
@@ -208,6 +212,8 @@ class CStyleRenderer:
                 lines.append(pad + self.store(s))
             elif isinstance(s, Gemm):
                 lines.append(pad + self.gemm(s))
+            else:
+                lines += [pad + line for line in self.statement(s)]
         lines.append("}")
         return "\n".join(lines)
 
