@@ -120,6 +120,8 @@ def _reachable(fn: Callable, args: tuple, kwargs: dict) -> tuple[list[_Slot], li
             roots.append(value)
             if isinstance(value, Tensor):
                 add(cell, "cell_contents", True)
+        # `def step(x, y, model=model, opt=opt)`: state reached through default arguments
+        roots += [*(fn.__defaults__ or ()), *(getattr(fn, "__kwdefaults__", None) or {}).values()]
     modules: dict[int, Module] = {}
     optimizers: dict[int, Optimizer] = {}
     seen: set[int] = set()
@@ -233,14 +235,15 @@ def _rebuild(structure: Any, leaves: list[Tensor]) -> Any:
 
 
 # ---- memory planning ----------------------------------------------------------------------------
-def plan_arena(sizes: list[int], lifetimes: list[tuple[int, int]]) -> tuple[list[int], int, int]:
-    """Offsets for buffers with [first, last] launch lifetimes so that buffers alive at the same
-    time never overlap: largest first, each at the lowest gap that fits. Returns the offsets,
-    the arena size and the most bytes simultaneously live (the lower bound)."""
+def plan_arena(sizes: list[int], lifetimes: list[tuple[int, int]],
+               align: int = ALIGN) -> tuple[list[int], int, int]:
+    """Offsets (multiples of `align` bytes) for buffers with [first, last] launch lifetimes so that
+    buffers alive at the same time never overlap: largest first, each at the lowest gap that fits.
+    Returns the offsets, the arena size and the most bytes simultaneously live (the lower bound)."""
     offsets = [0] * len(sizes)
     placed: list[int] = []
     for i in sorted(range(len(sizes)), key=lambda k: -sizes[k]):
-        size = -(-sizes[i] // ALIGN) * ALIGN
+        size = -(-sizes[i] // align) * align
         first, last = lifetimes[i]
         busy = sorted((offsets[j], offsets[j] + sizes[j]) for j in placed
                       if lifetimes[j][0] <= last and first <= lifetimes[j][1])
@@ -248,7 +251,7 @@ def plan_arena(sizes: list[int], lifetimes: list[tuple[int, int]]) -> tuple[list
         for lo, hi in busy:
             if offset + size <= lo:
                 break
-            offset = max(offset, -(-hi // ALIGN) * ALIGN)
+            offset = max(offset, -(-hi // align) * align)
         offsets[i] = offset
         placed.append(i)
     total = max((offsets[i] + sizes[i] for i in placed), default=0)
@@ -457,8 +460,10 @@ def _build(replay: _Replay, recording: capture.Recording, inputs: list[Tensor], 
         if alive is not None:  # still referenced (a gradient the call set): keeps its memory
             keep[rid] = alive
     dead = [rid for rid in refs if rid not in keep]
+    # a device may need coarser alignment where its buffers' ranges start (OpenCL sub-buffers)
     offsets, replay.arena_bytes, replay.live_bytes = plan_arena(
-        [nbytes[rid] for rid in dead], [(first_write[rid], last_use[rid]) for rid in dead])
+        [nbytes[rid] for rid in dead], [(first_write[rid], last_use[rid]) for rid in dead],
+        max(ALIGN, getattr(device, "alignment", ALIGN)))
     arena = device.alloc(replay.arena_bytes) if dead else None
 
     replay.sequence = device.sequence(list(zip(programs, launch_args)), len(slot_of))

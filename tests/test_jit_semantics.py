@@ -197,6 +197,25 @@ def test_returned_inputs_and_state_are_copies() -> None:
         np.testing.assert_array_equal(b.numpy(), [1.0, 2.0])
 
 
+def test_state_reached_through_default_arguments_is_carried() -> None:
+    """`def step(x, y, model=m, opt=o)`: the model and optimizer are found through the defaults."""
+    m1, m2 = make_model(), make_model()
+    o1, o2 = fg.optim.SGD(m1.parameters(), lr=0.1, momentum=0.9), fg.optim.SGD(m2.parameters(), lr=0.1, momentum=0.9)
+
+    def step(x: fg.Tensor, y: fg.Tensor, model: nn.Module = m2, opt: fg.optim.Optimizer = o2) -> fg.Tensor:
+        return training_step(model, opt)(x, y)
+
+    def keyword_step(x: fg.Tensor, y: fg.Tensor, *, model: nn.Module = m2, opt: fg.optim.Optimizer = o2) -> fg.Tensor:
+        return training_step(model, opt)(x, y)
+
+    eager = training_step(m1, o1)
+    for jitted in (fg.jit(step), fg.jit(keyword_step)):
+        for i in range(6):
+            assert eager(*batch(i)).item() == jitted(*batch(i)).item(), f"loss of call {i}"
+            assert_same_parameters(m1, m2)
+        assert jitted.replays >= 3
+
+
 def test_global_state_updated_in_place_is_carried() -> None:
     counter = fg.zeros(3)
 
