@@ -319,12 +319,17 @@ class Tensor(ArithmeticMixin, ElementwiseMixin, ReduceMixin, MovementMixin, Inde
         dt = dtypes.result_type(*groups)
         return ts, dtypes.least_float(dt) if floating else dt
 
-    def _broadcast_all(self, ts: list["Tensor"], dtype: DType) -> list["Tensor"]:
-        shape = broadcast_shape(*(t.shape for t in ts))
+    def _broadcast_all(self, ts: list["Tensor"], dtype: DType,
+                       shape: tuple[int, ...] | None = None) -> list["Tensor"]:
+        """`ts` cast to `dtype` and broadcast to `shape` (default: their common shape)."""
+        shape = broadcast_shape(*(t.shape for t in ts)) if shape is None else shape
         out = []
         for t in ts:
-            if t._node.op is Op.CONST and t._node.buffer is None and t._ctx is None:
-                out.append(t._const(t._node.arg, dtype, shape))
+            node = t._node
+            if node.dtype is dtype and node.shape == shape:
+                out.append(t)
+            elif node.op is Op.CONST and node.buffer is None and t._ctx is None:
+                out.append(t._const(node.arg, dtype, shape))  # a fresh constant: no cast or expand nodes
             else:
                 out.append(t.cast(dtype).broadcast_to(shape))
         return out
@@ -445,6 +450,8 @@ class Tensor(ArithmeticMixin, ElementwiseMixin, ReduceMixin, MovementMixin, Inde
         return x._movement(Op.EXPAND, new)
 
     def broadcast_to(self, *shape: Any) -> "Tensor":
+        if len(shape) == 1 and shape[0] == self._node.shape:  # the common case in broadcasting: nothing to do
+            return self
         return self.expand(*shape)
 
     def expand_as(self, other: "Tensor") -> "Tensor":
@@ -560,7 +567,7 @@ def where(condition: Any, input: Any, other: Any) -> Tensor:
         ts = ts[1:]
     shape = broadcast_shape(cond.shape, *(t.shape for t in ts))
     c = cond.bool().broadcast_to(shape)
-    a, b = (t.cast(dt).broadcast_to(shape) for t in ts)
+    a, b = anchor._broadcast_all(ts, dt, shape)
     return c._apply(G.where(c._node, a._node, b._node), Op.WHERE, (c, a, b))
 
 
