@@ -249,9 +249,11 @@ def _topo(target: "Tensor") -> list["Tensor"]:
     return order
 
 
-def _propagate(target: "Tensor", seed: "Tensor", wanted: Callable[["Tensor"], bool]) -> dict[int, "Tensor"]:
-    """Gradients of `target` (seeded with `seed`) for every tensor on a path to a wanted tensor."""
-    order = _topo(target)
+def _propagate(target: "Tensor", seed: "Tensor", wanted: Callable[["Tensor"], bool],
+               order: list["Tensor"] | None = None) -> dict[int, "Tensor"]:
+    """Gradients of `target` (seeded with `seed`) for every tensor on a path to a wanted tensor;
+    `order` is `_topo(target)` when the caller has it already."""
+    order = _topo(target) if order is None else order
     relevant: set[int] = set()
     for t in order:
         if wanted(t) or (t._ctx is not None and any(id(i) in relevant for i in t._ctx.inputs)):
@@ -309,8 +311,9 @@ def backward(target: "Tensor", gradient: "Tensor | None" = None, create_graph: b
 
     with set_grad_enabled(create_graph):
         seed = _seed(target, gradient)
-        grads = _propagate(target, seed, wanted)
-        leaves = _storage_order([t for t in _topo(target) if wanted(t) and id(t) in grads])
+        order = _topo(target)
+        grads = _propagate(target, seed, wanted, order)
+        leaves = _storage_order([t for t in order if wanted(t) and id(t) in grads])
         for leaf in leaves:
             g = grads[id(leaf)]
             if g.dtype is not leaf.dtype:
