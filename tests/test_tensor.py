@@ -66,7 +66,7 @@ def test_creation_functions_match_torch():
 def test_properties():
     t = fg.zeros(2, 3, 4)
     assert t.shape == (2, 3, 4) and t.ndim == 3 and t.numel() == 24 and len(t) == 2
-    assert t.size() == (2, 3, 4) and t.size(-1) == 4 and t.device == "cpu"
+    assert t.size() == (2, 3, 4) and t.size(-1) == 4 and t.device == fg.get_default_device()
     assert t.T.shape == (4, 3, 2) and t.mT.shape == (2, 4, 3)
     assert fg.tensor(5).item() == 5 and isinstance(fg.tensor(2.5).item(), float)
     assert fg.tensor([[1, 2], [3, 4]]).tolist() == [[1, 2], [3, 4]]
