@@ -78,3 +78,52 @@ def test_merged_loops_match_numpy(dtype):
     if dtype != "int64":  # mean is for floating tensors
         np.testing.assert_allclose((t - t.mean((2, 3), keepdim=True)).numpy(), x - x.mean((2, 3), keepdims=True),
                                    **tol)
+
+
+def test_reshape_maps_each_group_of_dims_alone():
+    from fusegrad.codegen.lower import reshape_coords
+    from fusegrad.graph.symbolic import DivAtom, flat_index, unflatten, var
+    cases = [((13, 2, 13, 2), (26, 26)), ((26, 26), (13, 2, 13, 2)), ((1, 4, 1, 6), (24,)), ((24,), (2, 1, 12, 1)),
+             ((2, 3, 4), (6, 4)), ((3, 1, 1), (1, 3)), ((), (1, 1)), ((4, 6), (3, 8)), ((2, 1, 3), (6, 1, 1))]
+    for shape, src in cases:
+        coords = tuple(var(f"i{d}", s) for d, s in enumerate(shape))
+        got = reshape_coords(coords, shape, src)
+        assert len(got) == len(src)
+        # same element as the whole-tensor flat index, at every coordinate
+        want = unflatten(flat_index(coords, shape), src)
+        for point in np.ndindex(*shape):
+            env = {f"i{d}": p for d, p in enumerate(point)}
+            assert [_eval(g, env) for g in got] == [_eval(w, env) for w in want], (shape, src, point)
+    split = reshape_coords((var("a", 26), var("b", 26)), (26, 26), (13, 2, 13, 2))
+    assert all(not isinstance(atom, DivAtom) or len(atom.num.terms) == 1 for c in split for atom, _ in c.terms)
+
+
+def _eval(lin, env: dict) -> int:
+    """Value of a symbolic index at integer values of its variables."""
+    from fusegrad.graph.symbolic import DivAtom, ModAtom, Var
+    total = lin.const
+    for a, c in lin.terms:
+        if isinstance(a, Var):
+            total += c * env[a.name]
+        elif isinstance(a, DivAtom):
+            total += c * (_eval(a.num, env) // a.k)
+        else:
+            assert isinstance(a, ModAtom)
+            total += c * (_eval(a.num, env) % a.k)
+    return total
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_loops_read_through_divisions_are_split(dtype):
+    rng = np.random.default_rng(5)
+    x = rng.uniform(-2, 2, size=(3, 4, 10, 6)).astype(dtype)
+    g = rng.uniform(-2, 2, size=(3, 4, 5, 3)).astype(dtype)
+    tx, tg = fg.tensor(x), fg.tensor(g)
+    # a max-pool gradient's shape: g broadcast over 2x2 blocks of x, masked by a ReLU
+    up = tg.reshape(3, 4, 5, 1, 3, 1).expand(3, 4, 5, 2, 3, 2).reshape(3, 4, 10, 6)
+    out = (tx > 0).to(dtype) * up * tx
+    assert loops_after_merge(out) == [[60, 2, 3, 2]]  # i2 -> (5, 2) (5 merged with 3 x 4), i3 -> (3, 2)
+    want = (x > 0) * np.repeat(np.repeat(g, 2, axis=2), 2, axis=3) * x
+    np.testing.assert_allclose(out.numpy(), want, rtol=1e-6)
+    odd = fg.tensor(rng.uniform(-2, 2, size=(3, 4, 7)).astype(dtype))
+    assert loops_after_merge(odd.reshape(3, 4, 7, 1).expand(3, 4, 7, 3).reshape(3, 4, 21) * 2) == [[84, 3]]

@@ -59,6 +59,19 @@ LAYER_CASES = [
     ("pad_crop", [(2, 3, 4)], lambda L, x: L.F.pad(x, (-1, 2, 1, -2), value=0.5)),
     ("embedding", [(7, 4)], lambda L, w: L.F.embedding(L.t(IDX), w)),
     ("embedding_padding", [(7, 4)], lambda L, w: L.F.embedding(L.t(IDX), w, padding_idx=5)),
+    # pools tiling the input exactly (a reshape instead of sliding windows), padded, rectangular
+    ("max_pool2d_tiled", [(2, 3, 8, 6)], lambda L, x: L.F.max_pool2d(x, 2)),
+    ("max_pool2d_tiled_pad", [(2, 3, 6, 4)], lambda L, x: L.F.max_pool2d(x, (2, 3), padding=1)),
+    ("max_pool2d_tiled_ties", [(2, 3, 8, 6)], lambda L, x: L.F.max_pool2d(L.F.relu(x) * 0, 2)),
+    ("avg_pool2d_tiled", [(2, 3, 6, 9)], lambda L, x: L.F.avg_pool2d(x, (2, 3))),
+    # convolutions large enough for the GEMM path: odd sizes, stride, padding, dilation, groups
+    ("conv2d_gemm", [(3, 8, 13, 11), (20, 8, 3, 3), (20,)], lambda L, x, w, b: L.F.conv2d(x, w, b)),
+    ("conv2d_gemm_all", [(2, 6, 15, 14), (12, 3, 3, 2)],
+     lambda L, x, w: L.F.conv2d(x, w, stride=(2, 1), padding=(1, 2), dilation=(2, 1), groups=2)),
+    ("conv2d_gemm_1ch", [(5, 1, 20, 17), (33, 1, 3, 3)], lambda L, x, w: L.F.conv2d(x, w, padding=1)),
+    ("conv_block", [(4, 3, 14, 14), (16, 3, 3, 3), (16,), (16,)],
+     lambda L, x, w, g, b: L.F.max_pool2d(L.F.relu(L.F.batch_norm(L.F.conv2d(x, w), None, None, g, b,
+                                                                   training=True)), 2)),
 ]
 RUN_MEAN = random_array((3,))
 RUN_VAR = random_array((3,), low=0.5, high=1.5)

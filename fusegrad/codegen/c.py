@@ -5,7 +5,9 @@ from .gemm import blas_operands
 from . import gemm_c
 from .gemm_c import GEMM_DECLARATIONS, GEMM_SOURCE, NR, micro_kernel, tiles_for
 from ..graph.ops import Op
-from .ir import Accumulate, Gemm, Load, Loop
+from .. import dtypes
+from ..graph.symbolic import Lin, Var
+from .ir import Accumulate, Alu, Gemm, Load, Loop
 from .render import CStyleRenderer
 
 # work (output elements x reduce length) below which a kernel stays single-threaded: thread
@@ -13,6 +15,7 @@ from .render import CStyleRenderer
 PARALLEL_GRAIN = 1 << 16
 L2_PANEL_BYTES = 256 << 10  # packed A rows reused across all of B: a quarter to half of a core's L2
 _SIMD_SUM_TYPES = ("float32", "float64", "int32", "int64")
+SPLIT_UNROLL = 4  # innermost global loops this short are unrolled, not vectorized
 
 C_PREAMBLE = r"""#include <math.h>
 #include <stdint.h>
@@ -101,7 +104,13 @@ class CRenderer(CStyleRenderer):
     def loop_open(self, loop: Loop, nest: int, work: int, body: list) -> list[str]:
         lines = super().loop_open(loop, nest, work, body)
         if nest and work >= PARALLEL_GRAIN:
-            outer = max(1, nest - 1)  # every global loop of the nest but the innermost, which vectorizes
+            # every global loop of the nest but the innermost, which vectorizes; tiny innermost loops
+            # (split by the merge pass) are unrolled by the compiler, so the loop above them vectorizes
+            loops = [loop] + [s for s in body if isinstance(s, Loop)][:nest - 1]
+            tiny = 0
+            while tiny < nest - 2 and loops[nest - 1 - tiny].var.extent <= SPLIT_UNROLL:
+                tiny += 1
+            outer = max(1, nest - 1 - tiny)
             collapse = f" collapse({outer})" if outer > 1 else ""
             lines.insert(0, f"#pragma omp parallel for{collapse} schedule(static)")
         elif loop.kind == "reduce" and not any(isinstance(s, Loop) for s in body):
@@ -111,6 +120,14 @@ class CRenderer(CStyleRenderer):
             if len(accs) == 1 and accs[0].op is Op.SUM and accs[0].dtype.name in _SIMD_SUM_TYPES:
                 lines.insert(0, f"#pragma omp simd reduction(+:{accs[0].name})")
         return lines
+
+    def alu(self, e: Alu) -> str:
+        # (float)b of a _Bool makes gcc branch on b where the value is only used under a condition
+        # (a ReLU mask times a max-pool hit), which stops if-conversion and so vectorization
+        if e.op is Op.CAST and e.dtype.is_floating_point and getattr(e.args[0], "dtype", None) == dtypes.bool_:
+            one, zero = ("1.0f", "0.0f") if e.dtype.name != "float64" else ("1.0", "0.0")
+            return f"(({self.compute_type(e.dtype)})({self.expr(e.args[0])} ? {one} : {zero}))"
+        return super().alu(e)
 
     def gemm(self, s: Gemm) -> str:
         """A packed GEMM for one batch element (all in one OpenMP team): per panel of depth K,
@@ -165,6 +182,8 @@ class CRenderer(CStyleRenderer):
         are decomposed from the flat index once per row or panel and then stepped with carries,
         so packing a convolution window costs no division per element."""
         coefficients = dict(load.index.terms)
+        if not load.valid and all(isinstance(a, Var) for a in coefficients) and load.index.hi < 1 << 31:
+            return self._pack_gather(buf, load, outer, ks, first, end, width, size)
         k_contiguous = coefficients.get(ks[-1]) == 1 and coefficients.get(outer[-1]) != 1
         store = f"{buf}[(blk * kc + kk) * {width} + w]"
         k_start = _declare(ks, "pc")
@@ -190,6 +209,34 @@ class CRenderer(CStyleRenderer):
                 f"            {store} = blk * {width} + w < {size} ? {self.load(load)} : 0;",
                 *["            " + line for line in _step(outer)],
                 "          }",
+                *["          " + line for line in _step(ks)],
+                "        }",
+                "      }"]
+
+    def _pack_gather(self, buf: str, load: Load, outer: tuple, ks: tuple, first: str, end: str, width: int,
+                     size: int) -> list[str]:
+        """Packing of an operand whose index is linear in plain variables: per panel, a table of
+        the `width` rows'/columns' offsets (rows past the end repeat row 0: their sums are never
+        stored), then per k step one vectorized gather of the whole panel row. With carries per
+        element instead, packing cost about as much as the multiply-adds of a convolution's GEMM."""
+        coef = dict(load.index.terms)
+        rest = Lin(tuple((v, c) for v, c in load.index.terms if v not in outer and v not in ks), load.index.const)
+        t = self.storage_type(load.dtype)
+        w_off = " + ".join(f"{coef[v]} * {v.name}" for v in outer if v in coef) or "0"
+        k_off = " + ".join(f"{coef[v]} * {v.name}" for v in ks if v in coef) or "0"
+        return [f"      for (int64_t blk = {first}; blk < {end}; blk++) {{",
+                f"        int32_t off[{width}];",
+                f"        for (int64_t w = 0; w < {width}; w++) {{",
+                f"          const int64_t flat = blk * {width} + w < {size} ? blk * {width} + w : 0;",
+                *["          " + line for line in _declare(outer, "flat")],
+                f"          off[w] = (int32_t)({w_off});",
+                "        }",
+                *["        " + line for line in _declare(ks, "pc")],
+                "        for (int64_t kk = 0; kk < kc; kk++) {",
+                f"          const {t}* src = p{load.param} + {rest.render()} + ({k_off});",
+                f"          {t}* dst = {buf} + (blk * kc + kk) * {width};",
+                "          #pragma omp simd",
+                f"          for (int64_t w = 0; w < {width}; w++) dst[w] = src[off[w]];",
                 *["          " + line for line in _step(ks)],
                 "        }",
                 "      }"]

@@ -15,6 +15,7 @@ import math
 
 from ..graph.ops import Op
 from ..graph.symbolic import DivAtom, Lin, ModAtom, Var, atom
+from .gemm_c import NR
 from .ir import (Accumulate, Alu, Define, DefineAcc, EndLoop, Gemm, Load, Loop, LoopIR, Param, Ref, Store,
                  single_reduction_nest)
 
@@ -22,6 +23,8 @@ GEMM_DTYPES = ("float32", "float64")
 MIN_GEMM_WORK = 1 << 14  # multiply-adds below which the plain loops win (no packing, no call)
 MIN_COLUMNS = 8  # narrower outputs waste most of a 32-wide tile
 MIN_ROWS = 4  # fewer rows waste most of a 6-row tile; a dot product per output is better as plain loops
+# per batch element, at least: a few tiles each way and enough multiply-adds to amortize packing
+DIRECT_MIN_ROWS, DIRECT_MIN_COLUMNS, DIRECT_MIN_WORK = 16, 64, 1 << 16
 
 
 def lin_vars(expr: Lin) -> set[Var]:
@@ -86,7 +89,11 @@ def use_gemm(ir: LoopIR) -> LoopIR:
         la, lb, va, vb = lb, la, vb, va
     rows = [v for v in globals_ if v in va and v not in vb]
     cols = [v for v in globals_ if v in vb and v not in va]
+    m, n = math.prod(v.extent for v in rows), math.prod(v.extent for v in cols)
+    if n < NR[acc.dtype.name] <= m:  # a narrow product (a 3x3 kernel's 9 weight-gradient columns) fills
+        la, lb, va, vb, rows, cols = lb, la, vb, va, cols, rows  # whole tiles the other way round
     batch = [v for v in globals_ if v not in rows and v not in cols]
+    batch, rows, cols = _direct_layout(globals_, batch, rows, cols, math.prod(v.extent for v in k_vars))
     store = body[-1]
     c_index = _flat(globals_)
     if not isinstance(store, Store) or store.index != c_index or store.dtype != acc.dtype:
@@ -110,6 +117,26 @@ def use_gemm(ir: LoopIR) -> LoopIR:
     if not trivial:
         out += stmts[:n_glob] + epilogue + [EndLoop("global") for _ in range(n_glob)]
     return LoopIR(ir.name, params, out, ir.work)
+
+
+def _direct_layout(globals_: list[Var], batch: list[Var], rows: list[Var], cols: list[Var],
+                   k: int) -> tuple[list[Var], list[Var], list[Var]]:
+    """Move leading row/column loops into the batch when that lays the output out as [batch, rows,
+    cols], so the sums land in it directly instead of in a scratch the epilogue scatters (a
+    convolution's output [n, c, h, w]: rows c, columns (h, w) per image n). Kept only while each
+    batch element's product stays large enough to run at the micro-kernel's rate."""
+    for p in range(1, len(globals_)):
+        lead = set(globals_[:p])
+        b = [v for v in globals_ if v in lead or v in batch]
+        r, c = [v for v in rows if v not in lead], [v for v in cols if v not in lead]
+        if not r or not c:
+            break
+        m, n = math.prod(v.extent for v in r), math.prod(v.extent for v in c)
+        if m < DIRECT_MIN_ROWS or n < DIRECT_MIN_COLUMNS or m * n * k < DIRECT_MIN_WORK:
+            break
+        if globals_ == b + r + c:
+            return b, r, c
+    return batch, rows, cols
 
 
 def _flat(variables: list[Var]) -> Lin:

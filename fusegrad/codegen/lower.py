@@ -37,7 +37,7 @@ def source_coords(node: Node, coords: Coords) -> tuple[Coords, list[Bound] | Non
     """
     src, arg = node.srcs[0], node.arg
     if node.op is Op.RESHAPE:
-        return unflatten(flat_index(coords, node.shape), src.shape), []
+        return reshape_coords(coords, node.shape, src.shape), []
     if node.op is Op.PERMUTE:
         out: list[Lin] = [ZERO] * len(coords)
         for i, axis in enumerate(arg):
@@ -58,6 +58,30 @@ def source_coords(node: Node, coords: Coords) -> tuple[Coords, list[Bound] | Non
         if b is not True:
             bounds.append(b)
     return tuple(c - lo for c, (lo, _) in zip(coords, arg)), bounds
+
+
+def reshape_coords(coords: Coords, shape: tuple[int, ...], src_shape: tuple[int, ...]) -> Coords:
+    """Source coordinates of a reshape, mapped per group of dims whose sizes multiply to the same
+    product on both sides: splitting or merging one dim then never divides another dim's index
+    (a whole-tensor flat index gave e.g. (26*i2+i3)/52 for a split of i2, which the simplifier
+    cannot reduce to i2/2, and every pooled element paid for the division)."""
+    out: list[Lin] = []
+    i = j = 0
+    while i < len(shape) or j < len(src_shape):
+        i0, j0 = i, j
+        p, q = 1, 1
+        # grow the group until both sides cover the same product (size-1 dims join the current group)
+        while True:
+            if p <= q and i < len(shape) and (p < q or i == i0 or shape[i] == 1):
+                p *= shape[i]
+                i += 1
+            elif j < len(src_shape) and (q < p or j == j0 or src_shape[j] == 1):
+                q *= src_shape[j]
+                j += 1
+            else:
+                break
+        out.extend(unflatten(flat_index(coords[i0:i], shape[i0:i]), src_shape[j0:j]))
+    return tuple(out)
 
 
 def num_flip(c: Lin, size: int) -> Lin:

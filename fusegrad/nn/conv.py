@@ -53,6 +53,17 @@ def windows(x: Tensor, kernel: Sequence[int], stride: Sequence[int], dilation: S
     return x.permute(list(range(lead)) + outs + ks)
 
 
+def _blocks(x: Tensor, kernel: Sequence[int]) -> Tensor:
+    """Non-overlapping windows tiling the input exactly, as a reshape: (..., O1*k1, O2*k2) ->
+    (..., O1, O2, k1, k2). Its gradient is a reshape too, where the sliding-window view's is a sum
+    of shifted pads (max-pool backward was a chain of reductions over padded copies)."""
+    (k1, k2), (l1, l2) = kernel, x.shape[-2:]
+    lead = x.shape[:-2]
+    x = x.reshape(*lead, l1 // k1, k1, l2 // k2, k2)
+    n = len(lead)
+    return x.permute(list(range(n)) + [n, n + 2, n + 1, n + 3])
+
+
 def _pad_spatial(x: Tensor, pads: Sequence[tuple[int, int]], value: float = 0.0) -> Tensor:
     if not any(lo or hi for lo, hi in pads):
         return x
@@ -91,9 +102,14 @@ def _convnd(x: Tensor, weight: Tensor, bias: Tensor | None, stride: IntOrPair, p
     win = windows(x, kernel, st, dil)  # (N, Cin, O..., k...)
     outs = win.shape[2:2 + n]
     batch = x.shape[0]
-    g_in = win.reshape(batch, groups, 1, cin_g, *outs, *kernel)
-    g_w = weight.reshape(1, groups, cout // groups, cin_g, *([1] * n), *kernel)
-    reduce_axes = (3,) + tuple(range(4 + n, 4 + 2 * n))
+    # product laid out (N, groups, Cout/groups, O..., Cin/groups, k...): each GEMM of the step then writes its
+    # sums in its output's own order (forward (N, Cout, O...), window gradient (N, O..., Cin, k...), weight
+    # gradient (Cout, Cin, k...)) instead of into a scratch that a second pass scatters
+    g_in = win.reshape(batch, groups, cin_g, *outs, *kernel)
+    g_in = g_in.permute(0, 1, *range(3, 3 + n), 2, *range(3 + n, 3 + 2 * n))
+    g_in = g_in.reshape(batch, groups, 1, *outs, cin_g, *kernel)
+    g_w = weight.reshape(1, groups, cout // groups, *([1] * n), cin_g, *kernel)
+    reduce_axes = tuple(range(3 + n, 4 + 2 * n))
     out = (g_in * g_w).sum(reduce_axes).reshape(batch, cout, *outs)
     if bias is not None:
         out = out + bias.reshape(1, cout, *([1] * n))
@@ -176,11 +192,17 @@ def _pool(x: Tensor, kernel_size: IntOrPair, stride: IntOrPair | None, padding: 
     p, d = _tuple(padding, 2), _tuple(dilation, 2)
     if any(pi * 2 > ki for pi, ki in zip(p, k)):
         raise ValueError(f"pad should be at most half of effective kernel size, got padding {p} for kernel {k}")
-    pads = []
+    pads, outs = [], []
     for length, ki, si, pi, di in zip(x.shape[-2:], k, s, p, d):
-        _, extra = _pool_geometry(length, ki, si, pi, di, ceil_mode)
+        o, extra = _pool_geometry(length, ki, si, pi, di, ceil_mode)
         pads.append((pi, pi + extra))
-    return windows(_pad_spatial(x, pads, value), k, s, d), k
+        outs.append(o)
+    x = _pad_spatial(x, pads, value)
+    # exact tilings only: a dropped last row would put a padding guard beside the division in the
+    # gradient's index, which keeps the merge pass from splitting (and gcc from vectorizing) its loops
+    if s == k and d == (1, 1) and all(o * ki == length for o, ki, length in zip(outs, k, x.shape[-2:])):
+        return _blocks(x, k), k
+    return windows(x, k, s, d), k
 
 
 def max_pool2d(input: Tensor, kernel_size: IntOrPair, stride: IntOrPair | None = None, padding: IntOrPair = 0,
