@@ -287,14 +287,15 @@ Skipped = dict[str, str]  # contestant name -> why it did not run
 
 
 def fusegrad_contestants(make_model: Callable[[], Any], xs: list[np.ndarray], ys: list[np.ndarray], lr: float,
-                         skipped: Skipped) -> list[Contestant]:
-    """fusegrad eager (graph built and realized every step) and, when fusegrad has it, `fg.jit` of that step."""
+                         skipped: Skipped, device: str = "cpu") -> list[Contestant]:
+    """fusegrad eager (graph built and realized every step) and, when fusegrad has it, `fg.jit` of that
+    step, with the model and the batches on `device`."""
     import fusegrad as fg
     from fusegrad import optim
     from fusegrad.nn import functional as F
 
     def make_step() -> Callable[[Any, Any], Any]:
-        model = make_model()
+        model = make_model().to(device)
         opt = optim.SGD(model.parameters(), lr=lr)
 
         def train_step(x: Any, y: Any) -> Any:
@@ -305,7 +306,7 @@ def fusegrad_contestants(make_model: Callable[[], Any], xs: list[np.ndarray], ys
             return loss
         return train_step
 
-    tx, ty = [fg.tensor(x) for x in xs], [fg.tensor(y) for y in ys]
+    tx, ty = [fg.tensor(x, device=device) for x in xs], [fg.tensor(y, device=device) for y in ys]
     out = []
     for name, wrap in (("fusegrad eager", None), ("fusegrad jit", getattr(fg, "jit", None))):
         if name == "fusegrad jit" and wrap is None:

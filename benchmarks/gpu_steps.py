@@ -27,40 +27,9 @@ import numpy as np
 
 import common
 from common import Contestant, cycler, interleave, warm_up
+from mnist_mlp import LR, make_fusegrad_model  # the same model, weights and SGD step as the CPU race
 
-LR = 0.01
 BATCHES = 8
-
-
-def fusegrad_steps(device: str, xs: list[np.ndarray], ys: list[np.ndarray]) -> list[Contestant]:
-    import fusegrad as fg
-    from fusegrad.examples.mnist import build_model
-    from fusegrad.nn import functional as F
-
-    def make_step() -> Callable[[Any, Any], Any]:
-        fg.manual_seed(0)
-        model = build_model("mlp").to(device)
-        opt = fg.optim.SGD(model.parameters(), lr=LR)
-
-        def train_step(x: Any, y: Any) -> Any:
-            loss = F.cross_entropy(model(x), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            return loss
-        return train_step
-
-    tx = [fg.tensor(x, device=device) for x in xs]
-    ty = [fg.tensor(y, device=device) for y in ys]
-    out = []
-    for name, fn in (("fusegrad eager", make_step()), ("fusegrad jit", fg.jit(make_step()))):
-        nxt = cycler(len(xs))
-
-        def step(fn: Callable[[Any, Any], Any] = fn, nxt: Callable[[], int] = nxt) -> Any:
-            i = nxt()
-            return fn(tx[i], ty[i])
-        out.append(Contestant(name, step, lambda loss: loss.numpy()))
-    return out
 
 
 def torch_steps(torch: Any, weights: list[np.ndarray], xs: list[np.ndarray], ys: list[np.ndarray]) -> list[Contestant]:
@@ -184,7 +153,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--elements-log2", type=int, default=28, help="a*b+c over 2^N float32")
     p.add_argument("--matmul", type=int, default=4096, help="n of the float32 n^3 matmul")
     args = p.parse_args(argv)
-    import fusegrad as fg
     from fusegrad.runtime import registry
     torch = common.optional_import("torch")
     if torch is not None and not (args.device.startswith("cuda") and torch.cuda.is_available()):
@@ -198,10 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     names: list[str] = []  # every contestant that ran at some batch size
     for batch in [int(b) for b in args.batch_sizes.split(",")]:
         xs, ys, source = common.load_batches(batch, BATCHES)
-        fg.manual_seed(0)
-        from fusegrad.examples.mnist import build_model
-        weights = [q.numpy() for q in build_model("mlp").parameters()]
-        contestants = fusegrad_steps(args.device, xs, ys)
+        weights = [q.numpy() for q in make_fusegrad_model().parameters()]
+        contestants = common.fusegrad_contestants(make_fusegrad_model, xs, ys, LR, {}, device=args.device)
         if torch is not None:
             contestants += torch_steps(torch, weights, xs, ys)
         ready = []
