@@ -64,24 +64,29 @@ def reshape_coords(coords: Coords, shape: tuple[int, ...], src_shape: tuple[int,
     """Source coordinates of a reshape, mapped per group of dims whose sizes multiply to the same
     product on both sides: splitting or merging one dim then never divides another dim's index
     (a whole-tensor flat index gave e.g. (26*i2+i3)/52 for a split of i2, which the simplifier
-    cannot reduce to i2/2, and every pooled element paid for the division)."""
-    out: list[Lin] = []
+    cannot reduce to i2/2, and every pooled element paid for the division). Size-1 dims take no
+    part: a valid element has coordinate 0 there, and any other value (a padded coordinate read
+    under its bound) never reaches memory."""
+    keep = [d for d, s in enumerate(shape) if s != 1]
+    dims = [s for s in src_shape if s != 1]
+    mapped: list[Lin] = []
     i = j = 0
-    while i < len(shape) or j < len(src_shape):
+    while i < len(keep) or j < len(dims):
         i0, j0 = i, j
-        p, q = 1, 1
-        # grow the group until both sides cover the same product (size-1 dims join the current group)
-        while True:
-            if p <= q and i < len(shape) and (p < q or i == i0 or shape[i] == 1):
-                p *= shape[i]
+        p = q = 1
+        while i == i0 or j == j0 or p != q:  # grow the smaller side until both cover the same product
+            if (p <= q or j == len(dims)) and i < len(keep):
+                p *= shape[keep[i]]
                 i += 1
-            elif j < len(src_shape) and (q < p or j == j0 or src_shape[j] == 1):
-                q *= src_shape[j]
+            elif j < len(dims):
+                q *= dims[j]
                 j += 1
             else:
                 break
-        out.extend(unflatten(flat_index(coords[i0:i], shape[i0:i]), src_shape[j0:j]))
-    return tuple(out)
+        group = [coords[d] for d in keep[i0:i]]
+        mapped.extend(unflatten(flat_index(tuple(group), tuple(shape[d] for d in keep[i0:i])), tuple(dims[j0:j])))
+    it = iter(mapped)
+    return tuple(ZERO if s == 1 else next(it) for s in src_shape)
 
 
 def num_flip(c: Lin, size: int) -> Lin:

@@ -40,17 +40,23 @@ def _windows_last(x: Tensor, k: int, stride: int, dilation: int) -> Tensor:
 
 
 def windows(x: Tensor, kernel: Sequence[int], stride: Sequence[int], dilation: Sequence[int]) -> Tensor:
-    """Sliding windows over the trailing len(kernel) dims: (..., L1..Ln) -> (..., O1..On, k1..kn)."""
+    """Sliding windows over the trailing len(kernel) dims: (..., L1..Ln) -> (..., O1..On, k1..kn).
+
+    Dims are windowed last to first, so the first one windowed needs no permute: the gradient's
+    final reduction (the backward of that step) then writes the input's own row-major layout, which
+    the kernels after it read contiguously (first to last, they read it transposed)."""
     n = len(kernel)
-    for i in range(n):
-        # layout before step i: (..., spatial dims i..n-1, (O, k) pairs of dims 0..i-1)
-        axis = x.ndim - (n - i) - 2 * i
-        order = [d for d in range(x.ndim) if d != axis] + [axis]
-        x = _windows_last(x.permute(order), kernel[i], stride[i], dilation[i])
-    lead = x.ndim - 2 * n
-    outs = [lead + 2 * i for i in range(n)]
-    ks = [lead + 2 * i + 1 for i in range(n)]
-    return x.permute(list(range(lead)) + outs + ks)
+    lead = x.ndim - n
+    labels = [("d", j) for j in range(lead)] + [("s", i) for i in range(n)]
+    for i in reversed(range(n)):
+        axis = labels.index(("s", i))
+        order = [d for d in range(len(labels)) if d != axis] + [axis]
+        if order != list(range(len(labels))):
+            x = x.permute(order)
+        labels = [labels[d] for d in order[:-1]] + [("o", i), ("k", i)]
+        x = _windows_last(x, kernel[i], stride[i], dilation[i])
+    final = [("d", j) for j in range(lead)] + [("o", i) for i in range(n)] + [("k", i) for i in range(n)]
+    return x.permute([labels.index(label) for label in final])
 
 
 def _blocks(x: Tensor, kernel: Sequence[int]) -> Tensor:
