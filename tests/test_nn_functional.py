@@ -363,3 +363,20 @@ def test_classification_loss_modules():
     check_op([(6, 5)], lambda x: ce(x, fg.tensor(TARGET)), lambda x: tce(x, torch.tensor(TARGET)))
     nll, tnll = nn.NLLLoss(reduction="sum"), torch.nn.NLLLoss(reduction="sum")
     check_op([(6, 5)], lambda x: nll(x, fg.tensor(TARGET)), lambda x: tnll(x, torch.tensor(TARGET)))
+
+
+def test_batch_norm_training_second_derivative_matches_torch():
+    """The mean's per-channel gradient path keeps higher derivatives exact, not only the first."""
+    x, w, b = random_array((4, 3, 5), "float64"), random_array((3,), "float64"), random_array((3,), "float64")
+    r = random_array((4, 3, 5), "float64")
+
+    def f(xx, ww, L):
+        return (L.F.batch_norm(xx, None, None, ww, L.t(b), training=True) ** 2 * L.t(r)).sum()
+
+    d2 = fg.grad(lambda xx, ww: (fg.grad(lambda a: f(a, ww, FG))(xx) ** 2).sum(), argnums=(0, 1))(
+        fg.tensor(x), fg.tensor(w))
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    (gx,) = torch.autograd.grad(f(tx, tw, TH), tx, create_graph=True)
+    want = torch.autograd.grad((gx ** 2).sum(), (tx, tw))
+    for got, ref in zip(d2, want):
+        np.testing.assert_allclose(got.numpy(), ref.numpy(), rtol=1e-8, atol=1e-10)

@@ -153,18 +153,26 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
         count = input.numel() // input.shape[1]
         if count <= 1:
             raise ShapeError(f"expected more than 1 value per channel when training, got input of shape {input.shape}")
-        mean = input.mean(dims, keepdim=True)
-        centered = input - mean
-        var = (centered * centered).mean(dims, keepdim=True)
+        # mean and variance get their own buffers (the backward reads them instead of recomputing
+        # each with a pass over the input). The mean's gradient takes a per-channel path: centered
+        # values use the detached mean plus (mean - mean.detach()), zero in value; the variance's
+        # dependence on the mean drops out exactly (centered values sum to zero). The backward then
+        # makes three passes over the activations (sums of dy, dy * scale, dy * centered), not five.
+        mean = input.mean(dims, keepdim=True).contiguous()
+        centered = input - mean.detach()
+        var = (centered * centered).mean(dims, keepdim=True).contiguous()
         if running_mean is not None and running_var is not None:
             with no_grad():
                 running_mean.mul_(1 - momentum).add_(mean.detach().reshape(-1) * momentum)
                 running_var.mul_(1 - momentum).add_(var.detach().reshape(-1) * (momentum * count / (count - 1)))
-        out = centered * (var + eps).rsqrt()
-    else:
-        if running_mean is None or running_var is None:
-            raise ValueError("batch_norm in eval mode needs running_mean and running_var")
-        out = (input - running_mean.reshape(shape)) * (running_var.reshape(shape) + eps).rsqrt()
+        scale = (var + eps).rsqrt()
+        if weight is not None:
+            scale = scale * weight.reshape(shape)
+        out = (centered + (mean.detach() - mean)) * scale
+        return out + bias.reshape(shape) if bias is not None else out
+    if running_mean is None or running_var is None:
+        raise ValueError("batch_norm in eval mode needs running_mean and running_var")
+    out = (input - running_mean.reshape(shape)) * (running_var.reshape(shape) + eps).rsqrt()
     if weight is not None:
         out = out * weight.reshape(shape)
     return out + bias.reshape(shape) if bias is not None else out
