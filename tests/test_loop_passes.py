@@ -1,6 +1,7 @@
 """Codegen passes that change loop structure must not change results."""
 import numpy as np
 import pytest
+import torch
 
 import fusegrad as fg
 from fusegrad.codegen.interchange import interchange_reduction
@@ -129,3 +130,12 @@ def test_loops_read_through_divisions_are_split(dtype):
     np.testing.assert_allclose(out.numpy(), want, rtol=1e-6)
     odd = fg.tensor(rng.uniform(-2, 2, size=(3, 4, 7)).astype(dtype))
     assert loops_after_merge(odd.reshape(3, 4, 7, 1).expand(3, 4, 7, 3).reshape(3, 4, 21) * 2) == [[84, 3]]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_max_pool_and_amax_propagate_nan_from_any_position(dtype):
+    x = np.random.default_rng(1).standard_normal((2, 3, 6, 6)).astype(dtype)
+    x[0, 0, 0, 0] = x[0, 1, 3, 2] = x[1, 2, 5, 5] = np.nan  # first, middle and last element of a window
+    want = torch.nn.functional.max_pool2d(torch.tensor(x), 2).numpy()
+    np.testing.assert_array_equal(fg.nn.functional.max_pool2d(fg.tensor(x), 2).numpy(), want)
+    np.testing.assert_array_equal(fg.tensor(x).amax((2, 3)).numpy(), np.max(x, (2, 3)))
