@@ -7,7 +7,7 @@ from .gemm_c import GEMM_DECLARATIONS, GEMM_SOURCE, NR, micro_kernel, tiles_for
 from ..graph.ops import Op
 from .. import dtypes
 from ..graph.symbolic import Lin, Var
-from .ir import Accumulate, Alu, Define, Gemm, Load, Loop
+from .ir import Accumulate, Alu, Define, EndLoop, Gemm, Load, Loop, LoopIR
 from .render import CStyleRenderer
 
 # work (output elements x reduce length) below which a kernel stays single-threaded: thread
@@ -116,15 +116,30 @@ class CRenderer(CStyleRenderer):
             collapse = f" collapse({outer})" if outer > 1 else ""
             lines.insert(0, f"#pragma omp parallel for{collapse} schedule(static)")
         elif loop.kind == "reduce" and not any(isinstance(s, Loop) for s in body) and \
-                (loop.var.extent > SPLIT_UNROLL or _compares(body)):
+                (loop.var.extent > SPLIT_UNROLL or (_compares(body) and id(loop) not in self._in_split)):
             # a sum of a few plain terms (a 3-wide window's gradient) is left to gcc to unroll: as SIMD
-            # lanes it ran 25% slower; with comparisons the pragma keeps gcc's selects branch-free
+            # lanes it ran 25% slower; with comparisons the pragma keeps gcc's selects branch-free, unless
+            # the loop sits in a split global loop, whose outer half vectorizes once this one is unrolled
             accs = [s for s in body if isinstance(s, Accumulate)]
             # a sum may be reassociated across SIMD lanes (as every vectorized BLAS/numpy sum is);
             # max keeps its NaN-propagating scalar form
             if len(accs) == 1 and accs[0].op is Op.SUM and accs[0].dtype.name in _SIMD_SUM_TYPES:
                 lines.insert(0, f"#pragma omp simd reduction(+:{accs[0].name})")
         return lines
+
+    def render_kernel(self, ir: LoopIR) -> str:
+        # reduce loops directly inside a tiny global loop (the low half of a split one)
+        self._in_split: set[int] = set()
+        open_loops: list[Loop] = []
+        for s in ir.stmts:
+            if isinstance(s, Loop):
+                glob = [lp for lp in open_loops if lp.kind == "global"]
+                if s.kind == "reduce" and glob and glob[-1].var.extent <= SPLIT_UNROLL:
+                    self._in_split.add(id(s))
+                open_loops.append(s)
+            elif isinstance(s, EndLoop):
+                open_loops.pop()
+        return super().render_kernel(ir)
 
     def alu(self, e: Alu) -> str:
         # (float)b of a _Bool makes gcc branch on b where the value is only used under a condition

@@ -9,6 +9,8 @@ element is unchanged, so results are bit-identical to the plain loops.
 """
 from __future__ import annotations
 
+import math
+
 from ..graph.ops import Op
 from ..graph.symbolic import Bound, Lin, Var, atom, substitute
 from .ir import (Accumulate, Alu, Cond, Define, DefineAcc, EndLoop, Expr, Index, Load, Loop, LoopIR, Rand, Ref, Stmt,
@@ -16,6 +18,7 @@ from .ir import (Accumulate, Alu, Cond, Define, DefineAcc, EndLoop, Expr, Index,
 
 _COMBINE = {Op.SUM: Op.ADD, Op.RMAX: Op.MAX, Op.PROD: Op.MUL}
 BLOCK = 512  # outputs accumulated at once: 2 KiB of float32 partial results stay in L1
+FEW_TERMS = 4  # reductions this short gain nothing from streaming (gcc unrolls them in place)
 
 
 def _coef(index: Lin, v: Var) -> int:
@@ -78,7 +81,8 @@ def interchange_reduction(ir: LoopIR) -> LoopIR:
     red_vars = [s.var for s in body[a0 + 1:a0 + 1 + n_red]]
     after = body[a0 + 1 + n_red:]
     close = next((i for i, s in enumerate(after) if isinstance(s, (EndLoop, Loop, DefineAcc))), None)
-    if n_red == 0 or close is None or not isinstance(after[close], EndLoop):
+    if n_red == 0 or close is None or not isinstance(after[close], EndLoop) or \
+            math.prod(v.extent for v in red_vars) <= FEW_TERMS:
         return ir
     inner, rest = after[:close], after[close + n_red:]
     store = body[-1]
