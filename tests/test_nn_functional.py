@@ -64,6 +64,7 @@ LAYER_CASES = [
     ("max_pool2d_tiled_pad", [(2, 3, 6, 4)], lambda L, x: L.F.max_pool2d(x, (2, 3), padding=1)),
     ("max_pool2d_tiled_ties", [(2, 3, 8, 6)], lambda L, x: L.F.max_pool2d(L.F.relu(x) * 0, 2)),
     ("avg_pool2d_tiled", [(2, 3, 6, 9)], lambda L, x: L.F.avg_pool2d(x, (2, 3))),
+    ("max_pool2d_tiled_floor", [(2, 3, 7, 11)], lambda L, x: L.F.max_pool2d(L.F.relu(x), (2, 3))),
     # convolutions large enough for the GEMM path: odd sizes, stride, padding, dilation, groups
     ("conv2d_gemm", [(3, 8, 13, 11), (20, 8, 3, 3), (20,)], lambda L, x, w, b: L.F.conv2d(x, w, b)),
     ("conv2d_gemm_all", [(2, 6, 15, 14), (12, 3, 3, 2)],

@@ -59,13 +59,16 @@ def windows(x: Tensor, kernel: Sequence[int], stride: Sequence[int], dilation: S
     return x.permute([labels.index(label) for label in final])
 
 
-def _blocks(x: Tensor, kernel: Sequence[int]) -> Tensor:
-    """Non-overlapping windows tiling the input exactly, as a reshape: (..., O1*k1, O2*k2) ->
+def _blocks(x: Tensor, kernel: Sequence[int], outs: Sequence[int]) -> Tensor:
+    """Non-overlapping windows (stride == kernel, no dilation) as a reshape: (..., L1, L2) ->
     (..., O1, O2, k1, k2). Its gradient is a reshape too, where the sliding-window view's is a sum
     of shifted pads (max-pool backward was a chain of reductions over padded copies)."""
-    (k1, k2), (l1, l2) = kernel, x.shape[-2:]
+    (k1, k2), (o1, o2) = kernel, outs
     lead = x.shape[:-2]
-    x = x.reshape(*lead, l1 // k1, k1, l2 // k2, k2)
+    x = _gradient_buffer(x)
+    if (o1 * k1, o2 * k2) != x.shape[-2:]:  # floor mode drops the incomplete last window
+        x = x.shrink([(0, s) for s in lead] + [(0, o1 * k1), (0, o2 * k2)])
+    x = x.reshape(*lead, o1, k1, o2, k2)
     n = len(lead)
     return x.permute(list(range(n)) + [n, n + 2, n + 1, n + 3])
 
@@ -76,7 +79,7 @@ def _gradient_buffer(x: Tensor) -> Tensor:
     the scheduler materializes for its several readers. Without it, each batch-norm backward kernel
     after a 2x2 max-pool recomputed the pool's scattered gradient (the CNN step's four: 6.6 ms ->
     2.6 ms, plus 0.7 ms for the buffer). The forward materializes x too (the source of a broadcast).
-    """
+    Taken before a floor-mode shrink, the buffer keeps the consumers' reads unguarded (vectorized)."""
     return x.unsqueeze(-1).expand(*x.shape, 2).shrink([(0, s) for s in x.shape] + [(0, 1)]).reshape(x.shape)
 
 
@@ -214,10 +217,8 @@ def _pool(x: Tensor, kernel_size: IntOrPair, stride: IntOrPair | None, padding: 
         pads.append((pi, pi + extra))
         outs.append(o)
     x = _pad_spatial(x, pads, value)
-    # exact tilings only: a dropped last row would put a padding guard beside the division in the
-    # gradient's index, which keeps the merge pass from splitting (and gcc from vectorizing) its loops
-    if s == k and d == (1, 1) and all(o * ki == length for o, ki, length in zip(outs, k, x.shape[-2:])):
-        return _blocks(_gradient_buffer(x), k), k
+    if s == k and d == (1, 1):
+        return _blocks(x, k, outs), k
     return windows(x, k, s, d), k
 
 
