@@ -101,9 +101,12 @@ void NAME(int64_t kc, const T* restrict ap, const T* restrict bp, T* c, int64_t 
   }                                                                                               \
   T tile[FG_MR][2 * VL];                                                                          \
   memcpy(tile, acc, sizeof(tile));                                                                \
-  for (int64_t r = 0; r < mr; r++)                                                                \
-    for (int64_t j = 0; j < nr; j++)                                                              \
-      c[r * ldc + j] = first ? tile[r][j] : c[r * ldc + j] + tile[r][j];                          \
+  /* the branch on `first` outside the column loops lets them vectorize (masked remainders) */   \
+  for (int64_t r = 0; r < mr; r++) {                                                              \
+    T* row = c + r * ldc;                                                                         \
+    if (first) for (int64_t j = 0; j < nr; j++) row[j] = tile[r][j];                              \
+    else for (int64_t j = 0; j < nr; j++) row[j] += tile[r][j];                                   \
+  }                                                                                               \
 }
 
 """ + "".join(f"FG_DEFINE_MICRO({micro_kernel(dt, rows)}, {t}, {vl}, {rows})\n"
