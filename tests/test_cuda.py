@@ -17,11 +17,13 @@ from fusegrad.codegen import renderer_for
 from fusegrad.codegen.cuda import MAX_BLOCKS, launch_dims, thread_plan
 from fusegrad.codegen.ir import Accumulate, DefineAcc, EndLoop, Load, Loop, LoopIR, Ref, Store
 from fusegrad.codegen.lanes import LaneLoop, LaneStore, plan_lanes
+from fusegrad.engine import realize as realize_mod
 from fusegrad.engine.realize import _kernel_name, kernel_ir, kernel_key
 from fusegrad.engine.schedule import create_schedule, toposort
 from fusegrad.errors import CompileError, DeviceError
 from fusegrad.graph.ops import Op
 from fusegrad.graph.symbolic import Lin, Var
+from fusegrad.runtime import cublas as cublas_rt
 from fusegrad.runtime import cuda as cuda_rt
 from fusegrad.runtime import registry
 from fusegrad.runtime.cuda_graph import CUDASequence
@@ -193,6 +195,15 @@ def test_few_outputs_share_their_reduction_among_a_warp() -> None:
     assert "__syncthreads" not in source and "if (lane == 0)" in source
 
 
+def test_many_outputs_get_lanes_only_to_make_scattered_reads_coalesced() -> None:
+    """x @ W.T with 1024x128 outputs: threads would read W's rows 784 apart, lanes read along them;
+    x @ W: threads already read W's rows contiguously, so one thread per output stays."""
+    x = cpu_array((1024, 784), "float32")
+    (along_rows,) = kernel_irs(x @ cpu_array((128, 784), "float32").T)
+    (along_threads,) = kernel_irs(x @ cpu_array((784, 128), "float32"))
+    assert thread_plan(along_rows)[2] == 32 and thread_plan(along_threads)[2] == 1
+
+
 def test_a_kernel_without_parallel_loops_runs_on_one_block_of_lanes() -> None:
     (ir,) = kernel_irs(cpu_array((40, 50), "float32").sum())
     assert launch_dims(ir) == (1, 256)
@@ -209,6 +220,21 @@ def test_lanes_only_where_every_lane_may_share_the_work() -> None:
     assert plan_lanes((), acc[:3] + [store, EndLoop("reduce")]) == 1
     second = [Loop(q, "reduce"), Accumulate("acc", Op.SUM, load, f32), EndLoop("reduce")]
     assert plan_lanes((), acc + second + [store]) == 1
+
+
+def test_plain_products_carry_a_cublas_descriptor() -> None:
+    """x @ W.T (the forward of a Linear) is one strided product cuBLAS can compute; with an
+    epilogue (ReLU) it is not, and keeps the generated kernel only."""
+    x, w = cpu_array((64, 784), "float32"), cpu_array((128, 784), "float32")
+    (plain,) = kernel_irs(x @ w.T)
+    source = renderer_for("cuda").render_kernel(plain)
+    (d,) = cublas_rt.parse_descriptors(source).values()
+    assert (d["m"], d["n"], d["k"], d["ta"], d["tb"], d["lda"], d["ldb"]) == (64, 128, 784, False, True, 784, 784)
+    (batched,) = kernel_irs(cpu_array((3, 70, 90), "float32") @ cpu_array((3, 90, 50), "float32"))
+    (b,) = cublas_rt.parse_descriptors(renderer_for("cuda").render_kernel(batched)).values()
+    assert b["batch"] == 3 and b["a"][2] == 70 * 90 and b["b"][2] == 90 * 50 and b["c"][1] == 70 * 50
+    for ir in kernel_irs((x @ w.T).relu()):
+        assert not cublas_rt.parse_descriptors(renderer_for("cuda").render_kernel(ir))
 
 
 def test_launch_comments_round_trip() -> None:
@@ -326,6 +352,66 @@ def test_reductions_shared_by_lanes_match_cpu() -> None:
     big[123457] = np.nan
     on_both(lambda t: (t.max(), t.amax(0, keepdim=True)), [big])
     on_both(lambda t: (t.sum(1), t.amax(0)), [random_array((64, 784), "float64")], tol=SUM_TOL["float64"])
+
+
+@needs_gpu
+@pytest.mark.skipif(cublas_rt.unavailable_reason() is not None, reason=str(cublas_rt.unavailable_reason()))
+@pytest.mark.parametrize("choice", ["cublas", "generated", "race"])
+def test_products_through_cublas_or_generated_match_cpu(choice: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every way a product can be computed gives the CPU's result: forward, transposed and batched
+    operands, float64, odd sizes; a jitted step replays cuBLAS calls inside its CUDA graphs."""
+    device = registry.get(GPU)
+    monkeypatch.setattr(device, "gemm_choice", choice)
+    monkeypatch.setattr(realize_mod, "_programs", {})  # compile again under this choice
+    monkeypatch.setattr(realize_mod, "_plans", realize_mod.OrderedDict())
+    tol = SUM_TOL["float32"]
+    a, w = random_array((64, 784), "float32"), random_array((128, 784), "float32")
+    with fg.profile() as p:
+        on_both(lambda x, y: x @ y.T, [a, w], tol=tol)
+        # sums of thousands-sized terms that cancel: float32 reassociation error reaches ~1e-3 absolute
+        on_both(lambda x, y: x.T @ (x @ y.T), [a, w], tol=(1e-4, 1e-2))
+    names = {k.name for k in p.kernels if k.device == GPU}
+    assert any(n.endswith("_cublas") for n in names) == (choice == "cublas") or choice == "race"
+    on_both(lambda x, y: x @ y, [random_array((129, 257), "float32"), random_array((257, 63), "float32")], tol=tol)
+    on_both(lambda x, y: x @ y, [random_array((3, 70, 90), "float32"), random_array((3, 90, 50), "float32")],
+            tol=tol)
+    on_both(lambda x, y: x @ y, [random_array((65, 300), "float64"), random_array((300, 33), "float64")],
+            tol=SUM_TOL["float64"])
+
+    def make_step() -> Callable[[fg.Tensor], fg.Tensor]:
+        fg.manual_seed(2)
+        layer = fg.nn.Linear(784, 128).to(GPU)
+        opt = fg.optim.SGD(layer.parameters(), lr=0.1)
+
+        def step(x: fg.Tensor) -> fg.Tensor:
+            opt.zero_grad()
+            loss = (layer(x) ** 2).mean()
+            loss.backward()
+            opt.step()
+            return loss
+        return step
+    eager, jitted = make_step(), fg.jit(make_step())
+    x = fg.tensor(a, device=GPU)
+    losses = [(eager(x).item(), jitted(x).item()) for _ in range(6)]
+    np.testing.assert_allclose([j for _, j in losses], [e for e, _ in losses], rtol=1e-5)
+    assert jitted.replays >= 3
+
+
+@needs_gpu
+@pytest.mark.skipif(cublas_rt.unavailable_reason() is not None, reason=str(cublas_rt.unavailable_reason()))
+def test_a_cublas_call_that_disagrees_never_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The race checks cuBLAS's result against the generated kernel's before comparing times."""
+    device = registry.get(GPU)
+    monkeypatch.setattr(device, "gemm_choice", "generated")
+    (ir,) = kernel_irs(cpu_array((64, 784), "float32") @ cpu_array((128, 784), "float32").T)
+    renderer = renderer_for("cuda")
+    source = renderer.render_unit([renderer.render_kernel(ir)])
+    (program,) = device.compile(source, [ir.name], [len(ir.params)])
+    (descriptor,) = cublas_rt.parse_descriptors(source).values()
+    assert cublas_rt.race(device, program, descriptor) is not None
+    half = dict(descriptor, k=descriptor["k"] // 2)  # a wrong call that stays inside the buffers
+    with pytest.warns(RuntimeWarning, match="disagrees"):
+        assert cublas_rt.race(device, program, half) is program
 
 
 @needs_gpu

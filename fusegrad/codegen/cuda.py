@@ -7,7 +7,9 @@ import math
 from dataclasses import dataclass
 
 from ..graph.symbolic import Var
+from ..runtime.cublas import descriptor_comment
 from ..runtime.cuda import launch_comment
+from .cuda_blas import blas_descriptor
 from .ir import Accumulate, EndLoop, Load, Loop, LoopIR, Ref, Store
 from .lanes import WARP, LaneCombine, LaneLoop, LaneStore, apply_lanes, plan_lanes
 from .render import CStyleRenderer
@@ -204,4 +206,8 @@ class CUDARenderer(CStyleRenderer):
         stmts = [_Grid(Var("gid", 1), "grid", threads, lanes), *body, EndLoop("grid")]
         blocks, per_block = launch_dims(ir)
         rendered = super().render_kernel(LoopIR(ir.name, ir.params, stmts, ir.work))
-        return launch_comment(ir.name, blocks, per_block) + "\n" + rendered
+        header = [launch_comment(ir.name, blocks, per_block)]
+        descriptor = blas_descriptor(ir)
+        if descriptor is not None:  # cuBLAS may compute this product instead; the runtime measures
+            header.append(descriptor_comment(ir.name, descriptor))
+        return "\n".join(header) + "\n" + rendered

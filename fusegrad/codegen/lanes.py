@@ -18,6 +18,7 @@ WARP = 32
 BLOCK_LANES = 256
 FEW_OUTPUTS = 2048  # fewer outputs than this cannot fill a GPU with one thread each: always spread
 SOME_OUTPUTS = 32768  # up to this many, spread when the reduction is long and reads along its loop
+MANY_OUTPUTS = 1 << 19  # up to this many, spread only long reductions whose threads would read scattered
 
 
 @dataclass(frozen=True)
@@ -95,14 +96,18 @@ def plan_lanes(threads: Sequence, body: Sequence) -> int:
     extent = min(body[first].var.extent for first, _ in spans)
     if outputs < FEW_OUTPUTS:
         return BLOCK_LANES if extent >= 4 * BLOCK_LANES else WARP if extent >= WARP else 1
-    if outputs > SOME_OUTPUTS or extent < 2 * WARP:
+    if outputs > MANY_OUTPUTS or extent < 2 * WARP:
         return 1
     # lanes must not trade coalesced reads across threads for scattered ones across lanes
     inner = threads[-1] if threads else None
     loads = [(body[first].var, load) for first, last in spans for load in _loads(body[first:last + 1])]
     along_loop = any(abs(_coefficient(load, var)) == 1 for var, load in loads)
     along_threads = any(abs(_coefficient(load, inner)) == 1 for _, load in loads)
-    return WARP if along_loop or not along_threads else 1
+    if outputs <= SOME_OUTPUTS:
+        return WARP if along_loop or not along_threads else 1
+    # many outputs fill the GPU anyway: spread only to turn scattered reads (x @ W.T's rows of W) into
+    # coalesced ones
+    return WARP if extent >= 8 * WARP and along_loop and not along_threads else 1
 
 
 def apply_lanes(body: Sequence, lanes: int) -> list:

@@ -7,14 +7,15 @@ or NVRTC library, or a GPU, there is simply no "cuda" device, and `unavailable_r
 from __future__ import annotations
 
 import functools
+import json
 import re
 import threading
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
 from ..errors import CompileError, DeviceError
-from . import cache
+from . import cache, cublas
 from .buffer import Buffer, CountingAllocator
 from .cuda_driver import bindings as _bindings
 from .cuda_driver import check as _check
@@ -123,15 +124,7 @@ class CUDAProgram:
 
     def call_pointers(self, pointers: Sequence[int]) -> float:
         """Run on raw device addresses and wait; returns the kernel's seconds (from two events)."""
-        driver = _bindings()[0]
-        self._device.make_current()
-        start, end = self._device.events
-        _check(driver.cuEventRecord(start, self._device.stream), "cuEventRecord")
-        self.launch_pointers(pointers)
-        _check(driver.cuEventRecord(end, self._device.stream), "cuEventRecord")
-        _check(driver.cuEventSynchronize(end), f"kernel {self.name}")
-        elapsed = getattr(driver, "cuEventElapsedTime", None) or driver.cuEventElapsedTime_v2  # renamed in CUDA 13
-        return _check(elapsed(start, end), "cuEventElapsedTime") / 1e3
+        return self._device.timed(lambda: self.launch_pointers(pointers))
 
 
 class CUDADevice:
@@ -168,6 +161,27 @@ class CUDADevice:
         # PTX (JIT-compiled by the driver) instead of CUBIN: NVRTC older than the GPU, or a CUBIN the driver rejected
         self.use_ptx = self.arch not in _bindings()[1].nvrtcGetSupportedArchs()[1]
         self.allocator = CountingAllocator(name, self._raw_alloc, self._raw_free)
+        self._cublas: tuple[Any, Buffer] | None = None  # (handle, workspace)
+        self.gemm_choice = "race"  # products cuBLAS can compute: "race" (timed once per shape), "generated", "cublas"
+        self._gemm_choices: dict[str, bool] = {}  # descriptor -> cuBLAS won
+
+    def timed(self, enqueue: Callable[[], None]) -> float:
+        """Seconds the GPU spends on what `enqueue` puts on the stream (two events around it; waits)."""
+        driver = _bindings()[0]
+        self.make_current()
+        start, end = self.events
+        _check(driver.cuEventRecord(start, self.stream), "cuEventRecord")
+        enqueue()
+        _check(driver.cuEventRecord(end, self.stream), "cuEventRecord")
+        _check(driver.cuEventSynchronize(end), "a timed launch")
+        elapsed = getattr(driver, "cuEventElapsedTime", None) or driver.cuEventElapsedTime_v2  # renamed in CUDA 13
+        return _check(elapsed(start, end), "cuEventElapsedTime") / 1e3
+
+    def cublas_handle(self) -> Any:
+        """This GPU's cuBLAS handle (created on first use, with its workspace)."""
+        if self._cublas is None:
+            self._cublas = cublas.create_handle(self)  # the workspace lives as long as the handle
+        return self._cublas[0]
 
     def make_current(self) -> None:
         """Make this GPU's context current on the calling thread (compiles run on worker threads)."""
@@ -273,13 +287,28 @@ class CUDADevice:
         if support:
             raise CompileError("the CUDA device has no support library", support)
         launches = parse_launches(source)
+        vendor = cublas.parse_descriptors(source) if cublas.unavailable_reason() is None else {}
         module = self._load(source)
-        programs = []
+        programs: list[Any] = []
         for name, n in zip(names, nargs):
             fn = _check(_bindings()[0].cuModuleGetFunction(module, name.encode()), f"cuModuleGetFunction({name})")
             # a kernel without a launch comment still runs right, as one thread looping over its grid
-            programs.append(CUDAProgram(name, fn, self, *launches.get(name, (1, 1)), n))
+            program = CUDAProgram(name, fn, self, *launches.get(name, (1, 1)), n)
+            if name in vendor and self.gemm_choice != "generated":
+                program = self._gemm_program(program, vendor[name])
+            programs.append(program)
         return programs
+
+    def _gemm_program(self, generated: CUDAProgram, descriptor: dict) -> Any:
+        """The generated product or cuBLAS's, as measured the first time this shape is seen."""
+        if self.gemm_choice == "cublas":
+            return cublas.CublasProgram(generated.name, self, descriptor)
+        key = json.dumps({k: v for k, v in descriptor.items() if k != "bytes"}, sort_keys=True)
+        if key not in self._gemm_choices:  # two compiling threads may both race a new shape: harmless
+            self._gemm_choices[key] = cublas.race(self, generated, descriptor) is not generated
+        if self._gemm_choices[key]:
+            return cublas.CublasProgram(generated.name, self, descriptor)
+        return generated
 
     def sequence(self, launches: Sequence[tuple[CUDAProgram, Sequence[tuple[int, int]]]], nslots: int) -> Any:
         """fg.jit's replay: the launches as CUDA graphs, one per distinct pointer table."""
