@@ -165,3 +165,17 @@ def test_vendor_race_is_stored(monkeypatch, tmp_path):
     assert tune._vendor_decided[("float32", 96, 112, 80)] == entry["vendor"]
     monkeypatch.setenv("OMP_NUM_THREADS", "2")  # several threads: no race, generated code
     assert tune.undecided_vendor_products(tune_ir(fg.randn(90, 80).realize() @ fg.randn(80, 100).realize()), "cpu") == []
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_batch_invariant_operand_is_packed_once(dtype):
+    """A product inside batch loops whose one operand the batch does not index (a convolution's
+    weights) packs that operand before the loops; results match numpy on odd sizes, K in panels."""
+    rng = np.random.default_rng(7)
+    x, w = rng.standard_normal((5, 100, 300)).astype(dtype), rng.standard_normal((300, 70)).astype(dtype)
+    for a, b, want in ((x, w, x @ w), (w.T.copy(), x.transpose(0, 2, 1).copy(), w.T @ x.transpose(0, 2, 1))):
+        product = fg.tensor(a) @ fg.tensor(b)
+        sources = [CRenderer().render_kernel(use_gemm(lower(it.spec, "k"))) for it in create_schedule([product._node])]
+        assert any("fg_pack_scratch(2" in src for src in sources)
+        tol = dict(rtol=1e-4, atol=1e-3) if dtype == "float32" else dict(rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(product.numpy(), want, **tol)

@@ -1,7 +1,7 @@
 """C for the CPU device: OpenMP-parallel outer loops, compiled by gcc/clang."""
 from __future__ import annotations
 
-from .gemm import blas_operands
+from .gemm import blas_operands, load_vars
 from . import gemm_c
 from .gemm_c import GEMM_DECLARATIONS, GEMM_SOURCE, NR, micro_kernel, tiles_for
 from ..graph.ops import Op
@@ -128,6 +128,8 @@ class CRenderer(CStyleRenderer):
         return lines
 
     def render_kernel(self, ir: LoopIR) -> str:
+        self._hoisted: dict[int, str] = {}
+        pre = self._hoist_packing(ir)
         # reduce loops directly inside another reduce loop (the inner dims of a window)
         self._window_rows: set[int] = set()
         open_loops: list[Loop] = []
@@ -138,7 +140,37 @@ class CRenderer(CStyleRenderer):
                 open_loops.append(s)
             elif isinstance(s, EndLoop):
                 open_loops.pop()
-        return super().render_kernel(ir)
+        source = super().render_kernel(ir)
+        if not pre:
+            return source
+        head, body = source.split("\n", 1)
+        return "\n".join([head, "  {"] + ["  " + line for line in pre] + [body[:-1] + "  }", "}"])
+
+    def _hoist_packing(self, ir: LoopIR) -> list[str]:
+        """For a GEMM inside batch loops whose one operand the batch does not index (a convolution's
+        weights), the lines packing that operand once, all panels, before the loops (into slot 2 of
+        the calling thread; the batch loops' threads read it) instead of once per batch element."""
+        i = next((j for j, s in enumerate(ir.stmts) if not isinstance(s, Loop)), 0)
+        s = ir.stmts[i]
+        if i == 0 or not isinstance(s, Gemm) or _vendor(s) or any(lp.kind != "global" for lp in ir.stmts[:i]):
+            return []
+        batch = {lp.var for lp in ir.stmts[:i]}
+        t, nr = self.storage_type(s.a.dtype), NR[s.dtype.name]
+        rows, depth = tiles_for(s.m, s.n, s.k, s.dtype.name)
+        if not load_vars(s.a) & batch:
+            which, (load, outer, width, size) = "a", (s.a, s.i_vars, rows, s.m)
+        elif not load_vars(s.b) & batch:
+            which, (load, outer, width, size) = "b", (s.b, s.j_vars, nr, s.n)
+        else:
+            return []
+        self._hoisted[id(s)] = which
+        blocks = -(-size // width)
+        return [f"{t}* hp = ({t}*)fg_pack_scratch(2, sizeof({t}) * {blocks * width * s.k});",
+                f"for (int64_t pc = 0; pc < {s.k}; pc += {depth}) {{",
+                f"  const int64_t kc = {s.k} - pc < {depth} ? {s.k} - pc : {depth};",
+                *["  " + line.removeprefix("    ") for line in
+                  self._pack(f"(hp + pc * {blocks * width})", load, outer, s.k_vars, "0", str(blocks), width, size)],
+                "}"]
 
     def alu(self, e: Alu) -> str:
         # (float)b of a _Bool makes gcc branch on b where the value is only used under a condition
@@ -153,7 +185,7 @@ class CRenderer(CStyleRenderer):
         pack all of B, then per block of A rows that fits in L2 pack that block and run the
         support library's micro-kernel on its tiles (each B sliver stays in L1 across a block)."""
         t = self.storage_type(s.a.dtype)
-        if (s.dtype.name, s.m, s.n, s.k) in gemm_c.VENDOR and blas_operands(s) is not None:
+        if _vendor(s):
             return self.vendor_gemm(s)
         nr = NR[s.dtype.name]
         rows, depth = tiles_for(s.m, s.n, s.k, s.dtype.name)
@@ -161,24 +193,29 @@ class CRenderer(CStyleRenderer):
         mb, nb = -(-s.m // rows), -(-s.n // nr)
         block = max(1, min(mb, L2_PANEL_BYTES // (rows * depth * s.a.dtype.itemsize)))  # row tiles per A block
         parallel = int(s.m * s.n * s.k >= PARALLEL_GRAIN * 8)
+        hoisted = self._hoisted.get(id(s))  # "a" or "b": packed once before the batch loops, into hp
+        ap = f"hp + pc * {mb * rows}" if hoisted == "a" else "ap"
+        bp = f"hp + pc * {nb * nr}" if hoisted == "b" else "bp"
+        pack_b = [] if hoisted == "b" else ["    #pragma omp for schedule(static)",
+                                            *self._pack("bp", s.b, s.j_vars, s.k_vars, "0", str(nb), nr, s.n)]
+        pack_a = [] if hoisted == "a" else ["      #pragma omp for schedule(static)",
+                                            *self._pack("ap", s.a, s.i_vars, s.k_vars, "ic", "ie", rows, s.m)]
         return "\n".join([
             "{",
-            f"  {t}* ap = ({t}*)fg_pack_scratch(0, sizeof({t}) * {mb * rows * depth});",
-            f"  {t}* bp = ({t}*)fg_pack_scratch(1, sizeof({t}) * {nb * nr * depth});",
+            *([] if hoisted == "a" else [f"  {t}* ap = ({t}*)fg_pack_scratch(0, sizeof({t}) * {mb * rows * depth});"]),
+            *([] if hoisted == "b" else [f"  {t}* bp = ({t}*)fg_pack_scratch(1, sizeof({t}) * {nb * nr * depth});"]),
             f"  #pragma omp parallel if({parallel})",  # one team for all panels
             f"  for (int64_t pc = 0; pc < {s.k}; pc += {depth}) {{",
             f"    const int64_t kc = {s.k} - pc < {depth} ? {s.k} - pc : {depth};",
-            "    #pragma omp for schedule(static)",
-            *self._pack("bp", s.b, s.j_vars, s.k_vars, "0", str(nb), nr, s.n),
+            *pack_b,
             f"    for (int64_t ic = 0; ic < {mb}; ic += {block}) {{",
             f"      const int64_t ie = ic + {block} < {mb} ? ic + {block} : {mb};",
-            "      #pragma omp for schedule(static)",
-            *self._pack("ap", s.a, s.i_vars, s.k_vars, "ic", "ie", rows, s.m),
+            *pack_a,
             "      #pragma omp for collapse(2) schedule(static)",
             f"      for (int64_t jb = 0; jb < {nb}; jb++) for (int64_t ib = ic; ib < ie; ib++) {{",
             f"        const int64_t mr = {s.m} - ib * {rows} < {rows} ? {s.m} - ib * {rows} : {rows};",
             f"        const int64_t nr = {s.n} - jb * {nr} < {nr} ? {s.n} - jb * {nr} : {nr};",
-            f"        {micro}(kc, ap + ib * {rows} * kc, bp + jb * {nr} * kc, "
+            f"        {micro}(kc, {ap} + ib * {rows} * kc, {bp} + jb * {nr} * kc, "
             f"p{s.c_param} + {s.c_base.render()} + ib * {rows * s.n} + jb * {nr}, {s.n}, mr, nr, pc == 0);",
             "      }",
             "    }",
@@ -259,6 +296,11 @@ class CRenderer(CStyleRenderer):
                 *["          " + line for line in _step(ks)],
                 "        }",
                 "      }"]
+
+
+def _vendor(s: Gemm) -> bool:
+    """Whether the product runs as one vendor BLAS call (chosen by the race in engine/tune.py)."""
+    return (s.dtype.name, s.m, s.n, s.k) in gemm_c.VENDOR and blas_operands(s) is not None
 
 
 def _compares(body: list) -> bool:

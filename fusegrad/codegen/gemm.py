@@ -124,7 +124,10 @@ def _direct_layout(globals_: list[Var], batch: list[Var], rows: list[Var], cols:
     """Move leading row/column loops into the batch when that lays the output out as [batch, rows,
     cols], so the sums land in it directly instead of in a scratch the epilogue scatters (a
     convolution's output [n, c, h, w]: rows c, columns (h, w) per image n). Kept only while each
-    batch element's product stays large enough to run at the micro-kernel's rate."""
+    batch element's product stays large enough to run at the micro-kernel's rate. Done also when
+    the output is direct already: per-image products stay in cache, and their batch-invariant
+    operand is packed once (the window-gradient GEMM of the CNN's conv2: 5.8 ms as one product of
+    7744 rows, 2.6 ms as 64 of 121)."""
     for p in range(1, len(globals_)):
         lead = set(globals_[:p])
         b = [v for v in globals_ if v in lead or v in batch]

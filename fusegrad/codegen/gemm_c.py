@@ -59,9 +59,10 @@ void (*fg_blas_sgemm)(int, int, int, int64_t, int64_t, int64_t, float, const flo
 void (*fg_blas_dgemm)(int, int, int, int64_t, int64_t, int64_t, double, const double*, int64_t, const double*,
                      int64_t, double, double*, int64_t);
 
-/* per-thread packing buffers, grown on demand and kept: steady state allocates nothing */
-static _Thread_local void* fg_pack_buf[2];
-static _Thread_local size_t fg_pack_cap[2];
+/* per-thread packing buffers, grown on demand and kept: steady state allocates nothing (slots 0 and 1:
+   the panels of A and B; 2: an operand packed once for every batch element of a batched product) */
+static _Thread_local void* fg_pack_buf[3];
+static _Thread_local size_t fg_pack_cap[3];
 
 void* fg_pack_scratch(int slot, size_t bytes) {
   if (fg_pack_cap[slot] < bytes) {
