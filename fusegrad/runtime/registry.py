@@ -96,7 +96,7 @@ def _visible_summary(kind: str) -> str:
 def get(device: Any) -> Any:
     """The device object for a name: created on first use, then shared."""
     made = _DEVICES.get(device) if type(device) is str else None
-    if made is not None:  # a canonical name already in use (every node's device): no parsing
+    if made is not None and _CONFIG:  # a canonical name in use (every node's device), config read: no parsing
         return made
     name = canonical(device)
     if name not in _DEVICES:
