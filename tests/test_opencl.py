@@ -6,15 +6,25 @@ as PoCL are needed; see docs/gpu.md).
 from __future__ import annotations
 
 import gc
+import re
 import subprocess
 import sys
 import warnings
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import pytest
 
 import fusegrad as fg
+from fusegrad import dtypes
+from fusegrad.codegen import renderer_for
+from fusegrad.codegen.cuda import thread_plan
+from fusegrad.codegen.ir import Accumulate, DefineAcc, EndLoop, Load, Loop, LoopIR, Param, Ref, Store
+from fusegrad.codegen.lanes import BLOCK_LANES, WARP
+from fusegrad.engine.realize import _kernel_name, kernel_ir, kernel_key
+from fusegrad.engine.schedule import create_schedule, toposort
+from fusegrad.graph.ops import Op
+from fusegrad.graph.symbolic import Var, var
 from fusegrad.runtime import cache, registry
 
 if "opencl" not in registry.available():
@@ -23,6 +33,20 @@ if "opencl" not in registry.available():
 CL = "opencl"
 RNG = np.random.default_rng()
 TOL = {"float32": (1e-5, 1e-6), "float64": (1e-12, 1e-12)}
+# long sums: the CPU adds in SIMD lanes, a work-item in order, lanes in a tree (float16 rounds once, at the end)
+SUM_TOL = {"float32": (1e-4, 1e-3), "float64": (1e-10, 1e-9), "float16": (2e-3, 1e-2)}
+
+
+@pytest.fixture(params=["device-lanes", "lanes-forced"])
+def lanes(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Once with the device's own lanes setting, once with lanes forced on, so that PoCL (one lane
+    per output by default) runs the lane kernels too."""
+    device = registry.get(CL)
+    saved = device.lanes
+    if request.param == "lanes-forced":
+        device.lanes = BLOCK_LANES
+    yield
+    device.lanes = saved
 
 
 def on_both(fn: Callable[..., Sequence[fg.Tensor]], arrays: Sequence[np.ndarray], dtype: str | None = None
@@ -62,6 +86,7 @@ def bool_ops(a: fg.Tensor, b: fg.Tensor) -> list[fg.Tensor]:
             a.float() * 2, (a.int() * 5).bool()]
 
 
+@pytest.mark.usefixtures("lanes")
 @pytest.mark.parametrize("dtype", ["float32", "float64", "int32", "int64", "bool"])
 def test_elementwise_matches_cpu(dtype: str) -> None:
     shape = (13, 29)
@@ -81,6 +106,7 @@ def test_elementwise_matches_cpu(dtype: str) -> None:
     assert_same(cpu, cl, dtype)
 
 
+@pytest.mark.usefixtures("lanes")
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 def test_half_storage_matches_cpu(dtype: str) -> None:
     arrays = [RNG.uniform(-4, 4, (9, 31)).astype(np.float32) for _ in range(2)]
@@ -89,6 +115,7 @@ def test_half_storage_matches_cpu(dtype: str) -> None:
         np.testing.assert_allclose(got.astype(np.float32), want.astype(np.float32), rtol=1e-2, atol=1e-2)
 
 
+@pytest.mark.usefixtures("lanes")
 def test_reductions_match_cpu_and_numpy() -> None:
     x = RNG.standard_normal((37, 53)).astype(np.float32)
     y = RNG.standard_normal((4, 5, 6)).astype(np.float64)
@@ -108,6 +135,7 @@ def test_reductions_match_cpu_and_numpy() -> None:
     np.testing.assert_allclose(got[11], y.prod(0), rtol=1e-12)
 
 
+@pytest.mark.usefixtures("lanes")
 def test_movement_matches_cpu() -> None:
     x = RNG.standard_normal((5, 6, 7)).astype(np.float32)
     z = RNG.standard_normal((5, 2, 7)).astype(np.float32)
@@ -123,6 +151,7 @@ def test_movement_matches_cpu() -> None:
     np.testing.assert_array_equal(cl[5], np.concatenate([x, z], axis=1))
 
 
+@pytest.mark.usefixtures("lanes")
 def test_matmul_odd_sizes() -> None:
     a, b = RNG.standard_normal((17, 23)), RNG.standard_normal((23, 9))
     c, d = RNG.standard_normal((3, 5, 7)), RNG.standard_normal((3, 7, 4))
@@ -151,6 +180,7 @@ def test_rand_in_unit_interval_and_same_stream_as_cpu() -> None:
     np.testing.assert_allclose(n_cl, fg.randn(500).numpy(), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.usefixtures("lanes")
 def test_mlp_gradients_match_cpu() -> None:
     x = RNG.standard_normal((8, 5)).astype(np.float32)
     params = [RNG.standard_normal(s).astype(np.float32) * 0.5 for s in ((5, 16), (16,), (16, 3), (3,))]
@@ -168,6 +198,7 @@ def test_mlp_gradients_match_cpu() -> None:
     assert np.abs(grads[CL][1]).sum() > 0
 
 
+@pytest.mark.usefixtures("lanes")
 def test_sgd_steps_match_cpu() -> None:
     x = RNG.standard_normal((16, 6)).astype(np.float32)
     y = RNG.standard_normal((16, 2)).astype(np.float32)
@@ -213,6 +244,7 @@ def jit_pair(device: str, seed: int) -> tuple[Callable, Callable, fg.nn.Module, 
     return eager, fg.jit(step), m1, m2
 
 
+@pytest.mark.usefixtures("lanes")
 def test_jit_training_step_replays_like_eager_and_cpu() -> None:
     batches = [(RNG.standard_normal((16, 20)).astype(np.float32), RNG.integers(0, 5, 16)) for _ in range(4)]
     seed = int(RNG.integers(0, 2**31))
@@ -287,6 +319,175 @@ def test_virtual_addresses_resolve_to_buffers_and_ranges() -> None:
     gc.collect()
     with pytest.raises(fg.JitError):  # a dead buffer leaves the table of addresses
         device.addresses.resolve(pb)
+
+
+# ---- reductions shared by the lanes of a work-group ----------------------------------------
+
+def kernel_irs(*outputs: fg.Tensor) -> list[LoopIR]:
+    """The loop IR of every kernel realizing `outputs` (lazy CPU tensors), as the engine lowers it for OpenCL."""
+    nodes = [t._node for t in outputs if t._node.buffer is None]
+    renderer = renderer_for(CL)
+    return [kernel_ir(it.spec, _kernel_name(it.spec, kernel_key(it.spec)), renderer)
+            for it in create_schedule(nodes, toposort(nodes)) if it.alias_of is None and it.spec.root.numel > 0]
+
+
+def random_array(shape: tuple[int, ...], dtype: str) -> np.ndarray:
+    if dtype.startswith("int"):
+        return RNG.integers(-1000, 1000, shape).astype(dtype)
+    return RNG.uniform(-3, 3, shape).astype(dtype)
+
+
+def lane_reductions(t: fg.Tensor) -> list[fg.Tensor]:
+    """Every combine: sums, maxima, minima, argmax (a max, then a min of indices), products, any, all."""
+    floating = t.dtype.is_floating_point
+    factor = t * 1e-4 + 1 if floating else 1 - 2 * (t % 2)  # products that stay finite: near 1, or of 1 and -1
+    rare = 2.99 if floating else 995  # rows of 100 hold a value beyond it now and then
+    outs = [t.sum(1), t.amax(1), t.min(1)[0], t.argmax(1), factor.prod(1), (t > rare).any(1), (t > -rare).all(1)]
+    return outs + [t.half().sum(1), t.bfloat16().amax(1)] if floating else outs
+
+
+def assert_close(cpu: Sequence[np.ndarray], cl: Sequence[np.ndarray], tol: dict[str, tuple[float, float]]) -> None:
+    """Floats within their dtype's (rtol, atol) of `tol`, everything else exactly."""
+    for i, (want, got) in enumerate(zip(cpu, cl)):
+        assert got.dtype == want.dtype and got.shape == want.shape, f"output {i}"
+        if want.dtype.kind == "f":
+            rtol, atol = tol[str(want.dtype)]
+            np.testing.assert_allclose(got.astype(np.float32), want.astype(np.float32), rtol=rtol, atol=atol,
+                                       equal_nan=True, err_msg=f"output {i}")
+        else:
+            np.testing.assert_array_equal(got, want, err_msg=f"output {i}")
+
+
+# 32 lanes (warp-like plans) and 256 (block-like); 1000 and 64 outputs are more than a PoCL launch
+# has work-groups, so each group takes several outputs in turn (other dtypes take only those: PoCL
+# compiles kernels with barriers slowly)
+LANE_SHAPES = {(1000, 100): WARP, (64, 4096): BLOCK_LANES, (64, 784): WARP}
+
+
+@pytest.mark.usefixtures("lanes")
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int32", "int64"])
+def test_reductions_shared_by_lanes_match_cpu(dtype: str) -> None:
+    shapes = list(LANE_SHAPES.items())[:None if dtype == "float32" else 2]
+    arrays = [random_array(shape, dtype) for shape, _ in shapes]
+    for x, (_, planned) in zip(arrays, shapes):
+        assert thread_plan(kernel_irs(fg.tensor(x).sum(1))[0])[2] == planned
+    cpu, cl = on_both(lambda *ts: [r for t in ts for r in lane_reductions(t)], arrays)
+    assert_close(cpu, cl, SUM_TOL)
+    if dtype.startswith("float"):
+        for x in arrays:
+            x[1, 7] = np.nan  # a maximum meeting NaN stays NaN, whichever lane holds it
+        cpu, cl = on_both(lambda *ts: [r for t in ts for r in (t.amax(1), t.min(1)[0], t.sum(1))], arrays)
+        assert all(np.isnan(c[1]) and not np.isnan(c[0]) for c in cl)
+        assert_close(cpu, cl, SUM_TOL)
+
+
+@pytest.mark.usefixtures("lanes")
+def test_full_reductions_of_a_million_elements_match_cpu() -> None:
+    x = random_array(((1 << 20) + 7,), "float32")
+    assert thread_plan(kernel_irs(fg.tensor(x).sum())[0])[2] == BLOCK_LANES
+    cpu, cl = on_both(lambda t: [t.sum(), t.max(), t.min(), t.argmax(), t.double().sum(), (t > 2.99).any()], [x])
+    assert_close(cpu, cl, {"float32": (1e-4, 1e-2), "float64": (1e-12, 1e-9)})
+    np.testing.assert_allclose(cl[4], x.astype(np.float64).sum(), rtol=1e-9)
+    assert cl[3] == np.argmax(x)
+    n = random_array(((1 << 20) + 7,), "int64")
+    cpu, cl = on_both(lambda t: [t.sum(), t.amax(), (t != 5000).all()], [n])
+    assert_close(cpu, cl, {})
+    assert cl[0] == n.sum()
+    x[123457] = np.nan
+    cpu, cl = on_both(lambda t: [t.max(), t.sum()], [x])
+    assert np.isnan(cl[0]) and np.isnan(cl[1])
+
+
+def test_lanes_combine_in_local_memory_and_the_first_lane_stores() -> None:
+    """The kernel with lanes for builds that define FG_LANES, the plain one for the others."""
+    (ir,) = kernel_irs(fg.tensor(random_array((64, 784), "float32")).sum(1))
+    source = renderer_for(CL).render_kernel(ir)
+    head, shared, plain = re.fullmatch(r"(.*)\n#ifdef FG_LANES\n(.*)\n#else\n(.*)\n#endif", source, re.DOTALL).groups()
+    assert head == f"// fusegrad lanes {ir.name} 32 64"
+    assert "__local float fg_red_float_0[32];" in shared
+    assert shared.count("barrier(CLK_LOCAL_MEM_FENCE);") == 3  # partials written; each halving; array reused
+    assert "fg_gid += get_num_groups(0)" in shared and re.search(r"= lane; \w+ < 784; \w+ \+= fg_lanes\)", shared)
+    assert "if (lane == 0) {" in shared and "get_global_id" not in shared
+    assert "barrier" not in plain and "__local" not in plain and "fg_gid += get_global_size(0)" in plain
+
+
+def test_launches_give_whole_work_groups_of_as_many_lanes_as_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The device's setting caps the lanes (rounded down to a power of two, as the combine halves
+    them; 1 runs the plain build); the kernel gives the same sums with any of them."""
+    device, renderer = registry.get(CL), renderer_for(CL)
+    x = random_array((64, 4096), "float32")
+    (ir,) = kernel_irs(fg.tensor(x).sum(1))
+    (program,) = device.compile(renderer.render_unit([renderer.render_kernel(ir)]), [ir.name], [2])
+    out, inp = device.alloc(64 * 4), device.alloc(x.nbytes)
+    device.copy_in(inp, x)
+    for setting, lanes in ((1, 0), (2, 2), (100, 64), (256, 256), (4096, 256)):
+        monkeypatch.setattr(device, "lanes", setting)
+        groups = min(64, device.global_size // max(lanes, 1))
+        plain = (False, (device.global_size,), None)
+        assert program.launch_plan() == ((True, (lanes * groups,), (lanes,)) if lanes else plain)
+        program([out, inp])
+        np.testing.assert_allclose(device.copy_out(out, np.dtype(np.float32), 64), x.sum(1), rtol=1e-4, atol=1e-3)
+
+
+def store_in_loop_ir(store_inside: bool) -> LoopIR:
+    """Four running sums of 4096 values; with `store_inside`, the sum so far is stored every step."""
+    f32, g, r = dtypes.float32, Var("g0", 4), Var("r1", 4096)
+    load = Load(1, var("g0", 4) * 4096 + var("r1", 4096), (), f32)
+    store = Store(0, var("g0", 4), Ref("acc", f32), f32)
+    inside, after = ([store], []) if store_inside else ([], [store])
+    stmts = [Loop(g, "global"), DefineAcc("acc", Op.SUM, f32), Loop(r, "reduce"), Accumulate("acc", Op.SUM, load, f32),
+             *inside, EndLoop("reduce"), *after, EndLoop("global")]
+    params = [Param(f32, 4, True), Param(f32, 4 * 4096, False)]
+    return LoopIR(f"k_store_{'inside' if store_inside else 'after'}", params, stmts, 4 * 4096)
+
+
+def test_a_store_inside_a_loop_keeps_one_work_item_per_output(monkeypatch: pytest.MonkeyPatch) -> None:
+    device, renderer = registry.get(CL), renderer_for(CL)
+    monkeypatch.setattr(device, "lanes", BLOCK_LANES)
+    assert "barrier" in renderer.render_kernel(store_in_loop_ir(False))  # the same sums stored after their loop
+    source = renderer.render_kernel(store_in_loop_ir(True))
+    assert "barrier" not in source and "fusegrad lanes" not in source and "get_global_id(0)" in source
+    (program,) = device.compile(renderer.render_unit([source]), ["k_store_inside"], [2])
+    assert program.launch_plan() == (False, (device.global_size,), None)
+    x = random_array((4, 4096), "float32")
+    out, inp = device.alloc(16), device.alloc(x.nbytes)
+    device.copy_in(inp, x)
+    program([out, inp])
+    np.testing.assert_allclose(device.copy_out(out, np.dtype(np.float32), 4), x.sum(1), rtol=1e-4, atol=1e-3)
+
+
+def test_replays_launch_with_the_work_groups_of_eager_launches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kernel that writes the sizes it was launched with, planned as 4 outputs of 32 lanes."""
+    device = registry.get(CL)
+    monkeypatch.setattr(device, "lanes", BLOCK_LANES)
+    source = ("// fusegrad lanes k 32 4\n__kernel void k(__global int* p0) {\n  size_t i = get_global_id(0);\n"
+              "  if (i < 256) p0[i] = (int)get_local_size(0);\n  if (i == 0) p0[256] = (int)get_global_size(0);\n}\n")
+    (program,) = device.compile(source, ["k"], [1])
+    want = np.zeros(257, np.int32)
+    want[:128], want[256] = 32, 128
+    eager, replayed = device.alloc(257 * 4), device.alloc(257 * 4)
+    for buf in (eager, replayed):
+        device.copy_in(buf, np.zeros(257, np.int32))
+    program([eager])
+    sequence = device.sequence([(program, [(0, 0)])], 1)
+    table = sequence.new_slots()
+    table[0] = device.pointer(replayed)
+    sequence.run(table)
+    for buf in (eager, replayed):
+        np.testing.assert_array_equal(device.copy_out(buf, np.dtype(np.int32), 257), want)
+
+
+def test_jit_replays_lane_kernels_like_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(registry.get(CL), "lanes", BLOCK_LANES)
+    f = fg.jit(lambda t: (t.sum(1), t.amax(), (t * 2).sum(0), t.argmax(1)))
+    for _ in range(4):
+        x = random_array((64, 3000), "float32")
+        rows, top, cols, arg = f(fg.tensor(x, device=CL))
+        np.testing.assert_allclose(rows.numpy(), x.sum(1), rtol=1e-4, atol=1e-3)
+        np.testing.assert_allclose(cols.numpy(), 2 * x.sum(0), rtol=1e-4, atol=1e-3)
+        assert top.item() == x.max()
+        np.testing.assert_array_equal(arg.numpy(), x.argmax(1))
+    assert f.replays == 4 - f.captures and f.replays >= 2
 
 
 @pytest.mark.parametrize("dtype", ["float32", "int64", "bool", "float16"])

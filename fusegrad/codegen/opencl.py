@@ -1,11 +1,17 @@
 """OpenCL C: the global loops of a kernel become one flat range of work-items; the rest runs
-sequentially inside each work-item."""
+sequentially inside each work-item, or, when outputs are few and reductions long (lanes.py's plan),
+is shared by the lanes of a work-group that combine their partials through local memory."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from ..dtypes import DType
-from .ir import Expr, Index, Load, Loop, LoopIR, Rand, Store
+from ..graph.symbolic import Var
+from ..runtime.opencl import LANES_MACRO, lanes_comment
+from .cuda import thread_plan
+from .ir import Accumulate, EndLoop, Expr, Index, Load, Loop, LoopIR, Rand, Ref, Store
+from .lanes import LaneCombine, LaneLoop, LaneStore
 from .render import CStyleRenderer
 
 # Helpers with the semantics of c.py's preamble (floor division, NaN-propagating max, bf16
@@ -66,6 +72,29 @@ static inline float fg_rand(ulong seed, ulong ctr) {
 """
 
 
+@dataclass(frozen=True)
+class _Groups(Loop):
+    """The output space walked by work-groups: a group's lanes share one element at a time."""
+
+    threads: tuple[Var, ...] = ()
+    lanes: int = 1  # the plan's lanes: the local arrays' length, so the most lanes a launch may give
+
+
+def _decompose(flat: str, loops: list[Var]) -> list[str]:
+    """Declarations of a row-major nest's variables (the last varies fastest) from its flat index."""
+    lines, stride = [], 1
+    for v in reversed(loops):
+        value = f"{flat} / {stride}" if stride > 1 else flat
+        lines.append(f"  const long {v.name} = {value if v is loops[0] else f'({value}) % {v.extent}'};")
+        stride *= v.extent
+    return lines
+
+
+def _red(ct: str, k: int) -> str:
+    """The local array that the k-th accumulator of a combine (of compute type `ct`) passes through."""
+    return f"fg_red_{ct}_{k}"
+
+
 class OpenCLRenderer(CStyleRenderer):
     kernel_prefix = "__kernel void"
     buffer_qualifier = "__global "
@@ -108,31 +137,72 @@ class OpenCLRenderer(CStyleRenderer):
         return super().expr(e)
 
     def store(self, s: Store) -> str:
+        if isinstance(s, LaneStore):
+            return f"if (lane == 0) {{ {self.store(Store(s.param, s.index, s.value, s.dtype))} }}"
         if s.dtype.name == "float16":
             return f"vstore_half_rte({self.expr(s.value)}, {s.index.render()}, p{s.param});"
         return super().store(s)
 
+    def statement(self, s: object) -> list[str]:
+        """A lane combine: a tree over the work-group's lanes in local memory (OpenCL 1.2 has no
+        portable shuffles); every lane ends holding the total. `fg_lanes` is a power of two."""
+        if not isinstance(s, LaneCombine):
+            return super().statement(s)
+        arrays = [(_red(self.compute_type(acc.dtype), k), acc) for k, acc in enumerate(s.accs)]
+        lines = [f"{red}[lane] = {acc.name};" for red, acc in arrays]
+        lines += ["barrier(CLK_LOCAL_MEM_FENCE);", "for (int fg_s = fg_lanes >> 1; fg_s > 0; fg_s >>= 1) {",
+                  "  if (lane < fg_s) {"]
+        for red, acc in arrays:
+            partial = self.accumulate(Accumulate(acc.name, acc.op, Ref(f"{red}[lane + fg_s]", acc.dtype), acc.dtype))
+            lines.append(f"    {partial} {red}[lane] = {acc.name};")
+        lines += ["  }", "  barrier(CLK_LOCAL_MEM_FENCE);", "}"]
+        lines += [f"{acc.name} = {red}[0];" for red, acc in arrays]
+        lines.append("barrier(CLK_LOCAL_MEM_FENCE);  // the arrays are reused by the next combine or output")
+        return lines
+
     def loop_open(self, loop: Loop, nest: int, work: int, body: list) -> list[str]:
         """The first global loop of a nest opens one grid-stride loop over the whole flattened nest
         (the launch size is the device's choice, so any kernel runs on any launch); the nest's
-        other global loops only open a scope, their indices being decomposed here."""
+        other global loops only open a scope, their indices being decomposed here. With lanes, the
+        work-groups stride over the outputs instead, so every lane of a group meets every barrier."""
         v = loop.var.name
+        if isinstance(loop, LaneLoop):
+            return [f"for (long {v} = lane; {v} < {loop.var.extent}; {v} += fg_lanes) {{"]
+        if isinstance(loop, _Groups):
+            return self._groups_open(loop, body)
         if loop.kind != "global":
             return [f"for (long {v} = 0; {v} < {loop.var.extent}; {v}++) {{"]
         if not nest:
             return ["{"]
-        loops = [loop] + body[:nest - 1]
-        total = math.prod(lp.var.extent for lp in loops)
-        lines = [f"for (long fg_gid = get_global_id(0); fg_gid < {total}; fg_gid += get_global_size(0)) {{"]
-        stride = 1
-        for lp in reversed(loops):
-            flat = f"fg_gid / {stride}" if stride > 1 else "fg_gid"
-            value = flat if lp is loop else f"({flat}) % {lp.var.extent}"
-            lines.append(f"  const long {lp.var.name} = {value};")
-            stride *= lp.var.extent
-        return lines
+        loops = [loop.var] + [lp.var for lp in body[:nest - 1]]
+        total = math.prod(lp.extent for lp in loops)
+        return [f"for (long fg_gid = get_global_id(0); fg_gid < {total}; fg_gid += get_global_size(0)) {{",
+                *_decompose("fg_gid", loops)]
+
+    def _groups_open(self, loop: _Groups, body: list) -> list[str]:
+        """Kernel-scope local arrays (OpenCL C allows them nowhere else) and lane indices, then the
+        loop of work-groups over the outputs."""
+        arrays = {_red(self.compute_type(acc.dtype), k): self.compute_type(acc.dtype)
+                  for s in body if isinstance(s, LaneCombine) for k, acc in enumerate(s.accs)}
+        lines = [f"__local {ct} {red}[{loop.lanes}];" for red, ct in sorted(arrays.items())]
+        lines += ["const int lane = (int)get_local_id(0), fg_lanes = (int)get_local_size(0);",
+                  f"for (long fg_gid = get_group_id(0); fg_gid < {math.prod(v.extent for v in loop.threads)}; "
+                  "fg_gid += get_num_groups(0)) {"]
+        return lines + _decompose("fg_gid", list(loop.threads))
 
     def render_kernel(self, ir: LoopIR) -> str:
+        """The kernel; one planned with lanes comes twice, shared by lanes in builds that define
+        FG_LANES (devices that run lanes) and plain in the others (PoCL compiles barriers slowly)."""
+        threads, body, lanes = thread_plan(ir)
+        if lanes == 1:
+            return self._plain(ir)
+        stmts = [_Groups(Var("fg_gid", 1), "groups", threads, lanes), *body, EndLoop("groups")]
+        shared = super().render_kernel(LoopIR(ir.name, ir.params, stmts, ir.work))
+        comment = lanes_comment(ir.name, lanes, math.prod(v.extent for v in threads))
+        return "\n".join([comment, f"#ifdef {LANES_MACRO}", shared, "#else", self._plain(ir), "#endif"])
+
+    def _plain(self, ir: LoopIR) -> str:
+        """The kernel with one work-item per output."""
         source = super().render_kernel(ir)
         if any(isinstance(s, Loop) and s.kind == "global" for s in ir.stmts):
             return source

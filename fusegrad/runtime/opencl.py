@@ -2,12 +2,18 @@
 in-order queue. "opencl:N" is the N-th device over all platforms. `fg.jit` replays through
 `sequence` (opencl_sequence.py), with virtual addresses standing in for device pointers.
 
+A kernel planned with lanes (several work-items sharing one output's reduction) comes in its
+source twice, chosen by `-D FG_LANES`: with it the launch gives whole work-groups of lanes; without
+it the kernel is plain. `OpenCLDevice.lanes` says which runs (GPUs: lanes); each build is made
+when first needed and cached on disk like any other.
+
 pyopencl is imported on first use, never at fusegrad's import: a machine without it (or without
 an ICD loader or platform) simply has no "opencl" device, and `unavailable_reason()` says why.
 """
 from __future__ import annotations
 
 import functools
+import re
 import threading
 from typing import Any, Sequence
 
@@ -19,6 +25,18 @@ from .buffer import Buffer, CountingAllocator
 from .opencl_sequence import AddressSpace, OpenCLSequence
 
 WORK_ITEMS_PER_UNIT = 1024  # launch size per compute unit; kernels loop over the rest (grid stride)
+LANES_MACRO = "FG_LANES"  # defined in the builds whose kernels share reductions among lanes
+_LANES = re.compile(r"^// fusegrad lanes (\w+) (\d+) (\d+)$", re.MULTILINE)
+
+
+def lanes_comment(name: str, lanes: int, outputs: int) -> str:
+    """The line a renderer puts before a kernel whose outputs are shared by up to `lanes` lanes each."""
+    return f"// fusegrad lanes {name} {lanes} {outputs}"
+
+
+def parse_lanes(source: str) -> dict[str, tuple[int, int]]:
+    """(lanes, outputs) of every kernel with lanes in a program's source, from its lanes comments."""
+    return {m[1]: (int(m[2]), int(m[3])) for m in _LANES.finditer(source)}
 
 
 @functools.cache
@@ -63,20 +81,64 @@ def cl_memory(buf: Buffer) -> Any:
     return handle
 
 
+class _Unit:
+    """A program's source, built as it is needed: without `-D FG_LANES` (kernels planned with lanes
+    are then plain, one work-item per output) and with it."""
+
+    __slots__ = ("source", "plans", "_device", "_built")
+
+    def __init__(self, source: str, device: "OpenCLDevice"):
+        self.source = source
+        self.plans = parse_lanes(source)
+        self._device = device
+        self._built: dict[bool, Any] = {}
+
+    def program(self, lanes: bool | None) -> Any:
+        """The build with or without lanes; with None, or in a unit without lanes, whichever exists."""
+        if (lanes is None or not self.plans) and self._built:
+            return next(iter(self._built.values()))
+        lanes = bool(lanes)
+        if lanes not in self._built:  # two threads may both build it: either program serves
+            self._built.setdefault(lanes, self._device.build(self.source, lanes))
+        return self._built[lanes]
+
+
 class OpenCLProgram:
     """A built kernel: call with device buffers in parameter order; returns its seconds on the device."""
 
-    __slots__ = ("name", "_program", "_kernel", "_device")
+    __slots__ = ("name", "_unit", "_device", "_kernels", "_lanes", "_outputs", "_most")
 
-    def __init__(self, name: str, program: Any, device: "OpenCLDevice"):
+    def __init__(self, name: str, unit: _Unit, device: "OpenCLDevice"):
         self.name = name
-        self._program = program
-        self._kernel = _cl().Kernel(program, name)
+        self._unit = unit
         self._device = device
+        self._kernels: dict[bool, Any] = {}  # kernel objects of the builds without and with lanes
+        self._lanes, self._outputs = unit.plans.get(name, (0, 0))  # 0 lanes: planned without any
+        self._most = 0  # the most work-items the device runs of the lanes kernel in one group (asked once)
 
-    def new_kernel(self) -> Any:
+    def launch_plan(self) -> tuple[bool, tuple[int], tuple[int] | None]:
+        """(whether the lanes build runs, global size, local size) under the device's lanes setting now.
+        A plain launch's size is the device's choice (a grid-stride loop covers any); with lanes,
+        whole work-groups of a power of two of lanes, as many as planned and as the device allows."""
+        dev = self._device
+        if not self._lanes or dev.lanes < 2:
+            return False, (dev.global_size,), None
+        if not self._most:
+            info = _cl().kernel_work_group_info.WORK_GROUP_SIZE
+            self._most = self.kernel(True).get_work_group_info(info, dev.cl_device)
+        lanes = 1 << (min(self._lanes, self._most, dev.lanes).bit_length() - 1)  # the combine halves its lanes
+        groups = min(self._outputs, max(1, dev.global_size // lanes))
+        return True, (groups * lanes,), (lanes,)
+
+    def kernel(self, lanes: bool) -> Any:
+        """This program's kernel object in the build with or without lanes (made on first use)."""
+        if lanes not in self._kernels:
+            self._kernels[lanes] = self.new_kernel(lanes)
+        return self._kernels[lanes]
+
+    def new_kernel(self, lanes: bool) -> Any:
         """Another kernel object of this program, with arguments of its own (for a captured sequence)."""
-        return _cl().Kernel(self._program, self.name)
+        return _cl().Kernel(self._unit.program(lanes if self._lanes else None), self.name)
 
     def __call__(self, buffers: Sequence[Buffer]) -> float:
         return self._launch([cl_memory(b) for b in buffers])
@@ -87,10 +149,11 @@ class OpenCLProgram:
 
     def _launch(self, handles: Sequence[Any]) -> float:
         dev = self._device
-        cl = _cl()
+        lanes, global_size, local_size = self.launch_plan()
+        kernel = self.kernel(lanes)
         with dev.lock:  # kernel arguments are state of the kernel object: set and enqueue together
-            self._kernel.set_args(*handles)
-            event = cl.enqueue_nd_range_kernel(dev.queue, self._kernel, (dev.global_size,), None)
+            kernel.set_args(*handles)
+            event = _cl().enqueue_nd_range_kernel(dev.queue, kernel, global_size, local_size)
         event.wait()  # the engine records each launch's time, so a launch completes before returning
         return (event.profile.end - event.profile.start) * 1e-9
 
@@ -116,6 +179,11 @@ class OpenCLDevice:
         self.queue = cl.CommandQueue(self.context, self.cl_device,
                                      properties=cl.command_queue_properties.PROFILING_ENABLE)
         self.global_size = self.cl_device.max_compute_units * WORK_ITEMS_PER_UNIT
+        # the most lanes a kernel planned with lanes gets per output (settable; tests force them on
+        # PoCL): a GPU's largest work-group; 1 elsewhere, running the plain kernels, as on CPUs one
+        # work-item per output fills the cores and barriers cost more than lanes gain (docs/gpu.md)
+        gpu = self.cl_device.type & cl.device_type.GPU
+        self.lanes = self.cl_device.max_work_group_size if gpu else 1
         self.lock = threading.Lock()
         # the kernel cache keys binaries by everything that changes what the driver produces
         d = self.cl_device
@@ -153,37 +221,41 @@ class OpenCLDevice:
     # compilation
     def compile(self, source: str, names: Sequence[str], nargs: Sequence[int], support: str = ""
                 ) -> list[OpenCLProgram]:
-        """Build one program holding every named kernel; its binary is cached on disk by source,
+        """Build one program holding every named kernel (with lanes where the device runs them; the
+        other build follows if the setting changes); binaries are cached on disk by source, build,
         device and driver. `nargs` is unused: OpenCL kernels know their own parameters."""
         if support:
             raise CompileError("the OpenCL device cannot link a support library", support)
-        program = self._program(source)
-        return [OpenCLProgram(name, program, self) for name in names]
+        unit = _Unit(source, self)
+        unit.program(self.lanes > 1)
+        return [OpenCLProgram(name, unit, self) for name in names]
 
     def sequence(self, launches: Sequence[tuple[OpenCLProgram, Sequence[tuple[int, int]]]], nslots: int
                  ) -> OpenCLSequence:
         """Kernels that `run(table)` enqueues in order, none waited for; each argument is a (slot, byte offset)."""
         return OpenCLSequence(self, launches, nslots)
 
-    def _program(self, source: str) -> Any:
+    def build(self, source: str, lanes: bool = False) -> Any:
+        """A program built from `source` (with `-D FG_LANES` when `lanes`), through the binary cache."""
         cl = _cl()
-        key = cache.cache_key(source, self.identity)
+        options = [f"-D {LANES_MACRO}"] if lanes else []
+        key = cache.cache_key(source, self.identity, *options)
         path = cache.lookup(key, "clbin")
         if path is not None:
             try:
-                return cl.Program(self.context, [self.cl_device], [path.read_bytes()]).build()
+                return cl.Program(self.context, [self.cl_device], [path.read_bytes()]).build(options)
             except (cl.Error, OSError):  # a binary this driver no longer accepts: build from source
                 cache.invalidate(key, "clbin")
-        program = self._build_source(source)
+        program = self._build_source(source, options)
         binary = program.get_info(cl.program_info.BINARIES)[0]
         if binary:  # some drivers do not export binaries; they are then rebuilt each process
             cache.store(key, "clbin", lambda out: out.write_bytes(binary))
         return program
 
-    def _build_source(self, source: str) -> Any:
+    def _build_source(self, source: str, options: list[str]) -> Any:
         cl = _cl()
         try:
-            return cl.Program(self.context, source).build()
+            return cl.Program(self.context, source).build(options)
         except cl.Error as e:  # pyopencl's message carries the driver's build log
             raise CompileError(f"OpenCL failed to build generated kernels for {self.name} "
                                f"({self.cl_device.name})", source, str(e)) from None

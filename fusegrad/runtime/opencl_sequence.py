@@ -130,15 +130,15 @@ class OpenCLSequence:
             for arg, (slot, offset) in enumerate(args):
                 self._uses[slot].append((i, arg, offset))
         self._enqueue = pyopencl.enqueue_nd_range_kernel
-        self._size = (device.global_size,)
+        self._plans = [program.launch_plan() for program in self._programs]  # builds and sizes as eager launches
 
     def new_slots(self) -> SlotTable:
         """A table with kernel objects of its own, so tables that alternate keep their arguments set."""
-        return SlotTable([program.new_kernel() for program in self._programs], self._uses,
-                         self._device.addresses.resolve)
+        kernels = [program.new_kernel(lanes) for program, (lanes, _, _) in zip(self._programs, self._plans)]
+        return SlotTable(kernels, self._uses, self._device.addresses.resolve)
 
     def run(self, table: SlotTable) -> None:
         """Enqueue every kernel without waiting; reading a result waits for them (the queue is in order)."""
-        enqueue, queue, size = self._enqueue, self._device.queue, self._size
-        for kernel in table.kernels:
-            enqueue(queue, kernel, size, None)
+        enqueue, queue = self._enqueue, self._device.queue
+        for kernel, (_, global_size, local_size) in zip(table.kernels, self._plans):
+            enqueue(queue, kernel, global_size, local_size)
