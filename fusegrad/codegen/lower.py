@@ -84,9 +84,20 @@ def reshape_coords(coords: Coords, shape: tuple[int, ...], src_shape: tuple[int,
             else:
                 break
         group = [coords[d] for d in keep[i0:i]]
-        mapped.extend(unflatten(flat_index(tuple(group), tuple(shape[d] for d in keep[i0:i])), tuple(dims[j0:j])))
+        mapped.extend(_split_index(flat_index(tuple(group), tuple(shape[d] for d in keep[i0:i])), dims[j0:j]))
     it = iter(mapped)
     return tuple(ZERO if s == 1 else next(it) for s in src_shape)
+
+
+def _split_index(index: Lin, dims: list[int]) -> list[Lin]:
+    """Row-major coordinates of `index` in dims (all > 1). The first needs no remainder: a valid
+    element's index is in range, and a padded one (beyond it) is read only under its bound."""
+    if 0 in dims:  # an empty array has no elements to address
+        return [ZERO] * len(dims)
+    if not dims:
+        return []
+    rest = unflatten(index, tuple(dims[1:])) if len(dims) > 1 else ()
+    return [index // math.prod(dims[1:]), *rest]
 
 
 def num_flip(c: Lin, size: int) -> Lin:
