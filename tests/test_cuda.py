@@ -14,9 +14,9 @@ import fusegrad as fg
 import fusegrad.nn.functional as F
 from fusegrad import dtypes
 from fusegrad.codegen import renderer_for
-from fusegrad.codegen.cuda import MAX_BLOCKS, launch_dims, thread_plan
+from fusegrad.codegen.cuda import MAX_BLOCKS, launch_dims
 from fusegrad.codegen.ir import Accumulate, DefineAcc, EndLoop, Load, Loop, LoopIR, Ref, Store
-from fusegrad.codegen.lanes import LaneLoop, LaneStore, plan_lanes
+from fusegrad.codegen.lanes import LaneLoop, LaneStore, plan_lanes, thread_plan
 from fusegrad.engine import realize as realize_mod
 from fusegrad.engine.realize import _kernel_name, kernel_ir, kernel_key
 from fusegrad.engine.schedule import create_schedule, toposort

@@ -18,7 +18,7 @@ import pytest
 import fusegrad as fg
 from fusegrad import dtypes
 from fusegrad.codegen import renderer_for
-from fusegrad.codegen.cuda import thread_plan
+from fusegrad.codegen.lanes import thread_plan
 from fusegrad.codegen.ir import Accumulate, DefineAcc, EndLoop, Load, Loop, LoopIR, Param, Ref, Store
 from fusegrad.codegen.lanes import BLOCK_LANES, WARP
 from fusegrad.engine.realize import _kernel_name, kernel_ir, kernel_key

@@ -11,7 +11,7 @@ from ..runtime.cublas import descriptor_comment
 from ..runtime.cuda import launch_comment
 from .cuda_blas import blas_descriptor
 from .ir import Accumulate, EndLoop, Load, Loop, LoopIR, Ref, Store
-from .lanes import WARP, LaneCombine, LaneLoop, LaneStore, apply_lanes, plan_lanes
+from .lanes import WARP, LaneCombine, LaneLoop, LaneStore, thread_plan
 from .render import CStyleRenderer
 
 THREADS = 256  # threads per block
@@ -91,27 +91,6 @@ class _Grid(Loop):
 
     threads: tuple[Var, ...] = ()
     lanes: int = 1  # consecutive threads sharing one element of the space
-
-
-def thread_space(ir: LoopIR) -> tuple[Var, ...]:
-    """The variables mapped to threads: the perfect nest of global loops around the whole kernel
-    (none when the kernel has no such nest, e.g. a reduction to one value)."""
-    n = 0
-    while n < len(ir.stmts) and isinstance(ir.stmts[n], Loop) and ir.stmts[n].kind == "global":
-        n += 1
-    closing = ir.stmts[len(ir.stmts) - n:] if n else []
-    if not all(isinstance(s, EndLoop) and s.kind == "global" for s in closing):
-        return ()  # not one nest around everything: its loops stay sequential
-    return tuple(s.var for s in ir.stmts[:n])
-
-
-def thread_plan(ir: LoopIR) -> tuple[tuple[Var, ...], list, int]:
-    """(variables mapped to threads, the statements each thread runs, threads per output element)."""
-    threads = thread_space(ir)
-    n = len(threads)
-    body = list(ir.stmts[n:len(ir.stmts) - n])
-    lanes = plan_lanes(threads, body)
-    return threads, apply_lanes(body, lanes) if lanes > 1 else body, lanes
 
 
 def launch_dims(ir: LoopIR) -> tuple[int, int]:

@@ -3,16 +3,18 @@
 One thread per output leaves a GPU idle when a kernel has few outputs and long reductions (a
 loss, a small matmul's rows, a full sum). Then each output gets `lanes` threads (a warp, or a
 whole block when there are very few outputs): the kernel's top-level reduce loops deal their
-iterations round-robin to the lanes, a combine step after each loop (warp shuffles, then shared
-memory across the warps of a block) leaves every lane holding the total, and only the first lane
-stores. The statements here are the plan; the CUDA renderer gives them their syntax.
+iterations round-robin to the lanes, a combine step after each loop (CUDA: warp shuffles, then
+shared memory across the warps of a block; OpenCL: a tree in local memory) leaves every lane
+holding the total, and only the first lane stores. The statements here are the plan; the CUDA and
+OpenCL renderers give them their syntax.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Sequence
 
-from .ir import Accumulate, Alu, Define, DefineAcc, EndLoop, Expr, Gemm, Load, Loop, Store
+from ..graph.symbolic import Var
+from .ir import Accumulate, Alu, Define, DefineAcc, EndLoop, Expr, Gemm, Load, Loop, LoopIR, Store
 
 WARP = 32
 BLOCK_LANES = 256
@@ -137,3 +139,24 @@ def apply_lanes(body: Sequence, lanes: int) -> list:
                 combined.append(accs[s.name])
             out.append(s)
     return out
+
+
+def thread_space(ir: LoopIR) -> tuple[Var, ...]:
+    """The variables mapped to threads: the perfect nest of global loops around the whole kernel
+    (none when the kernel has no such nest, e.g. a reduction to one value)."""
+    n = 0
+    while n < len(ir.stmts) and isinstance(ir.stmts[n], Loop) and ir.stmts[n].kind == "global":
+        n += 1
+    closing = ir.stmts[len(ir.stmts) - n:] if n else []
+    if not all(isinstance(s, EndLoop) and s.kind == "global" for s in closing):
+        return ()  # not one nest around everything: its loops stay sequential
+    return tuple(s.var for s in ir.stmts[:n])
+
+
+def thread_plan(ir: LoopIR) -> tuple[tuple[Var, ...], list, int]:
+    """(variables mapped to threads, the statements each thread runs, threads per output element)."""
+    threads = thread_space(ir)
+    n = len(threads)
+    body = list(ir.stmts[n:len(ir.stmts) - n])
+    lanes = plan_lanes(threads, body)
+    return threads, apply_lanes(body, lanes) if lanes > 1 else body, lanes

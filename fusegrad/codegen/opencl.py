@@ -9,9 +9,8 @@ from dataclasses import dataclass
 from ..dtypes import DType
 from ..graph.symbolic import Var
 from ..runtime.opencl import LANES_MACRO, lanes_comment
-from .cuda import thread_plan
 from .ir import Accumulate, EndLoop, Expr, Index, Load, Loop, LoopIR, Rand, Ref, Store
-from .lanes import LaneCombine, LaneLoop, LaneStore
+from .lanes import LaneCombine, LaneLoop, LaneStore, thread_plan
 from .render import CStyleRenderer
 
 # Helpers with the semantics of c.py's preamble (floor division, NaN-propagating max, bf16
