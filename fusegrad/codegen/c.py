@@ -102,6 +102,10 @@ class CRenderer(CStyleRenderer):
     support_source = GEMM_SOURCE
     supports_gemm = True
     interchange_reductions = True
+    # per kernel, set by render_kernel: GEMMs whose operand ("a"/"b") is packed before the batch loops,
+    # and reduce loops that are the inner dims of a window
+    _hoisted: dict[int, str] = {}
+    _window_rows: set[int] = set()
 
     def loop_open(self, loop: Loop, nest: int, work: int, body: list) -> list[str]:
         lines = super().loop_open(loop, nest, work, body)
@@ -128,10 +132,9 @@ class CRenderer(CStyleRenderer):
         return lines
 
     def render_kernel(self, ir: LoopIR) -> str:
-        self._hoisted: dict[int, str] = {}
+        self._hoisted = {}
         pre = self._hoist_packing(ir)
-        # reduce loops directly inside another reduce loop (the inner dims of a window)
-        self._window_rows: set[int] = set()
+        self._window_rows = set()  # reduce loops directly inside another reduce loop
         open_loops: list[Loop] = []
         for s in ir.stmts:
             if isinstance(s, Loop):
@@ -234,7 +237,8 @@ class CRenderer(CStyleRenderer):
     def _pack(self, buf: str, load: Load, outer: tuple, ks: tuple, first: str, end: str, width: int,
               size: int) -> list[str]:
         """Loops copying `load` into panels of `width` rows/columns: buf[(blk*kc + k)*width + w].
-        The loop over whichever of k and w reads memory contiguously runs innermost. Coordinates
+        A linear index in plain variables takes `_pack_gather`. Otherwise the loop over whichever
+        of k and w reads memory contiguously runs innermost. Coordinates
         are decomposed from the flat index once per row or panel and then stepped with carries,
         so packing a convolution window costs no division per element."""
         coefficients = dict(load.index.terms)
