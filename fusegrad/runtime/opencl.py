@@ -190,7 +190,7 @@ class OpenCLDevice:
         self.identity = f"{d.platform.name}|{d.platform.version}|{d.name}|{d.version}|{d.driver_version}"
         self.allocator = CountingAllocator(name, self._raw_alloc)
         self.alignment = d.mem_base_addr_align // 8  # bytes; where sub-buffers may start (reported in bits)
-        self.addresses = AddressSpace(self.alignment, self.alloc, cl_memory)
+        self.addresses = AddressSpace(self.alignment, cl_memory)
 
     def _raw_alloc(self, nbytes: int) -> Any:
         # OpenCL rejects 0-byte buffers; the buffer is released when its handle is collected

@@ -24,33 +24,26 @@ SPAN = 1 << 40  # virtual bytes per buffer: more than any device allocation
 
 
 class _Memory:
-    """A registered buffer: its OpenCL memory, the sub-buffers made of it, and its shadows."""
+    """A registered buffer: its OpenCL memory and the sub-buffers made of it."""
 
-    __slots__ = ("handle", "nbytes", "ranges", "shadows")
+    __slots__ = ("handle", "nbytes", "ranges")
 
     def __init__(self, handle: Any, nbytes: int):
         self.handle = handle
         self.nbytes = max(nbytes, 1)  # what the device allocated: it rejects 0-byte buffers
         self.ranges: dict[int, Any] = {}  # byte offset -> sub-buffer, made once per offset
-        self.shadows: dict[int, Buffer] = {}  # offset % alignment -> the buffer serving those offsets
 
 
 class AddressSpace:
     """Virtual addresses for one device's buffers.
 
     OpenCL sub-buffers must start at a multiple of the device's base-address alignment (128 bytes
-    on PoCL), while the jit packs a replay's intermediates into one arena at 64-byte offsets.
-    Only the arena is ever addressed at an offset from a table entry, and its ranges are scratch:
-    nothing outside the replay reads them and each is addressed only at its own start. So a
-    misaligned range is served from a *shadow* of its buffer, one per residue (offset % alignment),
-    at the offset rounded down: ranges of one residue keep their relative layout, so ranges alive
-    at the same time still never overlap, and ranges of different residues never meet. A shadow
-    is a counted allocation, made when the table is filled, never during a replay.
+    on PoCL); the jit lays its arena out at that alignment (`device.alignment`), so every range it
+    addresses can be a sub-buffer, and any other offset is an error.
     """
 
-    def __init__(self, alignment: int, alloc: Callable[[int], Buffer], memory: Callable[[Buffer], Any]):
+    def __init__(self, alignment: int, memory: Callable[[Buffer], Any]):
         self.alignment = alignment
-        self._alloc = alloc
         self._memory = memory  # a Buffer's OpenCL memory object
         self._live: dict[int, _Memory] = {}  # address // SPAN -> memory, until the Buffer dies
         self._indices = itertools.count(1)  # 0 stays free, so no address is 0 (a null pointer)
@@ -75,14 +68,10 @@ class AddressSpace:
             return memory.handle
         sub = memory.ranges.get(offset)
         if sub is None:
-            residue = offset % self.alignment
-            target = memory.handle
-            if residue:
-                shadow = memory.shadows.get(residue)
-                if shadow is None:
-                    shadow = memory.shadows[residue] = self._alloc(memory.nbytes)
-                target = self._memory(shadow)
-            sub = memory.ranges[offset] = target.get_sub_region(offset - residue, memory.nbytes - offset)
+            if offset % self.alignment:
+                raise JitError(f"byte offset {offset} into an OpenCL buffer is not a multiple of the device's "
+                               f"sub-buffer alignment ({self.alignment} bytes)")
+            sub = memory.ranges[offset] = memory.handle.get_sub_region(offset, memory.nbytes - offset)
         return sub
 
 
@@ -120,7 +109,7 @@ class OpenCLSequence:
                  nslots: int):
         import pyopencl  # loaded already: the device exists
         misaligned = sorted({offset for _, args in launches for _, offset in args if offset % device.alignment})
-        if misaligned:  # a byte range of real memory (not the arena) cannot be shadowed
+        if misaligned:  # e.g. packed buffers at byte offsets: OpenCL cannot address them
             raise JitError(f"fg.jit cannot replay kernels reading packed buffers at byte offsets {misaligned} on "
                            f"{device.name}: OpenCL sub-buffers start at multiples of {device.alignment} bytes")
         self._device = device
