@@ -38,21 +38,24 @@ def toposort(roots: list[Node]) -> list[Node]:
     """Unrealized nodes reachable from roots, sources first. Iterative: graphs can be deep."""
     order: list[Node] = []
     seen: set[int] = set()
+    mark = seen.add  # every realization walks its whole graph: locals instead of attribute lookups
     for root in roots:
         stack: list[tuple[Node, bool]] = [(root, False)]
+        push, pop = stack.append, stack.pop
         while stack:
-            node, expanded = stack.pop()
+            node, expanded = pop()
             if expanded:
                 order.append(node)
                 continue
-            if id(node) in seen:
+            key = id(node)
+            if key in seen:
                 continue
-            seen.add(id(node))
-            stack.append((node, True))
+            mark(key)
+            push((node, True))
             if node.buffer is None:
                 for src in node.srcs:
                     if id(src) not in seen:
-                        stack.append((src, False))
+                        push((src, False))
     return order
 
 

@@ -58,6 +58,10 @@ class Op(enum.Enum):
     def __repr__(self) -> str:
         return self.name
 
+    # members are singletons compared by identity, so they hash by identity too: Enum's own hash (of
+    # the name) is Python code, and ops are hashed in every set and table lookup while graphs are built
+    __hash__ = object.__hash__
+
 
 UNARY = frozenset({Op.NEG, Op.NOT, Op.EXP, Op.LOG, Op.SIN, Op.COS, Op.SQRT, Op.ERF, Op.FLOOR, Op.RINT,
                    Op.CAST})
