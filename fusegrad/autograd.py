@@ -73,9 +73,12 @@ def enable_grad() -> set_grad_enabled:
 
 def should_record(inputs: Sequence["Tensor"]) -> bool:
     """Record history when grads are on and an input requires grad or a tape is watching."""
-    if not _state.grad_enabled:
-        return False
-    return bool(_state.tapes) or any(t.requires_grad for t in inputs)
+    return recording(any(t.requires_grad for t in inputs))
+
+
+def recording(input_requires_grad: bool) -> bool:
+    """should_record for a caller that already knows whether an input requires grad (every op)."""
+    return _state.grad_enabled and (input_requires_grad or bool(_state.tapes))
 
 
 # derivative rules: rule(ctx, out, grad) -> one gradient (or None) per input
@@ -256,8 +259,14 @@ def _propagate(target: "Tensor", seed: "Tensor", wanted: Callable[["Tensor"], bo
     order = _topo(target) if order is None else order
     relevant: set[int] = set()
     for t in order:
-        if wanted(t) or (t._ctx is not None and any(id(i) in relevant for i in t._ctx.inputs)):
+        ctx = t._ctx
+        if wanted(t):
             relevant.add(id(t))
+        elif ctx is not None:
+            for i in ctx.inputs:  # a loop, not any(): this runs for every tensor of the graph
+                if id(i) in relevant:
+                    relevant.add(id(t))
+                    break
     grads: dict[int, "Tensor"] = {id(target): seed}
     for t in reversed(order):
         g = grads.get(id(t))

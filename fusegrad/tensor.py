@@ -97,9 +97,13 @@ class Tensor(ArithmeticMixin, ElementwiseMixin, ReduceMixin, MovementMixin, Inde
     def _apply(self, node: Node, op: Op, inputs: tuple["Tensor", ...], arg: Any = None) -> "Tensor":
         """Wrap a new node, recording how it was made when autograd needs it."""
         t = Tensor.__new__(Tensor)
-        if autograd.should_record(inputs):
-            grads = node.dtype.is_floating_point and any(i.requires_grad for i in inputs)  # bool/int: no grad
-            t._init(node, autograd.Ctx(op, inputs, arg), grads)
+        wants = False
+        for i in inputs:  # a loop, not any(): this runs for every op built
+            if i.requires_grad:
+                wants = True
+                break
+        if autograd.recording(wants):
+            t._init(node, autograd.Ctx(op, inputs, arg), wants and node.dtype.kind == "f")  # bool/int: no grad
         else:
             t._init(node, None, False)
         return t
