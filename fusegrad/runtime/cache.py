@@ -1,15 +1,20 @@
 """On-disk artifact cache (compiled kernels). Writes are atomic; corrupt entries are rebuilt.
 
 Each entry `<key>.<ext>` has a sidecar `<key>.<ext>.sha256` written after it; an entry whose
-digest does not match (truncated, overwritten, half-copied) is treated as missing.
+digest does not match (truncated, overwritten, half-copied) is treated as missing. Processes that
+build the same entry at once replace it and its sidecar as one step under a lock on the folder:
+two builds of one source need not be byte-identical (the compiler records file names), so
+otherwise one process's digest could end up beside the other's file.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from .. import flags
 
@@ -60,11 +65,23 @@ def store(key: str, ext: str, build: Callable[[Path], None]) -> Path:
     try:
         build(tmp_path)
         digest = _digest(tmp_path)
-        os.replace(tmp_path, path)
+        with _folder_lock(folder):
+            os.replace(tmp_path, path)
+            _atomic_write(path.with_name(path.name + ".sha256"), digest.encode())
     finally:
         tmp_path.unlink(missing_ok=True)
-    _atomic_write(path.with_name(path.name + ".sha256"), digest.encode())
     return path
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """Exclusive lock on the cache folder, held only while an entry and its digest are swapped in."""
+    with open(folder / ".lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def invalidate(key: str, ext: str) -> None:
