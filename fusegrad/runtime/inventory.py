@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 import platform
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from ..errors import DeviceError
+from .cuda_driver import bindings, check
 
 
 class PhysicalDevice(NamedTuple):
@@ -50,17 +50,10 @@ def opencl() -> tuple[PhysicalDevice, ...]:
 
 def cuda() -> tuple[PhysicalDevice, ...]:
     """Every GPU the CUDA driver reports, in its order ("cuda:N" counts them so)."""
-    from cuda.bindings import driver
-
-    def value(result: tuple, what: str) -> Any:
-        status, *values = result
-        if status != driver.CUresult.CUDA_SUCCESS:
-            raise DeviceError(f"CUDA {what} failed while listing devices: {status}")
-        return values[0]
-
+    driver = bindings()[0]
     found = []
-    for i in range(value(driver.cuDeviceGetCount(), "cuDeviceGetCount")):
-        dev = value(driver.cuDeviceGet(i), "cuDeviceGet")
-        name = value(driver.cuDeviceGetName(256, dev), "cuDeviceGetName").split(b"\0")[0].decode()
-        found.append(PhysicalDevice(name, value(driver.cuDeviceTotalMem(dev), "cuDeviceTotalMem")))
+    for i in range(check(driver.cuDeviceGetCount(), "cuDeviceGetCount")):
+        dev = check(driver.cuDeviceGet(i), "cuDeviceGet")
+        name = check(driver.cuDeviceGetName(256, dev), "cuDeviceGetName").split(b"\0")[0].decode()
+        found.append(PhysicalDevice(name, check(driver.cuDeviceTotalMem(dev), "cuDeviceTotalMem")))
     return tuple(found)
