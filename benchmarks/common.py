@@ -322,34 +322,36 @@ def fusegrad_contestants(make_model: Callable[[], Any], xs: list[np.ndarray], ys
     return out
 
 
+def torch_train_step(torch: Any, make_model: Callable[[], Any], weights: list[np.ndarray], lr: float,
+                     device: str = "cpu") -> Callable[[Any, Any], Any]:
+    """A PyTorch training step (SGD, cross-entropy) of a fresh model on `device` holding `weights`."""
+    F = torch.nn.functional
+    model = make_model().to(device)
+    with torch.no_grad():
+        for p, w in zip(model.parameters(), weights, strict=True):
+            p.copy_(torch.from_numpy(w))
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+
+    def train_step(x: Any, y: Any) -> Any:
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+    return train_step
+
+
 def torch_contestants(torch: Any, make_model: Callable[[], Any], weights: list[np.ndarray], xs: list[np.ndarray],
                       ys: list[np.ndarray], lr: float, peers: set[str], skipped: Skipped) -> list[Contestant]:
     """PyTorch eager ("torch" in peers) and `torch.compile` of the whole step ("torch.compile" in peers)."""
     if torch is None:
         skipped["torch eager"] = skipped["torch.compile"] = "torch not installed"
         return []
-    F = torch.nn.functional
     tx, ty = [torch.from_numpy(x) for x in xs], [torch.from_numpy(y) for y in ys]
-
-    def make_step() -> Callable[[Any, Any], Any]:
-        model = make_model()
-        with torch.no_grad():
-            for p, w in zip(model.parameters(), weights, strict=True):
-                p.copy_(torch.from_numpy(w))
-        opt = torch.optim.SGD(model.parameters(), lr=lr)
-
-        def train_step(x: Any, y: Any) -> Any:
-            opt.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(x), y)
-            loss.backward()
-            opt.step()
-            return loss
-        return train_step
-
     out = []
     variants = [v for v in (("torch eager", False), ("torch.compile", True)) if v[0].split()[0] in peers]
     for name, compiled in variants:
-        fn = make_step()
+        fn = torch_train_step(torch, make_model, weights, lr)
         if compiled:
             torch._dynamo.reset()
             fn = torch.compile(fn, dynamic=False)  # mode "default"; one static graph per batch size

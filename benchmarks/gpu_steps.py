@@ -21,39 +21,25 @@ import json
 import statistics
 import sys
 import time
+from functools import partial
 from typing import Any, Callable
 
 import numpy as np
 
 import common
 from common import Contestant, cycler, interleave, warm_up
-from mnist_mlp import LR, make_fusegrad_model  # the same model, weights and SGD step as the CPU race
+from mnist_mlp import LR, make_fusegrad_model, make_torch_model  # the CPU race's models and step
 
 BATCHES = 8
 
 
 def torch_steps(torch: Any, weights: list[np.ndarray], xs: list[np.ndarray], ys: list[np.ndarray]) -> list[Contestant]:
-    nn, F = torch.nn, torch.nn.functional
     dev = torch.device("cuda")
     tx = [torch.from_numpy(x).to(dev) for x in xs]
     ty = [torch.from_numpy(y).to(dev) for y in ys]
 
-    def make() -> tuple[Any, Any]:
-        model = nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(),
-                              nn.Linear(64, 10)).to(dev)
-        with torch.no_grad():
-            for p, w in zip(model.parameters(), weights, strict=True):
-                p.copy_(torch.from_numpy(w))
-        return model, torch.optim.SGD(model.parameters(), lr=LR)
-
-    def plain(model: Any, opt: Any) -> Callable[[Any, Any], Any]:
-        def train_step(x: Any, y: Any) -> Any:
-            opt.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(x), y)
-            loss.backward()
-            opt.step()
-            return loss
-        return train_step
+    def make_step() -> Callable[[Any, Any], Any]:
+        return common.torch_train_step(torch, partial(make_torch_model, torch), weights, LR, "cuda")
 
     def sync(loss: Any) -> float:
         torch.cuda.synchronize()
@@ -61,7 +47,7 @@ def torch_steps(torch: Any, weights: list[np.ndarray], xs: list[np.ndarray], ys:
 
     out = []
     for name, mode in (("torch eager", None), ("torch.compile", "default"), ("torch.compile ro", "reduce-overhead")):
-        fn = plain(*make())
+        fn = make_step()
         if mode is not None:
             torch._dynamo.reset()
             fn = torch.compile(fn, mode=mode, dynamic=False)
@@ -74,7 +60,7 @@ def torch_steps(torch: Any, weights: list[np.ndarray], xs: list[np.ndarray], ys:
             begin()
             return fn(tx[i], ty[i])
         out.append(Contestant(name, step, sync))
-    out.append(Contestant("torch cuda graph", _graph_step(torch, plain(*make()), tx, ty), sync))
+    out.append(Contestant("torch cuda graph", _graph_step(torch, make_step(), tx, ty), sync))
     return out
 
 
