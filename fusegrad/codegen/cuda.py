@@ -12,7 +12,7 @@ from ..runtime.cuda import launch_comment
 from .cuda_blas import blas_descriptor
 from .ir import Accumulate, EndLoop, Load, Loop, LoopIR, Ref, Store
 from .lanes import WARP, LaneCombine, LaneLoop, LaneStore, thread_plan
-from .render import CStyleRenderer
+from .render import CStyleRenderer, decompose
 
 THREADS = 256  # threads per block
 REDUCE_THREADS = 128  # smaller blocks when each thread loops over a reduction: more blocks for the SMs
@@ -96,12 +96,16 @@ class _Grid(Loop):
 def launch_dims(ir: LoopIR) -> tuple[int, int]:
     """(blocks, threads per block): one thread per element of the thread space times its lanes."""
     threads, _, lanes = thread_plan(ir)
+    return _launch_dims(threads, lanes, ir.work)
+
+
+def _launch_dims(threads: tuple[Var, ...], lanes: int, work: int) -> tuple[int, int]:
     total = math.prod(v.extent for v in threads) * lanes
     if total == 1:
         return 1, 1
     if lanes > WARP:  # a block per output: its warps combine through shared memory
         return min(total // lanes, MAX_BLOCKS), lanes
-    per_block = REDUCE_THREADS if ir.work > total else THREADS
+    per_block = REDUCE_THREADS if work > total else THREADS
     per_block = min(per_block, -(-total // 32) * 32)
     return min(-(-total // per_block), MAX_BLOCKS), per_block
 
@@ -167,23 +171,18 @@ class CUDARenderer(CStyleRenderer):
         index = "unsigned int" if total < 2**31 else "uint64_t"  # 32-bit index math where it fits
         lines = [f"for ({index} gid = blockIdx.x * ({index})blockDim.x + threadIdx.x; gid < {total}; "
                  f"gid += ({index})gridDim.x * blockDim.x) {{"]
-        # blocks and the grid stride hold whole groups of lanes, so a thread's lane never changes
-        lines.append(f"  const int lane = (int)(threadIdx.x % {loop.lanes}u);" if loop.lanes > 1 else "")
-        element = f"(gid / {loop.lanes}u)" if loop.lanes > 1 else "gid"
-        stride = 1
-        for v in reversed(loop.threads):
-            flat = f"{element} / {stride}u" if stride > 1 else element
-            value = flat if v is loop.threads[0] else f"({flat}) % {v.extent}u"
-            lines.append(f"  const int64_t {v.name} = (int64_t)({value});")
-            stride *= v.extent
-        return [line for line in lines if line]
+        element = "gid"
+        if loop.lanes > 1:  # blocks and the grid stride hold whole groups of lanes: a thread's lane is fixed
+            lines.append(f"  const int lane = (int)(threadIdx.x % {loop.lanes}u);")
+            element = f"(gid / {loop.lanes}u)"
+        return lines + decompose(element, loop.threads, "  const int64_t {name} = (int64_t)({value});", "u")
 
     def render_kernel(self, ir: LoopIR) -> str:
         """The statements wrapped in one grid-stride loop over the thread space (a single thread, or
         one block of lanes, when the kernel has none, e.g. a full reduction)."""
         threads, body, lanes = thread_plan(ir)
         stmts = [_Grid(Var("gid", 1), "grid", threads, lanes), *body, EndLoop("grid")]
-        blocks, per_block = launch_dims(ir)
+        blocks, per_block = _launch_dims(threads, lanes, ir.work)
         rendered = super().render_kernel(LoopIR(ir.name, ir.params, stmts, ir.work))
         header = [launch_comment(ir.name, blocks, per_block)]
         descriptor = blas_descriptor(ir)

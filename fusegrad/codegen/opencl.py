@@ -11,7 +11,7 @@ from ..graph.symbolic import Var
 from ..runtime.opencl import LANES_MACRO, lanes_comment
 from .ir import Accumulate, EndLoop, Expr, Index, Load, Loop, LoopIR, Rand, Ref, Store
 from .lanes import LaneCombine, LaneLoop, LaneStore, thread_plan
-from .render import CStyleRenderer
+from .render import CStyleRenderer, decompose
 
 # Helpers with the semantics of c.py's preamble (floor division, NaN-propagating max, bf16
 # rounding, Philox), in OpenCL C. Double versions only where the device has cl_khr_fp64.
@@ -79,14 +79,7 @@ class _Groups(Loop):
     lanes: int = 1  # the plan's lanes: the local arrays' length, so the most lanes a launch may give
 
 
-def _decompose(flat: str, loops: list[Var]) -> list[str]:
-    """Declarations of a row-major nest's variables (the last varies fastest) from its flat index."""
-    lines, stride = [], 1
-    for v in reversed(loops):
-        value = f"{flat} / {stride}" if stride > 1 else flat
-        lines.append(f"  const long {v.name} = {value if v is loops[0] else f'({value}) % {v.extent}'};")
-        stride *= v.extent
-    return lines
+_DECLARE = "  const long {name} = {value};"  # an index variable recovered from the flat work index
 
 
 def _red(ct: str, k: int) -> str:
@@ -176,7 +169,7 @@ class OpenCLRenderer(CStyleRenderer):
         loops = [loop.var] + [lp.var for lp in body[:nest - 1]]
         total = math.prod(lp.extent for lp in loops)
         return [f"for (long fg_gid = get_global_id(0); fg_gid < {total}; fg_gid += get_global_size(0)) {{",
-                *_decompose("fg_gid", loops)]
+                *decompose("fg_gid", loops, _DECLARE)]
 
     def _groups_open(self, loop: _Groups, body: list) -> list[str]:
         """Kernel-scope local arrays (OpenCL C allows them nowhere else) and lane indices, then the
@@ -187,7 +180,7 @@ class OpenCLRenderer(CStyleRenderer):
         lines += ["const int lane = (int)get_local_id(0), fg_lanes = (int)get_local_size(0);",
                   f"for (long fg_gid = get_group_id(0); fg_gid < {math.prod(v.extent for v in loop.threads)}; "
                   "fg_gid += get_num_groups(0)) {"]
-        return lines + _decompose("fg_gid", list(loop.threads))
+        return lines + decompose("fg_gid", list(loop.threads), _DECLARE)
 
     def render_kernel(self, ir: LoopIR) -> str:
         """The kernel; one planned with lanes comes twice, shared by lanes in builds that define

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 from ..dtypes import DType
 from ..graph.ops import Op
+from ..graph.symbolic import Var
 from .ir import (Accumulate, Alu, Cond, Const, Define, DefineAcc, EndLoop, Expr, Gemm, Index, Load, Loop, LoopIR,
                  Rand, Ref, Store)
 
@@ -22,6 +24,20 @@ def _loop_body(stmts: list, at: int) -> list:
                 return stmts[at + 1:j]
             depth -= 1
     return stmts[at + 1:]
+
+
+def decompose(flat: str, variables: Sequence[Var], declare: str, suffix: str = "") -> list[str]:
+    """Declarations of a row-major nest's variables (the last varies fastest) recovered from the flat
+    index `flat`; `declare` formats each line from `name` and `value`, `suffix` marks the literals
+    (GPU renderers map a kernel's output loops to one flat range of threads)."""
+    lines, stride = [], 1
+    for v in reversed(variables):
+        value = f"{flat} / {stride}{suffix}" if stride > 1 else flat
+        if v is not variables[0]:
+            value = f"({value}) % {v.extent}{suffix}"
+        lines.append(declare.format(name=v.name, value=value))
+        stride *= v.extent
+    return lines
 
 
 class CStyleRenderer:
