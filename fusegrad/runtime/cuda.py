@@ -301,14 +301,14 @@ class CUDADevice:
 
     def _gemm_program(self, generated: CUDAProgram, descriptor: dict) -> Any:
         """The generated product or cuBLAS's, as measured the first time this shape is seen."""
-        if self.gemm_choice == "cublas":
-            return cublas.CublasProgram(generated.name, self, descriptor)
         key = json.dumps({k: v for k, v in descriptor.items() if k != "bytes"}, sort_keys=True)
-        if key not in self._gemm_choices:  # two compiling threads may both race a new shape: harmless
-            self._gemm_choices[key] = cublas.race(self, generated, descriptor) is not generated
-        if self._gemm_choices[key]:
+        if self.gemm_choice == "cublas" or self._gemm_choices.get(key):
             return cublas.CublasProgram(generated.name, self, descriptor)
-        return generated
+        if key in self._gemm_choices:
+            return generated
+        winner = cublas.race(self, generated, descriptor)  # two compiling threads may both race a shape
+        self._gemm_choices[key] = winner is not generated
+        return winner
 
     def sequence(self, launches: Sequence[tuple[CUDAProgram, Sequence[tuple[int, int]]]], nslots: int) -> Any:
         """fg.jit's replay: the launches as CUDA graphs, one per distinct pointer table."""
