@@ -34,6 +34,7 @@ import numpy as np
 
 from . import random as fgrandom
 from .engine import capture
+from .engine.memory import ALIGN, lifetimes, plan_arena
 from .engine.profile import KernelLaunch, profiling, record
 from .errors import JitError
 from .graph import node as G
@@ -46,7 +47,6 @@ from .runtime.buffer import Buffer
 from .tensor import Tensor, realize
 
 MAX_VARIANTS = 16  # input signatures kept per function; the least recently used is dropped
-ALIGN = 64  # bytes: arena offsets keep kernels' vector loads aligned
 
 
 class _Overwritten:
@@ -234,32 +234,6 @@ def _rebuild(structure: Any, leaves: list[Tensor]) -> Any:
     return {k: _rebuild(v, leaves) for k, v in structure.items()}
 
 
-# ---- memory planning ----------------------------------------------------------------------------
-def plan_arena(sizes: list[int], lifetimes: list[tuple[int, int]],
-               align: int = ALIGN) -> tuple[list[int], int, int]:
-    """Offsets (multiples of `align` bytes) for buffers with [first, last] launch lifetimes so that
-    buffers alive at the same time never overlap: largest first, each at the lowest gap that fits.
-    Returns the offsets, the arena size and the most bytes simultaneously live (the lower bound)."""
-    offsets = [0] * len(sizes)
-    placed: list[int] = []
-    for i in sorted(range(len(sizes)), key=lambda k: -sizes[k]):
-        size = -(-sizes[i] // align) * align
-        first, last = lifetimes[i]
-        busy = sorted((offsets[j], offsets[j] + sizes[j]) for j in placed
-                      if lifetimes[j][0] <= last and first <= lifetimes[j][1])
-        offset = 0
-        for lo, hi in busy:
-            if offset + size <= lo:
-                break
-            offset = max(offset, -(-hi // align) * align)
-        offsets[i] = offset
-        placed.append(i)
-    total = max((offsets[i] + sizes[i] for i in placed), default=0)
-    events = sorted({t for lt in lifetimes for t in lt})
-    live = max((sum(s for s, (a, b) in zip(sizes, lifetimes) if a <= t <= b) for t in events), default=0)
-    return offsets, total, live
-
-
 class _NotReplayable(JitError):
     """The call ran (its results are attached) but its recording cannot be replayed."""
 
@@ -437,7 +411,7 @@ def _build(replay: _Replay, recording: capture.Recording, inputs: list[Tensor], 
             return b, 0
         return b.base, b.offset
 
-    first_write, last_use, read_first, roots = _lifetimes(launches, place)
+    first_write, last_use, read_first, roots = lifetimes(launches, place)
     _carried_state(replay, slots, start_nodes, place, read_first, first_write, input_ids)
     paired = {id(b) for pair in replay.pairs for b in pair}
 
@@ -528,29 +502,6 @@ def _carried_state(replay: _Replay, slots: list[_Slot], start_nodes: dict[int, N
                              end.requires_grad if end is not None else False))
     replay.pairs = list(root_pairs.values())
     replay.swaps = list(swaps.values())
-
-
-def _lifetimes(launches: list[capture.Launch], place: Callable[[Buffer], tuple[Buffer, int]]
-               ) -> tuple[dict[int, int], dict[int, int], set[int], dict[int, Buffer]]:
-    """Per root: the launch that first writes it, the last launch that uses it, whether it is read
-    before any launch writes it (inputs, state, constants), and the root itself."""
-    first_write: dict[int, int] = {}
-    last_use: dict[int, int] = {}
-    read_first: set[int] = set()
-    roots: dict[int, Buffer] = {}
-    for i, launch in enumerate(launches):
-        for b in launch.inputs:
-            root = place(b)[0]
-            roots[id(root)] = root
-            if id(root) not in first_write:
-                read_first.add(id(root))
-            last_use[id(root)] = i
-        for b in [launch.out, *launch.scratch]:
-            root = place(b)[0]
-            roots[id(root)] = root
-            first_write.setdefault(id(root), i)
-            last_use[id(root)] = max(last_use.get(id(root), i), i)
-    return first_write, last_use, read_first, roots
 
 
 def _launch_arguments(launches: list[capture.Launch], place: Callable[[Buffer], tuple[Buffer, int]]

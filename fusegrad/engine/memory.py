@@ -1,0 +1,58 @@
+"""Memory planning for a captured kernel sequence (fg.jit): when each allocation is written and
+last used, and an arena layout in which allocations alive at the same time never overlap."""
+from __future__ import annotations
+
+from typing import Callable
+
+from ..runtime.buffer import Buffer
+from . import capture
+
+ALIGN = 64  # bytes: arena offsets keep kernels' vector loads aligned
+
+
+def lifetimes(launches: list[capture.Launch], place: Callable[[Buffer], tuple[Buffer, int]]
+              ) -> tuple[dict[int, int], dict[int, int], set[int], dict[int, Buffer]]:
+    """Per root: the launch that first writes it, the last launch that uses it, whether it is read
+    before any launch writes it (inputs, state, constants), and the root itself."""
+    first_write: dict[int, int] = {}
+    last_use: dict[int, int] = {}
+    read_first: set[int] = set()
+    roots: dict[int, Buffer] = {}
+    for i, launch in enumerate(launches):
+        for b in launch.inputs:
+            root = place(b)[0]
+            roots[id(root)] = root
+            if id(root) not in first_write:
+                read_first.add(id(root))
+            last_use[id(root)] = i
+        for b in [launch.out, *launch.scratch]:
+            root = place(b)[0]
+            roots[id(root)] = root
+            first_write.setdefault(id(root), i)
+            last_use[id(root)] = max(last_use.get(id(root), i), i)
+    return first_write, last_use, read_first, roots
+
+
+def plan_arena(sizes: list[int], lifetimes: list[tuple[int, int]],
+               align: int = ALIGN) -> tuple[list[int], int, int]:
+    """Offsets (multiples of `align` bytes) for buffers with [first, last] launch lifetimes so that
+    buffers alive at the same time never overlap: largest first, each at the lowest gap that fits.
+    Returns the offsets, the arena size and the most bytes simultaneously live (the lower bound)."""
+    offsets = [0] * len(sizes)
+    placed: list[int] = []
+    for i in sorted(range(len(sizes)), key=lambda k: -sizes[k]):
+        size = -(-sizes[i] // align) * align
+        first, last = lifetimes[i]
+        busy = sorted((offsets[j], offsets[j] + sizes[j]) for j in placed
+                      if lifetimes[j][0] <= last and first <= lifetimes[j][1])
+        offset = 0
+        for lo, hi in busy:
+            if offset + size <= lo:
+                break
+            offset = max(offset, -(-hi // align) * align)
+        offsets[i] = offset
+        placed.append(i)
+    total = max((offsets[i] + sizes[i] for i in placed), default=0)
+    events = sorted({t for lt in lifetimes for t in lt})
+    live = max((sum(s for s, (a, b) in zip(sizes, lifetimes) if a <= t <= b) for t in events), default=0)
+    return offsets, total, live
