@@ -164,7 +164,8 @@ def test_vendor_race_is_stored(monkeypatch, tmp_path):
     assert entry["vendor"] == (entry["vendor_s"] < tune.VENDOR_MARGIN * entry["generated_s"])
     assert tune._vendor_decided[("float32", 96, 112, 80)] == entry["vendor"]
     monkeypatch.setenv("OMP_NUM_THREADS", "2")  # several threads: no race, generated code
-    assert tune.undecided_vendor_products(tune_ir(fg.randn(90, 80).realize() @ fg.randn(80, 100).realize()), "cpu") == []
+    product = fg.randn(90, 80).realize() @ fg.randn(80, 100).realize()
+    assert tune.undecided_vendor_products(tune_ir(product), "cpu") == []
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -229,7 +229,8 @@ class CRenderer(CStyleRenderer):
     def vendor_gemm(self, s: Gemm) -> str:
         """The product as one call of the vendor BLAS (row-major CBLAS; 111/112: no/transpose)."""
         (ta, lda, a_base), (tb, ldb, b_base) = blas_operands(s)
-        fn, one, zero = ("fg_blas_sgemm", "1.0f", "0.0f") if s.dtype.name == "float32" else ("fg_blas_dgemm", "1.0", "0.0")
+        single = s.dtype.name == "float32"
+        fn, one, zero = ("fg_blas_sgemm", "1.0f", "0.0f") if single else ("fg_blas_dgemm", "1.0", "0.0")
         return (f"{fn}(101, {112 if ta else 111}, {112 if tb else 111}, {s.m}, {s.n}, {s.k}, {one}, "
                 f"p{s.a.param} + {a_base.render()}, {lda}, p{s.b.param} + {b_base.render()}, {ldb}, {zero}, "
                 f"p{s.c_param} + {s.c_base.render()}, {s.n});")
