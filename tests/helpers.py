@@ -92,3 +92,15 @@ def finite_difference_check(fn: Callable[[fg.Tensor], fg.Tensor], x: np.ndarray,
         f_minus = fn(fg.tensor(minus.reshape(x.shape))).sum().item()
         numeric.reshape(-1)[i] = (f_plus - f_minus) / (2 * eps)
     np.testing.assert_allclose(xt.grad.numpy(), numeric, atol=tol, rtol=tol)
+
+
+def training_step(model: fg.nn.Module, opt: fg.optim.Optimizer) -> Callable[[fg.Tensor, fg.Tensor], fg.Tensor]:
+    """One classification training step (zero the grads, cross-entropy, backward, update); the model
+    and optimizer live in its closure, where fg.jit finds them."""
+    def step(x: fg.Tensor, y: fg.Tensor) -> fg.Tensor:
+        opt.zero_grad()
+        loss = fg.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+    return step

@@ -27,6 +27,7 @@ from fusegrad.runtime import cublas as cublas_rt
 from fusegrad.runtime import cuda as cuda_rt
 from fusegrad.runtime import registry
 from fusegrad.runtime.cuda_graph import CUDASequence
+from tests.helpers import training_step
 
 RNG = np.random.default_rng()
 
@@ -575,15 +576,7 @@ def test_jitted_training_step_replays_as_cuda_graphs() -> None:
         fg.manual_seed(5)
         model = fg.nn.Sequential(fg.nn.Linear(20, 32), fg.nn.ReLU(), fg.nn.Dropout(0.25),
                                  fg.nn.Linear(32, 5)).to(GPU)
-        opt = fg.optim.Adam(model.parameters(), lr=1e-2)
-
-        def step(x: fg.Tensor, y: fg.Tensor) -> fg.Tensor:
-            opt.zero_grad()
-            loss = F.cross_entropy(model(x), y)
-            loss.backward()
-            opt.step()
-            return loss
-        return model, step
+        return model, training_step(model, fg.optim.Adam(model.parameters(), lr=1e-2))
 
     batches = [(fg.tensor(RNG.standard_normal((16, 20)), dtype="float32", device=GPU),
                 fg.tensor(RNG.integers(0, 5, 16), device=GPU)) for _ in range(4)]

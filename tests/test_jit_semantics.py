@@ -14,6 +14,7 @@ import pytest
 import fusegrad as fg
 import fusegrad.nn.functional as F
 from fusegrad import nn
+from tests.helpers import training_step
 
 RNG = np.random.default_rng(7)
 BATCHES = [(RNG.standard_normal((16, 20)).astype(np.float32), RNG.integers(0, 5, 16)) for _ in range(6)]
@@ -29,16 +30,6 @@ def make_model(seed: int = 0, norm: bool = False, dropout: float = 0.0) -> nn.Mo
         layers.append(nn.Dropout(dropout))
     layers.append(nn.Linear(32, 5))
     return nn.Sequential(*layers)
-
-
-def training_step(model: nn.Module, opt: fg.optim.Optimizer) -> Callable[[fg.Tensor, fg.Tensor], fg.Tensor]:
-    def step(x: fg.Tensor, y: fg.Tensor) -> fg.Tensor:
-        opt.zero_grad()
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
-        return loss
-    return step
 
 
 def pair(make_opt: Callable[[Any], fg.optim.Optimizer], **model_options: Any) -> tuple:

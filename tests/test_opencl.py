@@ -26,6 +26,7 @@ from fusegrad.engine.schedule import create_schedule, toposort
 from fusegrad.graph.ops import Op
 from fusegrad.graph.symbolic import Var, var
 from fusegrad.runtime import cache, registry
+from tests.helpers import training_step
 
 if "opencl" not in registry.available():
     pytest.skip(f"no OpenCL device: {registry.unavailable().get('opencl')}", allow_module_level=True)
@@ -230,15 +231,7 @@ def jit_pair(device: str, seed: int) -> tuple[Callable, Callable, fg.nn.Module, 
         fg.manual_seed(seed)
         model = fg.nn.Sequential(fg.nn.Linear(20, 32), fg.nn.ReLU(), fg.nn.Dropout(0.2), fg.nn.Linear(32, 5))
         model = model.to(device)
-        opt = fg.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-
-        def step(x: fg.Tensor, y: fg.Tensor) -> fg.Tensor:  # state in the closure, where fg.jit looks for it
-            opt.zero_grad()
-            loss = fg.nn.functional.cross_entropy(model(x), y)
-            loss.backward()
-            opt.step()
-            return loss
-        return step, model
+        return training_step(model, fg.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)), model
 
     (eager, m1), (step, m2) = make(), make()
     return eager, fg.jit(step), m1, m2
