@@ -7,7 +7,7 @@ from .gemm_c import GEMM_DECLARATIONS, GEMM_SOURCE, NR, micro_kernel, tiles_for
 from ..graph.ops import Op
 from .. import dtypes
 from ..graph.symbolic import Lin, Var
-from .ir import Accumulate, Alu, Define, EndLoop, Gemm, Load, Loop, LoopIR
+from .ir import Accumulate, Alu, Define, EndLoop, Gemm, Load, Loop, LoopIR, subexpressions
 from .render import CStyleRenderer
 
 # work (output elements x reduce length) below which a kernel stays single-threaded: thread
@@ -310,14 +310,8 @@ def _vendor(s: Gemm) -> bool:
 
 def _compares(body: list) -> bool:
     """Whether the statements compute a comparison (a mask that gcc may turn into branches)."""
-    stack = [s.value for s in body if isinstance(s, (Define, Accumulate))]
-    while stack:
-        e = stack.pop()
-        if isinstance(e, Alu):
-            if e.op in (Op.CMPLT, Op.CMPEQ):
-                return True
-            stack.extend(e.args)
-    return False
+    return any(isinstance(e, Alu) and e.op in (Op.CMPLT, Op.CMPEQ)
+               for s in body if isinstance(s, (Define, Accumulate)) for e in subexpressions(s.value))
 
 
 def _declare(variables: tuple, flat: str, suffix: str = "") -> list[str]:

@@ -14,23 +14,11 @@ import math
 from ..graph.ops import Op
 from ..graph.symbolic import Bound, Lin, Var, atom, substitute
 from .ir import (Accumulate, Alu, Cond, Define, DefineAcc, EndLoop, Expr, Index, Load, Loop, LoopIR, Rand, Ref, Stmt,
-                 Store, single_reduction_nest)
+                 Store, coefficient, loads, single_reduction_nest)
 
 _COMBINE = {Op.SUM: Op.ADD, Op.RMAX: Op.MAX, Op.PROD: Op.MUL}
 BLOCK = 512  # outputs accumulated at once: 2 KiB of float32 partial results stay in L1
 FEW_TERMS = 4  # reductions this short gain nothing from streaming (gcc unrolls them in place)
-
-
-def _coef(index: Lin, v: Var) -> int:
-    return dict(index.terms).get(v, 0)
-
-
-def _loads(e: Expr) -> list[Load]:
-    if isinstance(e, Load):
-        return [e]
-    if isinstance(e, Alu):
-        return [ld for a in e.args for ld in _loads(a)]
-    return []
 
 
 def _sub_bound(b: Bound, v: Var, value: Lin) -> Bound:
@@ -90,11 +78,11 @@ def interchange_reduction(ir: LoopIR) -> LoopIR:
             or any(isinstance(s, (Loop, EndLoop, DefineAcc)) for s in rest):
         return ir
     gi = stmts[n_glob - 1].var
-    loads = [ld for s in inner if isinstance(s, Define) for ld in _loads(s.value)]
-    if not any(_coef(ld.index, gi) == 1 for ld in loads) or \
-            not all(_coef(ld.index, gi) in (0, 1) and _coef(ld.index, red_vars[-1]) != 1 for ld in loads):
+    reads = [ld for s in inner if isinstance(s, Define) for ld in loads(s.value)]
+    if not any(coefficient(ld.index, gi) == 1 for ld in reads) or \
+            not all(coefficient(ld.index, gi) in (0, 1) and coefficient(ld.index, red_vars[-1]) != 1 for ld in reads):
         return ir
-    if store.dtype != acc.dtype or _coef(store.index, gi) != 1 or acc.op not in _COMBINE \
+    if store.dtype != acc.dtype or coefficient(store.index, gi) != 1 or acc.op not in _COMBINE \
             or acc.dtype.name in ("bool", "float16", "bfloat16"):
         return ir
     block = _block_size(gi.extent)

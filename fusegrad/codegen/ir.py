@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, Iterator, Union
 
 from ..dtypes import DType
 from ..graph.ops import Op
@@ -171,6 +171,26 @@ class LoopIR:
             if isinstance(s, Loop):
                 depth += 1
         return "\n".join(lines)
+
+
+def subexpressions(e: Expr) -> Iterator[Expr]:
+    """`e` and every expression inside it (an explicit stack: expressions can be deep)."""
+    stack = [e]
+    while stack:
+        x = stack.pop()
+        yield x
+        if isinstance(x, Alu):
+            stack.extend(x.args)
+
+
+def loads(e: Expr) -> list[Load]:
+    """Every buffer read inside `e`."""
+    return [x for x in subexpressions(e) if isinstance(x, Load)]
+
+
+def coefficient(index: Lin, v: Var) -> int:
+    """How far `index` moves when `v` grows by one (0 when it does not mention `v` directly)."""
+    return dict(index.terms).get(v, 0)
 
 
 def single_reduction_nest(ir: LoopIR) -> tuple[int, list, int] | None:

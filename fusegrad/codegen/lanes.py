@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from ..graph.symbolic import Var
-from .ir import Accumulate, Alu, Define, DefineAcc, EndLoop, Expr, Gemm, Load, Loop, LoopIR, Store
+from .ir import Accumulate, Define, DefineAcc, EndLoop, Gemm, Loop, LoopIR, Store, coefficient, loads
 
 WARP = 32
 BLOCK_LANES = 256
@@ -44,19 +44,6 @@ class LaneStore(Store):
     """A store only the first lane of an output performs."""
 
 
-def _loads(stmts: Sequence) -> list[Load]:
-    """Every Load in the expressions of `stmts` (walked with a stack: expressions can be deep)."""
-    stack: list[Expr] = [s.value for s in stmts if isinstance(s, (Define, Accumulate, Store))]
-    found = []
-    while stack:
-        e = stack.pop()
-        if isinstance(e, Load):
-            found.append(e)
-        elif isinstance(e, Alu):
-            stack.extend(e.args)
-    return found
-
-
 def _top_loops(body: Sequence) -> list[tuple[int, int]] | None:
     """(first, last) statement index of each top-level loop in `body`, or None when the body has a
     statement lanes cannot share (a store inside a loop, a GEMM) or a top-level loop that is not a
@@ -76,10 +63,6 @@ def _top_loops(body: Sequence) -> list[tuple[int, int]] | None:
             if depth == 0:
                 spans.append((start, i))
     return spans
-
-
-def _coefficient(load: Load, var: object) -> int:
-    return dict(load.index.terms).get(var, 0)
 
 
 def plan_lanes(threads: Sequence, body: Sequence) -> int:
@@ -102,9 +85,10 @@ def plan_lanes(threads: Sequence, body: Sequence) -> int:
         return 1
     # lanes must not trade coalesced reads across threads for scattered ones across lanes
     inner = threads[-1] if threads else None
-    loads = [(body[first].var, load) for first, last in spans for load in _loads(body[first:last + 1])]
-    along_loop = any(abs(_coefficient(load, var)) == 1 for var, load in loads)
-    along_threads = any(abs(_coefficient(load, inner)) == 1 for _, load in loads)
+    reads = [(body[first].var, load) for first, last in spans for s in body[first:last + 1]
+             if isinstance(s, (Define, Accumulate, Store)) for load in loads(s.value)]
+    along_loop = any(abs(coefficient(load.index, var)) == 1 for var, load in reads)
+    along_threads = inner is not None and any(abs(coefficient(load.index, inner)) == 1 for _, load in reads)
     if outputs <= SOME_OUTPUTS:
         return WARP if along_loop or not along_threads else 1
     # many outputs fill the GPU anyway: spread only to turn scattered reads (x @ W.T's rows of W) into
