@@ -8,7 +8,6 @@ import fusegrad as fg
 from fusegrad.codegen import gemm_c
 from fusegrad.codegen.c import CRenderer
 from fusegrad.codegen.gemm import use_gemm
-from fusegrad.codegen.gemm_c import MICRO_ROWS
 from fusegrad.codegen.ir import Gemm
 from fusegrad.codegen.lower import lower
 from fusegrad.engine import realize as realize_module
@@ -67,12 +66,15 @@ def test_linear_layer_gradients_use_gemm():
     np.testing.assert_allclose(w.grad.numpy(), ref, atol=1e-3, rtol=1e-4)
 
 
-@pytest.mark.parametrize("rows", MICRO_ROWS)
+@pytest.mark.parametrize("rows", sorted(gemm_c.ROW_PREFERENCE))
 @pytest.mark.parametrize("m,k,n", [(1, 7, 129), (7, 129, 1), (129, 1000, 7), (1000, 7, 129), (129, 129, 129),
                                    (64, 784, 128)])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_every_tile_height_on_odd_sizes(rows, m, k, n, dtype, monkeypatch):
     """Each micro-kernel height and panel depth, forced, on sizes that leave partial tiles and panels."""
+    if rows not in gemm_c.micro_rows():
+        pytest.skip(f"a {rows}-row tile needs {2 * rows + 3} vector registers; this CPU's kernels have "
+                    f"{gemm_c.simd().registers}")
     monkeypatch.setattr(realize_module, "_programs", {})
     monkeypatch.setattr(realize_module, "_plans", realize_module.OrderedDict())
     monkeypatch.setitem(gemm_c.TUNED, (dtype, m, n, k), (rows, 64 if k > 64 else k))
@@ -88,8 +90,32 @@ def test_every_tile_height_on_odd_sizes(rows, m, k, n, dtype, monkeypatch):
 def test_tile_heuristic_pads_little():
     for m, n, k in [(1024, 1024, 1024), (64, 128, 784), (10, 64, 64), (7, 129, 1000)]:
         rows, depth = gemm_c.default_tiles(m, n, k)
-        assert rows in MICRO_ROWS and -(-m // rows) * rows - m < rows
+        assert rows in gemm_c.micro_rows() and -(-m // rows) * rows - m < rows
         assert depth % 16 == 0 and depth <= 256 + 15 and -(-k // depth) == -(-k // 256)
+
+
+def test_tiles_fit_the_vector_registers():
+    """Tiles are two registers wide, and the tallest leaves no accumulator to spill."""
+    simd = gemm_c.simd()
+    flags = next((line for line in open("/proc/cpuinfo") if line.startswith("flags")), "").split()
+    if "avx512f" in flags:
+        assert (simd.width, simd.registers) == (64, 32)
+    elif "avx2" in flags:
+        assert (simd.width, simd.registers) == (32, 16)
+    assert gemm_c.nr("float32") * 4 == gemm_c.nr("float64") * 8 == 2 * simd.width
+    assert max(gemm_c.micro_rows()) == max(r for r in gemm_c.ROW_PREFERENCE if 2 * r + 3 <= simd.registers)
+    source = gemm_c.gemm_source()
+    assert all(gemm_c.micro_kernel("float32", r) in source for r in gemm_c.micro_rows())
+
+
+def test_kernel_cache_is_keyed_by_the_instruction_set():
+    """Code built with -march=native on one CPU must not be loaded on another that lacks its
+    instructions: the compiler identity in every cache key carries a digest of the target macros."""
+    from fusegrad.runtime import cpu
+    cc = cpu.find_compiler()
+    simd, target = cpu._probe_target(cc)
+    assert registry.get("cpu").compiler()[1].endswith(f"; target {target}")
+    assert (simd, target) == cpu._probe_target(cc)
 
 
 def test_tile_search_stores_and_reuses_its_choice(monkeypatch, tmp_path):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .gemm import blas_operands, load_vars
 from . import gemm_c
-from .gemm_c import GEMM_DECLARATIONS, GEMM_SOURCE, NR, micro_kernel, tiles_for
+from .gemm_c import gemm_declarations, gemm_source, micro_kernel, tiles_for
 from ..graph.ops import Op
 from .. import dtypes
 from ..graph.symbolic import Lin, Var
@@ -17,12 +17,12 @@ L2_PANEL_BYTES = 256 << 10  # packed A rows reused across all of B: a quarter to
 _SIMD_SUM_TYPES = ("float32", "float64", "int32", "int64")
 SPLIT_UNROLL = 4  # innermost loops this short are unrolled, not vectorized
 
-C_PREAMBLE = r"""#include <math.h>
+C_PREAMBLE_HEAD = """#include <math.h>
 #include <stdint.h>
 #include <stdbool.h>
 #include <stddef.h>
-""" + GEMM_DECLARATIONS + r"""
-#ifdef FG_LIBMVEC
+"""
+C_PREAMBLE = r"""#ifdef FG_LIBMVEC
 /* glibc's vector math (libmvec): lets loops calling these vectorize (within 4 ulp of the scalar ones) */
 #pragma omp declare simd notinbranch
 float expf(float);
@@ -98,14 +98,20 @@ static inline float fg_rand(uint64_t seed, uint64_t ctr) {
 
 
 class CRenderer(CStyleRenderer):
-    preamble = C_PREAMBLE
-    support_source = GEMM_SOURCE
     supports_gemm = True
     interchange_reductions = True
     # per kernel, set by render_kernel: GEMMs whose operand ("a"/"b") is packed before the batch loops,
     # and reduce loops that are the inner dims of a window
     _hoisted: dict[int, str] = {}
     _window_rows: set[int] = set()
+
+    @property
+    def preamble(self) -> str:  # the GEMM prototypes depend on this machine's vector registers
+        return C_PREAMBLE_HEAD + gemm_declarations() + C_PREAMBLE
+
+    @property
+    def support_source(self) -> str:
+        return gemm_source()
 
     def loop_open(self, loop: Loop, nest: int, work: int, body: list) -> list[str]:
         lines = super().loop_open(loop, nest, work, body)
@@ -158,7 +164,7 @@ class CRenderer(CStyleRenderer):
         if i == 0 or not isinstance(s, Gemm) or _vendor(s) or any(lp.kind != "global" for lp in ir.stmts[:i]):
             return []
         batch = {lp.var for lp in ir.stmts[:i]}
-        t, nr = self.storage_type(s.a.dtype), NR[s.dtype.name]
+        t, nr = self.storage_type(s.a.dtype), gemm_c.nr(s.dtype.name)
         rows, depth = tiles_for(s.m, s.n, s.k, s.dtype.name)
         if not load_vars(s.a) & batch:
             which, (load, outer, width, size) = "a", (s.a, s.i_vars, rows, s.m)
@@ -190,7 +196,7 @@ class CRenderer(CStyleRenderer):
         t = self.storage_type(s.a.dtype)
         if _vendor(s):
             return self.vendor_gemm(s)
-        nr = NR[s.dtype.name]
+        nr = gemm_c.nr(s.dtype.name)
         rows, depth = tiles_for(s.m, s.n, s.k, s.dtype.name)
         micro = micro_kernel(s.dtype.name, rows)
         mb, nb = -(-s.m // rows), -(-s.n // nr)

@@ -15,7 +15,7 @@ import math
 
 from ..graph.ops import Op
 from ..graph.symbolic import DivAtom, Lin, ModAtom, Var, atom
-from .gemm_c import NR
+from .gemm_c import nr
 from .ir import (Accumulate, Alu, Define, DefineAcc, EndLoop, Gemm, Load, Loop, LoopIR, Param, Ref, Store,
                  single_reduction_nest)
 
@@ -90,7 +90,7 @@ def use_gemm(ir: LoopIR) -> LoopIR:
     rows = [v for v in globals_ if v in va and v not in vb]
     cols = [v for v in globals_ if v in vb and v not in va]
     m, n = math.prod(v.extent for v in rows), math.prod(v.extent for v in cols)
-    if n < NR[acc.dtype.name] <= m:  # a narrow product (a 3x3 kernel's 9 weight-gradient columns) fills
+    if n < nr(acc.dtype.name) <= m:  # a narrow product (a 3x3 kernel's 9 weight-gradient columns) fills
         la, lb, va, vb, rows, cols = lb, la, vb, va, cols, rows  # whole tiles the other way round
     batch = [v for v in globals_ if v not in rows and v not in cols]
     batch, rows, cols = _direct_layout(globals_, batch, rows, cols, math.prod(v.extent for v in k_vars))

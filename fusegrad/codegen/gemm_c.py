@@ -4,10 +4,38 @@ Compiled once per machine (kernel cache) and loaded with global symbols, so gene
 call `fg_micro_f32` / `fg_micro_f64` without recompiling them. A generated kernel packs its own
 operands (any index arithmetic: strided, transposed, convolution windows with padding) into
 MR-row and NR-column panels, then runs the micro-kernel on each MR x NR tile of C.
-"""
 
-MICRO_ROWS = (4, 6, 8, 12, 14)  # C tile heights with a micro-kernel; 14 x 2 accumulators fill 32 registers
-NR = {"float32": 32, "float64": 16}  # columns of a C tile: two 64-byte vectors
+Tile sizes follow the vector registers the compiler targets (runtime.cpu.Simd): a tile is two
+registers wide, and as many rows as leave room for its accumulators (2 per row), two registers of B
+and one broadcast of A. With AVX-512 (32 x 64 bytes) that is 32 floats by up to 14 rows; with
+AVX2 (16 x 32 bytes) 16 floats by up to 6 rows. Tiles sized for AVX-512 on an AVX2 machine spill
+their accumulators on every step: measured 6.4 ms instead of 0.16 ms for a 64x784 @ 784x128 product.
+"""
+from __future__ import annotations
+
+import functools
+
+from ..runtime import registry
+from ..runtime.cpu import Simd
+
+ROW_PREFERENCE = (8, 6, 12, 14, 4)  # C tile heights with a micro-kernel, preferred first on padding ties
+_ITEMSIZE = {"float32": 4, "float64": 8}
+
+
+@functools.cache
+def simd() -> Simd:
+    """The vector registers of this machine's compiled kernels."""
+    return registry.get("cpu").simd()
+
+
+def nr(dtype_name: str) -> int:
+    """Columns of a C tile: two vector registers."""
+    return 2 * simd().width // _ITEMSIZE[dtype_name]
+
+
+def micro_rows() -> tuple[int, ...]:
+    """Tile heights whose accumulators, two B vectors and one A broadcast fit in the registers."""
+    return tuple(sorted(r for r in ROW_PREFERENCE if 2 * r + 3 <= simd().registers))
 
 
 def micro_kernel(dtype_name: str, rows: int) -> str:
@@ -27,13 +55,15 @@ def tiles_for(m: int, n: int, k: int, dtype_name: str) -> tuple[int, int]:
 def default_tiles(m: int, n: int, k: int) -> tuple[int, int]:
     """(rows of a C tile, panel depth) by heuristic. Measured on AVX-512 (Zen 4), tile heights of
     6-14 rows run within ~10% of each other on the MNIST and square products, so the height that
-    pads the last row block least wins (8 on ties), except that 8 rows win outright while they pad
-    at most 1/12 of m: the 4-row tile that least padding picked for a convolution's 121 positions
-    ran 20% slower than 8 rows. The depth splits K into equal panels of at most 256 (a KC x 32
-    float sliver of B, 32 KB, stays in L1), rounded up to 16."""
+    pads the last row block least wins (the first of ROW_PREFERENCE on ties), except that the
+    preferred height wins outright while it pads at most 1/12 of m: the 4-row tile that least
+    padding picked for a convolution's 121 positions ran 20% slower than 8 rows. The depth splits
+    K into equal panels of at most 256 (a KC x NR sliver of B, at most 32 KB, stays in L1), rounded
+    up to 16."""
     def pad(r: int) -> int:
         return -(-m // r) * r - m
-    rows = 8 if pad(8) <= m // 12 else min((8, 6, 12, 14, 4), key=pad)
+    choices = [r for r in ROW_PREFERENCE if r in micro_rows()]
+    rows = choices[0] if pad(choices[0]) <= m // 12 else min(choices, key=pad)
     panels = -(-k // 256)
     depth = -(-(-(-k // panels)) // 16) * 16
     return rows, depth
@@ -45,11 +75,23 @@ BLAS_DECLARATIONS = "".join(
     f"extern void (*fg_blas_{p}gemm)(int order, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, "
     f"{t} alpha, const {t}* a, int64_t lda, const {t}* b, int64_t ldb, {t} beta, {t}* c, int64_t ldc);\n"
     for p, t in (("s", "float"), ("d", "double")))
-GEMM_DECLARATIONS = BLAS_DECLARATIONS + "void* fg_pack_scratch(int slot, size_t bytes);\n" + "".join(
-    f"void {micro_kernel(dt, rows)}(int64_t kc, const {t}* ap, const {t}* bp, {t}* c, int64_t ldc, int64_t mr, "
-    f"int64_t nr, int first);\n" for dt, t in (("float32", "float"), ("float64", "double")) for rows in MICRO_ROWS)
+_TYPES = (("float32", "float"), ("float64", "double"))
 
-GEMM_SOURCE = r"""
+
+def gemm_declarations() -> str:
+    """Prototypes of the support library for generated kernels."""
+    return BLAS_DECLARATIONS + "void* fg_pack_scratch(int slot, size_t bytes);\n" + "".join(
+        f"void {micro_kernel(dt, rows)}(int64_t kc, const {t}* ap, const {t}* bp, {t}* c, int64_t ldc, int64_t mr, "
+        f"int64_t nr, int first);\n" for dt, t in _TYPES for rows in micro_rows())
+
+
+def gemm_source() -> str:
+    """The support library, with micro-kernels for this machine's vector registers."""
+    return _GEMM_LIBRARY + "".join(f"FG_DEFINE_MICRO({micro_kernel(dt, rows)}, {t}, {nr(dt) // 2}, {rows})\n"
+                                   for dt, t in _TYPES for rows in micro_rows())
+
+
+_GEMM_LIBRARY = r"""
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,5 +152,4 @@ void NAME(int64_t kc, const T* restrict ap, const T* restrict bp, T* c, int64_t 
   }                                                                                               \
 }
 
-""" + "".join(f"FG_DEFINE_MICRO({micro_kernel(dt, rows)}, {t}, {vl}, {rows})\n"
-               for dt, t, vl in (("float32", "float", 16), ("float64", "double", 8)) for rows in MICRO_ROWS)
+"""

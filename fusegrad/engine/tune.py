@@ -54,7 +54,7 @@ def _entry_key(device: str, identity: str, shape: tuple[str, int, int, int]) -> 
 def _candidates(shape: tuple[str, int, int, int]) -> list[tuple[int, int]]:
     _, m, _, k = shape
     depths = sorted({min(d, k) for d in DEPTHS})
-    return [(rows, depth) for rows in gemm_c.MICRO_ROWS if rows <= max(m, 4) for depth in depths]
+    return [(rows, depth) for rows in gemm_c.micro_rows() if rows <= max(m, 4) for depth in depths]
 
 
 def apply_stored(ir: LoopIR, device_name: str) -> list[tuple[str, int, int, int]]:

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import os
 import shutil
 import subprocess
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -72,9 +74,35 @@ def _links_libmvec(cc: str) -> bool:
         return proc.returncode == 0
 
 
-def _compiler_identity(cc: str) -> str:
+@dataclass(frozen=True)
+class Simd:
+    """The vector registers kernels compiled with -march=native get: bytes each, and how many."""
+
+    width: int
+    registers: int
+
+
+def _probe_target(cc: str) -> tuple[Simd, str]:
+    """The vector unit -march=native targets here, and a digest of every target macro: code built
+    for one instruction set must never be loaded from the cache on a machine that lacks it."""
+    proc = subprocess.run([cc, "-march=native", "-dM", "-E", "-x", "c", os.devnull],
+                          capture_output=True, text=True, check=False)
+    macros = {line.split()[1] for line in proc.stdout.splitlines() if line.startswith("#define ")}
+    if "__AVX512F__" in macros:
+        simd = Simd(64, 32)
+    elif "__AVX__" in macros:
+        simd = Simd(32, 16)
+    elif "__aarch64__" in macros:
+        simd = Simd(16, 32)
+    else:
+        simd = Simd(16, 16)
+    return simd, hashlib.sha256(proc.stdout.encode()).hexdigest()[:16]
+
+
+def _compiler_identity(cc: str, target: str) -> str:
     out = subprocess.run([cc, "--version"], capture_output=True, text=True, check=False)
-    return out.stdout.splitlines()[0] if out.stdout else cc
+    version = out.stdout.splitlines()[0] if out.stdout else cc
+    return f"{version}; target {target}"
 
 
 SEQUENCE_CFLAGS = ("-O1", "-shared", "-fPIC")  # the runner only calls kernels: compile it fast
@@ -145,7 +173,8 @@ class CPUDevice:
         self.name = name
         self.allocator = CountingAllocator(name, lambda nbytes: np.empty(max(nbytes, 1), dtype=np.uint8))
         self._lock = threading.Lock()
-        self._compiler: tuple[str, str] | None = None
+        self._compiler: tuple[str, str, tuple[str, ...]] | None = None
+        self._simd: Simd | None = None
         self._support: dict[str, ctypes.CDLL] = {}
         self._blas: dict[str, int] | None = None
 
@@ -166,12 +195,19 @@ class CPUDevice:
 
     # compilation
     def compiler(self) -> tuple[str, str, tuple[str, ...]]:
-        """(compiler, its version line, the full flag list); probed once per process."""
+        """(compiler, its version line and target digest, the full flag list); probed once per process."""
         if self._compiler is None:
             cc = find_compiler()
             extra = ("-DFG_LIBMVEC", "-lmvec") if _links_libmvec(cc) else ()
-            self._compiler = (cc, _compiler_identity(cc), CFLAGS + extra + ("-lm",))
+            self._simd, target = _probe_target(cc)
+            self._compiler = (cc, _compiler_identity(cc, target), CFLAGS + extra + ("-lm",))
         return self._compiler
+
+    def simd(self) -> Simd:
+        """The vector registers of the compiled kernels (sizes the GEMM micro-kernel's tiles)."""
+        if self._simd is None:
+            self.compiler()
+        return self._simd
 
     def _load(self, source: str, mode: int = ctypes.DEFAULT_MODE, cflags: tuple[str, ...] | None = None) -> ctypes.CDLL:
         """Build (or find in the disk cache) and load one translation unit."""
