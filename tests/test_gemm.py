@@ -206,3 +206,20 @@ def test_batch_invariant_operand_is_packed_once(dtype):
         assert any("fg_pack_scratch(2" in src for src in sources)
         tol = dict(rtol=1e-4, atol=1e-3) if dtype == "float32" else dict(rtol=1e-10, atol=1e-10)
         np.testing.assert_allclose(product.numpy(), want, **tol)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_operands_contiguous_along_k_are_transposed_in_registers(dtype):
+    """x @ W.T's weight rows are contiguous along k: its column panels (two vectors wide) are packed
+    by the support library's register transpose, a row-major B by plain copies; both on sizes with
+    a partial last panel, K not a multiple of the transpose block, and a batch."""
+    rng = np.random.default_rng(11)
+    for x_shape, n, k in (((37, 203), 45, 203), ((3, 9, 131), 70, 131)):
+        x, w = rng.standard_normal(x_shape).astype(dtype), rng.standard_normal((n, k)).astype(dtype)
+        product = fg.tensor(x) @ fg.tensor(w).T
+        (item,) = create_schedule([product._node])
+        source = CRenderer().render_kernel(use_gemm(lower(item.spec, "k")))
+        assert f"{gemm_c.pack_rows(dtype)}(" in source
+        tol = dict(rtol=1e-4, atol=1e-3) if dtype == "float32" else dict(rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(product.numpy(), x @ w.T, **tol)
+        np.testing.assert_allclose((fg.tensor(x) @ fg.tensor(w.T.copy())).numpy(), x @ w.T, **tol)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .gemm import blas_operands, load_vars
 from . import gemm_c
-from .gemm_c import gemm_declarations, gemm_source, micro_kernel, tiles_for
+from .gemm_c import gemm_declarations, gemm_source, micro_kernel, pack_rows, tiles_for
 from ..graph.ops import Op
 from .. import dtypes
 from ..graph.symbolic import Lin, Var
@@ -285,25 +285,41 @@ class CRenderer(CStyleRenderer):
         """Packing of an operand whose index is linear in plain variables: per panel, a table of
         the `width` rows'/columns' offsets (rows past the end repeat row 0: their sums are never
         stored), then per k step one vectorized gather of the whole panel row. With carries per
-        element instead, packing cost about as much as the multiply-adds of a convolution's GEMM."""
+        element instead, packing cost about as much as the multiply-adds of a convolution's GEMM.
+        Two layouts skip the gathers: rows contiguous along k are transposed in registers by the
+        support library, and a panel of adjacent rows/columns is copied. On this AVX2 machine
+        that took 64x784x128 products from 194 to 161-166 us (x @ W.T, x @ W) and dW = dy.T @ x
+        from 170 to 153 us."""
         coef = dict(load.index.terms)
         rest = Lin(tuple((v, c) for v, c in load.index.terms if v not in outer and v not in ks), load.index.const)
         t = self.storage_type(load.dtype)
         w_off = " + ".join(f"{coef[v]} * {v.name}" for v in outer if v in coef) or "0"
         k_off = " + ".join(f"{coef[v]} * {v.name}" for v in ks if v in coef) or "0"
-        return [f"      for (int64_t blk = {first}; blk < {end}; blk++) {{",
-                f"        int32_t off[{width}];",
-                f"        for (int64_t w = 0; w < {width}; w++) {{",
-                f"          const int64_t flat = blk * {width} + w < {size} ? blk * {width} + w : 0;",
-                *["          " + line for line in _declare(outer, "flat")],
-                f"          off[w] = (int32_t)({w_off});",
-                "        }",
+        offsets = [f"      for (int64_t blk = {first}; blk < {end}; blk++) {{",
+                   f"        int32_t off[{width}];",
+                   f"        for (int64_t w = 0; w < {width}; w++) {{",
+                   f"          const int64_t flat = blk * {width} + w < {size} ? blk * {width} + w : 0;",
+                   *["          " + line for line in _declare(outer, "flat")],
+                   f"          off[w] = (int32_t)({w_off});",
+                   "        }"]
+        # rows contiguous along k, a whole number of 32-byte vectors wide (the transposing routine
+        # measured no faster than gathers on 6-row panels, 14% faster on x @ W.T's 16-column ones)
+        whole_vectors = load.dtype.name in ("float32", "float64") and width * load.dtype.itemsize % 32 == 0
+        if whole_vectors and _contiguous(coef, ks):
+            return [*offsets,
+                    f"        {pack_rows(load.dtype.name)}({buf} + blk * kc * {width}, p{load.param} + {rest.render()} "
+                    f"+ pc, off, {width}, kc);",
+                    "      }"]
+        # a whole panel of rows/columns adjacent in memory (B of a row-major product) is a plain copy
+        copy = f"blk * {width} + {width} <= {size} ? src[blk * {width} + w] : src[off[w]]" \
+            if _contiguous(coef, outer) else "src[off[w]]"
+        return [*offsets,
                 *["        " + line for line in _declare(ks, "pc")],
                 "        for (int64_t kk = 0; kk < kc; kk++) {",
                 f"          const {t}* src = p{load.param} + {rest.render()} + ({k_off});",
                 f"          {t}* dst = {buf} + (blk * kc + kk) * {width};",
                 "          #pragma omp simd",
-                f"          for (int64_t w = 0; w < {width}; w++) dst[w] = src[off[w]];",
+                f"          for (int64_t w = 0; w < {width}; w++) dst[w] = {copy};",
                 *["          " + line for line in _step(ks)],
                 "        }",
                 "      }"]
@@ -318,6 +334,16 @@ def _compares(body: list) -> bool:
     """Whether the statements compute a comparison (a mask that gcc may turn into branches)."""
     return any(isinstance(e, Alu) and e.op in (Op.CMPLT, Op.CMPEQ)
                for s in body if isinstance(s, (Define, Accumulate)) for e in subexpressions(s.value))
+
+
+def _contiguous(coefficients: dict, ks: tuple) -> bool:
+    """Whether the reduce variables step through memory as one contiguous run (flat k = offset)."""
+    stride = 1
+    for v in reversed(ks):
+        if coefficients.get(v) != stride:
+            return False
+        stride *= v.extent
+    return True
 
 
 def _declare(variables: tuple, flat: str, suffix: str = "") -> list[str]:

@@ -39,7 +39,16 @@ def micro_rows() -> tuple[int, ...]:
 
 
 def micro_kernel(dtype_name: str, rows: int) -> str:
-    return f"fg_micro_{'f32' if dtype_name == 'float32' else 'f64'}_m{rows}"
+    return f"fg_micro_{_suffix(dtype_name)}_m{rows}"
+
+
+def pack_rows(dtype_name: str) -> str:
+    """The support routine packing rows that are contiguous along k (transposed in registers)."""
+    return f"fg_pack_rows_{_suffix(dtype_name)}"
+
+
+def _suffix(dtype_name: str) -> str:
+    return "f32" if dtype_name == "float32" else "f64"
 
 
 # (dtype, m, n, k) -> (rows, depth) measured by the tile search (engine/tune.py); heuristic otherwise
@@ -81,6 +90,8 @@ _TYPES = (("float32", "float"), ("float64", "double"))
 def gemm_declarations() -> str:
     """Prototypes of the support library for generated kernels."""
     return BLAS_DECLARATIONS + "void* fg_pack_scratch(int slot, size_t bytes);\n" + "".join(
+        f"void {pack_rows(dt)}({t}* dst, const {t}* src, const int32_t* off, int64_t width, int64_t kc);\n"
+        for dt, t in _TYPES) + "".join(
         f"void {micro_kernel(dt, rows)}(int64_t kc, const {t}* ap, const {t}* bp, {t}* c, int64_t ldc, int64_t mr, "
         f"int64_t nr, int first);\n" for dt, t in _TYPES for rows in micro_rows())
 
@@ -115,6 +126,69 @@ void* fg_pack_scratch(int slot, size_t bytes) {
   }
   return fg_pack_buf[slot];
 }
+
+/* Packing of rows that are contiguous along k (A of any row-major product, the weight of x @ W.T):
+   dst[kk * width + w] = src[off[w] + kk]. Blocks of B rows x B k-steps (B: one 32-byte vector) are
+   loaded as vectors and transposed in registers; per-element gathers cost 3-4x as much. */
+typedef float fg_v8f __attribute__((vector_size(32), aligned(4)));
+typedef double fg_v4d __attribute__((vector_size(32), aligned(8)));
+
+static inline void fg_transpose_f32(fg_v8f r[8]) {
+  fg_v8f t[8], u[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = __builtin_shufflevector(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+    t[i + 1] = __builtin_shufflevector(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+  }
+  for (int i = 0; i < 8; i += 4) {
+    u[i] = __builtin_shufflevector(t[i], t[i + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+    u[i + 1] = __builtin_shufflevector(t[i], t[i + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+    u[i + 2] = __builtin_shufflevector(t[i + 1], t[i + 3], 0, 1, 8, 9, 4, 5, 12, 13);
+    u[i + 3] = __builtin_shufflevector(t[i + 1], t[i + 3], 2, 3, 10, 11, 6, 7, 14, 15);
+  }
+  for (int i = 0; i < 4; i++) {
+    r[i] = __builtin_shufflevector(u[i], u[i + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+    r[i + 4] = __builtin_shufflevector(u[i], u[i + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+  }
+}
+
+static inline void fg_transpose_f64(fg_v4d r[4]) {
+  fg_v4d t0 = __builtin_shufflevector(r[0], r[1], 0, 4, 2, 6), t1 = __builtin_shufflevector(r[0], r[1], 1, 5, 3, 7);
+  fg_v4d t2 = __builtin_shufflevector(r[2], r[3], 0, 4, 2, 6), t3 = __builtin_shufflevector(r[2], r[3], 1, 5, 3, 7);
+  r[0] = __builtin_shufflevector(t0, t2, 0, 1, 4, 5);
+  r[1] = __builtin_shufflevector(t1, t3, 0, 1, 4, 5);
+  r[2] = __builtin_shufflevector(t0, t2, 2, 3, 6, 7);
+  r[3] = __builtin_shufflevector(t1, t3, 2, 3, 6, 7);
+}
+
+#define FG_DEFINE_PACK_ROWS(NAME, T, VEC, B)                                                      \
+void NAME(T* restrict dst, const T* restrict src, const int32_t* off, int64_t width, int64_t kc) { \
+  for (int64_t w0 = 0; w0 < width; w0 += B) {                                                    \
+    const int64_t n = width - w0 < B ? width - w0 : B;                                            \
+    const T* row[B];                                                                              \
+    for (int i = 0; i < B; i++) row[i] = src + off[w0 + (i < n ? i : 0)];                        \
+    int64_t kk = 0;                                                                               \
+    for (; kk + B <= kc; kk += B) {                                                               \
+      VEC r[B];                                                                                   \
+      for (int i = 0; i < B; i++) r[i] = *(const VEC*)(row[i] + kk);                              \
+      fg_transpose_##T(r);                                                                        \
+      for (int j = 0; j < B; j++) {                                                               \
+        T* d = dst + (kk + j) * width + w0;                                                       \
+        switch (n * (int)sizeof(T)) { /* constant sizes: vector moves, no per-element extracts */ \
+          case 32: *(VEC*)d = r[j]; break;                                                        \
+          case 24: memcpy(d, &r[j], 24); break;                                                   \
+          case 16: memcpy(d, &r[j], 16); break;                                                   \
+          case 8: memcpy(d, &r[j], 8); break;                                                     \
+          default: memcpy(d, &r[j], n * sizeof(T));                                               \
+        }                                                                                         \
+      }                                                                                           \
+    }                                                                                             \
+    for (; kk < kc; kk++) for (int i = 0; i < n; i++) dst[kk * width + w0 + i] = row[i][kk];      \
+  }                                                                                               \
+}
+#define fg_transpose_float fg_transpose_f32
+#define fg_transpose_double fg_transpose_f64
+FG_DEFINE_PACK_ROWS(fg_pack_rows_f32, float, fg_v8f, 8)
+FG_DEFINE_PACK_ROWS(fg_pack_rows_f64, double, fg_v4d, 4)
 
 /* C[0:mr, 0:nr] (=, or += unless first) A_panel (kc x MR) * B_panel (kc x 2*VL) */
 #define FG_DEFINE_MICRO(NAME, T, VL, FG_MR)                                                        \
