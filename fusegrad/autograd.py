@@ -11,11 +11,16 @@ import contextlib
 import functools
 import math
 import threading
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
+from .engine.realize import graph_key, pending_nodes, realize, run, steps_for
+from .engine.schedule import toposort
 from .errors import GradError
 from .graph import node as G
+from .graph import template
 from .graph.ops import Op
+from .graph.template import Template
 
 if TYPE_CHECKING:
     from .tensor import Tensor
@@ -321,20 +326,100 @@ def backward(target: "Tensor", gradient: "Tensor | None" = None, create_graph: b
     with set_grad_enabled(create_graph):
         seed = _seed(target, gradient)
         order = _topo(target)
+        if not create_graph:
+            _backward_realized(target, seed, order, wanted)
+            return
+        grads = _propagate(target, seed, wanted, order)
+        for leaf in _storage_order([t for t in order if wanted(t) and id(t) in grads]):
+            leaf.grad = _accumulated(leaf, grads[id(leaf)])
+
+
+def _accumulated(leaf: "Tensor", g: "Tensor") -> "Tensor":
+    """The leaf's new .grad: g in the leaf's dtype, added to the gradient it holds."""
+    if g.dtype is not leaf.dtype:
+        g = g.to(leaf.dtype)
+    return g if leaf.grad is None else leaf.grad + g
+
+
+class _BackwardPlan:
+    """What backward did on a graph of one structure, by position: the gradient nodes it built (a
+    template over the forward graph), which tensors of the tape got which gradient, and the nodes
+    the realization computes and walks."""
+
+    __slots__ = ("template", "leaves", "grads", "pending", "order")
+
+    def __init__(self, template: Template, leaves: list[int], grads: list[int], pending: list[int],
+                 order: list[int]):
+        self.template = template
+        self.leaves = leaves
+        self.grads = grads
+        self.pending = pending
+        self.order = order
+
+
+# by _structure: a training loop's backward runs no derivative rule (and walks no graph for its
+# realization) after the first step, only rebuilds the recorded gradient nodes
+_backward_plans: OrderedDict[tuple, _BackwardPlan] = OrderedDict()
+MAX_BACKWARD_PLANS = 64
+
+
+def _structure(order: list["Tensor"], chosen: list[bool], seed: "Tensor") -> tuple[tuple, list[G.Node]]:
+    """A key for everything the derivative rules read when they build the gradient graph: the
+    structure of the nodes under the tape (realized ones as anonymous leaves), of the tape (ops,
+    args, wiring, tensor types) and which tensors want a gradient and already hold one; and the
+    nodes under the tape, in key order."""
+    roots = [t._node for t in order]
+    roots.append(seed._node)
+    held = [w and t.grad is not None for t, w in zip(order, chosen)]
+    roots.extend(t.grad._node for t, h in zip(order, held) if h)
+    base = toposort(roots)
+    position = {id(t): i for i, t in enumerate(order)}
+    tape: list[tuple] = []
+    for t, w, h in zip(order, chosen, held):
+        ctx = t._ctx
+        if ctx is None:
+            tape.append((type(t), w, h))
+        else:
+            tape.append((type(t), w, h, ctx.op, ctx.arg, tuple([position[id(i)] for i in ctx.inputs])))
+    return (graph_key(base, roots), tuple(tape)), base
+
+
+def _backward_realized(target: "Tensor", seed: "Tensor", order: list["Tensor"],
+                       wanted: Callable[["Tensor"], bool]) -> None:
+    """backward without create_graph: the gradients, computed together with the target. The loss
+    comes free with its gradients, which are packed back to back (in the order the leaves are
+    stored) so that an optimizer reads them as one flat tensor."""
+    from .tensor import Tensor
+    key, base = _structure(order, [wanted(t) for t in order], seed)
+    plan = _backward_plans.get(key)
+    if plan is None:
         grads = _propagate(target, seed, wanted, order)
         leaves = _storage_order([t for t in order if wanted(t) and id(t) in grads])
-        for leaf in leaves:
-            g = grads[id(leaf)]
-            if g.dtype is not leaf.dtype:
-                g = g.to(leaf.dtype)
-            leaf.grad = g if leaf.grad is None else leaf.grad + g
-    if not create_graph:
-        from .engine.realize import realize
-        # the loss comes free with its gradients, which are packed back to back (in the order the
-        # leaves are stored) so that an optimizer reads them as one flat tensor
-        realize([target._node] + [leaf.grad._node for leaf in leaves], packed=[leaf.grad._node for leaf in leaves])
-        for leaf in leaves:
-            leaf.grad = leaf.grad.detach()
+        finals = [_accumulated(leaf, grads[id(leaf)])._node for leaf in leaves]
+        recorded = template.record(base, [target._node] + finals)
+        if recorded is None:
+            for leaf, node in zip(leaves, finals):
+                leaf.grad = Tensor._from_node(node)
+            realize([target._node] + finals, packed=finals)
+            return
+        built, nodes = recorded
+        position = {id(n): i for i, n in enumerate(nodes)}
+        tensor_position = {id(t): i for i, t in enumerate(order)}
+        pending = pending_nodes([target._node] + finals)
+        plan = _BackwardPlan(built, [tensor_position[id(t)] for t in leaves], [position[id(n)] for n in finals],
+                             [position[id(n)] for n in pending], [position[id(n)] for n in toposort(pending)])
+        _backward_plans[key] = plan
+        if len(_backward_plans) > MAX_BACKWARD_PLANS:
+            _backward_plans.popitem(last=False)
+    else:
+        _backward_plans.move_to_end(key)
+        nodes = plan.template.build(base)
+    finals = [nodes[i] for i in plan.grads]
+    for i, node in zip(plan.leaves, finals):
+        order[i].grad = Tensor._from_node(node)
+    if plan.pending:
+        walk = [nodes[i] for i in plan.order]
+        run(steps_for(plan, walk, [nodes[i] for i in plan.pending]), walk, finals)
 
 
 class GradientTape:

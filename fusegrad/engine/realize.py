@@ -12,7 +12,7 @@ import sys
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Hashable
 
 from .. import flags
 from ..codegen import renderer_for
@@ -182,9 +182,11 @@ class Step:
     scratch_bytes: int = 0  # a temporary passed after the inputs (e.g. GEMM partial sums)
     label: str = ""  # the fused ops, for the profiler
     flops: int = 0
+    out_bytes: int = 0  # the output's size, allocated per run
 
 
-_plans: OrderedDict[tuple, list[Step]] = OrderedDict()
+# by graph_key, or by an object a caller keys a structure with (autograd's backward plans)
+_plans: OrderedDict[Hashable, list[Step]] = OrderedDict()
 MAX_PLANS = 512
 
 
@@ -217,10 +219,11 @@ def plan(order: list[Node], targets: list[Node]) -> list[Step]:
         if it.alias_of is not None:
             steps.append(Step(pos[id(it.spec.root)], (pos[id(it.alias_of)],), None, 0, True))
         else:
+            root = it.spec.root
             prog, work, scratch = programs.get(id(it), (None, 0, 0))
             label, flops = _kernel_info(it) if prog is not None else ("", 0)
-            steps.append(Step(pos[id(it.spec.root)], tuple(pos[id(n)] for n in it.spec.inputs), prog, work, False,
-                              scratch, label, flops))
+            steps.append(Step(pos[id(root)], tuple(pos[id(n)] for n in it.spec.inputs), prog, work, False,
+                              scratch, label, flops, root.numel * root.dtype.itemsize))
     return steps
 
 
@@ -246,28 +249,38 @@ def _packed_outputs(steps: list[Step], order: list[Node], packed: list[Node]) ->
 
 def run(steps: list[Step], order: list[Node], packed: list[Node] = ()) -> None:
     preallocated = _packed_outputs(steps, order, packed) if packed else {}
+    # read once per realization, not per launch: the environment lookup and the launch records cost
+    # more than a small kernel's own time, and without a profiler or debug output nobody reads them
+    timed = profiling()
+    recording = capture._current
+    devices: dict[str, Any] = {}
     for step in steps:
         root = order[step.root]
         if step.alias:
             root.set_buffer(order[step.inputs[0]].buffer)
             continue
-        device = registry.get(root.device)
-        out = preallocated.get(step.root) or device.alloc(root.numel * root.dtype.itemsize)
-        if step.program is not None:
-            buffers = [out] + [order[i].buffer for i in step.inputs]
+        device = devices.get(root.device)
+        if device is None:
+            device = devices[root.device] = registry.get(root.device)
+        out = preallocated.get(step.root) or device.alloc(step.out_bytes)
+        program = step.program
+        if program is not None:
+            buffers = [out]
+            buffers += [order[i].buffer for i in step.inputs]
             if step.scratch_bytes:
                 buffers.append(device.alloc(step.scratch_bytes))
-            if capture._current is not None:
-                capture._current.launches.append(capture.Launch(step.program, out, buffers[1:1 + len(step.inputs)],
-                                                                buffers[1 + len(step.inputs):], step.flops, step.label,
-                                                                root.shape))
-            if hasattr(step.program, "launch") and not profiling():
-                step.program.launch(buffers)  # an asynchronous device: enqueue without waiting for a time
+            if recording is not None:
+                recording.launches.append(capture.Launch(program, out, buffers[1:1 + len(step.inputs)],
+                                                         buffers[1 + len(step.inputs):], step.flops, step.label,
+                                                         root.shape))
+            if not timed and hasattr(program, "launch"):
+                program.launch(buffers)  # an asynchronous device: enqueue without waiting for a time
             else:
-                seconds = step.program(buffers)
-                moved = sum(b.nbytes for b in buffers)
-                record(KernelLaunch(step.program.name, root.device, seconds, moved, step.work, root.shape,
-                                    step.label, step.flops))
+                seconds = program(buffers)
+                if timed:
+                    moved = sum(b.nbytes for b in buffers)
+                    record(KernelLaunch(program.name, root.device, seconds, moved, step.work, root.shape,
+                                        step.label, step.flops))
         root.set_buffer(out)
 
 
@@ -277,21 +290,16 @@ def is_view_of_buffer(node: Node) -> bool:
     return node.buffer is not None
 
 
-def realize(nodes: list[Node], packed: list[Node] = ()) -> None:
-    """Compute every node that has no buffer yet, reusing the plan of a graph seen before.
+def pending_nodes(nodes: list[Node]) -> list[Node]:
+    """The nodes a realization computes: those without a buffer that are not views of one."""
+    return [n for n in nodes if n.buffer is None and not is_view_of_buffer(n)]
 
-    The `packed` nodes (a subset) get their buffers back to back in one allocation, in that order.
-    A view of a buffer (movement ops only) is already computed and stays a view: copying it into
-    a buffer of its own would cut it off from later in-place updates of what it views.
-    """
-    pending = [n for n in nodes if n.buffer is None and not is_view_of_buffer(n)]
-    if not pending:
-        return
-    order = toposort(pending)
-    key = graph_key(order, pending)
+
+def steps_for(key: Hashable, order: list[Node], targets: list[Node]) -> list[Step]:
+    """The plan stored under `key`, made from the graph (`order`: toposort(targets)) on first sight."""
     steps = _plans.get(key)
     if steps is None:
-        steps = plan(order, pending)
+        steps = plan(order, targets)
         _plans[key] = steps
         if len(_plans) > MAX_PLANS:
             _plans.popitem(last=False)
@@ -299,4 +307,18 @@ def realize(nodes: list[Node], packed: list[Node] = ()) -> None:
         _plans.move_to_end(key)
         if flags.debug_level() >= 2:
             print(f"fusegrad: schedule reused ({len(steps)} steps)", file=sys.stderr)
-    run(steps, order, packed)
+    return steps
+
+
+def realize(nodes: list[Node], packed: list[Node] = ()) -> None:
+    """Compute every node that has no buffer yet, reusing the plan of a graph seen before.
+
+    The `packed` nodes (a subset) get their buffers back to back in one allocation, in that order.
+    A view of a buffer (movement ops only) is already computed and stays a view: copying it into
+    a buffer of its own would cut it off from later in-place updates of what it views.
+    """
+    pending = pending_nodes(nodes)
+    if not pending:
+        return
+    order = toposort(pending)
+    run(steps_for(graph_key(order, pending), order, pending), order, packed)
