@@ -7,11 +7,12 @@ sizes 64 and 256 each layer's forward product x @ W.T, input gradient dy @ W and
 dy.T @ x, with the transposes taken as views exactly as a Linear layer's forward and backward use
 them (W stored out x in, like torch). Each thread count runs in its own child process on that
 many CPUs; inside it the three contestants take turns for `--rounds` rounds per shape after an
-untimed warm-up (which compiles fusegrad's kernel). fusegrad's time is what a user waits for:
+untimed warm-up (which compiles fusegrad's kernel and, on one thread, races it against numpy's
+OpenBLAS: `fg path` says which one fusegrad kept). fusegrad's time is what a user waits for:
 building `a @ b` and realizing it (under fg.profile, ~1 us per launch); `kernel` is its kernel's
-own time from that profile, in the same rounds. Ratios are peer time / fusegrad
-time (above 1: fusegrad faster). numpy's and torch's BLAS (kernel and threads, via threadpoolctl)
-and OPENBLAS_CORETYPE (left as the environment has it) are printed. The last line is JSON.
+own time from that profile, in the same rounds. Ratios are peer time / fusegrad time (above 1:
+fusegrad faster). numpy's and torch's BLAS (kernel and threads, via threadpoolctl) and
+OPENBLAS_CORETYPE (left as the environment has it) are printed. The last line is JSON.
 """
 from __future__ import annotations
 
@@ -42,9 +43,14 @@ class Product:
     tb: bool = False
 
     @property
-    def flops(self) -> float:
+    def flops_shape(self) -> tuple[int, int, int]:
+        """(m, n, k) of the product."""
         m, k = self.a_shape[::-1] if self.ta else self.a_shape
-        n = self.b_shape[0] if self.tb else self.b_shape[1]
+        return m, self.b_shape[0] if self.tb else self.b_shape[1], k
+
+    @property
+    def flops(self) -> float:
+        m, n, k = self.flops_shape
         return 2.0 * m * k * n
 
     def apply(self, a: Any, b: Any) -> Any:
@@ -92,6 +98,10 @@ def run_product(p: Product, torch: Any, seconds: float, rounds: int) -> dict[str
     for c in contestants:
         result[f"{c.name}_ms"] = c.median_ms
         result[f"{c.name}_gflops"] = p.flops / c.median_ms / 1e6
+    from fusegrad.codegen import gemm_c
+    m, n, k = p.flops_shape
+    # the vendor race (one thread only) may have handed the product to numpy's OpenBLAS
+    result["fusegrad_path"] = "vendor" if {("float32", m, n, k), ("float32", n, m, k)} & gemm_c.VENDOR else "generated"
     timed = kernel_s[2:]  # the first two calls are the warm-up
     result["fusegrad_kernel_ms"], result["fusegrad_kernels"] = statistics.median(timed) * 1e3, launches[-1]
     result["fusegrad_kernel_gflops"] = p.flops / result["fusegrad_kernel_ms"] / 1e6
@@ -111,10 +121,11 @@ def child(args: argparse.Namespace) -> None:
                      f"{r['fusegrad_gflops']:.1f}", f"{r['fusegrad_kernel_gflops']:.1f}", f"{r['numpy_gflops']:.1f}",
                      f"{r.get('torch_gflops', float('nan')):.1f}", common.ratio(r["numpy_ms"], r["fusegrad_ms"]),
                      common.ratio(r.get("torch_ms"), r["fusegrad_ms"]),
-                     common.ratio(r["numpy_ms"], r["fusegrad_kernel_ms"])])
+                     common.ratio(r["numpy_ms"], r["fusegrad_kernel_ms"]), r["fusegrad_path"]])
     print(f"\nfp32 matmul, {args.child_threads} thread(s): median ms and GFLOP/s; ratios = peer time / fusegrad time")
     print(common.table(["product", "MFLOP", "fg ms", "fg kernel ms", "numpy ms", "torch ms", "fg GF/s",
-                        "fg kernel GF/s", "numpy GF/s", "torch GF/s", "numpy/fg", "torch/fg", "numpy/fg kernel"],
+                        "fg kernel GF/s", "numpy GF/s", "torch GF/s", "numpy/fg", "torch/fg", "numpy/fg kernel",
+                        "fg path"],
                        rows), flush=True)
     info = {"machine": common.machine_info(), "blas": common.blas_info(torch),
             "versions": common.versions(["torch"])}
