@@ -51,14 +51,20 @@ def normalize_dim(dim: int, ndim: int) -> int:
 
 
 def broadcast_shape(*shapes: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape all `shapes` broadcast to (aligned at their last dimension, like numpy)."""
     ndim = max(len(s) for s in shapes)
-    out = []
-    for i in range(ndim):
-        sizes = {s[i - ndim + len(s)] for s in shapes if i - ndim + len(s) >= 0} - {1}
-        if len(sizes) > 1:
-            raise ShapeError(f"shapes {', '.join(str(tuple(s)) for s in shapes)} cannot be broadcast together "
-                             f"(dimension {i} has sizes {sorted(sizes)})")
-        out.append(sizes.pop() if sizes else 1)
+    out = [1] * ndim
+    for shape in shapes:
+        i = ndim - len(shape)
+        for n in shape:
+            if n != 1:
+                if out[i] == 1:
+                    out[i] = n
+                elif out[i] != n:
+                    sizes = {s[i - ndim + len(s)] for s in shapes if i - ndim + len(s) >= 0} - {1}
+                    raise ShapeError(f"shapes {', '.join(str(tuple(s)) for s in shapes)} cannot be broadcast "
+                                     f"together (dimension {i} has sizes {sorted(sizes)})")
+            i += 1
     return tuple(out)
 
 
@@ -96,16 +102,20 @@ class Tensor(ArithmeticMixin, ElementwiseMixin, ReduceMixin, MovementMixin, Inde
 
     def _apply(self, node: Node, op: Op, inputs: tuple["Tensor", ...], arg: Any = None) -> "Tensor":
         """Wrap a new node, recording how it was made when autograd needs it."""
-        t = Tensor.__new__(Tensor)
+        t = Tensor.__new__(Tensor)  # attributes set here, not through _init: this runs for every op built
+        t._node = node
+        t.grad = t.name = None
         wants = False
-        for i in inputs:  # a loop, not any(): this runs for every op built
+        for i in inputs:  # a loop, not any()
             if i.requires_grad:
                 wants = True
                 break
         if autograd.recording(wants):
-            t._init(node, autograd.Ctx(op, inputs, arg), wants and node.dtype.kind == "f")  # bool/int: no grad
+            t._ctx = autograd.Ctx(op, inputs, arg)
+            t.requires_grad = wants and node.dtype.kind == "f"  # bool/int: no grad
         else:
-            t._init(node, None, False)
+            t._ctx = None
+            t.requires_grad = False
         return t
 
     # ---- properties ---------------------------------------------------------------------
@@ -327,25 +337,30 @@ class Tensor(ArithmeticMixin, ElementwiseMixin, ReduceMixin, MovementMixin, Inde
                        shape: tuple[int, ...] | None = None) -> list["Tensor"]:
         """`ts` cast to `dtype` and broadcast to `shape` (default: their common shape)."""
         shape = broadcast_shape(*(t.shape for t in ts)) if shape is None else shape
-        out = []
-        for t in ts:
-            node = t._node
-            if node.dtype is dtype and node.shape == shape:
-                out.append(t)
-            elif node.op is Op.CONST and node.buffer is None and t._ctx is None:
-                out.append(t._const(node.arg, dtype, shape))  # a fresh constant: no cast or expand nodes
-            else:
-                out.append(t.cast(dtype).broadcast_to(shape))
-        return out
+        return [t._cast_broadcast(dtype, shape) for t in ts]
+
+    def _cast_broadcast(self, dtype: DType, shape: tuple[int, ...]) -> "Tensor":
+        """This tensor cast to `dtype` and broadcast to `shape`, a shape it broadcasts to."""
+        node = self._node
+        if node.dtype is dtype and node.shape == shape:
+            return self
+        if node.op is Op.CONST and node.buffer is None and self._ctx is None:
+            return self._const(node.arg, dtype, shape)  # a fresh constant: no cast or expand nodes
+        x = self.cast(dtype)
+        if len(shape) > len(node.shape):
+            x = x._movement(Op.RESHAPE, (1,) * (len(shape) - len(node.shape)) + node.shape)
+        return x._movement(Op.EXPAND, shape)
 
     def _binary(self, op: Op, other: Any, reverse: bool = False, floating: bool = False) -> "Tensor":
         node, dt = self._node, self._node.dtype
         if not floating or dt.is_floating_point:
-            # fast paths (most ops in a model): same-shaped same-dtype tensors, or a scalar that
-            # does not change the dtype; the general path below gives the same result
-            if type(other) is Tensor and other._node.shape == node.shape and other._node.dtype is dt \
-                    and other._node.device == node.device:
+            # fast paths (most ops in a model): tensors of the same dtype, or a scalar that does not
+            # change the dtype; the general path below gives the same result
+            if isinstance(other, Tensor) and other._node.dtype is dt and other._node.device == node.device:
                 a, b = (other, self) if reverse else (self, other)
+                if a._node.shape != b._node.shape:
+                    shape = broadcast_shape(a._node.shape, b._node.shape)
+                    a, b = a._cast_broadcast(dt, shape), b._cast_broadcast(dt, shape)
                 return a._apply(G.binary(op, a._node, b._node), op, (a, b))
             if (type(other) is float and dt.is_floating_point) or (type(other) is int and dt.kind in "iuf"):
                 c = Tensor._from_node(G.const(other, node.shape, dt, node.device))
@@ -372,7 +387,7 @@ class Tensor(ArithmeticMixin, ElementwiseMixin, ReduceMixin, MovementMixin, Inde
         node = G.reduce(op, self._node, axes)
         out = self if node is self._node else self._apply(node, op, (self,), axes)
         if not keepdim:
-            out = out.reshape(tuple(s for i, s in enumerate(self.shape) if i not in axes))
+            out = out._movement(Op.RESHAPE, tuple(s for i, s in enumerate(self.shape) if i not in axes))
         return out
 
     def _axes(self, dim: Any) -> tuple[int, ...]:

@@ -122,8 +122,6 @@ def contiguous(src: Node) -> Node:
 
 
 def _movement_shape(op: Op, shape: Shape, arg: Any) -> Shape:
-    if op in (Op.RESHAPE, Op.EXPAND):
-        return tuple(arg)
     if op is Op.PERMUTE:
         return tuple(shape[i] for i in arg)
     if op is Op.PAD:
@@ -134,8 +132,6 @@ def _movement_shape(op: Op, shape: Shape, arg: Any) -> Shape:
 
 
 def _is_identity(op: Op, src: Node, arg: Any) -> bool:
-    if op in (Op.RESHAPE, Op.EXPAND):
-        return tuple(arg) == src.shape
     if op is Op.PERMUTE:
         return tuple(arg) == tuple(range(len(arg)))
     if op is Op.PAD:
@@ -148,12 +144,17 @@ def _is_identity(op: Op, src: Node, arg: Any) -> bool:
 def movement(op: Op, src: Node, arg: Any) -> Node:
     """A view of `src`. Callers validate `arg`; these asserts guard internal misuse."""
     assert op in MOVEMENT
-    if op is Op.FLIP:
-        arg = tuple(a for a in arg if src.shape[a] > 1)
-    if _is_identity(op, src, arg):
-        return src
-    shape = _movement_shape(op, src.shape, arg)
-    assert all(s >= 0 for s in shape), (op, src.shape, arg)
+    if op is Op.RESHAPE or op is Op.EXPAND:  # most movements: the new shape is the argument
+        shape = tuple(arg)
+        if shape == src.shape:
+            return src
+    else:
+        if op is Op.FLIP:
+            arg = tuple(a for a in arg if src.shape[a] > 1)
+        if _is_identity(op, src, arg):
+            return src
+        shape = _movement_shape(op, src.shape, arg)
+    assert min(shape, default=0) >= 0, (op, src.shape, arg)
     if src.op is Op.CONST and src.buffer is None and op is not Op.PAD:
         return const(src.arg, shape, src.dtype, src.device)
     if op is Op.RESHAPE and src.op is Op.RESHAPE and src.buffer is None:

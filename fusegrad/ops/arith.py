@@ -153,7 +153,8 @@ class ArithmeticMixin:
     lt, gt, le, ge, eq, ne = __lt__, __gt__, __le__, __ge__, __eq__, __ne__
 
     def _bitwise(self: "Tensor", op: Op, other: Any, reverse: bool = False) -> "Tensor":
-        ts, dt = self._promote(other)
+        same = getattr(other, "dtype", None) is self.dtype  # two masks: nothing to promote
+        dt = self.dtype if same else self._promote(other)[1]
         if dt.is_floating_point:
             raise DTypeError(f"bitwise {op.name.lower()} needs bool or integer tensors, got {dt.name}")
         return self._binary(op, other, reverse=reverse)

@@ -82,7 +82,7 @@ class MovementMixin:
     def unsqueeze(self: "Tensor", dim: int) -> "Tensor":
         """Insert a dimension of size 1 at `dim`."""
         d = _dim(dim, self.ndim + 1)
-        return self.reshape(self.shape[:d] + (1,) + self.shape[d:])
+        return self._movement(Op.RESHAPE, self.shape[:d] + (1,) + self.shape[d:])
 
     def squeeze(self: "Tensor", dim: Any = None) -> "Tensor":
         """Drop size-1 dimensions (all, or those among `dim`; other sizes are left alone)."""
