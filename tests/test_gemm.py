@@ -90,8 +90,10 @@ def test_every_tile_height_on_odd_sizes(rows, m, k, n, dtype, monkeypatch):
 def test_tile_heuristic_pads_little():
     for m, n, k in [(1024, 1024, 1024), (64, 128, 784), (10, 64, 64), (7, 129, 1000)]:
         rows, depth = gemm_c.default_tiles(m, n, k)
+        cap = gemm_c.max_depth("float32")
         assert rows in gemm_c.micro_rows() and -(-m // rows) * rows - m < rows
-        assert depth % 16 == 0 and depth <= 256 + 15 and -(-k // depth) == -(-k // 256)
+        assert depth % 16 == 0 and depth <= cap + 15 and -(-k // depth) == -(-k // cap)
+    assert gemm_c.max_depth("float32") * gemm_c.nr("float32") * 4 == 32 << 10
 
 
 def test_tiles_fit_the_vector_registers():

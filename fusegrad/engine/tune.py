@@ -97,7 +97,7 @@ def search(ir: LoopIR, device_name: str, renderer: object, repeats: int) -> None
         cache.store(_entry_key(device_name, identity, shape), "json", lambda out: out.write_bytes(payload))
         if flags.debug_level() >= 1:
             print(f"fusegrad: tile search {shape}: {choice} in {min(best) * 1e6:.1f} us "
-                  f"(heuristic {gemm_c.default_tiles(*shape[1:])})", file=sys.stderr)
+                  f"(heuristic {gemm_c.default_tiles(*shape[1:], shape[0])})", file=sys.stderr)
 
 
 _vendor_decided: dict[tuple[str, int, int, int], bool] = {}
