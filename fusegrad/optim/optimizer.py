@@ -20,6 +20,7 @@ from ..engine import capture
 from ..errors import DTypeError, Error
 from ..graph import node as G
 from ..graph.node import Node
+from ..graph.ops import Op
 from ..ops.movement import cat
 from ..runtime import registry
 from ..tensor import Tensor, realize, tensor
@@ -149,6 +150,7 @@ class Optimizer:
             recording.replay_checks.append(self._replay_check())
         outputs: list[Tensor] = []
         rebinds: list[tuple[list[Tensor], list[dict[str, Tensor]], Tensor, dict[str, Tensor]]] = []
+        names = self.state_names
         for gi, group in enumerate(self.param_groups):
             active = [p for p in group["params"] if p.grad is not None]
             if not active:
@@ -158,11 +160,12 @@ class Optimizer:
             for chunk in _chunks(active):
                 states = [self.state.setdefault(id(p), {}) for p in chunk]
                 for p, st in zip(chunk, states):
-                    for name, value in self.init_state(group, p).items():
-                        st.setdefault(name, value)
+                    if any(name not in st for name in names):  # first step: zeros (or the optimizer's start)
+                        for name, value in self.init_state(group, p).items():
+                            st.setdefault(name, value)
                 flat_p = _flat(chunk)
                 flat_g = _flat([p.grad if p.grad.dtype == p.dtype else p.grad.to(p.dtype) for p in chunk])
-                flat_s = {name: _flat([st[name] for st in states]) for name in self.state_names}
+                flat_s = {name: _flat([st[name] for st in states]) for name in names}
                 new_p, new_s = self.update(group, gi, flat_p, flat_g, flat_s, step)
                 outputs.append(new_p)
                 outputs.extend(new_s.values())
@@ -301,9 +304,11 @@ def _flat(tensors: list[Tensor]) -> Tensor:
 def _rebind_views(tensors: list[Tensor], flat: Tensor) -> None:
     """Point every tensor at its slice of the realized flat tensor (a view, no copy)."""
     offset = 0
+    base = flat._node
     for t in tensors:
         n = t.numel()
-        view = flat.shrink([(offset, offset + n)]).reshape(t.shape)
-        t._node = view._node
-        _bound_views[view._node] = flat._node
+        # nodes, not tensor ops: the slices are valid by construction and record no history
+        view = G.movement(Op.RESHAPE, G.movement(Op.SHRINK, base, ((offset, offset + n),)), t.shape)
+        t._node = view
+        _bound_views[view] = base
         offset += n
