@@ -183,6 +183,7 @@ class Step:
     label: str = ""  # the fused ops, for the profiler
     flops: int = 0
     out_bytes: int = 0  # the output's size, allocated per run
+    asynchronous: bool = False  # the program can be enqueued (`launch`) without waiting for its time
 
 
 # by graph_key, or by an object a caller keys a structure with (autograd's backward plans)
@@ -223,16 +224,17 @@ def plan(order: list[Node], targets: list[Node]) -> list[Step]:
             prog, work, scratch = programs.get(id(it), (None, 0, 0))
             label, flops = _kernel_info(it) if prog is not None else ("", 0)
             steps.append(Step(pos[id(root)], tuple(pos[id(n)] for n in it.spec.inputs), prog, work, False,
-                              scratch, label, flops, root.numel * root.dtype.itemsize))
+                              scratch, label, flops, root.numel * root.dtype.itemsize, hasattr(prog, "launch")))
     return steps
 
 
 def _packed_outputs(steps: list[Step], order: list[Node], packed: list[Node]) -> dict[int, Any]:
     """Output buffers for the packed nodes that kernels compute: byte ranges of one allocation, in
     the order given (a node computed by no kernel of its own, e.g. an alias, is left out)."""
-    computed = {step.root for step in steps if not step.alias and step.program is not None}
-    pos = {id(n): i for i, n in enumerate(order)}
-    chosen = [pos[id(n)] for n in packed if pos.get(id(n)) in computed]
+    rank = {id(n): k for k, n in enumerate(packed)}  # walks the steps, not the (larger) graph
+    computed = sorted((rank[id(order[step.root])], step.root) for step in steps
+                      if not step.alias and step.program is not None and id(order[step.root]) in rank)
+    chosen = [i for _, i in computed]
     if len(chosen) < 2 or len({order[i].device for i in chosen}) != 1:
         return {}
     device = registry.get(order[chosen[0]].device)
@@ -273,7 +275,7 @@ def run(steps: list[Step], order: list[Node], packed: list[Node] = ()) -> None:
                 recording.launches.append(capture.Launch(program, out, buffers[1:1 + len(step.inputs)],
                                                          buffers[1 + len(step.inputs):], step.flops, step.label,
                                                          root.shape))
-            if not timed and hasattr(program, "launch"):
+            if step.asynchronous and not timed:
                 program.launch(buffers)  # an asynchronous device: enqueue without waiting for a time
             else:
                 seconds = program(buffers)
