@@ -409,10 +409,11 @@ def test_a_cublas_call_that_disagrees_never_wins(monkeypatch: pytest.MonkeyPatch
     source = renderer.render_unit([renderer.render_kernel(ir)])
     (program,) = device.compile(source, [ir.name], [len(ir.params)])
     (descriptor,) = cublas_rt.parse_descriptors(source).values()
-    assert cublas_rt.race(device, program, descriptor) is not None
+    winner, medians = cublas_rt.race(device, program, descriptor)
+    assert winner is not None and set(medians) == {"generated", "cublas"} and min(medians.values()) > 0
     half = dict(descriptor, k=descriptor["k"] // 2)  # a wrong call that stays inside the buffers
     with pytest.warns(RuntimeWarning, match="disagrees"):
-        assert cublas_rt.race(device, program, half) is program
+        assert cublas_rt.race(device, program, half)[0] is program
 
 
 @needs_gpu

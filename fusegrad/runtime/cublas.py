@@ -6,7 +6,9 @@ the equivalent cuBLAS call on scratch buffers the first time the shape is seen, 
 faster from then on (the choice is remembered per shape in the process). cuBLAS is loaded with
 ctypes from NVIDIA's wheel (through cuda-pathfinder) or the system; without it only the generated
 kernels run. Calls go on the device's stream, so they order with the kernels and are captured
-into fg.jit's CUDA graphs like them.
+into fg.jit's CUDA graphs like them. float32/float64 products call cublas{S,D}gemmStridedBatched;
+float16/bfloat16 products call cublasGemmStridedBatchedEx with float32 accumulation (no TF32, no
+half-precision accumulation), the generated kernels' arithmetic.
 """
 from __future__ import annotations
 
@@ -30,6 +32,9 @@ _DESCRIPTOR = re.compile(r"^// fusegrad cublas (\w+) (\{.*\})$", re.MULTILINE)
 WORKSPACE = 32 << 20  # bytes: cuBLAS's own workspace, given at creation so graph capture never allocates
 MARGIN = 0.9  # cuBLAS is kept when it takes under this fraction of the generated kernel's time
 _OP_N, _OP_T = 0, 1
+# cudaDataType_t of the half-precision operands, cublasComputeType_t CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT
+_CUDA_TYPES = {"float16": 2, "bfloat16": 14}
+_COMPUTE_32F, _GEMM_DEFAULT = 68, -1
 
 
 def descriptor_comment(name: str, descriptor: dict) -> str:
@@ -62,6 +67,8 @@ def _library() -> ctypes.CDLL | str:
             fn = getattr(lib, f"cublas{name.upper()}gemmStridedBatched")
             fn.argtypes = [p, i, i, i, i, i, ctypes.POINTER(real), p, i, ll, p, i, ll, ctypes.POINTER(real),
                            p, i, ll, i]
+        lib.cublasGemmStridedBatchedEx.argtypes = [p, i, i, i, i, i, p, p, i, i, ll, p, i, i, ll, p, p, i, i, ll,
+                                                   i, i, i]
         lib.cublasCreate_v2.argtypes = [ctypes.POINTER(p)]
         lib.cublasSetStream_v2.argtypes = [p, p]
         lib.cublasSetWorkspace_v2.argtypes = [p, p, ctypes.c_size_t]
@@ -83,11 +90,14 @@ class CublasProgram:
         self._d = descriptor
         lib = _library()
         assert not isinstance(lib, str)
-        double = descriptor["dtype"] == "float64"
-        self._real = ctypes.c_double if double else ctypes.c_float
-        self._itemsize = 8 if double else 4
-        self._gemm = lib.cublasDgemmStridedBatched if double else lib.cublasSgemmStridedBatched
-        self._one, self._zero = self._real(1.0), self._real(0.0)
+        dtype = descriptor["dtype"]
+        self._itemsize = np.dtype(_host_dtype(dtype)).itemsize
+        real = ctypes.c_double if dtype == "float64" else ctypes.c_float  # halves scale by float32 alpha/beta
+        self._one, self._zero = real(1.0), real(0.0)
+        if dtype in _CUDA_TYPES:
+            self._gemm = functools.partial(_gemm_ex, lib.cublasGemmStridedBatchedEx, _CUDA_TYPES[dtype])
+        else:
+            self._gemm = lib.cublasDgemmStridedBatched if dtype == "float64" else lib.cublasSgemmStridedBatched
         self._handle = device.cublas_handle()
 
     def launch(self, buffers: Sequence[Buffer]) -> None:
@@ -115,6 +125,31 @@ class CublasProgram:
         return self._device.timed(lambda: self.launch_pointers(pointers))
 
 
+def _gemm_ex(fn: Any, cuda_type: int, handle: Any, op_b: int, op_a: int, n: int, m: int, k: int, alpha: Any,
+             b: int, ldb: int, b_stride: int, a: int, lda: int, a_stride: int, beta: Any, c: int, ldc: int,
+             c_stride: int, batch: int) -> int:
+    """cublasGemmStridedBatchedEx in the argument order of cublas{S,D}gemmStridedBatched: every
+    matrix of one half type, float32 accumulation and scalars."""
+    return fn(handle, op_b, op_a, n, m, k, alpha, b, cuda_type, ldb, b_stride, a, cuda_type, lda, a_stride, beta,
+              c, cuda_type, ldc, c_stride, batch, _COMPUTE_32F, _GEMM_DEFAULT)
+
+
+def _host_dtype(name: str) -> np.dtype:
+    """The numpy type holding one element on the host (bfloat16 is its 16 bits)."""
+    return np.dtype(np.uint16 if name == "bfloat16" else name)
+
+
+def _host_values(values: np.ndarray, name: str) -> np.ndarray:
+    """float32 `values` (exact in the type) as host storage of type `name`."""
+    if name == "bfloat16":  # the top half of a float32 is its bfloat16 when the value is exact
+        return (values.astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
+    return values.astype(name)
+
+
+def _as_float(stored: np.ndarray, name: str) -> np.ndarray:
+    return (stored.astype(np.uint32) << 16).view(np.float32) if name == "bfloat16" else stored.astype(np.float64)
+
+
 def create_handle(device: "CUDADevice") -> tuple[Any, Buffer]:
     """(a cuBLAS handle on the device's stream, its workspace: ours, counted like every allocation)."""
     lib = _library()
@@ -131,25 +166,29 @@ def create_handle(device: "CUDADevice") -> tuple[Any, Buffer]:
     return handle, workspace
 
 
-def race(device: "CUDADevice", generated: Any, descriptor: dict, repeats: int = 5) -> Any:
-    """The generated kernel or its cuBLAS twin, whichever is faster on scratch buffers of its sizes;
-    cuBLAS only when it also computed the same product there (a wrong call never wins)."""
+def race(device: "CUDADevice", generated: Any, descriptor: dict, repeats: int = 5) -> tuple[Any, dict[str, float]]:
+    """(the generated kernel or its cuBLAS twin, whichever is faster on scratch buffers of its sizes,
+    the median seconds of each). cuBLAS wins only when it also computed the same product there (a
+    wrong call never wins)."""
     vendor = CublasProgram(generated.name, device, descriptor)
     buffers = [device.alloc(n) for n in descriptor["bytes"]]
     vendor_out = device.alloc(descriptor["bytes"][0])
-    dtype = np.dtype(descriptor["dtype"])
+    name = descriptor["dtype"]
+    size = _host_dtype(name).itemsize
     for i, b in enumerate(buffers[1:]):  # small integers repeating with a prime period: no transpose
-        block = ((np.arange(97) * (i + 3)) % 7 - 3).astype(dtype)  # preserves them, and sums stay exact
-        device.copy_in(b, np.resize(block, b.nbytes // dtype.itemsize))
-    times: dict[int, list[float]] = {id(generated): [], id(vendor): []}
+        block = ((np.arange(97) * (i + 3)) % 7 - 3).astype(np.float32)  # preserves them, and sums stay exact
+        device.copy_in(b, _host_values(np.resize(block, b.nbytes // size), name))
+    times: dict[str, list[float]] = {"generated": [], "cublas": []}
     for _ in range(repeats):
-        times[id(generated)].append(generated(buffers))
-        times[id(vendor)].append(vendor([vendor_out, *buffers[1:]]))
-    count = descriptor["bytes"][0] // dtype.itemsize
-    want, got = device.copy_out(buffers[0], dtype, count), device.copy_out(vendor_out, dtype, count)
-    if not np.allclose(got, want, rtol=1e-4, atol=1e-4):
+        times["generated"].append(generated(buffers))
+        times["cublas"].append(vendor([vendor_out, *buffers[1:]]))
+    medians = {who: sorted(seconds)[repeats // 2] for who, seconds in times.items()}
+    count = descriptor["bytes"][0] // size
+    want, got = (_as_float(device.copy_out(b, _host_dtype(name), count), name) for b in (buffers[0], vendor_out))
+    # exact sums in float32 on both sides; a half-precision output rounds them (a few ulps of margin)
+    rtol = {"float16": 2.0 ** -9, "bfloat16": 2.0 ** -6}.get(name, 1e-4)
+    if not np.allclose(got, want, rtol=rtol, atol=1e-4):
         warnings.warn(f"cuBLAS disagrees with the generated kernel {generated.name} (descriptor {descriptor}); "
                       "keeping the generated kernel", RuntimeWarning, stacklevel=2)
-        return generated
-    best = {key: sorted(values)[len(values) // 2] for key, values in times.items()}
-    return vendor if best[id(vendor)] < MARGIN * best[id(generated)] else generated
+        return generated, medians
+    return (vendor if medians["cublas"] < MARGIN * medians["generated"] else generated), medians

@@ -164,6 +164,7 @@ class CUDADevice:
         self._cublas: tuple[Any, Buffer] | None = None  # (handle, workspace)
         self.gemm_choice = "race"  # products cuBLAS can compute: "race" (timed once per shape), "generated", "cublas"
         self._gemm_choices: dict[str, bool] = {}  # descriptor -> cuBLAS won
+        self.gemm_races: dict[str, dict[str, float]] = {}  # descriptor -> each contestant's median seconds
 
     def timed(self, enqueue: Callable[[], None]) -> float:
         """Seconds the GPU spends on what `enqueue` puts on the stream (two events around it; waits)."""
@@ -306,7 +307,7 @@ class CUDADevice:
             return cublas.CublasProgram(generated.name, self, descriptor)
         if key in self._gemm_choices:
             return generated
-        winner = cublas.race(self, generated, descriptor)  # two compiling threads may both race a shape
+        winner, self.gemm_races[key] = cublas.race(self, generated, descriptor)  # two compiling threads may both race
         self._gemm_choices[key] = winner is not generated
         return winner
 
