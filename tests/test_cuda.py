@@ -14,6 +14,7 @@ import fusegrad as fg
 import fusegrad.nn.functional as F
 from fusegrad import dtypes
 from fusegrad.codegen import renderer_for
+from fusegrad.codegen import cuda_mma
 from fusegrad.codegen.cuda import MAX_BLOCKS, launch_dims
 from fusegrad.codegen.ir import Accumulate, DefineAcc, EndLoop, Load, Loop, LoopIR, Ref, Store
 from fusegrad.codegen.lanes import LaneLoop, LaneStore, plan_lanes, thread_plan
@@ -103,6 +104,14 @@ def matmul_outputs() -> list[fg.Tensor]:
             F.conv2d(cpu_array((2, 3, 9, 9), "float32"), cpu_array((4, 3, 3, 3), "float32"), padding=1)]
 
 
+def half_product_outputs() -> list[fg.Tensor]:
+    """Products the tensor-core kernel takes: plain, either operand transposed, batched, odd sizes."""
+    return [cpu_array((129, 257), "bfloat16") @ cpu_array((257, 63), "bfloat16"),
+            cpu_array((64, 784), "float16") @ cpu_array((128, 784), "float16").T,
+            cpu_array((70, 100), "bfloat16").T @ cpu_array((70, 50), "bfloat16"),
+            cpu_array((3, 40, 24), "float16") @ cpu_array((3, 24, 56), "float16")]
+
+
 def random_outputs() -> list[fg.Tensor]:
     return [fg.rand(5, 7), fg.randn(64), fg.randint(0, 10, (9,)), F.dropout(fg.ones(100), 0.5)]
 
@@ -126,7 +135,8 @@ def strided_outputs() -> list[fg.Tensor]:
 RENDER_CASES: dict[str, Callable[[], list[fg.Tensor]]] = {
     **{f"elementwise_{d.name}": functools.partial(elementwise_outputs, d.name) for d in dtypes.ALL},
     "reductions": reduction_outputs, "strided_reduction": strided_outputs, "movement": movement_outputs,
-    "matmul": matmul_outputs, "random": random_outputs, "casts": cast_outputs, "huge_index": huge_outputs,
+    "matmul": matmul_outputs, "half_products": half_product_outputs, "random": random_outputs, "casts": cast_outputs,
+    "huge_index": huge_outputs,
     "mlp_backward": mlp_outputs,
 }
 
@@ -145,9 +155,13 @@ def test_nvrtc_compiles_generated_cuda(case: str) -> None:
     cubin = cuda_rt.compile_cuda(unit, 90)
     assert cubin[:4] == b"\x7fELF"
     launches = cuda_rt.parse_launches(unit)
+    descriptors = cublas_rt.parse_descriptors(unit)
     for ir in irs:
         assert ir.name.encode() in cubin, f"{ir.name} missing from the CUBIN"
         blocks, threads = launches[ir.name]
+        if ir.name in descriptors and cuda_mma.fits(descriptors[ir.name]):  # a block per output tile
+            assert (blocks, threads) == (cuda_mma.blocks(descriptors[ir.name]), cuda_mma.THREADS)
+            continue
         threads_of, _, lanes = thread_plan(ir)
         total = math.prod(v.extent for v in threads_of) * lanes
         assert 1 <= threads <= 1024 and 1 <= blocks < 2**31
@@ -236,6 +250,30 @@ def test_plain_products_carry_a_cublas_descriptor() -> None:
     assert b["batch"] == 3 and b["a"][2] == 70 * 90 and b["b"][2] == 90 * 50 and b["c"][1] == 70 * 50
     for ir in kernel_irs((x @ w.T).relu()):
         assert not cublas_rt.parse_descriptors(renderer_for("cuda").render_kernel(ir))
+
+
+@needs_nvrtc
+def test_half_products_render_tensor_core_kernels() -> None:
+    """float16/bfloat16 products carry a cuBLAS descriptor and render as the wmma kernel, with the
+    plain kernel kept for GPUs older than sm_80 (compiled for sm_75 and as PTX for compute_80)."""
+    irs = kernel_irs(*half_product_outputs())
+    renderer = renderer_for("cuda")
+    sources = [renderer.render_kernel(ir) for ir in irs]
+    for ir, source in zip(irs, sources):
+        (d,) = cublas_rt.parse_descriptors(source).values()
+        assert d["dtype"] == ir.params[0].dtype.name and cuda_mma.fits(d)
+        assert "fg_wmma_mma_" in source and "#else" in source
+        assert cuda_rt.parse_launches(source)[ir.name] == (cuda_mma.blocks(d), cuda_mma.THREADS)
+    (first,) = cublas_rt.parse_descriptors(sources[0]).values()
+    assert (first["m"], first["n"], first["k"], first["ta"], first["tb"]) == (129, 63, 257, False, False)
+    (batched,) = cublas_rt.parse_descriptors(sources[3]).values()
+    assert batched["batch"] == 3 and batched["c"] == [0, 40 * 56]
+    unit = renderer.render_unit(sources)
+    assert cuda_rt.compile_cuda(unit, 75)[:4] == b"\x7fELF"
+    ptx = cuda_rt.compile_cuda(unit, 80, ptx=True).decode()
+    assert "wmma.mma.sync.aligned" in ptx and "cp.async.cg.shared.global" in ptx
+    small = kernel_irs(cpu_array((8, 16), "bfloat16") @ cpu_array((16, 40), "bfloat16"))
+    assert "wmma" not in renderer.render_kernel(small[0])  # fewer than 16 rows: the plain kernel
 
 
 def test_launch_comments_round_trip() -> None:
@@ -414,6 +452,74 @@ def test_a_cublas_call_that_disagrees_never_wins(monkeypatch: pytest.MonkeyPatch
     half = dict(descriptor, k=descriptor["k"] // 2)  # a wrong call that stays inside the buffers
     with pytest.warns(RuntimeWarning, match="disagrees"):
         assert cublas_rt.race(device, program, half)[0] is program
+
+
+def _half_product_error(fn: Callable[..., fg.Tensor], arrays: list[np.ndarray], dtype: str) -> float:
+    """‖fn(GPU tensors) - float64 reference‖ / ‖reference‖ on `arrays` rounded to `dtype`, with the
+    output's memory poisoned with NaN first (every element must be written)."""
+    tensors = [fg.tensor(a, dtype=dtype, device=GPU) for a in arrays]
+    exact = [t.float().numpy().astype(np.float64) for t in tensors]  # the operands as rounded to `dtype`
+    want = fn(*exact)
+    poison = [fg.full(want.shape, float("nan"), dtype=dtype, device=GPU).realize() for _ in range(2)]
+    del poison  # freed blocks are reused first: the product's output gets a NaN-filled one
+    got = fn(*tensors).float().numpy().astype(np.float64)
+    assert got.shape == want.shape and not np.isnan(got).any()
+    return float(np.linalg.norm(got - want) / np.linalg.norm(want))
+
+
+HALF_PRODUCT_TOL = {"bfloat16": 1e-2, "float16": 2e-3}  # the output's rounding: 2^-9 and 2^-12 relative
+
+
+@needs_gpu
+@pytest.mark.skipif(cublas_rt.unavailable_reason() is not None, reason=str(cublas_rt.unavailable_reason()))
+@pytest.mark.parametrize("choice", ["generated", "cublas", "race"])
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_half_products_match_float64(dtype: str, choice: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tensor-core kernels and cuBLAS's Ex call (float32 accumulation) against a float64 reference:
+    odd sizes, both operands transposed, batches, an operand at an odd offset (element copies),
+    aligned sizes (16-byte copies)."""
+    device = registry.get(GPU)
+    monkeypatch.setattr(device, "gemm_choice", choice)
+    monkeypatch.setattr(realize_mod, "_programs", {})
+    monkeypatch.setattr(realize_mod, "_plans", realize_mod.OrderedDict())
+    cases = [(lambda x, y: x @ y, [(129, 257), (257, 63)]), (lambda x, y: x @ y.T, [(64, 784), (128, 784)]),
+             (lambda x, y: x.T @ y, [(70, 100), (70, 50)]), (lambda x, y: x.T @ y.T, [(33, 47), (65, 33)]),
+             (lambda x, y: x @ y, [(3, 70, 90), (3, 90, 50)]), (lambda x, y: x[:, 1:] @ y, [(100, 257), (256, 72)]),
+             (lambda x, y: x @ y, [(256, 512), (512, 384)]), (lambda x, y: x @ y, [(17, 16), (16, 300)])]
+    with fg.profile() as p:
+        for fn, shapes in cases:
+            error = _half_product_error(fn, [random_array(s, "float32") for s in shapes], dtype)
+            assert error < HALF_PRODUCT_TOL[dtype], (shapes, error)
+    names = {k.name for k in p.kernels if k.device == GPU}
+    assert any(n.endswith("_cublas") for n in names) == (choice == "cublas") or choice == "race"
+
+
+@needs_gpu
+def test_tensor_core_kernel_on_misaligned_pointers() -> None:
+    """Operands and output 2 bytes past 16-byte alignment: the kernel checks and copies element by
+    element instead of 16 bytes at a time."""
+    device = registry.get(GPU)
+    m, k, n = 256, 512, 384
+    (ir,) = kernel_irs(cpu_array((m, k), "bfloat16") @ cpu_array((k, n), "bfloat16"))
+    renderer = renderer_for("cuda")
+    source = renderer.render_unit([renderer.render_kernel(ir)])
+    (d,) = cublas_rt.parse_descriptors(source).values()
+    assert not d["ta"] and not d["tb"] and (d["m"], d["k"], d["n"]) == (m, k, n)
+    saved, device.gemm_choice = device.gemm_choice, "generated"
+    try:
+        (program,) = device.compile(source, [ir.name], [len(ir.params)])
+    finally:
+        device.gemm_choice = saved
+    a, b = (fg.tensor(random_array(s, "float32"), dtype="bfloat16") for s in ((m, k), (k, n)))
+    buffers = [device.alloc(p.numel * 2 + 16) for p in ir.params]
+    for param, t in ((d["a"][0], a), (d["b"][0], b)):
+        device.copy_in(buffers[param], np.concatenate([[0], t.numpy().view(np.uint32) >> 16]).astype(np.uint16))
+    device.copy_in(buffers[0], np.full(m * n + 8, 0xFFFF, np.uint16))  # NaN
+    program.call_pointers([buf.handle.ptr + 2 for buf in buffers])
+    got = (device.copy_out(buffers[0], np.dtype(np.uint16), m * n + 1)[1:].astype(np.uint32) << 16).view(np.float32)
+    want = a.numpy().astype(np.float64) @ b.numpy().astype(np.float64)
+    assert not np.isnan(got).any()
+    assert np.linalg.norm(got.reshape(m, n) - want) / np.linalg.norm(want) < HALF_PRODUCT_TOL["bfloat16"]
 
 
 @needs_gpu

@@ -10,6 +10,7 @@ from ..graph.symbolic import Var
 from ..runtime.cublas import descriptor_comment
 from ..runtime.cuda import launch_comment
 from .cuda_blas import blas_descriptor
+from .cuda_mma import MMA_PREAMBLE, THREADS as MMA_THREADS, blocks as mma_blocks, fits as mma_fits, render_mma
 from .ir import Accumulate, EndLoop, Load, Loop, LoopIR, Ref, Store
 from .lanes import WARP, LaneCombine, LaneLoop, LaneStore, thread_plan
 from .render import CStyleRenderer, decompose
@@ -81,8 +82,7 @@ FG_DEVICE float fg_rand(uint64_t seed, uint64_t ctr) {
   }
   return (float)(c0 >> 8) * (1.0f / 16777216.0f);
 }
-
-"""
+""" + MMA_PREAMBLE + "\n"
 
 
 @dataclass(frozen=True)
@@ -184,8 +184,12 @@ class CUDARenderer(CStyleRenderer):
         stmts = [_Grid(Var("gid", 1), "grid", threads, lanes), *body, EndLoop("grid")]
         blocks, per_block = _launch_dims(threads, lanes, ir.work)
         rendered = super().render_kernel(LoopIR(ir.name, ir.params, stmts, ir.work))
-        header = [launch_comment(ir.name, blocks, per_block)]
         descriptor = blas_descriptor(ir)
+        if descriptor is not None and mma_fits(descriptor):  # tensor cores; the plain body for older GPUs
+            blocks, per_block = mma_blocks(descriptor), MMA_THREADS
+            plain = rendered.split("\n")[1:-1]  # without the signature line and the closing brace
+            rendered = render_mma(self.signature(ir), ir.name, descriptor, "\n".join(plain))
+        header = [launch_comment(ir.name, blocks, per_block)]
         if descriptor is not None:  # cuBLAS may compute this product instead; the runtime measures
             header.append(descriptor_comment(ir.name, descriptor))
         return "\n".join(header) + "\n" + rendered
