@@ -108,10 +108,14 @@ def where(cond: Node, a: Node, b: Node) -> Node:
 def reduce(op: Op, src: Node, axes: tuple[int, ...]) -> Node:
     assert op in REDUCE
     axes = tuple(sorted(set(axes)))
-    shape = tuple(1 if i in axes else s for i, s in enumerate(src.shape))
-    if not axes or all(src.shape[i] == 1 for i in axes):
+    sizes = [src.shape[i] for i in axes]
+    if sizes.count(1) == len(sizes):  # nothing to reduce (also no axes)
         return src
-    if any(src.shape[i] == 0 for i in axes):  # an empty reduction is its identity, like torch
+    out = list(src.shape)
+    for i in axes:
+        out[i] = 1
+    shape = tuple(out)
+    if 0 in sizes:  # an empty reduction is its identity, like torch
         identity = {Op.SUM: 0, Op.PROD: 1, Op.RMAX: float("-inf")}[op]
         return const(identity, shape, src.dtype, src.device)
     return Node(op, (src,), axes, shape, src.dtype, src.device)

@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from .. import dtypes
 from ..errors import DTypeError, Error, ShapeError
+from ..graph.ops import Op
 
 if TYPE_CHECKING:
     from ..tensor import Tensor
@@ -21,7 +22,7 @@ def _same_dtype(what: str, *ts: "Tensor") -> None:
 def _contract(a: "Tensor", b: "Tensor", axis: int) -> "Tensor":
     """Sum over `axis` of a * b, accumulating in the operands' dtype as torch does."""
     prod = a * b
-    return prod.sum(axis, dtype=prod.dtype)
+    return prod._reduce(Op.SUM, axis, False)  # operands of one non-bool dtype: no cast to make
 
 
 class LinalgMixin:
@@ -38,7 +39,9 @@ class LinalgMixin:
         if a2.shape[-1] != b2.shape[-2]:
             raise ShapeError(f"matmul: shapes {a.shape} and {b.shape} cannot be multiplied "
                              f"({a2.shape[-1]} != {b2.shape[-2]})")
-        out = _contract(a2.unsqueeze(-1), b2.unsqueeze(-3), -2)
+        # (..., m, k, 1) * (..., 1, k, n) summed over k; the reshapes are unsqueeze(-1) and unsqueeze(-3)
+        out = _contract(a2._movement(Op.RESHAPE, a2.shape + (1,)),
+                        b2._movement(Op.RESHAPE, b2.shape[:-2] + (1,) + b2.shape[-2:]), -2)
         if a.ndim == 1:
             out = out.squeeze(-2)
         if b.ndim == 1:
