@@ -243,17 +243,21 @@ def _topo(target: "Tensor") -> list["Tensor"]:
     order: list["Tensor"] = []
     seen: set[int] = set()
     stack: list[tuple["Tensor", bool]] = [(target, False)]
+    push, pop, mark = stack.append, stack.pop, seen.add  # every backward walks its whole tape
     while stack:
-        t, expanded = stack.pop()
+        t, expanded = pop()
         if expanded:
             order.append(t)
             continue
         if id(t) in seen:
             continue
-        seen.add(id(t))
-        stack.append((t, True))
-        if t._ctx is not None:
-            stack.extend((i, False) for i in t._ctx.inputs if id(i) not in seen)
+        mark(id(t))
+        push((t, True))
+        ctx = t._ctx
+        if ctx is not None:
+            for i in ctx.inputs:
+                if id(i) not in seen:
+                    push((i, False))
     return order
 
 

@@ -39,23 +39,24 @@ def toposort(roots: list[Node]) -> list[Node]:
     order: list[Node] = []
     seen: set[int] = set()
     mark = seen.add  # every realization walks its whole graph: locals instead of attribute lookups
-    for root in roots:
-        stack: list[tuple[Node, bool]] = [(root, False)]
-        push, pop = stack.append, stack.pop
-        while stack:
-            node, expanded = pop()
-            if expanded:
-                order.append(node)
-                continue
-            key = id(node)
-            if key in seen:
-                continue
-            mark(key)
-            push((node, True))
-            if node.buffer is None:
-                for src in node.srcs:
-                    if id(src) not in seen:
-                        push((src, False))
+    # one stack for all roots, the first on top: the same order as a walk per root, without a
+    # stack per root (backward walks from every tensor of the tape)
+    stack: list[tuple[Node, bool]] = [(root, False) for root in reversed(roots)]
+    push, pop = stack.append, stack.pop
+    while stack:
+        node, expanded = pop()
+        if expanded:
+            order.append(node)
+            continue
+        key = id(node)
+        if key in seen:
+            continue
+        mark(key)
+        push((node, True))
+        if node.buffer is None:
+            for src in node.srcs:
+                if id(src) not in seen:
+                    push((src, False))
     return order
 
 

@@ -96,7 +96,7 @@ class MovementMixin:
         s, e = _dim(start_dim, self.ndim), _dim(end_dim, self.ndim)
         if s > e:
             raise ShapeError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} for shape {self.shape}")
-        return self.reshape(self.shape[:s] + (math.prod(self.shape[s:e + 1]),) + self.shape[e + 1:])
+        return self._movement(Op.RESHAPE, self.shape[:s] + (math.prod(self.shape[s:e + 1]),) + self.shape[e + 1:])
 
     def unflatten(self: "Tensor", dim: int, sizes: Sequence[int]) -> "Tensor":
         """Split dimension `dim` into `sizes` (one entry may be -1)."""

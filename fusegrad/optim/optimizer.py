@@ -245,7 +245,8 @@ def _overwrite_scalar(scalar: Tensor, value: float) -> Tensor:
     return scalar
 
 
-# the view node each tensor was last bound to by _rebind_views, and the flat node it views
+# the view node the first tensor of a chunk was last bound to by _rebind_views, and the flat node it
+# views (the chunk's other tensors are checked against that node by their own views' structure)
 _bound_views: "weakref.WeakKeyDictionary[Node, Node]" = weakref.WeakKeyDictionary()
 
 
@@ -310,5 +311,6 @@ def _rebind_views(tensors: list[Tensor], flat: Tensor) -> None:
         # nodes, not tensor ops: the slices are valid by construction and record no history
         view = G.movement(Op.RESHAPE, G.movement(Op.SHRINK, base, ((offset, offset + n),)), t.shape)
         t._node = view
-        _bound_views[view] = base
+        if not offset:
+            _bound_views[view] = base
         offset += n
