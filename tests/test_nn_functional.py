@@ -256,6 +256,22 @@ def test_nll_loss(kw, reduction):
     check([(6, 5)], fn)
 
 
+@pytest.mark.parametrize("target", [TARGET, TARGET_2D[:, 0, 0]], ids=["six", "two"])
+def test_cross_entropy_mean_is_the_same_with_targets_read_or_lazy(target):
+    """Realized targets are read (to check them), so the mean divides by their known count; lazy targets
+    are counted by a kernel. Both give the same loss and gradient, bit for bit."""
+    x = RNG.standard_normal((len(target), 5)).astype(np.float32)
+    results = []
+    for lazy in (False, True):
+        xt = fg.tensor(x, requires_grad=True)
+        t = fg.tensor(target) + 0 if lazy else fg.tensor(target)
+        loss = nn.functional.cross_entropy(xt, t)
+        loss.backward()
+        results.append((loss.numpy(), xt.grad.numpy()))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+
+
 def test_nll_loss_kdim():
     check([(2, 5, 3, 2)], lambda L, x: L.F.nll_loss(x, L.t(TARGET_2D), weight=L.t(CLASS_W)))
 

@@ -221,17 +221,20 @@ def _class_mask(target: Tensor, num_classes: int, like: Tensor, ignore_index: in
     return hit
 
 
-def _check_targets(target: Tensor, num_classes: int, ignore_index: int) -> None:
+def _check_targets(target: Tensor, num_classes: int, ignore_index: int) -> bool:
+    """Raise on targets that are not class indices; True when their values were read and every one
+    is a class (so none is ignored)."""
     if target.dtype.is_floating_point or target.dtype is dtypes.bool_:
         raise DTypeError(f"class-index targets must be integers, got {target.dtype.name}")
     # already computed: checking costs no sync (skipped under fg.jit capture: replays see other targets)
     if target._node.buffer is not None and target.numel() and capture.current() is None:
         values = target.numpy()
         if values.min() >= 0 and values.max() < num_classes:  # the usual batch: nothing to search
-            return
+            return not 0 <= ignore_index < num_classes
         bad = values[(values != ignore_index) & ((values < 0) | (values >= num_classes))]
         if bad.size:
             raise IndexError(f"target {int(bad[0])} is out of bounds for {num_classes} classes")
+    return False
 
 
 def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, ignore_index: int = -100,
@@ -243,13 +246,15 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, ignore
         loss = nll_loss(input.unsqueeze(0), target.reshape(1), weight, ignore_index, reduction)
         return loss.reshape(()) if reduction == "none" else loss
     c = input.shape[1]
-    _check_targets(target, c, ignore_index)
+    all_counted = _check_targets(target, c, ignore_index)
     hit = _class_mask(target, c, input, ignore_index)
     w = weight.reshape([1, c] + [1] * (input.ndim - 2)) if weight is not None else None
     picked = input.where(hit, 0) if w is None else (input * w).where(hit, 0)
     loss = -picked.sum(1)
     if reduction != "mean":
         return _reduce(loss, reduction)
+    if w is None and all_counted:  # the mean's count is known: no count kernel, the same value
+        return loss.sum() / loss.numel()
     counted = hit.sum() if w is None else w.expand(hit.shape).where(hit, 0).sum()
     return loss.sum() / counted.to(loss.dtype)
 
