@@ -52,7 +52,7 @@ def normalize_dim(dim: int, ndim: int) -> int:
 
 def broadcast_shape(*shapes: tuple[int, ...]) -> tuple[int, ...]:
     """The shape all `shapes` broadcast to (aligned at their last dimension, like numpy)."""
-    ndim = max(len(s) for s in shapes)
+    ndim = max(map(len, shapes))
     out = [1] * ndim
     for shape in shapes:
         i = ndim - len(shape)
@@ -110,7 +110,8 @@ class Tensor(ArithmeticMixin, ElementwiseMixin, ReduceMixin, MovementMixin, Inde
             if i.requires_grad:
                 wants = True
                 break
-        if autograd.recording(wants):
+        state = autograd._state  # autograd.recording(wants), inlined
+        if state.grad_enabled and (wants or state.tapes):
             t._ctx = autograd.Ctx(op, inputs, arg)
             t.requires_grad = wants and node.dtype.kind == "f"  # bool/int: no grad
         else:

@@ -85,14 +85,10 @@ def cast(src: Node, dtype: DType) -> Node:
 _FOLD = {Op.ADD: lambda x, y: x + y, Op.SUB: lambda x, y: x - y, Op.MUL: lambda x, y: x * y}
 
 
-def _is_const(n: Node) -> bool:
-    return n.op is Op.CONST and n.buffer is None
-
-
 def binary(op: Op, a: Node, b: Node) -> Node:
     assert op in BINARY and a.shape == b.shape, (op, a.shape, b.shape)
     dtype = bool_ if op in COMPARISON else a.dtype
-    if dtype.is_floating_point and _is_const(a) and _is_const(b):
+    if a.op is Op.CONST and b.op is Op.CONST and a.buffer is None and b.buffer is None and dtype.is_floating_point:
         if op in _FOLD:
             return const(_FOLD[op](a.arg, b.arg), a.shape, dtype, a.device)
         if op is Op.DIV and b.arg != 0:
