@@ -581,6 +581,15 @@ def from_numpy(arr: np.ndarray) -> Tensor:
 def where(condition: Any, input: Any, other: Any) -> Tensor:
     """input where condition holds, else other (broadcast and promoted like torch.where)."""
     cond = condition if isinstance(condition, Tensor) else tensor(condition)
+    # the common case (relu, masked fills): a bool mask, a float tensor of its shape and a Python
+    # number, which promotion would turn into a constant of the tensor's dtype; built directly
+    number_first = type(input) in (int, float)
+    t = other if number_first else input
+    if type(input if number_first else other) in (int, float) and isinstance(t, Tensor) \
+            and t.dtype.is_floating_point and cond.dtype is dtypes.bool_ and cond.shape == t.shape \
+            and cond.device == t.device:
+        a, b = (t._const(input), t) if number_first else (t, t._const(other))
+        return cond._apply(G.where(cond._node, a._node, b._node), Op.WHERE, (cond, a, b))
     anchor = input if isinstance(input, Tensor) else (other if isinstance(other, Tensor) else cond)
     ts, dt = anchor._promote(input, other) if anchor is not input else input._promote(other)
     if anchor is not input:

@@ -139,10 +139,19 @@ class ArithmeticMixin:
         return self._compare(Op.CMPLT, other, reverse=True)
 
     def __le__(self: "Tensor", other: Any) -> "Tensor":
+        other = self._number_operand(other)
         return self._compare(Op.CMPLT, other) | self._compare(Op.CMPEQ, other)
 
     def __ge__(self: "Tensor", other: Any) -> "Tensor":
+        other = self._number_operand(other)
         return self._compare(Op.CMPLT, other, reverse=True) | self._compare(Op.CMPEQ, other)
+
+    def _number_operand(self: "Tensor", other: Any) -> Any:
+        """A Python number that would become a constant of this float tensor's dtype as that constant,
+        so that the two comparisons of <= and >= share one node; anything else unchanged."""
+        if type(other) in (int, float) and self.dtype.is_floating_point:
+            return self._const(other)
+        return other
 
     def __eq__(self: "Tensor", other: Any) -> "Tensor":  # type: ignore[override]
         return self._compare(Op.CMPEQ, other)
