@@ -193,15 +193,15 @@ MAX_PLANS = 512
 
 def graph_key(order: list[Node], targets: list[Node]) -> tuple:
     """The structure of a graph: ops, args, shapes, dtypes and wiring; realized nodes are leaves."""
-    pos = {id(n): i for i, n in enumerate(order)}
+    pos = {n: i for i, n in enumerate(order)}  # nodes hash by identity (in C: no id() calls)
     entries: list[tuple] = []
     append = entries.append  # runs for every node of every realization: kept lean
     for n in order:
         if n.buffer is not None:
             append((n.shape, n.dtype, n.device))  # dtypes are singletons: their identity is the key
         else:
-            append((n.op, n.arg, n.shape, n.dtype, n.device, tuple([pos[id(s)] for s in n.srcs])))
-    append(tuple([pos[id(t)] for t in targets]))
+            append((n.op, n.arg, n.shape, n.dtype, n.device, tuple([pos[s] for s in n.srcs])))
+    append(tuple([pos[t] for t in targets]))
     return tuple(entries)
 
 

@@ -37,8 +37,10 @@ class ScheduleItem:
 def toposort(roots: list[Node]) -> list[Node]:
     """Unrealized nodes reachable from roots, sources first. Iterative: graphs can be deep."""
     order: list[Node] = []
-    seen: set[int] = set()
-    mark = seen.add  # every realization walks its whole graph: locals instead of attribute lookups
+    # every realization walks its whole graph: locals instead of attribute lookups, and the nodes
+    # themselves in the set (they hash by identity in C, so no id() call per visit)
+    seen: set[Node] = set()
+    mark = seen.add
     # one stack for all roots, the first on top: the same order as a walk per root, without a
     # stack per root (backward walks from every tensor of the tape)
     stack: list[tuple[Node, bool]] = [(root, False) for root in reversed(roots)]
@@ -48,14 +50,13 @@ def toposort(roots: list[Node]) -> list[Node]:
         if expanded:
             order.append(node)
             continue
-        key = id(node)
-        if key in seen:
+        if node in seen:
             continue
-        mark(key)
+        mark(node)
         push((node, True))
         if node.buffer is None:
             for src in node.srcs:
-                if id(src) not in seen:
+                if src not in seen:
                     push((src, False))
     return order
 

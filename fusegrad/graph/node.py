@@ -16,6 +16,8 @@ Shape = tuple[int, ...]
 
 
 class Node:
+    # no __eq__ or __hash__: nodes compare and hash by identity, so graph walks keep them in sets
+    # and dicts directly (cheaper than keying by id())
     __slots__ = ("op", "srcs", "arg", "shape", "dtype", "device", "buffer", "__weakref__")
 
     def __init__(self, op: Op, srcs: tuple["Node", ...], arg: Any, shape: Shape, dtype: DType, device: str):
