@@ -241,7 +241,7 @@ RULES: dict[Op, Callable[[Ctx, "Tensor", "Tensor"], tuple]] = {
 def _topo(target: "Tensor") -> list["Tensor"]:
     """Tensors with history that `target` depends on, target last. Iterative."""
     order: list["Tensor"] = []
-    seen: set[int] = set()
+    seen: set["Tensor"] = set()  # tensors hash by identity
     stack: list[tuple["Tensor", bool]] = [(target, False)]
     push, pop, mark = stack.append, stack.pop, seen.add  # every backward walks its whole tape
     while stack:
@@ -249,14 +249,14 @@ def _topo(target: "Tensor") -> list["Tensor"]:
         if expanded:
             order.append(t)
             continue
-        if id(t) in seen:
+        if t in seen:
             continue
-        mark(id(t))
+        mark(t)
         push((t, True))
         ctx = t._ctx
         if ctx is not None:
             for i in ctx.inputs:
-                if id(i) not in seen:
+                if i not in seen:
                     push((i, False))
     return order
 
@@ -377,14 +377,14 @@ def _structure(order: list["Tensor"], chosen: list[bool], seed: "Tensor") -> tup
     held = [w and t.grad is not None for t, w in zip(order, chosen)]
     roots.extend(t.grad._node for t, h in zip(order, held) if h)
     base = toposort(roots)
-    position = {id(t): i for i, t in enumerate(order)}
+    position = {t: i for i, t in enumerate(order)}
     tape: list[tuple] = []
     for t, w, h in zip(order, chosen, held):
         ctx = t._ctx
         if ctx is None:
             tape.append((type(t), w, h))
         else:
-            tape.append((type(t), w, h, ctx.op, ctx.arg, tuple([position[id(i)] for i in ctx.inputs])))
+            tape.append((type(t), w, h, ctx.op, ctx.arg, tuple([position[i] for i in ctx.inputs])))
     return (graph_key(base, roots), tuple(tape)), base
 
 
