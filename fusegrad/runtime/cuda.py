@@ -158,6 +158,7 @@ class CUDADevice:
         self.events = tuple(_check(driver.cuEventCreate(0), "cuEventCreate") for _ in range(2))
         self._free: dict[int, list[int]] = {}  # size -> addresses of released blocks, reused before cuMemAlloc
         self._lock = threading.Lock()
+        self._timing = threading.Lock()  # the two events are shared: compile threads time cuBLAS races
         # PTX (JIT-compiled by the driver) instead of CUBIN: NVRTC older than the GPU, or a CUBIN the driver rejected
         self.use_ptx = self.arch not in _bindings()[1].nvrtcGetSupportedArchs()[1]
         self.allocator = CountingAllocator(name, self._raw_alloc, self._raw_free)
@@ -171,12 +172,13 @@ class CUDADevice:
         driver = _bindings()[0]
         self.make_current()
         start, end = self.events
-        _check(driver.cuEventRecord(start, self.stream), "cuEventRecord")
-        enqueue()
-        _check(driver.cuEventRecord(end, self.stream), "cuEventRecord")
-        _check(driver.cuEventSynchronize(end), "a timed launch")
         elapsed = getattr(driver, "cuEventElapsedTime", None) or driver.cuEventElapsedTime_v2  # renamed in CUDA 13
-        return _check(elapsed(start, end), "cuEventElapsedTime") / 1e3
+        with self._timing:
+            _check(driver.cuEventRecord(start, self.stream), "cuEventRecord")
+            enqueue()
+            _check(driver.cuEventRecord(end, self.stream), "cuEventRecord")
+            _check(driver.cuEventSynchronize(end), "a timed launch")
+            return _check(elapsed(start, end), "cuEventElapsedTime") / 1e3
 
     def cublas_handle(self) -> Any:
         """This GPU's cuBLAS handle (created on first use, with its workspace)."""
