@@ -377,14 +377,14 @@ def _structure(order: list["Tensor"], chosen: list[bool], seed: "Tensor") -> tup
     held = [w and t.grad is not None for t, w in zip(order, chosen)]
     roots.extend(t.grad._node for t, h in zip(order, held) if h)
     base = toposort(roots)
-    position = {t: i for i, t in enumerate(order)}
+    position = {t: i for i, t in enumerate(order)}.__getitem__
     tape: list[tuple] = []
     for t, w, h in zip(order, chosen, held):
         ctx = t._ctx
         if ctx is None:
             tape.append((type(t), w, h))
         else:
-            tape.append((type(t), w, h, ctx.op, ctx.arg, tuple([position[i] for i in ctx.inputs])))
+            tape.append((type(t), w, h, ctx.op, ctx.arg, tuple(map(position, ctx.inputs))))
     return (graph_key(base, roots), tuple(tape)), base
 
 

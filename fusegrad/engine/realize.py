@@ -193,15 +193,17 @@ MAX_PLANS = 512
 
 def graph_key(order: list[Node], targets: list[Node]) -> tuple:
     """The structure of a graph: ops, args, shapes, dtypes and wiring; realized nodes are leaves."""
-    pos = {n: i for i, n in enumerate(order)}  # nodes hash by identity (in C: no id() calls)
+    # runs for every node of every realization, so kept lean: nodes hash by identity (in C, no id()
+    # calls) and positions are looked up with map (no list comprehension frame per node)
+    position = {n: i for i, n in enumerate(order)}.__getitem__
     entries: list[tuple] = []
-    append = entries.append  # runs for every node of every realization: kept lean
+    append = entries.append
     for n in order:
         if n.buffer is not None:
             append((n.shape, n.dtype, n.device))  # dtypes are singletons: their identity is the key
         else:
-            append((n.op, n.arg, n.shape, n.dtype, n.device, tuple([pos[s] for s in n.srcs])))
-    append(tuple([pos[t] for t in targets]))
+            append((n.op, n.arg, n.shape, n.dtype, n.device, tuple(map(position, n.srcs))))
+    append(tuple(map(position, targets)))
     return tuple(entries)
 
 

@@ -27,9 +27,9 @@ class Template:
         """The base nodes followed by fresh copies of the recorded nodes, wired to them."""
         assert len(base) == self.base_size
         nodes = list(base)
-        append = nodes.append
+        append, at = nodes.append, nodes.__getitem__
         for op, srcs, arg, shape, dtype, device in self.recipes:
-            append(Node(op, tuple([nodes[i] for i in srcs]), arg, shape, dtype, device))
+            append(Node(op, tuple(map(at, srcs)), arg, shape, dtype, device))
         return nodes
 
 
