@@ -266,7 +266,11 @@ class CPUDevice:
     def pointer(buf: Buffer) -> int:
         address = buf.address
         if address is None:
-            address = buf.address = buf.handle.ctypes.data
+            try:  # 0.7 us against ndarray.ctypes.data's 1.8, paid once per eager kernel output
+                address = ctypes.addressof(ctypes.c_char.from_buffer(buf.handle))
+            except (TypeError, ValueError):  # a read-only or empty array
+                address = buf.handle.ctypes.data
+            buf.address = address
         return address
 
     @staticmethod
