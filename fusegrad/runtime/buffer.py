@@ -1,6 +1,7 @@
 """Device buffers and the counting allocator every device uses."""
 from __future__ import annotations
 
+import sys
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -39,9 +40,10 @@ class Buffer:
         self._owner: CountingAllocator | None = None  # set by the allocator that must be told of its death
         self._raw: Any = None  # the allocation itself (`handle` may be swapped for a marker)
 
-    def __del__(self) -> None:
-        # cheaper than weakref.finalize (~3 us per buffer, paid by every eager kernel's output)
-        if self._owner is not None:
+    def __del__(self, _exiting: Any = sys.is_finalizing) -> None:
+        # cheaper than weakref.finalize (~3 us per buffer, paid by every eager kernel's output); at
+        # interpreter exit the driver bindings may already be gone, and the process frees everything
+        if self._owner is not None and not _exiting():
             self._owner.release(self.nbytes, self._raw)
 
 
