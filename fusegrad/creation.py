@@ -6,8 +6,9 @@ from typing import Any
 
 from . import dtypes
 from .graph import node as G
+from .graph.shapes import shape_arg
 from .runtime import registry
-from .tensor import Scalar, Tensor, _shape_arg, where
+from .tensor import Scalar, Tensor, where
 
 
 def _full(shape: tuple[int, ...], value: Scalar, dtype: Any, device: Any, requires_grad: bool) -> Tensor:
@@ -20,11 +21,11 @@ def _full(shape: tuple[int, ...], value: Scalar, dtype: Any, device: Any, requir
 
 
 def zeros(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
-    return _full(_shape_arg(size), 0.0, dtype, device, requires_grad)
+    return _full(shape_arg(size), 0.0, dtype, device, requires_grad)
 
 
 def ones(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
-    return _full(_shape_arg(size), 1.0, dtype, device, requires_grad)
+    return _full(shape_arg(size), 1.0, dtype, device, requires_grad)
 
 
 def empty(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
@@ -33,7 +34,7 @@ def empty(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool
 
 
 def full(size: Any, fill_value: Scalar, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
-    return _full(_shape_arg((size,)), fill_value, dtype, device, requires_grad)
+    return _full(shape_arg((size,)), fill_value, dtype, device, requires_grad)
 
 
 def zeros_like(x: Tensor, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:

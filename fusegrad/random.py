@@ -16,7 +16,8 @@ from .engine import capture
 from .graph import node as G
 from .runtime import registry
 from .hostdata import node_from_data
-from .tensor import Tensor, _shape_arg
+from .graph.shapes import shape_arg
+from .tensor import Tensor
 
 
 class _Generator(threading.local):
@@ -59,12 +60,12 @@ def _finish(t: Tensor, dtype: Any, requires_grad: bool) -> Tensor:
 
 def rand(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
     """Uniform numbers in [0, 1)."""
-    return _finish(_uniform(_shape_arg(size), device), dtype, requires_grad)
+    return _finish(_uniform(shape_arg(size), device), dtype, requires_grad)
 
 
 def randn(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
     """Standard normal numbers (Box-Muller on two uniform streams)."""
-    shape = _shape_arg(size)
+    shape = shape_arg(size)
     wide = dtypes.float64 if dtype is not None and dtypes.to_dtype(dtype) is dtypes.float64 else dtypes.float32
     u1 = _uniform(shape, device).cast(wide)
     u2 = _uniform(shape, device).cast(wide)
@@ -78,7 +79,7 @@ def randint(low: int, high: int | None = None, size: Any = (), dtype: Any = None
         low, high = 0, low
     if high <= low:
         raise ValueError(f"randint: high ({high}) must be greater than low ({low})")
-    u = _uniform(_shape_arg((size,)), device).cast(dtypes.float64)
+    u = _uniform(shape_arg((size,)), device).cast(dtypes.float64)
     out = (u * (high - low)).floor().cast(dtypes.int64) + low
     return out.cast(dtypes.to_dtype(dtype) if dtype is not None else dtypes.int64)
 

@@ -19,6 +19,7 @@ from .errors import DeviceError, DTypeError, GradError, ShapeError
 from .graph import node as G
 from .graph.node import Node
 from .graph.ops import Op
+from .graph.shapes import broadcast_shape, infer_reshape, normalize_dim, shape_arg, shape_tuple
 from .hostdata import node_from_data
 from .ops.arith import ArithmeticMixin
 from .ops.elementwise import ElementwiseMixin
@@ -31,43 +32,6 @@ from .runtime import registry
 Scalar = int | float | bool
 
 
-def _shape_arg(args: tuple) -> tuple[int, ...]:
-    """Accept f(2, 3), f((2, 3)) and f([2, 3]) like torch."""
-    if len(args) == 1 and isinstance(args[0], (tuple, list)):
-        args = tuple(args[0])
-    shape = tuple(int(s) for s in args)
-    if any(s < 0 for s in shape):
-        raise ShapeError(f"negative dimension in shape {shape}")
-    return shape
-
-
-def normalize_dim(dim: int, ndim: int) -> int:
-    """A dimension index in [0, ndim); negative counts from the end. Scalars accept 0 and -1."""
-    size = max(ndim, 1)
-    if not -size <= dim < size:
-        raise IndexError(f"dimension {dim} out of range for a tensor with {ndim} dimensions "
-                         f"(expected in [{-size}, {size - 1}])")
-    return dim % size
-
-
-def broadcast_shape(*shapes: tuple[int, ...]) -> tuple[int, ...]:
-    """The shape all `shapes` broadcast to (aligned at their last dimension, like numpy)."""
-    ndim = max(map(len, shapes))
-    out = [1] * ndim
-    for shape in shapes:
-        i = ndim - len(shape)
-        for n in shape:
-            if n != 1:
-                if out[i] == 1:
-                    out[i] = n
-                elif out[i] != n:
-                    sizes = {s[i - ndim + len(s)] for s in shapes if i - ndim + len(s) >= 0} - {1}
-                    raise ShapeError(f"shapes {', '.join(str(tuple(s)) for s in shapes)} cannot be broadcast "
-                                     f"together (dimension {i} has sizes {sorted(sizes)})")
-            i += 1
-    return tuple(out)
-
-
 class Tensor(ArithmeticMixin, ElementwiseMixin, ReduceMixin, MovementMixin, IndexMixin, LinalgMixin):
     """A lazy n-dimensional array. Operations build a graph; values are computed on demand."""
 
@@ -77,7 +41,7 @@ class Tensor(ArithmeticMixin, ElementwiseMixin, ReduceMixin, MovementMixin, Inde
     def __init__(self, *args: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False,
                  name: str | None = None):
         if args and all(isinstance(a, int) and not isinstance(a, bool) for a in args):
-            data: Any = np.zeros(_shape_arg(args), dtype=np.float32)  # torch.Tensor(2, 3): a new (2, 3) tensor
+            data: Any = np.zeros(shape_arg(args), dtype=np.float32)  # torch.Tensor(2, 3): a new (2, 3) tensor
         else:
             data = args[0] if args else []
         dt = dtypes.to_dtype(dtype) if dtype is not None else dtypes.float32
@@ -444,7 +408,7 @@ class Tensor(ArithmeticMixin, ElementwiseMixin, ReduceMixin, MovementMixin, Inde
 
     # ---- primitive movement -----------------------------------------------------------
     def reshape(self, *shape: Any) -> "Tensor":
-        new = _infer_reshape(self.shape, _shape_tuple(shape))
+        new = infer_reshape(self.shape, shape_tuple(shape))
         return self._movement(Op.RESHAPE, new)
 
     def view(self, *shape: Any) -> "Tensor":
@@ -453,13 +417,13 @@ class Tensor(ArithmeticMixin, ElementwiseMixin, ReduceMixin, MovementMixin, Inde
         return self.reshape(*shape)
 
     def permute(self, *dims: Any) -> "Tensor":
-        order = tuple(normalize_dim(d, self.ndim) for d in _shape_tuple(dims))
+        order = tuple(normalize_dim(d, self.ndim) for d in shape_tuple(dims))
         if sorted(order) != list(range(self.ndim)):
             raise ShapeError(f"permute({order}) is not a permutation of the {self.ndim} dims of shape {self.shape}")
         return self._movement(Op.PERMUTE, order)
 
     def expand(self, *sizes: Any) -> "Tensor":
-        sizes = _shape_tuple(sizes)
+        sizes = shape_tuple(sizes)
         if len(sizes) < self.ndim:
             raise ShapeError(f"expand{sizes}: the number of sizes must be at least the tensor's {self.ndim} dims")
         src = (1,) * (len(sizes) - self.ndim) + self.shape
@@ -537,26 +501,6 @@ class Tensor(ArithmeticMixin, ElementwiseMixin, ReduceMixin, MovementMixin, Inde
 
     def ones_like(self) -> "Tensor":
         return self._const(1)
-
-
-def _shape_tuple(args: tuple) -> tuple[int, ...]:
-    if len(args) == 1 and isinstance(args[0], (tuple, list)):
-        args = tuple(args[0])
-    return tuple(int(a) for a in args)
-
-
-def _infer_reshape(old: tuple[int, ...], new: tuple[int, ...]) -> tuple[int, ...]:
-    if new.count(-1) > 1:
-        raise ShapeError(f"only one dimension can be inferred in reshape {new}")
-    numel = math.prod(old)
-    if -1 in new:
-        known = math.prod(s for s in new if s != -1)
-        if known == 0 or numel % known:
-            raise ShapeError(f"shape {new} is invalid for input of size {numel} (shape {old})")
-        new = tuple(numel // known if s == -1 else s for s in new)
-    if any(s < 0 for s in new) or math.prod(new) != numel:
-        raise ShapeError(f"shape {new} is invalid for input of size {numel} (shape {old})")
-    return new
 
 
 # ---- module-level API ------------------------------------------------------------------

@@ -21,6 +21,7 @@ import numpy as np
 
 from .. import dtypes
 from ..errors import DTypeError, IndexOutOfRangeError, ShapeError
+from ..graph.shapes import broadcast_shape
 
 if TYPE_CHECKING:
     from ..tensor import Tensor
@@ -206,7 +207,6 @@ class _Advanced:
 
 
 def _advanced(view: "Tensor", adv: list[tuple[int, "Tensor"]]) -> _Advanced:
-    from ..tensor import broadcast_shape
     dims = [d for d, _ in adv]
     batch = broadcast_shape(*(t.shape for _, t in adv))
     # torch's rule: adjacent advanced indices keep their place, separated ones go first
@@ -354,7 +354,6 @@ class IndexMixin:
         if indices.ndim != self.ndim:
             raise ShapeError(f"take_along_dim: indices of shape {indices.shape} and input of shape {self.shape} "
                              "must have the same number of dimensions")
-        from ..tensor import broadcast_shape
         shape = broadcast_shape(tuple(1 if k == d else s for k, s in enumerate(self.shape)),
                                 tuple(1 if k == d else s for k, s in enumerate(indices.shape)))
         x = self.expand(tuple(self.shape[k] if k == d else s for k, s in enumerate(shape)))
@@ -425,7 +424,7 @@ class IndexMixin:
 
     def masked_fill(self: "Tensor", mask: Any, value: Any) -> "Tensor":
         """`value` where the bool `mask` (broadcast to self) holds, self elsewhere."""
-        from ..tensor import Tensor, broadcast_shape
+        from ..tensor import Tensor
         mask = self._operand(mask)
         if mask.dtype is not dtypes.bool_:
             raise DTypeError(f"masked_fill only supports bool masks, got {mask.dtype.name}")
@@ -437,7 +436,6 @@ class IndexMixin:
 
     def masked_select(self: "Tensor", mask: Any) -> "Tensor":
         """1-D tensor of the elements where the broadcast bool mask holds (a sync point)."""
-        from ..tensor import broadcast_shape
         mask = self._operand(mask)
         if mask.dtype is not dtypes.bool_:
             raise DTypeError(f"masked_select only supports bool masks, got {mask.dtype.name}")

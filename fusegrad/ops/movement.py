@@ -13,21 +13,14 @@ from typing import TYPE_CHECKING, Any, Sequence
 from .. import dtypes
 from ..errors import DeviceError, IndexOutOfRangeError, ShapeError
 from ..graph.ops import Op
+from ..graph.shapes import normalize_dim, shape_tuple
 
 if TYPE_CHECKING:
     from ..tensor import Tensor
 
 
 def _dim(dim: int, ndim: int) -> int:
-    from ..tensor import normalize_dim
     return normalize_dim(int(dim), ndim)
-
-
-def _ints(args: tuple) -> tuple[int, ...]:
-    """Accept f(1, 2), f((1, 2)) and f([1, 2]) like torch."""
-    if len(args) == 1 and isinstance(args[0], (tuple, list)):
-        args = tuple(args[0])
-    return tuple(int(a) for a in args)
 
 
 class MovementMixin:
@@ -122,7 +115,7 @@ class MovementMixin:
     # ---- flips, rolls, repeats ------------------------------------------------------------
     def flip(self: "Tensor", *dims: Any) -> "Tensor":
         """Reverse the order of elements along `dims`."""
-        return self._movement(Op.FLIP, self._axes(_ints(dims)))
+        return self._movement(Op.FLIP, self._axes(shape_tuple(dims)))
 
     def fliplr(self: "Tensor") -> "Tensor":
         if self.ndim < 2:
@@ -160,7 +153,7 @@ class MovementMixin:
 
     def repeat(self: "Tensor", *sizes: Any) -> "Tensor":
         """Tile the tensor `sizes[i]` times along each dimension (extra sizes add leading dims)."""
-        reps = _ints(sizes)
+        reps = shape_tuple(sizes)
         if len(reps) < self.ndim:
             raise ShapeError(f"repeat: got {len(reps)} repeat counts for a tensor of shape {self.shape}; "
                              f"need at least {self.ndim}")
@@ -174,7 +167,7 @@ class MovementMixin:
 
     def tile(self: "Tensor", *dims: Any) -> "Tensor":
         """Like repeat, but fewer counts than dimensions are padded with 1s at the front."""
-        reps = _ints(dims)
+        reps = shape_tuple(dims)
         return self.repeat((1,) * (self.ndim - len(reps)) + reps)
 
     # ---- windows ------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .. import autograd, dtypes
 from ..errors import DTypeError
+from ..graph.shapes import normalize_dim
 from .elementwise import FLOAT_MAX
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ class ReduceMixin:
         return self._extreme(dim, keepdim, largest=False)
 
     def _extreme(self: "Tensor", dim: Any, keepdim: bool, largest: bool) -> Any:
-        from ..tensor import Tensor, normalize_dim
+        from ..tensor import Tensor
         name = "max" if largest else "min"
         if isinstance(dim, Tensor):
             return self.maximum(dim) if largest else self.minimum(dim)
@@ -100,7 +101,6 @@ class ReduceMixin:
         return self._arg_extreme(dim, keepdim, largest=False)
 
     def _arg_extreme(self: "Tensor", dim: int | None, keepdim: bool, largest: bool) -> "Tensor":
-        from ..tensor import normalize_dim
         name = "argmax" if largest else "argmin"
         if self.dtype is dtypes.bool_:
             raise DTypeError(f"{name}() does not support bool tensors")
@@ -221,7 +221,6 @@ class ReduceMixin:
         return self._scan(dim, dtype, product=True)
 
     def _scan(self: "Tensor", dim: int, dtype: Any, product: bool) -> "Tensor":
-        from ..tensor import normalize_dim
         if dtype is not None:
             x = self.cast(dtypes.to_dtype(dtype))
         else:
