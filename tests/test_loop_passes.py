@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import fusegrad as fg
+from fusegrad import autograd
 from fusegrad.codegen.interchange import interchange_reduction
 from fusegrad.codegen.ir import Loop
 from fusegrad.codegen.lower import lower
@@ -115,6 +116,50 @@ def _eval(lin, env: dict) -> int:
             assert isinstance(a, ModAtom)
             total += c * (_eval(a.num, env) % a.k)
     return total
+
+
+@pytest.mark.parametrize("width, dilation, k, offset, lo, hi", [
+    (13, 1, 3, 0, 0, 11), (13, 2, 3, 0, 0, 9), (10, 1, 5, 0, 1, 8), (6, 3, 4, 0, 0, 4), (13, 1, 3, 0, 0, 13),
+    (7, 2, 2, 0, 0, 6), (13, 1, 3, 2, 0, 13), (8, 2, 3, -1, 0, 5)])
+def test_bounded_mod_folds_only_where_the_bound_excludes_every_wrap(width, dilation, k, offset, lo, hi):
+    """The window-gradient index (i + w*r) % (w+d) (+ offset) under lo <= . < hi: where the fold
+    applies, its division-free form must agree with the original at every point the bound admits,
+    and admit no other point."""
+    from fusegrad.graph.symbolic import bound, fold_bounded_mod, replace_atoms, var
+    i, r = var("i", width), var("r", k)
+    flat = i + r * width
+    row, col = flat // (width + dilation), flat % (width + dilation) + offset
+    fold = fold_bounded_mod(col, lo, hi)
+    wraps = any(lo <= (x + width * y) % (width + dilation) + offset < hi and x - dilation * y < 0
+                for x in range(width) for y in range(k))
+    assert (fold is None) == wraps
+    if fold is None:
+        return
+    mapping, low = fold
+    row2, col2 = replace_atoms(row, mapping), replace_atoms(col, mapping)
+    assert "/" not in row2.render() + col2.render()
+    for x in range(width):
+        for y in range(k):
+            env = {"i": x, "r": y}
+            inside = lo <= _eval(col, env) < hi
+            b = bound(col2, low, hi)
+            inside2 = b if isinstance(b, bool) else b.lo <= _eval(b.expr, env) < b.hi
+            assert inside == inside2, (x, y)
+            if inside:
+                assert (_eval(row2, env), _eval(col2, env)) == (_eval(row, env), _eval(col, env))
+
+
+def test_conv_input_gradient_reads_windows_without_division():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 3, 9, 8)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 2)).astype(np.float32)
+    tw = fg.tensor(w)
+    grad = autograd.grad(lambda t: fg.nn.functional.conv2d(t, tw, dilation=(1, 2)).sum())(fg.tensor(x))
+    sources = [lower(it.spec, "k") for it in create_schedule([grad._node])]
+    assert not any("DivAtom" in repr(ir.stmts) or "ModAtom" in repr(ir.stmts) for ir in sources)
+    px = torch.tensor(x, requires_grad=True)
+    torch.nn.functional.conv2d(px, torch.tensor(w), dilation=(1, 2)).sum().backward()
+    np.testing.assert_allclose(grad.numpy(), px.grad.numpy(), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

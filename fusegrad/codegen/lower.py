@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from ..dtypes import DType
 from ..graph.node import Node
 from ..graph.ops import ELEMENTWISE, REDUCE, Op
-from ..graph.symbolic import ZERO, Bound, Lin, bound, flat_index, unflatten, var
+from ..graph.symbolic import ZERO, Bound, Lin, bound, flat_index, fold_bounded_mod, replace_atoms, unflatten, var
 from .ir import (Accumulate, Alu, Cond, Const, Define, DefineAcc, EndLoop, Expr, Index, Load, Loop, LoopIR, Param,
                  Rand, Ref, Store)
 
@@ -51,8 +51,13 @@ def source_coords(node: Node, coords: Coords) -> tuple[Coords, list[Bound] | Non
         return tuple(num_flip(c, s) if i in arg else c for i, (c, s) in enumerate(zip(coords, src.shape))), []
     assert node.op is Op.PAD
     bounds: list[Bound] = []
-    for c, (lo, _), s in zip(coords, arg, src.shape):
-        b = bound(c, lo, lo + s)
+    for d, ((lo, _), s) in enumerate(zip(arg, src.shape)):
+        c, low = coords[d], lo
+        fold = fold_bounded_mod(c, lo, lo + s)
+        if fold is not None:  # past this bound every load beneath sees the division-free form
+            coords = tuple(replace_atoms(x, fold[0]) for x in coords)
+            c, low = coords[d], fold[1]
+        b = bound(c, low, lo + s)
         if b is False:
             return coords, None
         if b is not True:

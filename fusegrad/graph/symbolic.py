@@ -213,6 +213,50 @@ def unflatten(index: Lin, shape: tuple[int, ...]) -> tuple[Lin, ...]:
     return tuple(reversed(coords))
 
 
+def fold_bounded_mod(expr: Lin, lo: int, hi: int) -> tuple[dict[Atom, Lin], int] | None:
+    """Under the bound lo <= expr < hi, where expr is X%m + c: split X = m*q + y with y's coefficients
+    the remainders nearest zero. When y spans [-m, m) and every negative y (where X%m wraps to y+m)
+    falls outside the bound, the bound implies y >= 0, so X/m == q and X%m == y there.
+
+    Returns ({X/m: q, X%m: y} to substitute, the bound's new lower end on the rewritten expr), or None.
+    The sliding-window gradient needs this: its rows of width w+d reshaped to width w index with
+    (i + w*r) / (w+d) and % (w+d), which become r and i - d*r (no division per element)."""
+    if len(expr.terms) != 1:
+        return None
+    mod, coef = expr.terms[0]
+    if coef != 1 or not isinstance(mod, ModAtom) or mod.num.lo >= 0 and mod.num.hi < mod.k:
+        return None
+    m, c = mod.k, expr.const
+    quotient: dict[Atom, int] = {}
+    rest: dict[Atom, int] = {}
+    for a, k in mod.num.terms:
+        q = (k + m // 2) // m
+        if q:
+            quotient[a] = q
+        if k - q * m:
+            rest[a] = k - q * m
+    q_const, r_const = divmod(mod.num.const, m)
+    y = _make(rest, r_const)
+    if y.lo < -m or y.hi >= m or y.lo + m < hi - c:
+        return None
+    return {DivAtom(mod.num, m): _make(quotient, q_const), mod: y}, max(lo, c)
+
+
+def replace_atoms(expr: Lin, mapping: dict[Atom, Lin]) -> Lin:
+    """expr with the given atoms (anywhere, also inside divisions) replaced by Lins (re-simplified)."""
+    out = num(expr.const)
+    for a, c in expr.terms:
+        if a in mapping:
+            out = out + mapping[a] * c
+        elif isinstance(a, DivAtom):
+            out = out + (replace_atoms(a.num, mapping) // a.k) * c
+        elif isinstance(a, ModAtom):
+            out = out + (replace_atoms(a.num, mapping) % a.k) * c
+        else:
+            out = out + atom(a) * c
+    return out
+
+
 def substitute(expr: Lin, v: Var, value: Lin) -> Lin:
     """expr with every occurrence of the variable v replaced by value (re-simplified)."""
     out = num(expr.const)
