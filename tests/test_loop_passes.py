@@ -185,3 +185,66 @@ def test_max_pool_and_amax_propagate_nan_from_any_position(dtype):
     want = torch.nn.functional.max_pool2d(torch.tensor(x), 2).numpy()
     np.testing.assert_array_equal(fg.nn.functional.max_pool2d(fg.tensor(x), 2).numpy(), want)
     np.testing.assert_array_equal(fg.tensor(x).amax((2, 3)).numpy(), np.max(x, (2, 3)))
+
+
+def test_reshape_round_trip_through_nested_divisions_is_the_plain_index():
+    from fusegrad.codegen.lower import reshape_coords
+    from fusegrad.graph.symbolic import flat_index, var
+    # Flatten of (C, 5, 5) read back: 25*(i/25) + 5*((i/5)%5) + i%5 must fold to i (no division per element)
+    coords = reshape_coords((var("a", 6), var("b", 1600)), (6, 1600), (6, 64, 5, 5))
+    assert flat_index(coords, (6, 64, 5, 5)) == flat_index((var("a", 6), var("b", 1600)), (6, 1600))
+    i = var("i", 360)
+    assert ((i // 4) // 3).render() == "(i/12)"
+
+
+@pytest.mark.parametrize("op", ["sum", "amax"])
+def test_reduction_over_a_padded_axis(op):
+    rng = np.random.default_rng(3)
+    x = -rng.uniform(1, 2, size=(5, 3, 1)).astype(np.float32)  # all negative: max over the padding is 0
+    padded = fg.tensor(x).pad_zeros([(0, 0), (0, 0), (2, 3)])
+    out = getattr(padded, op)(2)
+    reduce_loops = [s.var.extent for it in create_schedule([out._node]) for s in lower(it.spec, "k").stmts
+                    if isinstance(s, Loop) and s.kind == "reduce"]
+    want = getattr(np.pad(x, [(0, 0), (0, 0), (2, 3)]), "max" if op == "amax" else op)(2)
+    np.testing.assert_allclose(out.numpy(), want, rtol=1e-6)
+    # a sum skips the zeros of the padding (one term left: no loop); a max must still see them
+    assert reduce_loops == ([] if op == "sum" else [6])
+
+
+def peeled_loops(t: fg.Tensor) -> list[list[Loop]]:
+    from fusegrad.codegen.peel import peel_loops
+    items = create_schedule([t._node])
+    return [[s for s in merge_loops(peel_loops(lower(it.spec, "k"))).stmts if isinstance(s, Loop)] for it in items]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("size", [11, 9, 26])
+def test_pool_gradient_of_odd_planes_is_peeled_and_right(dtype, size):
+    rng = np.random.default_rng(size)
+    x = rng.standard_normal((2, 3, size, size)).astype(dtype)
+    tx = fg.tensor(x)
+    grad = autograd.grad(lambda t: (fg.nn.functional.max_pool2d(t, 2) * 3).sum())(tx)
+    loops = peeled_loops(grad)
+    px = torch.tensor(x, requires_grad=True)
+    (torch.nn.functional.max_pool2d(px, 2) * 3).sum().backward()
+    np.testing.assert_allclose(grad.numpy(), px.grad.numpy(), rtol=1e-6)
+    # odd planes: the last column (dropped by floor mode) is its own piece, the rest unguarded and split by 2
+    names = [loop.var.name for kernel in loops for loop in kernel]
+    assert any(name.endswith("p1") for name in names) == (size % 2 == 1)
+    for kernel in loops:
+        assert len(kernel) <= 6
+
+
+def test_peeled_pieces_fold_their_guards():
+    from fusegrad.codegen.ir import Const
+    from fusegrad.codegen.peel import peel_loops
+    x = fg.randn(4, 7).realize()
+    out = x.pad_zeros([(0, 0), (2, 1)]) * 2 + 1  # (4, 10): columns 0-1 and 9 are padding
+    (item,) = create_schedule([out._node])
+    ir = peel_loops(lower(item.spec, "k"))
+    np.testing.assert_allclose(out.numpy(), np.pad(x.numpy(), [(0, 0), (2, 1)]) * 2 + 1, rtol=1e-6)
+    pieces = [s.var.extent for s in ir.stmts if isinstance(s, Loop)]
+    assert pieces == [4, 2, 7, 1]
+    text = repr(ir.stmts)
+    assert text.count("Bound(") == 0  # every piece decided its guard statically
+    assert text.count(repr(Const(0, x.dtype))) >= 2  # the two padding pieces read zeros

@@ -100,6 +100,7 @@ static inline float fg_rand(uint64_t seed, uint64_t ctr) {
 class CRenderer(CStyleRenderer):
     supports_gemm = True
     interchange_reductions = True
+    peel_loops = True
     # per kernel, set by render_kernel: GEMMs whose operand ("a"/"b") is packed before the batch loops,
     # and reduce loops that are the inner dims of a window
     _hoisted: dict[int, str] = {}

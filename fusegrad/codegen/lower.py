@@ -205,9 +205,14 @@ class _Builder:
         self.stmts.append(DefineAcc(acc, node.op, node.dtype))
         inner = list(coords)
         loops = 0
+        # a sum over a padded axis adds zeros outside the source: loop over the source's extent only
+        # (the gradient of a broadcast-then-shrink, like _gradient_buffer's, then sums one term)
+        padded = src.arg if node.op is Op.SUM and src.op is Op.PAD and src.srcs[0].numel else None
         for axis in node.arg:
-            size = src.shape[axis]
-            inner[axis] = var(self.fresh("r"), size)
+            size, start = src.shape[axis], 0
+            if padded is not None:
+                size, start = src.srcs[0].shape[axis], padded[axis][0]
+            inner[axis] = var(self.fresh("r"), size) + start
             if size > 1:
                 self.stmts.append(Loop(inner[axis].terms[0][0], "reduce"))
                 loops += 1

@@ -53,6 +53,7 @@ class CStyleRenderer:
     support_source = ""  # a library compiled once and loaded before kernels (e.g. the GEMM routine)
     supports_gemm = False
     interchange_reductions = False  # the CPU's cache-blocking pass; GPUs keep outputs across threads
+    peel_loops = False  # the CPU's guard peeling (codegen/peel.py); GPUs map global loops to threads
 
     # types
     def storage_type(self, dtype: DType) -> str:

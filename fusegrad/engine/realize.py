@@ -17,6 +17,7 @@ from typing import Any, Hashable
 from .. import flags
 from ..codegen import renderer_for
 from ..codegen.gemm import use_gemm
+from ..codegen.peel import peel_loops
 from ..codegen.ir import Gemm
 from ..codegen.interchange import interchange_reduction
 from ..codegen.merge import merge_loops
@@ -82,12 +83,14 @@ def _kernel_info(item: ScheduleItem) -> tuple[str, int]:
 
 
 def kernel_ir(spec: KernelSpec, name: str, renderer: Any) -> Any:
-    """A kernel's loop IR after the passes its renderer wants (GEMM, reduction interchange, loop merging)."""
+    """A kernel's loop IR after the passes its renderer wants (GEMM, reduction interchange, peeling, loop merging)."""
     ir = lower(spec, name)
     if renderer.supports_gemm:
         ir = use_gemm(ir)
     if renderer.interchange_reductions:
         ir = interchange_reduction(ir)
+    if renderer.peel_loops:
+        ir = peel_loops(ir)
     return merge_loops(ir)
 
 

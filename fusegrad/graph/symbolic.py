@@ -117,6 +117,9 @@ class Lin:
             return _make(quotient, q_const)
         if remainder.is_const:
             return _make(quotient, q_const + remainder.const // k)
+        inner = _single_div(remainder)
+        if inner is not None:  # (x/a)/k == x/(a*k): one division, and reshapes' pieces recombine in _make
+            return _make(quotient, q_const) + atom(DivAtom(inner.num, inner.k * k))
         return _make(quotient, q_const) + atom(DivAtom(remainder, k))
 
     def __mod__(self, k: int) -> "Lin":
@@ -139,11 +142,23 @@ class Lin:
         return "(" + "+".join(parts).replace("+-", "-") + ")" if len(parts) > 1 else parts[0]
 
 
+def _single_div(expr: Lin) -> DivAtom | None:
+    """The division when expr is exactly x/a."""
+    if expr.const == 0 and len(expr.terms) == 1 and expr.terms[0][1] == 1 and isinstance(expr.terms[0][0], DivAtom):
+        return expr.terms[0][0]
+    return None
+
+
 def _make(terms: dict[Atom, int], const: int) -> Lin:
-    # k*(x/k) + (x%k) == x: recombine the pieces a reshape split apart
+    # k*(x/k) + (x%k) == x, and k*(x/(a*k)) + ((x/a)%k) == x/a: recombine the pieces a reshape split
+    # apart (flattening (C, 5, 5) to 1600 and back gave 25*(i/25) + 5*((i/5)%5) + i%5 for i)
     for a in [a for a in terms if isinstance(a, ModAtom)]:
-        div = DivAtom(a.num, a.k)
         c = terms.get(a, 0)
+        inner = _single_div(a.num)
+        if c and inner is not None and terms.get(DivAtom(inner.num, inner.k * a.k)) == c * a.k:
+            del terms[a], terms[DivAtom(inner.num, inner.k * a.k)]
+            return _make(terms, const) + a.num * c
+        div = DivAtom(a.num, a.k)
         if c and terms.get(div) == c * a.k:
             del terms[a], terms[div]
             return _make(terms, const) + a.num * c
