@@ -145,6 +145,7 @@ def machine_info() -> dict[str, Any]:
         "cpu": cpu_model(), "cores": os.cpu_count(), "os": platform.platform(),
         "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
         "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
+        "GOMP_SPINCOUNT": os.environ.get("GOMP_SPINCOUNT"),
         "cpus": sorted(os.sched_getaffinity(0)),
         "load_average": [round(x, 2) for x in os.getloadavg()],
     }
@@ -537,6 +538,7 @@ def header_lines(info: dict[str, Any]) -> str:
     m, v, blas = info["machine"], info["versions"], info["blas"]
     peers = ", ".join(f"{k} {val}" for k, val in v.items() if k not in ("python", "fusegrad_compiler") and val)
     return (f"# {m['cpu']}, {m['cores']} cores; load average {m['load_average']}; "
-            f"OPENBLAS_CORETYPE={m['OPENBLAS_CORETYPE']}, OMP_WAIT_POLICY={m['OMP_WAIT_POLICY']}\n"
+            f"OPENBLAS_CORETYPE={m['OPENBLAS_CORETYPE']}, OMP_WAIT_POLICY={m['OMP_WAIT_POLICY']}, "
+            f"GOMP_SPINCOUNT={m.get('GOMP_SPINCOUNT')}\n"
             f"# Python {v['python']}; {peers}; kernels by {v['fusegrad_compiler']}\n"
             f"# BLAS: numpy {blas['numpy']}; torch {blas['torch']}")
