@@ -101,3 +101,17 @@ def test_every_flag_is_documented() -> None:
         row = re.search(rf"^\| `{flag.name}` \| ([^|]+) \|", doc, re.M)
         assert row, f"{flag.name} is missing from the settings table in docs/debugging.md"
         assert flag.default in row.group(1) or not flag.default, f"{flag.name}: default {flag.default!r} not shown"
+
+
+@pytest.mark.parametrize("given, want", [
+    ({}, ("10000", None)),  # brief spin, then sleep
+    ({"OMP_WAIT_POLICY": "active"}, (None, "active")),  # the user's policy is left alone
+    ({"GOMP_SPINCOUNT": "5"}, ("5", None)),
+])
+def test_openmp_wait_defaults_respect_the_user(given: dict, want: tuple) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env.update(given, PYTHONPATH=str(ROOT))
+    code = "import os, fusegrad; print(os.environ.get('GOMP_SPINCOUNT'), os.environ.get('OMP_WAIT_POLICY'))"
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert tuple(None if v == "None" else v for v in proc.stdout.split()) == want
