@@ -1,6 +1,7 @@
 """How many kernels a realization runs: the scheduler's fusion contract."""
 import numpy as np
 import pytest
+import torch
 
 import fusegrad as fg
 
@@ -102,3 +103,32 @@ def test_graph_seen_before_reuses_its_schedule(abc, monkeypatch):
     got = ((x * y).exp() + z).sum(0).numpy()
     assert calls == []  # no scheduling: the plan of the same structure ran
     np.testing.assert_allclose(got, (np.exp(x.numpy() * y.numpy()) + z.numpy()).sum(0), rtol=1e-5)
+
+
+def test_batch_norm_reads_the_activations_in_four_reductions():
+    """A training batch norm's forward and backward read the activations in four reductions: the
+    mean, the variance, and the sums of dy and of dy * centered, each computed once however many
+    gradients use it (the scale's gradient, read by the weight's and the variance's, was summed
+    twice; the bias's and the mean's sums of dy were two more)."""
+    from fusegrad.engine.schedule import create_schedule, fused_nodes
+    from fusegrad.graph.ops import REDUCE
+    rng = np.random.default_rng(0)
+    n, c, h, w = 8, 4, 6, 6
+    x = fg.tensor(rng.standard_normal((n, c, h, w)).astype(np.float32))
+    weight = fg.tensor(rng.uniform(0.5, 1.5, c).astype(np.float32))
+    bias = fg.tensor(rng.standard_normal(c).astype(np.float32))
+    dy = fg.tensor(rng.standard_normal((n, c, h, w)).astype(np.float32))
+
+    def loss(x, weight, bias):
+        return (fg.nn.functional.batch_norm(x, None, None, weight, bias, training=True) * dy).sum()
+
+    grads = list(fg.autograd.grad(loss, argnums=(0, 1, 2))(x, weight, bias))
+    items = create_schedule([g._node for g in grads])
+    passes = [it for it in items if it.alias_of is None and any(node.op in REDUCE and node.srcs[0].numel == n * c * h * w
+                                        and node.numel == c for node in fused_nodes(it.spec.root, it.spec.inputs))]
+    assert len(passes) == 4
+    px = torch.tensor(x.numpy(), requires_grad=True)
+    pw, pb = torch.tensor(weight.numpy(), requires_grad=True), torch.tensor(bias.numpy(), requires_grad=True)
+    (torch.nn.functional.batch_norm(px, None, None, pw, pb, training=True) * torch.tensor(dy.numpy())).sum().backward()
+    for got, want in zip(grads, (px.grad, pw.grad, pb.grad)):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-5)

@@ -157,7 +157,7 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
         # each with a pass over the input). The mean's gradient takes a per-channel path: centered
         # values use the detached mean plus (mean - mean.detach()), zero in value; the variance's
         # dependence on the mean drops out exactly (centered values sum to zero). The backward then
-        # makes three passes over the activations (sums of dy, dy * scale, dy * centered), not five.
+        # makes two passes over the activations (sums of dy and of dy * centered), not five.
         mean = input.mean(dims, keepdim=True).contiguous()
         centered = input - mean.detach()
         var = (centered * centered).mean(dims, keepdim=True).contiguous()
@@ -168,8 +168,13 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
         scale = (var + eps).rsqrt()
         if weight is not None:
             scale = scale * weight.reshape(shape)
-        out = (centered + (mean.detach() - mean)) * scale
-        return out + bias.reshape(shape) if bias is not None else out
+        # one per-channel shift, broadcast once: the backward sums the output gradient over the
+        # batch once and hands that sum to the bias and (times scale) to the mean, where adding
+        # each to the activations made two identical passes over them
+        shift = (mean.detach() - mean) * scale
+        if bias is not None:
+            shift = shift + bias.reshape(shape)
+        return centered * scale + shift
     if running_mean is None or running_var is None:
         raise ValueError("batch_norm in eval mode needs running_mean and running_var")
     out = (input - running_mean.reshape(shape)) * (running_var.reshape(shape) + eps).rsqrt()
