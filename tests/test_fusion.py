@@ -132,3 +132,31 @@ def test_batch_norm_reads_the_activations_in_four_reductions():
     (torch.nn.functional.batch_norm(px, None, None, pw, pb, training=True) * torch.tensor(dy.numpy())).sum().backward()
     for got, want in zip(grads, (px.grad, pw.grad, pb.grad)):
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_mlp_training_step_kernels():
+    """Zigrad's MLP step (forward, cross-entropy, backward, SGD) stays fused: each linear layer's
+    bias and ReLU ride on one kernel after its product, no broadcast is copied out, and the whole
+    step is at most 25 kernels (a rule keeping shared reductions once split every ReLU into three
+    kernels and copied a (64, 128, 64) broadcast)."""
+    from fusegrad.examples.mnist import build_model
+    fg.manual_seed(0)
+    model = build_model("mlp")
+    opt = fg.optim.SGD(model.parameters(), lr=0.01)
+    x = fg.tensor(np.random.default_rng(0).random((64, 1, 28, 28), dtype=np.float32))
+    y = fg.tensor(np.random.default_rng(1).integers(0, 10, 64))
+
+    def step() -> fg.Tensor:
+        opt.zero_grad()
+        loss = fg.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    step().item()
+    with fg.profile() as p:
+        step().item()
+    labels = [k.op for k in p.kernels]
+    assert len(labels) <= 25, labels
+    assert "COPY" not in labels
+    assert labels.count("ADD CMPLT CMPEQ OR WHERE") == 2  # bias + ReLU of both hidden layers

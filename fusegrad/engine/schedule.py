@@ -99,7 +99,6 @@ def materialized_nodes(order: list[Node], targets: list[Node]) -> set[int]:
     keep = {id(t) for t in targets}
     depth: dict[int, int] = {}
     inner: dict[int, frozenset[int]] = {}  # unmaterialized reductions fused into each node
-    sizes: dict[int, int] = {}  # elements each reduction reads
     for node in order:
         if node.buffer is not None or node.op in LEAF:
             depth[id(node)], inner[id(node)] = 0, frozenset()
@@ -112,30 +111,28 @@ def materialized_nodes(order: list[Node], targets: list[Node]) -> set[int]:
         if node.op in REDUCE:
             keep.update(below)  # a reduction nested in another runs as its own parallel kernel
             below = frozenset((id(node),))
-            sizes[id(node)] = node.srcs[0].numel
         d = 1 + max((0 if id(s) in keep else depth.get(id(s), 0)) for s in node.srcs)
         if d > MAX_FUSED_DEPTH:
             keep.add(id(node))
         depth[id(node)] = 0 if id(node) in keep else d
         inner[id(node)] = frozenset() if id(node) in keep else below
-    _share_reductions(order, keep, inner, sizes)
+    _share_reductions(order, keep)
     return keep
 
 
-def _share_reductions(order: list[Node], keep: set[int], inner: dict[int, frozenset[int]],
-                      sizes: dict[int, int]) -> None:
-    """Keep a node that fuses a large reduction (each output sums FEW_TERMS or more) when more
-    than one kernel would compute it: stored once instead of recomputed, reduction and all, by each
-    (batch norm's scale gradient, read by the weight's and the variance's: two passes over the
-    activations). Walked from the outputs back, so every node's kernels are known when it is seen."""
+def _share_reductions(order: list[Node], keep: set[int]) -> None:
+    """Keep a large reduction (each output sums FEW_TERMS or more) that more than one kernel
+    would compute through the elementwise work fused after it: summed once instead of by each
+    (batch norm's scale gradient, read by the weight's and the variance's gradients: two passes
+    over the activations). Walked from the outputs back, so every node's kernels are known when
+    it is seen."""
     roots: dict[int, set[int]] = {}  # the kernels each node is computed in
     for node in reversed(order):
         if node.buffer is not None:
             continue
         mine = roots.get(id(node), set())
-        below = inner.get(id(node), frozenset())
-        if id(node) not in keep and len(mine) > 1 and below and \
-                node.numel * FEW_TERMS <= min(sizes[r] for r in below):
+        if node.op in REDUCE and id(node) not in keep and len(mine) > 1 and \
+                node.srcs[0].numel >= FEW_TERMS * node.numel:
             keep.add(id(node))
         reach = {id(node)} if id(node) in keep else mine
         for src in node.srcs:
