@@ -182,6 +182,25 @@ def bf16_matmul(device: str, torch: Any, n: int, calls: int) -> dict[str, Any]:
     return out
 
 
+def cnn_kernels(device: str, batch: int, top: int = 8) -> list[dict[str, Any]]:
+    """The CNN step's most expensive kernels at `batch`: one eager step profiled (each launch timed
+    by events) after two warm-up steps. GFLOP/s counts 2 per multiply-add of a contraction."""
+    import fusegrad as fg
+    xs, ys, _ = common.load_batches(batch, 1)
+    (eager, _jit) = common.fusegrad_contestants(mnist_cnn.make_fusegrad_model, xs, ys, mnist_cnn.LR, {},
+                                                device=device)
+    for _ in range(2):
+        eager.sync(eager.step())
+    with fg.profile() as p:
+        eager.sync(eager.step())
+    stats = sorted(p.by_kernel(), key=lambda k: -k.seconds)
+    rows = [{"name": k.name, "ms": k.seconds * 1e3, "GFLOPs": k.gflops} for k in stats[:top]]
+    print(common.table([f"CNN B={batch} kernel", "ms", "GFLOP/s"],
+                       [[r["name"], f"{r['ms']:.3f}", f"{r['GFLOPs']:.0f}"] for r in rows]))
+    print(f"CNN B={batch}: {len(stats)} kernels, {p.total_seconds * 1e3:.3f} ms in all")
+    return rows
+
+
 def race_steps(workload: Any, label: str, device: str, batch_sizes: str, seconds: float, rounds: int,
                torch: Any) -> dict[int, dict[str, Any]]:
     """Every contestant's training step of `workload` (mnist_mlp or mnist_cnn) per batch size; prints a table."""
@@ -230,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--elements-log2", type=int, default=28, help="a*b+c over 2^N float32")
     p.add_argument("--matmul", type=int, default=4096, help="n of the float32 n^3 matmul")
     p.add_argument("--bf16-matmul", default="4096,8192", help="n of the bfloat16 n^3 matmuls (empty: none)")
+    p.add_argument("--cnn-kernels", default="", help="CNN batch sizes whose step kernels are profiled (empty: none)")
+    p.add_argument("--skip-kernels", action="store_true", help="no elementwise and matmul rows")
     args = p.parse_args(argv)
     from fusegrad.runtime import registry
     torch = common.optional_import("torch")
@@ -247,6 +268,10 @@ def main(argv: list[str] | None = None) -> int:
     results["steps"] = race_steps(mnist_mlp, "MLP", args.device, args.batch_sizes, args.seconds, args.rounds, torch)
     results["cnn_steps"] = race_steps(mnist_cnn, "CNN", args.device, args.cnn_batch_sizes, args.seconds, args.rounds,
                                       torch)
+    results["cnn_kernels"] = {b: cnn_kernels(args.device, int(b)) for b in args.cnn_kernels.split(",") if b}
+    if args.skip_kernels:
+        print(json.dumps({"benchmark": "gpu_steps", **results}))
+        return 0
     k = kernels(args.device, torch, args.elements_log2, args.matmul, repeats=20)
     results["kernels"] = k
     line = f"a*b+c on 2^{args.elements_log2} float32: {k['fusegrad_fma_ms']:.3f} ms = {k['fusegrad_fma_GBps']:.0f} GB/s"

@@ -14,7 +14,7 @@ import fusegrad as fg
 import fusegrad.nn.functional as F
 from fusegrad import dtypes
 from fusegrad.codegen import renderer_for
-from fusegrad.codegen import cuda_mma
+from fusegrad.codegen import cuda_gemm, cuda_mma, gemm
 from fusegrad.codegen.cuda import MAX_BLOCKS, launch_dims
 from fusegrad.codegen.ir import Accumulate, DefineAcc, EndLoop, Load, Loop, LoopIR, Ref, Store
 from fusegrad.codegen.lanes import LaneLoop, LaneStore, plan_lanes, thread_plan
@@ -162,6 +162,10 @@ def test_nvrtc_compiles_generated_cuda(case: str) -> None:
         if ir.name in descriptors and cuda_mma.fits(descriptors[ir.name]):  # a block per output tile
             assert (blocks, threads) == (cuda_mma.blocks(descriptors[ir.name]), cuda_mma.THREADS)
             continue
+        tiled = cuda_gemm.plan(ir)
+        if tiled is not None:  # a block per output tile (and reduction split)
+            assert (blocks, threads) == (tiled.blocks, cuda_gemm.THREADS)
+            continue
         threads_of, _, lanes = thread_plan(ir)
         total = math.prod(v.extent for v in threads_of) * lanes
         assert 1 <= threads <= 1024 and 1 <= blocks < 2**31
@@ -274,6 +278,70 @@ def test_half_products_render_tensor_core_kernels() -> None:
     assert "wmma.mma.sync.aligned" in ptx and "cp.async.cg.shared.global" in ptx
     small = kernel_irs(cpu_array((8, 16), "bfloat16") @ cpu_array((16, 40), "bfloat16"))
     assert "wmma" not in renderer.render_kernel(small[0])  # fewer than 16 rows: the plain kernel
+
+
+def conv_and_grads(x: fg.Tensor, w: fg.Tensor, **kw: object) -> tuple[fg.Tensor, ...]:
+    """A convolution and the gradients of a loss on it with respect to the input and the weight."""
+    with fg.GradientTape() as tape:
+        y = F.conv2d(x, w, **kw)
+        loss = (y * y).sum()
+    return (y, *tape.gradient(loss, [x, w]))
+
+
+# (input shape, weight shape, conv2d keywords): padding, stride, dilation, groups, odd sizes, one channel
+CONV_CASES = [((4, 6, 23, 19), (10, 6, 3, 3), {"padding": 2, "stride": 2, "dilation": 2}),
+              ((3, 8, 17, 17), (12, 4, 5, 5), {"padding": 1, "groups": 2}),
+              ((2, 1, 7, 7), (4, 1, 3, 3), {"padding": 1}),
+              ((5, 7, 13, 11), (9, 7, 1, 1), {}),
+              ((2, 3, 9, 12), (5, 3, 2, 3), {"padding": (1, 0), "stride": (1, 2)})]
+
+
+def tile_small_products(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let products of any size take the GEMM pass and the tiled kernel (small test cases)."""
+    monkeypatch.setattr(cuda_gemm, "MIN_WORK", 0)
+    monkeypatch.setattr(gemm, "MIN_GEMM_WORK", 0)
+    monkeypatch.setattr(realize_mod, "_programs", {})  # render again under the lowered thresholds
+    monkeypatch.setattr(realize_mod, "_plans", realize_mod.OrderedDict())
+
+
+@needs_nvrtc
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16", "bfloat16"])
+def test_convolutions_render_tiled_products(dtype: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A convolution's forward, input-gradient and weight-gradient products (padded windows,
+    strides, groups as a batch) render as tiled GEMMs: a block of 256 threads per output tile, the
+    plain kernel's grid no longer; they compile for sm_90 and sm_75 (float64 atomics need sm_60)."""
+    tile_small_products(monkeypatch)
+    renderer = renderer_for("cuda")
+    sources = []
+    for xs, ws, kw in CONV_CASES:
+        irs = kernel_irs(*conv_and_grads(cpu_array(xs, dtype), cpu_array(ws, dtype), **kw))
+        plans = {ir.name: cuda_gemm.plan(ir) for ir in irs}
+        tiled = [ir for ir in irs if plans[ir.name] is not None]
+        assert len(tiled) >= 2, [ir.name for ir in irs]  # forward, weight gradient (and a window gradient)
+        for ir in tiled:
+            source = renderer.render_kernel(ir)
+            plan = plans[ir.name]
+            assert "fg_sa[2]" in source and "for (unsigned int gid" not in source
+            assert cuda_rt.parse_launches(source)[ir.name] == (plan.blocks, cuda_gemm.THREADS)
+            assert plan.blocks == plan.tiles * plan.splits and 1 <= plan.splits
+            sources.append(source)
+    unit = renderer.render_unit(sources)
+    for arch in (90, 75):
+        assert cuda_rt.compile_cuda(unit, arch)[:4] == b"\x7fELF"
+
+
+def test_tiled_products_choose_tiles_and_splits() -> None:
+    """The CNN's second convolution at batch 64: the forward product covers all images as columns;
+    the weight gradient (64 x 288 outputs, a reduction of 7744) splits its reduction over blocks."""
+    x, w = cpu_array((64, 32, 13, 13), "float32"), cpu_array((64, 32, 3, 3), "float32")
+    plans = [cuda_gemm.plan(ir) for ir in kernel_irs(*conv_and_grads(x, w))]
+    shapes = {(p.m, p.n, p.k, p.nbatch): p for p in plans if p is not None}
+    forward = shapes[(64, 64 * 121, 288, 1)]
+    assert forward.splits == 1 and (forward.bm, forward.bn, forward.blocks) == (64, 64, 121)
+    weight = next(p for (m, n, k, _), p in shapes.items() if k == 64 * 121)
+    assert weight.splits > 1 and weight.k_split % cuda_gemm.BK == 0 and weight.k_split * (weight.splits - 1) < weight.k
+    small = kernel_irs(cpu_array((8, 16), "float32") @ cpu_array((16, 8), "float32"))
+    assert cuda_gemm.plan(small[0]) is None  # below MIN_WORK: the lanes' reduction per output
 
 
 def test_launch_comments_round_trip() -> None:
@@ -543,6 +611,70 @@ def test_matmul_odd_sizes_match_cpu(m: int, k: int, n: int) -> None:
 def test_conv2d_matches_cpu() -> None:
     on_both(lambda x, w: F.conv2d(x, w, padding=1).relu(),
             [random_array((2, 3, 17, 15), "float32"), random_array((5, 3, 3, 3), "float32")], tol=SUM_TOL["float32"])
+
+
+def assert_close_to(got: np.ndarray, want: np.ndarray, rel: float) -> None:
+    """Elementwise within `rel` of the largest magnitude (sums of thousands of terms that cancel
+    differ in their absolute rounding, not relative to each element), and no NaN."""
+    assert got.shape == want.shape and not np.isnan(got).any()
+    np.testing.assert_allclose(got, want, rtol=rel, atol=rel * float(np.abs(want).max()))
+
+
+def compare_tiled(fn: Callable[..., tuple], shapes: list[tuple[int, ...]], dtype: str = "float32",
+                  rel: float = 2e-5, runs: int = 2) -> None:
+    """fn on the CPU and (`runs` times, to catch state left by a launch) on the GPU, where at least
+    one of its kernels renders as a tiled product."""
+    arrays = [random_array(s, dtype) for s in shapes]
+    irs = kernel_irs(*fn(*[fg.tensor(a, dtype=dtype) for a in arrays]))
+    assert any(cuda_gemm.plan(ir) is not None for ir in irs), "no tiled product in this case"
+    want = [t.float().numpy() for t in fn(*[fg.tensor(a, dtype=dtype) for a in arrays])]
+    for _ in range(runs):
+        got = [t.float().numpy() for t in fn(*[fg.tensor(a, dtype=dtype, device=GPU) for a in arrays])]
+        for g, w in zip(got, want):
+            assert_close_to(g, w, rel)
+
+
+@needs_gpu
+@pytest.mark.parametrize("case", range(len(CONV_CASES)))
+def test_tiled_convolutions_match_cpu(case: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forward and both gradients of padded, strided, dilated, grouped and odd-sized convolutions,
+    every product tiled (small ones too); float64 and float16 on one case."""
+    tile_small_products(monkeypatch)
+    xs, ws, kw = CONV_CASES[case]
+    compare_tiled(lambda x, w: conv_and_grads(x, w, **kw), [xs, ws])
+    if case == 0:
+        compare_tiled(lambda x, w: conv_and_grads(x, w, **kw), [xs, ws], "float64", rel=1e-12)
+        compare_tiled(lambda x, w: conv_and_grads(x, w, **kw), [xs, ws], "float16", rel=2e-2)
+
+
+@needs_gpu
+@pytest.mark.parametrize("m,k,n", [(1, 1, 1), (7, 129, 9), (129, 7, 129), (129, 300, 257)])
+def test_tiled_products_with_epilogues_match_cpu(m: int, k: int, n: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Odd sizes, a fused epilogue (bias, ReLU, a second output), transposed and batched operands."""
+    tile_small_products(monkeypatch)
+    if min(m, n) > 1:  # the pass leaves dot products (one row or column) to the plain loops
+        compare_tiled(lambda a, b, c: ((a @ b + c).relu(), a @ b * 2), [(m, k), (k, n), (n,)])
+        compare_tiled(lambda a, b: ((a.T @ b.T * 0.01).exp(),), [(k, m), (n, k)], rel=1e-4)
+        compare_tiled(lambda a, b: ((a @ b).tanh(),), [(3, m, k), (3, k, n)])
+    a, b = (fg.tensor(random_array(shape, "float32"), device=GPU) for shape in ((m, k), (k, n)))
+    assert (a @ b).numpy().shape == (m, n)
+
+
+@needs_gpu
+def test_split_reductions_match_cpu_launch_after_launch() -> None:
+    """The CNN's second convolution at batch 32, at the default thresholds: its weight gradient
+    splits the reduction over blocks (workspace and counters reset by the last block); jitted
+    replays (CUDA graphs) give the eager results."""
+    xs, ws = (32, 32, 13, 13), (64, 32, 3, 3)
+    x, w = cpu_array(xs, "float32"), cpu_array(ws, "float32")
+    assert any(p is not None and p.splits > 1 for p in map(cuda_gemm.plan, kernel_irs(*conv_and_grads(x, w))))
+    compare_tiled(conv_and_grads, [xs, ws], runs=3)
+    arrays = [random_array(s, "float32") for s in (xs, ws)]
+    jitted = fg.jit(lambda a, b: conv_and_grads(a, b)[2])
+    tensors = [fg.tensor(a, device=GPU) for a in arrays]
+    want = conv_and_grads(*[fg.tensor(a) for a in arrays])[2].numpy()
+    for _ in range(4):
+        assert_close_to(jitted(*tensors).numpy(), want, 2e-5)
 
 
 @needs_gpu

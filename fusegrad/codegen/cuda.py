@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from ..graph.symbolic import Var
 from ..runtime.cublas import descriptor_comment
 from ..runtime.cuda import launch_comment
+from . import cuda_gemm
 from .cuda_blas import blas_descriptor
 from .cuda_mma import MMA_PREAMBLE, THREADS as MMA_THREADS, blocks as mma_blocks, fits as mma_fits, render_mma
 from .ir import Accumulate, EndLoop, Load, Loop, LoopIR, Ref, Store
@@ -185,10 +186,14 @@ class CUDARenderer(CStyleRenderer):
         blocks, per_block = _launch_dims(threads, lanes, ir.work)
         rendered = super().render_kernel(LoopIR(ir.name, ir.params, stmts, ir.work))
         descriptor = blas_descriptor(ir)
+        tiled = None if descriptor is not None and mma_fits(descriptor) else cuda_gemm.plan(ir)
         if descriptor is not None and mma_fits(descriptor):  # tensor cores; the plain body for older GPUs
             blocks, per_block = mma_blocks(descriptor), MMA_THREADS
             plain = rendered.split("\n")[1:-1]  # without the signature line and the closing brace
             rendered = render_mma(self.signature(ir), ir.name, descriptor, "\n".join(plain))
+        elif tiled is not None:  # any other contraction (convolutions, epilogues): the tiled SIMT product
+            blocks, per_block = tiled.blocks, cuda_gemm.THREADS
+            rendered = cuda_gemm.render(self, ir, tiled)
         header = [launch_comment(ir.name, blocks, per_block)]
         if descriptor is not None:  # cuBLAS may compute this product instead; the runtime measures
             header.append(descriptor_comment(ir.name, descriptor))

@@ -39,7 +39,7 @@ def _widened(value: object) -> object:
     return replace(value, **changes) if changes else value
 
 
-def _as_float32(ir: LoopIR) -> LoopIR:
+def as_float32(ir: LoopIR) -> LoopIR:
     """`ir` with its half-precision values typed float32, one level deep. gemm.py's pass recognizes
     only the dtypes of the CPU's micro-kernels; the structure of a product does not depend on its
     element type (halves are computed in float), and a product is only loads, one multiply and a sum."""
@@ -52,7 +52,7 @@ def blas_descriptor(ir: LoopIR) -> dict | None:
     acc = next((s for s in ir.stmts if isinstance(s, DefineAcc)), None)
     if acc is None or acc.dtype.name not in BLAS_DTYPES:
         return None
-    gemm_ir = use_gemm(_as_float32(ir) if acc.dtype.name in HALF_DTYPES else ir)
+    gemm_ir = use_gemm(as_float32(ir) if acc.dtype.name in HALF_DTYPES else ir)
     stmts = gemm_ir.stmts
     gemms = [s for s in stmts if isinstance(s, Gemm)]
     if len(gemms) != 1 or gemms[0].c_param != 0:
