@@ -14,7 +14,7 @@ import math
 from ..graph.ops import Op
 from ..graph.symbolic import Bound, Lin, Var, atom, substitute
 from .ir import (Accumulate, Alu, Cond, Define, DefineAcc, EndLoop, Expr, Index, Load, Loop, LoopIR, Rand, Ref, Stmt,
-                 Store, coefficient, loads, single_reduction_nest)
+                 Store, coefficient, loads, single_reduction_nest, subexpressions)
 
 _COMBINE = {Op.SUM: Op.ADD, Op.RMAX: Op.MAX, Op.PROD: Op.MUL}
 BLOCK = 512  # outputs accumulated at once: 2 KiB of float32 partial results stay in L1
@@ -78,6 +78,12 @@ def interchange_reduction(ir: LoopIR) -> LoopIR:
             or any(isinstance(s, (Loop, EndLoop, DefineAcc)) for s in rest):
         return ir
     gi = stmts[n_glob - 1].var
+    # values computed before the reduction land in the epilogue block only: a sum reading one (an
+    # embedding gradient's index, shared with its padding test) cannot be interchanged
+    before = {s.name for s in body[:a0] if isinstance(s, Define)}
+    if any(isinstance(x, Ref) and x.name in before for s in inner if isinstance(s, (Define, Accumulate))
+           for x in subexpressions(s.value)):
+        return ir
     reads = [ld for s in inner if isinstance(s, Define) for ld in loads(s.value)]
     if not any(coefficient(ld.index, gi) == 1 for ld in reads) or \
             not all(coefficient(ld.index, gi) in (0, 1) and coefficient(ld.index, red_vars[-1]) != 1 for ld in reads):

@@ -20,11 +20,12 @@ from dataclasses import dataclass
 
 from ..codegen.lower import KernelSpec, source_coords
 from ..graph.node import Node
-from ..graph.ops import LEAF, MOVEMENT, REDUCE, Op
+from ..graph.ops import ELEMENTWISE, LEAF, MOVEMENT, REDUCE, Op
 from ..graph.symbolic import flat_index, var
 
 MAX_FUSED_DEPTH = 200
 FEW_TERMS = 8  # a reduction summing fewer terms per output is cheap to recompute in each reader
+CHEAP_OPS = 4  # elementwise ops on loaded values recomputed per element rather than stored for a broadcast
 
 
 @dataclass
@@ -62,11 +63,24 @@ def toposort(roots: list[Node]) -> list[Node]:
     return order
 
 
-def _is_cheap(node: Node) -> bool:
-    """Views of buffers, constants or random bits: free to recompute per broadcast element."""
-    while node.buffer is None and node.op in MOVEMENT:
-        node = node.srcs[0]
-    return node.buffer is not None or node.op in LEAF
+def _is_cheap(node: Node, keep: set[int]) -> bool:
+    """Views of buffers, constants or random bits, or up to CHEAP_OPS elementwise ops on those:
+    free to recompute per broadcast element (a loss gradient's masked -1/N per row was a kernel)."""
+    budget = CHEAP_OPS
+    stack = [node]
+    while stack:
+        node = _view_base(stack.pop())
+        if _is_loaded(node, keep):
+            continue
+        if node.op not in ELEMENTWISE or budget == 0:
+            return False
+        budget -= 1
+        stack.extend(node.srcs)
+    return True
+
+
+def _is_loaded(node: Node, keep: set[int]) -> bool:
+    return node.buffer is not None or node.op in LEAF or id(node) in keep
 
 
 def _view_base(node: Node) -> Node:
@@ -105,7 +119,7 @@ def materialized_nodes(order: list[Node], targets: list[Node]) -> set[int]:
             continue
         if node.op is Op.CONTIGUOUS or (node.op in REDUCE and consumers.get(id(node), 0) > 1):
             keep.add(id(node))
-        if node.op is Op.EXPAND and node.numel > node.srcs[0].numel and not _is_cheap(node.srcs[0]):
+        if node.op is Op.EXPAND and node.numel > node.srcs[0].numel and not _is_cheap(node.srcs[0], keep):
             keep.add(id(_view_base(node.srcs[0])))
         below = frozenset().union(*(inner[id(s)] for s in node.srcs if id(s) not in keep))
         if node.op in REDUCE:
