@@ -58,3 +58,8 @@ def get_default_device() -> str:
 def set_num_threads(n: int) -> None:
     """Threads the CPU kernels use (OpenMP)."""
     _registry.get("cpu").set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    """Threads the CPU kernels use (like torch.get_num_threads)."""
+    return _registry.get("cpu").get_num_threads()

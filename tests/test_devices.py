@@ -284,3 +284,15 @@ def test_to_an_absent_backend_says_why(fresh, monkeypatch):
 @pytest.mark.parametrize("name, expected", [("cpu", "cpu"), ("CPU:0", "cpu"), (" cpu ", "cpu")])
 def test_device_strings_that_mean_the_cpu(fresh, name, expected):
     assert registry.canonical(name) == expected and fg.zeros(2, device=name).device == expected
+
+
+def test_num_threads_round_trip():
+    """fg.get_num_threads reports what fg.set_num_threads set (like torch's pair)."""
+    before = fg.get_num_threads()
+    try:
+        for n in (1, 3):
+            fg.set_num_threads(n)
+            assert fg.get_num_threads() == n
+    finally:
+        fg.set_num_threads(before)
+    assert fg.get_num_threads() == before

@@ -296,6 +296,13 @@ class CPUDevice:
     def synchronize(self) -> None:
         """CPU kernels run synchronously."""
 
+    def get_num_threads(self) -> int:
+        """Threads a parallel region of the generated kernels starts with (OpenMP's max threads)."""
+        try:
+            return int(ctypes.CDLL("libgomp.so.1").omp_get_max_threads())
+        except OSError:
+            return 1
+
     def set_num_threads(self, n: int) -> None:
         """Threads of the generated kernels (OpenMP) and of the vendor BLAS they may call."""
         os.environ["OMP_NUM_THREADS"] = str(n)
