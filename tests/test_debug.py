@@ -104,7 +104,7 @@ def test_every_flag_is_documented() -> None:
 
 
 @pytest.mark.parametrize("given, want", [
-    ({}, ("10000", None)),  # brief spin, then sleep
+    ({}, ("30000", None)),  # spin a while, then sleep
     ({"OMP_WAIT_POLICY": "active"}, (None, "active")),  # the user's policy is left alone
     ({"GOMP_SPINCOUNT": "5"}, ("5", None)),
 ])

@@ -20,15 +20,15 @@ from ..errors import CompileError
 from . import cache
 from .buffer import Buffer, CountingAllocator
 
-# Threads that finish a parallel loop spin briefly (10000 iterations, a few microseconds), then
-# sleep. libgomp's default spin (300000) on a shared machine turned every barrier into a wait for a
-# descheduled thread (7.8 ms vs 0.02 ms per small kernel under load); sleeping at once
-# (OMP_WAIT_POLICY=passive, used before) pays a futex wake per barrier: the jitted 2-thread MLP
-# step took 1.94 ms instead of 0.40 ms, 1.20 vs 0.48 ms beside a CPU hog, and a GEMM with 85
-# K-panels (the CNN's conv1 weight gradient) 9.6 ms instead of 0.9 ms. Set before libgomp loads;
-# a user's OMP_WAIT_POLICY or GOMP_SPINCOUNT wins.
+# Threads that finish a parallel loop spin for a while (30000 iterations, tens of microseconds),
+# then sleep. Sleeping at once (OMP_WAIT_POLICY=passive, used before) pays a futex wake, and on a VM
+# the wake of a halted vCPU, per parallel kernel: on this 2-core guest the jitted 2-thread MLP step
+# took 1.7-1.9 ms instead of 0.28 ms, the eager one 3.8 instead of 1.6 ms, and a GEMM with 85
+# K-panels (the CNN's conv1 weight gradient) 9.6 instead of 0.9 ms. 10000 spins let the eager step's
+# Python gaps outlast the spin (2.2-2.7 ms); libgomp's default 300000 burns the cores longer for
+# nothing. Set before libgomp loads; a user's OMP_WAIT_POLICY or GOMP_SPINCOUNT wins.
 if "OMP_WAIT_POLICY" not in os.environ:
-    os.environ.setdefault("GOMP_SPINCOUNT", "10000")
+    os.environ.setdefault("GOMP_SPINCOUNT", "30000")
 
 CFLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-fno-math-errno", "-std=gnu11")
 
