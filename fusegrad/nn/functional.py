@@ -289,6 +289,8 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, i
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"label_smoothing must be between 0.0 and 1.0, got {label_smoothing}")
     class_dim = 1 if input.ndim >= 2 else 0
+    if input.ndim >= 2 and not target.dtype.is_floating_point and weight is None and not label_smoothing:
+        return _index_cross_entropy(input, target, ignore_index, reduction)
     logp = input.log_softmax(class_dim)
     c = input.shape[class_dim]
     wshape = [1] * input.ndim
@@ -307,8 +309,6 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, i
     if input.ndim == 1:
         loss = cross_entropy(input.unsqueeze(0), target.reshape(1), weight, ignore_index, reduction, label_smoothing)
         return loss.reshape(()) if reduction == "none" else loss
-    if weight is None and not label_smoothing:
-        return _index_cross_entropy(input, target, ignore_index, reduction)
     nll = nll_loss(logp, target, weight, ignore_index, reduction)
     if not label_smoothing:
         return nll
