@@ -522,7 +522,7 @@ def test_binary_cache_and_corrupt_entry(tmp_path, monkeypatch) -> None:
     value = int(RNG.integers(1, 1000))  # a fresh source, so the first build is not a cache hit
     source = f"__kernel void k(__global float* p0) {{ if (get_global_id(0) == 0) p0[0] = {value}.0f; }}\n"
     device.compile(source, ["k"], [1])
-    key = cache.cache_key(source, device.identity)
+    key = cache.cache_key(source, device.identity, *device.build_options(device.lanes > 1))
     assert cache.lookup(key, "clbin") is not None
     cache.store(key, "clbin", lambda out: out.write_bytes(b"not a program binary"))
     (program,) = device.compile(source, ["k"], [1])  # falls back to a source build and re-caches

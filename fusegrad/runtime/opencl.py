@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import re
 import threading
+import warnings
 from typing import Any, Sequence
 
 import numpy as np
@@ -191,6 +192,10 @@ class OpenCLDevice:
         self.allocator = CountingAllocator(name, self._raw_alloc)
         self.alignment = d.mem_base_addr_align // 8  # bytes; where sub-buffers may start (reported in bits)
         self.addresses = AddressSpace(self.alignment, cl_memory)
+        # float32 division and sqrt rounded like the CPU and CUDA: OpenCL allows 2.5 ulp by default,
+        # and NVIDIA's driver takes it (x / 3 differed from the CPU's in the last bit)
+        exact = d.single_fp_config & cl.device_fp_config.CORRECTLY_ROUNDED_DIVIDE_SQRT
+        self.exact_division = ["-cl-fp32-correctly-rounded-divide-sqrt"] if exact else []
 
     def _raw_alloc(self, nbytes: int) -> Any:
         # OpenCL rejects 0-byte buffers; the buffer is released when its handle is collected
@@ -235,10 +240,14 @@ class OpenCLDevice:
         """Kernels that `run(table)` enqueues in order, none waited for; each argument is a (slot, byte offset)."""
         return OpenCLSequence(self, launches, nslots)
 
+    def build_options(self, lanes: bool) -> list[str]:
+        """The compiler options of a build (part of its binary's cache key)."""
+        return ([f"-D {LANES_MACRO}"] if lanes else []) + self.exact_division
+
     def build(self, source: str, lanes: bool = False) -> Any:
         """A program built from `source` (with `-D FG_LANES` when `lanes`), through the binary cache."""
         cl = _cl()
-        options = [f"-D {LANES_MACRO}"] if lanes else []
+        options = self.build_options(lanes)
         key = cache.cache_key(source, self.identity, *options)
         path = cache.lookup(key, "clbin")
         if path is not None:
@@ -255,7 +264,9 @@ class OpenCLDevice:
     def _build_source(self, source: str, options: list[str]) -> Any:
         cl = _cl()
         try:
-            return cl.Program(self.context, source).build(options)
+            with warnings.catch_warnings():  # a driver's notes on a build that succeeded (NVIDIA's) are not news
+                warnings.simplefilter("ignore", cl.CompilerWarning)
+                return cl.Program(self.context, source).build(options)
         except cl.Error as e:  # pyopencl's message carries the driver's build log
             raise CompileError(f"OpenCL failed to build generated kernels for {self.name} "
                                f"({self.cl_device.name})", source, str(e)) from None
