@@ -54,9 +54,17 @@ class AddressSpace:
         if address is None:
             index = next(self._indices)
             self._live[index] = _Memory(self._memory(buf), buf.nbytes)
-            weakref.finalize(buf, self._live.pop, index, None)
+            weakref.finalize(buf, self._forget, index)
             address = buf.address = index * SPAN
         return address
+
+    def _forget(self, index: int) -> None:
+        """Drop a dead buffer's memory: its sub-buffers first, then the buffer. NVIDIA's driver
+        crashed (a segmentation fault when a jitted step's arena was collected) where the buffer
+        could go first, as it did when both went in one collection."""
+        memory = self._live.pop(index, None)
+        if memory is not None:
+            memory.ranges.clear()
 
     def resolve(self, address: int) -> Any:
         """The OpenCL memory object that starts at a virtual address."""
