@@ -225,3 +225,16 @@ def test_operands_contiguous_along_k_are_transposed_in_registers(dtype):
         tol = dict(rtol=1e-4, atol=1e-3) if dtype == "float32" else dict(rtol=1e-10, atol=1e-10)
         np.testing.assert_allclose(product.numpy(), x @ w.T, **tol)
         np.testing.assert_allclose((fg.tensor(x) @ fg.tensor(w.T.copy())).numpy(), x @ w.T, **tol)
+
+
+@pytest.mark.parametrize("padding", [1, (2, 0)])
+def test_padded_convolutions_are_gemms(padding):
+    """A padded window's load guards itself; the WHERE the padding adds around it is folded away so
+    the product is still a GEMM (padded convolutions ran as plain loops before), right on odd sizes."""
+    import torch
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal((3, 5, 9, 7)).astype(np.float32), rng.standard_normal((6, 5, 3, 3)).astype(np.float32)
+    out = fg.nn.functional.conv2d(fg.tensor(x), fg.tensor(w), padding=padding)
+    assert uses_gemm(out)
+    want = torch.nn.functional.conv2d(torch.tensor(x), torch.tensor(w), padding=padding).numpy()
+    np.testing.assert_allclose(out.numpy(), want, rtol=1e-4, atol=1e-4)

@@ -30,12 +30,10 @@ import math
 from dataclasses import dataclass
 
 from ..dtypes import DType
-from ..graph.ops import Op
 from ..graph.symbolic import Bound, Lin, Var
 from .cuda_blas import HALF_DTYPES, as_float32
-from .gemm import lin_vars, load_vars, use_gemm
-from .ir import (Accumulate, Alu, Cond, Const, Define, DefineAcc, Gemm, Load, LoopIR, Ref, Store,
-                 single_reduction_nest, subexpressions)
+from .gemm import fold_guards, lin_vars, load_vars, use_gemm
+from .ir import Define, DefineAcc, Gemm, Load, LoopIR, Store, single_reduction_nest
 from .render import CStyleRenderer
 
 THREADS = 256  # a 16 x 16 grid of threads per block
@@ -120,29 +118,6 @@ def _run(load: Load, variables: tuple[Var, ...]) -> int:
 def _tile(extent: int, widest: int) -> int:
     """Tile side for an output extent: the smallest of 16, 32, 64 covering it, or `widest`."""
     return next((t for t in (16, 32, 64) if extent <= t), widest)
-
-
-def fold_guards(ir: LoopIR) -> LoopIR:
-    """`ir` with WHERE(bounds, x, 0) of a load x that its own guard already zeroes outside those
-    bounds replaced by the load, and loads left unused dropped. A padded convolution's window reads
-    so guarded both ways are then a plain product of two loads, which the GEMM pass recognizes."""
-    loads: dict[str, Load] = {}
-    stmts = []
-    for s in ir.stmts:
-        if isinstance(s, Define) and isinstance(s.value, Load):
-            loads[s.name] = s.value
-        elif isinstance(s, Define) and isinstance(s.value, Alu) and s.value.op is Op.WHERE:
-            cond, x, zero = s.value.args
-            load = loads.get(x.name) if isinstance(x, Ref) else None
-            if (load is not None and isinstance(cond, Cond) and isinstance(zero, Const) and zero.value == 0
-                    and set(cond.bounds) <= set(load.valid) and load.dtype == s.dtype):
-                s = Define(s.name, load, s.dtype)
-                loads[s.name] = load
-        stmts.append(s)
-    used = {e.name for s in stmts if isinstance(s, (Define, Accumulate, Store))
-            for e in subexpressions(s.value) if isinstance(e, Ref)}
-    kept = [s for s in stmts if not (isinstance(s, Define) and isinstance(s.value, Load) and s.name not in used)]
-    return ir if len(kept) == len(ir.stmts) and kept == ir.stmts else LoopIR(ir.name, ir.params, kept, ir.work)
 
 
 def plan(ir: LoopIR) -> TiledGemm | None:
@@ -428,7 +403,7 @@ def render(renderer: CStyleRenderer, ir: LoopIR, plan: TiledGemm) -> str:
         "__syncthreads();",
         "for (int fg_step = 0; fg_step < fg_steps; fg_step++) {",
         "  const int fg_stage = fg_step & 1;",
-        f"  const bool fg_more = fg_step + 1 < fg_steps;",
+        "  const bool fg_more = fg_step + 1 < fg_steps;",
         "  if (fg_more) {  /* the next slice into registers; its latency hides behind this slice's products */",
         *["    " + line for line in a.load_slice(f"fg_k0 + (fg_step + 1) * {BK}", "fg_kend")],
         *["    " + line for line in b.load_slice(f"fg_k0 + (fg_step + 1) * {BK}", "fg_kend")],

@@ -16,8 +16,8 @@ import math
 from ..graph.ops import Op
 from ..graph.symbolic import DivAtom, Lin, ModAtom, Var, atom
 from .gemm_c import nr
-from .ir import (Accumulate, Alu, Define, DefineAcc, EndLoop, Gemm, Load, Loop, LoopIR, Param, Ref, Store,
-                 single_reduction_nest)
+from .ir import (Accumulate, Alu, Cond, Const, Define, DefineAcc, EndLoop, Gemm, Load, Loop, LoopIR, Param, Ref,
+                 Store, single_reduction_nest, subexpressions)
 
 GEMM_DTYPES = ("float32", "float64")
 MIN_GEMM_WORK = 1 << 14  # multiply-adds below which the plain loops win (no packing, no call)
@@ -67,8 +67,38 @@ def _match(body: list, a0: int) -> tuple[int, Load, Load] | None:
     return n_red, l1.value, l2.value
 
 
+def fold_guards(ir: LoopIR) -> LoopIR:
+    """`ir` with WHERE(bounds, x, 0) of a load x that its own guard already zeroes outside those
+    bounds replaced by the load, and loads left unused dropped. A padded convolution's window reads
+    so guarded both ways are then a plain product of two loads, which the GEMM pass recognizes."""
+    loads: dict[str, Load] = {}
+    stmts = []
+    for s in ir.stmts:
+        if isinstance(s, Define) and isinstance(s.value, Load):
+            loads[s.name] = s.value
+        elif isinstance(s, Define) and isinstance(s.value, Alu) and s.value.op is Op.WHERE:
+            cond, x, zero = s.value.args
+            load = loads.get(x.name) if isinstance(x, Ref) else None
+            if (load is not None and isinstance(cond, Cond) and isinstance(zero, Const) and zero.value == 0
+                    and set(cond.bounds) <= set(load.valid) and load.dtype == s.dtype):
+                s = Define(s.name, load, s.dtype)
+                loads[s.name] = load
+        stmts.append(s)
+    used = {e.name for s in stmts if isinstance(s, (Define, Accumulate, Store))
+            for e in subexpressions(s.value) if isinstance(e, Ref)}
+    kept = [s for s in stmts if not (isinstance(s, Define) and isinstance(s.value, Load) and s.name not in used)]
+    return ir if len(kept) == len(ir.stmts) and kept == ir.stmts else LoopIR(ir.name, ir.params, kept, ir.work)
+
+
 def use_gemm(ir: LoopIR) -> LoopIR:
-    """`ir` with its contraction turned into a Gemm statement, or `ir` unchanged."""
+    """`ir` with its contraction turned into a Gemm statement, or `ir` unchanged. Redundant
+    padding guards are folded first (without that no padded convolution was a GEMM)."""
+    folded = fold_guards(ir)
+    out = _use_gemm(folded)
+    return ir if out is folded else out
+
+
+def _use_gemm(ir: LoopIR) -> LoopIR:
     stmts = ir.stmts
     nest = single_reduction_nest(ir)
     if nest is None:
