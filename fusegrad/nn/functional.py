@@ -269,7 +269,7 @@ def _index_cross_entropy(input: Tensor, target: Tensor, ignore_index: int, reduc
     kernel; through log_softmax + nll the backward first summed each row's gradient, and the MLP
     training step ran 3 kernels more."""
     if target.shape != (input.shape[0],) + input.shape[2:]:
-        raise ShapeError(f"nll_loss: target shape {target.shape} does not match input shape {input.shape}")
+        raise ShapeError(f"cross_entropy: target shape {target.shape} does not match input shape {input.shape}")
     all_counted = _check_targets(target, input.shape[1], ignore_index)
     hit = _class_mask(target, input.shape[1], input, ignore_index)
     counted = target != ignore_index
