@@ -191,7 +191,7 @@ class OpenCLDevice:
         self.identity = f"{d.platform.name}|{d.platform.version}|{d.name}|{d.version}|{d.driver_version}"
         self.allocator = CountingAllocator(name, self._raw_alloc)
         self.alignment = d.mem_base_addr_align // 8  # bytes; where sub-buffers may start (reported in bits)
-        self.addresses = AddressSpace(self.alignment, cl_memory, self.synchronize)
+        self.addresses = AddressSpace(self.alignment, cl_memory)
         # float32 division and sqrt rounded like the CPU and CUDA: OpenCL allows 2.5 ulp by default,
         # and NVIDIA's driver takes it (x / 3 differed from the CPU's in the last bit)
         exact = d.single_fp_config & cl.device_fp_config.CORRECTLY_ROUNDED_DIVIDE_SQRT

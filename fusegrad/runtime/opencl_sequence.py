@@ -42,10 +42,9 @@ class AddressSpace:
     addresses can be a sub-buffer, and any other offset is an error.
     """
 
-    def __init__(self, alignment: int, memory: Callable[[Buffer], Any], finish: Callable[[], None]):
+    def __init__(self, alignment: int, memory: Callable[[Buffer], Any]):
         self.alignment = alignment
         self._memory = memory  # a Buffer's OpenCL memory object
-        self._finish = finish  # waits for every queued command
         self._live: dict[int, _Memory] = {}  # address // SPAN -> memory, until the Buffer dies
         self._indices = itertools.count(1)  # 0 stays free, so no address is 0 (a null pointer)
 
@@ -60,12 +59,11 @@ class AddressSpace:
         return address
 
     def _forget(self, index: int) -> None:
-        """Drop a dead buffer's memory: once the queue has finished with it, its sub-buffers, then
-        the buffer. NVIDIA's driver segfaulted when a jitted step's arena was collected while the
-        step's last replay could still be running (replays are not waited for)."""
+        """Drop a dead buffer's memory: its sub-buffers first, then the buffer. NVIDIA's driver
+        crashed (a segmentation fault when a jitted step's arena was collected) where the buffer
+        could go first, as it did when both went in one collection."""
         memory = self._live.pop(index, None)
-        if memory is not None and memory.ranges:
-            self._finish()
+        if memory is not None:
             memory.ranges.clear()
 
     def resolve(self, address: int) -> Any:
