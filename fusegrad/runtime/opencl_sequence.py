@@ -59,9 +59,9 @@ class AddressSpace:
         return address
 
     def _forget(self, index: int) -> None:
-        """Drop a dead buffer's memory: its sub-buffers first, then the buffer. NVIDIA's driver
-        crashed (a segmentation fault when a jitted step's arena was collected) where the buffer
-        could go first, as it did when both went in one collection."""
+        """Drop a dead buffer's memory: its sub-buffers first, then the buffer (in one collection
+        the buffer could go first). NVIDIA's driver still segfaults releasing a collected jit
+        arena's sub-buffer here; docs/gpu.md has what was tried."""
         memory = self._live.pop(index, None)
         if memory is not None:
             memory.ranges.clear()
