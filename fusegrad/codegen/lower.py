@@ -207,7 +207,7 @@ class _Builder:
         loops = 0
         # a sum over a padded axis adds zeros outside the source: loop over the source's extent only
         # (the gradient of a broadcast-then-shrink, like _gradient_buffer's, then sums one term)
-        padded = src.arg if node.op is Op.SUM and src.op is Op.PAD and src.srcs[0].numel else None
+        padded = src.arg if node.op is Op.SUM and src.op is Op.PAD and src.srcs and src.srcs[0].numel else None
         for axis in node.arg:
             size, start = src.shape[axis], 0
             if padded is not None:
