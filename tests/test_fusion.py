@@ -124,8 +124,11 @@ def test_batch_norm_reads_the_activations_in_four_reductions():
 
     grads = list(fg.autograd.grad(loss, argnums=(0, 1, 2))(x, weight, bias))
     items = create_schedule([g._node for g in grads])
-    passes = [it for it in items if it.alias_of is None and any(node.op in REDUCE and node.srcs[0].numel == n * c * h * w
-                                        and node.numel == c for node in fused_nodes(it.spec.root, it.spec.inputs))]
+    def reads_activations(node) -> bool:
+        return node.op in REDUCE and node.srcs[0].numel == n * c * h * w and node.numel == c
+
+    passes = [it for it in items if it.alias_of is None
+              and any(reads_activations(node) for node in fused_nodes(it.spec.root, it.spec.inputs))]
     assert len(passes) == 4
     px = torch.tensor(x.numpy(), requires_grad=True)
     pw, pb = torch.tensor(weight.numpy(), requires_grad=True), torch.tensor(bias.numpy(), requires_grad=True)

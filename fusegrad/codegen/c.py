@@ -313,7 +313,8 @@ class CRenderer(CStyleRenderer):
                     "      }"]
         # a whole panel of rows/columns adjacent in memory (B of a row-major product) is a plain copy
         adjacent = _contiguous(coef, outer)
-        copy = f"blk * {width} + {width} <= {size} ? src[blk * {width} + w] : src[off[w]]" if adjacent else "src[off[w]]"
+        whole = f"blk * {width} + {width} <= {size} ? src[blk * {width} + w] : src[off[w]]"
+        copy = whole if adjacent else "src[off[w]]"
         # a true gather is left to the compiler's cost model for the target: forced into vector gathers
         # (omp simd), the CNN's window panels packed ~20% slower on Zen 3, whose gathers are microcoded
         return [*offsets,

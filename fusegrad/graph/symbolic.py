@@ -274,14 +274,4 @@ def replace_atoms(expr: Lin, mapping: dict[Atom, Lin]) -> Lin:
 
 def substitute(expr: Lin, v: Var, value: Lin) -> Lin:
     """expr with every occurrence of the variable v replaced by value (re-simplified)."""
-    out = num(expr.const)
-    for a, c in expr.terms:
-        if a == v:
-            out = out + value * c
-        elif isinstance(a, DivAtom):
-            out = out + (substitute(a.num, v, value) // a.k) * c
-        elif isinstance(a, ModAtom):
-            out = out + (substitute(a.num, v, value) % a.k) * c
-        else:
-            out = out + atom(a) * c
-    return out
+    return replace_atoms(expr, {v: value})
