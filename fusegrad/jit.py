@@ -34,7 +34,7 @@ import numpy as np
 
 from . import random as fgrandom
 from .engine import capture
-from .engine.memory import ALIGN, lifetimes, plan_arena
+from .engine.memory import lifetimes, plan_arena
 from .engine.profile import KernelLaunch, profiling, record
 from .errors import JitError
 from .graph import node as G
@@ -434,10 +434,8 @@ def _build(replay: _Replay, recording: capture.Recording, inputs: list[Tensor], 
         if alive is not None:  # still referenced (a gradient the call set): keeps its memory
             keep[rid] = alive
     dead = [rid for rid in refs if rid not in keep]
-    # a device may need coarser alignment where its buffers' ranges start (OpenCL sub-buffers)
     offsets, replay.arena_bytes, replay.live_bytes = plan_arena(
-        [nbytes[rid] for rid in dead], [(first_write[rid], last_use[rid]) for rid in dead],
-        max(ALIGN, getattr(device, "alignment", ALIGN)))
+        [nbytes[rid] for rid in dead], [(first_write[rid], last_use[rid]) for rid in dead])
     arena = device.alloc(replay.arena_bytes) if dead else None
 
     replay.sequence = device.sequence(list(zip(programs, launch_args)), len(slot_of))

@@ -295,26 +295,43 @@ def test_jit_results_overwritten_by_a_later_call_raise() -> None:
             stale.numpy()
 
 
-def test_virtual_addresses_resolve_to_buffers_and_ranges() -> None:
+def test_virtual_addresses_resolve_to_buffers_and_offsets() -> None:
     device = registry.get(CL)
-    align = device.alignment
-    a, b = device.alloc(8 * align), device.alloc(16)
+    a, b = device.alloc(1024), device.alloc(16)
     pa, pb = device.pointer(a), device.pointer(b)
     assert pa != pb and device.pointer(a) == pa
-    assert device.addresses.resolve(pa) is a.handle
     before = fg.memory_stats(CL)["allocations"]
-    aligned = device.addresses.resolve(pa + 2 * align)
-    assert aligned.size == 6 * align and device.addresses.resolve(pa + 2 * align) is aligned  # cached
-    assert fg.memory_stats(CL)["allocations"] == before  # a sub-buffer is no allocation
-    if align > 1:  # sub-buffers start only at the device's alignment
-        with pytest.raises(fg.JitError, match="alignment"):
-            device.addresses.resolve(pa + align // 2)
+    for offset in (0, 4, 128, 1020):  # any offset inside the buffer: kernels take it as an argument
+        memory, at = device.addresses.resolve(pa + offset)
+        assert memory is a.handle and at == offset
+    assert fg.memory_stats(CL)["allocations"] == before  # an address inside a buffer allocates nothing
     with pytest.raises(fg.JitError):
         device.addresses.resolve(pb + 16)  # past the end
     del b
     gc.collect()
     with pytest.raises(fg.JitError):  # a dead buffer leaves the table of addresses
         device.addresses.resolve(pb)
+
+
+def test_kernels_read_and_write_at_byte_offsets_into_buffers() -> None:
+    """A program called on addresses inside buffers (as a replay's arena ranges are) reads and
+    writes there and nowhere else."""
+    device = registry.get(CL)
+    x = fg.tensor(np.arange(6, dtype=np.float32), device=CL)
+    y = x * 2 + 1
+    ir = kernel_irs(fg.tensor(np.arange(6, dtype=np.float32)) * 2 + 1)[0]
+    [program] = device.compile(renderer_for(CL).render_unit([renderer_for(CL).render_kernel(ir)]), [ir.name],
+                               [len(ir.params)])
+    arena = device.alloc(4096)
+    device.copy_in(arena, np.full(1024, -1, dtype=np.float32))
+    device.copy_in(arena, np.concatenate([np.full(40, -1, np.float32), np.arange(6, dtype=np.float32)]))
+    base = device.pointer(arena)
+    program.call_pointers([base + 1000, base + 160] if ir.params[0].output else [base + 160, base + 1000])
+    out = device.copy_out(arena, np.dtype(np.float32), 1024)
+    np.testing.assert_array_equal(out[250:256], y.numpy())
+    np.testing.assert_array_equal(out[40:46], np.arange(6))
+    untouched = np.delete(out, np.r_[40:46, 250:256])
+    assert (untouched == -1).all()
 
 
 # ---- reductions shared by the lanes of a work-group ----------------------------------------
@@ -456,7 +473,8 @@ def test_replays_launch_with_the_work_groups_of_eager_launches(monkeypatch: pyte
     """A kernel that writes the sizes it was launched with, planned as 4 outputs of 32 lanes."""
     device = registry.get(CL)
     monkeypatch.setattr(device, "lanes", BLOCK_LANES)
-    source = ("// fusegrad lanes k 32 4\n__kernel void k(__global int* p0) {\n  size_t i = get_global_id(0);\n"
+    source = ("// fusegrad lanes k 32 4\n__kernel void k(__global uchar* base, ulong at) {\n"
+              "  __global int* p0 = (__global int*)(base + at);\n  size_t i = get_global_id(0);\n"
               "  if (i < 256) p0[i] = (int)get_local_size(0);\n  if (i == 0) p0[256] = (int)get_global_size(0);\n}\n")
     (program,) = device.compile(source, ["k"], [1])
     want = np.zeros(257, np.int32)
@@ -523,7 +541,8 @@ def test_binary_cache_and_corrupt_entry(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("FUSEGRAD_CACHE_DIR", str(tmp_path))
     device = registry.get(CL)
     value = int(RNG.integers(1, 1000))  # a fresh source, so the first build is not a cache hit
-    source = f"__kernel void k(__global float* p0) {{ if (get_global_id(0) == 0) p0[0] = {value}.0f; }}\n"
+    source = (f"__kernel void k(__global uchar* base, ulong at) {{\n"
+              f"  if (get_global_id(0) == 0) ((__global float*)(base + at))[0] = {value}.0f;\n}}\n")
     device.compile(source, ["k"], [1])
     key = cache.cache_key(source, device.identity, *device.build_options(device.lanes > 1))
     assert cache.lookup(key, "clbin") is not None

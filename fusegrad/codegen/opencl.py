@@ -89,7 +89,6 @@ def _red(ct: str, k: int) -> str:
 
 class OpenCLRenderer(CStyleRenderer):
     kernel_prefix = "__kernel void"
-    buffer_qualifier = "__global "
     # bool is not allowed in kernel parameters: stored as uchar 0/1. half is storage only
     # (vload_half/vstore_half), so devices without cl_khr_fp16 run float16 too.
     storage_types = {"bool": "uchar", "uint8": "uchar", "int8": "char", "int16": "short", "int32": "int",
@@ -97,6 +96,22 @@ class OpenCLRenderer(CStyleRenderer):
                      "float64": "double"}
     preamble = OPENCL_PREAMBLE
     supports_gemm = False
+
+    def signature(self, ir: LoopIR) -> str:
+        """Each buffer comes as its memory object and a byte offset into it (`p3_base`, `p3_at`):
+        OpenCL has no pointers to pass, and a range of a buffer as a sub-buffer would need the
+        device's base-address alignment (and crashed NVIDIA's driver on release, docs/gpu.md)."""
+        params = []
+        for i, p in enumerate(ir.params):
+            params += [f"__global {'' if p.output else 'const '}uchar* p{i}_base", f"ulong p{i}_at"]
+        return f"{self.kernel_prefix} {ir.name}({', '.join(params)})"
+
+    def entry(self, ir: LoopIR) -> list[str]:
+        lines = []
+        for i, p in enumerate(ir.params):
+            ptr = f"__global {'' if p.output else 'const '}{self.storage_type(p.dtype)}*"
+            lines.append(f"{ptr} restrict p{i} = ({ptr})(p{i}_base + p{i}_at);")
+        return lines
 
     def literal(self, value: object, dtype: DType) -> str:
         if dtype.name != "int64":

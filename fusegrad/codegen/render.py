@@ -44,7 +44,6 @@ class CStyleRenderer:
     """Renders loop IR as C-family source. Subclasses set the dialect data and the loop mapping."""
 
     kernel_prefix = "void"
-    buffer_qualifier = ""
     restrict = "restrict"
     storage_types = {"bool": "_Bool", "uint8": "uint8_t", "int8": "int8_t", "int16": "int16_t",
                      "int32": "int32_t", "int64": "int64_t", "float16": "_Float16", "bfloat16": "uint16_t",
@@ -200,11 +199,15 @@ class CStyleRenderer:
         params = []
         for i, p in enumerate(ir.params):
             const = "" if p.output else "const "
-            params.append(f"{self.buffer_qualifier}{const}{self.storage_type(p.dtype)}* {self.restrict} p{i}")
+            params.append(f"{const}{self.storage_type(p.dtype)}* {self.restrict} p{i}")
         return f"{self.kernel_prefix} {ir.name}({', '.join(params)})"
 
+    def entry(self, ir: LoopIR) -> list[str]:
+        """Lines that open every kernel body, before its statements (none here)."""
+        return []
+
     def render_kernel(self, ir: LoopIR) -> str:
-        lines = [self.signature(ir) + " {"]
+        lines = [self.signature(ir) + " {", *("  " + line for line in self.entry(ir))]
         depth = 1
         for i, s in enumerate(ir.stmts):
             pad = "  " * depth

@@ -27,6 +27,7 @@ from .opencl_sequence import AddressSpace, OpenCLSequence
 
 WORK_ITEMS_PER_UNIT = 1024  # launch size per compute unit; kernels loop over the rest (grid stride)
 LANES_MACRO = "FG_LANES"  # defined in the builds whose kernels share reductions among lanes
+_AT_START = np.uint64(0)  # the byte offset argument of a whole buffer
 _LANES = re.compile(r"^// fusegrad lanes (\w+) (\d+) (\d+)$", re.MULTILINE)
 
 
@@ -142,18 +143,19 @@ class OpenCLProgram:
         return _cl().Kernel(self._unit.program(lanes if self._lanes else None), self.name)
 
     def __call__(self, buffers: Sequence[Buffer]) -> float:
-        return self._launch([cl_memory(b) for b in buffers])
+        return self._launch([arg for b in buffers for arg in (cl_memory(b), _AT_START)])
 
     def call_pointers(self, pointers: Sequence[int]) -> float:
         """Run on virtual addresses (`OpenCLDevice.pointer`, plus offsets); returns its seconds on the device."""
-        return self._launch([self._device.addresses.resolve(p) for p in pointers])
+        return self._launch([arg for p in pointers for arg in self._device.addresses.resolve(p)])
 
-    def _launch(self, handles: Sequence[Any]) -> float:
+    def _launch(self, args: Sequence[Any]) -> float:
+        """Run with the kernel's arguments: each buffer's memory object and byte offset."""
         dev = self._device
         lanes, global_size, local_size = self.launch_plan()
         kernel = self.kernel(lanes)
         with dev.lock:  # kernel arguments are state of the kernel object: set and enqueue together
-            kernel.set_args(*handles)
+            kernel.set_args(*args)
             event = _cl().enqueue_nd_range_kernel(dev.queue, kernel, global_size, local_size)
         event.wait()  # the engine records each launch's time, so a launch completes before returning
         return (event.profile.end - event.profile.start) * 1e-9
@@ -190,8 +192,7 @@ class OpenCLDevice:
         d = self.cl_device
         self.identity = f"{d.platform.name}|{d.platform.version}|{d.name}|{d.version}|{d.driver_version}"
         self.allocator = CountingAllocator(name, self._raw_alloc)
-        self.alignment = d.mem_base_addr_align // 8  # bytes; where sub-buffers may start (reported in bits)
-        self.addresses = AddressSpace(self.alignment, cl_memory)
+        self.addresses = AddressSpace(cl_memory)
         # float32 division and sqrt rounded like the CPU and CUDA: OpenCL allows 2.5 ulp by default,
         # and NVIDIA's driver takes it (x / 3 differed from the CPU's in the last bit)
         exact = d.single_fp_config & cl.device_fp_config.CORRECTLY_ROUNDED_DIVIDE_SQRT

@@ -3,16 +3,19 @@
 OpenCL has no device pointers to do arithmetic on, but the jit fills its slot tables with
 `device.pointer(buffer)` and `pointer + byte offset`. `AddressSpace` gives every buffer a
 virtual address (a multiple of `SPAN`, so an offset can never reach the next buffer) and
-resolves an address back to OpenCL memory: the buffer itself, or a cached sub-buffer for an
-address inside it. A table (`SlotTable`) owns its own copy of the sequence's kernel objects and
-sets their arguments as entries are written, so a run only enqueues: one call per kernel, no
-waits.
+resolves an address back to the buffer's memory and the byte offset into it, the two kernel
+arguments the OpenCL renderer gives each buffer (no sub-buffers: they must start at the device's
+base-address alignment, and NVIDIA's driver segfaulted releasing them). A table (`SlotTable`)
+owns its own copy of the sequence's kernel objects and sets their arguments as entries are
+written, so a run only enqueues: one call per kernel, no waits.
 """
 from __future__ import annotations
 
 import itertools
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+import numpy as np
 
 from ..errors import JitError
 from .buffer import Buffer
@@ -23,29 +26,13 @@ if TYPE_CHECKING:
 SPAN = 1 << 40  # virtual bytes per buffer: more than any device allocation
 
 
-class _Memory:
-    """A registered buffer: its OpenCL memory and the sub-buffers made of it."""
-
-    __slots__ = ("handle", "nbytes", "ranges")
-
-    def __init__(self, handle: Any, nbytes: int):
-        self.handle = handle
-        self.nbytes = max(nbytes, 1)  # what the device allocated: it rejects 0-byte buffers
-        self.ranges: dict[int, Any] = {}  # byte offset -> sub-buffer, made once per offset
-
-
 class AddressSpace:
-    """Virtual addresses for one device's buffers.
+    """Virtual addresses for one device's buffers."""
 
-    OpenCL sub-buffers must start at a multiple of the device's base-address alignment (128 bytes
-    on PoCL); the jit lays its arena out at that alignment (`device.alignment`), so every range it
-    addresses can be a sub-buffer, and any other offset is an error.
-    """
-
-    def __init__(self, alignment: int, memory: Callable[[Buffer], Any]):
-        self.alignment = alignment
+    def __init__(self, memory: Callable[[Buffer], Any]):
         self._memory = memory  # a Buffer's OpenCL memory object
-        self._live: dict[int, _Memory] = {}  # address // SPAN -> memory, until the Buffer dies
+        # address // SPAN -> (memory, bytes the device allocated), until the Buffer dies
+        self._live: dict[int, tuple[Any, int]] = {}
         self._indices = itertools.count(1)  # 0 stays free, so no address is 0 (a null pointer)
 
     def pointer(self, buf: Buffer) -> int:
@@ -53,34 +40,18 @@ class AddressSpace:
         address = buf.address
         if address is None:
             index = next(self._indices)
-            self._live[index] = _Memory(self._memory(buf), buf.nbytes)
-            weakref.finalize(buf, self._forget, index)
+            self._live[index] = (self._memory(buf), max(buf.nbytes, 1))  # the device rejects 0-byte buffers
+            weakref.finalize(buf, self._live.pop, index, None)
             address = buf.address = index * SPAN
         return address
 
-    def _forget(self, index: int) -> None:
-        """Drop a dead buffer's memory: its sub-buffers first, then the buffer (in one collection
-        the buffer could go first). NVIDIA's driver still segfaults releasing a collected jit
-        arena's sub-buffer here; docs/gpu.md has what was tried."""
-        memory = self._live.pop(index, None)
-        if memory is not None:
-            memory.ranges.clear()
-
-    def resolve(self, address: int) -> Any:
-        """The OpenCL memory object that starts at a virtual address."""
+    def resolve(self, address: int) -> tuple[Any, np.uint64]:
+        """The OpenCL memory object that holds a virtual address, and the byte offset into it."""
         index, offset = divmod(address, SPAN)
-        memory = self._live.get(index)
-        if memory is None or offset >= memory.nbytes:
+        memory, nbytes = self._live.get(index, (None, 0))
+        if memory is None or offset >= nbytes:
             raise JitError(f"{address:#x} is not an address inside a live OpenCL buffer")
-        if offset == 0:
-            return memory.handle
-        sub = memory.ranges.get(offset)
-        if sub is None:
-            if offset % self.alignment:
-                raise JitError(f"byte offset {offset} into an OpenCL buffer is not a multiple of the device's "
-                               f"sub-buffer alignment ({self.alignment} bytes)")
-            sub = memory.ranges[offset] = memory.handle.get_sub_region(offset, memory.nbytes - offset)
-        return sub
+        return memory, np.uint64(offset)
 
 
 class SlotTable:
@@ -106,7 +77,9 @@ class SlotTable:
         if self._addresses[slot] == address:
             return
         for launch, arg, offset in self._uses[slot]:
-            self.kernels[launch].set_arg(arg, self._resolve(address + offset))
+            memory, at = self._resolve(address + offset)
+            self.kernels[launch].set_arg(2 * arg, memory)
+            self.kernels[launch].set_arg(2 * arg + 1, at)
         self._addresses[slot] = address
 
 
@@ -116,10 +89,6 @@ class OpenCLSequence:
     def __init__(self, device: "OpenCLDevice", launches: Sequence[tuple["OpenCLProgram", Sequence[tuple[int, int]]]],
                  nslots: int):
         import pyopencl  # loaded already: the device exists
-        misaligned = sorted({offset for _, args in launches for _, offset in args if offset % device.alignment})
-        if misaligned:  # e.g. packed buffers at byte offsets: OpenCL cannot address them
-            raise JitError(f"fg.jit cannot replay kernels reading packed buffers at byte offsets {misaligned} on "
-                           f"{device.name}: OpenCL sub-buffers start at multiples of {device.alignment} bytes")
         self._device = device
         self._programs = [program for program, _ in launches]
         self._uses: list[list[tuple[int, int, int]]] = [[] for _ in range(max(nslots, 1))]
