@@ -116,6 +116,17 @@ def test_new_shapes_and_dtypes_capture_again_and_variants_are_kept() -> None:
     np.testing.assert_array_equal(out.numpy(), [5.0, 5.0, 5.0])
 
 
+def test_kernels_with_many_parameters_replay() -> None:
+    """A fused sum of 40 inputs is one kernel of 41 buffers: more than the CPU's table-driven
+    runner passes (RUNNER_MAX_ARGS), so its replay takes the generated runner."""
+    f = fg.jit(lambda *xs: sum(xs[1:], xs[0]) * 0.5)
+    for _ in range(3):
+        arrays = [RNG.standard_normal(7).astype(np.float32) for _ in range(40)]
+        want = np.sum(arrays, axis=0, dtype=np.float64) * 0.5
+        np.testing.assert_allclose(f(*[fg.tensor(a) for a in arrays]).numpy(), want, rtol=1e-5, atol=1e-5)
+    assert f.captures == 1 and f.replays == 2
+
+
 def test_python_scalars_are_inputs_not_frozen() -> None:
     f = fg.jit(lambda x, scale: x * scale)
     x = fg.tensor([1.0, 2.0])

@@ -110,12 +110,31 @@ def _compiler_identity(cc: str, target: str) -> str:
     return f"{version}; target {target}"
 
 
-SEQUENCE_CFLAGS = ("-O1", "-shared", "-fPIC")  # the runner only calls kernels: compile it fast
+SEQUENCE_CFLAGS = ("-O1", "-shared", "-fPIC")  # runners only call kernels: compile them fast
+RUNNER_MAX_ARGS = 32  # the most kernel parameters the table-driven runner can pass
+
+
+def _runner_source() -> str:
+    """C of the table-driven runner, built once per machine: it runs any captured list of kernels
+    from a plan of (parameter count, then slot and byte offset per parameter) per launch, each
+    kernel called through a pointer typed for its parameter count (all parameters are pointers)."""
+    cases = []
+    for n in range(RUNNER_MAX_ARGS + 1):
+        params = ", ".join(["void *"] * n) or "void"
+        cases.append(f"    case {n}: ((void (*)({params}))f[i])({', '.join(f'a[{j}]' for j in range(n))}); break;")
+    return "\n".join([
+        "void fg_run_plan(long n, void *const *f, const long *plan, void *const *s) {",
+        f"  void *a[{max(RUNNER_MAX_ARGS, 1)}];",
+        "  for (long i = 0; i < n; i++) {",
+        "    long m = *plan++;",
+        "    for (long j = 0; j < m; j++, plan += 2) a[j] = (char *)s[plan[0]] + plan[1];",
+        "    switch (m) {", *cases, "    }", "  }", "}", ""])
 
 
 def _sequence_source(launches: Sequence[Sequence[tuple[int, int]]]) -> str:
-    """C that runs a captured list of kernels in one call, each through a correctly typed pointer:
-    kernel i gets, for each parameter, the pointer in slot `slot` plus `offset` bytes."""
+    """C that runs one captured list of kernels in one call (for kernels with more parameters
+    than the table-driven runner passes): kernel i gets, for each parameter, the pointer in slot
+    `slot` plus `offset` bytes."""
     lines = ["void fg_run_sequence(void *const *f, void *const *s) {"]
     for i, args in enumerate(launches):
         params = ", ".join(["void *"] * len(args))
@@ -129,19 +148,25 @@ class CPUSequence:
     """A captured list of kernel launches, run by one native call that releases the GIL.
 
     The caller fills a pointer table (`new_slots()`), one entry per distinct buffer, and may
-    change entries between runs (inputs, buffers that swap roles).
+    change entries between runs (inputs, buffers that swap roles). `run` calls a runner given
+    the kernels' addresses, and the plan of their arguments where the runner is table-driven.
     """
 
-    def __init__(self, runner: ctypes._CFuncPtr, programs: Sequence["CPUProgram"], nslots: int):
+    def __init__(self, runner: ctypes._CFuncPtr, programs: Sequence["CPUProgram"], nslots: int,
+                 plan: Sequence[int] | None):
+        fns = (ctypes.c_void_p * max(len(programs), 1))(*[prog.address for prog in programs])
+        if plan is None:
+            self._args: tuple = (fns,)
+        else:
+            self._args = (len(programs), fns, (ctypes.c_long * max(len(plan), 1))(*plan))
         self._runner = runner
-        self._fns = (ctypes.c_void_p * max(len(programs), 1))(*[prog.address for prog in programs])
         self._nslots = max(nslots, 1)
 
     def new_slots(self) -> ctypes.Array:
         return (ctypes.c_void_p * self._nslots)()
 
     def run(self, slots: ctypes.Array) -> None:
-        self._runner(self._fns, slots)
+        self._runner(*self._args, slots)
 
 
 class CPUProgram:
@@ -181,6 +206,7 @@ class CPUDevice:
         self._compiler: tuple[str, str, tuple[str, ...]] | None = None
         self._simd: Simd | None = None
         self._support: dict[str, ctypes.CDLL] = {}
+        self._runner: ctypes._CFuncPtr | None = None
         self._blas: dict[str, int] | None = None
 
     # memory
@@ -237,6 +263,7 @@ class CPUDevice:
         """
         with self._lock:  # units compile concurrently; the support library loads once, before them
             if support and support not in self._support:
+                self._plan_runner()  # once per machine, like the support library: a first jit call compiles none
                 self._support[support] = lib = self._load(support, ctypes.RTLD_GLOBAL)
                 for name, address in (self.vendor_blas() or {}).items():
                     if hasattr(lib, f"fg_blas_{name}"):  # the support library calls the vendor BLAS through these
@@ -252,13 +279,27 @@ class CPUDevice:
 
     def sequence(self, launches: Sequence[tuple[CPUProgram, Sequence[tuple[int, int]]]], nslots: int) -> CPUSequence:
         """Kernels to run in order by one native call; each argument is a (slot, byte offset).
-        The runner is generated for these launches (and cached on disk like kernels)."""
-        source = _sequence_source([args for _, args in launches])
+        The table-driven runner runs them (nothing to compile for a new step), unless a kernel
+        has more parameters than it passes: then a runner is generated for these launches."""
+        programs = [prog for prog, _ in launches]
         with self._lock:
-            fn = self._load(source, cflags=SEQUENCE_CFLAGS).fg_run_sequence
+            if all(len(args) <= RUNNER_MAX_ARGS for _, args in launches):
+                plan = [x for _, args in launches for x in (len(args), *(v for arg in args for v in arg))]
+                return CPUSequence(self._plan_runner(), programs, nslots, plan)
+            fn = self._load(_sequence_source([args for _, args in launches]), cflags=SEQUENCE_CFLAGS).fg_run_sequence
         fn.argtypes = [ctypes.c_void_p] * 2
         fn.restype = None
-        return CPUSequence(fn, [prog for prog, _ in launches], nslots)
+        return CPUSequence(fn, programs, nslots, None)
+
+    def _plan_runner(self) -> ctypes._CFuncPtr:
+        """The table-driven runner (built on first use, or with the first support library; call
+        with the lock held)."""
+        if self._runner is None:
+            fn = self._load(_runner_source(), cflags=SEQUENCE_CFLAGS).fg_run_plan
+            fn.argtypes = [ctypes.c_long] + [ctypes.c_void_p] * 3
+            fn.restype = None
+            self._runner = fn
+        return self._runner
 
     def vendor_blas(self) -> dict[str, int] | None:
         """Addresses of sgemm/dgemm (ILP64 CBLAS) of the OpenBLAS numpy has already loaded into this
