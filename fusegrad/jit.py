@@ -270,7 +270,8 @@ class _Replay:
         self.state: list[tuple[_Slot, int, Any, Node | None, bool]] = []
         self.training: list[tuple[Module, bool]] = []
         self.outputs: list[tuple[Any, Buffer]] = []  # (memory, the buffer the last call returned)
-        self.output_meta: list[tuple[tuple[int, ...], Any, str, int]] = []
+        # shape, dtype, device, bytes, and where the memory is a byte range of a larger buffer
+        self.output_meta: list[tuple[tuple[int, ...], Any, str, int, Buffer | None, int]] = []
         self.structure: Any = None
         self.keep: list[Any] = []  # buffers the replay reads or writes, kept alive
         self.launches: list[tuple[Any, list[tuple[int, int]], int, str, int, tuple[int, ...]]] = []
@@ -327,10 +328,11 @@ class _Replay:
     def results(self) -> Any:
         """Fresh tensors over the output memory; the previous call's results are marked overwritten."""
         leaves = []
-        for i, ((memory, previous), (shape, dtype, device, nbytes)) in enumerate(zip(self.outputs, self.output_meta)):
+        for i, ((memory, previous), (shape, dtype, device, nbytes, base, offset)) in enumerate(
+                zip(self.outputs, self.output_meta)):
             if previous is not None:
                 previous.handle, previous.address = _OVERWRITTEN, None
-            buf = Buffer(device, nbytes, memory)
+            buf = Buffer(device, nbytes, memory, base, offset)
             self.outputs[i] = (memory, buf)
             leaves.append(Tensor._from_node(G.buffer_node(buf, shape, dtype, device)))
         return _rebuild(self.structure, leaves)
@@ -458,7 +460,8 @@ def _build(replay: _Replay, recording: capture.Recording, inputs: list[Tensor], 
     replay.random_states = list(recording.random_states)
     replay.keep = list(keep.values()) + [arena] + [buf for buf, _ in recording.random_states]
     replay.outputs = [(n.buffer.handle, None) for n in leaf_nodes]
-    replay.output_meta = [(n.shape, n.dtype, n.device, n.buffer.nbytes) for n in leaf_nodes]
+    replay.output_meta = [(n.shape, n.dtype, n.device, n.buffer.nbytes, n.buffer.base, n.buffer.offset)
+                          for n in leaf_nodes]
 
 
 def _carried_state(replay: _Replay, slots: list[_Slot], start_nodes: dict[int, Node | None],

@@ -197,6 +197,11 @@ def test_mlp_gradients_match_cpu() -> None:
         loss = fg.nn.functional.cross_entropy(logits, fg.tensor(target, device=device))
         loss.backward()
         grads[device] = [loss.numpy()] + [p.grad.numpy() for p in (w1, b1, w2, b2)]
+        buffers = [p.grad._node.buffer for p in (w1, b1, w2, b2)]  # packed back to back, as on the CPU
+        (base,) = {b.base for b in buffers}
+        flat = registry.get(device).copy_out(base, np.dtype(np.float32), base.nbytes // 4)
+        for b, g in zip(buffers, grads[device][1:]):
+            np.testing.assert_array_equal(flat[b.offset // 4:(b.offset + b.nbytes) // 4], g.reshape(-1))
     for want, got in zip(grads["cpu"], grads[CL]):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
     assert np.abs(grads[CL][1]).sum() > 0

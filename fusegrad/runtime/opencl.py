@@ -27,7 +27,6 @@ from .opencl_sequence import AddressSpace, OpenCLSequence
 
 WORK_ITEMS_PER_UNIT = 1024  # launch size per compute unit; kernels loop over the rest (grid stride)
 LANES_MACRO = "FG_LANES"  # defined in the builds whose kernels share reductions among lanes
-_AT_START = np.uint64(0)  # the byte offset argument of a whole buffer
 _LANES = re.compile(r"^// fusegrad lanes (\w+) (\d+) (\d+)$", re.MULTILINE)
 
 
@@ -143,7 +142,7 @@ class OpenCLProgram:
         return _cl().Kernel(self._unit.program(lanes if self._lanes else None), self.name)
 
     def __call__(self, buffers: Sequence[Buffer]) -> float:
-        return self._launch([arg for b in buffers for arg in (cl_memory(b), _AT_START)])
+        return self._launch([arg for b in buffers for arg in (cl_memory(b), np.uint64(b.offset))])
 
     def call_pointers(self, pointers: Sequence[int]) -> float:
         """Run on virtual addresses (`OpenCLDevice.pointer`, plus offsets); returns its seconds on the device."""
@@ -207,8 +206,15 @@ class OpenCLDevice:
     def alloc(self, nbytes: int) -> Buffer:
         return self.allocator.alloc(nbytes)
 
+    def sub_buffer(self, base: Buffer, offset: int, nbytes: int) -> Buffer:
+        """Bytes [offset, offset + nbytes) of `base`: the same memory object, which kernels and
+        copies address at the byte offset (no OpenCL sub-buffer)."""
+        return Buffer(self.name, nbytes, base.handle, base, offset)
+
     def pointer(self, buf: Buffer) -> int:
         """A virtual address standing for the buffer in a sequence's slot table (OpenCL has no pointers)."""
+        if buf.base is not None:
+            return self.addresses.pointer(buf.base) + buf.offset
         return self.addresses.pointer(buf)
 
     def copy_in(self, buf: Buffer, data: np.ndarray) -> None:
@@ -216,12 +222,12 @@ class OpenCLDevice:
         if raw.size > buf.nbytes:
             raise DeviceError(f"copy of {raw.size} bytes into a {buf.nbytes}-byte buffer on {self.name}")
         if raw.size:  # blocking: `data` may be freed as soon as this returns
-            _cl().enqueue_copy(self.queue, cl_memory(buf), raw, is_blocking=True)
+            _cl().enqueue_copy(self.queue, cl_memory(buf), raw, is_blocking=True, dst_offset=buf.offset)
 
     def copy_out(self, buf: Buffer, np_dtype: np.dtype, count: int) -> np.ndarray:
         out = np.empty(count, dtype=np_dtype)
         if out.nbytes:  # blocking, and the queue is in order: the read waits for every kernel before it
-            _cl().enqueue_copy(self.queue, out, cl_memory(buf), is_blocking=True)
+            _cl().enqueue_copy(self.queue, out, cl_memory(buf), is_blocking=True, src_offset=buf.offset)
         return out
 
     # compilation
