@@ -242,11 +242,19 @@ def _check_targets(target: Tensor, num_classes: int, ignore_index: int) -> bool:
     return False
 
 
+def _check_index_target(name: str, input: Tensor, target: Tensor) -> None:
+    """Class indices for an (N, C, d1, ...) input have shape (N, d1, ...)."""
+    if target.shape != (input.shape[0],) + input.shape[2:]:
+        raise ShapeError(f"{name}: target shape {target.shape} does not match input shape {input.shape}")
+
+
 def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, ignore_index: int = -100,
              reduction: str = "mean") -> Tensor:
     """Negative log-likelihood of class indices given log-probabilities (N, C, ...)."""
-    if input.ndim < 1 or (input.ndim >= 2 and (target.shape != (input.shape[0],) + input.shape[2:])):
-        raise ShapeError(f"nll_loss: target shape {target.shape} does not match input shape {input.shape}")
+    if input.ndim < 1:
+        raise ShapeError(f"nll_loss: input must have at least one dimension, got shape {input.shape}")
+    if input.ndim >= 2:
+        _check_index_target("nll_loss", input, target)
     if input.ndim == 1:
         loss = nll_loss(input.unsqueeze(0), target.reshape(1), weight, ignore_index, reduction)
         return loss.reshape(()) if reduction == "none" else loss
@@ -268,8 +276,7 @@ def _index_cross_entropy(input: Tensor, target: Tensor, ignore_index: int, reduc
     """logsumexp(x) - x[target] per sample. Its gradient, softmax(x) - onehot, is one elementwise
     kernel; through log_softmax + nll the backward first summed each row's gradient, and the MLP
     training step ran 3 kernels more."""
-    if target.shape != (input.shape[0],) + input.shape[2:]:
-        raise ShapeError(f"cross_entropy: target shape {target.shape} does not match input shape {input.shape}")
+    _check_index_target("cross_entropy", input, target)
     all_counted = _check_targets(target, input.shape[1], ignore_index)
     hit = _class_mask(target, input.shape[1], input, ignore_index)
     counted = target != ignore_index
