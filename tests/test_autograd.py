@@ -207,3 +207,30 @@ def test_backward_plans_tell_apart_what_the_rules_read(variant):
         gx, gb = run(2.0, inputs=[b])
         assert gx is None
         np.testing.assert_allclose(gb, xv)
+
+
+@pytest.mark.parametrize("batch", [1, 6])
+def test_gradients_of_one_backward_are_packed_back_to_back(batch):
+    """Every parameter's gradient lies in one allocation (an optimizer reads them as one flat
+    tensor), including those that alias a sum another kernel reads: batch norm's bias, and at
+    batch 1 a linear bias (its gradient is the output gradient, reshaped)."""
+    torch = pytest.importorskip("torch")
+    fg.manual_seed(0)
+    model = fg.nn.Sequential(fg.nn.Linear(5, 8), fg.nn.BatchNorm1d(8) if batch > 1 else fg.nn.Identity(),
+                             fg.nn.ReLU(), fg.nn.Linear(8, 3))
+    x = RNG.standard_normal((batch, 5)).astype(np.float32)
+    y = RNG.integers(0, 3, batch)
+    fg.nn.functional.cross_entropy(model(fg.tensor(x)), fg.tensor(y)).backward()
+    params = list(model.parameters())
+    buffers = [p.grad._node.buffer for p in params]
+    (base,) = {b.base for b in buffers}
+    assert base is not None and sum(b.nbytes for b in buffers) == base.nbytes
+    assert len({b.offset for b in buffers}) == len(buffers)
+    reference = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.BatchNorm1d(8) if batch > 1 else torch.nn.Identity(),
+                                    torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    with torch.no_grad():
+        for p, q in zip(params, reference.parameters()):
+            q.copy_(torch.from_numpy(p.numpy()))
+    torch.nn.functional.cross_entropy(reference(torch.from_numpy(x)), torch.from_numpy(y)).backward()
+    for p, q in zip(params, reference.parameters()):
+        np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), rtol=1e-4, atol=1e-6)

@@ -248,3 +248,18 @@ def test_peeled_pieces_fold_their_guards():
     text = repr(ir.stmts)
     assert text.count("Bound(") == 0  # every piece decided its guard statically
     assert text.count(repr(Const(0, x.dtype))) >= 2  # the two padding pieces read zeros
+
+
+def test_concatenation_of_many_pieces_is_peeled_into_plain_copies():
+    """fg.cat of 10 flat tensors (as an optimizer's update of unpacked gradients reads them) is one
+    loop cut at every seam: each piece copies its source with no guard left."""
+    from fusegrad.codegen.peel import peel_loops
+    rng = np.random.default_rng(3)
+    sizes = [5, 17, 1, 64, 3, 100, 8, 2, 33, 40]
+    arrays = [rng.standard_normal(n).astype(np.float32) for n in sizes]
+    out = fg.cat([fg.tensor(a) for a in arrays]) * 2
+    (item,) = create_schedule([out._node])
+    ir = peel_loops(lower(item.spec, "k"))
+    np.testing.assert_array_equal(out.numpy(), np.concatenate(arrays) * 2)
+    assert [s.var.extent for s in ir.stmts if isinstance(s, Loop)] == sizes
+    assert "Bound(" not in repr(ir.stmts)

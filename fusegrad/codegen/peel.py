@@ -17,7 +17,7 @@ from .interchange import _sub_stmt
 from .ir import Accumulate, Alu, Cond, Const, Define, EndLoop, Expr, Gemm, Load, Loop, LoopIR, Stmt, Store
 from .merge import _end
 
-MAX_PIECES = 3  # a loop cut into more pieces costs more code than the guards do
+MAX_PIECES = 16  # a loop cut into more pieces costs more code than the guards do
 
 
 def _bounds(e: Expr) -> list[Bound]:

@@ -235,10 +235,24 @@ def plan(order: list[Node], targets: list[Node]) -> list[Step]:
 
 def _packed_outputs(steps: list[Step], order: list[Node], packed: list[Node]) -> dict[int, Any]:
     """Output buffers for the packed nodes that kernels compute: byte ranges of one allocation, in
-    the order given (a node computed by no kernel of its own, e.g. an alias, is left out)."""
+    the order given. A packed node that aliases another kernel's output of its size (a bias
+    gradient reshaped from a sum another kernel also reads) gets that output placed in its range;
+    one computed by no kernel of these steps is left out."""
     rank = {id(n): k for k, n in enumerate(packed)}  # walks the steps, not the (larger) graph
-    computed = sorted((rank[id(order[step.root])], step.root) for step in steps
-                      if not step.alias and step.program is not None and id(order[step.root]) in rank)
+    kernels = {step.root for step in steps if not step.alias and step.program is not None}
+    computed = []
+    for step in steps:
+        k = rank.get(id(order[step.root]))
+        if k is None:
+            continue
+        if step.root in kernels:
+            computed.append((k, step.root))
+        elif step.alias and step.inputs[0] in kernels and id(order[step.inputs[0]]) not in rank:
+            source, node = order[step.inputs[0]], order[step.root]
+            if source.numel * source.dtype.itemsize == node.numel * node.dtype.itemsize:
+                computed.append((k, step.inputs[0]))
+                kernels.discard(step.inputs[0])  # an output aliased twice sits in the first range only
+    computed.sort()
     chosen = [i for _, i in computed]
     if len(chosen) < 2 or len({order[i].device for i in chosen}) != 1:
         return {}
