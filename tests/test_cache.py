@@ -80,6 +80,32 @@ def test_warm_cache_is_reused(tmp_path: Path) -> None:
     assert {p: p.stat().st_mtime_ns for p in entries(tmp_path)} == before, "a cached kernel was rebuilt"
 
 
+RACED_PRODUCT = """
+import json
+import numpy as np
+import fusegrad as fg
+fg.set_num_threads(1)
+a = fg.tensor(np.arange(96 * 80, dtype=np.float32).reshape(96, 80) % 7)
+b = fg.tensor(np.arange(80 * 112, dtype=np.float32).reshape(80, 112) % 5)
+print(json.dumps({"sum": float((a @ b).sum().item())}))
+"""
+
+
+def test_a_raced_product_is_found_in_the_cache_by_the_next_process(tmp_path: Path) -> None:
+    """The first process compiles a product both ways and races them (one thread, a vendor BLAS
+    loaded); the next process, which reads the stored outcome, asks for the same units."""
+    want = float(((np.arange(96 * 80).reshape(96, 80) % 7) @ (np.arange(80 * 112).reshape(80, 112) % 5)).sum())
+    sums = []
+    for _ in range(2):
+        proc = run_fusegrad(RACED_PRODUCT, tmp_path, OMP_NUM_THREADS="1")
+        assert proc.returncode == 0, proc.stderr
+        sums.append(json.loads(proc.stdout.strip().splitlines()[-1])["sum"])
+        if len(sums) == 1:
+            first = {p: p.stat().st_mtime_ns for p in entries(tmp_path)}
+    np.testing.assert_allclose(sums, [want, want], rtol=1e-6)
+    assert {p: p.stat().st_mtime_ns for p in entries(tmp_path)} == first, "the second process compiled again"
+
+
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "garbage_with_matching_digest", "drop_digest"])
 def test_corrupt_entry_is_rebuilt(tmp_path: Path, damage: str) -> None:
     run_program(tmp_path, 2.5)

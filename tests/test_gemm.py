@@ -193,7 +193,7 @@ def test_vendor_race_is_stored(monkeypatch, tmp_path):
     assert tune._vendor_decided[("float32", 96, 112, 80)] == entry["vendor"]
     monkeypatch.setenv("OMP_NUM_THREADS", "2")  # several threads: no race, generated code
     product = fg.randn(90, 80).realize() @ fg.randn(80, 100).realize()
-    assert tune.undecided_vendor_products(tune_ir(product), "cpu") == []
+    assert tune.raced_products(tune_ir(product), "cpu") == ([], None)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -113,8 +113,9 @@ def _split_units(entries: list[tuple[tuple, Any, str]]) -> list[list[tuple[tuple
 
 def _compile(items: list[ScheduleItem]) -> list[Any]:
     """Programs for every item, compiling all missing ones of a device together (in parallel
-    units when large). A matrix product a vendor BLAS could compute, seen for the first time, is
-    compiled both ways; both are timed once and the faster is kept (and remembered on disk)."""
+    units when large). A matrix product a vendor BLAS could compute is compiled both ways; the
+    first time its shape is seen both are timed and the faster is kept (and remembered on disk),
+    later the remembered one is picked from the same translation unit, found in the cache."""
     keys = [kernel_key(it.spec) for it in items]
     missing: dict[tuple, tuple[str, list[Any], list[tuple[str, int, int, int]]]] = {}
     debug = flags.debug_level()
@@ -125,23 +126,24 @@ def _compile(items: list[ScheduleItem]) -> list[Any]:
         renderer = renderer_for(registry.get(dev).kind)
         ir = kernel_ir(it.spec, _kernel_name(it.spec, key), renderer)
         race: list[tuple[str, int, int, int]] = []
+        outcome = None
         if any(isinstance(s, Gemm) for s in ir.stmts):
             if flags.search_repeats():
                 tune.search(ir, dev, renderer, flags.search_repeats())
             else:
                 tune.apply_stored(ir, dev)
-            race = tune.undecided_vendor_products(ir, dev)
-        variants = [(ir, renderer.render_kernel(ir))]
+            race, outcome = tune.raced_products(ir, dev)
+        variants = [(ir, tune.render_variant(renderer, ir, race, False) if race else renderer.render_kernel(ir))]
         if race:
             vendor = dataclasses.replace(ir, name=f"{ir.name}_blas")
-            variants.append((vendor, tune.render_with_vendor(renderer, vendor, race)))
+            variants.append((vendor, tune.render_variant(renderer, vendor, race, True)))
         if debug >= 3:
             print(f"fusegrad: loop IR\n{ir.dump()}", file=sys.stderr)
         if debug >= 4:
             print(f"fusegrad: source\n{variants[0][1]}", file=sys.stderr)
-        missing[key] = (dev, variants, race)
+        missing[key] = (dev, variants, race, outcome)
     by_device: dict[str, list[tuple[tuple, Any, str]]] = {}
-    for key, (dev, variants, _) in missing.items():
+    for key, (dev, variants, _, _) in missing.items():
         by_device.setdefault(dev, []).extend((key, ir, source) for ir, source in variants)
     jobs = [(dev, part) for dev, entries in by_device.items() for part in _split_units(entries)]
 
@@ -163,11 +165,12 @@ def _compile(items: list[ScheduleItem]) -> list[Any]:
         for (key, ir, _), prog in zip(entries, programs):
             built.setdefault(key, []).append((ir, prog))
     for key, variants in built.items():
-        dev, _, race = missing[key]
+        dev, _, race, outcome = missing[key]
         variants.sort(key=lambda v: v[0].name.endswith("_blas"))  # generated first
         ir, prog = variants[0]
         if race:
-            ir, prog = variants[tune.race_vendor(dev, ir, prog, variants[1][1], race)]
+            pick = tune.race_vendor(dev, ir, prog, variants[1][1], race) if outcome is None else int(outcome)
+            ir, prog = variants[pick]
         scratch = sum(p.numel * p.dtype.itemsize for p in ir.params if p.scratch)
         _programs[key] = (prog, ir.work, scratch)
     return [_programs[k] for k in keys]

@@ -124,32 +124,45 @@ def _decide(shape: tuple[str, int, int, int], vendor: bool) -> None:
         gemm_c.VENDOR.discard(shape)
 
 
-def undecided_vendor_products(ir: LoopIR, device_name: str) -> list[tuple[str, int, int, int]]:
-    """The BLAS-eligible products of `ir` whose race has not been run (stored outcomes are applied)."""
+def raced_products(ir: LoopIR, device_name: str) -> tuple[list[tuple[str, int, int, int]], bool | None]:
+    """The BLAS-eligible products of `ir` that are compiled both ways, and the outcome to pick:
+    None while undecided (the race runs), else the outcome stored for all of them. A kernel is
+    compiled both ways whether or not its products were decided, so that its translation unit is
+    the same in the process that raced them and in every later one (which finds it in the cache).
+    Products decided differently from each other are rendered as decided, one way (no shapes)."""
     device = registry.get(device_name)
     if not hasattr(device, "vendor_blas") or not device.vendor_blas() or _threads() != 1:
-        return []
-    undecided = []
+        return [], None
+    eligible: list[tuple[str, int, int, int]] = []
     for g in (s for s in ir.stmts if isinstance(s, Gemm)):
         shape = (g.dtype.name, g.m, g.n, g.k)
-        if blas_operands(g) is None or shape in _vendor_decided or shape in undecided:
+        if blas_operands(g) is None or shape in eligible:
             continue
-        path = cache.lookup(cache.cache_key("gemm-vendor", _identity(device_name), _cpu_model(), repr(shape)), "json")
-        if path is not None:
-            _decide(shape, bool(json.loads(path.read_text())["vendor"]))
-        else:
-            undecided.append(shape)
-    return undecided
+        eligible.append(shape)
+        if shape not in _vendor_decided:
+            path = cache.lookup(cache.cache_key("gemm-vendor", _identity(device_name), _cpu_model(), repr(shape)),
+                                "json")
+            if path is not None:
+                _decide(shape, bool(json.loads(path.read_text())["vendor"]))
+    undecided = [shape for shape in eligible if shape not in _vendor_decided]
+    if undecided:  # those race; products decided before keep their outcome in both variants
+        return undecided, None
+    outcomes = {_vendor_decided[shape] for shape in eligible}
+    return (eligible, outcomes.pop()) if len(outcomes) == 1 else ([], None)
 
 
-def render_with_vendor(renderer: object, ir: LoopIR, shapes: list[tuple[str, int, int, int]]) -> str:
-    """The kernel's source with the given products as vendor BLAS calls."""
-    added = [s for s in shapes if s not in gemm_c.VENDOR]
-    gemm_c.VENDOR.update(added)
+def render_variant(renderer: object, ir: LoopIR, shapes: list[tuple[str, int, int, int]], vendor: bool) -> str:
+    """The kernel's source with the given products as vendor BLAS calls (`vendor`) or as generated code."""
+    saved = set(gemm_c.VENDOR)
+    if vendor:
+        gemm_c.VENDOR.update(shapes)
+    else:
+        gemm_c.VENDOR.difference_update(shapes)
     try:
         return renderer.render_kernel(ir)
     finally:
-        gemm_c.VENDOR.difference_update(added)
+        gemm_c.VENDOR.clear()
+        gemm_c.VENDOR.update(saved)
 
 
 def _time(programs: list, ir: LoopIR, device_name: str, repeats: int) -> list[float]:
