@@ -124,7 +124,7 @@ def _runner_source() -> str:
         cases.append(f"    case {n}: ((void (*)({params}))f[i])({', '.join(f'a[{j}]' for j in range(n))}); break;")
     return "\n".join([
         "void fg_run_plan(long n, void *const *f, const long *plan, void *const *s) {",
-        f"  void *a[{max(RUNNER_MAX_ARGS, 1)}];",
+        f"  void *a[{RUNNER_MAX_ARGS}];",
         "  for (long i = 0; i < n; i++) {",
         "    long m = *plan++;",
         "    for (long j = 0; j < m; j++, plan += 2) a[j] = (char *)s[plan[0]] + plan[1];",
