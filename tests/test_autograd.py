@@ -226,8 +226,8 @@ def test_gradients_of_one_backward_are_packed_back_to_back(batch):
     (base,) = {b.base for b in buffers}
     assert base is not None and sum(b.nbytes for b in buffers) == base.nbytes
     assert len({b.offset for b in buffers}) == len(buffers)
-    reference = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.BatchNorm1d(8) if batch > 1 else torch.nn.Identity(),
-                                    torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    norm = torch.nn.BatchNorm1d(8) if batch > 1 else torch.nn.Identity()
+    reference = torch.nn.Sequential(torch.nn.Linear(5, 8), norm, torch.nn.ReLU(), torch.nn.Linear(8, 3))
     with torch.no_grad():
         for p, q in zip(params, reference.parameters()):
             q.copy_(torch.from_numpy(p.numpy()))
