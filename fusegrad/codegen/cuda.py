@@ -186,8 +186,9 @@ class CUDARenderer(CStyleRenderer):
         blocks, per_block = _launch_dims(threads, lanes, ir.work)
         rendered = super().render_kernel(LoopIR(ir.name, ir.params, stmts, ir.work))
         descriptor = blas_descriptor(ir)
-        tiled = None if descriptor is not None and mma_fits(descriptor) else cuda_gemm.plan(ir)
-        if descriptor is not None and mma_fits(descriptor):  # tensor cores; the plain body for older GPUs
+        mma = descriptor is not None and mma_fits(descriptor)
+        tiled = None if mma else cuda_gemm.plan(ir)
+        if mma:  # tensor cores; the plain body for older GPUs
             blocks, per_block = mma_blocks(descriptor), MMA_THREADS
             plain = rendered.split("\n")[1:-1]  # without the signature line and the closing brace
             rendered = render_mma(self.signature(ir), ir.name, descriptor, "\n".join(plain))

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from ..dtypes import DType
 from ..graph.symbolic import Bound, Lin, Var
 from .cuda_blas import HALF_DTYPES, as_float32
-from .gemm import fold_guards, lin_vars, load_vars, use_gemm
+from .gemm import fold_guards, lin_vars, load_vars, recognize_gemm
 from .ir import Define, DefineAcc, Gemm, Load, LoopIR, Store, single_reduction_nest
 from .render import CStyleRenderer
 
@@ -127,7 +127,8 @@ def plan(ir: LoopIR) -> TiledGemm | None:
     if acc is None or acc.dtype.name not in ("float32", "float64", *HALF_DTYPES):
         return None
     # gemm.py recognizes the dtypes of the CPU's micro-kernels; halves load and accumulate as float
-    gemm_ir = use_gemm(as_float32(ir) if acc.dtype.name in HALF_DTYPES else ir)
+    # (the guards are folded above: this plan reads the folded statements too)
+    gemm_ir = recognize_gemm(as_float32(ir) if acc.dtype.name in HALF_DTYPES else ir)
     gemm = next((s for s in gemm_ir.stmts if isinstance(s, Gemm)), None)
     nest = single_reduction_nest(ir)
     if gemm is None or nest is None:

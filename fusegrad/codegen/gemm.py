@@ -94,11 +94,12 @@ def use_gemm(ir: LoopIR) -> LoopIR:
     """`ir` with its contraction turned into a Gemm statement, or `ir` unchanged. Redundant
     padding guards are folded first (without that no padded convolution was a GEMM)."""
     folded = fold_guards(ir)
-    out = _use_gemm(folded)
+    out = recognize_gemm(folded)
     return ir if out is folded else out
 
 
-def _use_gemm(ir: LoopIR) -> LoopIR:
+def recognize_gemm(ir: LoopIR) -> LoopIR:
+    """`use_gemm` for an `ir` whose padding guards `fold_guards` already folded."""
     stmts = ir.stmts
     nest = single_reduction_nest(ir)
     if nest is None:
