@@ -117,7 +117,8 @@ def _compile(items: list[ScheduleItem]) -> list[Any]:
     first time its shape is seen both are timed and the faster is kept (and remembered on disk),
     later the remembered one is picked from the same translation unit, found in the cache."""
     keys = [kernel_key(it.spec) for it in items]
-    missing: dict[tuple, tuple[str, list[Any], list[tuple[str, int, int, int]]]] = {}
+    # key -> (device, variants, products compiled both ways, their stored outcome or None: race them)
+    missing: dict[tuple, tuple[str, list[Any], list[tuple[str, int, int, int]], bool | None]] = {}
     debug = flags.debug_level()
     for it, key in zip(items, keys):
         if key in _programs or key in missing:
