@@ -75,9 +75,11 @@ class Tensor(ArithmeticMixin, ElementwiseMixin, ReduceMixin, MovementMixin, Inde
                 wants = True
                 break
         state = autograd._state  # autograd.recording(wants), inlined
-        if state.grad_enabled and (wants or state.tapes):
+        # bool and integer results carry no history, like torch's: no gradient flows through them,
+        # and comparisons and masks are a third of a model's ops, so the tape stays short
+        if state.grad_enabled and (wants or state.tapes) and node.dtype.kind == "f":
             t._ctx = autograd.Ctx(op, inputs, arg)
-            t.requires_grad = wants and node.dtype.kind == "f"  # bool/int: no grad
+            t.requires_grad = wants
         else:
             t._ctx = None
             t.requires_grad = False

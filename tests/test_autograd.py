@@ -55,6 +55,19 @@ def test_detach_cuts_the_graph():
     np.testing.assert_allclose(x.grad.numpy(), [2.0])
 
 
+def test_bool_and_integer_results_carry_no_history():
+    """Like torch: a comparison or an integer cast of a tensor that requires grad has no grad_fn, so a
+    loss built only through one cannot be differentiated, and masks do not lengthen the tape."""
+    x = fg.tensor([-1.0, 0.5, 2.0], requires_grad=True)
+    mask, index = x > 0, x.long()
+    assert mask.grad_fn is None and not mask.requires_grad
+    assert index.grad_fn is None and not index.requires_grad
+    with pytest.raises(fg.GradError):
+        mask.float().sum().backward()
+    x.where(mask, 0.0).sum().backward()  # a mask still selects which elements get the gradient
+    np.testing.assert_array_equal(x.grad.numpy(), [0.0, 1.0, 1.0])
+
+
 def test_integer_tensors_cannot_require_grad():
     with pytest.raises(fg.DTypeError):
         fg.tensor([1, 2]).requires_grad_()

@@ -305,7 +305,10 @@ class ElementwiseMixin:
         bounds = [b for b in (min, max) if b is not None]
         if not bounds:
             raise ValueError("clamp: at least one of 'min' or 'max' must not be None")
-        _, dt = self._promote(*bounds)
+        if self.dtype.is_floating_point and all(type(b) in (int, float) for b in bounds):
+            dt = self.dtype  # Python numbers keep a float tensor's dtype (what _promote would say)
+        else:
+            _, dt = self._promote(*bounds)
         out = self.cast(dt)
         if min is not None:
             out = _where(out < min, min, out)
