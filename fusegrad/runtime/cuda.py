@@ -229,6 +229,12 @@ class CUDADevice:
     def alloc(self, nbytes: int) -> Buffer:
         return self.allocator.alloc(nbytes)
 
+    def sub_buffer(self, base: Buffer, offset: int, nbytes: int) -> Buffer:
+        """Bytes [offset, offset + nbytes) of `base`: its address plus the offset. The range keeps
+        `base` alive and frees nothing itself. Generated kernels need only element alignment (the
+        tensor-core kernel checks its pointers before 16-byte copies), and so does cuBLAS."""
+        return Buffer(self.name, nbytes, DeviceMemory(base.handle.ptr + offset, nbytes), base, offset)
+
     @staticmethod
     def pointer(buf: Buffer) -> int:
         """The buffer's device address (what kernels and captured sequences take)."""

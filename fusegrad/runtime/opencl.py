@@ -43,6 +43,10 @@ def parse_lanes(source: str) -> dict[str, tuple[int, int]]:
 @functools.cache
 def _cl() -> Any:
     import pyopencl
+    # a driver's notes on a build that succeeded (NVIDIA's) are not news. One filter for the process:
+    # catch_warnings around each build is not thread-safe (units build in parallel), and a thread
+    # leaving it restored the filters another thread was building under
+    warnings.filterwarnings("ignore", message="Non-empty compiler output", category=pyopencl.CompilerWarning)
     return pyopencl
 
 
@@ -271,9 +275,7 @@ class OpenCLDevice:
     def _build_source(self, source: str, options: list[str]) -> Any:
         cl = _cl()
         try:
-            with warnings.catch_warnings():  # a driver's notes on a build that succeeded (NVIDIA's) are not news
-                warnings.simplefilter("ignore", cl.CompilerWarning)
-                return cl.Program(self.context, source).build(options)
+            return cl.Program(self.context, source).build(options)
         except cl.Error as e:  # pyopencl's message carries the driver's build log
             raise CompileError(f"OpenCL failed to build generated kernels for {self.name} "
                                f"({self.cl_device.name})", source, str(e)) from None
