@@ -109,7 +109,8 @@ def test_batch_norm_reads_the_activations_in_four_reductions():
     """A training batch norm's forward and backward read the activations in four reductions: the
     mean, the variance, and the sums of dy and of dy * centered, each computed once however many
     gradients use it (the scale's gradient, read by the weight's and the variance's, was summed
-    twice; the bias's and the mean's sums of dy were two more)."""
+    twice; the bias's and the mean's sums of dy were two more). Each sums per (sample, channel),
+    N * C outputs that fill a GPU; the sums of those over the batch read N * C values, not the batch."""
     from fusegrad.engine.schedule import create_schedule, fused_nodes
     from fusegrad.graph.ops import REDUCE
     rng = np.random.default_rng(0)
@@ -125,7 +126,7 @@ def test_batch_norm_reads_the_activations_in_four_reductions():
     grads = list(fg.autograd.grad(loss, argnums=(0, 1, 2))(x, weight, bias))
     items = create_schedule([g._node for g in grads])
     def reads_activations(node) -> bool:
-        return node.op in REDUCE and node.srcs[0].numel == n * c * h * w and node.numel == c
+        return node.op in REDUCE and node.srcs[0].numel == n * c * h * w and node.numel == n * c
 
     passes = [it for it in items if it.alias_of is None
               and any(reads_activations(node) for node in fused_nodes(it.spec.root, it.spec.inputs))]

@@ -263,3 +263,29 @@ def test_concatenation_of_many_pieces_is_peeled_into_plain_copies():
     np.testing.assert_array_equal(out.numpy(), np.concatenate(arrays) * 2)
     assert [s.var.extent for s in ir.stmts if isinstance(s, Loop)] == sizes
     assert "Bound(" not in repr(ir.stmts)
+
+
+def test_per_channel_factors_are_hoisted_out_of_the_reduce_loop():
+    """Batch norm's backward sum over a ReLU mask: the square root and division of the channel's
+    scale run once per channel, not per element, the mask is computed as an int (gcc vectorizes
+    the loop then), and the sums stay right."""
+    from fusegrad.codegen import renderer_for
+    from fusegrad.codegen.ir import Alu, Define
+    from fusegrad.engine.realize import kernel_ir
+    from fusegrad.graph.ops import Op
+    rng = np.random.default_rng(0)
+    x, var, mean = rng.standard_normal((6, 3, 50)), rng.uniform(0.5, 2, (1, 3, 1)), rng.standard_normal((1, 3, 1))
+    tx, tv, tm = (fg.tensor(a.astype(np.float32)) for a in (x, var, mean))
+    centered = tx - tm
+    scaled = centered * (tv + 1e-5).rsqrt()
+    total = (scaled > 0).float().mul(centered).sum(2)
+    (item,) = create_schedule([total._node])
+    renderer = renderer_for("cpu")
+    stmts = kernel_ir(item.spec, "k", renderer).stmts
+    loop = next(i for i, s in enumerate(stmts) if isinstance(s, Loop) and s.kind == "reduce")
+    roots = [s for s in stmts if isinstance(s, Define) and isinstance(s.value, Alu) and s.value.op is Op.SQRT]
+    assert roots and all(stmts.index(s) < loop for s in roots)
+    source = renderer.render_kernel(kernel_ir(item.spec, "k", renderer))
+    assert "_Bool v" not in source and "int v" in source
+    c = x - mean
+    np.testing.assert_allclose(total.numpy(), ((c / np.sqrt(var + 1e-5) > 0) * c).sum(2), rtol=1e-5, atol=1e-5)

@@ -19,6 +19,7 @@ from ..codegen import renderer_for
 from ..codegen.gemm import use_gemm
 from ..codegen.peel import peel_loops
 from ..codegen.ir import Gemm
+from ..codegen.hoist import hoist_invariants
 from ..codegen.interchange import interchange_reduction
 from ..codegen.merge import merge_loops
 from ..codegen.lower import KernelSpec, lower
@@ -83,7 +84,8 @@ def _kernel_info(item: ScheduleItem) -> tuple[str, int]:
 
 
 def kernel_ir(spec: KernelSpec, name: str, renderer: Any) -> Any:
-    """A kernel's loop IR after the passes its renderer wants (GEMM, reduction interchange, peeling, loop merging)."""
+    """A kernel's loop IR after the passes its renderer wants (GEMM, reduction interchange, peeling, loop
+    merging, invariant hoisting)."""
     ir = lower(spec, name)
     if renderer.supports_gemm:
         ir = use_gemm(ir)
@@ -91,7 +93,8 @@ def kernel_ir(spec: KernelSpec, name: str, renderer: Any) -> Any:
         ir = interchange_reduction(ir)
     if renderer.peel_loops:
         ir = peel_loops(ir)
-    return merge_loops(ir)
+    ir = merge_loops(ir)
+    return hoist_invariants(ir) if renderer.hoist_invariants else ir
 
 
 UNIT_CHARS = 6000  # source per compiler invocation worth splitting a batch for
