@@ -165,3 +165,22 @@ def test_mlp_training_step_kernels():
     assert len(labels) <= 22, labels
     assert "COPY" not in labels
     assert labels.count("ADD CMPLT CMPEQ OR WHERE") == 2  # bias + ReLU of both hidden layers
+
+
+def test_conv_bias_gradient_sums_per_sample_first():
+    """The bias gradient of a convolution sums dy per (sample, channel), then over the batch: no sum
+    reads the activations into one output per channel (C outputs leave a GPU nearly idle)."""
+    from fusegrad.engine.schedule import create_schedule, fused_nodes
+    from fusegrad.graph.ops import REDUCE
+    rng = np.random.default_rng(1)
+    n, c, size = 6, 5, 9
+    x = fg.tensor(rng.standard_normal((n, 2, size, size)).astype(np.float32))
+    weight = fg.tensor(rng.standard_normal((c, 2, 3, 3)).astype(np.float32))
+    bias = fg.tensor(rng.standard_normal(c).astype(np.float32))
+    dy = fg.tensor(rng.standard_normal((n, c, size - 2, size - 2)).astype(np.float32))
+    (g_bias,) = fg.autograd.grad(lambda b: (fg.nn.functional.conv2d(x, weight, b) * dy).sum())(bias),
+    items = create_schedule([g_bias._node])
+    sums = [node for it in items if it.alias_of is None for node in fused_nodes(it.spec.root, it.spec.inputs)
+            if node.op in REDUCE and node.srcs[0].numel == dy.numel()]
+    assert sums and all(node.numel == n * c for node in sums)
+    np.testing.assert_allclose(g_bias.numpy(), dy.numpy().sum((0, 2, 3)), rtol=1e-5, atol=1e-5)

@@ -11,6 +11,7 @@ from ..engine import capture
 from ..errors import DTypeError, ShapeError
 from ..tensor import Tensor, where
 from ..creation import arange
+from .conv import expand_over_batch as _expand_over_batch
 from .conv import (adaptive_avg_pool2d, avg_pool2d, conv1d, conv2d, conv_transpose2d,  # noqa: F401
                    max_pool2d)
 
@@ -184,8 +185,7 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
         shift = (mean.detach() - mean) * scale
         if bias is not None:
             shift = shift + bias.reshape(shape)
-        per_sample = (input.shape[0],) + shape[1:]
-        return centered * scale.expand(per_sample) + shift.expand(per_sample)
+        return centered * _expand_over_batch(scale, input.shape[0]) + _expand_over_batch(shift, input.shape[0])
     if running_mean is None or running_var is None:
         raise ValueError("batch_norm in eval mode needs running_mean and running_var")
     out = (input - running_mean.reshape(shape)) * (running_var.reshape(shape) + eps).rsqrt()
