@@ -14,7 +14,7 @@ import fusegrad as fg
 import fusegrad.nn.functional as F
 from fusegrad import dtypes
 from fusegrad.codegen import renderer_for
-from fusegrad.codegen import cuda_gemm, cuda_mma, gemm
+from fusegrad.codegen import cuda_gemm, cuda_mma, cuda_vector, gemm
 from fusegrad.codegen.cuda import MAX_BLOCKS, launch_dims
 from fusegrad.codegen.ir import Accumulate, DefineAcc, EndLoop, Load, Loop, LoopIR, Ref, Store
 from fusegrad.codegen.lanes import LaneLoop, LaneStore, plan_lanes, thread_plan
@@ -22,6 +22,7 @@ from fusegrad.engine import realize as realize_mod
 from fusegrad.engine.realize import _kernel_name, kernel_ir, kernel_key
 from fusegrad.engine.schedule import create_schedule, toposort
 from fusegrad.errors import CompileError, DeviceError
+from fusegrad.graph import node as G
 from fusegrad.graph.ops import Op
 from fusegrad.graph.symbolic import Lin, Var
 from fusegrad.runtime import cublas as cublas_rt
@@ -166,8 +167,9 @@ def test_nvrtc_compiles_generated_cuda(case: str) -> None:
         if tiled is not None:  # a block per output tile (and reduction split)
             assert (blocks, threads) == (tiled.blocks, cuda_gemm.THREADS)
             continue
-        threads_of, _, lanes = thread_plan(ir)
-        total = math.prod(v.extent for v in threads_of) * lanes
+        threads_of, body, lanes = thread_plan(ir)
+        vector = cuda_vector.plan(threads_of, body, lanes)  # 4 elements per thread
+        total = math.prod(v.extent for v in (vector.threads if vector else threads_of)) * lanes
         assert 1 <= threads <= 1024 and 1 <= blocks < 2**31
         assert blocks * threads >= total or blocks == MAX_BLOCKS  # else the grid-stride loop covers the rest
 
@@ -342,6 +344,28 @@ def test_tiled_products_choose_tiles_and_splits() -> None:
     assert weight.splits > 1 and weight.k_split % cuda_gemm.BK == 0 and weight.k_split * (weight.splits - 1) < weight.k
     small = kernel_irs(cpu_array((8, 16), "float32") @ cpu_array((16, 8), "float32"))
     assert cuda_gemm.plan(small[0]) is None  # below MIN_WORK: the lanes' reduction per output
+
+
+def test_contiguous_float32_elementwise_kernels_use_16_byte_accesses() -> None:
+    """Each thread takes 4 consecutive outputs when the output and an operand run contiguously in
+    steps of 4; broadcast, strided and non-float32 operands are read element by element, and
+    kernels that do not qualify keep one thread per element."""
+    a, c, bias = cpu_array((64, 128), "float32"), cpu_array((64, 128), "float32"), cpu_array((128,), "float32")
+
+    def vector_plan(t: fg.Tensor) -> cuda_vector.VectorPlan | None:
+        ir = kernel_irs(t)[-1]  # the kernel computing t (a contiguous copy may come before)
+        return cuda_vector.plan(*thread_plan(ir))
+
+    plan = vector_plan((a * c + bias).relu())
+    assert plan is not None and len(plan.vector_loads) == 3  # a, c and the bias (contiguous per row)
+    assert plan.threads[-1].extent == 32
+    assert len(vector_plan(a * cpu_array((64, 1), "float32")).vector_loads) == 1  # the column is a scalar
+    assert len(vector_plan(a.T.contiguous().T + c).vector_loads) == 1  # a transposed copy: strided reads
+    assert vector_plan(cpu_array((64, 130), "float32") * 2).threads[-1].extent == 64 * 130 // 4  # one flat loop
+    assert vector_plan(cpu_array((64, 130), "float32") + cpu_array((130,), "float32")) is None  # rows of 130
+    assert vector_plan(cpu_array((64, 128), "float64") * 2) is None  # 8-byte elements
+    assert vector_plan(a[:, 1:125] * 2).vector_loads == ()  # rows start 1 element past a 16-byte boundary
+    assert vector_plan(a.sum(1)) is None  # a reduction
 
 
 def test_launch_comments_round_trip() -> None:
@@ -588,6 +612,24 @@ def test_tensor_core_kernel_on_misaligned_pointers() -> None:
     want = a.numpy().astype(np.float64) @ b.numpy().astype(np.float64)
     assert not np.isnan(got).any()
     assert np.linalg.norm(got.reshape(m, n) - want) / np.linalg.norm(want) < HALF_PRODUCT_TOL["bfloat16"]
+
+
+@needs_gpu
+@pytest.mark.parametrize("shape", [(64, 128), (3, 5, 8), (1000, 4)])
+def test_16_byte_elementwise_kernels_match_cpu(shape: tuple[int, ...]) -> None:
+    """The 4-elements-per-thread path (cuda_vector.py) on aligned buffers and, through packed
+    sub-buffers 4 bytes off 16-byte alignment, its element-by-element fallback."""
+    a, b, c = (random_array(shape, "float32") for _ in range(3))
+    row = random_array(shape[-1:], "float32")
+    on_both(lambda x, y, z: ((x * y + z).relu(), x * row[0] + z.exp(), x.where(y > 0, z)), [a, b, c], "float32")
+    device = registry.get(GPU)
+    size = a.nbytes
+    base = device.alloc(3 * size + 4)
+    parts = [device.sub_buffer(base, 4 + i * size, size) for i in range(3)]
+    for part, array in zip(parts, (a, b, c)):
+        device.copy_in(part, array)
+    x, y, z = (fg.Tensor._from_node(G.buffer_node(part, shape, dtypes.float32, registry.canonical(GPU))) for part in parts)
+    np.testing.assert_allclose(((x * y + z).relu()).numpy(), np.maximum(a * b + c, 0), rtol=1e-6, atol=1e-6)
 
 
 @needs_gpu

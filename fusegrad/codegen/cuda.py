@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from ..graph.symbolic import Var
 from ..runtime.cublas import descriptor_comment
 from ..runtime.cuda import launch_comment
-from . import cuda_gemm
+from . import cuda_gemm, cuda_vector
 from .cuda_blas import blas_descriptor
 from .cuda_mma import MMA_PREAMBLE, THREADS as MMA_THREADS, blocks as mma_blocks, fits as mma_fits, render_mma
 from .ir import Accumulate, EndLoop, Load, Loop, LoopIR, Ref, Store
@@ -95,9 +95,11 @@ class _Grid(Loop):
 
 
 def launch_dims(ir: LoopIR) -> tuple[int, int]:
-    """(blocks, threads per block): one thread per element of the thread space times its lanes."""
-    threads, _, lanes = thread_plan(ir)
-    return _launch_dims(threads, lanes, ir.work)
+    """(blocks, threads per block): one thread per element of the thread space times its lanes (per
+    4 elements for a kernel with 16-byte accesses)."""
+    threads, body, lanes = thread_plan(ir)
+    vector = cuda_vector.plan(threads, body, lanes)
+    return _launch_dims(vector.threads, 1, 0) if vector is not None else _launch_dims(threads, lanes, ir.work)
 
 
 def _launch_dims(threads: tuple[Var, ...], lanes: int, work: int) -> tuple[int, int]:
@@ -121,8 +123,12 @@ class CUDARenderer(CStyleRenderer):
                      "float32": "float", "float64": "double"}
     preamble = CUDA_PREAMBLE
     supports_gemm = False
+    vector_loads: dict[Load, str] = {}  # while cuda_vector renders a body: operands read 16 bytes at a time
 
     def load(self, e: Load) -> str:
+        name = self.vector_loads.get(e)
+        if name is not None:  # one element of the float4 read before the unrolled body (cuda_vector.py)
+            return f"(fg_aligned ? ((const float*)&{name})[fg_k] : {super().load(e)})"
         if e.dtype.name != "float16":
             return super().load(e)
         text = f"fg_h2f(p{e.param}[{e.index.render()}])"
@@ -195,6 +201,9 @@ class CUDARenderer(CStyleRenderer):
         elif tiled is not None:  # any other contraction (convolutions, epilogues): the tiled SIMT product
             blocks, per_block = tiled.blocks, cuda_gemm.THREADS
             rendered = cuda_gemm.render(self, ir, tiled)
+        elif (vector := cuda_vector.plan(threads, body, lanes)) is not None:  # 4 elements per thread
+            blocks, per_block = _launch_dims(vector.threads, 1, 0)
+            rendered = cuda_vector.render(self, ir, body, vector)
         header = [launch_comment(ir.name, blocks, per_block)]
         if descriptor is not None:  # cuBLAS may compute this product instead; the runtime measures
             header.append(descriptor_comment(ir.name, descriptor))
