@@ -53,7 +53,7 @@ class CStyleRenderer:
     supports_gemm = False
     interchange_reductions = False  # the CPU's cache-blocking pass; GPUs keep outputs across threads
     peel_loops = False  # the CPU's guard peeling (codegen/peel.py); GPUs map global loops to threads
-    hoist_invariants = False  # the CPU's loop-invariant code motion (codegen/hoist.py): it splits nests
+    hoist_invariants = False  # the CPU's loop-invariant code motion (codegen/hoist.py); not measured on GPUs
 
     # types
     def storage_type(self, dtype: DType) -> str:
