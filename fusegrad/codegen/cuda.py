@@ -123,7 +123,7 @@ class CUDARenderer(CStyleRenderer):
                      "float32": "float", "float64": "double"}
     preamble = CUDA_PREAMBLE
     supports_gemm = False
-    vector_loads: dict[Load, str] = {}  # while cuda_vector renders a body: operands read 16 bytes at a time
+    vector_loads: dict[Load, str] = {}  # set on cuda_vector's copy of the renderer: operands read as float4
 
     def load(self, e: Load) -> str:
         name = self.vector_loads.get(e)

@@ -12,6 +12,7 @@ elements one by one: a gradient packed at an odd offset, a sub-buffer).
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -88,14 +89,12 @@ def render(renderer: Any, ir: LoopIR, body: list, vp: VectorPlan) -> str:
              "    #pragma unroll",
              f"    for (int fg_k = 0; fg_k < {WIDTH}; fg_k++) {{",
              f"      const int64_t {vp.inner.name} = {group} * {WIDTH} + fg_k;"]
-    renderer.vector_loads = names
-    try:
-        for s in body:
-            if isinstance(s, Define):
-                lines.append(f"      {renderer.compute_type(s.dtype)} {s.name} = {renderer.expr(s.value)};")
-        lines.append(f"      fg_o[fg_k] = {renderer.expr(vp.store.value)};")
-    finally:
-        renderer.vector_loads = {}
+    body_renderer = copy.copy(renderer)  # its own map of the float4 operands: the renderer is shared
+    body_renderer.vector_loads = names
+    for s in body:
+        if isinstance(s, Define):
+            lines.append(f"      {body_renderer.compute_type(s.dtype)} {s.name} = {body_renderer.expr(s.value)};")
+    lines.append(f"      fg_o[fg_k] = {body_renderer.expr(vp.store.value)};")
     out = f"p{vp.store.param} + ({vp.store.index.render()})"
     lines += ["    }",
               "    {",
