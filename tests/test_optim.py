@@ -274,6 +274,36 @@ def test_one_step_runs_a_handful_of_kernels(name: str, options: dict[str, Any], 
     assert 1 <= len(prof.kernels) <= limit, [k.name for k in prof.kernels]
 
 
+def test_plain_sgd_step_is_one_kernel_and_keeps_no_step_count() -> None:
+    """Only momentum reads SGD's step count: without it the step is the update alone (the counter
+    was a kernel of its own), and a momentum turned on later takes the gradient as its first buffer,
+    like torch."""
+    fg.manual_seed(0)
+    model = fg.nn.Sequential(fg.nn.Linear(3, 8), fg.nn.Tanh(), fg.nn.Linear(8, 2))
+    twin = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2))
+    with torch.no_grad():
+        for ours, theirs in zip(model.parameters(), twin.parameters()):
+            theirs.copy_(torch.tensor(ours.numpy()))
+    opt = fg.optim.SGD(model.parameters(), lr=0.1)
+    topt = torch.optim.SGD(twin.parameters(), lr=0.1)
+    x, y = X.astype("float32"), Y.astype("float32")
+    for i in range(4):
+        if i == 2:  # momentum from the third step on
+            opt.param_groups[0]["momentum"] = topt.param_groups[0]["momentum"] = 0.9
+        opt.zero_grad()
+        ((model(fg.tensor(x)) - fg.tensor(y)) ** 2).mean().backward()
+        fg.realize(*[p.grad for p in model.parameters()])
+        with fg.profile() as prof:
+            opt.step()
+        topt.zero_grad()
+        ((twin(torch.tensor(x)) - torch.tensor(y)) ** 2).mean().backward()
+        topt.step()
+        if i < 2:
+            assert len(prof.kernels) == 1 and "_step" not in opt.param_groups[0]
+    for ours, theirs in zip(model.parameters(), twin.parameters()):
+        np.testing.assert_allclose(ours.numpy(), theirs.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
 INVALID = [
     ("SGD", dict(lr=-0.1)),
     ("SGD", dict(momentum=-0.5)),

@@ -113,6 +113,10 @@ class Optimizer:
             return True
         return check
 
+    def counts_steps(self, group: dict[str, Any]) -> bool:
+        """Whether the update reads the group's step count (kept on the device, one more kernel per step)."""
+        return True
+
     def _step_counter(self, group: dict[str, Any], like: Tensor) -> Tensor:
         """The group's step count as a device tensor, incremented inside the step's kernels."""
         count = group.get("_step")
@@ -122,8 +126,9 @@ class Optimizer:
         return group["_step"]
 
     def update(self, group: dict[str, Any], index: int, p: Tensor, g: Tensor, state: dict[str, Tensor],
-               step: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """New flat parameter and state values from flat current ones (all lazy)."""
+               step: Tensor | None) -> tuple[Tensor, dict[str, Tensor]]:
+        """New flat parameter and state values from flat current ones (all lazy); `step` is the step
+        count, None when `counts_steps(group)` is false."""
         raise NotImplementedError
 
     @staticmethod
@@ -156,8 +161,9 @@ class Optimizer:
             active = [p for p in group["params"] if p.grad is not None]
             if not active:
                 continue
-            step = self._step_counter(group, active[0])
-            outputs.append(step)
+            step = self._step_counter(group, active[0]) if self.counts_steps(group) else None
+            if step is not None:
+                outputs.append(step)
             for chunk in _chunks(active):
                 states = [self.state.setdefault(id(p), {}) for p in chunk]
                 for p, st in zip(chunk, states):

@@ -21,8 +21,14 @@ class SGD(Optimizer):
     def state_names(self) -> tuple[str, ...]:  # type: ignore[override]
         return ("momentum_buffer",) if any(g["momentum"] for g in self.param_groups) else ()
 
+    def counts_steps(self, group: dict[str, Any]) -> bool:
+        # only momentum reads it (its first step): plain SGD skips the counter's kernel. A group
+        # whose momentum turns on later starts counting then, so its first momentum step takes
+        # the gradient as the buffer, as torch's does when the buffer is missing
+        return bool(group["momentum"])
+
     def update(self, group: dict[str, Any], index: int, p: Tensor, g: Tensor, state: dict[str, Tensor],
-               step: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+               step: Tensor | None) -> tuple[Tensor, dict[str, Tensor]]:
         lr = self._scalar(index, "lr", group["lr"], p).to(p.dtype)
         g = self._direction(group, p, g)
         new_state: dict[str, Tensor] = {}
@@ -31,6 +37,7 @@ class SGD(Optimizer):
             momentum = self._scalar(index, "momentum", group["momentum"], p).to(p.dtype)
             buf = state["momentum_buffer"]
             # the first step takes the gradient as the buffer (torch), later ones blend
+            assert step is not None  # counts_steps: momentum groups count
             first = step <= 1
             blended = buf * momentum + g * (1 - group["dampening"])
             buf = g.where(first.to(p.dtype).expand(g.shape) > 0, blended)
