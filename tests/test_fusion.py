@@ -141,9 +141,10 @@ def test_batch_norm_reads_the_activations_in_four_reductions():
 def test_mlp_training_step_kernels():
     """Zigrad's MLP step (forward, cross-entropy, backward, SGD) stays fused: each linear layer's
     bias and ReLU ride on one kernel after its product, no broadcast is copied out, the loss and its
-    gradient take 5 kernels (3 row reductions, the mean, softmax - onehot), and the whole step is at
-    most 21 kernels (a rule keeping shared reductions once split every ReLU into three kernels and
-    copied a (64, 128, 64) broadcast; plain SGD's step counter was one more)."""
+    gradient take 5 kernels (3 row reductions, the mean, softmax - onehot), each ReLU's gradient
+    mask rides on the product computing the gradient it masks, and the whole step is at most 19
+    kernels (a rule keeping shared reductions once split every ReLU into three kernels and copied a
+    (64, 128, 64) broadcast; plain SGD's step counter was one more kernel, and each mask another)."""
     from fusegrad.examples.mnist import build_model
     fg.manual_seed(0)
     model = build_model("mlp")
@@ -162,9 +163,10 @@ def test_mlp_training_step_kernels():
     with fg.profile() as p:
         step().item()
     labels = [k.op for k in p.kernels]
-    assert len(labels) <= 21, labels
+    assert len(labels) <= 19, labels
     assert "COPY" not in labels
     assert labels.count("ADD CMPLT CMPEQ OR WHERE") == 2  # bias + ReLU of both hidden layers
+    assert labels.count("ADD CMPLT CMPEQ OR NOT MUL SUM WHERE") == 2  # each mask in its gradient's product
 
 
 def test_conv_bias_gradient_sums_per_sample_first():

@@ -4,7 +4,8 @@ Fusion rules (which nodes get their own buffer, "materialized"):
 - the nodes asked for, and CONTIGUOUS nodes;
 - a reduction read by more than one consumer (so it is computed once);
 - a reduction feeding another reduction (the inner one gets its own parallel kernel, and a
-  matrix product there can use the GEMM routine);
+  matrix product there can use the GEMM routine), unless a node between them has its own
+  buffer: then the outer one reads that buffer and nothing is nested;
 - the source of a broadcast (EXPAND that grows the element count) unless that source is only
   views of buffers/constants/random bits: recomputing it for every broadcast copy would
   multiply its cost (this keeps reductions like x.max(1, keepdim=True) out of the loop they feed);
@@ -121,11 +122,15 @@ def materialized_nodes(order: list[Node], targets: list[Node]) -> set[int]:
             keep.add(id(node))
         if node.op is Op.EXPAND and node.numel > node.srcs[0].numel and not _is_cheap(node.srcs[0], keep):
             keep.add(id(_view_base(node.srcs[0])))
-        below = frozenset().union(*(inner[id(s)] for s in node.srcs if id(s) not in keep))
+        # a source read through views of a kept node reads its buffer: nothing of it is recomputed
+        # here (an expand of a ReLU gradient kept its producing product, nested in the next one,
+        # as a kernel of its own, and the ReLU mask after it as another)
+        loaded = [_is_loaded(_view_base(s), keep) for s in node.srcs]
+        below = frozenset().union(*(inner[id(s)] for s, done in zip(node.srcs, loaded) if not done))
         if node.op in REDUCE:
             keep.update(below)  # a reduction nested in another runs as its own parallel kernel
             below = frozenset((id(node),))
-        d = 1 + max((0 if id(s) in keep else depth.get(id(s), 0)) for s in node.srcs)
+        d = 1 + max((0 if done else depth.get(id(s), 0)) for s, done in zip(node.srcs, loaded))
         if d > MAX_FUSED_DEPTH:
             keep.add(id(node))
         depth[id(node)] = 0 if id(node) in keep else d
