@@ -628,7 +628,8 @@ def test_16_byte_elementwise_kernels_match_cpu(shape: tuple[int, ...]) -> None:
     parts = [device.sub_buffer(base, 4 + i * size, size) for i in range(3)]
     for part, array in zip(parts, (a, b, c)):
         device.copy_in(part, array)
-    x, y, z = (fg.Tensor._from_node(G.buffer_node(part, shape, dtypes.float32, registry.canonical(GPU))) for part in parts)
+    device_name = registry.canonical(GPU)
+    x, y, z = (fg.Tensor._from_node(G.buffer_node(part, shape, dtypes.float32, device_name)) for part in parts)
     np.testing.assert_allclose(((x * y + z).relu()).numpy(), np.maximum(a * b + c, 0), rtol=1e-6, atol=1e-6)
 
 

@@ -173,37 +173,42 @@ class CUDARenderer(CStyleRenderer):
             return [f"for (int64_t {v} = lane; {v} < {loop.var.extent}; {v} += {loop.lanes}) {{"]
         if not isinstance(loop, _Grid):
             return super().loop_open(loop, nest, work, body)
-        outputs = math.prod(v.extent for v in loop.threads)
-        total = outputs * loop.lanes
-        index = "unsigned int" if total < 2**31 else "uint64_t"  # 32-bit index math where it fits
-        lines = [f"for ({index} gid = blockIdx.x * ({index})blockDim.x + threadIdx.x; gid < {total}; "
-                 f"gid += ({index})gridDim.x * blockDim.x) {{"]
+        lines = [self.grid_stride(math.prod(v.extent for v in loop.threads) * loop.lanes)]
         element = "gid"
         if loop.lanes > 1:  # blocks and the grid stride hold whole groups of lanes: a thread's lane is fixed
             lines.append(f"  const int lane = (int)(threadIdx.x % {loop.lanes}u);")
             element = f"(gid / {loop.lanes}u)"
         return lines + decompose(element, loop.threads, "  const int64_t {name} = (int64_t)({value});", "u")
 
+    @staticmethod
+    def grid_stride(total: int) -> str:
+        """The opening of a loop of the flat index `gid` over `total` elements, striding by the grid."""
+        index = "unsigned int" if total < 2**31 else "uint64_t"  # 32-bit index math where it fits
+        return (f"for ({index} gid = blockIdx.x * ({index})blockDim.x + threadIdx.x; gid < {total}; "
+                f"gid += ({index})gridDim.x * blockDim.x) {{")
+
     def render_kernel(self, ir: LoopIR) -> str:
         """The statements wrapped in one grid-stride loop over the thread space (a single thread, or
         one block of lanes, when the kernel has none, e.g. a full reduction)."""
         threads, body, lanes = thread_plan(ir)
-        stmts = [_Grid(Var("gid", 1), "grid", threads, lanes), *body, EndLoop("grid")]
-        blocks, per_block = _launch_dims(threads, lanes, ir.work)
-        rendered = super().render_kernel(LoopIR(ir.name, ir.params, stmts, ir.work))
         descriptor = blas_descriptor(ir)
         mma = descriptor is not None and mma_fits(descriptor)
         tiled = None if mma else cuda_gemm.plan(ir)
-        if mma:  # tensor cores; the plain body for older GPUs
-            blocks, per_block = mma_blocks(descriptor), MMA_THREADS
-            plain = rendered.split("\n")[1:-1]  # without the signature line and the closing brace
-            rendered = render_mma(self.signature(ir), ir.name, descriptor, "\n".join(plain))
-        elif tiled is not None:  # any other contraction (convolutions, epilogues): the tiled SIMT product
+        vector = None if mma or tiled is not None else cuda_vector.plan(threads, body, lanes)
+        if tiled is not None:  # any other contraction (convolutions, epilogues): the tiled SIMT product
             blocks, per_block = tiled.blocks, cuda_gemm.THREADS
             rendered = cuda_gemm.render(self, ir, tiled)
-        elif (vector := cuda_vector.plan(threads, body, lanes)) is not None:  # 4 elements per thread
+        elif vector is not None:  # 4 elements per thread
             blocks, per_block = _launch_dims(vector.threads, 1, 0)
             rendered = cuda_vector.render(self, ir, body, vector)
+        else:
+            stmts = [_Grid(Var("gid", 1), "grid", threads, lanes), *body, EndLoop("grid")]
+            blocks, per_block = _launch_dims(threads, lanes, ir.work)
+            rendered = super().render_kernel(LoopIR(ir.name, ir.params, stmts, ir.work))
+            if mma:  # tensor cores; the plain body for older GPUs
+                blocks, per_block = mma_blocks(descriptor), MMA_THREADS
+                plain = rendered.split("\n")[1:-1]  # without the signature line and the closing brace
+                rendered = render_mma(self.signature(ir), ir.name, descriptor, "\n".join(plain))
         header = [launch_comment(ir.name, blocks, per_block)]
         if descriptor is not None:  # cuBLAS may compute this product instead; the runtime measures
             header.append(descriptor_comment(ir.name, descriptor))

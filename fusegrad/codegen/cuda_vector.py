@@ -68,16 +68,13 @@ def plan(threads: tuple[Var, ...], body: list, lanes: int) -> VectorPlan | None:
 
 def render(renderer: Any, ir: LoopIR, body: list, vp: VectorPlan) -> str:
     """The kernel: a grid-stride loop over groups of WIDTH elements (launch size from `vp.threads`)."""
-    total = math.prod(v.extent for v in vp.threads)
-    index = "unsigned int" if total < 2**31 else "uint64_t"
     pointers = " | ".join(f"(unsigned long long)p{i}" for i in range(len(ir.params)))
     group = vp.threads[-1].name
     names = {load: f"fg_q{i}" for i, load in enumerate(vp.vector_loads)}
     start = f"const int64_t {vp.inner.name} = {group} * {WIDTH};"
     lines = [renderer.signature(ir) + " {",
              f"  const bool fg_aligned = (({pointers}) & 15ull) == 0;",
-             f"  for ({index} gid = blockIdx.x * ({index})blockDim.x + threadIdx.x; gid < {total}; "
-             f"gid += ({index})gridDim.x * blockDim.x) {{",
+             "  " + renderer.grid_stride(math.prod(v.extent for v in vp.threads)),
              *decompose("gid", vp.threads, "    const int64_t {name} = (int64_t)({value});", "u"),
              *[f"    float4 {name};" for name in names.values()],
              f"    float fg_o[{WIDTH}];",

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from .ir import Accumulate, Alu, Define, DefineAcc, EndLoop, Expr, Gemm, Load, Loop, LoopIR, Ref, Stmt, Store
+from .ir import (Accumulate, Define, DefineAcc, EndLoop, Expr, Gemm, Load, Loop, LoopIR, Ref, Stmt, Store,
+                 subexpressions)
 from .merge import _lins, _mentions
 
 SHORT_LOOP = 4  # loops this short are unrolled by the compiler: nothing to gain
@@ -21,18 +22,8 @@ SHORT_LOOP = 4  # loops this short are unrolled by the compiler: nothing to gain
 
 def _reads(e: Expr) -> tuple[set[str], set[int]]:
     """(the names `e` refers to, the buffers it loads from)."""
-    names: set[str] = set()
-    params: set[int] = set()
-    stack = [e]
-    while stack:
-        x = stack.pop()
-        if isinstance(x, Ref):
-            names.add(x.name)
-        elif isinstance(x, Load):
-            params.add(x.param)
-        elif isinstance(x, Alu):
-            stack.extend(x.args)
-    return names, params
+    parts = list(subexpressions(e))
+    return {x.name for x in parts if isinstance(x, Ref)}, {x.param for x in parts if isinstance(x, Load)}
 
 
 def _hoist_body(loop: Loop, body: list[Stmt], repeated: set[str]) -> tuple[list[Stmt], list[Stmt]]:
