@@ -36,14 +36,36 @@ _state = _State()
 
 
 class Ctx:
-    """How a tensor was made: the primitive op, its input tensors and its argument."""
+    """How a tensor was made: the primitive op, its input tensors and its argument; the inputs'
+    version counters when any was written in place before (None: all were at version 0), and the
+    version of the output from which on it holds this history (0 unless an in-place write made it)."""
 
-    __slots__ = ("op", "inputs", "arg")
+    __slots__ = ("op", "inputs", "arg", "versions", "out_version")
 
     def __init__(self, op: Op, inputs: tuple["Tensor", ...], arg: Any):
         self.op = op
         self.inputs = inputs
         self.arg = arg
+        self.versions = None
+        self.out_version = 0
+        for i in inputs:  # a loop, not any(): this runs for every recorded op
+            if i._version:
+                self.versions = tuple(t._version for t in inputs)
+                break
+
+
+class Past:
+    """A history a tensor held until an in-place write replaced it at version `until` + 1; the ops
+    that used the tensor before that write follow it (through one object, made on first use)."""
+
+    __slots__ = ("until", "ctx", "node", "requires_grad", "tensor")
+
+    def __init__(self, until: int, ctx: Ctx | None, node: Any, requires_grad: bool):
+        self.until = until
+        self.ctx = ctx
+        self.node = node
+        self.requires_grad = requires_grad
+        self.tensor: "Tensor | None" = None
 
 
 # grad mode
@@ -236,6 +258,15 @@ RULES: dict[Op, Callable[[Ctx, "Tensor", "Tensor"], tuple]] = {
 }
 
 
+# the values each rule reads besides the incoming gradient (input positions, and the output): a value
+# written in place after its op used it cannot be differentiated through, and raises as in torch
+READS_INPUTS: dict[Op, tuple[int, ...]] = {
+    Op.MUL: (0, 1), Op.DIV: (0, 1), Op.MOD: (0, 1), Op.POW: (0, 1), Op.MAX: (0, 1), Op.WHERE: (0,),
+    Op.LOG: (0,), Op.SIN: (0,), Op.COS: (0,), Op.ERF: (0,), Op.RMAX: (0,), Op.PROD: (0,),
+}
+READS_OUTPUT = frozenset({Op.EXP, Op.SQRT, Op.POW, Op.RMAX, Op.PROD})
+
+
 # the engine
 
 def _topo(target: "Tensor") -> list["Tensor"]:
@@ -255,10 +286,44 @@ def _topo(target: "Tensor") -> list["Tensor"]:
         push((t, True))
         ctx = t._ctx
         if ctx is not None:
-            for i in ctx.inputs:
+            if t._version != ctx.out_version and ctx.op in READS_OUTPUT:
+                _modified_in_place(t, ctx.out_version, f"the output of {ctx.op.name}")
+            for k, i in enumerate(ctx.inputs):
+                if i._version and i._version != (ctx.versions[k] if ctx.versions else 0):
+                    i = _rewind(ctx, k)
                 if i not in seen:
                     push((i, False))
     return order
+
+
+def _rewind(ctx: Ctx, k: int) -> "Tensor":
+    """Input k of ctx was written in place after ctx used it: raise if ctx's rule reads its value (as
+    torch does), else point ctx at the history the input had when it was used, and return it."""
+    from .tensor import Tensor
+    t = ctx.inputs[k]
+    used = ctx.versions[k] if ctx.versions else 0
+    if k in READS_INPUTS.get(ctx.op, ()):
+        _modified_in_place(t, used, f"input {k} of {ctx.op.name}")
+    for past in getattr(t, "_past", ()):
+        if past.until >= used:
+            if past.tensor is None:
+                past.tensor = Tensor.__new__(Tensor)
+                past.tensor._init(past.node, past.ctx, past.requires_grad)
+            was = past.tensor
+            was._version = t._version  # its value is gone: a rule reading it must raise
+            break
+    else:
+        was = t  # written since, but its history did not change (writes under no_grad)
+    ctx.inputs = ctx.inputs[:k] + (was,) + ctx.inputs[k + 1:]
+    ctx.versions = tuple(i._version for i in ctx.inputs)
+    return was
+
+
+def _modified_in_place(t: "Tensor", expected: int, role: str) -> None:
+    raise GradError(f"one of the variables needed for gradient computation has been modified by an inplace "
+                    f"operation: a {t.dtype.name} tensor of shape {tuple(t.shape)}, {role}, is at version "
+                    f"{t._version}; expected version {expected} instead. Hint: compute it out of place, or "
+                    "clone() it before writing.")
 
 
 def _propagate(target: "Tensor", seed: "Tensor", wanted: Callable[["Tensor"], bool],

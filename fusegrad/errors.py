@@ -1,15 +1,19 @@
-"""The typed exceptions fusegrad raises. Every one subclasses `Error`."""
+"""The typed exceptions fusegrad raises. Every one subclasses `Error`.
+
+Each also subclasses the builtin exceptions torch raises for the same mistake, so `except
+RuntimeError` (torch's type for shape and dtype mismatches) and `except ValueError`/`TypeError`
+around PyTorch-style code keep working."""
 
 
 class Error(Exception):
     """Base class of every fusegrad error."""
 
 
-class ShapeError(Error, ValueError):
+class ShapeError(Error, RuntimeError, ValueError):
     """Shapes that do not fit the op (broadcasting, reshape, matmul, ...)."""
 
 
-class DTypeError(Error, TypeError):
+class DTypeError(Error, RuntimeError, TypeError):
     """A dtype the op does not support, or an impossible conversion."""
 
 

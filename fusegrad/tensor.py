@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import autograd, dtypes
+from . import autograd, dtypes, views
 from .dtypes import DType
 from .engine import capture
 from .engine.realize import realize as _realize_nodes
@@ -35,7 +35,11 @@ Scalar = int | float | bool
 class Tensor(ArithmeticMixin, ElementwiseMixin, ReduceMixin, MovementMixin, IndexMixin, LinalgMixin):
     """A lazy n-dimensional array. Operations build a graph; values are computed on demand."""
 
-    __slots__ = ("_node", "_ctx", "requires_grad", "grad", "name", "__weakref__")
+    # _version counts in-place writes (shared by a base and its views, as torch's is); _base is the
+    # tensor a view reads (None for a tensor that owns its value), _chain the movement steps from it,
+    # and a base's _views weak references to its views, refreshed when the base is written
+    __slots__ = ("_node", "_ctx", "requires_grad", "grad", "name", "_version", "_base", "_chain", "_views",
+                 "_past", "_hooks", "_retains_grad", "__weakref__")
     __array_priority__ = 1000  # numpy defers `ndarray op Tensor` to us
 
     def __init__(self, *args: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False,
@@ -57,6 +61,8 @@ class Tensor(ArithmeticMixin, ElementwiseMixin, ReduceMixin, MovementMixin, Inde
         self.requires_grad = requires_grad
         self.grad: Tensor | None = None
         self.name = None
+        self._version = 0
+        self._base = self._views = None
 
     @classmethod
     def _from_node(cls, node: Node) -> "Tensor":
@@ -68,7 +74,8 @@ class Tensor(ArithmeticMixin, ElementwiseMixin, ReduceMixin, MovementMixin, Inde
         """Wrap a new node, recording how it was made when autograd needs it."""
         t = Tensor.__new__(Tensor)  # attributes set here, not through _init: this runs for every op built
         t._node = node
-        t.grad = t.name = None
+        t.grad = t.name = t._base = t._views = None
+        t._version = 0
         wants = False
         for i in inputs:  # a loop, not any()
             if i.requires_grad:
@@ -144,8 +151,8 @@ class Tensor(ArithmeticMixin, ElementwiseMixin, ReduceMixin, MovementMixin, Inde
         return self
 
     def detach(self) -> "Tensor":
-        """The same values, cut from the graph."""
-        return Tensor._from_node(self._node)
+        """The same values, cut from the graph; shares this tensor's memory (writes to it write this one)."""
+        return views.alias(self)
 
     def backward(self, gradient: "Tensor | None" = None, retain_graph: bool | None = None,
                  create_graph: bool = False, inputs: Sequence["Tensor"] | None = None) -> None:
@@ -348,7 +355,10 @@ class Tensor(ArithmeticMixin, ElementwiseMixin, ReduceMixin, MovementMixin, Inde
         node = G.movement(op, self._node, arg)
         if node is self._node:
             return self
-        return self._apply(node, op, (self,), tuple(arg))
+        arg = tuple(arg)
+        out = self._apply(node, op, (self,), arg)
+        views.register(out, self, (op, arg, self._node.shape))
+        return out
 
     def _reduce(self, op: Op, dim: Any, keepdim: bool) -> "Tensor":
         axes = self._axes(dim)
@@ -452,50 +462,103 @@ class Tensor(ArithmeticMixin, ElementwiseMixin, ReduceMixin, MovementMixin, Inde
         """A copy with its own buffer (differentiable, like torch.clone)."""
         return self._apply(G.contiguous(self._node), Op.CONTIGUOUS, (self,))
 
-    # ---- in-place (rebind the lazy value) ---------------------------------------------
+    # ---- in-place (fusegrad/views.py: the written tensor, its base and its views are rebound) --------
     def _rebind(self, new: "Tensor") -> "Tensor":
-        """Make this tensor hold `new`'s value lazily; history follows when autograd records."""
-        if self._ctx is None and self.requires_grad and autograd.is_grad_enabled():
-            raise GradError("a leaf tensor that requires grad is used in an in-place operation; "
-                            "wrap it in fg.no_grad() (as optimizers do)")
-        if new.shape != self.shape:
-            raise ShapeError(f"in-place result has shape {new.shape}, expected {self.shape}")
-        new = new.cast(self.dtype)
-        self._node = new._node
-        if new._ctx is not None:
-            self._ctx, self.requires_grad = new._ctx, new.requires_grad
-        return self
+        """The one in-place entry point: this tensor's value becomes `new` (cast to its dtype)."""
+        return views.write(self, new)
+
+    def _inplace(self, result: "Tensor") -> "Tensor":
+        """An in-place arithmetic op: like _rebind, refusing a result torch cannot cast back (float into int)."""
+        views.check_result_dtype(self, result)
+        return views.write(self, result)
 
     def _snapshot(self) -> "Tensor":
         """A new object holding this tensor's current value and history: in-place ops build their
         result from it, so the rebound tensor never appears as its own input."""
         t = Tensor.__new__(Tensor)
         t._init(self._node, self._ctx, self.requires_grad)
+        t._version = self._version
         return t
 
+    @property
+    def data(self) -> "Tensor":
+        """This tensor's value without history, sharing its memory: writes to it change this tensor."""
+        return views.alias(self)
+
+    @data.setter
+    def data(self, value: "Tensor") -> None:
+        if not isinstance(value, Tensor):
+            raise TypeError(f"data must be a Tensor, got {type(value).__name__}")
+        if value.device != self.device:
+            raise DeviceError(f"cannot assign data on {value.device} to a tensor on {self.device}")
+        self._node = value._node
+        if value.dtype is not self.dtype and self.requires_grad and not value.dtype.is_floating_point:
+            self.requires_grad = False
+
+    @property
+    def is_view(self) -> bool:
+        return self._base is not None
+
     def add_(self, other: Any, alpha: Scalar = 1) -> "Tensor":
-        return self._rebind(self._snapshot() + (other * alpha if alpha != 1 else other))
+        return self._inplace(self._snapshot().add(other, alpha=alpha))
 
     def sub_(self, other: Any, alpha: Scalar = 1) -> "Tensor":
-        return self._rebind(self._snapshot() - (other * alpha if alpha != 1 else other))
+        return self._inplace(self._snapshot().sub(other, alpha=alpha))
 
     def mul_(self, other: Any) -> "Tensor":
-        return self._rebind(self._snapshot() * other)
+        return self._inplace(self._snapshot() * other)
 
-    def div_(self, other: Any) -> "Tensor":
-        return self._rebind(self._snapshot() / other)
+    def div_(self, other: Any, rounding_mode: str | None = None) -> "Tensor":
+        return self._inplace(self._snapshot().div(other, rounding_mode=rounding_mode))
 
     def zero_(self) -> "Tensor":
         return self._rebind(self._const(0))
 
-    def fill_(self, value: Scalar) -> "Tensor":
+    def fill_(self, value: Any) -> "Tensor":
+        if isinstance(value, Tensor):
+            if value.ndim:
+                raise ShapeError(f"fill_ only supports 0-dimension value tensor but got tensor with "
+                                 f"{value.ndim} dimensions")
+            return self._rebind(value.to(self.dtype).broadcast_to(self.shape))
         return self._rebind(self._const(value))
 
-    def copy_(self, src: Any) -> "Tensor":
-        return self._rebind(self._operand(src).to(self.dtype).broadcast_to(self.shape))
+    def copy_(self, src: Any, non_blocking: bool = False) -> "Tensor":
+        src = self._operand(src) if not isinstance(src, Tensor) or src.device == self.device else src.to(self.device)
+        return self._rebind(src.to(self.dtype).broadcast_to(self.shape))
 
     def clamp_(self, min: Any = None, max: Any = None) -> "Tensor":
-        return self._rebind(self._snapshot().clamp(min, max))
+        return self._inplace(self._snapshot().clamp(min, max))
+
+    # augmented assignment updates in place, as torch's does (`p -= lr * p.grad` changes p)
+    def __iadd__(self, other: Any) -> "Tensor":
+        return self._inplace(self._snapshot() + other)
+
+    def __isub__(self, other: Any) -> "Tensor":
+        return self._inplace(self._snapshot() - other)
+
+    def __imul__(self, other: Any) -> "Tensor":
+        return self._inplace(self._snapshot() * other)
+
+    def __itruediv__(self, other: Any) -> "Tensor":
+        return self._inplace(self._snapshot() / other)
+
+    def __ifloordiv__(self, other: Any) -> "Tensor":
+        return self._inplace(self._snapshot() // other)
+
+    def __imod__(self, other: Any) -> "Tensor":
+        return self._inplace(self._snapshot() % other)
+
+    def __ipow__(self, other: Any) -> "Tensor":
+        return self._inplace(self._snapshot() ** other)
+
+    def __iand__(self, other: Any) -> "Tensor":
+        return self._inplace(self._snapshot() & other)
+
+    def __ior__(self, other: Any) -> "Tensor":
+        return self._inplace(self._snapshot() | other)
+
+    def __ixor__(self, other: Any) -> "Tensor":
+        return self._inplace(self._snapshot() ^ other)
 
     # ---- creation helpers -------------------------------------------------------------
     def zeros_like(self) -> "Tensor":

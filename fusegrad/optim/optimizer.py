@@ -325,6 +325,7 @@ def _rebind_views(tensors: list[Tensor], flat: Tensor) -> None:
         if shape != view.shape:
             view = Node(Op.RESHAPE, (view,), shape, shape, base.dtype, base.device)
         t._node = view
+        t._version += 1  # an in-place write, as torch's step is: ops that used the old value see it
         if not offset:
             _bound_views[view] = base
         offset += n
