@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import dtypes
-from .autograd import GradientTape, enable_grad, grad, is_grad_enabled, no_grad, set_grad_enabled, value_and_grad
+from .autograd import GradientTape, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .dtypes import (DType, bfloat16, float16, float32, float64, int8, int16, int32, int64, uint8)
 from .dtypes import bool_ as bool  # noqa: A001  (fg.bool like torch.bool)
 from .engine.profile import KernelLaunch, Profile
@@ -24,6 +24,9 @@ from . import data, io, nn, optim  # noqa: E402  (they build on the names above)
 from . import tensorboard, viz  # noqa: E402
 from .io.checkpoint import load, save  # noqa: E402
 from .jit import jit  # noqa: E402
+from . import func  # noqa: E402
+from .func import grad, value_and_grad  # noqa: E402  (function transforms; torch's is fg.autograd.grad)
+from .function import Function  # noqa: E402,F401  (also fg.autograd.Function)
 
 half, float, double, long, int, short = float16, float32, float64, int64, int32, int16  # noqa: A001
 

@@ -40,7 +40,7 @@ class Ctx:
     version counters when any was written in place before (None: all were at version 0), and the
     version of the output from which on it holds this history (0 unless an in-place write made it)."""
 
-    __slots__ = ("op", "inputs", "arg", "versions", "out_version")
+    __slots__ = ("op", "inputs", "arg", "versions", "out_version", "freed")
 
     def __init__(self, op: Op, inputs: tuple["Tensor", ...], arg: Any):
         self.op = op
@@ -48,6 +48,7 @@ class Ctx:
         self.arg = arg
         self.versions = None
         self.out_version = 0
+        self.freed = False  # a backward without retain_graph walked it: its saved values are gone
         for i in inputs:  # a loop, not any(): this runs for every recorded op
             if i._version:
                 self.versions = tuple(t._version for t in inputs)
@@ -269,11 +270,12 @@ READS_OUTPUT = frozenset({Op.EXP, Op.SQRT, Op.POW, Op.RMAX, Op.PROD})
 
 # the engine
 
-def _topo(target: "Tensor") -> list["Tensor"]:
-    """Tensors with history that `target` depends on, target last. Iterative."""
+def _topo(targets: "Tensor | Sequence[Tensor]") -> list["Tensor"]:
+    """Tensors with history that the targets depend on, each after its inputs. Iterative."""
     order: list["Tensor"] = []
     seen: set["Tensor"] = set()  # tensors hash by identity
-    stack: list[tuple["Tensor", bool]] = [(target, False)]
+    roots = [targets] if not isinstance(targets, (list, tuple)) else targets
+    stack: list[tuple["Tensor", bool]] = [(t, False) for t in reversed(roots)]
     push, pop, mark = stack.append, stack.pop, seen.add  # every backward walks its whole tape
     while stack:
         t, expanded = pop()
@@ -286,6 +288,12 @@ def _topo(target: "Tensor") -> list["Tensor"]:
         push((t, True))
         ctx = t._ctx
         if ctx is not None:
+            if ctx.freed and _keeps_values(ctx):
+                raise GradError("Trying to backward through the graph a second time (or directly access saved "
+                                "tensors after they have already been freed). Saved intermediate values of the "
+                                "graph are freed when you call .backward() or autograd.grad(). Specify "
+                                "retain_graph=True if you need to backward through the graph a second time or "
+                                "if you need to access saved tensors after calling backward.")
             if t._version != ctx.out_version and ctx.op in READS_OUTPUT:
                 _modified_in_place(t, ctx.out_version, f"the output of {ctx.op.name}")
             for k, i in enumerate(ctx.inputs):
@@ -294,6 +302,35 @@ def _topo(target: "Tensor") -> list["Tensor"]:
                 if i not in seen:
                     push((i, False))
     return order
+
+
+def _keeps_values(ctx: Ctx) -> bool:
+    """Whether ctx's rule reads saved values (a custom Function always may), which backward frees."""
+    return ctx.op in READS_INPUTS or ctx.op in READS_OUTPUT or not isinstance(ctx.op, Op)
+
+
+def _free(order: list["Tensor"]) -> None:
+    for t in order:
+        if t._ctx is not None:
+            t._ctx.freed = True
+
+
+def _rule(ctx: Ctx) -> Callable[[Ctx, "Tensor", "Tensor"], tuple]:
+    """The derivative rule of ctx's op: a primitive's from RULES, a custom Function's its own."""
+    rule = RULES.get(ctx.op) if isinstance(ctx.op, Op) else None
+    return rule if rule is not None else ctx.op.rule
+
+
+def _run_hooks(t: "Tensor", g: "Tensor") -> "Tensor":
+    """t's gradient through its hooks (register_hook), each may return a replacement."""
+    for hook in list(t._hooks.values()):
+        out = hook(g)
+        if out is not None:
+            if tuple(out.shape) != tuple(g.shape):
+                from .errors import ShapeError
+                raise ShapeError(f"hook returned a gradient of shape {tuple(out.shape)}, expected {tuple(g.shape)}")
+            g = out
+    return g
 
 
 def _rewind(ctx: Ctx, k: int) -> "Tensor":
@@ -326,10 +363,10 @@ def _modified_in_place(t: "Tensor", expected: int, role: str) -> None:
                     "clone() it before writing.")
 
 
-def _propagate(target: "Tensor", seed: "Tensor", wanted: Callable[["Tensor"], bool],
-               order: list["Tensor"] | None = None) -> dict[int, "Tensor"]:
-    """Gradients of `target` (seeded with `seed`) for every tensor on a path to a wanted tensor;
-    `order` is `_topo(target)` when the caller has it already."""
+def _propagate(target: "Tensor | Sequence[Tensor]", seed: "Tensor | Sequence[Tensor]",
+               wanted: Callable[["Tensor"], bool], order: list["Tensor"] | None = None) -> dict[int, "Tensor"]:
+    """Gradients of the target(s) (seeded with `seed`, one per target) for every tensor on a path to a
+    wanted tensor; `order` is `_topo(target)` when the caller has it already."""
     order = _topo(target) if order is None else order
     relevant: set[int] = set()
     for t in order:
@@ -341,13 +378,20 @@ def _propagate(target: "Tensor", seed: "Tensor", wanted: Callable[["Tensor"], bo
                 if id(i) in relevant:
                     relevant.add(id(t))
                     break
-    grads: dict[int, "Tensor"] = {id(target): seed}
+    grads: dict[int, "Tensor"] = {}
+    targets, seeds = (target, seed) if isinstance(target, (list, tuple)) else ((target,), (seed,))
+    for t, g in zip(targets, seeds):
+        grads[id(t)] = g if id(t) not in grads else grads[id(t)] + g
     for t in reversed(order):
         g = grads.get(id(t))
-        if g is None or t._ctx is None or id(t) not in relevant:
+        if g is None or id(t) not in relevant:
             continue
+        if t._hooks is not None:
+            g = grads[id(t)] = _run_hooks(t, g)
         ctx = t._ctx
-        for inp, ig in zip(ctx.inputs, RULES[ctx.op](ctx, t, g)):
+        if ctx is None:
+            continue
+        for inp, ig in zip(ctx.inputs, _rule(ctx)(ctx, t, g)):
             if ig is None or id(inp) not in relevant:
                 continue
             prev = grads.get(id(inp))
@@ -381,8 +425,10 @@ def _storage_order(leaves: list["Tensor"]) -> list["Tensor"]:
 
 
 def backward(target: "Tensor", gradient: "Tensor | None" = None, create_graph: bool = False,
-             inputs: Sequence["Tensor"] | None = None) -> None:
-    """Accumulate d(target)/d(leaf) into `.grad` of every leaf that requires grad."""
+             inputs: Sequence["Tensor"] | None = None, retain_graph: bool | None = None) -> None:
+    """Accumulate d(target)/d(leaf) into `.grad` of every leaf that requires grad (and of the tensors
+    that retain_grad()); without retain_graph (default: create_graph) the graph's saved values are
+    freed, so a second backward through ops that read them raises, as in torch."""
     if not target.requires_grad and target._ctx is None:
         raise GradError("element 0 of tensors does not require grad and does not have a grad_fn")
     chosen = {id(t) for t in inputs} if inputs is not None else None
@@ -390,17 +436,30 @@ def backward(target: "Tensor", gradient: "Tensor | None" = None, create_graph: b
     def wanted(t: "Tensor") -> bool:
         if chosen is not None:
             return id(t) in chosen
-        return t.requires_grad and t._ctx is None
+        return t.requires_grad and (t._ctx is None or t._retains_grad is True)
 
     with set_grad_enabled(create_graph):
         seed = _seed(target, gradient)
         order = _topo(target)
-        if not create_graph:
+        if not create_graph and not _has_callbacks(order):
             _backward_realized(target, seed, order, wanted)
-            return
-        grads = _propagate(target, seed, wanted, order)
-        for leaf in _storage_order([t for t in order if wanted(t) and id(t) in grads]):
-            leaf.grad = _accumulated(leaf, grads[id(leaf)])
+        else:
+            grads = _propagate(target, seed, wanted, order)
+            leaves = _storage_order([t for t in order if wanted(t) and id(t) in grads])
+            for leaf in leaves:
+                leaf.grad = _accumulated(leaf, grads[id(leaf)])
+            if not create_graph:
+                realize([target._node] + [leaf.grad._node for leaf in leaves])
+    if not (create_graph if retain_graph is None else retain_graph):
+        _free(order)
+
+
+def _has_callbacks(order: list["Tensor"]) -> bool:
+    """Python code runs during this backward (hooks, custom Functions): no recorded plan can replay it."""
+    for t in order:
+        if t._hooks is not None or (t._ctx is not None and not isinstance(t._ctx.op, Op)):
+            return True
+    return False
 
 
 def _accumulated(leaf: "Tensor", g: "Tensor") -> "Tensor":
@@ -525,37 +584,74 @@ class GradientTape:
         return out[0] if single else out
 
 
-def grad(f: Callable[..., "Tensor"], argnums: int | Sequence[int] = 0) -> Callable[..., Any]:
-    """The function computing d f / d args[argnums] (JAX style). Nests for higher order."""
-    return _with_value(f, argnums, with_value=False)
+class RemovableHandle:
+    """What register_hook returns: `handle.remove()` unregisters the hook."""
+
+    _next_id = 0
+
+    def __init__(self, hooks: dict[int, Callable], hook: Callable):
+        RemovableHandle._next_id += 1
+        self.id = RemovableHandle._next_id
+        self._hooks = hooks
+        hooks[self.id] = hook
+
+    def remove(self) -> None:
+        self._hooks.pop(self.id, None)
+
+    def __enter__(self) -> "RemovableHandle":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
 
 
-def value_and_grad(f: Callable[..., "Tensor"], argnums: int | Sequence[int] = 0) -> Callable[..., Any]:
-    """The function returning (f(*args), gradient(s))."""
-    return _with_value(f, argnums, with_value=True)
+def grad(outputs: "Tensor | Sequence[Tensor]", inputs: "Tensor | Sequence[Tensor]",
+         grad_outputs: "Tensor | Sequence[Tensor | None] | None" = None, retain_graph: bool | None = None,
+         create_graph: bool = False, only_inputs: bool = True, allow_unused: bool | None = None,
+         is_grads_batched: bool = False, materialize_grads: bool = False) -> tuple["Tensor | None", ...]:
+    """torch.autograd.grad: the gradients of the outputs with respect to the inputs (leaves' .grad is
+    not touched). A function transform is `fusegrad.func.grad`."""
+    from .tensor import Tensor
+    outs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    ins = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    if is_grads_batched:
+        raise NotImplementedError("is_grads_batched is not supported; use fusegrad.func.vmap when it exists")
+    if grad_outputs is None or isinstance(grad_outputs, Tensor):
+        gouts: list[Any] = [grad_outputs] if isinstance(grad_outputs, Tensor) else [None] * len(outs)
+    else:
+        gouts = list(grad_outputs)
+    if len(gouts) != len(outs):
+        raise GradError(f"grad requires one grad_output per output: got {len(gouts)} for {len(outs)} outputs")
+    for i, t in enumerate(ins):
+        if not t.requires_grad:
+            raise GradError(f"One of the differentiated Tensors (input {i}) does not require grad")
+    for i, t in enumerate(outs):
+        if not t.requires_grad:
+            raise GradError(f"element {i} of tensors does not require grad and does not have a grad_fn")
+    if allow_unused is None:
+        allow_unused = materialize_grads
+    ids = {id(t) for t in ins}
+    with set_grad_enabled(create_graph):
+        seeds = [_seed(t, g) for t, g in zip(outs, gouts)]
+        order = _topo(outs)
+        grads = _propagate(outs, seeds, lambda t: id(t) in ids, order)
+    result: list[Any] = []
+    for i, t in enumerate(ins):
+        g = grads.get(id(t))
+        if g is None and not allow_unused:
+            raise GradError(f"One of the differentiated Tensors (input {i}) appears to not have been used in the "
+                            "graph. Set allow_unused=True if this is the desired behavior.")
+        if g is None and materialize_grads:
+            g = t.zeros_like()
+        result.append(g.to(t.dtype) if g is not None and g.dtype is not t.dtype else g)
+    if not (create_graph if retain_graph is None else retain_graph):
+        _free(order)
+    return tuple(result)
 
 
-def _with_value(f: Callable[..., "Tensor"], argnums: int | Sequence[int], with_value: bool) -> Callable[..., Any]:
-    from .tensor import Tensor, tensor
-
-    @functools.wraps(f)
-    def wrapped(*args: Any, **kwargs: Any) -> Any:
-        nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
-        args_list = list(args)
-        for i in nums:
-            if i >= len(args_list):
-                raise GradError(f"argnums {i} is out of range for {len(args_list)} positional arguments")
-            if not isinstance(args_list[i], Tensor):
-                args_list[i] = tensor(args_list[i], dtype="float32" if isinstance(args_list[i], (int, float))
-                                      else None)
-        with GradientTape() as tape:
-            value = f(*args_list, **kwargs)
-        if not isinstance(value, Tensor) or value.numel() != 1:
-            raise GradError("grad requires f to return a tensor with a single element")
-        gs = tape.gradient(value, [args_list[i] for i in nums])
-        gs = [g if g is not None else args_list[i].zeros_like() for g, i in zip(gs, nums)]
-        result = gs[0] if isinstance(argnums, int) else tuple(gs)
-        return (value, result) if with_value else result
-
-    return wrapped
-
+def __getattr__(name: str) -> Any:
+    """`fusegrad.autograd.Function` lives in fusegrad/function.py, which builds on Tensor."""
+    if name in ("Function", "FunctionCtx", "once_differentiable"):
+        from . import function
+        return getattr(function, name)
+    raise AttributeError(f"module 'fusegrad.autograd' has no attribute {name!r}")

@@ -62,7 +62,7 @@ class Tensor(ArithmeticMixin, ElementwiseMixin, ReduceMixin, MovementMixin, Inde
         self.grad: Tensor | None = None
         self.name = None
         self._version = 0
-        self._base = self._views = None
+        self._base = self._views = self._hooks = self._retains_grad = None
 
     @classmethod
     def _from_node(cls, node: Node) -> "Tensor":
@@ -74,7 +74,7 @@ class Tensor(ArithmeticMixin, ElementwiseMixin, ReduceMixin, MovementMixin, Inde
         """Wrap a new node, recording how it was made when autograd needs it."""
         t = Tensor.__new__(Tensor)  # attributes set here, not through _init: this runs for every op built
         t._node = node
-        t.grad = t.name = t._base = t._views = None
+        t.grad = t.name = t._base = t._views = t._hooks = t._retains_grad = None
         t._version = 0
         wants = False
         for i in inputs:  # a loop, not any()
@@ -157,7 +157,26 @@ class Tensor(ArithmeticMixin, ElementwiseMixin, ReduceMixin, MovementMixin, Inde
     def backward(self, gradient: "Tensor | None" = None, retain_graph: bool | None = None,
                  create_graph: bool = False, inputs: Sequence["Tensor"] | None = None) -> None:
         """Accumulate gradients of this tensor into `.grad` of the leaves that require grad."""
-        autograd.backward(self, gradient, create_graph=create_graph, inputs=inputs)
+        autograd.backward(self, gradient, create_graph=create_graph, inputs=inputs, retain_graph=retain_graph)
+
+    def register_hook(self, hook: Any) -> "autograd.RemovableHandle":
+        """Call hook(grad) when this tensor's gradient is computed; a returned tensor replaces it."""
+        if not self.requires_grad:
+            raise GradError("cannot register a hook on a tensor that doesn't require gradient")
+        if self._hooks is None:
+            self._hooks = {}
+        return autograd.RemovableHandle(self._hooks, hook)
+
+    def retain_grad(self) -> None:
+        """Keep this non-leaf tensor's gradient in `.grad` after backward (a leaf always does)."""
+        if not self.requires_grad:
+            raise GradError("can't retain_grad on Tensor that has requires_grad=False")
+        if self._ctx is not None:
+            self._retains_grad = True
+
+    @property
+    def retains_grad(self) -> bool:
+        return self._retains_grad is True
 
     # ---- realization ------------------------------------------------------------------
     def realize(self) -> "Tensor":

@@ -123,7 +123,7 @@ def test_batch_norm_reads_the_activations_in_four_reductions():
     def loss(x, weight, bias):
         return (fg.nn.functional.batch_norm(x, None, None, weight, bias, training=True) * dy).sum()
 
-    grads = list(fg.autograd.grad(loss, argnums=(0, 1, 2))(x, weight, bias))
+    grads = list(fg.func.grad(loss, argnums=(0, 1, 2))(x, weight, bias))
     items = create_schedule([g._node for g in grads])
     def reads_activations(node) -> bool:
         return node.op in REDUCE and node.srcs[0].numel == n * c * h * w and node.numel == n * c
@@ -180,7 +180,7 @@ def test_conv_bias_gradient_sums_per_sample_first():
     weight = fg.tensor(rng.standard_normal((c, 2, 3, 3)).astype(np.float32))
     bias = fg.tensor(rng.standard_normal(c).astype(np.float32))
     dy = fg.tensor(rng.standard_normal((n, c, size - 2, size - 2)).astype(np.float32))
-    (g_bias,) = fg.autograd.grad(lambda b: (fg.nn.functional.conv2d(x, weight, b) * dy).sum())(bias),
+    (g_bias,) = fg.func.grad(lambda b: (fg.nn.functional.conv2d(x, weight, b) * dy).sum())(bias),
     items = create_schedule([g_bias._node])
     sums = [node for it in items if it.alias_of is None for node in fused_nodes(it.spec.root, it.spec.inputs)
             if node.op in REDUCE and node.srcs[0].numel == dy.numel()]

@@ -31,7 +31,8 @@ RANKS = {"foundation": 0, "graph": 1, "runtime": 1, "codegen": 2, "engine": 3, "
 FRONTEND = {"autograd", "ops", "printing", "tensor"}
 # layers of the modules and folders directly under fusegrad/, other than the PACKAGES below
 TOP_LEVEL = {"errors": "foundation", "flags": "foundation", "dtypes": "foundation", "autograd": "autograd",
-             "printing": "printing", "tensor": "tensor", "creation": "tensor", "views": "tensor", "hostdata": "engine",
+             "printing": "printing", "tensor": "tensor", "creation": "tensor", "views": "tensor",
+             "function": "tensor", "hostdata": "engine",
              "random": "random", "__init__": "package",
              "__main__": "programs", "examples": "programs"}
 PACKAGES = {"graph", "runtime", "codegen", "engine", "ops"}

@@ -4,7 +4,6 @@ import pytest
 import torch
 
 import fusegrad as fg
-from fusegrad import autograd
 from fusegrad.codegen.interchange import interchange_reduction
 from fusegrad.codegen.ir import Loop
 from fusegrad.codegen.lower import lower
@@ -154,7 +153,7 @@ def test_conv_input_gradient_reads_windows_without_division():
     x = rng.standard_normal((2, 3, 9, 8)).astype(np.float32)
     w = rng.standard_normal((4, 3, 3, 2)).astype(np.float32)
     tw = fg.tensor(w)
-    grad = autograd.grad(lambda t: fg.nn.functional.conv2d(t, tw, dilation=(1, 2)).sum())(fg.tensor(x))
+    grad = fg.func.grad(lambda t: fg.nn.functional.conv2d(t, tw, dilation=(1, 2)).sum())(fg.tensor(x))
     sources = [lower(it.spec, "k") for it in create_schedule([grad._node])]
     assert not any("DivAtom" in repr(ir.stmts) or "ModAtom" in repr(ir.stmts) for ir in sources)
     px = torch.tensor(x, requires_grad=True)
@@ -223,7 +222,7 @@ def test_pool_gradient_of_odd_planes_is_peeled_and_right(dtype, size):
     rng = np.random.default_rng(size)
     x = rng.standard_normal((2, 3, size, size)).astype(dtype)
     tx = fg.tensor(x)
-    grad = autograd.grad(lambda t: (fg.nn.functional.max_pool2d(t, 2) * 3).sum())(tx)
+    grad = fg.func.grad(lambda t: (fg.nn.functional.max_pool2d(t, 2) * 3).sum())(tx)
     loops = peeled_loops(grad)
     px = torch.tensor(x, requires_grad=True)
     (torch.nn.functional.max_pool2d(px, 2) * 3).sum().backward()
