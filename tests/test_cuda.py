@@ -29,9 +29,8 @@ from fusegrad.runtime import cublas as cublas_rt
 from fusegrad.runtime import cuda as cuda_rt
 from fusegrad.runtime import registry
 from fusegrad.runtime.cuda_graph import CUDASequence
-from tests.helpers import training_step
+from tests.helpers import RNG, training_step
 
-RNG = np.random.default_rng()
 
 
 def _nvrtc_reason() -> str | None:
@@ -291,11 +290,12 @@ def conv_and_grads(x: fg.Tensor, w: fg.Tensor, **kw: object) -> tuple[fg.Tensor,
 
 
 # (input shape, weight shape, conv2d keywords): padding, stride, dilation, groups, odd sizes, one channel
-CONV_CASES = [((4, 6, 23, 19), (10, 6, 3, 3), {"padding": 2, "stride": 2, "dilation": 2}),
-              ((3, 8, 17, 17), (12, 4, 5, 5), {"padding": 1, "groups": 2}),
-              ((2, 1, 7, 7), (4, 1, 3, 3), {"padding": 1}),
-              ((5, 7, 13, 11), (9, 7, 1, 1), {}),
-              ((2, 3, 9, 12), (5, 3, 2, 3), {"padding": (1, 0), "stride": (1, 2)})]
+CONV_CASES = {"padded_strided_dilated": ((4, 6, 23, 19), (10, 6, 3, 3),
+                                         {"padding": 2, "stride": 2, "dilation": 2}),
+              "grouped_5x5": ((3, 8, 17, 17), (12, 4, 5, 5), {"padding": 1, "groups": 2}),
+              "one_channel": ((2, 1, 7, 7), (4, 1, 3, 3), {"padding": 1}),
+              "pointwise": ((5, 7, 13, 11), (9, 7, 1, 1), {}),
+              "asymmetric": ((2, 3, 9, 12), (5, 3, 2, 3), {"padding": (1, 0), "stride": (1, 2)})}
 
 
 def tile_small_products(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -315,7 +315,7 @@ def test_convolutions_render_tiled_products(dtype: str, monkeypatch: pytest.Monk
     tile_small_products(monkeypatch)
     renderer = renderer_for("cuda")
     sources = []
-    for xs, ws, kw in CONV_CASES:
+    for xs, ws, kw in CONV_CASES.values():
         irs = kernel_irs(*conv_and_grads(cpu_array(xs, dtype), cpu_array(ws, dtype), **kw))
         plans = {ir.name: cuda_gemm.plan(ir) for ir in irs}
         tiled = [ir for ir in irs if plans[ir.name] is not None]
@@ -678,14 +678,14 @@ def compare_tiled(fn: Callable[..., tuple], shapes: list[tuple[int, ...]], dtype
 
 
 @needs_gpu
-@pytest.mark.parametrize("case", range(len(CONV_CASES)))
-def test_tiled_convolutions_match_cpu(case: int, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_tiled_convolutions_match_cpu(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Forward and both gradients of padded, strided, dilated, grouped and odd-sized convolutions,
     every product tiled (small ones too); float64 and float16 on one case."""
     tile_small_products(monkeypatch)
     xs, ws, kw = CONV_CASES[case]
     compare_tiled(lambda x, w: conv_and_grads(x, w, **kw), [xs, ws])
-    if case == 0:
+    if case == "padded_strided_dilated":
         compare_tiled(lambda x, w: conv_and_grads(x, w, **kw), [xs, ws], "float64", rel=1e-12)
         compare_tiled(lambda x, w: conv_and_grads(x, w, **kw), [xs, ws], "float16", rel=2e-2)
 

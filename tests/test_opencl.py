@@ -26,13 +26,12 @@ from fusegrad.engine.schedule import create_schedule, toposort
 from fusegrad.graph.ops import Op
 from fusegrad.graph.symbolic import Var, var
 from fusegrad.runtime import cache, registry
-from tests.helpers import training_step
+from tests.helpers import RNG, training_step
 
 if "opencl" not in registry.available():
     pytest.skip(f"no OpenCL device: {registry.unavailable().get('opencl')}", allow_module_level=True)
 
 CL = "opencl"
-RNG = np.random.default_rng()
 TOL = {"float32": (1e-5, 1e-6), "float64": (1e-12, 1e-12)}
 # long sums: the CPU adds in SIMD lanes, a work-item in order, lanes in a tree (float16 rounds once, at the end)
 SUM_TOL = {"float32": (1e-4, 1e-3), "float64": (1e-10, 1e-9), "float16": (2e-3, 1e-2)}
