@@ -499,6 +499,15 @@ class Tensor(ArithmeticMixin, ElementwiseMixin, ReduceMixin, MovementMixin, Inde
         t._version = self._version
         return t
 
+    def _as_copy(self, source: "Tensor") -> "Tensor":
+        """This value, computed from `source` by an op that copies in torch (flip, repeat, pad), as a
+        tensor of its own: writing it leaves the source alone."""
+        if self is source:  # the op changed nothing
+            return source.clone()
+        t = Tensor.__new__(Tensor)
+        t._init(self._node, self._ctx, self.requires_grad)
+        return t
+
     @property
     def data(self) -> "Tensor":
         """This tensor's value without history, sharing its memory: writes to it change this tensor."""

@@ -237,3 +237,16 @@ def test_optimizer_step_counts_as_a_write():
     opt.step()
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         y.backward()
+
+
+@pytest.mark.parametrize("op", ["flip", "roll", "repeat", "pad", "clone", "contiguous_of_view"])
+def test_copies_are_not_views(op: str) -> None:
+    """Writing the result of an op that copies in torch leaves its source alone, in both libraries."""
+    def build(lib: Any) -> Any:
+        x = lib.arange(6.0).reshape(2, 3)
+        y = {"flip": lambda: x.flip(1), "roll": lambda: x.roll(1, 0), "repeat": lambda: x.repeat(2, 1),
+             "pad": lambda: (lib.nn.functional.pad(x, (1, 1))), "clone": lambda: x.clone(),
+             "contiguous_of_view": lambda: x.t().contiguous()}[op]()
+        y.add_(100)
+        return x
+    np.testing.assert_array_equal(build(fg).numpy(), build(torch).numpy())

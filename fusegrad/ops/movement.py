@@ -114,8 +114,8 @@ class MovementMixin:
 
     # ---- flips, rolls, repeats ------------------------------------------------------------
     def flip(self: "Tensor", *dims: Any) -> "Tensor":
-        """Reverse the order of elements along `dims`."""
-        return self._movement(Op.FLIP, self._axes(shape_tuple(dims)))
+        """Reverse the order of elements along `dims` (a copy, as torch's: writes to it stay in it)."""
+        return self._movement(Op.FLIP, self._axes(shape_tuple(dims)))._as_copy(self)
 
     def fliplr(self: "Tensor") -> "Tensor":
         if self.ndim < 2:
@@ -149,7 +149,7 @@ class MovementMixin:
             doubled = doubled.reshape(out.shape[:d] + (2 * n,) + out.shape[d + 1:])
             start = n - shift % n
             out = doubled._narrow(d, start, start + n)
-        return out
+        return out._as_copy(self)
 
     def repeat(self: "Tensor", *sizes: Any) -> "Tensor":
         """Tile the tensor `sizes[i]` times along each dimension (extra sizes add leading dims)."""
@@ -163,7 +163,7 @@ class MovementMixin:
         interleaved = tuple(v for s in shape for v in (1, s))
         expanded = tuple(v for r, s in zip(reps, shape) for v in (r, s))
         out = self.reshape(interleaved).expand(expanded)
-        return out.reshape(tuple(r * s for r, s in zip(reps, shape)))
+        return out.reshape(tuple(r * s for r, s in zip(reps, shape)))._as_copy(self)
 
     def tile(self: "Tensor", *dims: Any) -> "Tensor":
         """Like repeat, but fewer counts than dimensions are padded with 1s at the front."""
@@ -249,7 +249,7 @@ class MovementMixin:
             pairs[self.ndim - 1 - i] = (pad[2 * i], pad[2 * i + 1])
         out = self.pad_zeros(pairs)
         if value == 0:
-            return out
+            return out._as_copy(self)
         inside = self._const(True, dtypes.bool_, self.shape).pad_zeros(pairs)
         return out.where(inside, out._const(value, self.dtype, ()))
 
