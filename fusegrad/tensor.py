@@ -517,9 +517,7 @@ class Tensor(ArithmeticMixin, ElementwiseMixin, ReduceMixin, MovementMixin, Inde
     def data(self, value: "Tensor") -> None:
         if not isinstance(value, Tensor):
             raise TypeError(f"data must be a Tensor, got {type(value).__name__}")
-        if value.device != self.device:
-            raise DeviceError(f"cannot assign data on {value.device} to a tensor on {self.device}")
-        self._node = value._node
+        self._node = value._node  # a new value of any shape, dtype or device, as in torch
         if value.dtype is not self.dtype and self.requires_grad and not value.dtype.is_floating_point:
             self.requires_grad = False
 

@@ -32,7 +32,7 @@ FRONTEND = {"autograd", "ops", "printing", "tensor"}
 # layers of the modules and folders directly under fusegrad/, other than the PACKAGES below
 TOP_LEVEL = {"errors": "foundation", "flags": "foundation", "dtypes": "foundation", "autograd": "autograd",
              "printing": "printing", "tensor": "tensor", "creation": "tensor", "views": "tensor",
-             "function": "tensor", "hostdata": "engine",
+             "function": "tensor", "flat": "tensor", "capturing": "tensor", "hostdata": "engine",
              "random": "random", "__init__": "package",
              "__main__": "programs", "examples": "programs"}
 PACKAGES = {"graph", "runtime", "codegen", "engine", "ops"}
@@ -148,3 +148,26 @@ def test_checker_catches_upward_imports(importer: str, source: str) -> None:
 ])
 def test_checker_allows_downward_and_frontend_callbacks(importer: str, source: str) -> None:
     assert not violations(source, importer)
+
+
+# the training stack is written on the Tensor API alone: no graph nodes, kernels, devices or captures
+TENSOR_API_USERS = ("nn", "optim", "data", "utils")
+BELOW_THE_TENSOR_API = {"graph", "runtime", "codegen", "engine"}
+
+
+def below_tensor_api(source: str, importer: str, is_package: bool = False) -> list[str]:
+    return [f"{importer}:{line}: imports {target} ({layer_of(target)} layer), below the Tensor API"
+            for target, _, line in imports(source, importer, is_package) if layer_of(target) in BELOW_THE_TENSOR_API]
+
+
+@pytest.mark.parametrize("path", [p for p in package_modules() if p.relative_to(PACKAGE).parts[0] in TENSOR_API_USERS],
+                         ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_training_stack_uses_only_the_tensor_api(path: Path) -> None:
+    found = below_tensor_api(path.read_text(), module_name(path), path.name == "__init__.py")
+    assert not found, "\n".join(found)
+
+
+def test_tensor_api_checker_catches_low_imports() -> None:
+    assert below_tensor_api("from ..graph.node import Node", "fusegrad.optim.sgd")
+    assert below_tensor_api("def f():\n    from ..engine import capture", "fusegrad.nn.functional")
+    assert not below_tensor_api("from ..tensor import Tensor\nfrom ..flat import bind", "fusegrad.optim.sgd")

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 from .. import dtypes
 from .. import random as fgrandom
 from ..autograd import no_grad
-from ..engine import capture
+from ..capturing import is_capturing
 from ..errors import DTypeError, ShapeError
 from ..tensor import Tensor, where
 from ..creation import arange
@@ -242,7 +242,7 @@ def _check_targets(target: Tensor, num_classes: int, ignore_index: int) -> bool:
     if target.dtype.is_floating_point or target.dtype is dtypes.bool_:
         raise DTypeError(f"class-index targets must be integers, got {target.dtype.name}")
     # already computed: checking costs no sync (skipped under fg.jit capture: replays see other targets)
-    if target._node.buffer is not None and target.numel() and capture.current() is None:
+    if target._node.buffer is not None and target.numel() and not is_capturing():
         values = target.numpy()
         if values.min() >= 0 and values.max() < num_classes:  # the usual batch: nothing to search
             return not 0 <= ignore_index < num_classes

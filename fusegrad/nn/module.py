@@ -193,7 +193,7 @@ class Module:
                             continue
                         moved = _move(t, *args, **kwargs)
                         if moved is not t:
-                            t._node = moved._node
+                            t.data = moved
         return self
 
     def float(self) -> "Module":
@@ -246,11 +246,12 @@ class Module:
             if value.shape != t.shape:
                 raise ShapeError(f"size mismatch for {key}: copying a param with shape {value.shape} from "
                                  f"checkpoint, the shape in current model is {t.shape}")
-        for key, t in own.items():
-            if key in state_dict:
-                value = state_dict[key]
-                value = value if isinstance(value, Tensor) else Tensor(value, dtype=t.dtype)
-                t._node = value.detach().to(t.dtype).contiguous().realize()._node
+        with no_grad():  # an in-place write of every tensor, as torch's (versions count it)
+            for key, t in own.items():
+                if key in state_dict:
+                    value = state_dict[key]
+                    value = value if isinstance(value, Tensor) else Tensor(value, dtype=t.dtype)
+                    t.copy_(value.detach().to(t.dtype).contiguous().realize())
         return IncompatibleKeys(missing, unexpected)
 
     # ---- printing -----------------------------------------------------------------------

@@ -12,7 +12,7 @@ from bisect import bisect_right
 from collections import Counter
 from typing import Any, Callable, Iterable, Sequence
 
-from ..engine import capture
+from ..capturing import is_capturing
 from ..errors import JitError
 from .optimizer import Optimizer
 
@@ -21,7 +21,7 @@ __all__ = ["LRScheduler", "LambdaLR", "StepLR", "MultiStepLR", "LinearLR", "Expo
 
 
 def _outside_capture() -> None:
-    if capture.current() is not None:
+    if is_capturing():
         raise JitError("call scheduler.step() outside the function compiled by fg.jit: replays do not run "
                        "Python, so the schedule would stop advancing")
 

@@ -9,21 +9,13 @@ changed learning rate never changes the compiled kernels.
 """
 from __future__ import annotations
 
-import math
-import weakref
 from typing import Any, Callable, Iterable
-
-import numpy as np
 
 from .. import dtypes
 from ..autograd import no_grad
-from ..engine import capture
+from ..capturing import before_each_replay
 from ..errors import DTypeError, Error
-from ..graph import node as G
-from ..graph.node import Node
-from ..graph.ops import Op
-from ..ops.movement import cat
-from ..runtime import registry
+from ..flat import bind, flat_of, is_bound, store
 from ..tensor import Tensor, realize, tensor
 
 CHUNK = 16  # parameters fused into one flat update; bounds the per-element cost of the concatenation
@@ -62,8 +54,8 @@ class Optimizer:
         self.param_groups.append(full)
         with no_grad():
             for chunk in _chunks(params):
-                if _flat_base(chunk) is None:
-                    _rebind_views(chunk, _flat(chunk).realize())
+                if not is_bound(chunk):
+                    bind(chunk, flat_of(chunk).realize())
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for g in self.param_groups:
@@ -84,7 +76,7 @@ class Optimizer:
             cached = (value, tensor(float(value), dtype=dtype, device=like.device))
             self._device_scalars[key] = cached
         elif cached[0] != value:
-            self._device_scalars[key] = cached = (value, _overwrite_scalar(cached[1], value))
+            self._device_scalars[key] = cached = (value, store(cached[1], value))
         return cached[1]
 
     def _refresh_scalars(self) -> None:
@@ -92,7 +84,7 @@ class Optimizer:
         for key, (value, scalar) in self._device_scalars.items():
             current = _HYPERPARAMETERS[key[1]](self.param_groups[key[0]])
             if current != value:
-                self._device_scalars[key] = (current, _overwrite_scalar(scalar, current))
+                self._device_scalars[key] = (current, store(scalar, current))
 
     def _frozen_hyperparameters(self) -> list[dict[str, Any]]:
         """The hyperparameters compiled into the update kernels as constants."""
@@ -151,9 +143,7 @@ class Optimizer:
             from ..autograd import enable_grad
             with enable_grad():
                 loss = closure()
-        recording = capture.current()
-        if recording is not None:
-            recording.replay_checks.append(self._replay_check())
+        before_each_replay(self._replay_check())
         outputs: list[Tensor] = []
         rebinds: list[tuple[list[Tensor], list[dict[str, Tensor]], Tensor, dict[str, Tensor]]] = []
         names = self.state_names
@@ -170,19 +160,18 @@ class Optimizer:
                     if any(name not in st for name in names):  # first step: zeros (or the optimizer's start)
                         for name, value in self.init_state(group, p).items():
                             st.setdefault(name, value)
-                flat_p = _flat(chunk)
-                flat_g = _flat([p.grad if p.grad.dtype == p.dtype else p.grad.to(p.dtype) for p in chunk])
-                flat_s = {name: _flat([st[name] for st in states]) for name in names}
+                flat_p = flat_of(chunk)
+                flat_g = flat_of([p.grad if p.grad.dtype == p.dtype else p.grad.to(p.dtype) for p in chunk])
+                flat_s = {name: flat_of([st[name] for st in states]) for name in names}
                 new_p, new_s = self.update(group, gi, flat_p, flat_g, flat_s, step)
                 outputs.append(new_p)
                 outputs.extend(new_s.values())
                 rebinds.append((chunk, states, new_p, new_s))
         realize(*outputs)
         for chunk, states, new_p, new_s in rebinds:
-            _rebind_views(chunk, new_p)
+            bind(chunk, new_p)
             for name, flat in new_s.items():
-                views = [st[name] for st in states]
-                _rebind_views(views, flat)
+                bind([st[name] for st in states], flat)
         for group in self.param_groups:
             if "_step" in group:
                 group["_step"] = group["_step"].detach()
@@ -229,8 +218,8 @@ class Optimizer:
                     states = [self.state[id(p)] for p in chunk]
                     for name in set(states[0]).intersection(*states[1:]):
                         views = [st[name] for st in states]
-                        if _flat_base(views) is None:
-                            _rebind_views(views, _flat(views).realize())
+                        if not is_bound(views):
+                            bind(views, flat_of(views).realize())
 
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__} ("]
@@ -245,87 +234,9 @@ _HYPERPARAMETERS: dict[str, Callable[[dict[str, Any]], float]] = {
     "lr": lambda g: g["lr"], "momentum": lambda g: g["momentum"], "beta1": lambda g: g["betas"][0]}
 
 
-def _overwrite_scalar(scalar: Tensor, value: float) -> Tensor:
-    """Store a new value in the scalar's buffer, so every kernel that reads it sees the change."""
-    node = scalar._node
-    registry.get(node.device).copy_in(node.buffer, np.array(value, dtype=node.dtype.np))
-    return scalar
-
-
-# the view node the first tensor of a chunk was last bound to by _rebind_views, and the flat node it
-# views (the chunk's other tensors are checked against that node by their own views' structure)
-_bound_views: "weakref.WeakKeyDictionary[Node, Node]" = weakref.WeakKeyDictionary()
-
-
 def _chunks(params: list[Tensor]) -> list[list[Tensor]]:
     """Parameters updated together: same device and dtype, at most CHUNK, in order."""
     by_kind: dict[tuple[str, str], list[Tensor]] = {}
     for p in params:
         by_kind.setdefault((p.device, p.dtype.name), []).append(p)
     return [same[i:i + CHUNK] for same in by_kind.values() for i in range(0, len(same), CHUNK)]
-
-
-def _flat_base(tensors: list[Tensor]) -> Node | None:
-    """The flat node the tensors are, in order, the back-to-back views of (bound by an earlier step)."""
-    base = _bound_views.get(tensors[0]._node)
-    if base is None or base.numel != sum(t.numel() for t in tensors):
-        return None
-    offset = 0
-    for t in tensors:
-        place = G.flat_view_offset(t._node)
-        if place is None or place[0] is not base or place[1] != offset:
-            return None
-        offset += t.numel()
-    return base
-
-
-def _packed_base(tensors: list[Tensor]) -> Tensor | None:
-    """The one allocation that holds the tensors' buffers back to back in this order (gradients
-    from one backward pass), as a flat tensor."""
-    buffers = [t._node.buffer for t in tensors]
-    base = buffers[0].base if buffers[0] is not None else None
-    if base is None or any(t.dtype != tensors[0].dtype for t in tensors):
-        return None
-    offset = 0
-    for b in buffers:
-        if b is None or b.base is not base or b.offset != offset:
-            return None
-        offset += b.nbytes
-    if offset != base.nbytes:
-        return None
-    first = tensors[0]._node
-    return Tensor._from_node(G.buffer_node(base, (sum(t.numel() for t in tensors),), first.dtype, first.device))
-
-
-def _flat(tensors: list[Tensor]) -> Tensor:
-    """The tensors' values as one flat tensor, without copying when they are the views an earlier
-    step bound them to, or packed gradients; otherwise a concatenation."""
-    base = _flat_base(tensors)
-    if base is not None:
-        return Tensor._from_node(base)
-    packed = _packed_base(tensors) if len(tensors) > 1 else None
-    if packed is not None:
-        return packed
-    return cat([t.reshape(-1) for t in tensors]) if len(tensors) > 1 else tensors[0].reshape(-1)
-
-
-def _rebind_views(tensors: list[Tensor], flat: Tensor) -> None:
-    """Point every tensor at its slice of the realized flat tensor (a view, no copy)."""
-    offset = 0
-    base = flat._node
-    whole = base.numel
-    for t in tensors:
-        shape = t._node.shape
-        n = math.prod(shape)
-        # nodes built directly, not tensor ops: the slices are valid by construction, record no
-        # history, and every step makes them for every parameter (through G.movement's checks, 8 us
-        # per parameter: the SGD step of the MNIST MLP rebound its 6 in 51 us, now 15)
-        view = base if n == whole else \
-            Node(Op.SHRINK, (base,), ((offset, offset + n),), (n,), base.dtype, base.device)
-        if shape != view.shape:
-            view = Node(Op.RESHAPE, (view,), shape, shape, base.dtype, base.device)
-        t._node = view
-        t._version += 1  # an in-place write, as torch's step is: ops that used the old value see it
-        if not offset:
-            _bound_views[view] = base
-        offset += n
