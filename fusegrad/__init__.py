@@ -14,11 +14,16 @@ from .ops.index import gather, index_select, masked_fill, one_hot, scatter, scat
 from .ops.linalg import bmm, dot, einsum, matmul, mm, mv, outer
 from .ops.movement import (chunk, concat, concatenate, diagonal, flatten, flip, hstack, meshgrid, movedim, narrow,
                            roll, split, squeeze, transpose, tril, triu, unbind, unsqueeze, vstack)
-from .random import initial_seed, manual_seed, rand, rand_like, randint, randn, randn_like, randperm
+from .random import (Generator, bernoulli, default_generator, get_rng_state, initial_seed, manual_seed, normal, rand,
+                     rand_like, randint, randint_like, randn, randn_like, randperm, seed, set_rng_state)
 from .runtime import registry as _registry
 from .runtime.registry import DeviceInfo
 from .tensor import Tensor, cat, from_numpy, realize, stack, tensor, where
-from .creation import arange, empty, empty_like, eye, full, full_like, linspace, ones, ones_like, zeros, zeros_like
+from .creation import (arange, as_tensor, empty, empty_like, eye, full, full_like, is_tensor, linspace, logspace, ones,
+                       ones_like, scalar_tensor, zeros, zeros_like)
+from .device import device
+from .grad_mode import inference_mode, is_inference_mode_enabled
+from . import accelerator, cuda  # noqa: E402  (torch.cuda / torch.accelerator queries)
 
 from . import data, io, nn, optim  # noqa: E402  (they build on the names above)
 from . import tensorboard, viz  # noqa: E402
@@ -36,8 +41,13 @@ def profile() -> Profile:
 
 
 def memory_stats(device: Any = None) -> dict[str, int]:
-    """Bytes held now, peak bytes and allocation count of a device's allocator."""
-    return _registry.get(device if device is not None else "cpu").allocator.stats.as_dict()
+    """Bytes held now, peak bytes and allocation count of a device's allocator (default: the default device)."""
+    return _registry.get(device).allocator.stats.as_dict()
+
+
+def get_default_dtype() -> DType:
+    """The dtype of new floating point tensors: float32 (fusegrad's default is fixed)."""
+    return float32
 
 
 def devices(verbose: bool = False) -> list[DeviceInfo]:
