@@ -24,6 +24,7 @@ from .hostdata import node_from_data
 from .ops.arith import ArithmeticMixin
 from .ops.elementwise import ElementwiseMixin
 from .ops.index import IndexMixin
+from .ops.inplace import InplaceMixin
 from .ops.linalg import LinalgMixin
 from .ops.movement import MovementMixin
 from .ops.reduce import ReduceMixin
@@ -32,7 +33,7 @@ from .runtime import registry
 Scalar = int | float | bool
 
 
-class Tensor(ArithmeticMixin, ElementwiseMixin, ReduceMixin, MovementMixin, IndexMixin, LinalgMixin):
+class Tensor(ArithmeticMixin, ElementwiseMixin, ReduceMixin, MovementMixin, IndexMixin, LinalgMixin, InplaceMixin):
     """A lazy n-dimensional array. Operations build a graph; values are computed on demand."""
 
     __slots__ = ("_node", "_ctx", "requires_grad", "grad", "name", "__weakref__")
@@ -206,6 +207,14 @@ class Tensor(ArithmeticMixin, ElementwiseMixin, ReduceMixin, MovementMixin, Inde
         return tensor_repr(self)
 
     __str__ = __repr__
+
+    def __format__(self, spec: str) -> str:
+        """`f"{loss:.4f}"` formats a 0-d tensor's value; other tensors take only an empty spec, like torch."""
+        if self.ndim == 0:
+            return format(self.item(), spec)
+        if spec:
+            raise TypeError("unsupported format string passed to Tensor.__format__")
+        return repr(self)
 
     # by identity, as object does (== builds a comparison tensor, which set and dict lookups never
     # reach: equal identity hashes mean the same object); object's is C code, cheaper than id() in Python
