@@ -112,8 +112,12 @@ def _mod(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
 
 
 def _pow(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
+    # torch's masks: x**0 has zero slope everywhere (0 * 0**-1 would be NaN), and the exponent's
+    # gradient at a zero base with a non-negative exponent is 0 (0 * log 0 would be NaN)
     a, b = ctx.inputs
-    return g * b * a ** (b - 1), g * out * a.log()
+    da = (g * b * a ** (b - 1)).where(b != 0, 0.0)
+    db = (g * out * a.log()).where((a != 0) | (b < 0), 0.0)
+    return da, db
 
 
 def _max(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
