@@ -15,9 +15,9 @@ from . import dtypes
 from .errors import DTypeError
 from .graph.shapes import shape_arg
 from .hostdata import node_from_data
-from .ops.random import Generator, default_generator, uniform
+from .ops.random import Generator, default_generator, uniform, zero_gradient_link
 from .runtime import registry
-from .tensor import Scalar, Tensor, where
+from .tensor import Scalar, Tensor
 
 _gen = default_generator._state  # the global stream's seed and offset (fg.jit's replays write them)
 
@@ -140,16 +140,6 @@ def randperm(n: int, *, generator: Generator | None = None, dtype: Any = dtypes.
     return _finish(out, dtype, requires_grad)
 
 
-def _gradient_link(value: Tensor, *inputs: Any) -> Tensor:
-    """`value` joined to the graph of `inputs` with a zero gradient (torch's normal and bernoulli
-    return tensors that require grad when their parameters do, and pass back zeros)."""
-    for x in inputs:
-        if isinstance(x, Tensor) and x.requires_grad:
-            never = value._const(False, dtypes.bool_)
-            value = where(never, x.cast(value.dtype).broadcast_to(value.shape), value)
-    return value
-
-
 def normal(mean: Any = 0.0, std: Any = 1.0, size: Any = None, *, generator: Generator | None = None,
            dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
     """Normal numbers of mean `mean` and standard deviation `std` (tensors broadcast; numbers need `size`)."""
@@ -168,14 +158,11 @@ def normal(mean: Any = 0.0, std: Any = 1.0, size: Any = None, *, generator: Gene
         raise DTypeError(f"normal expects floating point mean and std, got {dt.name}")
     z = _normal(tuple(shape), dt, first.device, generator).cast(dt)
     out = z * (std.detach() if isinstance(std, Tensor) else std) + (mean.detach() if isinstance(mean, Tensor) else mean)
-    return _gradient_link(out.cast(dt), mean, std)
+    return zero_gradient_link(out.cast(dt), mean, std)
 
 
 def bernoulli(input: Tensor, p: Scalar | None = None, *, generator: Generator | None = None) -> Tensor:
     """1 with probability `input` (or `p`), else 0, in input's dtype."""
     if not isinstance(input, Tensor):
         raise TypeError(f"bernoulli expects a Tensor of probabilities, got {type(input).__name__}")
-    u = uniform(input.shape, input.device, generator)
-    prob = input.detach().cast(dtypes.float32) if p is None else p
-    out = (u < prob).cast(input.dtype)
-    return _gradient_link(out, input) if input.dtype.is_floating_point else out
+    return input.bernoulli(p, generator=generator)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from .. import dtypes
 from ..errors import DTypeError, ShapeError
 from ..graph.shapes import shape_arg
-from .random import Generator, uniform
+from .random import Generator, uniform, zero_gradient_link
 
 if TYPE_CHECKING:
     from ..tensor import Tensor
@@ -157,9 +157,11 @@ class InplaceMixin:
         return self._fill_random(u < prob)
 
     def bernoulli(self: "Tensor", p: Any = None, *, generator: Generator | None = None) -> "Tensor":
-        """1 with probability self (or p) elementwise, else 0 (torch.bernoulli)."""
-        from ..random import bernoulli
-        return bernoulli(self, p, generator=generator)
+        """1 with probability self (or p) elementwise, else 0, in self's dtype (torch.bernoulli)."""
+        u = uniform(self.shape, self.device, generator)
+        prob = self.detach().cast(dtypes.float32) if p is None else p
+        out = (u < prob).cast(self.dtype)
+        return zero_gradient_link(out, self) if self.dtype.is_floating_point else out
 
     def exponential_(self: "Tensor", lambd: float = 1.0, *, generator: Generator | None = None) -> "Tensor":
         """Exponential numbers of rate `lambd` (-log(1 - u) / lambd)."""

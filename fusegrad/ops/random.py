@@ -122,3 +122,14 @@ def uniform(shape: tuple[int, ...], device: Any, generator: Generator | None = N
                            "draw without generator= inside a jitted function")
         recording.random_states.append((buffer.buffer, n))  # a replay writes the then-current state here
     return Tensor._from_node(G.rand(shape, buffer, dtypes.float32))
+
+
+def zero_gradient_link(value: "Tensor", *inputs: Any) -> "Tensor":
+    """`value` joined to the graph of the `inputs` that require grad, with a zero gradient: torch's normal
+    and bernoulli return tensors that require grad when their parameters do, and pass back zeros."""
+    from ..tensor import Tensor, where
+    for x in inputs:
+        if isinstance(x, Tensor) and x.requires_grad:
+            never = value._const(False, dtypes.bool_)
+            value = where(never, x.cast(value.dtype).broadcast_to(value.shape), value)
+    return value
