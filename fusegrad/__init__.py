@@ -23,7 +23,7 @@ from .creation import (arange, as_tensor, empty, empty_like, eye, full, full_lik
                        ones_like, scalar_tensor, zeros, zeros_like)
 from .device import device
 from .grad_mode import inference_mode, is_inference_mode_enabled
-from . import accelerator, cuda  # noqa: E402  (torch.cuda / torch.accelerator queries)
+from . import accelerator, backends, cuda  # noqa: E402  (torch.cuda, torch.accelerator, torch.backends)
 
 from . import data, io, nn, optim  # noqa: E402  (they build on the names above)
 from . import tensorboard, viz  # noqa: E402

@@ -345,3 +345,12 @@ def test_detach_():
     x = fg.ones(2, requires_grad=True)
     y = x * 2
     assert y.detach_() is y and not y.requires_grad and y.is_leaf
+
+
+def test_backends_switches_are_accepted():
+    fg.backends.cudnn.benchmark = True
+    fg.backends.cudnn.deterministic = True
+    fg.backends.cuda.matmul.allow_tf32 = True
+    assert fg.backends.cudnn.benchmark and fg.backends.mps.is_available() is torch.backends.mps.is_available()
+    assert fg.backends.cudnn.is_available() is False and fg.backends.cuda.is_built() is fg.cuda.is_available()
+    fg.backends.cudnn.benchmark = fg.backends.cudnn.deterministic = False
