@@ -27,7 +27,7 @@ __all__ = ["Generator", "default_generator", "manual_seed", "seed", "initial_see
 
 def manual_seed(seed: int) -> Generator:
     """Restart the global random stream at `seed`; returns the default generator, like torch."""
-    return default_generator.manual_seed(seed)
+    return default_generator.manual_seed(int(seed))  # like torch.manual_seed: 1.5 seeds 1
 
 
 def seed() -> int:
@@ -50,6 +50,9 @@ def set_rng_state(new_state: Tensor) -> None:
     default_generator.set_state(new_state)
 
 
+_HALF_BITS = {"float16": 11, "bfloat16": 8}  # significand bits: k/2**bits for k < 2**bits is exact
+
+
 def _finish(t: Tensor, dtype: Any, requires_grad: bool) -> Tensor:
     dt = dtypes.to_dtype(dtype) if dtype is not None else dtypes.float32
     out = t.cast(dt)
@@ -69,7 +72,11 @@ def _normal(shape: tuple[int, ...], dtype: Any, device: Any, generator: Generato
 def rand(*size: Any, generator: Generator | None = None, dtype: Any = None, device: Any = None,
          requires_grad: bool = False) -> Tensor:
     """Uniform numbers in [0, 1)."""
-    return _finish(uniform(shape_arg(size), device, generator), dtype, requires_grad)
+    u = uniform(shape_arg(size), device, generator)
+    bits = _HALF_BITS.get(dtypes.to_dtype(dtype).name if dtype is not None else "")
+    if bits is not None:  # keep the bits the dtype holds, so rounding never makes 1.0
+        u = (u * 2**bits).floor() * 2.0**-bits
+    return _finish(u, dtype, requires_grad)
 
 
 def randn(*size: Any, generator: Generator | None = None, dtype: Any = None, device: Any = None,

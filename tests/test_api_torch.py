@@ -354,3 +354,10 @@ def test_backends_switches_are_accepted():
     assert fg.backends.cudnn.benchmark and fg.backends.mps.is_available() is torch.backends.mps.is_available()
     assert fg.backends.cudnn.is_available() is False and fg.backends.cuda.is_built() is fg.cuda.is_available()
     fg.backends.cudnn.benchmark = fg.backends.cudnn.deterministic = False
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_rand_in_half_precision_stays_below_one(dtype):
+    u = fg.rand(50000, dtype=dtype, generator=fg.Generator().manual_seed(1)).float().numpy()
+    assert u.max() < 1 and u.min() >= 0 and abs(u.mean() - 0.5) < 0.01
+    assert fg.manual_seed(1.5).initial_seed() == torch.manual_seed(1.5).initial_seed()
