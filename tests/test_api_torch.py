@@ -361,3 +361,14 @@ def test_rand_in_half_precision_stays_below_one(dtype):
     u = fg.rand(50000, dtype=dtype, generator=fg.Generator().manual_seed(1)).float().numpy()
     assert u.max() < 1 and u.min() >= 0 and abs(u.mean() - 0.5) < 0.01
     assert fg.manual_seed(1.5).initial_seed() == torch.manual_seed(1.5).initial_seed()
+
+
+def test_random_fill_of_a_tensor_with_history_passes_zero_gradient():
+    grads = []
+    for lib in (fg, torch):
+        x = lib.ones(3, requires_grad=True)
+        y = x * 2
+        y.uniform_(0, 1)
+        (y * 3 + x).sum().backward()
+        grads.append(np.asarray(x.grad.tolist()))
+    np.testing.assert_array_equal(*grads)

@@ -110,7 +110,8 @@ class InplaceMixin:
         return u.cast(dtypes.float64) if self.dtype is dtypes.float64 else u
 
     def _fill_random(self: "Tensor", values: "Tensor") -> "Tensor":
-        return self._rebind(values.detach().cast(self.dtype))
+        # a tensor with history keeps it, passing back zeros (its old value no longer matters), as in torch
+        return self._rebind(zero_gradient_link(values.detach().cast(self.dtype), self._snapshot()))
 
     def uniform_(self: "Tensor", a: float = 0.0, b: float = 1.0, *, generator: Generator | None = None,
                  **kwargs: Any) -> "Tensor":
