@@ -372,3 +372,24 @@ def test_random_fill_of_a_tensor_with_history_passes_zero_gradient():
         (y * 3 + x).sum().backward()
         grads.append(np.asarray(x.grad.tolist()))
     np.testing.assert_array_equal(*grads)
+
+
+def test_jit_replays_the_default_stream_and_refuses_other_generators():
+    g = fg.Generator().manual_seed(0)
+
+    @fg.jit
+    def with_generator(x):
+        return x + fg.rand(3, generator=g)
+
+    with pytest.raises(fg.JitError):
+        with_generator(fg.zeros(3))
+
+    @fg.jit
+    def step(x):
+        return x + fg.rand(3)
+
+    fg.manual_seed(0)
+    replayed = [step(fg.zeros(3)).numpy() for _ in range(3)]
+    fg.manual_seed(0)
+    for got in replayed:
+        np.testing.assert_array_equal(got, fg.rand(3).numpy())
