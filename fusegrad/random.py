@@ -15,7 +15,7 @@ from . import dtypes
 from .errors import DTypeError
 from .graph.shapes import shape_arg
 from .hostdata import node_from_data
-from .ops.random import Generator, default_generator, uniform, zero_gradient_link
+from .ops.random import Generator, default_generator, integers, uniform, zero_gradient_link
 from .runtime import registry
 from .tensor import Scalar, Tensor
 
@@ -85,14 +85,6 @@ def randn(*size: Any, generator: Generator | None = None, dtype: Any = None, dev
     return _finish(_normal(shape_arg(size), dtype, device, generator), dtype, requires_grad)
 
 
-def _integers(low: int, high: int, shape: tuple[int, ...], device: Any, generator: Generator | None) -> Tensor:
-    """int64 numbers uniform in [low, high)."""
-    if high <= low:
-        raise ValueError(f"randint: high ({high}) must be greater than low ({low})")
-    u = uniform(shape, device, generator).cast(dtypes.float64)
-    return (u * (high - low)).floor().cast(dtypes.int64) + low
-
-
 def randint(*args: Any, size: Any = None, generator: Generator | None = None, dtype: Any = None,
             device: Any = None, requires_grad: bool = False, low: int | None = None,
             high: int | None = None) -> Tensor:
@@ -108,7 +100,7 @@ def randint(*args: Any, size: Any = None, generator: Generator | None = None, dt
     if len(bounds) not in (1, 2):
         raise TypeError(f"randint() takes (high, size) or (low, high, size), got {len(bounds)} bounds")
     lo, hi = (0, bounds[0]) if len(bounds) == 1 else bounds
-    out = _integers(int(lo), int(hi), shape_arg((size,)), device, generator)
+    out = integers(int(lo), int(hi), shape_arg((size,)), device, generator)
     out = out.cast(dtypes.to_dtype(dtype) if dtype is not None else dtypes.int64)
     return out.contiguous().realize().detach().requires_grad_(True) if requires_grad else out
 
@@ -132,7 +124,7 @@ def randint_like(x: Tensor, low: int = 0, high: int | None = None, *, generator:
     """Integers uniform in [low, high) of x's shape, in x's dtype unless given (`randint_like(x, high)` too)."""
     if high is None:
         low, high = 0, low
-    out = _integers(int(low), int(high), x.shape, device or x.device, generator)
+    out = integers(int(low), int(high), x.shape, device or x.device, generator)
     return _finish(out, dtype or x.dtype, requires_grad)
 
 

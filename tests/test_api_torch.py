@@ -393,3 +393,12 @@ def test_jit_replays_the_default_stream_and_refuses_other_generators():
     fg.manual_seed(0)
     for got in replayed:
         np.testing.assert_array_equal(got, fg.rand(3).numpy())
+
+
+def test_wide_integer_ranges_use_every_low_bit():
+    v = fg.randint(0, 2**31, (20000,), generator=fg.Generator().manual_seed(3)).numpy()
+    assert v.min() >= 0 and v.max() < 2**31 and 0.003 < (v % 128 == 0).mean() < 0.02  # 1/128 expected
+    with pytest.raises(ValueError):
+        fg.randint(5, 3, (2,))
+    with pytest.raises(RuntimeError):
+        torch.randint(5, 3, (2,))

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from .. import dtypes
 from ..errors import DTypeError, ShapeError
 from ..graph.shapes import shape_arg
-from .random import Generator, uniform, zero_gradient_link
+from .random import Generator, integers, uniform, zero_gradient_link
 
 if TYPE_CHECKING:
     from ..tensor import Tensor
@@ -146,10 +146,7 @@ class InplaceMixin:
         low = 0 if low is None else int(low)
         if high is None:
             high = _dtype_top(self.dtype) + 1
-        if int(high) <= low:
-            raise ValueError(f"random_ expects 'from' to be less than 'to', got from={low} >= to={high}")
-        u = uniform(self.shape, self.device, generator).cast(dtypes.float64)
-        return self._fill_random((u * (int(high) - low)).floor() + low)
+        return self._fill_random(integers(low, int(high), self.shape, self.device, generator))
 
     def bernoulli_(self: "Tensor", p: Any = 0.5, *, generator: Generator | None = None) -> "Tensor":
         """1 with probability p (a number or a tensor broadcast to self), else 0."""

@@ -133,3 +133,15 @@ def zero_gradient_link(value: "Tensor", *inputs: Any) -> "Tensor":
             never = value._const(False, dtypes.bool_)
             value = where(never, x.cast(value.dtype).broadcast_to(value.shape), value)
     return value
+
+
+def integers(low: int, high: int, shape: tuple[int, ...], device: Any, generator: Generator | None) -> "Tensor":
+    """int64 numbers uniform in [low, high). A float32 draw holds 24 random bits; wider ranges join two
+    draws into 48 bits (exact in float64), so every value of a range up to 2**48 can come out."""
+    if high <= low:
+        raise ValueError(f"random integers need low < high, got low={low} >= high={high}")
+    u = uniform(shape, device, generator).cast(dtypes.float64)
+    if high - low > 2**24:
+        low_bits = uniform(shape, device, generator).cast(dtypes.float64)
+        u = u + (low_bits * 2**24).floor() * 2.0**-48
+    return (u * (high - low)).floor().cast(dtypes.int64) + low
