@@ -112,11 +112,12 @@ def _mod(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
 
 
 def _pow(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
-    # torch's masks: x**0 has zero slope everywhere (0 * 0**-1 would be NaN), and the exponent's
-    # gradient at a zero base with a non-negative exponent is 0 (0 * log 0 would be NaN)
+    # torch's masks, applied to the operands rather than the results so that higher derivatives stay
+    # finite too: x**0 has slope 0 everywhere (its base term uses x**0 = 1, not 0 * 0**-1 = NaN), and the
+    # exponent's gradient at a zero base with a non-negative exponent is 0 (log of 1 there, not 0 * log 0)
     a, b = ctx.inputs
-    da = (g * b * a ** (b - 1)).where(b != 0, 0.0)
-    db = (g * out * a.log()).where((a != 0) | (b < 0), 0.0)
+    da = g * b * a ** (b - 1).where(b != 0, 0.0)
+    db = g * out * a.where((a != 0) | (b < 0), 1.0).log()
     return da, db
 
 

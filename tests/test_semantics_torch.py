@@ -102,6 +102,16 @@ def test_pow_gradient_matches_torch_at_zero(name, dtype):
             np.testing.assert_allclose(ours, theirs, rtol=1e-5, equal_nan=True)
 
 
+@pytest.mark.parametrize("name", ["power_zero_float", "cube", "square_at_zero"])
+def test_pow_second_derivative_matches_torch_at_zero(name):
+    a = np.array([0.0, 1.0, 2.0])
+    ours = fg.grad(lambda x: fg.grad(lambda z: (POW[name](z, None) * z).sum())(x).sum())(fg.tensor(a))
+    t = torch.tensor(a, requires_grad=True)
+    (first,) = torch.autograd.grad((POW[name](t, None) * t).sum(), [t], create_graph=True)
+    (second,) = torch.autograd.grad(first.sum(), [t])
+    np.testing.assert_allclose(ours.numpy(), second.numpy(), rtol=1e-9)
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_sign_is_differentiable_with_zero_gradient(dtype):
     a = np.array([-1.5, 0.0, 2.0, -0.0], dtype=dtype)
