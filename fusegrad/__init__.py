@@ -60,9 +60,9 @@ def set_default_device(device: Any) -> None:
     _registry.set_default_device(device)
 
 
-def get_default_device() -> str:
-    """The device new tensors go to, e.g. "cpu" or "cuda:0"."""
-    return _registry.canonical(None)
+def get_default_device() -> device:
+    """The device new tensors go to, as an `fg.device` (a str: "cpu", "cuda:0")."""
+    return device(_registry.canonical(None))
 
 
 def set_num_threads(n: int) -> None:

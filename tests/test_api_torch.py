@@ -402,3 +402,8 @@ def test_wide_integer_ranges_use_every_low_bit():
         fg.randint(5, 3, (2,))
     with pytest.raises(RuntimeError):
         torch.randint(5, 3, (2,))
+
+
+def test_default_device_is_a_device_object():
+    d = fg.get_default_device()
+    assert isinstance(d, fg.device) and d == "cpu" and repr(d) == repr(torch.get_default_device())

@@ -94,8 +94,9 @@ class Generator:
         return f"<fusegrad.Generator device={self.device} seed={self._state.seed}>"
 
 
-default_generator = Generator()
-default_generator._state = _ThreadStream()
+# made without Generator.__init__: naming a device reads the config file, which importing fusegrad must not do
+default_generator = Generator.__new__(Generator)
+default_generator.device, default_generator._state = "cpu", _ThreadStream()
 
 
 def stream(generator: Generator | None) -> _Stream | _ThreadStream:
