@@ -12,6 +12,7 @@ from .errors import (CompileError, DeviceError, DTypeError, Error, GradError, In
                      ShapeError)
 from .ops.index import gather, index_select, masked_fill, one_hot, scatter, scatter_add, take_along_dim
 from .ops.linalg import bmm, dot, einsum, matmul, mm, mv, outer
+from .ops.inplace import addcdiv, addcmul
 from .ops.movement import (chunk, concat, concatenate, diagonal, flatten, flip, hstack, meshgrid, movedim, narrow,
                            roll, split, squeeze, transpose, tril, triu, unbind, unsqueeze, vstack)
 from .random import (Generator, bernoulli, default_generator, get_rng_state, initial_seed, manual_seed, normal, rand,

@@ -207,6 +207,8 @@ CREATION = {
     "randint_size_kw": lambda m: m.randint(1, size=(2,)),
     "normal_size": lambda m: m.normal(2.0, 0.0, (2, 2)),
     "rand_like_dtype": lambda m: m.rand_like(m.zeros(2), dtype=m.float64) * 0,
+    "addcmul": lambda m: m.addcmul(m.ones(2), m.full((2,), 2.0), m.full((2,), 3.0), value=0.5),
+    "addcdiv": lambda m: m.addcdiv(m.ones(2), m.full((2,), 2.0), m.full((2,), 4.0), value=-2),
 }
 
 

@@ -210,6 +210,16 @@ class InplaceMixin:
         return tensor(data, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
 
 
+def addcmul(input: "Tensor", tensor1: Any, tensor2: Any, *, value: Any = 1) -> "Tensor":
+    """input + value * tensor1 * tensor2 (torch.addcmul)."""
+    return input.addcmul(tensor1, tensor2, value=value)
+
+
+def addcdiv(input: "Tensor", tensor1: Any, tensor2: Any, *, value: Any = 1) -> "Tensor":
+    """input + value * tensor1 / tensor2 (torch.addcdiv)."""
+    return input.addcdiv(tensor1, tensor2, value=value)
+
+
 def _dtype_top(dt: dtypes.DType) -> int:
     """The largest integer random_() draws for a dtype: 2**digits for floats (every integer below it is
     exact), the maximum for integers, 1 for bool."""
