@@ -208,3 +208,45 @@ def test_half_products_accumulate_in_float32(name, dtype):
     assert ours.dtype.name == dtype
     np.testing.assert_allclose(ours.numpy(), theirs.float().numpy(), rtol=1e-2)
     np.testing.assert_allclose(ours.numpy(), exact, rtol=1e-2)  # one rounding of the float32 sum
+
+
+# ---- BITCAST in every renderer ----------------------------------------------------------------
+def _bitcast_kernels(language: str) -> list:
+    """The loop IR of kernels bitcasting between every pair of dtypes of one itemsize, for `language`."""
+    from fusegrad.codegen import renderer_for
+    from fusegrad.engine.realize import _kernel_name, kernel_ir, kernel_key
+    from fusegrad.engine.schedule import create_schedule, toposort
+    groups = [["float32", "int32"], ["float64", "int64"], ["float16", "bfloat16", "int16"], ["int8", "uint8", "bool"]]
+    outputs = []
+    for group in groups:
+        for src in group:
+            x = _as_fg(np.array([1, 0, 3]), src)
+            outputs += [x.view(getattr(fg, dst)) for dst in group if dst != src]
+    nodes = [t._node for t in outputs]
+    renderer = renderer_for(language)
+    items = create_schedule(nodes, toposort(nodes))
+    return [kernel_ir(it.spec, _kernel_name(it.spec, kernel_key(it.spec)), renderer) for it in items]
+
+
+def test_bitcast_renders_in_cuda_and_compiles_where_nvrtc_is():
+    from fusegrad.codegen import renderer_for
+    from fusegrad.runtime import cuda as cuda_rt
+    renderer = renderer_for("cuda")
+    unit = renderer.render_unit(sorted({renderer.render_kernel(ir) for ir in _bitcast_kernels("cuda")}))
+    for helper in ("fg_f32_bits(", "fg_bits_f64(", "fg_f16_bits(", "fg_bf16_to_f32(", "fg_f32_to_bf16("):
+        assert helper in unit
+    try:
+        cuda_rt.nvrtc_version()
+    except Exception as e:  # noqa: BLE001  (package or library missing)
+        pytest.skip(f"NVRTC cannot be loaded here ({e}); the source was rendered")
+    assert cuda_rt.compile_cuda(unit, 90)[:4] == b"\x7fELF"
+
+
+@pytest.mark.skipif("opencl" not in fg._registry.available(), reason="no OpenCL device here")
+def test_bitcast_runs_on_opencl():
+    for name, data in (("float32", [1.0, -2.5]), ("float16", [1.5, -0.0]), ("bfloat16", [3.0, -1.0]),
+                       ("float64", [0.1, 2.0])):
+        x, ref = fg.tensor(data, dtype=name, device="opencl"), fg.tensor(data, dtype=name)
+        bits = {2: fg.int16, 4: fg.int32, 8: fg.int64}[x.dtype.itemsize]
+        np.testing.assert_array_equal(x.view(bits).numpy(), ref.view(bits).numpy())
+        np.testing.assert_array_equal(_bits(x.view(bits).view(x.dtype), fg), _bits(ref, fg))
