@@ -409,3 +409,9 @@ def test_wide_integer_ranges_use_every_low_bit():
 def test_default_device_is_a_device_object():
     d = fg.get_default_device()
     assert isinstance(d, fg.device) and d == "cpu" and repr(d) == repr(torch.get_default_device())
+
+
+@pytest.mark.parametrize("shape,wrap", [((7, 3), True), ((7, 3), False), ((3, 5), True), ((3, 3, 3), False)], ids=str)
+def test_fill_diagonal_matches_torch(shape, wrap):
+    ours = fg.zeros(*shape).fill_diagonal_(2.0, wrap=wrap)
+    np.testing.assert_array_equal(ours.numpy(), torch.zeros(*shape).fill_diagonal_(2.0, wrap=wrap).numpy())
