@@ -12,13 +12,19 @@ from .errors import (CompileError, DeviceError, DTypeError, Error, GradError, In
                      ShapeError)
 from .ops.index import gather, index_select, masked_fill, one_hot, scatter, scatter_add, take_along_dim
 from .ops.linalg import bmm, dot, einsum, matmul, mm, mv, outer
+from .ops.inplace import addcdiv, addcmul
 from .ops.movement import (chunk, concat, concatenate, diagonal, flatten, flip, hstack, meshgrid, movedim, narrow,
                            roll, split, squeeze, transpose, tril, triu, unbind, unsqueeze, vstack)
-from .random import initial_seed, manual_seed, rand, rand_like, randint, randn, randn_like, randperm
+from .random import (Generator, bernoulli, default_generator, get_rng_state, initial_seed, manual_seed, normal, rand,
+                     rand_like, randint, randint_like, randn, randn_like, randperm, seed, set_rng_state)
 from .runtime import registry as _registry
 from .runtime.registry import DeviceInfo
 from .tensor import Tensor, cat, from_numpy, realize, stack, tensor, where
-from .creation import arange, empty, empty_like, eye, full, full_like, linspace, ones, ones_like, zeros, zeros_like
+from .creation import (arange, as_tensor, empty, empty_like, eye, full, full_like, is_tensor, linspace, logspace, ones,
+                       ones_like, scalar_tensor, zeros, zeros_like)
+from .device import device
+from .grad_mode import inference_mode, is_inference_mode_enabled
+from . import accelerator, backends, cuda  # noqa: E402  (torch.cuda, torch.accelerator, torch.backends)
 
 from . import data, io, nn, optim  # noqa: E402  (they build on the names above)
 from . import tensorboard, viz  # noqa: E402
@@ -39,8 +45,13 @@ def profile() -> Profile:
 
 
 def memory_stats(device: Any = None) -> dict[str, int]:
-    """Bytes held now, peak bytes and allocation count of a device's allocator."""
-    return _registry.get(device if device is not None else "cpu").allocator.stats.as_dict()
+    """Bytes held now, peak bytes and allocation count of a device's allocator (default: the default device)."""
+    return _registry.get(device).allocator.stats.as_dict()
+
+
+def get_default_dtype() -> DType:
+    """The dtype of new floating point tensors: float32 (fusegrad's default is fixed)."""
+    return float32
 
 
 def devices(verbose: bool = False) -> list[DeviceInfo]:
@@ -53,9 +64,9 @@ def set_default_device(device: Any) -> None:
     _registry.set_default_device(device)
 
 
-def get_default_device() -> str:
-    """The device new tensors go to, e.g. "cpu" or "cuda:0"."""
-    return _registry.canonical(None)
+def get_default_device() -> device:
+    """The device new tensors go to, as an `fg.device` (a str: "cpu", "cuda:0")."""
+    return device(_registry.canonical(None))
 
 
 def set_num_threads(n: int) -> None:

@@ -135,8 +135,13 @@ def _mod(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
 
 
 def _pow(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
+    # torch's masks, applied to the operands rather than the results so that higher derivatives stay
+    # finite too: x**0 has slope 0 everywhere (its base term uses x**0 = 1, not 0 * 0**-1 = NaN), and the
+    # exponent's gradient at a zero base with a non-negative exponent is 0 (log of 1 there, not 0 * log 0)
     a, b = ctx.inputs
-    return g * b * a ** (b - 1), g * out * a.log()
+    da = g * b * a ** (b - 1).where(b != 0, 0.0)
+    db = g * out * a.where((a != 0) | (b < 0), 1.0).log()
+    return da, db
 
 
 def _max(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
@@ -252,7 +257,7 @@ RULES: dict[Op, Callable[[Ctx, "Tensor", "Tensor"], tuple]] = {
     Op.WHERE: _where, Op.NEG: _neg, Op.EXP: _exp, Op.LOG: _log, Op.SIN: _sin, Op.COS: _cos, Op.SQRT: _sqrt,
     Op.ERF: _erf, Op.CAST: _cast,
     Op.FLOOR: _none, Op.RINT: _none, Op.CMPLT: _none, Op.CMPEQ: _none, Op.AND: _none, Op.OR: _none, Op.XOR: _none,
-    Op.NOT: _none, Op.RAND: _none,
+    Op.NOT: _none, Op.RAND: _none, Op.BITCAST: _none,
     Op.SUM: _sum, Op.RMAX: _rmax, Op.PROD: _prod,
     Op.RESHAPE: _reshape, Op.PERMUTE: _permute, Op.EXPAND: _expand, Op.PAD: _pad, Op.SHRINK: _shrink,
     Op.FLIP: _flip, Op.CONTIGUOUS: _identity,

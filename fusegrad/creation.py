@@ -8,7 +8,7 @@ from . import dtypes
 from .graph import node as G
 from .graph.shapes import shape_arg
 from .runtime import registry
-from .tensor import Scalar, Tensor, where
+from .tensor import Scalar, Tensor, tensor, where
 
 
 def _full(shape: tuple[int, ...], value: Scalar, dtype: Any, device: Any, requires_grad: bool) -> Tensor:
@@ -20,20 +20,38 @@ def _full(shape: tuple[int, ...], value: Scalar, dtype: Any, device: Any, requir
     return t
 
 
-def zeros(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
-    return _full(shape_arg(size), 0.0, dtype, device, requires_grad)
+def _size(size: tuple, kwargs: dict[str, Any]) -> tuple[int, ...]:
+    """The shape of f(2, 3), f((2, 3)), f([2, 3]) or f(size=(2, 3))."""
+    keyword = kwargs.pop("size", None)
+    if kwargs:
+        raise TypeError(f"unexpected keyword argument(s): {', '.join(kwargs)}")
+    if keyword is not None:
+        if size:
+            raise TypeError("the size is given both as arguments and as size=")
+        return shape_arg((keyword,))
+    return shape_arg(size)
 
 
-def ones(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
-    return _full(shape_arg(size), 1.0, dtype, device, requires_grad)
+def zeros(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False,
+          **kwargs: Any) -> Tensor:
+    """A tensor of zeros: `zeros(2, 3)`, `zeros((2, 3))`, `zeros(size=(2, 3))`."""
+    return _full(_size(size, kwargs), 0.0, dtype, device, requires_grad)
 
 
-def empty(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+def ones(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False, **kwargs: Any) -> Tensor:
+    """A tensor of ones: `ones(2, 3)`, `ones((2, 3))`, `ones(size=(2, 3))`."""
+    return _full(_size(size, kwargs), 1.0, dtype, device, requires_grad)
+
+
+def empty(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False, **kwargs: Any) -> Tensor:
     """Like torch.empty, but zero-filled: fusegrad never exposes uninitialized memory."""
-    return zeros(*size, dtype=dtype, device=device, requires_grad=requires_grad)
+    return _full(_size(size, kwargs), 0.0, dtype, device, requires_grad)
 
 
 def full(size: Any, fill_value: Scalar, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """`fill_value` everywhere; its dtype as torch infers it (int -> int64, bool -> bool, float -> float32)."""
+    if hasattr(fill_value, "_node"):  # a one-element tensor, as torch accepts
+        fill_value = fill_value.item()
     return _full(shape_arg((size,)), fill_value, dtype, device, requires_grad)
 
 
@@ -50,13 +68,16 @@ def full_like(x: Tensor, fill_value: Scalar, dtype: Any = None, device: Any = No
     return full(x.shape, fill_value, dtype=dtype or x.dtype, device=device or x.device, requires_grad=requires_grad)
 
 
-def empty_like(x: Tensor, dtype: Any = None, device: Any = None) -> Tensor:
-    return zeros_like(x, dtype=dtype, device=device)
+def empty_like(x: Tensor, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """Like torch.empty_like, but zero-filled."""
+    return zeros_like(x, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
 def arange(start: Scalar, end: Scalar | None = None, step: Scalar = 1, dtype: Any = None,
            device: Any = None, requires_grad: bool = False) -> Tensor:
-    """[start, start + step, ...) below end, computed in the kernel that reads it."""
+    """[start, start + step, ...) below end, computed in the kernel that reads it (int64 for integer
+    arguments, float32 when one is a float)."""
+    start, end, step = (v.item() if isinstance(v, Tensor) else v for v in (start, end, step))
     if end is None:
         start, end = 0, start
     if step == 0:
@@ -101,3 +122,32 @@ def eye(n: int, m: int | None = None, dtype: Any = None, device: Any = None, req
     if requires_grad:
         out = out.contiguous().realize().detach().requires_grad_(True)
     return out
+
+
+def logspace(start: float, end: float, steps: int, base: float = 10.0, dtype: Any = None, device: Any = None,
+             requires_grad: bool = False) -> Tensor:
+    """base ** linspace(start, end, steps), computed in float64."""
+    dt = dtypes.to_dtype(dtype) if dtype is not None else dtypes.float32
+    exponents = linspace(start, end, steps, dtype=dtypes.float64, device=device)
+    out = (float(base) ** exponents).cast(dt)
+    if requires_grad:
+        out = out.contiguous().realize().detach().requires_grad_(True)
+    return out
+
+
+def is_tensor(obj: Any) -> bool:
+    """Whether obj is a fusegrad Tensor."""
+    return isinstance(obj, Tensor)
+
+
+def as_tensor(data: Any, dtype: Any = None, device: Any = None) -> Tensor:
+    """`data` as a tensor: a tensor already of that dtype and device is returned as is (no copy);
+    other tensors are converted (keeping their history), host data is copied."""
+    if isinstance(data, Tensor):
+        return data.to(device=device, dtype=dtype)
+    return tensor(data, dtype=dtype, device=device)
+
+
+def scalar_tensor(s: Scalar, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """A 0-d tensor holding s, float32 unless `dtype` says otherwise (as torch, even for ints)."""
+    return _full((), s, dtype if dtype is not None else dtypes.float32, device, requires_grad)

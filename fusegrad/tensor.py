@@ -24,6 +24,7 @@ from .hostdata import node_from_data
 from .ops.arith import ArithmeticMixin
 from .ops.elementwise import ElementwiseMixin
 from .ops.index import IndexMixin
+from .ops.inplace import InplaceMixin
 from .ops.linalg import LinalgMixin
 from .ops.movement import MovementMixin
 from .ops.reduce import ReduceMixin
@@ -32,7 +33,7 @@ from .runtime import registry
 Scalar = int | float | bool
 
 
-class Tensor(ArithmeticMixin, ElementwiseMixin, ReduceMixin, MovementMixin, IndexMixin, LinalgMixin):
+class Tensor(ArithmeticMixin, ElementwiseMixin, ReduceMixin, MovementMixin, IndexMixin, LinalgMixin, InplaceMixin):
     """A lazy n-dimensional array. Operations build a graph; values are computed on demand."""
 
     # _version counts in-place writes (shared by a base and its views, as torch's is); _base is the
@@ -232,6 +233,14 @@ class Tensor(ArithmeticMixin, ElementwiseMixin, ReduceMixin, MovementMixin, Inde
         return tensor_repr(self)
 
     __str__ = __repr__
+
+    def __format__(self, spec: str) -> str:
+        """`f"{loss:.4f}"` formats a 0-d tensor's value; other tensors take only an empty spec, like torch."""
+        if self.ndim == 0:
+            return format(self.item(), spec)
+        if spec:
+            raise TypeError("unsupported format string passed to Tensor.__format__")
+        return repr(self)
 
     # by identity, as object does (== builds a comparison tensor, which set and dict lookups never
     # reach: equal identity hashes mean the same object); object's is C code, cheaper than id() in Python
@@ -443,9 +452,29 @@ class Tensor(ArithmeticMixin, ElementwiseMixin, ReduceMixin, MovementMixin, Inde
         return self._movement(Op.RESHAPE, new)
 
     def view(self, *shape: Any) -> "Tensor":
+        """`x.view(2, -1)` reshapes; `x.view(dtype)` reinterprets the bits (like torch, without gradient)."""
         if len(shape) == 1 and not isinstance(shape[0], (int, tuple, list)):
-            return self.cast(dtypes.to_dtype(shape[0]))
+            return self._view_dtype(dtypes.to_dtype(shape[0]))
         return self.reshape(*shape)
+
+    def _view_dtype(self, dtype: DType) -> "Tensor":
+        """The same bytes read as `dtype`. Same itemsize: a lazy BITCAST, shape unchanged. Otherwise the
+        last dim scales by the itemsize ratio, and the bytes are regrouped on the host (a sync point)."""
+        src = self.dtype
+        if dtype.itemsize == src.itemsize:
+            if dtype is src:
+                return self.detach()
+            return Tensor._from_node(G.unary(Op.BITCAST, self._node, dtype))
+        what = f"to view {src.name} as {dtype.name} (different element sizes)"
+        if self.ndim == 0:
+            raise ShapeError(f"a 0-d tensor cannot be viewed {what[3:]}")
+        ratio = dtype.itemsize // src.itemsize
+        if ratio and self.shape[-1] % ratio:
+            raise ShapeError(f"the last dim ({self.shape[-1]}) must be divisible by {ratio} {what}")
+        bits = {1: dtypes.uint8, 2: dtypes.int16, 4: dtypes.int32, 8: dtypes.int64}
+        raw = np.ascontiguousarray(self._view_dtype(bits[src.itemsize]).numpy())
+        regrouped = raw.view(bits[dtype.itemsize].np)  # numpy scales the last dim
+        return Tensor._from_node(node_from_data(regrouped, bits[dtype.itemsize], self.device))._view_dtype(dtype)
 
     def permute(self, *dims: Any) -> "Tensor":
         order = tuple(normalize_dim(d, self.ndim) for d in shape_tuple(dims))

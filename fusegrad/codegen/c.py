@@ -54,6 +54,13 @@ static inline uint16_t fg_f32_to_bf16(float f) {
   if ((v.u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((v.u >> 16) | 0x40u);
   return (uint16_t)((v.u + 0x7fffu + ((v.u >> 16) & 1u)) >> 16);
 }
+/* bits of a float as an unsigned integer of its width and back (BITCAST; float16 computes as float) */
+static inline uint32_t fg_f32_bits(float f) { union { uint32_t u; float f; } v; v.f = f; return v.u; }
+static inline float fg_bits_f32(uint32_t u) { union { uint32_t u; float f; } v; v.u = u; return v.f; }
+static inline uint64_t fg_f64_bits(double f) { union { uint64_t u; double f; } v; v.f = f; return v.u; }
+static inline double fg_bits_f64(uint64_t u) { union { uint64_t u; double f; } v; v.u = u; return v.f; }
+static inline uint16_t fg_f16_bits(float f) { union { uint16_t u; _Float16 h; } v; v.h = (_Float16)f; return v.u; }
+static inline float fg_bits_f16(uint16_t u) { union { uint16_t u; _Float16 h; } v; v.u = u; return (float)v.h; }
 /* max propagating NaN from either side; written as two selects gcc turns into maxss + blend (the
    form `(a > b || a != a) ? a : b` compiled to data-dependent branches: 7x slower max-pooling) */
 static inline float fg_maxf(float a, float b) { float m = a > b ? a : b; return a != a ? a : m; }

@@ -46,6 +46,12 @@ FG_DEVICE uint16_t fg_f32_to_bf16(float f) {
   if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
   return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 }
+FG_DEVICE uint32_t fg_f32_bits(float f) { return __float_as_uint(f); }
+FG_DEVICE float fg_bits_f32(uint32_t u) { return __uint_as_float(u); }
+FG_DEVICE uint64_t fg_f64_bits(double f) { return (uint64_t)__double_as_longlong(f); }
+FG_DEVICE double fg_bits_f64(uint64_t u) { return __longlong_as_double((long long)u); }
+FG_DEVICE uint16_t fg_f16_bits(float f) { return fg_f2h(f); }
+FG_DEVICE float fg_bits_f16(uint16_t u) { return fg_h2f(u); }
 FG_DEVICE float fg_maxf(float a, float b) { return (a > b || a != a) ? a : b; }
 FG_DEVICE double fg_max(double a, double b) { return (a > b || a != a) ? a : b; }
 FG_DEVICE float fg_fmodf(float a, float b) {

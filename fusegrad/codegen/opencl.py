@@ -28,11 +28,17 @@ static inline ushort fg_f32_to_bf16(float f) {
   if ((u & 0x7fffffffu) > 0x7f800000u) return (ushort)((u >> 16) | 0x40u);
   return (ushort)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 }
+static inline uint fg_f32_bits(float f) { return as_uint(f); }
+static inline float fg_bits_f32(uint u) { return as_float(u); }
+static inline ushort fg_f16_bits(float f) { ushort u; vstore_half_rte(f, 0, (__private half*)&u); return u; }
+static inline float fg_bits_f16(ushort u) { return vload_half(0, (const __private half*)&u); }
 static inline float fg_maxf(float a, float b) { return (a > b || a != a) ? a : b; }
 static inline float fg_fmodf(float a, float b) {
   float r = fmod(a, b); return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r;
 }
 #ifdef cl_khr_fp64
+static inline ulong fg_f64_bits(double f) { return as_ulong(f); }
+static inline double fg_bits_f64(ulong u) { return as_double(u); }
 static inline double fg_max(double a, double b) { return (a > b || a != a) ? a : b; }
 static inline double fg_fmod(double a, double b) {
   double r = fmod(a, b); return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r;
@@ -94,6 +100,7 @@ class OpenCLRenderer(CStyleRenderer):
     storage_types = {"bool": "uchar", "uint8": "uchar", "int8": "char", "int16": "short", "int32": "int",
                      "int64": "long", "float16": "half", "bfloat16": "ushort", "float32": "float",
                      "float64": "double"}
+    unsigned_types = {1: "uchar", 2: "ushort", 4: "uint", 8: "ulong"}
     preamble = OPENCL_PREAMBLE
     supports_gemm = False
 

@@ -48,6 +48,10 @@ class CStyleRenderer:
     storage_types = {"bool": "_Bool", "uint8": "uint8_t", "int8": "int8_t", "int16": "int16_t",
                      "int32": "int32_t", "int64": "int64_t", "float16": "_Float16", "bfloat16": "uint16_t",
                      "float32": "float", "float64": "double"}
+    # BITCAST goes through an unsigned integer of the width: the preamble's fg_<f>_bits / fg_bits_<f>
+    unsigned_types = {1: "uint8_t", 2: "uint16_t", 4: "uint32_t", 8: "uint64_t"}
+    float_bits = {"float16": ("fg_f16_bits", "fg_bits_f16"), "bfloat16": ("fg_f32_to_bf16", "fg_bf16_to_f32"),
+                  "float32": ("fg_f32_bits", "fg_bits_f32"), "float64": ("fg_f64_bits", "fg_bits_f64")}
     preamble = ""
     support_source = ""  # a library compiled once and loaded before kernels (e.g. the GEMM routine)
     supports_gemm = False
@@ -117,6 +121,8 @@ class CStyleRenderer:
             if dt.name == "bool":
                 return f"({a[0]} != 0)"
             return f"(({self.compute_type(dt)}){a[0]})"
+        if op is Op.BITCAST:
+            return self.bitcast(a[0], src_dt, dt)
         if op is Op.NEG:
             return f"(-{a[0]})"
         if op is Op.NOT:
@@ -155,6 +161,18 @@ class CStyleRenderer:
         if op is Op.WHERE:
             return f"({a[0]} ? {a[1]} : {a[2]})"
         raise NotImplementedError(f"{type(self).__name__} cannot render {op} on {src_dt.name}")
+
+    def bitcast(self, x: str, src: DType, dst: DType) -> str:
+        """`x` (a value of src) read as dst, a dtype of the same itemsize: through the unsigned integer of
+        that width (floats computed as float, float16 and bfloat16 included, give their stored bits)."""
+        bits = f"(({self.unsigned_types[src.itemsize]}){x})"
+        if src.is_floating_point:
+            bits = f"{self.float_bits[src.name][0]}({x})"
+        if dst.is_floating_point:
+            return f"{self.float_bits[dst.name][1]}({bits})"
+        if dst.name == "bool":
+            return f"({bits} != 0)"
+        return f"(({self.compute_type(dst)}){bits})"
 
     # statements
     def acc_init(self, op: Op, dtype: DType) -> str:

@@ -26,6 +26,7 @@ class Op(enum.Enum):
     FLOOR = enum.auto()
     RINT = enum.auto()  # round to the nearest integer, ties to even
     CAST = enum.auto()
+    BITCAST = enum.auto()  # the same bits read as another dtype of the same itemsize (x.view(dtype))
     # binary elementwise (same shapes; broadcasting is explicit EXPAND)
     ADD = enum.auto()
     SUB = enum.auto()
@@ -64,7 +65,7 @@ class Op(enum.Enum):
 
 
 UNARY = frozenset({Op.NEG, Op.NOT, Op.EXP, Op.LOG, Op.SIN, Op.COS, Op.SQRT, Op.ERF, Op.FLOOR, Op.RINT,
-                   Op.CAST})
+                   Op.CAST, Op.BITCAST})
 BINARY = frozenset({Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.MOD, Op.POW, Op.MAX, Op.CMPLT, Op.CMPEQ,
                     Op.AND, Op.OR, Op.XOR})
 TERNARY = frozenset({Op.WHERE})

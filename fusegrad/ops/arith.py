@@ -73,12 +73,15 @@ class ArithmeticMixin:
 
     def pow(self: "Tensor", exponent: Any) -> "Tensor":
         if isinstance(exponent, (int, float)) and not isinstance(exponent, bool):
+            # int ** 2.0 is a float, as in torch (float tensors keep their dtype: skip the promotion)
+            x = self if self.dtype.is_floating_point else self.cast(self._promote(exponent)[1])
             if exponent == 2:
-                return self * self
+                return x * x
             if exponent == 1:
-                return self * 1
-            if exponent == 0.5 and self.dtype.is_floating_point:
-                return self.sqrt()
+                return x * 1
+            if exponent == 0.5 and x.dtype.is_floating_point:
+                return x.sqrt()
+            return x._binary(Op.POW, exponent)
         return self._binary(Op.POW, exponent)
 
     def __neg__(self: "Tensor") -> "Tensor":

@@ -132,7 +132,11 @@ class ElementwiseMixin:
         """-1, 0 or 1 in the input's dtype (0 for NaN, like torch)."""
         if self.dtype is dtypes.bool_:
             return self.detach()
-        return (self > 0).cast(self.dtype) - (self < 0).cast(self.dtype)
+        out = (self > 0).cast(self.dtype) - (self < 0).cast(self.dtype)
+        if autograd.recording(self.requires_grad) and self.dtype.is_floating_point:
+            # stay in the graph with a zero gradient, as torch's sign does: a where that never picks self
+            out = self.where(self._const(False, dtypes.bool_), out)
+        return out
 
     sgn = sign
 

@@ -91,10 +91,10 @@ def _items(x: "Tensor", key: Any) -> list[Any]:
     """The index as a list of None, Ellipsis, bool, int, slice and Tensor entries."""
     from ..tensor import Tensor, tensor
     out: list[Any] = []
-    for k in key if isinstance(key, tuple) else (key,):
+    for k in key if isinstance(key, tuple) or _list_as_tuple(key) else (key,):
         if isinstance(k, (np.bool_, np.integer)):
             k = k.item()
-        if isinstance(k, (list, np.ndarray)):
+        if isinstance(k, (list, tuple, np.ndarray)):  # a sequence inside the key is an index tensor
             arr = np.asarray(k)
             if arr.dtype.kind not in "biu" and arr.size:
                 raise DTypeError(f"tensors used as indices must be integer or bool, got numpy dtype {arr.dtype}")
@@ -109,6 +109,15 @@ def _items(x: "Tensor", key: Any) -> list[Any]:
             raise TypeError(f"unsupported index type {type(k).__name__}")
         out.append(k)
     return out
+
+
+def _list_as_tuple(key: Any) -> bool:
+    """torch's (and old numpy's) rule: a list key holding a slice, ..., None, a sequence or a tensor (and
+    shorter than 32) is a tuple of indices (`x[[[0, 1], [1, 2]]]` is `x[[0, 1], [1, 2]]`); a list of
+    numbers is one index tensor."""
+    if not isinstance(key, list) or len(key) >= 32:
+        return False
+    return any(k is None or k is Ellipsis or isinstance(k, (slice, list, tuple)) or hasattr(k, "_node") for k in key)
 
 
 def _consumes(k: Any) -> int:

@@ -52,7 +52,8 @@ def config() -> Config:
 
 
 def canonical(device: Any) -> str:
-    """'cpu', 'cpu:0' -> 'cpu'; 'cuda' -> 'cuda:0'; None -> the default device. Accepts torch-style devices."""
+    """'cpu', 'cpu:0' -> 'cpu'; 'cuda' -> 'cuda:0'; None -> the default device. Accepts device objects
+    (fg.device, torch.device: their str is the name) and, as torch does, an int n for 'cuda:n'."""
     if device is not None:
         return _canonical(device)
     name, source = _default_choice()
@@ -63,7 +64,10 @@ def canonical(device: Any) -> str:
 
 
 def _canonical(device: Any) -> str:
-    match = _NAME.fullmatch(str(device).lower().strip())
+    if isinstance(device, int) and not isinstance(device, bool) and device >= 0:
+        device = f"cuda:{device}"
+    device = str(device)  # a device object: messages then quote its name
+    match = _NAME.fullmatch(device.lower().strip())
     if match is None:
         raise DeviceError(f"invalid device {device!r}: expected a kind and an optional index, like 'cpu' or 'cuda:0'")
     kind, index = match[1], int(match[2] or 0)
