@@ -61,12 +61,12 @@ def alias(t: "Tensor") -> "Tensor":
     return out
 
 
-def check_result_dtype(t: "Tensor", result: "Tensor") -> None:
-    """torch refuses in-place arithmetic whose result kind does not fit the tensor (a float into an int)."""
-    order = "buif"
-    if order.index(result.dtype.kind) > order.index(t.dtype.kind):
-        raise DTypeError(f"result type {result.dtype.name} can't be cast to the desired output type "
-                         f"{t.dtype.name} of an in-place operation")
+def check_result_dtype(t: "Tensor", result: "Tensor", name: str = "in-place operation") -> None:
+    """torch refuses in-place arithmetic whose result kind does not fit the tensor (a float into an
+    integer tensor, a number into bool)."""
+    if result.dtype.category > t.dtype.category:
+        raise DTypeError(f"{name}: result type {result.dtype.name} can't be cast to the desired output type "
+                         f"{t.dtype.name}")
 
 
 def write(t: "Tensor", new: "Tensor") -> "Tensor":

@@ -47,8 +47,8 @@ def _inplace(name: str) -> Callable[..., "Tensor"]:
 def _write(self: "Tensor", result: "Tensor", name: str) -> "Tensor":
     """Rebind self to `result`, refusing what torch refuses: a result self's dtype cannot hold
     (a float into an integer tensor, a number into bool) or of another shape."""
-    if result.dtype.category > self.dtype.category:
-        raise DTypeError(f"{name}_: result type {result.dtype.name} can't be cast to the tensor's {self.dtype.name}")
+    from ..views import check_result_dtype
+    check_result_dtype(self, result, f"{name}_")
     if result.shape != self.shape:
         raise ShapeError(f"{name}_: output with shape {self.shape} doesn't match the broadcast shape {result.shape}")
     return self._rebind(result)
