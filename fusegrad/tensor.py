@@ -25,6 +25,7 @@ from .ops.arith import ArithmeticMixin
 from .ops.elementwise import ElementwiseMixin
 from .ops.index import IndexMixin
 from .ops.linalg import LinalgMixin
+from .ops.math import MathMixin
 from .ops.movement import MovementMixin
 from .ops.reduce import ReduceMixin
 from .runtime import registry
@@ -32,7 +33,7 @@ from .runtime import registry
 Scalar = int | float | bool
 
 
-class Tensor(ArithmeticMixin, ElementwiseMixin, ReduceMixin, MovementMixin, IndexMixin, LinalgMixin):
+class Tensor(ArithmeticMixin, ElementwiseMixin, MathMixin, ReduceMixin, MovementMixin, IndexMixin, LinalgMixin):
     """A lazy n-dimensional array. Operations build a graph; values are computed on demand."""
 
     __slots__ = ("_node", "_ctx", "requires_grad", "grad", "name", "__weakref__")
