@@ -18,6 +18,7 @@ from .random import initial_seed, manual_seed, rand, rand_like, randint, randn, 
 from .runtime import registry as _registry
 from .runtime.registry import DeviceInfo
 from .tensor import Tensor, cat, from_numpy, realize, stack, tensor, where
+from .functions import *  # noqa: E402,F401,F403  (torch.sin(x) and the other method-functions)
 from .creation import arange, empty, empty_like, eye, full, full_like, linspace, ones, ones_like, zeros, zeros_like
 
 from . import data, io, nn, optim  # noqa: E402  (they build on the names above)
