@@ -25,27 +25,30 @@ _POINTWISE = {
     "acos": True, "atan": True, "arcsin": True, "arccos": True, "arctan": True, "sinh": True, "cosh": True,
     "tanh": True, "asinh": True, "acosh": True, "atanh": True, "arcsinh": True, "arccosh": True,
     "arctanh": True, "erf": True, "sigmoid": True, "relu": False, "floor": True, "ceil": True,
-    "trunc": True, "fix": True, "round": True, "nan_to_num": True,
+    "trunc": True, "fix": True, "round": True, "nan_to_num": True, "positive": False, "signbit": True,
+    "deg2rad": True, "rad2deg": True, "frac": True, "sinc": True, "logit": True,
 }
 _BINARY = {
     "add": True, "sub": True, "subtract": True, "mul": True, "multiply": True, "div": True, "divide": True,
     "true_divide": True, "floor_divide": True, "remainder": True, "fmod": True, "pow": True,
     "atan2": True, "arctan2": True, "copysign": True, "hypot": True, "logaddexp": True, "logaddexp2": True,
     "maximum": True, "minimum": True, "lerp": True, "clamp": True, "clip": True, "clamp_min": True,
-    "clamp_max": True,
+    "clamp_max": True, "float_power": True, "ldexp": True, "xlogy": True, "heaviside": True, "fmax": True,
+    "fmin": True,
 }
 _COMPARE_LOGIC = {
     "eq": True, "ne": True, "lt": True, "le": True, "gt": True, "ge": True, "isclose": False,
     "allclose": False, "isnan": False, "isinf": False, "isfinite": False, "isposinf": True,
     "isneginf": True, "logical_not": True, "logical_and": True, "logical_or": True, "logical_xor": True,
     "bitwise_not": True, "bitwise_and": True, "bitwise_or": True, "bitwise_xor": True,
-    "bitwise_left_shift": True, "bitwise_right_shift": True,
+    "bitwise_left_shift": True, "bitwise_right_shift": True, "greater": True, "greater_equal": True,
+    "less": True, "less_equal": True, "not_equal": True,
 }
 _REDUCE = {
     "sum": True, "mean": True, "prod": True, "amax": True, "amin": True, "max": True, "min": True,
     "argmax": True, "argmin": True, "any": True, "all": True, "count_nonzero": False, "std": True,
     "var": True, "std_mean": False, "var_mean": False, "logsumexp": True, "softmax": True,
-    "log_softmax": True, "cumsum": True, "cumprod": True, "norm": True,
+    "log_softmax": True, "cumsum": True, "cumprod": True, "norm": True, "nansum": True, "nanmean": True,
 }
 _SHAPE_AND_MISC = {
     "reshape": False, "permute": False, "t": False, "swapaxes": False, "swapdims": False, "moveaxis": False,

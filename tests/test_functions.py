@@ -21,7 +21,8 @@ logical_not logical_or logical_xor logsumexp lt masked_fill masked_select matmul
 moveaxis movedim mul multiply mv nan_to_num narrow ne neg negative norm numel outer permute pow prod reciprocal
 relu remainder reshape roll round rsqrt select sgn sigmoid sign sin sinh softmax split sqrt square squeeze stack
 std std_mean sub subtract sum swapaxes swapdims t take tan tanh tile transpose tril triu true_divide trunc unbind
-unflatten unsqueeze var var_mean where
+unflatten unsqueeze var var_mean where greater greater_equal less less_equal not_equal positive signbit deg2rad
+rad2deg frac sinc logit float_power ldexp xlogy heaviside fmax fmin nansum nanmean
 """.split()
 
 

@@ -234,3 +234,44 @@ def test_bitwise_functions(dtype):
     np.testing.assert_array_equal(fg.bitwise_not(fa).numpy(), torch.bitwise_not(ta).numpy())
     with pytest.raises(fg.DTypeError):
         fg.bitwise_not(fg.tensor([1.0]))
+
+
+# ---- more of torch's elementwise functions ---------------------------------------------------------
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_more_elementwise_functions_with_gradient(dtype):
+    check_op([(4, 9)], lambda x: x.deg2rad(), dtype=dtype)
+    check_op([(4, 9)], lambda x: x.rad2deg(), dtype=dtype)
+    check_op([(4, 9)], lambda x: x.frac(), dtype=dtype, low=-5, high=5)
+    check_op([(4, 9)], lambda x: x.sinc(), dtype=dtype, low=-3, high=3)
+    check_op([(4, 9)], lambda x: x.logit(), dtype=dtype, low=0.05, high=0.95)
+    check_op([(4, 9)], lambda x: x.logit(eps=0.2), dtype=dtype, low=0.01, high=0.99)
+    check_op([(4, 9), (9,)], lambda x, y: x.xlogy(y), dtype=dtype, low=0.1, high=3)
+    check_op([(4, 9), (9,)], lambda x, y: x.fmax(y), dtype=dtype)
+    check_op([(4, 9), (9,)], lambda x, y: x.fmin(y), dtype=dtype)
+    check_op([(4, 9)], lambda x: x.float_power(3), dtype=dtype)
+    check_op([(4, 9)], lambda x: x.nansum(1), dtype=dtype)
+
+
+def test_more_elementwise_special_values():
+    a = [0.0, -0.0, 1.5, -2.0, math.nan, math.nan, math.inf, 0.0]
+    b = [0.0, 2.0, math.nan, -3.0, 1.0, math.nan, 0.5, math.nan]
+    fa, fb, ta, tb = fg.tensor(a), fg.tensor(b), torch.tensor(a), torch.tensor(b)
+    for name in ("fmax", "fmin", "xlogy", "heaviside"):
+        np.testing.assert_array_equal(getattr(fg, name)(fa, fb).numpy(), getattr(torch, name)(ta, tb).numpy(), name)
+    for name in ("signbit", "sinc", "nansum", "nanmean", "positive"):
+        np.testing.assert_array_equal(getattr(fg, name)(fa).numpy(), getattr(torch, name)(ta).numpy(), name)
+    ints = [3, -4, 0]
+    for name in ("signbit", "deg2rad", "sinc"):
+        got, ref = getattr(fg, name)(fg.tensor(ints)), getattr(torch, name)(torch.tensor(ints))
+        assert got.dtype.name == str(ref.dtype).removeprefix("torch.")
+        np.testing.assert_allclose(got.numpy(), ref.numpy(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(fg.ldexp(fg.tensor([1.0, -3.0]), fg.tensor([3, -1])).numpy(), [8.0, -1.5])
+    assert fg.float_power(fg.tensor([2]), 2).dtype == fg.float64
+    for name in ("greater", "greater_equal", "less", "less_equal", "not_equal"):
+        np.testing.assert_array_equal(getattr(fg, name)(fa, 0.0).numpy(), getattr(torch, name)(ta, 0.0).numpy())
+    with pytest.raises(fg.DTypeError):
+        fg.frac(fg.tensor([1]))
+    with pytest.raises(fg.DTypeError):
+        fg.nanmean(fg.tensor([1]))
+    with pytest.raises(fg.DTypeError):
+        fg.heaviside(fg.tensor([1.0]), fg.tensor([1]))

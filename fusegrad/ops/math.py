@@ -243,3 +243,120 @@ class MathMixin:
                  equal_nan: bool = False) -> bool:
         """True when isclose holds everywhere (reads the result back: a Python bool)."""
         return bool(self.isclose(other, rtol, atol, equal_nan).all().item())
+
+    # ---- more of torch's elementwise functions --------------------------------------------------
+    def greater(self: "Tensor", other: Any) -> "Tensor":
+        """self > other."""
+        return self > other
+
+    def greater_equal(self: "Tensor", other: Any) -> "Tensor":
+        """self >= other."""
+        return self >= other
+
+    def less(self: "Tensor", other: Any) -> "Tensor":
+        """self < other."""
+        return self < other
+
+    def less_equal(self: "Tensor", other: Any) -> "Tensor":
+        """self <= other."""
+        return self <= other
+
+    def not_equal(self: "Tensor", other: Any) -> "Tensor":
+        """self != other."""
+        return self != other
+
+    def positive(self: "Tensor") -> "Tensor":
+        """self itself (+x); bool tensors raise, like torch."""
+        if self.dtype is dtypes.bool_:
+            raise DTypeError("positive() does not support bool tensors")
+        return self
+
+    def signbit(self: "Tensor") -> "Tensor":
+        """True where the sign bit is set: x < 0 and -0.0 (NaN counts as positive: no bit-cast primitive)."""
+        if self.dtype is dtypes.bool_:
+            return self._const(False, dtypes.bool_)
+        return _sign_bit(self) if self.dtype.is_floating_point else self < 0
+
+    def deg2rad(self: "Tensor") -> "Tensor":
+        """Degrees to radians."""
+        x = self.cast(dtypes.least_float(self.dtype))
+        return x * (math.pi / 180)
+
+    def rad2deg(self: "Tensor") -> "Tensor":
+        """Radians to degrees."""
+        x = self.cast(dtypes.least_float(self.dtype))
+        return x * (180 / math.pi)
+
+    def frac(self: "Tensor") -> "Tensor":
+        """x - trunc(x), keeping the sign of x."""
+        if not self.dtype.is_floating_point:
+            raise DTypeError(f"frac() needs a floating point tensor, got {self.dtype.name}")
+        return self - self.trunc()
+
+    def sinc(self: "Tensor") -> "Tensor":
+        """sin(pi x) / (pi x), 1 at 0 (with a zero derivative there, like torch)."""
+        x, out = _compute(self)
+        zero = x == 0
+        px = _where(zero, 1, x) * math.pi
+        return _where(zero, 1, px.sin() / px).cast(out)
+
+    def logit(self: "Tensor", eps: float | None = None) -> "Tensor":
+        """log(x / (1 - x)), with x clamped to [eps, 1 - eps] when eps is given."""
+        x = self.cast(dtypes.least_float(self.dtype))
+        if eps is not None:
+            x = x.clamp(eps, 1 - eps)
+        return (x / (1 - x)).log()
+
+    def float_power(self: "Tensor", exponent: Any) -> "Tensor":
+        """self ** exponent in float64."""
+        from ..tensor import Tensor
+        e = exponent.double() if isinstance(exponent, Tensor) else exponent
+        return self.double() ** e
+
+    def ldexp(self: "Tensor", other: Any) -> "Tensor":
+        """self * 2**other (floating)."""
+        e = self._operand(other)
+        return self.cast(dtypes.least_float(self.dtype)) * e.exp2()
+
+    def xlogy(self: "Tensor", other: Any) -> "Tensor":
+        """self * log(other), 0 where self is 0 (unless other is NaN)."""
+        x, y, out = _binary_float(self, other, "xlogy", allow_int=True)
+        zero = x == 0
+        value = _where(zero, 0, x * _where(zero, 1, y).log())
+        return _where(y.isnan(), math.nan, value).cast(out)
+
+    def heaviside(self: "Tensor", values: "Tensor") -> "Tensor":
+        """0 where x < 0, values where x == 0, 1 where x > 0."""
+        from ..tensor import Tensor
+        if not isinstance(values, Tensor) or values.dtype is not self.dtype:
+            got = values.dtype.name if isinstance(values, Tensor) else type(values).__name__
+            raise DTypeError(f"heaviside(): values must be a tensor of the input's dtype {self.dtype.name}, got {got}")
+        return _where(self == 0, values, (self > 0).cast(self.dtype))
+
+    def fmax(self: "Tensor", other: Any) -> "Tensor":
+        """Elementwise maximum ignoring NaN (NaN only where both are); ties give self the gradient, like torch."""
+        ts, dt = self._promote(other)
+        a, b = self._broadcast_all(ts, dt)
+        if dt is dtypes.bool_:
+            return a | b
+        return _where((a >= b) | b.isnan(), a, b)
+
+    def fmin(self: "Tensor", other: Any) -> "Tensor":
+        """Elementwise minimum ignoring NaN (NaN only where both are)."""
+        ts, dt = self._promote(other)
+        a, b = self._broadcast_all(ts, dt)
+        if dt is dtypes.bool_:
+            return a & b
+        return _where((a <= b) | b.isnan(), a, b)
+
+    def nansum(self: "Tensor", dim: Any = None, keepdim: bool = False, dtype: Any = None) -> "Tensor":
+        """sum() counting NaN as 0."""
+        x = _where(self.isnan(), 0, self) if self.dtype.is_floating_point else self
+        return x.sum(dim, keepdim, dtype=dtype)
+
+    def nanmean(self: "Tensor", dim: Any = None, keepdim: bool = False, dtype: Any = None) -> "Tensor":
+        """mean() of the elements that are not NaN."""
+        x = self.cast(dtypes.to_dtype(dtype)) if dtype is not None else self
+        if not x.dtype.is_floating_point:
+            raise DTypeError(f"nanmean() needs a floating point tensor, got {x.dtype.name}")
+        return x.nansum(dim, keepdim) / (~x.isnan()).sum(dim, keepdim)
