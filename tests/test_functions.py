@@ -32,6 +32,14 @@ def test_torch_function_exists(name):
     assert callable(getattr(fg, name)), f"fusegrad has no {name}"
 
 
+def test_every_tensor_method_torch_exposes_is_a_function():
+    """A new Tensor method that torch also has as torch.<name> needs its entry in functions.TABLE."""
+    missing = [name for name in dir(torch) if not name.startswith("_") and hasattr(fg.Tensor, name)
+               and callable(getattr(torch, name)) and not isinstance(getattr(torch, name), type)
+               and not hasattr(fg, name)]
+    assert not missing, f"add these to fusegrad/functions.py TABLE: {missing}"
+
+
 def test_generated_functions_look_like_functions():
     assert fg.sin.__name__ == "sin" and fg.logsumexp.__name__ == "logsumexp"
     assert "Tensor.sum" in fg.sum.__doc__ or "input.sum" in fg.sum.__doc__
