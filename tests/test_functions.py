@@ -196,3 +196,47 @@ def test_out_errors():
         out = fg.zeros(2)
         fg.exp(fg.zeros(2, requires_grad=True), out=out)
         np.testing.assert_array_equal(out.numpy(), [1.0, 1.0])
+
+
+# arguments after `input` for calling torch.<name> in the out= check (binary ones take the input again)
+_TORCH_ARGS = {
+    "lerp": ("x", 0.5), "clamp": (0.2,), "clip": (0.2,), "clamp_min": (0.2,), "clamp_max": (0.2,), "clamp_": (0.2,),
+    "fill_": (1.0,), "reshape": ((12,),), "permute": ((1, 0),), "swapaxes": (0, 1), "swapdims": (0, 1),
+    "moveaxis": (0, 1), "unflatten": (1, (2, 2)), "broadcast_to": ((3, 4),), "tile": ((2,),), "select": (0, 1),
+    "take": ("index",), "masked_select": ("mask",), "float_power": (2.0,), "norm": (2, 1),
+}
+_ONE_ARG = {"add", "sub", "subtract", "mul", "multiply", "div", "divide", "true_divide", "floor_divide",
+            "remainder", "fmod", "pow", "atan2", "arctan2", "copysign", "hypot", "logaddexp", "logaddexp2",
+            "maximum", "minimum", "xlogy", "fmax", "fmin", "eq", "ne", "lt", "le", "gt", "ge", "greater",
+            "greater_equal", "less", "less_equal", "not_equal", "isclose", "allclose", "logical_and", "logical_or",
+            "logical_xor", "heaviside", "ldexp"}
+_DIM_ARG = {"sum", "prod", "argmax", "argmin", "max", "min", "amax", "amin", "any", "all", "mean", "std", "var",
+            "nansum", "nanmean", "std_mean", "var_mean", "softmax", "log_softmax", "cumsum", "cumprod", "logsumexp"}
+
+
+@pytest.mark.filterwarnings("ignore:torch.ger is deprecated")
+def test_out_exists_exactly_where_torch_has_it():
+    from fusegrad.functions import TABLE
+    x = torch.rand(3, 4) + 0.1
+    values = {"x": x, "index": torch.tensor([1]), "mask": x > 0.5}
+    for name, has_out in TABLE.items():
+        if name == "ger":
+            inp, args = torch.rand(4), (torch.rand(3),)
+        elif name.startswith("bitwise"):
+            inp = torch.tensor([1, 2])
+            args = () if name == "bitwise_not" else (inp,)
+        else:
+            inp = x
+            args = (x,) if name in _ONE_ARG else (1,) if name in _DIM_ARG else _TORCH_ARGS.get(name, ())
+            args = tuple(values.get(a, a) if isinstance(a, str) else a for a in args)
+        result = getattr(torch, name)(inp, *args)
+        if isinstance(result, tuple):
+            out = tuple(torch.empty(0, dtype=r.dtype) for r in result)
+        else:
+            out = torch.empty(0, dtype=result.dtype if isinstance(result, torch.Tensor) else torch.float32)
+        try:
+            getattr(torch, name)(inp.clone(), *args, out=out)
+            torch_has_out = True
+        except TypeError:
+            torch_has_out = False
+        assert torch_has_out == has_out, name
