@@ -34,7 +34,7 @@ _BINARY = {
     "atan2": True, "arctan2": True, "copysign": True, "hypot": True, "logaddexp": True, "logaddexp2": True,
     "maximum": True, "minimum": True, "lerp": True, "clamp": True, "clip": True, "clamp_min": True,
     "clamp_max": True, "float_power": True, "ldexp": True, "xlogy": True, "heaviside": True, "fmax": True,
-    "fmin": True,
+    "fmin": True, "addcmul": True, "addcdiv": True, "dist": False,
 }
 _COMPARE_LOGIC = {
     "eq": True, "ne": True, "lt": True, "le": True, "gt": True, "ge": True, "isclose": False,
@@ -54,7 +54,8 @@ _SHAPE_AND_MISC = {
     "reshape": False, "permute": False, "t": False, "swapaxes": False, "swapdims": False, "moveaxis": False,
     "unflatten": False, "broadcast_to": False, "tile": False, "fliplr": False, "flipud": False,
     "select": False, "take": True, "masked_select": True, "ger": True, "clone": False, "detach": False,
-    "numel": False, "is_floating_point": False, "clamp_": False, "fill_": False, "zero_": False,
+    "numel": False, "is_floating_point": False, "is_signed": False, "is_nonzero": False, "is_same_size": False,
+    "equal": False, "clamp_": False, "fill_": False, "zero_": False,
 }
 TABLE: dict[str, bool] = {**_POINTWISE, **_BINARY, **_COMPARE_LOGIC, **_REDUCE, **_SHAPE_AND_MISC}
 

@@ -204,12 +204,13 @@ _TORCH_ARGS = {
     "fill_": (1.0,), "reshape": ((12,),), "permute": ((1, 0),), "swapaxes": (0, 1), "swapdims": (0, 1),
     "moveaxis": (0, 1), "unflatten": (1, (2, 2)), "broadcast_to": ((3, 4),), "tile": ((2,),), "select": (0, 1),
     "take": ("index",), "masked_select": ("mask",), "float_power": (2.0,), "norm": (2, 1),
+    "addcmul": ("x", "x"), "addcdiv": ("x", "x"),
 }
 _ONE_ARG = {"add", "sub", "subtract", "mul", "multiply", "div", "divide", "true_divide", "floor_divide",
             "remainder", "fmod", "pow", "atan2", "arctan2", "copysign", "hypot", "logaddexp", "logaddexp2",
             "maximum", "minimum", "xlogy", "fmax", "fmin", "eq", "ne", "lt", "le", "gt", "ge", "greater",
             "greater_equal", "less", "less_equal", "not_equal", "isclose", "allclose", "logical_and", "logical_or",
-            "logical_xor", "heaviside", "ldexp"}
+            "logical_xor", "heaviside", "ldexp", "dist", "equal", "is_same_size"}
 _DIM_ARG = {"sum", "prod", "argmax", "argmin", "max", "min", "amax", "amin", "any", "all", "mean", "std", "var",
             "nansum", "nanmean", "std_mean", "var_mean", "softmax", "log_softmax", "cumsum", "cumprod", "logsumexp"}
 
@@ -222,6 +223,8 @@ def test_out_exists_exactly_where_torch_has_it():
     for name, has_out in TABLE.items():
         if name == "ger":
             inp, args = torch.rand(4), (torch.rand(3),)
+        elif name == "is_nonzero":
+            inp, args = torch.ones(1), ()
         elif name.startswith("bitwise"):
             inp = torch.tensor([1, 2])
             args = () if name == "bitwise_not" else (inp,)
@@ -240,3 +243,29 @@ def test_out_exists_exactly_where_torch_has_it():
         except TypeError:
             torch_has_out = False
         assert torch_has_out == has_out, name
+
+
+def test_addcmul_addcdiv_dist_and_predicates():
+    (fa, ta), (fb, tb), (fc, tc) = _pair((3, 4)), _pair((4,)), _pair((3, 1), low=0.5, high=2.0)
+    _same(fg.addcmul(fa, fb, fc, value=0.5), torch.addcmul(ta, tb, tc, value=0.5))
+    _same(fg.addcdiv(fa, fb, fc, value=-2), torch.addcdiv(ta, tb, tc, value=-2))
+    _same(fg.addcmul(fg.tensor([1]), fg.tensor([2]), fg.tensor([3]), value=2),
+          torch.addcmul(torch.tensor([1]), torch.tensor([2]), torch.tensor([3]), value=2))
+    with pytest.raises(fg.DTypeError):
+        fg.addcdiv(fg.tensor([1]), fg.tensor([1]), fg.tensor([1]))
+    for p in (1, 2, 3, float("inf")):
+        _same(fg.dist(fa, fb, p), torch.dist(ta, tb, p))
+    fa.requires_grad_(True)
+    ta.requires_grad_(True)
+    fg.addcdiv(fa, fb, fc).sum().backward()
+    torch.addcdiv(ta, tb, tc).sum().backward()
+    np.testing.assert_allclose(fa.grad.numpy(), ta.grad.numpy())
+    assert fg.equal(fb, fb) is True and fg.equal(fb, fb + 1) is False and fg.equal(fb, fa) is False
+    assert fg.equal(fg.tensor([1.0, 2.0]), fg.tensor([1, 2])) is torch.equal(torch.tensor([1.0, 2.0]),
+                                                                           torch.tensor([1, 2]))
+    assert fg.is_same_size(fa, fa * 2) and not fg.is_same_size(fa, fb)
+    assert [fg.is_signed(fg.tensor([1], dtype=d)) for d in (fg.uint8, fg.bool, fg.int8, fg.float16)] == \
+        [False, False, True, True]
+    assert fg.is_nonzero(fg.tensor([[3]])) is True and fg.is_nonzero(fg.tensor([0.0])) is False
+    with pytest.raises(fg.ShapeError):
+        fg.is_nonzero(fg.tensor([1, 2]))

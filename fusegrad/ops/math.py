@@ -360,3 +360,42 @@ class MathMixin:
         if not x.dtype.is_floating_point:
             raise DTypeError(f"nanmean() needs a floating point tensor, got {x.dtype.name}")
         return x.nansum(dim, keepdim) / (~x.isnan()).sum(dim, keepdim)
+
+    def addcmul(self: "Tensor", tensor1: Any, tensor2: Any, *, value: Any = 1) -> "Tensor":
+        """self + value * tensor1 * tensor2."""
+        _, dt = self._promote(tensor1, tensor2)
+        if isinstance(value, float) and not dt.is_floating_point:
+            value = int(value)  # torch converts the scalar to the integer dtype
+        product = self._operand(tensor1) * tensor2
+        return (self + (product * value if value != 1 else product)).cast(dt)
+
+    def addcdiv(self: "Tensor", tensor1: Any, tensor2: Any, *, value: Any = 1) -> "Tensor":
+        """self + value * tensor1 / tensor2 (floating tensors only, like torch)."""
+        _, dt = self._promote(tensor1, tensor2)
+        t1 = self._operand(tensor1)
+        if not t1.dtype.is_floating_point and not self._operand(tensor2).dtype.is_floating_point:
+            raise DTypeError("addcdiv(): integer division is not supported; use (input + value * tensor1 / tensor2)")
+        quotient = t1 / tensor2
+        return (self + (quotient * value if value != 1 else quotient)).cast(dtypes.promote_types(dt, quotient.dtype))
+
+    def dist(self: "Tensor", other: Any, p: float = 2) -> "Tensor":
+        """The p-norm of self - other."""
+        return (self - other).norm(p)
+
+    def equal(self: "Tensor", other: "Tensor") -> bool:
+        """True when both have the same shape and elements (reads the result back: a Python bool)."""
+        if self.shape != other.shape:
+            return False
+        return bool((self == other).all().item())
+
+    def is_same_size(self: "Tensor", other: "Tensor") -> bool:
+        """True when both have the same shape."""
+        return self.shape == other.shape
+
+    def is_signed(self: "Tensor") -> bool:
+        """True for the signed integer and the floating dtypes."""
+        return self.dtype not in (dtypes.uint8, dtypes.bool_)
+
+    def is_nonzero(self: "Tensor") -> bool:
+        """bool() of a one-element tensor (reads it back); other sizes raise ShapeError."""
+        return bool(self)
