@@ -20,6 +20,7 @@ from .random import (Generator, bernoulli, default_generator, get_rng_state, ini
 from .runtime import registry as _registry
 from .runtime.registry import DeviceInfo
 from .tensor import Tensor, cat, from_numpy, realize, stack, tensor, where
+from .functions import *  # noqa: E402,F401,F403  (torch.sin(x) and the other method-functions)
 from .creation import (arange, as_tensor, empty, empty_like, eye, full, full_like, is_tensor, linspace, logspace, ones,
                        ones_like, scalar_tensor, zeros, zeros_like)
 from .device import device

@@ -26,6 +26,7 @@ from .ops.elementwise import ElementwiseMixin
 from .ops.index import IndexMixin
 from .ops.inplace import InplaceMixin
 from .ops.linalg import LinalgMixin
+from .ops.math import MathMixin
 from .ops.movement import MovementMixin
 from .ops.reduce import ReduceMixin
 from .runtime import registry
@@ -33,7 +34,8 @@ from .runtime import registry
 Scalar = int | float | bool
 
 
-class Tensor(ArithmeticMixin, ElementwiseMixin, ReduceMixin, MovementMixin, IndexMixin, LinalgMixin, InplaceMixin):
+class Tensor(ArithmeticMixin, ElementwiseMixin, MathMixin, ReduceMixin, MovementMixin, IndexMixin, LinalgMixin,
+             InplaceMixin):
     """A lazy n-dimensional array. Operations build a graph; values are computed on demand."""
 
     # _version counts in-place writes (shared by a base and its views, as torch's is); _base is the

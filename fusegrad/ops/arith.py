@@ -181,11 +181,56 @@ class ArithmeticMixin:
         return self._bitwise(Op.XOR, other)
 
     __rand__, __ror__, __rxor__ = __and__, __or__, __xor__
+    bitwise_and, bitwise_or, bitwise_xor = __and__, __or__, __xor__
+
+    def _shift(self: "Tensor", other: Any, left: bool, reverse: bool = False) -> "Tensor":
+        """Shifts as products and floor divisions by 2**k in int64 (exact: a right shift of a signed
+        integer is a floor division, arithmetic like torch's), wrapped back to the dtype like `*`.
+        Amounts outside [0, bits) give 0, or the sign fill for right shifts, as torch does."""
+        ts, dt = self._promote(other)
+        name = "left" if left else "right"
+        if dt.is_floating_point or dt is dtypes.bool_:
+            raise DTypeError(f"bitwise_{name}_shift needs integer tensors, got {dt.name}")
+        a, k = self._broadcast_all(ts, dt)
+        if reverse:
+            a, k = k, a
+        wide, k = a.cast(dtypes.int64), k.cast(dtypes.int64)
+        bits = 8 * dt.itemsize
+        # 2**63 wraps to the int64 minimum: right for a product, not for a divisor
+        limit = bits if left else min(bits, 63)
+        valid = (k >= 0) & (k < limit)
+        power = 2 ** k.where(valid, 0)
+        from ..tensor import where
+        if left:
+            return where(valid, wide * power, 0).cast(dt)
+        return where(valid, wide // power, where(wide < 0, -1, 0)).cast(dt)
+
+    def bitwise_left_shift(self: "Tensor", other: Any) -> "Tensor":
+        """self * 2**other, wrapping to the dtype; amounts outside [0, bits) give 0."""
+        return self._shift(other, left=True)
+
+    def bitwise_right_shift(self: "Tensor", other: Any) -> "Tensor":
+        """Arithmetic right shift (floor division by 2**other); amounts outside [0, bits) give 0 or -1."""
+        return self._shift(other, left=False)
+
+    def __lshift__(self: "Tensor", other: Any) -> "Tensor":
+        return self._shift(other, left=True)
+
+    def __rshift__(self: "Tensor", other: Any) -> "Tensor":
+        return self._shift(other, left=False)
+
+    def __rlshift__(self: "Tensor", other: Any) -> "Tensor":
+        return self._shift(other, left=True, reverse=True)
+
+    def __rrshift__(self: "Tensor", other: Any) -> "Tensor":
+        return self._shift(other, left=False, reverse=True)
 
     def __invert__(self: "Tensor") -> "Tensor":
         if self.dtype.is_floating_point:
             raise DTypeError(f"~ needs a bool or integer tensor, got {self.dtype.name}")
         return self._unary(Op.NOT, floating=False)
+
+    bitwise_not = __invert__
 
     def logical_not(self: "Tensor") -> "Tensor":
         return self.bool()._unary(Op.NOT, floating=False)
