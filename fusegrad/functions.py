@@ -145,5 +145,8 @@ def is_tensor(obj: Any) -> bool:
 
 
 _GENERATED = {name: _function(name, has_out) for name, has_out in TABLE.items()}
+# torch.exp_(t) and the other in-place forms of the table's methods (they take no out=)
+_GENERATED.update({f"{name}_": _function(f"{name}_", False) for name in TABLE
+                   if hasattr(Tensor, f"{name}_") and f"{name}_" not in _GENERATED})
 globals().update(_GENERATED)
 __all__ = ["is_tensor", *_GENERATED]
