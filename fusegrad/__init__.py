@@ -21,6 +21,7 @@ from .tensor import Tensor, cat, from_numpy, realize, stack, tensor, where
 from .creation import arange, empty, empty_like, eye, full, full_like, linspace, ones, ones_like, zeros, zeros_like
 
 from . import data, io, nn, optim  # noqa: E402  (they build on the names above)
+from . import utils  # noqa: E402  (torch.utils.data's path to the data API)
 from . import tensorboard, viz  # noqa: E402
 from .io.checkpoint import load, save  # noqa: E402
 from .jit import jit  # noqa: E402
