@@ -33,6 +33,9 @@ class Optimizer:
     """Base class: subclasses define `defaults`, `state_names` and `update`."""
 
     state_names: tuple[str, ...] = ()
+    # device scalars a group keeps besides its step count, stored as group["_" + name] (NAdam's mu_product);
+    # `advance_group` replaces them each step, and state dicts save them as plain numbers under `name`
+    group_scalars: tuple[str, ...] = ()
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any]):
         self.defaults = dict(defaults)
@@ -97,7 +100,7 @@ class Optimizer:
     def _frozen_hyperparameters(self) -> list[dict[str, Any]]:
         """The hyperparameters compiled into the update kernels as constants."""
         return [{k: (v[1:] if k == "betas" else v) for k, v in g.items()
-                 if k not in ("params", "_step", "lr", "momentum")} for g in self.param_groups]
+                 if k not in ("params", "lr", "momentum") and not k.startswith("_")} for g in self.param_groups]
 
     def _replay_check(self) -> Callable[[], bool]:
         """For fg.jit: before a replay, refresh the device scalars; a changed constant means capture again."""
@@ -124,6 +127,9 @@ class Optimizer:
             count = tensor(0.0, dtype=dtypes.float32, device=like.device)
         group["_step"] = count + 1
         return group["_step"]
+
+    def advance_group(self, group: dict[str, Any], index: int, like: Tensor, step: Tensor | None) -> None:
+        """Set the group's `group_scalars` for this step (lazily, before its chunks update)."""
 
     def update(self, group: dict[str, Any], index: int, p: Tensor, g: Tensor, state: dict[str, Tensor],
                step: Tensor | None) -> tuple[Tensor, dict[str, Tensor]]:
@@ -164,6 +170,8 @@ class Optimizer:
             step = self._step_counter(group, active[0]) if self.counts_steps(group) else None
             if step is not None:
                 outputs.append(step)
+            self.advance_group(group, gi, active[0], step)
+            outputs.extend(group["_" + name] for name in self.group_scalars)
             for chunk in _chunks(active):
                 states = [self.state.setdefault(id(p), {}) for p in chunk]
                 for p, st in zip(chunk, states):
@@ -184,8 +192,9 @@ class Optimizer:
                 views = [st[name] for st in states]
                 _rebind_views(views, flat)
         for group in self.param_groups:
-            if "_step" in group:
-                group["_step"] = group["_step"].detach()
+            for key in ("_step", *("_" + name for name in self.group_scalars)):
+                if key in group:
+                    group[key] = group[key].detach()
         return loss
 
     # ---- state dict ---------------------------------------------------------------------
@@ -198,9 +207,10 @@ class Optimizer:
             for p in g["params"]:
                 index.setdefault(id(p), len(index))
                 ids.append(index[id(p)])
-            entry = {k: v for k, v in g.items() if k not in ("params", "_step")}
+            entry = {k: v for k, v in g.items() if k != "params" and not k.startswith("_")}
             entry["params"] = ids
             entry["step"] = float(g["_step"].item()) if "_step" in g else 0.0
+            entry.update({name: float(g["_" + name].item()) for name in self.group_scalars if "_" + name in g})
             groups.append(entry)
         state = {index[pid]: {k: v.detach() for k, v in st.items()} for pid, st in self.state.items() if pid in index}
         return {"state": state, "param_groups": groups}
@@ -212,11 +222,15 @@ class Optimizer:
             raise Error("loaded state dict has a different number of parameter groups or parameters per group")
         params = [p for g in self.param_groups for p in g["params"]]
         for saved, group in zip(groups, self.param_groups):
+            device = group["params"][0].device
             for k, v in saved.items():
-                if k not in ("params", "step"):
+                if k not in ("params", "step", *self.group_scalars):
                     group[k] = v
             if saved.get("step"):
-                group["_step"] = tensor(float(saved["step"]), dtype=dtypes.float32, device=group["params"][0].device)
+                group["_step"] = tensor(float(saved["step"]), dtype=dtypes.float32, device=device)
+            for name in self.group_scalars:
+                if name in saved:
+                    group["_" + name] = tensor(float(saved[name]), dtype=dtypes.float32, device=device)
         self.state = {}
         for idx, st in state_dict["state"].items():
             p = params[int(idx)]
@@ -236,7 +250,7 @@ class Optimizer:
         lines = [f"{type(self).__name__} ("]
         for i, g in enumerate(self.param_groups):
             lines.append(f"Parameter Group {i}")
-            lines += [f"    {k}: {v}" for k, v in sorted(g.items()) if k not in ("params", "_step")]
+            lines += [f"    {k}: {v}" for k, v in sorted(g.items()) if k != "params" and not k.startswith("_")]
         return "\n".join(lines) + "\n)"
 
 
