@@ -36,11 +36,6 @@ class Dataset:
         raise NotImplementedError(f"{type(self).__name__} must implement __len__")
 
 
-def upload_rows(array: np.ndarray, indices: np.ndarray, dtype: DType) -> Tensor:
-    """Gather `array[indices]` into one contiguous host array and upload it as one tensor."""
-    return tensor(np.take(array, indices, axis=0), dtype=dtype)
-
-
 def host_array(t: Tensor | np.ndarray) -> tuple[np.ndarray, DType]:
     """The host copy of a tensor (or array) that batches are gathered from, and its dtype."""
     if isinstance(t, np.ndarray):

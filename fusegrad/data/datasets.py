@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .. import dtypes, flags
-from ..tensor import Tensor, tensor
+from ..tensor import tensor
 from .collate import HostArray, from_host, host_collate
 from .dataset import Dataset, DatasetError
 from .download import DEFAULT_TIMEOUT, fetch
