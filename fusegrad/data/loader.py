@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from .collate import default_collate, default_convert
+from .collate import default_collate, default_convert, host_collate, host_convert
 from .dataset import Dataset, IterableDataset
 from .sampler import BatchSampler, RandomSampler, Sampler, SequentialSampler, seed_of
 
@@ -26,7 +26,6 @@ class _Fetcher:
 
     def __init__(self, dataset: Dataset, auto_collation: bool, collate_fn: Callable[[list[Any]], Any] | None,
                  drop_last: bool, batch_size: int | None, on_host: bool):
-        from .collate import host_collate, host_convert
         self.dataset = dataset
         self.auto_collation = auto_collation
         self.user_collate = collate_fn is not None
