@@ -8,10 +8,10 @@ copy in that worker has nothing left. The main process hands tasks out round-rob
 epoch (persistent workers reset mid-epoch) are dropped by their epoch tag.
 
 Workers start with fork where the OS has it, as torch's do: they inherit the dataset without pickling.
-A forked process must not run kernels (the OpenMP runtime of the parent is not fork-safe), so the
-main process fetches a one-sample batch first, which makes datasets that convert lazily (MNIST) do
-their kernel work before the fork; datasets used with workers should yield numpy arrays or realized
-tensors.
+Kernel work in a worker runs in a forked copy of the process (compiling what that copy has not seen;
+GPU contexts do not survive a fork), so the main process fetches a one-sample batch first: datasets
+that convert lazily (MNIST) then convert once, before the fork, instead of once per worker. Datasets
+used with workers should yield numpy arrays or realized tensors.
 """
 from __future__ import annotations
 
@@ -137,7 +137,7 @@ class WorkerIterator:
         self.loader = loader
         context = loader.context()
         if not loader.iterable and getattr(loader.dataset, "host_batch", None) is not None and len(loader.dataset):
-            loader.dataset.host_batch(np.zeros(1, dtype=np.int64))  # lazy kernel work happens here, not in workers
+            loader.dataset.host_batch(np.zeros(1, dtype=np.int64))  # lazy conversions run here, once
         self._results = context.Queue()
         self._tasks = [context.Queue() for _ in range(loader.num_workers)]
         base_seed = loader.base_seed()
