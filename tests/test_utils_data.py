@@ -256,6 +256,11 @@ def test_random_split_sizes_and_disjointness_match_torch(lengths: list[Any]) -> 
     again = fdata.random_split(fg_dataset(), lengths, generator=torch.Generator().manual_seed(0))
     assert all(np.array_equal(a.indices, b.indices) for a, b in zip(ours, again))
     np.testing.assert_array_equal(ours[0].get_batch(np.arange(len(ours[0])))[1].numpy(), ours[0].indices)
+    fg.manual_seed(9)
+    unseeded = fdata.random_split(fg_dataset(), lengths)
+    fg.manual_seed(9)
+    replayed = fdata.random_split(fg_dataset(), lengths)
+    assert all(np.array_equal(a.indices, b.indices) for a, b in zip(unseeded, replayed))
 
 
 @pytest.mark.parametrize("lengths", [[10, 10], [0.5, 0.6], [-0.1, 1.1]], ids=["short", "over-one", "negative"])
@@ -413,6 +418,11 @@ def test_random_crop_flip_compose_and_lambda() -> None:
     np.random.seed(0)
     same = T.RandomCrop(4, padding=2)(fg.tensor(image)).numpy()
     np.testing.assert_array_equal(same, crop)  # the tensor path draws the same window
+    np.random.seed(4)
+    lopsided = T.RandomCrop((6, 7), padding=(1, 2, 3, 0))(image)  # left, top, right, bottom
+    assert any(np.array_equal(lopsided, np.pad(image, [(0, 0), (2, 0), (1, 3)])[:, 0:6, j:j + 7]) for j in range(3))
+    np.random.seed(4)
+    np.testing.assert_array_equal(T.RandomCrop((6, 7), padding=(1, 2, 3, 0))(fg.tensor(image)).numpy(), lopsided)
     np.testing.assert_array_equal(T.RandomHorizontalFlip(1.0)(image), image[..., ::-1])
     np.testing.assert_array_equal(T.RandomHorizontalFlip(1.0)(fg.tensor(image)).numpy(), image[..., ::-1])
     np.testing.assert_array_equal(T.RandomHorizontalFlip(0.0)(image), image)
