@@ -92,12 +92,13 @@ class NAdam(_AdamFamily):
 
     def advance_group(self, group: dict[str, Any], index: int, like: Tensor, step: Tensor | None) -> None:
         # the product of all mu so far, kept in float32 like torch's (a float32 0-d tensor per parameter)
-        product = group.get("_mu_product")
+        scalars = self.group_state(group)
+        product = scalars.get("mu_product")
         if product is None or product.device != like.device:
             product = tensor(1.0, dtype=dtypes.float32, device=like.device)
         assert step is not None  # every NAdam group counts steps
         mu = self._mu(index, group, like, step.to(dtypes.float64))
-        group["_mu_product"] = product * mu.to(dtypes.float32)
+        scalars["mu_product"] = product * mu.to(dtypes.float32)
 
     def update(self, group: dict[str, Any], index: int, p: Tensor, g: Tensor, state: dict[str, Tensor],
                step: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
@@ -105,7 +106,7 @@ class NAdam(_AdamFamily):
         t = step.to(dtypes.float64)
         p, g = self._decayed(group, p, g, lr64)
         mu, mu_next = self._mu(index, group, p, t), self._mu(index, group, p, t + 1)
-        product = group["_mu_product"].to(dtypes.float64)
+        product = self.group_state(group)["mu_product"].to(dtypes.float64)
         grad_coef = (lr64 * (1.0 - mu) / (1.0 - product)).to(p.dtype)
         avg_coef = (lr64 * mu_next / (1.0 - product * mu_next)).to(p.dtype)
         m = self._first_moment(index, group, p, g, state["exp_avg"])

@@ -33,8 +33,8 @@ class Optimizer:
     """Base class: subclasses define `defaults`, `state_names` and `update`."""
 
     state_names: tuple[str, ...] = ()
-    # device scalars a group keeps besides its step count, stored as group["_" + name] (NAdam's mu_product);
-    # `advance_group` replaces them each step, and state dicts save them as plain numbers under `name`
+    # float32 device scalars a group keeps besides its step count (NAdam's mu_product), in the state of the
+    # group's first parameter: state dicts and fg.jit carry them like any state; `advance_group` replaces them
     group_scalars: tuple[str, ...] = ()
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any]):
@@ -100,7 +100,7 @@ class Optimizer:
     def _frozen_hyperparameters(self) -> list[dict[str, Any]]:
         """The hyperparameters compiled into the update kernels as constants."""
         return [{k: (v[1:] if k == "betas" else v) for k, v in g.items()
-                 if k not in ("params", "lr", "momentum") and not k.startswith("_")} for g in self.param_groups]
+                 if k not in ("params", "_step", "lr", "momentum")} for g in self.param_groups]
 
     def _replay_check(self) -> Callable[[], bool]:
         """For fg.jit: before a replay, refresh the device scalars; a changed constant means capture again."""
@@ -127,6 +127,10 @@ class Optimizer:
             count = tensor(0.0, dtype=dtypes.float32, device=like.device)
         group["_step"] = count + 1
         return group["_step"]
+
+    def group_state(self, group: dict[str, Any]) -> dict[str, Tensor]:
+        """The state dict that holds the group's `group_scalars` (its first parameter's)."""
+        return self.state.setdefault(id(group["params"][0]), {})
 
     def advance_group(self, group: dict[str, Any], index: int, like: Tensor, step: Tensor | None) -> None:
         """Set the group's `group_scalars` for this step (lazily, before its chunks update)."""
@@ -170,8 +174,9 @@ class Optimizer:
             step = self._step_counter(group, active[0]) if self.counts_steps(group) else None
             if step is not None:
                 outputs.append(step)
-            self.advance_group(group, gi, active[0], step)
-            outputs.extend(group["_" + name] for name in self.group_scalars)
+            if self.group_scalars:
+                self.advance_group(group, gi, active[0], step)
+                outputs.extend(self.group_state(group)[name] for name in self.group_scalars)
             for chunk in _chunks(active):
                 states = [self.state.setdefault(id(p), {}) for p in chunk]
                 for p, st in zip(chunk, states):
@@ -192,9 +197,12 @@ class Optimizer:
                 views = [st[name] for st in states]
                 _rebind_views(views, flat)
         for group in self.param_groups:
-            for key in ("_step", *("_" + name for name in self.group_scalars)):
-                if key in group:
-                    group[key] = group[key].detach()
+            if "_step" in group:
+                group["_step"] = group["_step"].detach()
+            scalars = self.group_state(group) if self.group_scalars else {}
+            for name in self.group_scalars:
+                if name in scalars:
+                    scalars[name] = scalars[name].detach()
         return loss
 
     # ---- state dict ---------------------------------------------------------------------
@@ -207,10 +215,9 @@ class Optimizer:
             for p in g["params"]:
                 index.setdefault(id(p), len(index))
                 ids.append(index[id(p)])
-            entry = {k: v for k, v in g.items() if k != "params" and not k.startswith("_")}
+            entry = {k: v for k, v in g.items() if k not in ("params", "_step")}
             entry["params"] = ids
             entry["step"] = float(g["_step"].item()) if "_step" in g else 0.0
-            entry.update({name: float(g["_" + name].item()) for name in self.group_scalars if "_" + name in g})
             groups.append(entry)
         state = {index[pid]: {k: v.detach() for k, v in st.items()} for pid, st in self.state.items() if pid in index}
         return {"state": state, "param_groups": groups}
@@ -222,26 +229,22 @@ class Optimizer:
             raise Error("loaded state dict has a different number of parameter groups or parameters per group")
         params = [p for g in self.param_groups for p in g["params"]]
         for saved, group in zip(groups, self.param_groups):
-            device = group["params"][0].device
             for k, v in saved.items():
-                if k not in ("params", "step", *self.group_scalars):
+                if k not in ("params", "step"):
                     group[k] = v
             if saved.get("step"):
-                group["_step"] = tensor(float(saved["step"]), dtype=dtypes.float32, device=device)
-            for name in self.group_scalars:
-                if name in saved:
-                    group["_" + name] = tensor(float(saved[name]), dtype=dtypes.float32, device=device)
+                group["_step"] = tensor(float(saved["step"]), dtype=dtypes.float32, device=group["params"][0].device)
         self.state = {}
         for idx, st in state_dict["state"].items():
             p = params[int(idx)]
-            self.state[id(p)] = {k: (v if isinstance(v, Tensor) else tensor(v)).to(p.dtype).contiguous().realize()
-                                 for k, v in st.items()}
+            self.state[id(p)] = {k: (v if isinstance(v, Tensor) else tensor(v)).to(
+                dtypes.float32 if k in self.group_scalars else p.dtype).contiguous().realize() for k, v in st.items()}
         # lay loaded state out as the steps do (flat per chunk), so the next step runs the same kernels
         with no_grad():
             for group in self.param_groups:
                 for chunk in _chunks([p for p in group["params"] if id(p) in self.state]):
                     states = [self.state[id(p)] for p in chunk]
-                    for name in set(states[0]).intersection(*states[1:]):
+                    for name in set(states[0]).intersection(*states[1:]).difference(self.group_scalars):
                         views = [st[name] for st in states]
                         if _flat_base(views) is None:
                             _rebind_views(views, _flat(views).realize())
@@ -250,7 +253,7 @@ class Optimizer:
         lines = [f"{type(self).__name__} ("]
         for i, g in enumerate(self.param_groups):
             lines.append(f"Parameter Group {i}")
-            lines += [f"    {k}: {v}" for k, v in sorted(g.items()) if k != "params" and not k.startswith("_")]
+            lines += [f"    {k}: {v}" for k, v in sorted(g.items()) if k not in ("params", "_step")]
         return "\n".join(lines) + "\n)"
 
 
