@@ -199,6 +199,8 @@ def test_lbfgs_state_and_errors() -> None:
         fg.optim.LBFGS([dict(params=ps[:1]), dict(params=ps[1:])])
     with pytest.raises(RuntimeError):
         fg.optim.LBFGS(ps, line_search_fn="armijo")
+    with pytest.raises(fg.JitError):
+        fg.jit(lambda: opt.step(closure))()
     tps = torch_params()
     with pytest.raises(ValueError):
         torch.optim.LBFGS([dict(params=tps[:1]), dict(params=tps[1:])])

@@ -12,7 +12,8 @@ import math
 from typing import Any, Callable, Iterable
 
 from ..autograd import enable_grad, no_grad
-from ..errors import Error
+from ..engine import capture
+from ..errors import Error, JitError
 from ..ops.movement import cat
 from ..tensor import Tensor
 from .optimizer import Optimizer, _rebind_views
@@ -179,6 +180,8 @@ class LBFGS(Optimizer):
         """Minimize the closure's loss for up to max_iter iterations; returns the first loss."""
         if closure is None:
             raise Error("LBFGS.step needs a closure that recomputes the loss and its gradients")
+        if capture.current() is not None:
+            raise JitError("LBFGS.step cannot run inside fg.jit: its control flow reads values back to the host")
         group = self.param_groups[0]
         lr, max_iter, max_eval = group["lr"], group["max_iter"], group["max_eval"]
         tolerance_grad, tolerance_change = group["tolerance_grad"], group["tolerance_change"]
