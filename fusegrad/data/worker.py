@@ -123,8 +123,8 @@ def _worker_loop(job: _Job, tasks: Any, results: Any, worker_id: int, base_seed:
                         epoch, iterator = task_epoch, iter(job.dataset)
                     payload = to_host(fetch.streamed(iterator))
                 payload = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
-            except StopIteration:
-                payload = _Exhausted(worker_id)
+            except StopIteration as error:  # the end of an iterable's copy; from __getitem__, an error
+                payload = _Exhausted(worker_id) if job.iterable else _failure(worker_id, error)
             except Exception as error:
                 payload = _failure(worker_id, error)
         results.put((task_epoch, index, payload))
