@@ -1,5 +1,6 @@
-"""MultiplicativeLR, PolynomialLR, CosineAnnealingWarmRestarts, CyclicLR and ChainedScheduler against torch,
-step by step (with SequentialLR and OneCycleLR combinations), plus their argument errors and state dicts."""
+"""MultiplicativeLR, ConstantLR, PolynomialLR, CosineAnnealingWarmRestarts, CyclicLR and ChainedScheduler
+against torch, step by step (alone and inside SequentialLR / ChainedScheduler), plus argument errors and
+state dicts."""
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -27,6 +28,10 @@ SCHEDULES: dict[str, Callable[[Any, Any], Any]] = {
     "MultiplicativeLR-per-group": lambda m, o: m.MultiplicativeLR(o, [lambda e: 0.9, lambda e: 1.0 + 0.01 * e]),
     "PolynomialLR": lambda m, o: m.PolynomialLR(o),
     "PolynomialLR-power": lambda m, o: m.PolynomialLR(o, total_iters=12, power=2.5),
+    "ConstantLR": lambda m, o: m.ConstantLR(o),
+    "ConstantLR-half": lambda m, o: m.ConstantLR(o, factor=0.5, total_iters=8),
+    "SequentialLR-constant-exponential": lambda m, o: m.SequentialLR(
+        o, [m.ConstantLR(o, factor=0.2, total_iters=3), m.ExponentialLR(o, gamma=0.9)], milestones=[5]),
     "CosineAnnealingWarmRestarts": lambda m, o: m.CosineAnnealingWarmRestarts(o, T_0=7),
     "CosineAnnealingWarmRestarts-mult": lambda m, o: m.CosineAnnealingWarmRestarts(o, T_0=3, T_mult=2,
                                                                                    eta_min=0.001),
@@ -86,9 +91,11 @@ BAD = [
     lambda m, o: m.ChainedScheduler([m.ReduceLROnPlateau(o)]),
     lambda m, o: m.MultiplicativeLR(o, [lambda e: 1.0]),
     lambda m, o: m.MultiplicativeLR(o, 0.5),
+    lambda m, o: m.ConstantLR(o, factor=1.5),
 ]
 BAD_IDS = ["T0-zero", "T0-float", "Tmult-zero", "eta-str", "cyclic-mode", "cyclic-groups", "chained-empty",
-           "chained-plateau", "mult-count", "mult-not-callable"]
+           "chained-plateau", "mult-count", "mult-not-callable",
+           "constant-factor"]
 
 
 @pytest.mark.parametrize("build", BAD, ids=BAD_IDS)
