@@ -28,6 +28,7 @@ from .grad_mode import inference_mode, is_inference_mode_enabled
 from . import accelerator, backends, cuda  # noqa: E402  (torch.cuda, torch.accelerator, torch.backends)
 
 from . import data, io, nn, optim  # noqa: E402  (they build on the names above)
+from . import utils  # noqa: E402  (torch.utils.data's path to the data API)
 from . import tensorboard, viz  # noqa: E402
 from .io.checkpoint import load, save  # noqa: E402
 from .jit import jit  # noqa: E402

@@ -3,18 +3,21 @@
 The images stay on the host as one uint8 array (`data`). The first batch converts the whole split to
 float32 in [0, 1] with one kernel and keeps the result on the host, so that afterwards each batch is
 just a numpy gather of its rows and one upload per tensor, with no per-batch conversion kernel.
+With a `transform`, samples are the raw uint8 (28, 28) images passed through it on the host (the input
+pipeline, as torchvision's datasets pass PIL images), and a batch stacks the transformed samples.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from .. import dtypes, flags
-from ..tensor import Tensor, tensor
-from .dataset import Dataset, DatasetError, upload_rows
+from ..tensor import tensor
+from .collate import HostArray, from_host, host_collate
+from .dataset import Dataset, DatasetError
 from .download import DEFAULT_TIMEOUT, fetch
 from .idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx
 
@@ -53,7 +56,8 @@ class MNIST(Dataset):
 
     `root` is the folder holding the IDX files (default: ~/.cache/fusegrad/datasets/mnist). With
     `download=True`, missing files are fetched from `mirrors` and checked against `resources`.
-    Samples are `(image, label)`: a float32 tensor (1, 28, 28) in [0, 1] and a Python int.
+    Samples are `(image, label)`: a float32 tensor (1, 28, 28) in [0, 1] and a Python int; with
+    `transform` / `target_transform`, the uint8 (28, 28) numpy image and the int passed through them.
     `data` (uint8, N x 28 x 28) and `targets` (int64, N) are the host numpy arrays.
     """
 
@@ -73,8 +77,12 @@ class MNIST(Dataset):
     install_hint = ""
     timeout = DEFAULT_TIMEOUT
 
-    def __init__(self, root: str | os.PathLike | None = None, train: bool = True, download: bool = False):
+    def __init__(self, root: str | os.PathLike | None = None, train: bool = True,
+                 transform: Callable[[np.ndarray], Any] | None = None,
+                 target_transform: Callable[[int], Any] | None = None, download: bool = False):
         self.train = train
+        self.transform = transform
+        self.target_transform = target_transform
         split = "train" if train else "t10k"
         self._stems = (f"{split}-images-idx3-ubyte", f"{split}-labels-idx1-ubyte")
         self.root = self._locate(root, download)
@@ -117,13 +125,34 @@ class MNIST(Dataset):
             self._images = (images.cast(dtypes.float32) / 255.0).numpy()
         return self._images
 
-    def __getitem__(self, index: int) -> tuple[Tensor, int]:
-        return tensor(self._normalized()[index]), int(self.targets[index])
+    @property
+    def _plain(self) -> bool:
+        return self.transform is None and self.target_transform is None
 
-    def get_batch(self, indices: np.ndarray) -> tuple[Tensor, Tensor]:
-        """Images (N, 1, 28, 28) float32 in [0, 1] and int64 labels (N,): one gather and one upload each."""
-        return (upload_rows(self._normalized(), indices, dtypes.float32),
-                upload_rows(self.targets, indices, dtypes.int64))
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        if self._plain:
+            return tensor(self._normalized()[index]), int(self.targets[index])
+        return self._transformed(int(index))
+
+    def _transformed(self, index: int) -> tuple[Any, Any]:
+        image, target = self.data[index], int(self.targets[index])
+        if self.transform is not None:
+            image = self.transform(image)
+        if self.target_transform is not None:
+            target = self.target_transform(target)
+        return image, target
+
+    def host_batch(self, indices: np.ndarray) -> Any:
+        """The batch on the host: gathered rows, or the transformed samples collated."""
+        if self._plain:
+            return (HostArray(np.take(self._normalized(), indices, axis=0), "float32"),
+                    HostArray(np.take(self.targets, indices, axis=0), "int64"))
+        return host_collate([self._transformed(int(i)) for i in indices])
+
+    def get_batch(self, indices: np.ndarray) -> Any:
+        """Images (N, 1, 28, 28) float32 in [0, 1] and int64 labels (N,): one gather and one upload each
+        (with transforms: the transformed samples collated, one upload per leaf)."""
+        return from_host(self.host_batch(indices))
 
     def __repr__(self) -> str:
         split = "train" if self.train else "test"

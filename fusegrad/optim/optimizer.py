@@ -25,6 +25,9 @@ class Optimizer:
     """Base class: subclasses define `defaults`, `state_names` and `update`."""
 
     state_names: tuple[str, ...] = ()
+    # float32 device scalars a group keeps besides its step count (NAdam's mu_product), in the state of the
+    # group's first parameter: state dicts and fg.jit carry them like any state; `advance_group` replaces them
+    group_scalars: tuple[str, ...] = ()
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any]):
         self.defaults = dict(defaults)
@@ -117,6 +120,13 @@ class Optimizer:
         group["_step"] = count + 1
         return group["_step"]
 
+    def group_state(self, group: dict[str, Any]) -> dict[str, Tensor]:
+        """The state dict that holds the group's `group_scalars` (its first parameter's)."""
+        return self.state.setdefault(id(group["params"][0]), {})
+
+    def advance_group(self, group: dict[str, Any], index: int, like: Tensor, step: Tensor | None) -> None:
+        """Set the group's `group_scalars` for this step (lazily, before its chunks update)."""
+
     def update(self, group: dict[str, Any], index: int, p: Tensor, g: Tensor, state: dict[str, Tensor],
                step: Tensor | None) -> tuple[Tensor, dict[str, Tensor]]:
         """New flat parameter and state values from flat current ones (all lazy); `step` is the step
@@ -154,6 +164,9 @@ class Optimizer:
             step = self._step_counter(group, active[0]) if self.counts_steps(group) else None
             if step is not None:
                 outputs.append(step)
+            if self.group_scalars:
+                self.advance_group(group, gi, active[0], step)
+                outputs.extend(self.group_state(group)[name] for name in self.group_scalars)
             for chunk in _chunks(active):
                 states = [self.state.setdefault(id(p), {}) for p in chunk]
                 for p, st in zip(chunk, states):
@@ -175,6 +188,10 @@ class Optimizer:
         for group in self.param_groups:
             if "_step" in group:
                 group["_step"] = group["_step"].detach()
+            scalars = self.group_state(group) if self.group_scalars else {}
+            for name in self.group_scalars:
+                if name in scalars:
+                    scalars[name] = scalars[name].detach()
         return loss
 
     # ---- state dict ---------------------------------------------------------------------
@@ -209,14 +226,14 @@ class Optimizer:
         self.state = {}
         for idx, st in state_dict["state"].items():
             p = params[int(idx)]
-            self.state[id(p)] = {k: (v if isinstance(v, Tensor) else tensor(v)).to(p.dtype).contiguous().realize()
-                                 for k, v in st.items()}
+            self.state[id(p)] = {k: (v if isinstance(v, Tensor) else tensor(v)).to(
+                dtypes.float32 if k in self.group_scalars else p.dtype).contiguous().realize() for k, v in st.items()}
         # lay loaded state out as the steps do (flat per chunk), so the next step runs the same kernels
         with no_grad():
             for group in self.param_groups:
                 for chunk in _chunks([p for p in group["params"] if id(p) in self.state]):
                     states = [self.state[id(p)] for p in chunk]
-                    for name in set(states[0]).intersection(*states[1:]):
+                    for name in set(states[0]).intersection(*states[1:]).difference(self.group_scalars):
                         views = [st[name] for st in states]
                         if not is_bound(views):
                             bind(views, flat_of(views).realize())

@@ -1,4 +1,4 @@
-"""RMSprop (momentum, centered) and Adagrad, with torch's formulas."""
+"""RMSprop (momentum, centered), Adagrad and Adadelta, with torch's formulas."""
 from __future__ import annotations
 
 from typing import Any, Iterable
@@ -69,3 +69,34 @@ class Adagrad(Optimizer):
         clr = lr / (1 + (step.to(p.dtype) - 1) * group["lr_decay"])
         s = state["sum"] + g * g
         return p - clr * g / (s.sqrt() + group["eps"]), {"sum": s}
+
+
+class Adadelta(Optimizer):
+    """Adadelta: steps scaled by the ratio of running RMS of past updates and of gradients."""
+
+    state_names = ("square_avg", "acc_delta")
+
+    def __init__(self, params: Iterable[Any], lr: float = 1.0, rho: float = 0.9, eps: float = 1e-6,
+                 weight_decay: float = 0.0, maximize: bool = False):
+        if not 0.0 <= lr:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        if not 0.0 <= rho <= 1.0:
+            raise ValueError(f"Invalid rho value: {rho}")
+        if not 0.0 <= eps:
+            raise ValueError(f"Invalid epsilon value: {eps}")
+        if not 0.0 <= weight_decay:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize))
+
+    def counts_steps(self, group: dict[str, Any]) -> bool:
+        return False  # the update does not depend on the step
+
+    def update(self, group: dict[str, Any], index: int, p: Tensor, g: Tensor, state: dict[str, Tensor],
+               step: Tensor | None) -> tuple[Tensor, dict[str, Tensor]]:
+        lr = self._scalar(index, "lr", group["lr"], p).to(p.dtype)
+        rho, eps = group["rho"], group["eps"]
+        g = self._direction(group, p, g)
+        square_avg = state["square_avg"] * rho + g * g * (1 - rho)
+        delta = (state["acc_delta"] + eps).sqrt() / (square_avg + eps).sqrt() * g
+        acc_delta = state["acc_delta"] * rho + delta * delta * (1 - rho)
+        return p - lr * delta, {"square_avg": square_avg, "acc_delta": acc_delta}
