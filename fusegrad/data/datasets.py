@@ -91,8 +91,9 @@ class MNIST(Dataset):
         self._images: np.ndarray | None = None
 
     def _search_path(self, root: str | os.PathLike | None) -> list[Path]:
-        if root is not None:
-            return [Path(root).expanduser()]
+        if root is not None:  # torchvision's layout (root/MNIST/raw, where it downloads to), then root itself
+            root = Path(root).expanduser()
+            return [root / type(self).__name__ / "raw", root]
         return [default_root(self.name), *(Path(r) for r in self.system_roots)]
 
     def _locate(self, root: str | os.PathLike | None, download: bool) -> Path:
@@ -102,7 +103,15 @@ class MNIST(Dataset):
             if all(find_file(folder, stem) is not None for stem in self._stems):
                 return folder
         if download:
-            self.download(folders[0])
+            # the layout's folders (root/MNIST/raw) that the download makes
+            made = [f for f in (folders[0], folders[0].parent) if not f.exists()] if root is not None else []
+            try:
+                self.download(folders[0])
+            except BaseException:
+                for folder in made:  # a failed download leaves no folders behind it either
+                    if folder.is_dir() and not any(folder.iterdir()):
+                        folder.rmdir()
+                raise
             return folders[0]
         where = " or ".join(str(f) for f in folders)
         missing = ", ".join(f"{stem}[.gz]" for stem in self._stems)

@@ -14,9 +14,9 @@ from typing import Any, Callable, Iterable
 from ..autograd import enable_grad, no_grad
 from ..capturing import is_capturing
 from ..errors import Error, JitError
-from ..ops.movement import cat
-from ..tensor import Tensor
-from .optimizer import Optimizer, _rebind_views
+from ..flat import bind
+from ..tensor import Tensor, cat
+from .optimizer import Optimizer
 
 _STATE_KEYS = ("d", "t", "old_dirs", "old_stps", "ro", "H_diag", "prev_flat_grad", "prev_loss")
 
@@ -148,7 +148,7 @@ class LBFGS(Optimizer):
         return cat(views).realize()
 
     def _set_params(self, flat: Tensor) -> None:
-        _rebind_views(self._params, flat.realize())
+        bind(self._params, flat.realize())
 
     def _evaluate_at(self, closure: Callable[[], Any], x: Tensor, d: Tensor, t: float) -> tuple[float, Tensor]:
         """Loss and gradient at x + t d; the parameters return to x afterwards."""
