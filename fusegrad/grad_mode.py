@@ -1,5 +1,5 @@
-"""`fg.inference_mode`: torch's inference mode, which in fusegrad is `no_grad` (a tensor records no
-history either way, and fusegrad has no version counters to switch off)."""
+"""`fg.inference_mode`: torch's inference mode, which in fusegrad is `no_grad` (no history is recorded;
+version counters keep counting, which costs nothing worth switching off)."""
 from __future__ import annotations
 
 import threading

@@ -7,9 +7,9 @@ Layers, lowest first, by rank:
   2 codegen     kernel -> loop IR -> source text
   3 engine      schedule, realize, profile; hostdata.py (host lists/arrays into device buffers) too
   4 autograd    derivative rules
-  5 ops         composite-op mixins of Tensor
+  5 ops         composite-op mixins of Tensor, and views.py (in-place writes, views, versions)
   5 printing    repr of tensors
-  6 tensor      the user-facing Tensor, creation.py (zeros, arange, eye, ...) and views.py (in-place writes)
+  6 tensor      the user-facing Tensor, creation.py (zeros, arange, eye, ...)
   7 random      random tensor creation
   8 (anything else under fusegrad/: nn, optim, data, viz, io, ...)
   9 package     fusegrad/__init__.py (the public API)
@@ -31,7 +31,7 @@ RANKS = {"foundation": 0, "graph": 1, "runtime": 1, "codegen": 2, "engine": 3, "
 FRONTEND = {"autograd", "ops", "printing", "tensor"}
 # layers of the modules and folders directly under fusegrad/, other than the PACKAGES below
 TOP_LEVEL = {"errors": "foundation", "flags": "foundation", "dtypes": "foundation", "autograd": "autograd",
-             "printing": "printing", "tensor": "tensor", "creation": "tensor", "views": "tensor",
+             "printing": "printing", "tensor": "tensor", "creation": "tensor", "views": "ops",
              "function": "tensor", "flat": "tensor", "capturing": "tensor", "hostdata": "engine",
              "random": "random", "__init__": "package",
              "__main__": "programs", "examples": "programs"}

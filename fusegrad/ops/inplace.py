@@ -1,8 +1,8 @@
 """In-place Tensor methods (`exp_`, `masked_fill_`, `uniform_`, ...) and the `new_*` constructors.
 
 Every in-place method computes the out-of-place result from a snapshot of the tensor and hands it to
-`Tensor._rebind`, the one in-place entry point: the tensor then holds the new lazy value, and its
-history follows when autograd records. Most are made from the table `INPLACE` when `Tensor` is
+`Tensor._rebind`, the one in-place entry point (`fusegrad/views.py`): the tensor then holds the new lazy
+value, its base and views follow, and its history follows when autograd records. Most are made from the table `INPLACE` when `Tensor` is
 created, for every listed name whose out-of-place method the class has (so an op added to another
 mixin gets its in-place form by being listed here). Random fills draw from `ops/random.py`'s streams.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any, Callable
 
-from .. import dtypes
+from .. import dtypes, views
 from ..errors import DTypeError, ShapeError
 from ..graph.shapes import shape_arg
 from .random import Generator, integers, uniform, zero_gradient_link
@@ -62,6 +62,116 @@ class InplaceMixin:
         for name in INPLACE:
             if hasattr(cls, name) and not hasattr(cls, f"{name}_"):
                 setattr(cls, f"{name}_", _inplace(name))
+
+    # ---- the in-place entry points (fusegrad/views.py: the written tensor, its base and views follow) ----
+    def _rebind(self: "Tensor", new: "Tensor") -> "Tensor":
+        """The one in-place entry point: this tensor's value becomes `new` (cast to its dtype)."""
+        return views.write(self, new)
+
+    def _inplace(self: "Tensor", result: "Tensor") -> "Tensor":
+        """An in-place arithmetic op: like _rebind, refusing a result torch cannot cast back (float into int)."""
+        views.check_result_dtype(self, result)
+        return views.write(self, result)
+
+    def _snapshot(self: "Tensor") -> "Tensor":
+        """A new object holding this tensor's current value and history: in-place ops build their
+        result from it, so the rebound tensor never appears as its own input."""
+        from ..tensor import Tensor
+        t = Tensor.__new__(Tensor)
+        t._init(self._node, self._ctx, self.requires_grad)
+        t._version = self._version
+        return t
+
+    def _as_copy(self: "Tensor", source: "Tensor") -> "Tensor":
+        """This value, computed from `source` by an op that copies in torch (flip, repeat, pad), as a
+        tensor of its own: writing it leaves the source alone."""
+        from ..tensor import Tensor
+        if self is source:  # the op changed nothing
+            return source.clone()
+        t = Tensor.__new__(Tensor)
+        t._init(self._node, self._ctx, self.requires_grad)
+        return t
+
+    @property
+    def data(self: "Tensor") -> "Tensor":
+        """This tensor's value without history, sharing its memory: writes to it change this tensor."""
+        return views.alias(self)
+
+    @data.setter
+    def data(self: "Tensor", value: "Tensor") -> None:
+        if not isinstance(value, InplaceMixin):
+            raise TypeError(f"data must be a Tensor, got {type(value).__name__}")
+        self._node = value._node  # a new value of any shape, dtype or device, as in torch
+        if value.dtype is not self.dtype and self.requires_grad and not value.dtype.is_floating_point:
+            self.requires_grad = False
+
+    @property
+    def is_view(self: "Tensor") -> bool:
+        return self._base is not None
+
+    def add_(self: "Tensor", other: Any, alpha: Any = 1) -> "Tensor":
+        return self._inplace(self._snapshot().add(other, alpha=alpha))
+
+    def sub_(self: "Tensor", other: Any, alpha: Any = 1) -> "Tensor":
+        return self._inplace(self._snapshot().sub(other, alpha=alpha))
+
+    def mul_(self: "Tensor", other: Any) -> "Tensor":
+        return self._inplace(self._snapshot() * other)
+
+    def div_(self: "Tensor", other: Any, rounding_mode: str | None = None) -> "Tensor":
+        return self._inplace(self._snapshot().div(other, rounding_mode=rounding_mode))
+
+    def zero_(self: "Tensor") -> "Tensor":
+        return self._rebind(self._const(0))
+
+    def fill_(self: "Tensor", value: Any) -> "Tensor":
+        if isinstance(value, InplaceMixin):
+            if value.ndim:
+                raise ShapeError(f"fill_ only supports 0-dimension value tensor but got tensor with "
+                                 f"{value.ndim} dimensions")
+            return self._rebind(value.to(self.dtype).broadcast_to(self.shape))
+        return self._rebind(self._const(value))
+
+    def copy_(self: "Tensor", src: Any, non_blocking: bool = False) -> "Tensor":
+        if not isinstance(src, InplaceMixin) or src.device == self.device:
+            src = self._operand(src)
+        else:
+            src = src.to(self.device)
+        return self._rebind(src.to(self.dtype).broadcast_to(self.shape))
+
+    def clamp_(self: "Tensor", min: Any = None, max: Any = None) -> "Tensor":
+        return self._inplace(self._snapshot().clamp(min, max))
+
+    # augmented assignment updates in place, as torch's does (`p -= lr * p.grad` changes p)
+    def __iadd__(self: "Tensor", other: Any) -> "Tensor":
+        return self._inplace(self._snapshot() + other)
+
+    def __isub__(self: "Tensor", other: Any) -> "Tensor":
+        return self._inplace(self._snapshot() - other)
+
+    def __imul__(self: "Tensor", other: Any) -> "Tensor":
+        return self._inplace(self._snapshot() * other)
+
+    def __itruediv__(self: "Tensor", other: Any) -> "Tensor":
+        return self._inplace(self._snapshot() / other)
+
+    def __ifloordiv__(self: "Tensor", other: Any) -> "Tensor":
+        return self._inplace(self._snapshot() // other)
+
+    def __imod__(self: "Tensor", other: Any) -> "Tensor":
+        return self._inplace(self._snapshot() % other)
+
+    def __ipow__(self: "Tensor", other: Any) -> "Tensor":
+        return self._inplace(self._snapshot() ** other)
+
+    def __iand__(self: "Tensor", other: Any) -> "Tensor":
+        return self._inplace(self._snapshot() & other)
+
+    def __ior__(self: "Tensor", other: Any) -> "Tensor":
+        return self._inplace(self._snapshot() | other)
+
+    def __ixor__(self: "Tensor", other: Any) -> "Tensor":
+        return self._inplace(self._snapshot() ^ other)
 
     # ---- composites whose in-place form torch code calls most ----------------------------
     def addcmul(self: "Tensor", tensor1: Any, tensor2: Any, *, value: Any = 1) -> "Tensor":

@@ -1,279 +1,25 @@
-"""Reverse-mode autodiff over the tensors' recorded primitive ops.
-
-Every primitive has one derivative rule in `RULES`, written with tensor ops, so gradients are
-lazy tensors like any other and differentiate again (higher order comes free). Composite ops
-(softmax, layer_norm, ...) are built from primitives and need no rules of their own.
-Traversals use explicit stacks: training graphs go deeper than Python's recursion limit.
-"""
+"""The reverse-mode engine: walking a tensor's history (explicit stacks, no recursion), propagating
+gradients through the rules, backward (with plans recorded per graph structure), torch's
+`autograd.grad`, hooks and `GradientTape`."""
 from __future__ import annotations
 
-import contextlib
-import functools
-import math
-import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from .engine.realize import graph_key, pending_nodes, realize, run, steps_for
-from .engine.schedule import toposort
-from .errors import GradError
-from .graph import node as G
-from .graph import template
-from .graph.ops import Op
-from .graph.template import Template
+from ..engine.realize import graph_key, pending_nodes, realize, run, steps_for
+from ..engine.schedule import toposort
+from ..errors import GradError
+from ..graph import node as G
+from ..graph import template
+from ..graph.ops import Op
+from ..graph.template import Template
+from .mode import _state, set_grad_enabled
+from .rules import READS_INPUTS, READS_OUTPUT, RULES, Ctx
 
 if TYPE_CHECKING:
-    from .tensor import Tensor
+    from ..tensor import Tensor
 
 
-class _State(threading.local):
-    def __init__(self) -> None:
-        self.grad_enabled = True
-        self.tapes: list["GradientTape"] = []
-
-
-_state = _State()
-
-
-class Ctx:
-    """How a tensor was made: the primitive op, its input tensors and its argument; the inputs'
-    version counters when any was written in place before (None: all were at version 0), and the
-    version of the output from which on it holds this history (0 unless an in-place write made it)."""
-
-    __slots__ = ("op", "inputs", "arg", "versions", "out_version", "freed")
-
-    def __init__(self, op: Op, inputs: tuple["Tensor", ...], arg: Any):
-        self.op = op
-        self.inputs = inputs
-        self.arg = arg
-        self.versions = None
-        self.out_version = 0
-        self.freed = False  # a backward without retain_graph walked it: its saved values are gone
-        for i in inputs:  # a loop, not any(): this runs for every recorded op
-            if i._version:
-                self.versions = tuple(t._version for t in inputs)
-                break
-
-
-class Past:
-    """A history a tensor held until an in-place write replaced it at version `until` + 1; the ops
-    that used the tensor before that write follow it (through one object, made on first use)."""
-
-    __slots__ = ("until", "ctx", "node", "requires_grad", "tensor")
-
-    def __init__(self, until: int, ctx: Ctx | None, node: Any, requires_grad: bool):
-        self.until = until
-        self.ctx = ctx
-        self.node = node
-        self.requires_grad = requires_grad
-        self.tensor: "Tensor | None" = None
-
-
-# grad mode
-
-def is_grad_enabled() -> bool:
-    return _state.grad_enabled
-
-
-class set_grad_enabled(contextlib.ContextDecorator):
-    """Context manager and decorator switching gradient recording on or off (like torch)."""
-
-    def __init__(self, mode: bool):
-        self.mode = bool(mode)
-        self.prev: list[bool] = []
-
-    def __enter__(self) -> None:
-        self.prev.append(_state.grad_enabled)
-        _state.grad_enabled = self.mode
-
-    def __exit__(self, *exc: object) -> None:
-        _state.grad_enabled = self.prev.pop()
-
-
-def no_grad() -> set_grad_enabled:
-    """Ops inside record no history: `with fg.no_grad():` or `@fg.no_grad()`."""
-    return set_grad_enabled(False)
-
-
-def enable_grad() -> set_grad_enabled:
-    return set_grad_enabled(True)
-
-
-def should_record(inputs: Sequence["Tensor"]) -> bool:
-    """Record history when grads are on and an input requires grad or a tape is watching."""
-    return recording(any(t.requires_grad for t in inputs))
-
-
-def recording(input_requires_grad: bool) -> bool:
-    """should_record for a caller that already knows whether an input requires grad (every op)."""
-    return _state.grad_enabled and (input_requires_grad or bool(_state.tapes))
-
-
-# derivative rules: rule(ctx, out, grad) -> one gradient (or None) per input
-
-def _add(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
-    return g, g
-
-
-def _sub(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
-    return g, -g
-
-
-def _mul(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
-    a, b = ctx.inputs
-    return g * b, g * a
-
-
-def _div(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
-    a, b = ctx.inputs
-    return g / b, -g * a / (b * b)
-
-
-def _mod(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
-    a, b = ctx.inputs
-    return g, -g * (a / b).floor()
-
-
-def _pow(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
-    # torch's masks, applied to the operands rather than the results so that higher derivatives stay
-    # finite too: x**0 has slope 0 everywhere (its base term uses x**0 = 1, not 0 * 0**-1 = NaN), and the
-    # exponent's gradient at a zero base with a non-negative exponent is 0 (log of 1 there, not 0 * log 0)
-    a, b = ctx.inputs
-    da = g * b * a ** (b - 1).where(b != 0, 0.0)
-    db = g * out * a.where((a != 0) | (b < 0), 1.0).log()
-    return da, db
-
-
-def _max(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
-    a, b = ctx.inputs
-    share = (a > b).to(g.dtype) + (a == b).to(g.dtype) * 0.5  # ties split the gradient, like torch
-    return g * share, g * (1 - share)
-
-
-def _where(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
-    cond = ctx.inputs[0]
-    return None, g.where(cond, 0), g.where(cond.logical_not(), 0)
-
-
-def _neg(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
-    return (-g,)
-
-
-def _exp(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
-    return (g * out,)
-
-
-def _log(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
-    return (g / ctx.inputs[0],)
-
-
-def _sin(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
-    return (g * ctx.inputs[0].cos(),)
-
-
-def _cos(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
-    return (-g * ctx.inputs[0].sin(),)
-
-
-def _sqrt(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
-    return (g / (out * 2),)
-
-
-def _erf(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
-    a = ctx.inputs[0]
-    return (g * (2 / math.sqrt(math.pi)) * (-(a * a)).exp(),)
-
-
-def _cast(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
-    a = ctx.inputs[0]
-    return (g.to(a.dtype) if a.dtype.is_floating_point else None,)
-
-
-def _none(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
-    return (None,) * len(ctx.inputs)
-
-
-def _sum(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
-    return (g.expand(ctx.inputs[0].shape),)
-
-
-def _rmax(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
-    a = ctx.inputs[0]
-    hit = (a == out.expand(a.shape)).to(g.dtype)  # ties share the gradient evenly, like torch's amax
-    count = hit.sum(ctx.arg, keepdim=True)
-    return (hit * (g / count).expand(a.shape),)
-
-
-def _prod(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
-    # d(prod)/d(a_i) is the product of the others: out / a_i without zeros; with exactly one zero,
-    # the product of the non-zeros at that zero (and 0 elsewhere); with two or more, 0 everywhere
-    a = ctx.inputs[0]
-    is_zero = a == 0
-    zeros = is_zero.sum(ctx.arg, keepdim=True).expand(a.shape)
-    others_nonzero = a.where(is_zero.logical_not(), 1).prod(ctx.arg, keepdim=True).expand(a.shape)
-    safe_a = a.where(is_zero.logical_not(), 1)
-    no_zero = out.expand(a.shape) / safe_a
-    one_zero = others_nonzero.where(is_zero, 0)
-    share = no_zero.where(zeros == 0, one_zero.where(zeros == 1, 0))
-    return (g.expand(a.shape) * share,)
-
-
-def _reshape(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
-    return (g.reshape(ctx.inputs[0].shape),)
-
-
-def _permute(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
-    inverse = [0] * len(ctx.arg)
-    for i, axis in enumerate(ctx.arg):
-        inverse[axis] = i
-    return (g.permute(inverse),)
-
-
-def _expand(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
-    src = ctx.inputs[0].shape
-    axes = tuple(i for i, (s, o) in enumerate(zip(src, out.shape)) if s == 1 and o != 1)
-    return (g.sum(axes, keepdim=True) if axes else g,)
-
-
-def _pad(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
-    return (g._movement(Op.SHRINK, tuple((lo, lo + s) for (lo, _), s in zip(ctx.arg, ctx.inputs[0].shape))),)
-
-
-def _shrink(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
-    src = ctx.inputs[0].shape
-    return (g._movement(Op.PAD, tuple((lo, s - hi) for (lo, hi), s in zip(ctx.arg, src))),)
-
-
-def _flip(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
-    return (g._movement(Op.FLIP, ctx.arg),)
-
-
-def _identity(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
-    return (g,)
-
-
-RULES: dict[Op, Callable[[Ctx, "Tensor", "Tensor"], tuple]] = {
-    Op.ADD: _add, Op.SUB: _sub, Op.MUL: _mul, Op.DIV: _div, Op.MOD: _mod, Op.POW: _pow, Op.MAX: _max,
-    Op.WHERE: _where, Op.NEG: _neg, Op.EXP: _exp, Op.LOG: _log, Op.SIN: _sin, Op.COS: _cos, Op.SQRT: _sqrt,
-    Op.ERF: _erf, Op.CAST: _cast,
-    Op.FLOOR: _none, Op.RINT: _none, Op.CMPLT: _none, Op.CMPEQ: _none, Op.AND: _none, Op.OR: _none, Op.XOR: _none,
-    Op.NOT: _none, Op.RAND: _none, Op.BITCAST: _none,
-    Op.SUM: _sum, Op.RMAX: _rmax, Op.PROD: _prod,
-    Op.RESHAPE: _reshape, Op.PERMUTE: _permute, Op.EXPAND: _expand, Op.PAD: _pad, Op.SHRINK: _shrink,
-    Op.FLIP: _flip, Op.CONTIGUOUS: _identity,
-}
-
-
-# the values each rule reads besides the incoming gradient (input positions, and the output): a value
-# written in place after its op used it cannot be differentiated through, and raises as in torch
-READS_INPUTS: dict[Op, tuple[int, ...]] = {
-    Op.MUL: (0, 1), Op.DIV: (0, 1), Op.MOD: (0, 1), Op.POW: (0, 1), Op.MAX: (0, 1), Op.WHERE: (0,),
-    Op.LOG: (0,), Op.SIN: (0,), Op.COS: (0,), Op.ERF: (0,), Op.RMAX: (0,), Op.PROD: (0,),
-}
-READS_OUTPUT = frozenset({Op.EXP, Op.SQRT, Op.POW, Op.RMAX, Op.PROD})
-
-
-# the engine
 
 def _topo(targets: "Tensor | Sequence[Tensor]") -> list["Tensor"]:
     """Tensors with history that the targets depend on, each after its inputs. Iterative."""
@@ -332,7 +78,7 @@ def _run_hooks(t: "Tensor", g: "Tensor") -> "Tensor":
         out = hook(g)
         if out is not None:
             if tuple(out.shape) != tuple(g.shape):
-                from .errors import ShapeError
+                from ..errors import ShapeError
                 raise ShapeError(f"hook returned a gradient of shape {tuple(out.shape)}, expected {tuple(g.shape)}")
             g = out
     return g
@@ -341,7 +87,7 @@ def _run_hooks(t: "Tensor", g: "Tensor") -> "Tensor":
 def _rewind(ctx: Ctx, k: int) -> "Tensor":
     """Input k of ctx was written in place after ctx used it: raise if ctx's rule reads its value (as
     torch does), else point ctx at the history the input had when it was used, and return it."""
-    from .tensor import Tensor
+    from ..tensor import Tensor
     t = ctx.inputs[k]
     used = ctx.versions[k] if ctx.versions else 0
     if k in READS_INPUTS.get(ctx.op, ()):
@@ -415,7 +161,7 @@ def _seed(target: "Tensor", gradient: "Tensor | None") -> "Tensor":
                             "Pass gradient= with the output's shape.")
         return target.ones_like()
     if tuple(gradient.shape) != tuple(target.shape):
-        from .errors import ShapeError
+        from ..errors import ShapeError
         raise ShapeError(f"gradient has shape {tuple(gradient.shape)} but the output has shape {target.shape}")
     return gradient
 
@@ -522,7 +268,7 @@ def _backward_realized(target: "Tensor", seed: "Tensor", order: list["Tensor"],
     """backward without create_graph: the gradients, computed together with the target. The loss
     comes free with its gradients, which are packed back to back (in the order the leaves are
     stored) so that an optimizer reads them as one flat tensor."""
-    from .tensor import Tensor
+    from ..tensor import Tensor
     key, base = _structure(order, [wanted(t) for t in order], seed)
     plan = _backward_plans.get(key)
     if plan is None:
@@ -616,7 +362,7 @@ def grad(outputs: "Tensor | Sequence[Tensor]", inputs: "Tensor | Sequence[Tensor
          is_grads_batched: bool = False, materialize_grads: bool = False) -> tuple["Tensor | None", ...]:
     """torch.autograd.grad: the gradients of the outputs with respect to the inputs (leaves' .grad is
     not touched). A function transform is `fusegrad.func.grad`."""
-    from .tensor import Tensor
+    from ..tensor import Tensor
     outs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
     ins = [inputs] if isinstance(inputs, Tensor) else list(inputs)
     if is_grads_batched:
@@ -652,11 +398,3 @@ def grad(outputs: "Tensor | Sequence[Tensor]", inputs: "Tensor | Sequence[Tensor
     if not (create_graph if retain_graph is None else retain_graph):
         _free(order)
     return tuple(result)
-
-
-def __getattr__(name: str) -> Any:
-    """`fusegrad.autograd.Function` lives in fusegrad/function.py, which builds on Tensor."""
-    if name in ("Function", "FunctionCtx", "once_differentiable"):
-        from . import function
-        return getattr(function, name)
-    raise AttributeError(f"module 'fusegrad.autograd' has no attribute {name!r}")
