@@ -22,17 +22,22 @@ from .graph.ops import Op
 from .graph.shapes import broadcast_shape, infer_reshape, normalize_dim, shape_arg, shape_tuple
 from .hostdata import node_from_data
 from .ops.arith import ArithmeticMixin
+from .ops.datashape import DataShapeMixin
 from .ops.elementwise import ElementwiseMixin
 from .ops.index import IndexMixin
+from .ops.index_reduce import IndexReduceMixin
 from .ops.linalg import LinalgMixin
 from .ops.movement import MovementMixin
 from .ops.reduce import ReduceMixin
+from .ops.scan import ScanMixin
+from .ops.sorting import SortingMixin
 from .runtime import registry
 
 Scalar = int | float | bool
 
 
-class Tensor(ArithmeticMixin, ElementwiseMixin, ReduceMixin, MovementMixin, IndexMixin, LinalgMixin):
+class Tensor(ArithmeticMixin, ElementwiseMixin, ReduceMixin, MovementMixin, IndexMixin, LinalgMixin, SortingMixin,
+             ScanMixin, IndexReduceMixin, DataShapeMixin):
     """A lazy n-dimensional array. Operations build a graph; values are computed on demand."""
 
     __slots__ = ("_node", "_ctx", "requires_grad", "grad", "name", "__weakref__")
