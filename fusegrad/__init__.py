@@ -17,7 +17,7 @@ from .ops.index_reduce import index_add, index_copy, index_fill, index_reduce, s
 from .ops.linalg import bmm, dot, einsum, matmul, mm, mv, outer
 from .ops.movement import (chunk, concat, concatenate, diag, diag_embed, diagonal, flatten, flip, hstack, meshgrid,
                            movedim, narrow, roll, split, squeeze, transpose, tril, triu, unbind, unsqueeze, vstack)
-from .ops.scan import cummax, cummin, cumprod, cumsum, logcumsumexp, multinomial
+from .ops.scan import cummax, cummin, cumprod, cumsum, logcumsumexp
 from .ops.sorting import (argsort, bucketize, histc, kthvalue, median, mode, msort, nanmedian, searchsorted, sort,
                           topk)
 from .random import initial_seed, manual_seed, rand, rand_like, randint, randn, randn_like, randperm
@@ -30,6 +30,7 @@ from . import data, io, nn, optim  # noqa: E402  (they build on the names above)
 from . import tensorboard, viz  # noqa: E402
 from .io.checkpoint import load, save  # noqa: E402
 from .jit import jit  # noqa: E402
+from .sampling import multinomial  # noqa: E402
 
 half, float, double, long, int, short = float16, float32, float64, int64, int32, int16  # noqa: A001
 

@@ -1,0 +1,74 @@
+"""Sampling from tensors of weights: multinomial.
+
+This sits above `random.py` (whose Philox stream `fg.manual_seed` seeds) and `tensor.py`; the
+ops layer may not import the random layer, so `Tensor.multinomial` is attached here, the one
+Tensor method that draws random numbers.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from . import dtypes
+from .errors import DTypeError, ShapeError
+from .ops.sorting import _iota, _ranks, _slots
+from .random import rand
+from .tensor import Tensor
+
+
+def _check_weights(p: Tensor, num_samples: int, replacement: bool) -> None:
+    if not p.dtype.is_floating_point:
+        raise DTypeError(f"multinomial() needs floating point weights, got {p.dtype.name}")
+    if p.ndim not in (1, 2):
+        raise ShapeError(f"multinomial(): weights must be 1-D or 2-D, got shape {p.shape}")
+    n = p.shape[-1]
+    if n == 0:
+        raise ShapeError("multinomial(): the number of categories cannot be zero")
+    if num_samples <= 0:
+        raise ShapeError(f"multinomial(): cannot sample num_samples={num_samples} <= 0 samples")
+    if not replacement and num_samples > n:
+        raise ShapeError(f"multinomial(): cannot sample {num_samples} > {n} categories without replacement")
+    arr = p.detach().numpy().reshape(-1, n)  # sync point: torch checks the weights too
+    if not np.isfinite(arr).all() or (arr < 0).any():
+        raise ValueError("multinomial(): weights must be finite and non-negative")
+    positive = (arr > 0).sum(-1)
+    if (positive == 0).any():
+        raise ValueError("multinomial(): every row of weights needs a positive sum")
+    if not replacement and (positive < num_samples).any():
+        raise ValueError(f"multinomial(): fewer than {num_samples} categories of non-zero weight to sample "
+                         "without replacement")
+
+
+def _multinomial(p: Tensor, num_samples: int, replacement: bool, generator: Any) -> Tensor:
+    if generator is not None:
+        raise TypeError("multinomial(): generators are not supported; seed with fg.manual_seed")
+    _check_weights(p, num_samples, replacement)
+    w = p.detach().reshape(-1, p.shape[-1])
+    rows, n = w.shape
+    if replacement:
+        # inverse CDF: the sample is the count of cumulative weights <= u * total
+        cdf = w.cumsum(-1)
+        u = rand(rows, num_samples, device=p.device).cast(w.dtype) * cdf._narrow(1, n - 1, n)
+        picked = (cdf.unsqueeze(1) <= u.unsqueeze(-1)).sum(-1)
+        # rounding can put u * total at the total: fall back to the last category of non-zero weight
+        last = _iota(n, w, 1, 2).where(w > 0, 0).amax(-1, keepdim=True)
+        out = picked.minimum(last)
+    else:
+        # exponential races: the num_samples smallest of Exp(1) / w are a draw without replacement
+        keys = -(1 - rand(rows, n, device=p.device).cast(dtypes.float64)).log() / w.cast(dtypes.float64)
+        keys = keys.where(w > 0, math.inf)
+        out = _slots(keys, _ranks(keys, descending=False), _iota(num_samples, keys, 1, 2))[1]
+    return out.reshape(num_samples) if p.ndim == 1 else out
+
+
+def multinomial(input: Tensor, num_samples: int, replacement: bool = False, *, generator: Any = None) -> Tensor:
+    """int64 indices drawn from the rows of `input`, non-negative weights (seeded by fg.manual_seed).
+    With replacement: inverse CDF, one compare-sum over the cumulative weights per draw; without:
+    the num_samples smallest keys Exp(1) / weight (a draw without replacement), picked by the
+    O(n^2) rank kernel of sort. The weights are checked on the host first (a sync point, as in torch)."""
+    return _multinomial(input, num_samples, replacement, generator)
+
+
+Tensor.multinomial = multinomial  # type: ignore[attr-defined]
