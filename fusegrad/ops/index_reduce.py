@@ -53,7 +53,9 @@ def _scatter_reduce(x: "Tensor", d: int, index: "Tensor", src: "Tensor", reduce:
         count = _place(eq.sum(d), x.shape, 0)
         if include_self:
             part, count = part + x, count + 1
-        mean = (part / count.maximum(1).cast(part.dtype)).cast(x.dtype)
+        count = count.maximum(1).cast(part.dtype)
+        # integers round down, like torch
+        mean = (part / count if part.dtype.is_floating_point else part.floor_divide(count)).cast(x.dtype)
         return mean.where(hit, x) if not include_self else mean
     if include_self:
         if reduce == "sum":
