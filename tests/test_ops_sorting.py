@@ -377,6 +377,12 @@ EINSUM = [
     ("a...b,b...c->a...c", [(2, 3, 4), (4, 3, 5)]),
     ("...j,j...->", [(2, 3), (3, 2)]),
     ("i...,i...->...", [(3,), (3, 4)]),
+    ("...i,...i->...", [(2, 1, 3), (4, 3)]),
+    ("i...i->...", [(3, 2, 3)]),
+    ("ii...->i...", [(3, 3, 2)]),
+    ("i...,...j->...ij", [(3, 2), (2, 4)]),
+    ("ij->...ji", [(2, 3)]),  # an output ellipsis with none in the inputs covers no dims
+    ("ij,jk->ik...", [(2, 3), (3, 4)]),
 ]
 
 
@@ -385,3 +391,12 @@ EINSUM = [
 def test_einsum_ellipsis(equation, shapes, dtype):
     check_op(shapes, lambda *t: fg.einsum(equation, *t), lambda *t: torch.einsum(equation, *t), dtype=dtype,
              arrays=[floats(s, dtype) for s in shapes])
+
+
+def test_einsum_ellipsis_errors():
+    x = fg.tensor(floats((2, 3)))
+    for equation in (".i", "i..j", "i...j...", "ij->ji->"):
+        with pytest.raises(ValueError):
+            fg.einsum(equation, x)
+    with pytest.raises(fg.ShapeError):
+        fg.einsum("...ijk", x)
