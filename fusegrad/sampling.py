@@ -13,7 +13,7 @@ import numpy as np
 
 from . import dtypes
 from .errors import DTypeError, ShapeError
-from .ops.sorting import _iota, _ranks, _slots
+from .ops.sorting import _first_slots, _iota
 from .random import rand
 from .tensor import Tensor
 
@@ -59,15 +59,14 @@ def _multinomial(p: Tensor, num_samples: int, replacement: bool, generator: Any)
         # exponential races: the num_samples smallest of Exp(1) / w are a draw without replacement
         keys = -(1 - rand(rows, n, device=p.device).cast(dtypes.float64)).log() / w.cast(dtypes.float64)
         keys = keys.where(w > 0, math.inf)
-        out = _slots(keys, _ranks(keys, descending=False), _iota(num_samples, keys, 1, 2))[1]
+        out = _first_slots(keys, False, num_samples)[1]
     return out.reshape(num_samples) if p.ndim == 1 else out
 
 
 def multinomial(input: Tensor, num_samples: int, replacement: bool = False, *, generator: Any = None) -> Tensor:
     """int64 indices drawn from the rows of `input`, non-negative weights (seeded by fg.manual_seed).
     With replacement: inverse CDF, one compare-sum over the cumulative weights per draw; without:
-    the num_samples smallest keys Exp(1) / weight (a draw without replacement), picked by the
-    O(n^2) rank kernel of sort. The weights are checked on the host first (a sync point, as in torch)."""
+    the num_samples smallest keys Exp(1) / weight (a draw without replacement), picked as sort does. The weights are checked on the host first (a sync point, as in torch)."""
     return _multinomial(input, num_samples, replacement, generator)
 
 

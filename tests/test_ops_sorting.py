@@ -64,12 +64,52 @@ def test_order_ops_forward_and_grad(name, dtype):
 
 
 @pytest.mark.parametrize("dtype", FLOATS)
-@pytest.mark.parametrize("name", ["sort", "sort_dim0_descending", "argsort", "cummax", "cummin_dim0", "mode"])
+@pytest.mark.parametrize("name", ["sort", "sort_dim0_descending", "argsort", "cummax", "cummin_dim0", "mode",
+                                  "median_all"])
 def test_ties_forward_and_grad(name, dtype):
     """Ties keep input order in sorts; cummax/cummin point at the last holder; mode picks the smallest
-    of the most frequent values and its last index. The gradient goes to the element chosen."""
+    of the most frequent values and its last index. The gradient goes to the element chosen (median()
+    without dim shares it among the elements equal to the median, as torch does)."""
     fg_fn, torch_fn = ORDER_OPS[name] if name != "mode" else (lambda x: x.mode(1), None)
     check_op([SHAPE], fg_fn, torch_fn, dtype=dtype, arrays=[few_values(SHAPE, dtype)])
+
+
+NETWORK_OPS = ["sort", "sort_dim0_descending", "argsort", "topk", "topk_smallest_dim0", "kthvalue", "median_dim",
+               "nanmedian_dim", "median_all"]
+
+
+@pytest.fixture
+def network(monkeypatch):
+    """Rows longer than 4 take the bitonic network instead of the rank kernel (cheap to compile)."""
+    monkeypatch.setattr(fg.ops.sorting, "RANK_MAX", 4)
+
+
+@pytest.mark.parametrize("data", ["distinct", "ties", "nans"])
+@pytest.mark.parametrize("name", NETWORK_OPS)
+def test_bitonic_network(name, data, network):
+    fg_fn, torch_fn = ORDER_OPS[name]
+    arr = {"distinct": floats, "ties": few_values, "nans": lambda: with_nans()[[0, 2, 3]]}[data]()
+    arbitrary = data == "ties" and not name.startswith(("sort", "argsort", "median_all"))
+    if arbitrary:  # torch's topk, kthvalue and median pick among equal values arbitrarily
+        fg_op, torch_op = fg_fn, torch_fn or fg_fn
+        fg_fn, torch_fn = (lambda x: fg_op(x).values), (lambda x: torch_op(x).values)
+    check_op([arr.shape], fg_fn, torch_fn, arrays=[arr], grad=data != "nans" and not arbitrary)
+
+
+@pytest.mark.parametrize("dtype", ["int64", "uint8"])
+def test_bitonic_network_integers(dtype, network):
+    arr = RNG.integers(0, 4, size=SHAPE).astype(dtype)
+    check_op([SHAPE], INT_OPS["sort"][0], INT_OPS["sort"][1], dtype=dtype, arrays=[arr])
+    check_op([SHAPE], INT_OPS["sort_descending"][0], INT_OPS["sort_descending"][1], dtype=dtype, arrays=[arr])
+
+
+def test_long_rows_sort_by_network():
+    """A row longer than RANK_MAX (4096) sorts through the network: stable, NaN last."""
+    a = few_values((2, 4100)) + RNG.integers(0, 50, size=(2, 4100)).astype("float32") / 7
+    a[0, 17] = a[1, 4000] = NAN
+    got, want = fg.tensor(a).sort(1), torch.tensor(a).sort(dim=1, stable=True)
+    np.testing.assert_array_equal(got.values.numpy(), want.values.numpy())
+    np.testing.assert_array_equal(got.indices.numpy(), want.indices.numpy())
 
 
 def test_cumprod_gradient_with_zeros():

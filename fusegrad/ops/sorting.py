@@ -1,27 +1,33 @@
 """Sorting and order statistics: sort, argsort, topk, kthvalue, median, mode, searchsorted, histc.
 
-Everything runs in generated kernels, composed from comparisons and sums. A sort along a dim of
-length n computes each element's rank by comparing it with every other element,
-`rank_i = #{j : x_j sorts before x_i} + #{j < i : x_j ties x_i}` (one fused O(n^2) compare-sum
-kernel), then places element i at slot rank_i with a one-hot select (another O(n^2) kernel, or
-O(n*k) for the k slots topk/kthvalue/median read). That costs n^2 comparisons per sorted row:
-about 10^6 for n = 1000, fine for the sizes models sort (n up to a few thousand), not for sorting
-millions of elements. Ties keep their input order, so every sort is stable. NaN sorts as the
-largest value, as in torch. Values are selected from the input with `where(rank == slot, x, 0)`
-summed over the input positions, so their gradient is the matching scatter of the output's:
-sort, topk, kthvalue, median and mode get gradients from the primitives' rules.
+Everything runs in generated kernels, composed from comparisons, `where`, reductions and views.
+A row of length n up to `RANK_MAX` (4096) is sorted by ranks: each element is compared with
+every other, `rank_i = #{j : x_j sorts before x_i} + #{j < i : x_j ties x_i}` (one fused O(n^2)
+compare-sum kernel), then element i goes to slot rank_i by a one-hot select (another O(n^2)
+kernel, O(n*k) for the k slots topk reads, O(n) for kthvalue/median): three kernels, n^2
+comparisons per row (about 25 ms for 16 rows of 1024 on 2 cores). Longer rows go through a
+bitonic sorting network instead: the row padded to a power of two N, log2(N)(log2(N)+1)/2
+compare-exchange stages of O(N) each (partners are views: a reshape and a flip), two kernels a
+stage, so O(N log^2 N) work, but a first call compiles a few hundred kernels.
+
+Ties keep their input order, so every sort is stable (the network breaks ties by index). NaN
+sorts as the largest value, as in torch. Values are carried (the network) or selected (the
+ranks) with `where`, so sort, topk, kthvalue, median and mode get gradients from the primitives.
 """
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .. import dtypes
+from .. import autograd, dtypes
 from ..errors import DTypeError, IndexOutOfRangeError, ShapeError
 from ..graph.shapes import normalize_dim
 from .reduce import ValuesIndices
 
 if TYPE_CHECKING:
     from ..tensor import Tensor
+
+RANK_MAX = 4096  # longer rows sort with the bitonic network
+_SHIFT = 1 << 40  # the network packs (class, index) into one int64: class * _SHIFT + index
 
 
 def _comparable(x: "Tensor") -> "Tensor":
@@ -77,6 +83,72 @@ def _slots(x: "Tensor", rank: "Tensor", slots: "Tensor") -> tuple["Tensor", "Ten
     return _select_slots(x, rank.unsqueeze(-2) == slots.unsqueeze(-1))
 
 
+def _swap_summed(v: "Tensor", take: "Tensor", folded: tuple[int, ...]) -> "Tensor":
+    """where(take, partner, v) as a sum over each pair: the gradient of a chain of `where`s of
+    views reads each stage twice and would fuse into 2^stages terms; a reduction per stage keeps
+    the backward one materialized step per stage."""
+    nd = len(folded) + 1
+    pairs = v.reshape(folded[:-2] + (1, 2, folded[-1]))  # axis -2: the source within the pair
+    took = take.reshape(folded[:-2] + (2, 1, folded[-1]))  # axis -3: the output within the pair
+    keep = (_iota(2, v, nd - 3, nd) == _iota(2, v, nd - 2, nd)) != took
+    return pairs.where(keep, pairs._const(0, pairs.dtype, ())).sum(-2).reshape(v.shape)
+
+
+def _exchange(v: "Tensor", packed: "Tensor", k: int, j: int, descending: bool,
+              differentiable: bool) -> tuple["Tensor", "Tensor"]:
+    """One bitonic stage: element p meets p ^ j and keeps the one sorting first when p's bit j
+    agrees with its bit k (ascending blocks of k), else the other."""
+    size, nd = v.shape[-1], v.ndim
+    folded = v.shape[:-1] + (size // (2 * j), 2, j)
+
+    def partner(t: "Tensor") -> "Tensor":
+        return t.reshape(folded).flip(-2).reshape(t.shape)
+    pos = _iota(size, v, nd - 1, nd)
+    keep_first = (pos // j) % 2 == 0
+    if k < size:
+        keep_first = keep_first == ((pos // k) % 2 == 0)
+    pv, pp = partner(v), partner(packed)
+    pc, sc = pp // _SHIFT, packed // _SHIFT
+    tie = _ties(pv.detach(), v.detach()) if v.dtype.is_floating_point else pv == v
+    first = _lt(v.detach(), pv.detach()) if descending else _lt(pv.detach(), v.detach())
+    # the partner sorts first: a lower class, or the same class and a value before, or equal and an earlier index
+    partner_first = (pc < sc) | ((pc == sc) & (first | (tie & (pp < packed))))
+    take = partner_first.where(keep_first, partner_first.logical_not())
+    new_v = _swap_summed(v, take, folded) if differentiable else pv.where(take, v).contiguous()
+    return new_v, pp.where(take, packed).contiguous()
+
+
+def _bitonic(x: "Tensor", descending: bool) -> tuple["Tensor", "Tensor"]:
+    """x's last dim sorted by a bitonic network (stable: ties are ordered by index)."""
+    c = _comparable(x)
+    n, nd = c.shape[-1], c.ndim
+    size = 1 << (n - 1).bit_length()
+    # classes: values 0, then NaN 1 (ascending; descending puts NaN first), padding last
+    nan = c.detach().isnan()
+    cls = (nan.logical_not() if descending else nan).cast(dtypes.int64)
+    packed = (cls * _SHIFT + _iota(n, c, nd - 1, nd)).pad((0, size - n), value=2 * _SHIFT)
+    v = c.pad((0, size - n))
+    differentiable = c.dtype.is_floating_point and autograd.should_record((c,))
+    k = 2
+    while k <= size:
+        j = k // 2
+        while j:
+            v, packed = _exchange(v, packed, k, j, descending, differentiable)
+            j //= 2
+        k *= 2
+    v = v._narrow(nd - 1, 0, n)
+    return (v.cast(x.dtype) if v.dtype is not x.dtype else v), packed._narrow(nd - 1, 0, n) % _SHIFT
+
+
+def _first_slots(x: "Tensor", descending: bool, k: int) -> tuple["Tensor", "Tensor"]:
+    """Values and indices of the first k slots of x's last dim sorted."""
+    n = x.shape[-1]
+    if n <= RANK_MAX:
+        return _slots(x, _ranks(x, descending), _iota(k, x, x.ndim - 1, x.ndim))
+    values, indices = _bitonic(x, descending)
+    return values._narrow(x.ndim - 1, 0, k), indices._narrow(x.ndim - 1, 0, k)
+
+
 def _to_last(x: "Tensor", dim: int) -> tuple["Tensor", int]:
     d = normalize_dim(dim, x.ndim)
     return (x if d == x.ndim - 1 else x.movedim(d, -1)), d
@@ -96,7 +168,11 @@ def _check_orderable(x: "Tensor", name: str) -> None:
 
 def _kth(x: "Tensor", target: "Tensor") -> tuple["Tensor", "Tensor"]:
     """Values and indices of the elements of ascending rank `target` (..., 1) along x's last dim."""
-    return _slots(x, _ranks(x, descending=False), target)
+    if x.shape[-1] <= RANK_MAX:
+        return _slots(x, _ranks(x, descending=False), target)
+    values, indices = _bitonic(x, descending=False)
+    hit = _iota(x.shape[-1], x, x.ndim - 1, x.ndim) == target
+    return _select_slots(values, hit.unsqueeze(-2))[0], indices.where(hit, 0).sum(-1, keepdim=True)
 
 
 def _median_slot(x: "Tensor", ignore_nan: bool) -> "Tensor":
@@ -120,8 +196,7 @@ class SortingMixin:
         if self.ndim == 0:
             return ValuesIndices(self, self._const(0, dtypes.int64))
         x, d = _to_last(self, dim)
-        n = x.shape[-1]
-        values, indices = _slots(x, _ranks(x, descending), _iota(n, x, x.ndim - 1, x.ndim))
+        values, indices = _first_slots(x, descending, x.shape[-1])
         return ValuesIndices(_from_last(values, d), _from_last(indices, d))
 
     def argsort(self: "Tensor", dim: int = -1, descending: bool = False, *, stable: bool = False) -> "Tensor":
@@ -139,8 +214,7 @@ class SortingMixin:
         n = x.shape[-1]
         if not 0 <= k <= n:
             raise IndexOutOfRangeError(f"topk: k ({k}) is out of range for dimension {d} of size {n}")
-        slots = _iota(k, x, x.ndim - 1, x.ndim)
-        values, indices = _slots(x, _ranks(x, descending=largest), slots)
+        values, indices = _first_slots(x, largest, k)
         if self.ndim == 0:
             return ValuesIndices(values.reshape(()), indices.reshape(()))
         return ValuesIndices(_from_last(values, d), _from_last(indices, d))
@@ -175,7 +249,12 @@ class SortingMixin:
             if self.numel() == 0:
                 return self._const(float("nan"), shape=())
             x = self.reshape(1, -1)
-            return _kth(x, _median_slot(x, ignore_nan))[0].reshape(())
+            value = _kth(x.detach(), _median_slot(x, ignore_nan))[0].reshape(())
+            if not (self.dtype.is_floating_point and autograd.should_record((self,))):
+                return value
+            # like torch, the gradient is shared evenly among the elements equal to the median
+            hit = _ties(self, value)
+            return self.where(hit, self._const(0, self.dtype, ())).sum() / hit.sum().cast(self.dtype)
         x, d = _to_last(self.reshape(1) if self.ndim == 0 else self, dim)
         if x.shape[-1] == 0:
             raise IndexOutOfRangeError(f"{name}(): cannot compute the median of an empty dimension {d}")
