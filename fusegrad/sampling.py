@@ -66,7 +66,8 @@ def _multinomial(p: Tensor, num_samples: int, replacement: bool, generator: Any)
 def multinomial(input: Tensor, num_samples: int, replacement: bool = False, *, generator: Any = None) -> Tensor:
     """int64 indices drawn from the rows of `input`, non-negative weights (seeded by fg.manual_seed).
     With replacement: inverse CDF, one compare-sum over the cumulative weights per draw; without:
-    the num_samples smallest keys Exp(1) / weight (a draw without replacement), picked as sort does. The weights are checked on the host first (a sync point, as in torch)."""
+    the num_samples smallest keys Exp(1) / weight (a draw without replacement), picked as topk
+    picks. The weights are checked on the host first (a sync point, as in torch)."""
     return _multinomial(input, num_samples, replacement, generator)
 
 
