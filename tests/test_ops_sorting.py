@@ -112,6 +112,15 @@ def test_long_rows_sort_by_network():
     np.testing.assert_array_equal(got.indices.numpy(), want.indices.numpy())
 
 
+def test_sort_is_three_kernels():
+    """Ranks (one O(n^2) compare-sum), then values and indices by a one-hot select."""
+    x = fg.tensor(floats()).realize()
+    with fg.profile() as p:
+        values, indices = x.sort(1)
+        fg.realize(values, indices)
+    assert len(p.kernels) == 3
+
+
 def test_cumprod_gradient_with_zeros():
     a = floats((3, 6), "float64")
     a[0, 2] = 0.0
