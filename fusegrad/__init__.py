@@ -10,11 +10,18 @@ from .dtypes import bool_ as bool  # noqa: A001  (fg.bool like torch.bool)
 from .engine.profile import KernelLaunch, Profile
 from .errors import (CompileError, DeviceError, DTypeError, Error, GradError, IndexOutOfRangeError, JitError,
                      ShapeError)
+from .ops.datashape import (argwhere, bincount, masked_select, nonzero, repeat_interleave, unique,
+                             unique_consecutive)
 from .ops.index import gather, index_select, masked_fill, one_hot, scatter, scatter_add, take_along_dim
+from .ops.index_reduce import index_add, index_copy, index_fill, index_reduce, scatter_reduce
 from .ops.linalg import bmm, dot, einsum, matmul, mm, mv, outer
 from .ops.inplace import addcdiv, addcmul
-from .ops.movement import (chunk, concat, concatenate, diagonal, flatten, flip, hstack, meshgrid, movedim, narrow,
-                           roll, split, squeeze, transpose, tril, triu, unbind, unsqueeze, vstack)
+from .ops.movement import (chunk, concat, concatenate, diag, diag_embed, diagonal, flatten, flip, hstack, meshgrid,
+                           movedim, narrow, roll, split, squeeze, transpose, tril, triu, unbind, unsqueeze, vstack)
+from .ops.sampling import multinomial
+from .ops.scan import cummax, cummin, cumprod, cumsum, logcumsumexp
+from .ops.sorting import (argsort, bucketize, histc, kthvalue, median, mode, msort, nanmedian, searchsorted, sort,
+                          topk)
 from .random import (Generator, bernoulli, default_generator, get_rng_state, initial_seed, manual_seed, normal, rand,
                      rand_like, randint, randint_like, randn, randn_like, randperm, seed, set_rng_state)
 from .runtime import registry as _registry

@@ -22,20 +22,25 @@ from .graph.ops import Op
 from .graph.shapes import broadcast_shape, infer_reshape, normalize_dim, shape_arg, shape_tuple
 from .hostdata import node_from_data
 from .ops.arith import ArithmeticMixin
+from .ops.datashape import DataShapeMixin
 from .ops.elementwise import ElementwiseMixin
 from .ops.index import IndexMixin
+from .ops.index_reduce import IndexReduceMixin
 from .ops.inplace import InplaceMixin
 from .ops.linalg import LinalgMixin
 from .ops.math import MathMixin
 from .ops.movement import MovementMixin
 from .ops.reduce import ReduceMixin
+from .ops.sampling import SamplingMixin
+from .ops.scan import ScanMixin
+from .ops.sorting import SortingMixin
 from .runtime import registry
 
 Scalar = int | float | bool
 
 
 class Tensor(ArithmeticMixin, ElementwiseMixin, MathMixin, ReduceMixin, MovementMixin, IndexMixin, LinalgMixin,
-             InplaceMixin):
+             SortingMixin, ScanMixin, IndexReduceMixin, DataShapeMixin, SamplingMixin, InplaceMixin):
     """A lazy n-dimensional array. Operations build a graph; values are computed on demand."""
 
     # _version counts in-place writes (shared by a base and its views, as torch's is); _base is the

@@ -195,7 +195,8 @@ def einsum(equation: str, *operands: Any) -> "Tensor":
         if len(set(out_labels)) != len(out_labels):
             raise EinsumError(f"einsum: output subscripts repeat in {equation!r}")
         known = {lab for labels in parsed for lab in labels}
-        missing = [lab for lab in out_labels if lab not in known]
+        # an output '...' may cover no dims, so it needs no ellipsis among the inputs (as in torch)
+        missing = [lab for lab in out_labels if lab not in known and lab != "..."]
         if missing:
             raise EinsumError(f"einsum: output subscripts {missing} do not appear in the inputs of {equation!r}")
         at = out_labels.index("...") if "..." in out_labels else None

@@ -227,6 +227,53 @@ class MovementMixin:
         flat = x.reshape(batch + (length * width,)).pad_zeros(((0, 0),) * len(batch) + ((0, length),))
         return flat.reshape(batch + (length, width + 1))._narrow(len(batch) + 1, 0, 1).reshape(batch + (length,))
 
+    def diag(self: "Tensor", diagonal: int = 0) -> "Tensor":
+        """1-D: a square matrix with the vector on the `diagonal`-th diagonal; 2-D: that diagonal (a view)."""
+        if self.ndim == 2:
+            return self.diagonal(diagonal)
+        if self.ndim != 1:
+            raise ShapeError(f"diag expects a 1-D or 2-D tensor, got shape {self.shape}")
+        return self.diag_embed(diagonal)
+
+    def diag_embed(self: "Tensor", offset: int = 0, dim1: int = -2, dim2: int = -1) -> "Tensor":
+        """The last dim's entries on the `offset`-th diagonal of new dims (dim1, dim2); zeros elsewhere."""
+        from ..creation import arange
+        nd = self.ndim + 1
+        d1, d2 = _dim(dim1, nd), _dim(dim2, nd)
+        if d1 == d2:
+            raise ShapeError(f"diag_embed: dim1 and dim2 must differ, both are {d1}")
+        m = self.shape[-1] if self.ndim else 1
+        x = self.reshape(1) if self.ndim == 0 else self
+        size = m + abs(offset)
+        # the vector as a column, shifted down to its rows, spread along the columns and masked
+        rows = x.unsqueeze(-1).pad_zeros(((0, 0),) * (x.ndim - 1) + ((max(0, -offset), max(0, offset)), (0, 0)))
+        grid = rows.expand(rows.shape[:-1] + (size,))
+        on = arange(size, device=self.device).reshape(1, size) - arange(size, device=self.device).reshape(size, 1)
+        out = grid.where(on == offset, grid._const(0, grid.dtype, ()))
+        # batch dims fill the positions other than d1 and d2 in order
+        batch = iter(range(nd - 2))
+        order = [nd - 2 if i == d1 else nd - 1 if i == d2 else next(batch) for i in range(nd)]
+        return out.permute(order)
+
+    def unfold(self: "Tensor", dimension: int, size: int, step: int) -> "Tensor":
+        """Windows of `size` elements every `step` along `dimension`, as a new last dim (a view)."""
+        x = self.reshape(1) if self.ndim == 0 else self
+        d = _dim(dimension, x.ndim)
+        n = x.shape[d]
+        if size < 0 or size > n:
+            raise ShapeError(f"unfold: size {size} is larger than dimension {d} of size {n} (shape {self.shape})")
+        if step <= 0:
+            raise ShapeError(f"unfold: step must be positive, got {step}")
+        last = x.movedim(d, -1)
+        batch = last.shape[:-1]
+        # size copies of the row, each re-read with one extra column: copy k starts at element k
+        copies = last.unsqueeze(-2).expand(batch + (size, n)).reshape(batch + (size * n,))
+        shifted = copies.pad_zeros(((0, 0),) * len(batch) + ((0, size),)).reshape(batch + (size, n + 1))
+        windows = shifted._narrow(len(batch) + 1, 0, n - size + 1)._stride(len(batch) + 1, step)
+        out = windows.transpose(-1, -2)  # (..., count, size)
+        out = out.movedim(-2, d)
+        return out.reshape(out.shape[1:]) if self.ndim == 0 else out
+
     # ---- padding ---------------------------------------------------------------------------
     def pad_zeros(self: "Tensor", padding: Sequence[tuple[int, int]]) -> "Tensor":
         """Zero padding, ((before, after), ...) per dimension (negative values crop)."""
@@ -440,6 +487,14 @@ def roll(input: "Tensor", shifts: Any, dims: Any = None) -> "Tensor":
 
 def diagonal(input: "Tensor", offset: int = 0, dim1: int = 0, dim2: int = 1) -> "Tensor":
     return input.diagonal(offset, dim1, dim2)
+
+
+def diag(input: "Tensor", diagonal: int = 0) -> "Tensor":
+    return input.diag(diagonal)
+
+
+def diag_embed(input: "Tensor", offset: int = 0, dim1: int = -2, dim2: int = -1) -> "Tensor":
+    return input.diag_embed(offset, dim1, dim2)
 
 
 def tril(input: "Tensor", diagonal: int = 0) -> "Tensor":
