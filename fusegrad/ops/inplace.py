@@ -1,10 +1,11 @@
 """In-place Tensor methods (`exp_`, `masked_fill_`, `uniform_`, ...) and the `new_*` constructors.
 
-Every in-place method computes the out-of-place result from a snapshot of the tensor and hands it to
-`Tensor._rebind`, the one in-place entry point (`fusegrad/views.py`): the tensor then holds the new lazy
-value, its base and views follow, and its history follows when autograd records. Most are made from the table `INPLACE` when `Tensor` is
-created, for every listed name whose out-of-place method the class has (so an op added to another
-mixin gets its in-place form by being listed here). Random fills draw from `ops/random.py`'s streams.
+Every in-place method computes the out-of-place result from a snapshot of the tensor and hands it
+to `Tensor._rebind`, the one in-place entry point (`fusegrad/views.py`): the tensor then holds the
+new lazy value, its base and views follow, and its history follows when autograd records. Most are
+made from the table `INPLACE` when `Tensor` is created, for every listed name whose out-of-place
+method the class has (so an op added to another mixin gets its in-place form by being listed
+here). Random fills draw from `ops/random.py`'s streams.
 """
 from __future__ import annotations
 
