@@ -1,0 +1,196 @@
+"""solve, inv, det and slogdet through Gaussian elimination with partial pivoting, on the device.
+
+Step j picks the pivot row by argmax of |column| and swaps it to the top with a one-hot row
+update (no host read), then eliminates below it; the right-hand sides ride along as extra
+columns. A zero pivot leaves its column unscaled, as LAPACK's getrf does, so a singular matrix
+gives a zero determinant instead of NaN. O(n) steps of a few kernels each.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .. import autograd
+from ..creation import arange
+from ..errors import ShapeError
+from ..function import Function
+from ..tensor import Tensor, cat, stack
+from ._common import (broadcast_batch, check_float, check_square, first_index, first_one_hot, identity_like, mT,
+                      outer, raise_on_info)
+from .triangular import triangular
+
+
+def eliminate(a: Tensor, b: Tensor | None) -> tuple[Tensor, Tensor | None, Tensor, Tensor]:
+    """(U, C, pivots, sign) with P A = L U and C = L^{-1} P b, for a (..., n, n) and b (..., n, k) or None;
+    sign is the permutation's determinant (+-1)."""
+    n = a.shape[-1]
+    t = a if b is None else cat([a, b], -1)
+    urows, crows, pivots = [], [], []
+    sign = a[..., 0, 0].zeros_like() + 1
+    for j in range(n):
+        m = n - j
+        if m > 1:
+            hot = first_one_hot(t[..., :, 0].abs())
+            top = (arange(m, device=a.device) == 0).cast(a.dtype)
+            pivot_row = (hot.unsqueeze(-1) * t).sum(-2)
+            t = t + outer(top - hot, pivot_row - t[..., 0, :])
+            sign = sign * (2 * hot[..., 0] - 1)
+        pivot = t[..., 0, 0]
+        pivots.append(pivot)
+        urows.append(t[..., 0, :m].pad((j, 0)))
+        crows.append(t[..., 0, m:])
+        if m > 1:
+            zero = pivot == 0
+            low = t[..., 1:, 0] / pivot.where(zero.logical_not(), 1).unsqueeze(-1)
+            low = low.where(zero.logical_not().unsqueeze(-1), 0)
+            t = (t[..., 1:, 1:] - outer(low, t[..., 0, 1:])).contiguous()
+    c = None if b is None else stack(crows, -2)
+    return stack(urows, -2), c, stack(pivots, -1), sign
+
+
+def lu_solve(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    """(X, info): A X = B for one broadcast batch; info is 1 + the first zero pivot, else 0."""
+    u, c, pivots, _ = eliminate(a, b)
+    return triangular(u, c, True, True, False), first_index(pivots == 0)
+
+
+class _Solve(Function):
+    """X = A^{-1} B; gB = A^{-T} g, gA = -gB X^T."""
+
+    @staticmethod
+    def forward(ctx, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+        x, info = lu_solve(a, b)
+        ctx.save_for_backward(a, b, x)
+        ctx.mark_non_differentiable(info)
+        return x, info
+
+    @staticmethod
+    def backward(ctx, g: Tensor, _ginfo: Tensor) -> tuple:
+        a, b, x = ctx.saved_tensors
+        gb = _Solve.apply(mT(a), g)[0]
+        if not ctx.needs_input_grad[0]:
+            return None, gb
+        if autograd.is_grad_enabled():
+            x = _Solve.apply(a, b)[0]
+        return -(gb @ mT(x)), gb
+
+
+class _Inv(Function):
+    """X = A^{-1}; gA = -X^T g X^T."""
+
+    @staticmethod
+    def forward(ctx, a: Tensor) -> tuple[Tensor, Tensor]:
+        x, info = lu_solve(a, identity_like(a, a.shape[-1]))
+        ctx.save_for_backward(a, x)
+        ctx.mark_non_differentiable(info)
+        return x, info
+
+    @staticmethod
+    def backward(ctx, g: Tensor, _ginfo: Tensor) -> Tensor:
+        a, x = ctx.saved_tensors
+        if autograd.is_grad_enabled():
+            x = _Inv.apply(a)[0]
+        return -(mT(x) @ g @ mT(x))
+
+
+class _Slogdet(Function):
+    """(sign, log|det A|, det A) from the pivots; g log|det| and g det give gA = g A^{-T} and g det A^{-T}."""
+
+    @staticmethod
+    def forward(ctx, a: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        _, _, pivots, perm = eliminate(a, None)
+        sign = perm * pivots.sign().prod(-1)
+        det = perm * pivots.prod(-1)
+        ctx.save_for_backward(a, det)
+        ctx.mark_non_differentiable(sign)
+        return sign, pivots.abs().log().sum(-1), det
+
+    @staticmethod
+    def backward(ctx, _gsign: Tensor, glog: Tensor, gdet: Tensor) -> Tensor:
+        a, det = ctx.saved_tensors
+        if autograd.is_grad_enabled():
+            det = _Slogdet.apply(a)[2]
+        scale = glog + gdet * det
+        return scale.unsqueeze(-1).unsqueeze(-1) * mT(_Inv.apply(a)[0])
+
+
+def _rhs(name: str, A: Tensor, B: Tensor, left: bool) -> tuple[Tensor, bool]:
+    """B as a batch of matrices for A X = B, and whether it was a (batch of) vector(s), by torch's rule."""
+    n = A.shape[-1]
+    vector = B.ndim == 1 or (left and B.ndim == A.ndim - 1 and B.shape == A.shape[:-1])
+    if vector:
+        B = B.unsqueeze(-1) if left else B.unsqueeze(-2)
+    if B.ndim < 2 or (B.shape[-2] if left else B.shape[-1]) != n:
+        raise ShapeError(f"{name}: Incompatible shapes of A and B for the equation {'AX = B' if left else 'XA = B'}"
+                         f" ({n}x{n} and {'x'.join(str(s) for s in B.shape[-2:])})")
+    return B, vector
+
+
+def solve_ex(A: Tensor, B: Tensor, *, left: bool = True, check_errors: bool = False) -> tuple[Tensor, Tensor]:
+    """torch.linalg.solve_ex: (X, info) without reading values back unless check_errors."""
+    from . import SolveExResult
+    check_float("linalg.solve", A, B)
+    check_square("linalg.solve", A)
+    b, vector = _rhs("linalg.solve", A, B, left)
+    a, b = broadcast_batch("linalg.solve", A, b)
+    if left:
+        x, info = _Solve.apply(a, b)
+    else:  # X A = B is A^T X^T = B^T
+        x, info = _Solve.apply(mT(a), mT(b))
+        x = mT(x)
+    if check_errors:
+        raise_on_info(info, "linalg.solve: The solver failed because the input matrix is singular.", x)
+    if vector:
+        x = x.squeeze(-1) if left else x.squeeze(-2)
+    return SolveExResult(x, info)
+
+
+def solve(A: Tensor, B: Tensor, *, left: bool = True, out: Tensor | None = None) -> Tensor:
+    """torch.linalg.solve: X with A X = B (or X A = B). A singular A raises LinAlgError, which reads a flag
+    back from the device (a sync point, as torch's CPU kernel has; solve_ex has none)."""
+    if out is not None:
+        raise TypeError("solve: out= is not supported")
+    return solve_ex(A, B, left=left, check_errors=True)[0]
+
+
+def inv_ex(A: Tensor, *, check_errors: bool = False) -> tuple[Tensor, Tensor]:
+    """torch.linalg.inv_ex: (A^{-1}, info) without reading values back unless check_errors."""
+    from . import InvExResult
+    check_float("linalg.inv", A)
+    check_square("linalg.inv", A)
+    x, info = _Inv.apply(A)
+    if check_errors:
+        raise_on_info(info, "linalg.inv: The diagonal element {} is zero, the inversion could not be completed "
+                            "because the input matrix is singular.", x)
+    return InvExResult(x, info)
+
+
+def inv(A: Tensor, *, out: Tensor | None = None) -> Tensor:
+    """torch.linalg.inv: A^{-1}. A singular A raises LinAlgError (a sync point, as on torch's CPU)."""
+    if out is not None:
+        raise TypeError("inv: out= is not supported")
+    return inv_ex(A, check_errors=True)[0]
+
+
+def det(A: Tensor) -> Tensor:
+    """torch.linalg.det (no sync: a singular matrix gives 0; its gradient is not defined here)."""
+    check_float("linalg.det", A)
+    check_square("linalg.det", A)
+    return _Slogdet.apply(A)[2]
+
+
+def slogdet(A: Tensor) -> Any:
+    """torch.linalg.slogdet: (sign, logabsdet); sign is 0 and logabsdet -inf for a singular A."""
+    from . import SlogdetResult
+    check_float("linalg.slogdet", A)
+    check_square("linalg.slogdet", A)
+    sign, logabs, _ = _Slogdet.apply(A)
+    return SlogdetResult(sign, logabs)
+
+
+def logdet(A: Tensor) -> Tensor:
+    """torch.logdet: log det A (NaN for a negative determinant)."""
+    sign, logabs = slogdet(A)
+    return logabs + sign.where(sign >= 0, float("nan")).log()
+
+
+__all__ = ["det", "inv", "inv_ex", "logdet", "slogdet", "solve", "solve_ex"]

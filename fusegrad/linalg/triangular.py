@@ -1,0 +1,159 @@
+"""Triangular solves and the Cholesky factorization, each as n column steps of vectorized tensor ops.
+
+Step i works on the rows (or the trailing block) not yet finished and ends in `.contiguous()`: the
+next step reads that block several times, and a buffer keeps the fused expression from growing
+with every step. The graph has O(n) kernels, which suits n up to about 64-128.
+"""
+from __future__ import annotations
+
+from .. import autograd
+from ..errors import ShapeError
+from ..function import Function
+from ..tensor import Tensor, stack
+from ._common import broadcast_batch, check_float, check_square, first_index, mT, outer, raise_on_info
+
+
+def forward_substitution(low: Tensor, b: Tensor, unit: bool) -> Tensor:
+    """X with low @ X = b for lower-triangular low (..., n, n) and b (..., n, k), same batch dims.
+    Reads only the lower triangle of low (without its diagonal when unit)."""
+    n = low.shape[-1]
+    rows = []
+    rest = b
+    for i in range(n):
+        x = rest[..., 0, :]
+        if not unit:
+            x = x / low[..., i, i].unsqueeze(-1)
+        rows.append(x)
+        if i + 1 < n:
+            rest = (rest[..., 1:, :] - outer(low[..., i + 1:, i], x)).contiguous()
+    return stack(rows, -2)
+
+
+def triangular(a: Tensor, b: Tensor, upper: bool, left: bool, unit: bool) -> Tensor:
+    """The solve of one broadcast batch, any side and triangle, through forward substitution:
+    X A = B is A^T X^T = B^T, and an upper system read backwards (rows and columns flipped) is lower."""
+    if not left:
+        return mT(triangular(mT(a), mT(b), not upper, True, unit))
+    if upper:
+        return forward_substitution(a.flip(-2, -1), b.flip(-2), unit).flip(-2)
+    return forward_substitution(a, b, unit)
+
+
+class _SolveTriangular(Function):
+    """X = A^{-1} B (left) or B A^{-1}; gB = A^{-T} g (or g A^{-T}), gA = -gB X^T (or -X^T gB) on A's triangle."""
+
+    @staticmethod
+    def forward(ctx, a: Tensor, b: Tensor, upper: bool, left: bool, unit: bool) -> Tensor:
+        x = triangular(a, b, upper, left, unit)
+        ctx.save_for_backward(a, b, x)
+        ctx.flags = (upper, left, unit)
+        return x
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> tuple:
+        a, b, x = ctx.saved_tensors
+        upper, left, unit = ctx.flags
+        gb = _SolveTriangular.apply(mT(a), g, not upper, left, unit)
+        ga = None
+        if ctx.needs_input_grad[0]:
+            if autograd.is_grad_enabled():  # create_graph: x needs its own history
+                x = _SolveTriangular.apply(a, b, upper, left, unit)
+            ga = -(gb @ mT(x)) if left else -(mT(x) @ gb)
+            diag = 1 if unit else 0
+            ga = ga.triu(diag) if upper else ga.tril(-diag)
+        return ga, gb, None, None, None
+
+
+def solve_triangular(A: Tensor, B: Tensor, *, upper: bool, left: bool = True, unitriangular: bool = False,
+                     out: Tensor | None = None) -> Tensor:
+    """torch.linalg.solve_triangular: X with A X = B (left) or X A = B, A triangular (only that triangle is read)."""
+    if out is not None:
+        raise TypeError("solve_triangular: out= is not supported")
+    check_float("linalg.solve_triangular", A, B)
+    n = check_square("linalg.solve_triangular", A)
+    if B.ndim < 2:
+        raise ShapeError(f"linalg.solve_triangular: The input tensor B must have at least 2 dimensions.")
+    if (B.shape[-2] if left else B.shape[-1]) != n:
+        eq = "AX = B" if left else "XA = B"
+        raise ShapeError(f"linalg.solve_triangular: Incompatible shapes of A and B for the equation {eq} "
+                         f"({n}x{n} and {B.shape[-2]}x{B.shape[-1]})")
+    a, b = broadcast_batch("linalg.solve_triangular", A, B)
+    return _SolveTriangular.apply(a, b, bool(upper), bool(left), bool(unitriangular))
+
+
+def triangular_solve(b: Tensor, A: Tensor, upper: bool = True, transpose: bool = False,
+                     unitriangular: bool = False) -> tuple[Tensor, Tensor]:
+    """torch.triangular_solve (deprecated there): (solution of op(A) X = b, a copy of A)."""
+    from . import TriangularSolveResult
+    coeff = mT(A) if transpose else A
+    x = solve_triangular(coeff, b, upper=upper != transpose, unitriangular=unitriangular)
+    return TriangularSolveResult(x, A.clone())
+
+
+def cholesky_lower(a: Tensor) -> tuple[Tensor, Tensor]:
+    """(L, info) for the lower triangle of a (..., n, n): outer-product Cholesky on the shrinking trailing
+    block. info is LAPACK's: the order of the first leading minor that is not positive-definite, else 0."""
+    n = a.shape[-1]
+    cols, bad = [], []
+    s = a
+    for j in range(n):
+        d = s[..., 0, 0]
+        bad.append((d > 0).logical_not())  # also catches NaN
+        col = s[..., :, 0] / d.sqrt().unsqueeze(-1)
+        cols.append(col.pad((j, 0)))
+        if j + 1 < n:
+            s = (s[..., 1:, 1:] - outer(col[..., 1:], col[..., 1:])).contiguous()
+    return stack(cols, -1), first_index(stack(bad, -1))
+
+
+class _Cholesky(Function):
+    """A = L L^T; gA = L^{-T} Sym(tril(L^T gL)) L^{-1}, torch's symmetric gradient."""
+
+    @staticmethod
+    def forward(ctx, a: Tensor) -> tuple[Tensor, Tensor]:
+        low, info = cholesky_lower(a)
+        ctx.save_for_backward(a, low)
+        ctx.mark_non_differentiable(info)
+        return low, info
+
+    @staticmethod
+    def backward(ctx, g: Tensor, _ginfo: Tensor) -> Tensor:
+        a, low = ctx.saved_tensors
+        if autograd.is_grad_enabled():
+            low = _Cholesky.apply(a)[0]
+        ga = (mT(low) @ g).tril()
+        ga = 0.5 * (ga + mT(ga.tril(-1)))
+        ga = _SolveTriangular.apply(mT(low), ga, True, True, False)
+        return _SolveTriangular.apply(low, ga, False, False, False)
+
+
+def cholesky_ex(A: Tensor, *, upper: bool = False, check_errors: bool = False) -> tuple[Tensor, Tensor]:
+    """torch.linalg.cholesky_ex: (L, info) without reading values back unless check_errors."""
+    from . import CholeskyExResult
+    check_float("linalg.cholesky", A)
+    check_square("linalg.cholesky", A)
+    low, info = _Cholesky.apply(mT(A) if upper else A)  # upper reads A's upper triangle, as LAPACK does
+    if check_errors:
+        raise_on_info(info, "linalg.cholesky: The factorization could not be completed because the input is "
+                            "not positive-definite (the leading minor of order {} is not positive-definite).",
+                      low)
+    return CholeskyExResult(mT(low) if upper else low, info)
+
+
+def cholesky(A: Tensor, *, upper: bool = False, out: Tensor | None = None) -> Tensor:
+    """torch.linalg.cholesky: the Cholesky factor of SPD A. Raises LinAlgError for a non-positive-definite
+    input, which reads the result back from the device (a sync point; cholesky_ex does not)."""
+    if out is not None:
+        raise TypeError("cholesky: out= is not supported")
+    return cholesky_ex(A, upper=upper, check_errors=True)[0]
+
+
+def cholesky_solve(B: Tensor, L: Tensor, upper: bool = False) -> Tensor:
+    """torch.cholesky_solve: X with A X = B where A = L L^T (or U^T U), two triangular solves."""
+    check_float("cholesky_solve", B, L)
+    low = mT(L) if upper else L
+    y = solve_triangular(low, B, upper=False)
+    return solve_triangular(mT(low), y, upper=True)
+
+
+__all__ = ["cholesky", "cholesky_ex", "cholesky_solve", "solve_triangular", "triangular_solve"]
