@@ -33,13 +33,14 @@ def check_square(name: str, a: Tensor, arg: str = "A") -> int:
 def broadcast_batch(name: str, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     """Broadcast the batch dims of a (..., n, n) and b (..., n, k) against each other."""
     try:
-        batch = _broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        batch = broadcast_shapes(a.shape[:-2], b.shape[:-2])
     except ValueError:
         raise ShapeError(f"{name}: incompatible batch shapes {a.shape} and {b.shape}") from None
     return a.expand(*batch, *a.shape[-2:]), b.expand(*batch, *b.shape[-2:])
 
 
-def _broadcast_shapes(s: tuple, t: tuple) -> tuple:
+def broadcast_shapes(s: tuple, t: tuple) -> tuple:
+    """numpy's broadcast of two shapes; ValueError when they do not fit."""
     n = max(len(s), len(t))
     s, t = (1,) * (n - len(s)) + tuple(s), (1,) * (n - len(t)) + tuple(t)
     if any(x != y and 1 not in (x, y) for x, y in zip(s, t)):

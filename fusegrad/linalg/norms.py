@@ -7,7 +7,7 @@ from typing import Any
 from .. import dtypes
 from ..errors import ShapeError
 from ..tensor import Tensor
-from ._common import broadcast_batch, check_float
+from ._common import broadcast_batch, broadcast_shapes, check_float
 
 
 def _root(total: Tensor, exponent: float) -> Tensor:
@@ -120,12 +120,18 @@ def cross(input: Tensor, other: Tensor, *, dim: int = -1, out: Any = None) -> Te
     """torch.linalg.cross: the cross product of 3-vectors along dim (broadcast)."""
     if out is not None:
         raise TypeError("cross: out= is not supported")
+    check_float("linalg.cross", input, other)
     if input.ndim != other.ndim:
         raise ShapeError(f"linalg.cross: inputs must have the same number of dimensions. Got {input.ndim} and "
                          f"{other.ndim}")
-    if input.shape[dim] != 3 or other.shape[dim] != 3:
+    if input.ndim == 0 or other.ndim == 0 or input.shape[dim] != 3 or other.shape[dim] != 3:
         raise ShapeError(f"linalg.cross: inputs dimension {dim} must have length 3. Got {input.shape[dim]} and "
                          f"{other.shape[dim]}")
+    try:
+        shape = broadcast_shapes(tuple(input.shape), tuple(other.shape))
+    except ValueError:
+        raise ShapeError(f"linalg.cross: shapes {input.shape} and {other.shape} do not broadcast") from None
+    input, other = input.expand(*shape), other.expand(*shape)
     # c_i = a_{i+1} b_{i+2} - a_{i+2} b_{i+1}, indices mod 3: roll(-1) brings entry i+1 to position i
     return input.roll(-1, dim) * other.roll(-2, dim) - input.roll(-2, dim) * other.roll(-1, dim)
 

@@ -148,12 +148,38 @@ def cholesky(A: Tensor, *, upper: bool = False, out: Tensor | None = None) -> Te
     return cholesky_ex(A, upper=upper, check_errors=True)[0]
 
 
-def cholesky_solve(B: Tensor, L: Tensor, upper: bool = False) -> Tensor:
+class _CholeskySolve(Function):
+    """X = (L L^T)^{-1} B with torch's gradient, which treats all of L as the factor: gB = A^{-1} g,
+    gL = -(gB X^T + X gB^T) L."""
+
+    @staticmethod
+    def forward(ctx, b: Tensor, low: Tensor) -> Tensor:
+        x = triangular(mT(low), triangular(low, b, False, True, False), True, True, False)
+        ctx.save_for_backward(b, low, x)
+        return x
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> tuple:
+        b, low, x = ctx.saved_tensors
+        gb = _CholeskySolve.apply(g, low)
+        if not ctx.needs_input_grad[1]:
+            return gb, None
+        if autograd.is_grad_enabled():
+            x = _CholeskySolve.apply(b, low)
+        common = gb @ mT(x)
+        return gb, -((common + mT(common)) @ low)
+
+
+def cholesky_solve(B: Tensor, L: Tensor, upper: bool = False, *, out: Tensor | None = None) -> Tensor:
     """torch.cholesky_solve: X with A X = B where A = L L^T (or U^T U), two triangular solves."""
+    if out is not None:
+        raise TypeError("cholesky_solve: out= is not supported")
     check_float("cholesky_solve", B, L)
-    low = mT(L) if upper else L
-    y = solve_triangular(low, B, upper=False)
-    return solve_triangular(mT(low), y, upper=True)
+    check_square("cholesky_solve", L)
+    if B.ndim < 2 or B.shape[-2] != L.shape[-1]:
+        raise ShapeError(f"cholesky_solve: Incompatible matrix sizes for B {tuple(B.shape)} and L {tuple(L.shape)}")
+    b, low = broadcast_batch("cholesky_solve", B, mT(L) if upper else L)
+    return _CholeskySolve.apply(b, low)
 
 
 __all__ = ["cholesky", "cholesky_ex", "cholesky_solve", "solve_triangular", "triangular_solve"]
