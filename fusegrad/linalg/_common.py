@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 
+import numpy as np
+
 from .. import dtypes
-from ..creation import arange, eye
+from ..creation import eye
 from ..errors import DTypeError, LinAlgError, ShapeError
-from ..tensor import Tensor, realize
+from ..tensor import Tensor, realize, tensor
 
 
 def check_float(name: str, *ts: Tensor) -> None:
@@ -53,11 +55,18 @@ def identity_like(a: Tensor, n: int) -> Tensor:
     return eye(n, dtype=a.dtype, device=a.device).expand(*a.shape[:-2], n, n)
 
 
-def first_one_hot(x: Tensor) -> Tensor:
-    """Along the last dim, 1.0 at the first maximum of x and 0 elsewhere (no host read)."""
-    m = x.shape[-1]
-    idx = x.argmax(-1, keepdim=True)
-    return (arange(m, device=x.device) == idx).cast(x.dtype)
+def selectors(n: int, like: Tensor, start: int | None) -> list[Tensor]:
+    """Step j's masks over n positions, each uploaded as its own buffer: with start=None the one-hot e_j,
+    else 1.0 at positions >= j + start. The steps of a factorization read their position only through
+    these buffers, so all n steps run the same few compiled kernels (a constant index would make n)."""
+    pos = np.arange(n)
+    rows = [(pos == j) if start is None else (pos >= j + start) for j in range(n)]
+    return [tensor(r.astype(like.dtype.name), dtype=like.dtype, device=like.device) for r in rows]
+
+
+def pick(t: Tensor, e: Tensor, dim: int) -> Tensor:
+    """The slice of t at e's one position along dim (-1: a column, -2: a row), as an exact sum."""
+    return (t * (e if dim == -1 else e.unsqueeze(-1))).sum(dim)
 
 
 def outer(u: Tensor, v: Tensor) -> Tensor:

@@ -1,9 +1,10 @@
 """solve, inv, det and slogdet through Gaussian elimination with partial pivoting, on the device.
 
-Step j picks the pivot row by argmax of |column| and swaps it to the top with a one-hot row
-update (no host read), then eliminates below it; the right-hand sides ride along as extra
-columns. A zero pivot leaves its column unscaled, as LAPACK's getrf does, so a singular matrix
-gives a zero determinant instead of NaN. O(n) steps of a few kernels each.
+Step j picks the pivot row by argmax of |column j| over the rows not yet done and swaps it into row
+j with a rank-one update (no host read), then eliminates below it; the right-hand sides ride along
+as extra columns. A zero pivot leaves its column unscaled, as LAPACK's getrf does, so a singular
+matrix gives a zero determinant instead of NaN. Like the triangular solves, every step works on
+the whole matrix through uploaded selectors, so the n steps share a few compiled kernels.
 """
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from ..creation import arange
 from ..errors import ShapeError
 from ..function import Function
 from ..tensor import Tensor, cat, stack
-from ._common import (broadcast_batch, check_float, check_square, first_index, first_one_hot, identity_like, mT,
-                      outer, raise_on_info)
+from ._common import (broadcast_batch, check_float, check_square, first_index, identity_like, mT, outer, pick,
+                      raise_on_info, selectors)
 from .triangular import triangular
 
 
@@ -23,28 +24,28 @@ def eliminate(a: Tensor, b: Tensor | None) -> tuple[Tensor, Tensor | None, Tenso
     """(U, C, pivots, sign) with P A = L U and C = L^{-1} P b, for a (..., n, n) and b (..., n, k) or None;
     sign is the permutation's determinant (+-1)."""
     n = a.shape[-1]
-    t = a if b is None else cat([a, b], -1)
-    urows, crows, pivots = [], [], []
+    k = 0 if b is None else b.shape[-1]
+    t = (a if b is None else cat([a, b], -1)).contiguous()
+    urows, pivots = [], []
     sign = a[..., 0, 0].zeros_like() + 1
-    for j in range(n):
-        m = n - j
-        if m > 1:
-            hot = first_one_hot(t[..., :, 0].abs())
-            top = (arange(m, device=a.device) == 0).cast(a.dtype)
-            pivot_row = (hot.unsqueeze(-1) * t).sum(-2)
-            t = t + outer(top - hot, pivot_row - t[..., 0, :])
-            sign = sign * (2 * hot[..., 0] - 1)
-        pivot = t[..., 0, 0]
+    rows = arange(n, device=a.device)
+    for e, active, below in zip(selectors(n, a, None), selectors(n, a, 0), selectors(n, a, 1)):
+        ecol = e.pad((0, k))
+        candidates = pick(t, ecol, -1).abs().where(active > 0, -1)
+        hot = (rows == candidates.argmax(-1, keepdim=True)).cast(a.dtype)
+        swap = e - hot  # t - swap (swap^T t) exchanges rows j and p (nothing when p = j)
+        t = t - outer(swap, pick(t, swap, -2))
+        sign = sign * (2 * pick(hot, e, -1) - 1)
+        row = pick(t, e, -2)
+        pivot = pick(row, ecol, -1)
+        zero = pivot == 0
+        low = pick(t, ecol, -1) * below / pivot.where(zero.logical_not(), 1).unsqueeze(-1)
+        t = (t - outer(low.where(zero.logical_not().unsqueeze(-1), 0), row)).contiguous()
+        urows.append(row)
         pivots.append(pivot)
-        urows.append(t[..., 0, :m].pad((j, 0)))
-        crows.append(t[..., 0, m:])
-        if m > 1:
-            zero = pivot == 0
-            low = t[..., 1:, 0] / pivot.where(zero.logical_not(), 1).unsqueeze(-1)
-            low = low.where(zero.logical_not().unsqueeze(-1), 0)
-            t = (t[..., 1:, 1:] - outer(low, t[..., 0, 1:])).contiguous()
-    c = None if b is None else stack(crows, -2)
-    return stack(urows, -2), c, stack(pivots, -1), sign
+    rows_done = stack(urows, -2)
+    c = None if b is None else rows_done[..., n:]
+    return rows_done[..., :n].triu(), c, stack(pivots, -1), sign
 
 
 def lu_solve(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:

@@ -3,55 +3,52 @@ torch's signs: the reflector of column x = [alpha; rest] maps it to beta e_1 wit
 beta = -sign(alpha) ||x|| (sign(0) = +1), and is the identity when rest is zero.
 
 Written with differentiable tensor ops only, so gradients come by composition (defined for every
-mode and shape, where torch's closed form refuses some). k = min(m, n) steps of a few kernels each.
+mode and shape, where torch's closed form refuses some). k = min(m, n) steps over the whole matrix,
+picking column j through uploaded selectors, so the steps share a few compiled kernels.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from ..creation import arange
+from ..creation import eye
 from ..errors import ShapeError
-from ..tensor import Tensor, cat, stack
-from ._common import check_float, outer
+from ..tensor import Tensor, stack
+from ._common import check_float, outer, pick, selectors
 
 
 def householder(a: Tensor) -> tuple[Tensor, list[Tensor], list[Tensor]]:
-    """(R (..., k, n), reflector vectors v_j padded to length m, their tau_j) for a (..., m, n)."""
+    """(R (..., k, n) with k = min(m, n), the reflector vectors v_j (length m), their tau_j)."""
     m, n = a.shape[-2:]
     k = min(m, n)
-    rows, vs, taus = [], [], []
-    s = a
-    for j in range(k):
-        alpha, rest = s[..., 0, 0], s[..., 1:, 0]
-        rest2 = rest.square().sum(-1) if m - j > 1 else alpha.zeros_like()
+    s = a.contiguous()
+    betas, vs, taus = [], [], []
+    steps = zip(selectors(n, a, None), selectors(m, a, None), selectors(m, a, 1))
+    for _, (ecol, erow, below) in zip(range(k), steps):
+        x = pick(s, ecol, -1)
+        alpha, rest = pick(x, erow, -1), x * below
+        rest2 = rest.square().sum(-1)
         keep = rest2 == 0  # nothing below the diagonal: H = I
-        norm = (alpha.square() + rest2.where(keep.logical_not(), 0)).sqrt()
+        norm = (alpha.square() + rest2).sqrt()
         beta = (-norm).where(alpha >= 0, norm).where(keep.logical_not(), alpha)
-        safe_beta = beta.where(keep.logical_not(), 1)
-        tau = ((beta - alpha) / safe_beta).where(keep.logical_not(), 0)
-        scale = (alpha - beta).where(keep.logical_not(), 1)
-        v = (rest / scale.unsqueeze(-1)).pad((1, 0)) + (arange(m - j, device=a.device) == 0).cast(a.dtype)
-        tail = s[..., :, 1:]
-        if n - j > 1:  # apply H = I - tau v v^T to the columns right of this one
-            w = (v.unsqueeze(-1) * tail).sum(-2)
-            tail = (tail - outer(tau.unsqueeze(-1) * v, w)).contiguous()
-            rows.append(cat([beta.unsqueeze(-1), tail[..., 0, :]], -1).pad((j, 0)))
-        else:
-            rows.append(beta.unsqueeze(-1).pad((j, 0)))
-        vs.append(v.pad((j, 0)))
+        tau = ((beta - alpha) / beta.where(keep.logical_not(), 1)).where(keep.logical_not(), 0)
+        v = rest / (alpha - beta).where(keep.logical_not(), 1).unsqueeze(-1) + erow
+        # H = I - tau v v^T on every column: rows above j are untouched (v is 0 there), so R's rows stay
+        s = (s - outer(tau.unsqueeze(-1) * v, (v.unsqueeze(-1) * s).sum(-2))).contiguous()
+        betas.append(beta)
+        vs.append(v)
         taus.append(tau)
-        s = tail[..., 1:, :]
-    return stack(rows, -2), vs, taus
+    # the diagonal is beta itself, as geqrf stores it; below it only rounding residue is left
+    diag = stack(betas, -1).unsqueeze(-1) * eye(k, n, dtype=a.dtype, device=a.device)
+    r = s.triu(1)[..., :k, :] + diag
+    return r, vs, taus
 
 
 def _form_q(a: Tensor, vs: list[Tensor], taus: list[Tensor], cols: int) -> Tensor:
     """Q = H_0 H_1 ... H_{k-1} applied to the first `cols` columns of the identity (orgqr)."""
     m = a.shape[-2]
-    q = (arange(m, device=a.device).unsqueeze(-1) == arange(cols, device=a.device)).cast(a.dtype)
-    q = q.expand(*a.shape[:-2], m, cols)
+    q = eye(m, cols, dtype=a.dtype, device=a.device).expand(*a.shape[:-2], m, cols)
     for v, tau in zip(reversed(vs), reversed(taus)):
-        w = (v.unsqueeze(-1) * q).sum(-2)
-        q = (q - outer(tau.unsqueeze(-1) * v, w)).contiguous()
+        q = (q - outer(tau.unsqueeze(-1) * v, (v.unsqueeze(-1) * q).sum(-2))).contiguous()
     return q
 
 
@@ -72,7 +69,7 @@ def qr(A: Tensor, mode: str = "reduced", *, out: Any = None) -> Any:
     if mode == "r":
         return QRResult(A.new_zeros(0), r)
     if mode == "complete" and m > n:
-        r = r.pad((0, 0, 0, m - n))
+        r = r.pad((0, 0, 0, m - n))  # zero rows below the n x n triangle
     return QRResult(_form_q(A, vs, taus, m if mode == "complete" else min(m, n)), r)
 
 

@@ -1,8 +1,10 @@
 """Triangular solves and the Cholesky factorization, each as n column steps of vectorized tensor ops.
 
-Step i works on the rows (or the trailing block) not yet finished and ends in `.contiguous()`: the
-next step reads that block several times, and a buffer keeps the fused expression from growing
-with every step. The graph has O(n) kernels, which suits n up to about 64-128.
+Every step works on the whole matrix, picks its row or column with an uploaded one-hot vector
+(`_common.selectors`) and ends in `.contiguous()`: the next step reads that buffer several times,
+and the buffer keeps the fused expression from growing with every step. So all steps share a few
+compiled kernels; a factorization launches O(n) kernels and does O(n^3) work, which suits n up
+to about 64-128.
 """
 from __future__ import annotations
 
@@ -10,22 +12,24 @@ from .. import autograd
 from ..errors import ShapeError
 from ..function import Function
 from ..tensor import Tensor, stack
-from ._common import broadcast_batch, check_float, check_square, first_index, mT, outer, raise_on_info
+from ._common import (broadcast_batch, check_float, check_square, first_index, mT, outer, pick, raise_on_info,
+                      selectors)
 
 
 def forward_substitution(low: Tensor, b: Tensor, unit: bool) -> Tensor:
     """X with low @ X = b for lower-triangular low (..., n, n) and b (..., n, k), same batch dims.
     Reads only the lower triangle of low (without its diagonal when unit)."""
     n = low.shape[-1]
+    strict = low.tril(-1).contiguous()
+    diag = low.diagonal(0, -2, -1)
+    rest = b.contiguous()
     rows = []
-    rest = b
-    for i in range(n):
-        x = rest[..., 0, :]
+    for e in selectors(n, low, None):
+        x = pick(rest, e, -2)
         if not unit:
-            x = x / low[..., i, i].unsqueeze(-1)
+            x = x / pick(diag, e, -1).unsqueeze(-1)
         rows.append(x)
-        if i + 1 < n:
-            rest = (rest[..., 1:, :] - outer(low[..., i + 1:, i], x)).contiguous()
+        rest = (rest - outer(pick(strict, e, -1), x)).contiguous()
     return stack(rows, -2)
 
 
@@ -91,18 +95,19 @@ def triangular_solve(b: Tensor, A: Tensor, upper: bool = True, transpose: bool =
 
 
 def cholesky_lower(a: Tensor) -> tuple[Tensor, Tensor]:
-    """(L, info) for the lower triangle of a (..., n, n): outer-product Cholesky on the shrinking trailing
-    block. info is LAPACK's: the order of the first leading minor that is not positive-definite, else 0."""
+    """(L, info) for the lower triangle of a (..., n, n): outer-product Cholesky on the symmetric matrix
+    that triangle defines (subtracting symmetric outer products keeps it exactly symmetric, so column j
+    is row j). info is LAPACK's: the order of the first leading minor that is not positive-definite."""
     n = a.shape[-1]
+    s = (a.tril() + mT(a.tril(-1))).contiguous()
     cols, bad = [], []
-    s = a
-    for j in range(n):
-        d = s[..., 0, 0]
+    for e, active in zip(selectors(n, a, None), selectors(n, a, 0)):
+        col = pick(s, e, -1)
+        d = pick(col, e, -1)
         bad.append((d > 0).logical_not())  # also catches NaN
-        col = s[..., :, 0] / d.sqrt().unsqueeze(-1)
-        cols.append(col.pad((j, 0)))
-        if j + 1 < n:
-            s = (s[..., 1:, 1:] - outer(col[..., 1:], col[..., 1:])).contiguous()
+        col = col * active / d.sqrt().unsqueeze(-1)  # rows above j hold rounding residue: drop it
+        cols.append(col)
+        s = (s - outer(col, col)).contiguous()
     return stack(cols, -1), first_index(stack(bad, -1))
 
 
