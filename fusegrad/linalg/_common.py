@@ -78,6 +78,8 @@ def first_index(flags: Tensor) -> Tensor:
     """int32 (..., ): 1 + the position of the first True along the last dim, 0 where there is none
     (LAPACK's `info`)."""
     hit = flags.cast(dtypes.int32)
+    if flags.shape[-1] == 0:
+        return hit.sum(-1)
     return ((hit.argmax(-1) + 1) * hit.amax(-1)).cast(dtypes.int32)
 
 

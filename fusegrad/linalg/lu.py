@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from .. import autograd
-from ..creation import arange
+from ..creation import arange, ones
 from ..errors import ShapeError
 from ..function import Function
-from ..tensor import Tensor, cat, stack
+from ..tensor import Tensor, cat
 from ._common import (broadcast_batch, check_float, check_square, first_index, identity_like, mT, outer, pick,
                       raise_on_info, selectors)
 from .triangular import triangular
@@ -25,9 +25,10 @@ def eliminate(a: Tensor, b: Tensor | None) -> tuple[Tensor, Tensor | None, Tenso
     sign is the permutation's determinant (+-1)."""
     n = a.shape[-1]
     k = 0 if b is None else b.shape[-1]
+    sign = ones(a.shape[:-2], dtype=a.dtype, device=a.device)
+    if n == 0:  # det of an empty matrix is 1
+        return a, b, a.new_zeros((*a.shape[:-2], 0)), sign
     t = (a if b is None else cat([a, b], -1)).contiguous()
-    urows, pivots = [], []
-    sign = a[..., 0, 0].zeros_like() + 1
     rows = arange(n, device=a.device)
     for e, active, below in zip(selectors(n, a, None), selectors(n, a, 0), selectors(n, a, 1)):
         ecol = e.pad((0, k))
@@ -35,17 +36,15 @@ def eliminate(a: Tensor, b: Tensor | None) -> tuple[Tensor, Tensor | None, Tenso
         hot = (rows == candidates.argmax(-1, keepdim=True)).cast(a.dtype)
         swap = e - hot  # t - swap (swap^T t) exchanges rows j and p (nothing when p = j)
         t = t - outer(swap, pick(t, swap, -2))
-        sign = sign * (2 * pick(hot, e, -1) - 1)
+        sign = (sign * (2 * pick(hot, e, -1) - 1)).contiguous()
         row = pick(t, e, -2)
         pivot = pick(row, ecol, -1)
         zero = pivot == 0
         low = pick(t, ecol, -1) * below / pivot.where(zero.logical_not(), 1).unsqueeze(-1)
         t = (t - outer(low.where(zero.logical_not().unsqueeze(-1), 0), row)).contiguous()
-        urows.append(row)
-        pivots.append(pivot)
-    rows_done = stack(urows, -2)
-    c = None if b is None else rows_done[..., n:]
-    return rows_done[..., :n].triu(), c, stack(pivots, -1), sign
+    # row j is final after step j: t is [U | C], with rounding residue below U's diagonal
+    u = t[..., :n]
+    return u.triu(), (None if b is None else t[..., n:]), u.diagonal(0, -2, -1), sign
 
 
 def lu_solve(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:

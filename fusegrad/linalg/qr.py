@@ -12,7 +12,7 @@ from typing import Any
 
 from ..creation import eye
 from ..errors import ShapeError
-from ..tensor import Tensor, stack
+from ..tensor import Tensor
 from ._common import check_float, outer, pick, selectors
 
 
@@ -21,7 +21,7 @@ def householder(a: Tensor) -> tuple[Tensor, list[Tensor], list[Tensor]]:
     m, n = a.shape[-2:]
     k = min(m, n)
     s = a.contiguous()
-    betas, vs, taus = [], [], []
+    vs, taus = [], []
     steps = zip(selectors(n, a, None), selectors(m, a, None), selectors(m, a, 1))
     for _, (ecol, erow, below) in zip(range(k), steps):
         x = pick(s, ecol, -1)
@@ -32,15 +32,13 @@ def householder(a: Tensor) -> tuple[Tensor, list[Tensor], list[Tensor]]:
         beta = (-norm).where(alpha >= 0, norm).where(keep.logical_not(), alpha)
         tau = ((beta - alpha) / beta.where(keep.logical_not(), 1)).where(keep.logical_not(), 0)
         v = rest / (alpha - beta).where(keep.logical_not(), 1).unsqueeze(-1) + erow
-        # H = I - tau v v^T on every column: rows above j are untouched (v is 0 there), so R's rows stay
-        s = (s - outer(tau.unsqueeze(-1) * v, (v.unsqueeze(-1) * s).sum(-2))).contiguous()
-        betas.append(beta)
+        # H = I - tau v v^T on every column: rows above j are untouched (v is 0 there), so R's rows stay;
+        # the diagonal entry is set to beta itself, as geqrf stores it
+        s = s - outer(tau.unsqueeze(-1) * v, (v.unsqueeze(-1) * s).sum(-2))
+        s = s.where(outer(erow, ecol) == 0, beta.unsqueeze(-1).unsqueeze(-1)).contiguous()
         vs.append(v)
         taus.append(tau)
-    # the diagonal is beta itself, as geqrf stores it; below it only rounding residue is left
-    diag = stack(betas, -1).unsqueeze(-1) * eye(k, n, dtype=a.dtype, device=a.device)
-    r = s.triu(1)[..., :k, :] + diag
-    return r, vs, taus
+    return s.triu()[..., :k, :], vs, taus  # below the diagonal only rounding residue is left
 
 
 def _form_q(a: Tensor, vs: list[Tensor], taus: list[Tensor], cols: int) -> Tensor:

@@ -8,7 +8,7 @@ to about 64-128.
 """
 from __future__ import annotations
 
-from .. import autograd
+from .. import autograd, dtypes
 from ..errors import ShapeError
 from ..function import Function
 from ..tensor import Tensor, stack
@@ -20,17 +20,17 @@ def forward_substitution(low: Tensor, b: Tensor, unit: bool) -> Tensor:
     """X with low @ X = b for lower-triangular low (..., n, n) and b (..., n, k), same batch dims.
     Reads only the lower triangle of low (without its diagonal when unit)."""
     n = low.shape[-1]
+    if n == 0:
+        return b
     strict = low.tril(-1).contiguous()
-    diag = low.diagonal(0, -2, -1)
+    diag = low.diagonal(0, -2, -1).unsqueeze(-1)
     rest = b.contiguous()
-    rows = []
-    for e in selectors(n, low, None):
-        x = pick(rest, e, -2)
+    for e in selectors(n, low, None)[:-1]:
+        x = pick(rest, e, -2)  # row i is final once the rows above it are eliminated
         if not unit:
-            x = x / pick(diag, e, -1).unsqueeze(-1)
-        rows.append(x)
+            x = x / pick(diag, e, -2)
         rest = (rest - outer(pick(strict, e, -1), x)).contiguous()
-    return stack(rows, -2)
+    return rest if unit else rest / diag
 
 
 def triangular(a: Tensor, b: Tensor, upper: bool, left: bool, unit: bool) -> Tensor:
@@ -97,18 +97,19 @@ def triangular_solve(b: Tensor, A: Tensor, upper: bool = True, transpose: bool =
 def cholesky_lower(a: Tensor) -> tuple[Tensor, Tensor]:
     """(L, info) for the lower triangle of a (..., n, n): outer-product Cholesky on the symmetric matrix
     that triangle defines (subtracting symmetric outer products keeps it exactly symmetric, so column j
-    is row j). info is LAPACK's: the order of the first leading minor that is not positive-definite."""
+    is row j); step j stores L's column j in column j. info is LAPACK's: the order of the first leading
+    minor that is not positive-definite (its pivot is <= 0 or NaN, and so is L's diagonal entry)."""
     n = a.shape[-1]
+    if n == 0:
+        return a, a.new_zeros(a.shape[:-2], dtype=dtypes.int32)
     s = (a.tril() + mT(a.tril(-1))).contiguous()
-    cols, bad = [], []
     for e, active in zip(selectors(n, a, None), selectors(n, a, 0)):
         col = pick(s, e, -1)
-        d = pick(col, e, -1)
-        bad.append((d > 0).logical_not())  # also catches NaN
-        col = col * active / d.sqrt().unsqueeze(-1)  # rows above j hold rounding residue: drop it
-        cols.append(col)
-        s = (s - outer(col, col)).contiguous()
-    return stack(cols, -1), first_index(stack(bad, -1))
+        col = (col / pick(col, e, -1).sqrt().unsqueeze(-1)).where(active > 0, 0)  # above j: rounding residue
+        # where, not a multiply by the mask: a failed pivot's NaN must stay in its own column
+        s = (s - outer(col, col)).where(e == 0, col.unsqueeze(-1)).contiguous()
+    low = s.tril()
+    return low, first_index((low.diagonal(0, -2, -1) > 0).logical_not())
 
 
 class _Cholesky(Function):
