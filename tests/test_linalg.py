@@ -114,9 +114,9 @@ def test_qr(dtype, shape, mode):
 
 
 # ---- higher derivatives, accuracy --------------------------------------------------------------
-@pytest.mark.parametrize("fn", ["inv", "det", "cholesky", "solve"])
+@pytest.mark.parametrize("fn", ["inv", "det", "cholesky", "solve", "eigvalsh"])
 def test_second_derivative(fn):
-    a = spd((2,)) if fn == "cholesky" else general((2,))
+    a = spd((2,)) if fn == "cholesky" else symmetric((2,)) if fn == "eigvalsh" else general((2,))
     b = RNG.standard_normal((2, N, 2))
     w = RNG.standard_normal(N * N * 2)
     grads = []
@@ -263,3 +263,33 @@ def test_empty_matrices(fn):
     for g, w in zip(got if fn == "slogdet" else [got], want if fn == "slogdet" else [want]):
         assert g.shape == tuple(w.shape)
         np.testing.assert_array_equal(g.numpy(), w.numpy())
+
+
+# ---- eigenvalues and singular values ---------------------------------------------------------------
+def symmetric(shape, n=N):
+    b = RNG.standard_normal((*shape, n, n))
+    return b + np.swapaxes(b, -1, -2)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,uplo", [(N, "L"), (5, "U")], ids=str)
+def test_eigh(dtype, n, uplo):
+    a = symmetric((2,), n) + np.tril(RNG.standard_normal((n, n)), -1) * (uplo == "U")  # junk off its triangle
+    (w, v), (tw, tv) = fg.linalg.eigh(fg.tensor(a.astype(dtype)), uplo), torch.linalg.eigh(torch.tensor(
+        a.astype(dtype)), uplo)
+    np.testing.assert_allclose(w.numpy(), tw.numpy(), **TOL[dtype])
+    signs = np.sign((v.numpy() * tv.numpy()).sum(-2, keepdims=True))  # eigenvector signs are arbitrary
+    np.testing.assert_allclose(v.numpy() * signs, tv.numpy(), atol=TOL[dtype]["atol"] * 10)
+    # the gradient of sign-invariant results: eigenvalues and the eigenvectors' squares
+    run(lambda m, a: m.cat([m.linalg.eigh(a, uplo)[0], m.linalg.eigh(a, uplo)[1].square().flatten(-2)], -1),
+        arrays(dtype, a), dtype, grad_atol=TOL[dtype]["atol"] * 100)
+    run(lambda m, a: m.linalg.eigvalsh(a, uplo), arrays(dtype, a), dtype)
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 3), (3, 4)], ids=str)
+def test_svdvals_and_spectral_norms(shape):
+    a = RNG.standard_normal(shape)
+    run(lambda m, a: m.linalg.svdvals(a), [a], "float64")
+    for ord in ("nuc", 2, -2):
+        run(lambda m, a: m.linalg.matrix_norm(a, ord), [a], "float64")
+    run(lambda m, a: m.linalg.norm(a, 2, dim=(0, -1), keepdim=True), [a], "float64")

@@ -15,17 +15,19 @@ from collections import namedtuple
 from ..errors import LinAlgError
 
 QRResult = namedtuple("QRResult", ["Q", "R"])
+EighResult = namedtuple("EighResult", ["eigenvalues", "eigenvectors"])
 SlogdetResult = namedtuple("SlogdetResult", ["sign", "logabsdet"])
 CholeskyExResult = namedtuple("CholeskyExResult", ["L", "info"])
 InvExResult = namedtuple("InvExResult", ["inverse", "info"])
 SolveExResult = namedtuple("SolveExResult", ["result", "info"])
 TriangularSolveResult = namedtuple("TriangularSolveResult", ["solution", "cloned_coefficient"])
 
+from .jacobi import eigh, eigvalsh, svdvals  # noqa: E402
 from .lu import det, inv, inv_ex, logdet, slogdet, solve, solve_ex  # noqa: E402
 from .norms import cdist, cross, matrix_norm, norm, torch_cross, vector_norm  # noqa: E402
-from .qr import qr  # noqa: E402
+from .householder import qr  # noqa: E402
 from .triangular import cholesky, cholesky_ex, cholesky_solve, solve_triangular, triangular_solve  # noqa: E402
 
-__all__ = ["LinAlgError", "cholesky", "cholesky_ex", "cross", "det", "inv", "inv_ex", "matrix_norm", "norm", "qr",
-           "slogdet", "solve", "solve_ex", "solve_triangular", "vector_norm"]
+__all__ = ["LinAlgError", "cholesky", "cholesky_ex", "cross", "det", "eigh", "eigvalsh", "inv", "inv_ex", "matrix_norm", "norm", "qr",
+           "slogdet", "solve", "solve_ex", "solve_triangular", "svdvals", "vector_norm"]
 

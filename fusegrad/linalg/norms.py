@@ -54,7 +54,7 @@ def vector_norm(x: Tensor, ord: Any = 2, dim: Any = None, keepdim: bool = False,
 
 def matrix_norm(A: Tensor, ord: Any = "fro", dim: tuple[int, int] = (-2, -1), keepdim: bool = False, *,
                 dtype: Any = None, out: Any = None) -> Tensor:
-    """torch.linalg.matrix_norm for ord 'fro', 1, -1, inf, -inf ('nuc', 2 and -2 need an SVD: not available)."""
+    """torch.linalg.matrix_norm: ord 'fro', 1, -1, inf, -inf, and 'nuc', 2, -2 from svdvals (see its accuracy)."""
     if out is not None:
         raise TypeError("matrix_norm: out= is not supported")
     if dtype is not None:
@@ -68,8 +68,10 @@ def matrix_norm(A: Tensor, ord: Any = "fro", dim: tuple[int, int] = (-2, -1), ke
     if ord == "fro":
         return vector_norm(A, 2, (d0, d1), keepdim)
     if ord in ("nuc", 2, -2):
-        raise NotImplementedError(f"linalg.matrix_norm: ord={ord!r} needs singular values, which fusegrad does not "
-                                  "compute yet")
+        from .jacobi import svdvals
+        sv = svdvals(A.movedim((d0, d1), (-2, -1)))
+        result = sv.sum(-1) if ord == "nuc" else sv.amax(-1) if ord == 2 else sv.amin(-1)
+        return result.unsqueeze(-1).unsqueeze(-1).movedim((-2, -1), (d0, d1)) if keepdim else result
     if ord not in (1, -1, math.inf, -math.inf):
         raise ShapeError(f"linalg.matrix_norm: Order {ord} not supported.")
     inner, outer = (d0, d1) if ord in (1, -1) else (d1, d0)  # 1: max column sum, inf: max row sum
