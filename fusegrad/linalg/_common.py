@@ -1,6 +1,7 @@
 """Argument checks and small helpers shared by the linalg modules."""
 from __future__ import annotations
 
+from collections import namedtuple
 
 import numpy as np
 
@@ -8,6 +9,15 @@ from .. import dtypes
 from ..creation import eye
 from ..errors import DTypeError, LinAlgError, ShapeError
 from ..tensor import Tensor, realize, tensor
+
+# the result types: named tuples with the field names of torch.return_types
+QRResult = namedtuple("QRResult", ["Q", "R"])
+EighResult = namedtuple("EighResult", ["eigenvalues", "eigenvectors"])
+SlogdetResult = namedtuple("SlogdetResult", ["sign", "logabsdet"])
+CholeskyExResult = namedtuple("CholeskyExResult", ["L", "info"])
+InvExResult = namedtuple("InvExResult", ["inverse", "info"])
+SolveExResult = namedtuple("SolveExResult", ["result", "info"])
+TriangularSolveResult = namedtuple("TriangularSolveResult", ["solution", "cloned_coefficient"])
 
 
 def check_float(name: str, *ts: Tensor) -> None:

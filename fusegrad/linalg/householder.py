@@ -13,7 +13,7 @@ from typing import Any
 from ..creation import eye
 from ..errors import ShapeError
 from ..tensor import Tensor
-from ._common import check_float, outer, pick, selectors
+from ._common import QRResult, check_float, outer, pick, selectors
 
 
 def householder(a: Tensor) -> tuple[Tensor, list[Tensor], list[Tensor]]:
@@ -53,7 +53,6 @@ def _form_q(a: Tensor, vs: list[Tensor], taus: list[Tensor], cols: int) -> Tenso
 def qr(A: Tensor, mode: str = "reduced", *, out: Any = None) -> Any:
     """torch.linalg.qr: (Q, R) with Q orthonormal columns and R upper triangular, torch's signs.
     mode 'reduced' (Q m x k, R k x n), 'complete' (Q m x m, R m x n) or 'r' (Q empty, R k x n)."""
-    from . import QRResult
     if out is not None:
         raise TypeError("qr: out= is not supported")
     check_float("linalg.qr", A)

@@ -21,7 +21,7 @@ from ..creation import arange, eye
 from ..errors import ShapeError
 from ..function import Function
 from ..tensor import Tensor, tensor
-from ._common import check_float, check_square, mT
+from ._common import EighResult, check_float, check_square, mT
 
 
 
@@ -110,7 +110,6 @@ class _Eigh(Function):
 def eigh(A: Tensor, UPLO: str = "L", *, out: Any = None) -> Any:
     """torch.linalg.eigh: ascending eigenvalues and orthonormal eigenvectors (columns) of a symmetric A,
     read from its lower (UPLO='L') or upper triangle. Eigenvector signs are arbitrary, as LAPACK's are."""
-    from . import EighResult
     if out is not None:
         raise TypeError("eigh: out= is not supported")
     check_float("linalg.eigh", A)

@@ -15,8 +15,8 @@ from ..creation import arange, ones
 from ..errors import ShapeError
 from ..function import Function
 from ..tensor import Tensor, cat
-from ._common import (broadcast_batch, check_float, check_square, first_index, identity_like, mT, outer, pick,
-                      raise_on_info, selectors)
+from ._common import (InvExResult, SlogdetResult, SolveExResult, broadcast_batch, check_float, check_square,
+                      first_index, identity_like, mT, outer, pick, raise_on_info, selectors)
 from .triangular import triangular
 
 
@@ -127,7 +127,6 @@ def _rhs(name: str, A: Tensor, B: Tensor, left: bool) -> tuple[Tensor, bool]:
 
 def solve_ex(A: Tensor, B: Tensor, *, left: bool = True, check_errors: bool = False) -> tuple[Tensor, Tensor]:
     """torch.linalg.solve_ex: (X, info) without reading values back unless check_errors."""
-    from . import SolveExResult
     check_float("linalg.solve", A, B)
     check_square("linalg.solve", A)
     b, vector = _rhs("linalg.solve", A, B, left)
@@ -154,7 +153,6 @@ def solve(A: Tensor, B: Tensor, *, left: bool = True, out: Tensor | None = None)
 
 def inv_ex(A: Tensor, *, check_errors: bool = False) -> tuple[Tensor, Tensor]:
     """torch.linalg.inv_ex: (A^{-1}, info) without reading values back unless check_errors."""
-    from . import InvExResult
     check_float("linalg.inv", A)
     check_square("linalg.inv", A)
     x, info = _Inv.apply(A)
@@ -180,7 +178,6 @@ def det(A: Tensor) -> Tensor:
 
 def slogdet(A: Tensor) -> Any:
     """torch.linalg.slogdet: (sign, logabsdet); sign is 0 and logabsdet -inf for a singular A."""
-    from . import SlogdetResult
     check_float("linalg.slogdet", A)
     check_square("linalg.slogdet", A)
     sign, logabs, _ = _Slogdet.apply(A)

@@ -11,9 +11,9 @@ from __future__ import annotations
 from .. import autograd, dtypes
 from ..errors import ShapeError
 from ..function import Function
-from ..tensor import Tensor, stack
-from ._common import (broadcast_batch, check_float, check_square, first_index, mT, outer, pick, raise_on_info,
-                      selectors)
+from ..tensor import Tensor
+from ._common import (CholeskyExResult, TriangularSolveResult, broadcast_batch, check_float, check_square,
+                      first_index, mT, outer, pick, raise_on_info, selectors)
 
 
 def forward_substitution(low: Tensor, b: Tensor, unit: bool) -> Tensor:
@@ -76,7 +76,7 @@ def solve_triangular(A: Tensor, B: Tensor, *, upper: bool, left: bool = True, un
     check_float("linalg.solve_triangular", A, B)
     n = check_square("linalg.solve_triangular", A)
     if B.ndim < 2:
-        raise ShapeError(f"linalg.solve_triangular: The input tensor B must have at least 2 dimensions.")
+        raise ShapeError("linalg.solve_triangular: The input tensor B must have at least 2 dimensions.")
     if (B.shape[-2] if left else B.shape[-1]) != n:
         eq = "AX = B" if left else "XA = B"
         raise ShapeError(f"linalg.solve_triangular: Incompatible shapes of A and B for the equation {eq} "
@@ -88,7 +88,6 @@ def solve_triangular(A: Tensor, B: Tensor, *, upper: bool, left: bool = True, un
 def triangular_solve(b: Tensor, A: Tensor, upper: bool = True, transpose: bool = False,
                      unitriangular: bool = False) -> tuple[Tensor, Tensor]:
     """torch.triangular_solve (deprecated there): (solution of op(A) X = b, a copy of A)."""
-    from . import TriangularSolveResult
     coeff = mT(A) if transpose else A
     x = solve_triangular(coeff, b, upper=upper != transpose, unitriangular=unitriangular)
     return TriangularSolveResult(x, A.clone())
@@ -135,7 +134,6 @@ class _Cholesky(Function):
 
 def cholesky_ex(A: Tensor, *, upper: bool = False, check_errors: bool = False) -> tuple[Tensor, Tensor]:
     """torch.linalg.cholesky_ex: (L, info) without reading values back unless check_errors."""
-    from . import CholeskyExResult
     check_float("linalg.cholesky", A)
     check_square("linalg.cholesky", A)
     low, info = _Cholesky.apply(mT(A) if upper else A)  # upper reads A's upper triangle, as LAPACK does
