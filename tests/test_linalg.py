@@ -293,3 +293,13 @@ def test_svdvals_and_spectral_norms(shape):
     for ord in ("nuc", 2, -2):
         run(lambda m, a: m.linalg.matrix_norm(a, ord), [a], "float64")
     run(lambda m, a: m.linalg.norm(a, 2, dim=(0, -1), keepdim=True), [a], "float64")
+
+
+def test_badly_scaled_rows_keep_their_digits():
+    """Row exchanges move rows exactly: rows 1e12 apart in scale still give LAPACK's solution."""
+    a = general(())
+    a[0] *= 1e-12
+    a[2] *= 1e12
+    b = RNG.standard_normal((N, 2))
+    got = fg.linalg.solve(fg.tensor(a), fg.tensor(b)).numpy()
+    np.testing.assert_allclose(got, torch.linalg.solve(torch.tensor(a), torch.tensor(b)).numpy(), rtol=1e-12)

@@ -1,7 +1,7 @@
 """solve, inv, det and slogdet through Gaussian elimination with partial pivoting, on the device.
 
 Step j picks the pivot row by argmax of |column j| over the rows not yet done and swaps it into row
-j with a rank-one update (no host read), then eliminates below it; the right-hand sides ride along
+j by one-hot selection (no host read), then eliminates below it; the right-hand sides ride along
 as extra columns. A zero pivot leaves its column unscaled, as LAPACK's getrf does, so a singular
 matrix gives a zero determinant instead of NaN. Like the triangular solves, every step works on
 the whole matrix through uploaded selectors, so the n steps share a few compiled kernels.
@@ -34,10 +34,10 @@ def eliminate(a: Tensor, b: Tensor | None) -> tuple[Tensor, Tensor | None, Tenso
         ecol = e.pad((0, k))
         candidates = pick(t, ecol, -1).abs().where(active > 0, -1)
         hot = (rows == candidates.argmax(-1, keepdim=True)).cast(a.dtype)
-        swap = e - hot  # t - swap (swap^T t) exchanges rows j and p (nothing when p = j)
-        t = t - outer(swap, pick(t, swap, -2))
+        # exchange rows j and p by selection (a rank-one update would round the rows it moves)
+        row, other = pick(t, hot, -2), pick(t, e, -2)
+        t = row.unsqueeze(-2).where(e.unsqueeze(-1) > 0, other.unsqueeze(-2).where(hot.unsqueeze(-1) > 0, t))
         sign = (sign * (2 * pick(hot, e, -1) - 1)).contiguous()
-        row = pick(t, e, -2)
         pivot = pick(row, ecol, -1)
         zero = pivot == 0
         low = pick(t, ecol, -1) * below / pivot.where(zero.logical_not(), 1).unsqueeze(-1)
