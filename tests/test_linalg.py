@@ -303,3 +303,21 @@ def test_badly_scaled_rows_keep_their_digits():
     b = RNG.standard_normal((N, 2))
     got = fg.linalg.solve(fg.tensor(a), fg.tensor(b)).numpy()
     np.testing.assert_allclose(got, torch.linalg.solve(torch.tensor(a), torch.tensor(b)).numpy(), rtol=1e-12)
+
+
+# ---- products ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("power", [0, 1, 3, -2], ids=str)
+def test_matrix_power(power):
+    run(lambda m, a: m.linalg.matrix_power(a, power), [general((2,))], "float64")
+
+
+def test_vecdot_multi_dot_matmul_diagonal():
+    x, y = RNG.standard_normal((2, 3, 4)), RNG.standard_normal((3, 4))
+    run(lambda m, x, y: m.linalg.vecdot(x, y), [x, y], "float64")
+    run(lambda m, x, y: m.linalg.vecdot(x, y, dim=-2), [x, y], "float64")
+    run(lambda m, x, y: m.linalg.matmul(x, y.mT), [x, y], "float64")
+    run(lambda m, x: m.linalg.diagonal(x, offset=1), [x], "float64")
+    mats = [RNG.standard_normal(4), RNG.standard_normal((4, 3)), RNG.standard_normal((3, 5)), RNG.standard_normal(5)]
+    run(lambda m, *t: m.linalg.multi_dot(list(t)), mats, "float64")
+    with pytest.raises(fg.ShapeError):
+        fg.linalg.multi_dot([fg.ones(2, 2)])

@@ -15,8 +15,10 @@ from .jacobi import eigh, eigvalsh, svdvals
 from .lu import det, inv, inv_ex, slogdet, solve, solve_ex
 from .householder import qr
 from .norms import cross, matrix_norm, norm, vector_norm
+from .products import diagonal, matmul, matrix_power, multi_dot, vecdot
 from .triangular import cholesky, cholesky_ex, solve_triangular
 
-__all__ = ["LinAlgError", "cholesky", "cholesky_ex", "cross", "det", "eigh", "eigvalsh", "inv", "inv_ex",
-           "matrix_norm", "norm", "qr", "slogdet", "solve", "solve_ex", "solve_triangular", "svdvals", "vector_norm"]
+__all__ = ["LinAlgError", "cholesky", "cholesky_ex", "cross", "det", "diagonal", "eigh", "eigvalsh", "inv", "inv_ex",
+           "matmul", "matrix_norm", "matrix_power", "multi_dot", "norm", "qr", "slogdet", "solve", "solve_ex",
+           "solve_triangular", "svdvals", "vecdot", "vector_norm"]
 
