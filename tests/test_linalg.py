@@ -321,3 +321,33 @@ def test_vecdot_multi_dot_matmul_diagonal():
     run(lambda m, *t: m.linalg.multi_dot(list(t)), mats, "float64")
     with pytest.raises(fg.ShapeError):
         fg.linalg.multi_dot([fg.ones(2, 2)])
+
+
+# ---- LU ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_lu_factor_and_lu(dtype):
+    a = RNG.standard_normal((2, N, N))  # no diagonal boost: the pivots move rows
+    (_, piv), (_, tpiv) = fg.linalg.lu_factor(fg.tensor(a.astype(dtype))), torch.linalg.lu_factor(
+        torch.tensor(a.astype(dtype)))
+    np.testing.assert_array_equal(piv.numpy(), tpiv.numpy())
+    assert piv.dtype == fg.int32
+    run(lambda m, a: m.linalg.lu_factor(a)[0], arrays(dtype, a), dtype, atol=TOL[dtype]["atol"] * 10)
+    run(lambda m, a: m.linalg.lu(a)[0], arrays(dtype, a), dtype, grad=False)
+    run(lambda m, a: m.cat([x.flatten(-2) for x in m.linalg.lu(a)[1:]], -1), arrays(dtype, a), dtype,
+        atol=TOL[dtype]["atol"] * 10)
+    with pytest.raises(RuntimeError):
+        torch.linalg.lu_factor(torch.tensor(a), pivot=False)
+    with pytest.raises(RuntimeError):
+        fg.linalg.lu_factor(fg.tensor(a), pivot=False)
+
+
+@pytest.mark.parametrize("left,adjoint", [(True, False), (True, True), (False, False), (False, True)], ids=str)
+def test_lu_solve(left, adjoint):
+    a = RNG.standard_normal((2, N, N))
+    b = RNG.standard_normal((2, N, 3) if left else (2, 3, N))
+    piv = torch.linalg.lu_factor(torch.tensor(a)).pivots
+
+    def solve(m, lu, b):
+        p = fg.tensor(piv.numpy()) if m is fg else piv
+        return m.linalg.lu_solve(lu, p, b, left=left, adjoint=adjoint)
+    run(solve, [torch.linalg.lu_factor(torch.tensor(a)).LU.numpy(), b], "float64", atol=1e-9, rtol=1e-9)

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 from ..errors import LinAlgError
 from .jacobi import eigh, eigvalsh, svdvals
-from .lu import det, inv, inv_ex, slogdet, solve, solve_ex
+from .lu import det, inv, inv_ex, lu, lu_factor, lu_solve, slogdet, solve, solve_ex
 from .householder import qr
 from .norms import cross, matrix_norm, norm, vector_norm
 from .products import diagonal, matmul, matrix_power, multi_dot, vecdot
 from .triangular import cholesky, cholesky_ex, solve_triangular
 
 __all__ = ["LinAlgError", "cholesky", "cholesky_ex", "cross", "det", "diagonal", "eigh", "eigvalsh", "inv", "inv_ex",
-           "matmul", "matrix_norm", "matrix_power", "multi_dot", "norm", "qr", "slogdet", "solve", "solve_ex",
-           "solve_triangular", "svdvals", "vecdot", "vector_norm"]
-
+           "lu", "lu_factor", "lu_solve", "matmul", "matrix_norm", "matrix_power", "multi_dot", "norm", "qr",
+           "slogdet", "solve", "solve_ex", "solve_triangular", "svdvals", "vecdot", "vector_norm"]

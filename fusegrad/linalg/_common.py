@@ -16,6 +16,8 @@ EighResult = namedtuple("EighResult", ["eigenvalues", "eigenvectors"])
 SlogdetResult = namedtuple("SlogdetResult", ["sign", "logabsdet"])
 CholeskyExResult = namedtuple("CholeskyExResult", ["L", "info"])
 InvExResult = namedtuple("InvExResult", ["inverse", "info"])
+LUFactorResult = namedtuple("LUFactorResult", ["LU", "pivots"])
+LUResult = namedtuple("LUResult", ["P", "L", "U"])
 SolveExResult = namedtuple("SolveExResult", ["result", "info"])
 TriangularSolveResult = namedtuple("TriangularSolveResult", ["solution", "cloned_coefficient"])
 
