@@ -145,7 +145,7 @@ def test_accuracy_float64_32x32():
 
 # ---- norms ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("ord", [2, 1, math.inf, -math.inf, 0, 3, 0.5], ids=str)
+@pytest.mark.parametrize("ord", [2, 1, math.inf, -math.inf, 0, 3, 0.5, -1.5], ids=str)
 def test_vector_norm(dtype, ord):
     x = RNG.standard_normal((3, 4, 5))
     for dim, keepdim in [(None, False), (1, True), ((0, 2), False)]:
@@ -351,3 +351,14 @@ def test_lu_solve(left, adjoint):
         p = fg.tensor(piv.numpy()) if m is fg else piv
         return m.linalg.lu_solve(lu, p, b, left=left, adjoint=adjoint)
     run(solve, [torch.linalg.lu_factor(torch.tensor(a)).LU.numpy(), b], "float64", atol=1e-9, rtol=1e-9)
+
+
+def test_zero_norm_has_zero_gradient():
+    """At a zero norm (a zero vector, two equal points) torch's gradient is 0, not NaN."""
+    x = np.zeros((2, 3))
+    x[1] = RNG.standard_normal(3)
+    for ord in (2, 3, 0.5):
+        run(lambda m, x: m.linalg.vector_norm(x, ord, dim=-1), [x], "float64")
+    p = RNG.standard_normal((3, 2))
+    run(lambda m, a, b: m.cdist(a, b), [p, p[[1, 0, 2]].copy()], "float64")
+    run(lambda m, x: m.linalg.vector_norm(x, -1, dim=-1), [x], "float64", grad=False)  # a zero entry: norm 0

@@ -49,7 +49,11 @@ def vector_norm(x: Tensor, ord: Any = 2, dim: Any = None, keepdim: bool = False,
         return a.sum(dims, keepdim)
     if ord == 2:
         return _root(x.square().sum(dims, keepdim), 0.5)
-    return _root((a ** ord).sum(dims, keepdim), 1 / ord)
+    if ord < 0:  # a zero entry makes the sum infinite and the norm 0, as in torch
+        return (a ** ord).sum(dims, keepdim) ** (1 / ord)
+    nonzero = a > 0  # |x|^p has an infinite (p < 1) or NaN derivative at 0 otherwise
+    powered = (a.where(nonzero, 1) ** ord).where(nonzero, 0)
+    return _root(powered.sum(dims, keepdim), 1 / ord)
 
 
 def matrix_norm(A: Tensor, ord: Any = "fro", dim: tuple[int, int] = (-2, -1), keepdim: bool = False, *,
