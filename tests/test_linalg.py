@@ -362,3 +362,24 @@ def test_zero_norm_has_zero_gradient():
     p = RNG.standard_normal((3, 2))
     run(lambda m, a, b: m.cdist(a, b), [p, p[[1, 0, 2]].copy()], "float64")
     run(lambda m, x: m.linalg.vector_norm(x, -1, dim=-1), [x], "float64", grad=False)  # a zero entry: norm 0
+
+
+# ---- least squares -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("shape", [(2, 5, 3), (3, 5)], ids=["tall", "wide"])
+def test_pinv(shape):
+    run(lambda m, a: m.linalg.pinv(a), [RNG.standard_normal(shape)], "float64", atol=1e-9, rtol=1e-9)
+
+
+@pytest.mark.parametrize("driver", [None, "gels", "gelsd"], ids=str)
+@pytest.mark.parametrize("shape", [(2, 5, 3), (2, 3, 5)], ids=["tall", "wide"])
+def test_lstsq(shape, driver):
+    a, b = RNG.standard_normal(shape), RNG.standard_normal((2, shape[1], 2))
+    run(lambda m, a, b: m.linalg.lstsq(a, b, driver=driver).solution, [a, b], "float64", atol=1e-9, rtol=1e-9)
+    got = fg.linalg.lstsq(fg.tensor(a), fg.tensor(b), driver=driver)
+    want = torch.linalg.lstsq(torch.tensor(a), torch.tensor(b), driver=driver)
+    for g, w in zip(got[1:], want[1:]):
+        assert g.shape == tuple(w.shape) and g.dtype.name == str(w.dtype).removeprefix("torch.")
+        np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=1e-9, atol=1e-9)
+    vec = fg.linalg.lstsq(fg.tensor(a[0]), fg.tensor(b[0, :, 0])).solution
+    np.testing.assert_allclose(vec.numpy(), torch.linalg.lstsq(torch.tensor(a[0]), torch.tensor(b[0, :, 0]))
+                               .solution.numpy(), atol=1e-12)
