@@ -114,7 +114,7 @@ def test_qr(dtype, shape, mode):
 
 
 # ---- higher derivatives, accuracy --------------------------------------------------------------
-@pytest.mark.parametrize("fn", ["inv", "det", "cholesky", "solve", "eigvalsh"])
+@pytest.mark.parametrize("fn", ["inv", "det", "cholesky", "solve", "eigvalsh", "matrix_exp"])
 def test_second_derivative(fn):
     a = spd((2,)) if fn == "cholesky" else symmetric((2,)) if fn == "eigvalsh" else general((2,))
     b = RNG.standard_normal((2, N, 2))
@@ -383,3 +383,11 @@ def test_lstsq(shape, driver):
     vec = fg.linalg.lstsq(fg.tensor(a[0]), fg.tensor(b[0, :, 0])).solution
     np.testing.assert_allclose(vec.numpy(), torch.linalg.lstsq(torch.tensor(a[0]), torch.tensor(b[0, :, 0]))
                                .solution.numpy(), atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("scale", [0.3, 20.0], ids=["small", "squared"])
+def test_matrix_exp(dtype, scale):
+    a = RNG.standard_normal((2, N, N)) * scale / N
+    tol = dict(atol=1e-12 * scale, rtol=1e-11) if dtype == "float64" else dict(atol=1e-5 * scale, rtol=1e-4)
+    run(lambda m, a: m.linalg.matrix_exp(a), arrays(dtype, a), dtype, **tol)

@@ -1,11 +1,12 @@
-"""torch.linalg's product helpers: matmul, vecdot, multi_dot, matrix_power, diagonal."""
+"""torch.linalg's product helpers: matmul, vecdot, multi_dot, matrix_power, diagonal, matrix_exp."""
 from __future__ import annotations
 
 from typing import Any, Sequence
 
 from ..errors import ShapeError
-from ..tensor import Tensor
-from ._common import check_square, identity_like
+from ..function import Function
+from ..tensor import Tensor, cat, tensor
+from ._common import check_float, check_square, identity_like, mT
 
 
 def matmul(input: Tensor, other: Tensor, *, out: Any = None) -> Tensor:
@@ -68,4 +69,54 @@ def diagonal(A: Tensor, *, offset: int = 0, dim1: int = -2, dim2: int = -1) -> T
     return A.diagonal(offset, dim1, dim2)
 
 
-__all__ = ["diagonal", "matmul", "matrix_power", "multi_dot", "vecdot"]
+# exp by scaling and squaring: A / 2^s has 1-norm <= 1/2, where Taylor's degree-18 remainder is
+# below 0.5^19 / 19! ~ 1e-23 relative; s is computed on the device, so all _SQUARINGS products are
+# built and each squares only while it is among the first s (norms up to 2^29 are covered).
+_TAYLOR_DEGREE = 18
+_SQUARINGS = 30
+
+
+def _expm(a: Tensor) -> Tensor:
+    """exp(a) for a (..., n, n) by scaling, Taylor and squaring."""
+    from .norms import matrix_norm
+    n = a.shape[-1]
+    s = (matrix_norm(a, 1, keepdim=True) * 2).log2().ceil().clamp(0, _SQUARINGS)
+    x = a * (-s).exp2()
+    eye_ = identity_like(a, n)
+    # the step constants are uploaded buffers (and each step a buffer of its own), so all steps share
+    # compiled kernels
+    result = eye_
+    for k in range(_TAYLOR_DEGREE, 0, -1):  # Horner: I + x/1 (I + x/2 (I + ...))
+        result = (eye_ + (x @ result) * tensor(1 / k, dtype=a.dtype, device=a.device)).contiguous()
+    for i in range(_SQUARINGS):
+        squares = s > tensor(float(i), dtype=a.dtype, device=a.device)
+        result = (result @ result).where(squares, result).contiguous()
+    return result
+
+
+class _MatrixExp(Function):
+    """exp(A); gA is the upper right block of exp([[A^T, g], [0, A^T]]), as torch's rule."""
+
+    @staticmethod
+    def forward(ctx, a: Tensor) -> Tensor:
+        ctx.save_for_backward(a)
+        return _expm(a)
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> Tensor:
+        (a,) = ctx.saved_tensors
+        n = a.shape[-1]
+        top = cat([mT(a), g], -1)
+        block = cat([top, cat([g.zeros_like(), mT(a)], -1)], -2)
+        return _MatrixExp.apply(block)[..., :n, n:]
+
+
+def matrix_exp(A: Tensor) -> Tensor:
+    """torch.linalg.matrix_exp by scaling and squaring with a degree-18 Taylor polynomial (no host read;
+    about 50 n x n products; the gradient is a matrix_exp of size 2n)."""
+    check_float("linalg.matrix_exp", A)
+    check_square("linalg.matrix_exp", A)
+    return _MatrixExp.apply(A)
+
+
+__all__ = ["diagonal", "matmul", "matrix_exp", "matrix_power", "multi_dot", "vecdot"]
