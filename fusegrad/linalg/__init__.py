@@ -6,8 +6,8 @@ factorizations take O(n) steps of a few kernels each (fine up to n of about 64-1
 of solve, inv, det, slogdet, cholesky, eigh, matrix_exp and the triangular solves are closed-form
 `autograd.Function` rules written with these same ops (second derivatives work); the others' come by
 composition.
-Only inv, solve and cholesky read values back (to raise LinAlgError where torch's CPU kernels do);
-their `_ex` variants never do. See docs/linalg.md.
+Only inv, solve and cholesky (and matrix_power of a negative power, through inv) read values back,
+to raise LinAlgError where torch's CPU kernels do; their `_ex` variants never do. See docs/linalg.md.
 """
 from __future__ import annotations
 
