@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import fusegrad as fg
-from tests.helpers import RNG, check_op
+from tests.helpers import RNG, check_op, finite_difference_check
 
 DTYPES = ["float32", "float64"]
 N = 4  # one matrix size for most cases, so their kernels compile once
@@ -391,3 +391,13 @@ def test_matrix_exp(dtype, scale):
     a = RNG.standard_normal((2, N, N)) * scale / N
     tol = dict(atol=1e-12 * scale, rtol=1e-11) if dtype == "float64" else dict(atol=1e-5 * scale, rtol=1e-4)
     run(lambda m, a: m.linalg.matrix_exp(a), arrays(dtype, a), dtype, **tol)
+
+
+@pytest.mark.parametrize("p", [None, -2, "fro", "nuc", 1, -1, math.inf, -math.inf], ids=str)
+def test_cond(p):
+    """torch's own gradient fails for the norm-based orders (it writes its inverse in place)."""
+    run(lambda m, a: m.linalg.cond(a, p), [general((2,))], "float64", atol=1e-9, rtol=1e-9, grad=p in (None, -2))
+    if p not in (None, -2):
+        assert fg.linalg.cond(fg.tensor([[1.0, 2.0], [2.0, 4.0]]), p).item() == math.inf
+    if p == "fro":  # checked against finite differences instead
+        finite_difference_check(lambda a: fg.linalg.cond(a, p), general(()))

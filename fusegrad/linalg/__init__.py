@@ -16,10 +16,11 @@ from .jacobi import eigh, eigvalsh, svdvals
 from .leastsq import lstsq, pinv
 from .lu import det, inv, inv_ex, lu, lu_factor, lu_solve, slogdet, solve, solve_ex
 from .householder import qr
-from .norms import cross, matrix_norm, norm, vector_norm
+from .norms import cond, cross, matrix_norm, norm, vector_norm
 from .products import diagonal, matmul, matrix_exp, matrix_power, multi_dot, vecdot
 from .triangular import cholesky, cholesky_ex, solve_triangular
 
-__all__ = ["LinAlgError", "cholesky", "cholesky_ex", "cross", "det", "diagonal", "eigh", "eigvalsh", "inv", "inv_ex",
-           "lstsq", "lu", "lu_factor", "lu_solve", "matmul", "matrix_exp", "matrix_norm", "matrix_power", "multi_dot",
-           "norm", "pinv", "qr", "slogdet", "solve", "solve_ex", "solve_triangular", "svdvals", "vecdot", "vector_norm"]
+__all__ = ["LinAlgError", "cholesky", "cholesky_ex", "cond", "cross", "det", "diagonal", "eigh", "eigvalsh", "inv",
+           "inv_ex", "lstsq", "lu", "lu_factor", "lu_solve", "matmul", "matrix_exp", "matrix_norm", "matrix_power",
+           "multi_dot", "norm", "pinv", "qr", "slogdet", "solve", "solve_ex", "solve_triangular", "svdvals", "vecdot",
+           "vector_norm"]

@@ -105,6 +105,28 @@ def norm(A: Tensor, ord: Any = None, dim: Any = None, keepdim: bool = False, *, 
     raise ShapeError(f"linalg.norm: If dim is not specified but ord is, the input must be 1D or 2D. Got {A.ndim}D.")
 
 
+def cond(A: Tensor, p: Any = None, *, out: Any = None) -> Tensor:
+    """torch.linalg.cond: sigma_max / sigma_min (p None, 2; -2 the inverse) from svdvals, else
+    norm(A, p) * norm(A^{-1}, p) for square A (inf for an exactly singular A; no host read)."""
+    from .jacobi import svdvals
+    from .lu import inv_ex
+    if out is not None:
+        raise TypeError("cond: out= is not supported")
+    check_float("linalg.cond", A)
+    if A.ndim < 2:
+        raise ShapeError("linalg.cond: The input tensor A must have at least 2 dimensions.")
+    if p in (None, 2, -2):
+        sv = svdvals(A)
+        ratio = sv[..., 0] / sv[..., -1]
+        return ratio if p != -2 else 1 / ratio
+    if A.shape[-1] != A.shape[-2]:
+        raise ShapeError(f"linalg.cond(ord={p}): A must be batches of square matrices, but they are "
+                         f"{A.shape[-2]} by {A.shape[-1]} matrices")
+    inverse, info = inv_ex(A)
+    result = matrix_norm(A, p) * matrix_norm(inverse, p)
+    return result.where(info == 0, math.inf)
+
+
 def cdist(x1: Tensor, x2: Tensor, p: float = 2.0, compute_mode: str = "use_mm_for_euclid_dist_if_necessary") -> Tensor:
     """torch.cdist: p-norm distances between the rows of x1 (..., P, M) and x2 (..., R, M) -> (..., P, R).
     Broadcasts the (..., P, R, M) differences (memory P*R*M per batch) for every p, also p = 2."""
@@ -149,4 +171,4 @@ def torch_cross(input: Tensor, other: Tensor, dim: int | None = None, *, out: An
     return cross(input, other, dim=dim, out=out)
 
 
-__all__ = ["cdist", "cross", "matrix_norm", "norm", "vector_norm"]
+__all__ = ["cdist", "cond", "cross", "matrix_norm", "norm", "vector_norm"]
