@@ -92,7 +92,7 @@ def first_index(flags: Tensor) -> Tensor:
     (LAPACK's `info`)."""
     hit = flags.cast(dtypes.int32)
     if flags.shape[-1] == 0:
-        return hit.sum(-1)
+        return hit.sum(-1).cast(dtypes.int32)
     return ((hit.argmax(-1) + 1) * hit.amax(-1)).cast(dtypes.int32)
 
 

@@ -47,10 +47,8 @@ def jacobi(a: Tensor) -> tuple[Tensor, Tensor]:
     s = a.pad((0, m - n, 0, m - n)) if m != n else a
     s = s.contiguous()
     v = eye(m, dtype=a.dtype, device=a.device).expand(*a.shape[:-2], m, m)
-    rounds = []
-    for p, q in _pairings(m):
-        hot = np.eye(m, dtype=a.dtype.name)
-        rounds.append((tensor(hot[p], device=a.device), tensor(hot[q], device=a.device)))
+    hot = np.eye(m, dtype=a.dtype.name)
+    rounds = [(tensor(hot[p], device=a.device), tensor(hot[q], device=a.device)) for p, q in _pairings(m)]
     one = eye(m, dtype=a.dtype, device=a.device)
     for _ in range(_sweeps(n)):
         for p, q in rounds:  # p, q: (m/2, m) one-hot rows
