@@ -37,6 +37,11 @@ from . import accelerator, backends, cuda  # noqa: E402  (torch.cuda, torch.acce
 from . import data, io, nn, optim  # noqa: E402  (they build on the names above)
 from . import utils  # noqa: E402  (torch.utils.data's path to the data API)
 from . import tensorboard, viz  # noqa: E402
+from . import linalg  # noqa: E402
+from .linalg import det, slogdet  # noqa: E402  (torch.det, torch.slogdet)
+from .linalg.lu import inv as inverse, logdet  # noqa: E402
+from .linalg.norms import cdist, torch_cross as cross  # noqa: E402
+from .linalg.triangular import cholesky_solve, triangular_solve  # noqa: E402
 from .io.checkpoint import load, save  # noqa: E402
 from .jit import jit  # noqa: E402
 from . import func  # noqa: E402

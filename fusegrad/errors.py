@@ -41,3 +41,8 @@ class GradError(Error, RuntimeError):
 class JitError(Error, RuntimeError):
     """Something `fg.jit` cannot capture or replay faithfully (a host read during capture, a
     result overwritten by a later call, state it cannot carry from one call to the next)."""
+
+
+class LinAlgError(Error, RuntimeError):
+    """A matrix the factorization cannot handle: singular for inv/solve, not positive-definite for
+    cholesky (torch.linalg.LinAlgError). Raising it reads values back from the device."""
