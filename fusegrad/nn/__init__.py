@@ -10,4 +10,5 @@ from .loss import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, KLDi
 from .module import Module
 from .norm import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm, RMSNorm
 from .parameter import Parameter
-from .rnn import GRUCell, LSTMCell
+from .recurrent import GRU, LSTM, RNN, RNNBase
+from .rnn import GRUCell, LSTMCell, RNNCell
