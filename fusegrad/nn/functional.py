@@ -14,6 +14,9 @@ from ..creation import arange
 from .conv import expand_over_batch as _expand_over_batch
 from .conv import (adaptive_avg_pool2d, avg_pool2d, conv1d, conv2d, conv_transpose2d,  # noqa: F401
                    max_pool2d)
+from .functional_act import (celu, glu, hardshrink, hardsigmoid, hardswish, hardtanh, logsigmoid,  # noqa: F401
+                             mish, prelu, relu6, selu, softmin, softplus, softshrink, softsign, tanhshrink,
+                             threshold)
 
 # ---- activations and simple layers -------------------------------------------------------
 
