@@ -82,3 +82,158 @@ def test_activation_errors():
     with pytest.raises(ValueError):
         nn.Hardtanh(2.0, 1.0)
     assert nn.SELU(inplace=True)(fg.tensor([1.0])).shape == (1,)
+
+
+# ---- losses ----------------------------------------------------------------------------------
+
+
+class Target(np.ndarray):
+    """A float array that takes no gradient (torch refuses one for some losses' targets)."""
+
+
+def _compare(arrays, fg_fn, torch_fn, tol=1e-5, grad=True):
+    """Float arrays require grad in both frameworks; compare the loss and every input gradient."""
+    wants = [grad and a.dtype.kind == "f" and not isinstance(a, Target) for a in arrays]
+    fins = [fg.tensor(np.asarray(a), requires_grad=w) for a, w in zip(arrays, wants)]
+    tins = [torch.tensor(np.asarray(a), requires_grad=w) for a, w in zip(arrays, wants)]
+    out_f, out_t = fg_fn(*fins), torch_fn(*tins)
+    assert out_f.shape == tuple(out_t.shape)
+    np.testing.assert_allclose(out_f.numpy(), out_t.detach().numpy(), rtol=tol, atol=tol)
+    if not grad:
+        return
+    w = RNG.uniform(0.5, 1.5, size=tuple(out_t.shape)).astype(np.asarray(arrays[0]).dtype)
+    (out_f * fg.tensor(w)).sum().backward()
+    (out_t * torch.tensor(w)).sum().backward()
+    for f, t in zip(fins, tins):
+        if t.grad is not None:
+            np.testing.assert_allclose(f.grad.numpy(), t.grad.numpy(), rtol=10 * tol, atol=10 * tol)
+
+
+def _sign(*shape):
+    return np.where(RNG.random(shape) < 0.5, -1.0, 1.0).astype("float64").view(Target)
+
+
+LOSSES = [
+    ("margin_ranking", lambda: [_arr(6, dtype="float64"), _arr(6, dtype="float64"), _sign(6)],
+     lambda m, a, b, y, r: m.margin_ranking_loss(a, b, y, margin=0.3, reduction=r)),
+    ("triplet", lambda: [_arr(4, 5, dtype="float64") for _ in range(3)],
+     lambda m, a, p, n, r: m.triplet_margin_loss(a, p, n, margin=2.0, reduction=r)),
+    ("triplet_p1_swap", lambda: [_arr(4, 5, dtype="float64") for _ in range(3)],
+     lambda m, a, p, n, r: m.triplet_margin_loss(a, p, n, p=1, swap=True, reduction=r)),
+    ("cosine_embedding", lambda: [_arr(5, 4, dtype="float64"), _arr(5, 4, dtype="float64"),
+                                  _sign(5).astype("int64")],
+     lambda m, a, b, y, r: m.cosine_embedding_loss(a, b, y, margin=0.2, reduction=r)),
+    ("hinge_embedding", lambda: [_arr(3, 4, dtype="float64"), _sign(3, 4)],
+     lambda m, x, y, r: m.hinge_embedding_loss(x, y, margin=1.5, reduction=r)),
+    ("soft_margin", lambda: [_arr(3, 4, dtype="float64"), _sign(3, 4)],
+     lambda m, x, y, r: m.soft_margin_loss(x, y, reduction=r)),
+    ("poisson_log", lambda: [_arr(3, 4, dtype="float64"), _arr(3, 4, low=0, high=5, dtype="float64")],
+     lambda m, x, y, r: m.poisson_nll_loss(x, y, reduction=r)),
+    ("poisson_full", lambda: [_arr(3, 4, low=0.1, high=3, dtype="float64"), _arr(3, 4, low=0, high=5,
+                                                                                   dtype="float64")],
+     lambda m, x, y, r: m.poisson_nll_loss(x, y, log_input=False, full=True, reduction=r)),
+    ("gaussian_nll", lambda: [_arr(3, 4, dtype="float64"), _arr(3, 4, dtype="float64"),
+                              _arr(3, 4, low=1e-7, high=2, dtype="float64")],
+     lambda m, x, y, v, r: m.gaussian_nll_loss(x, y, v, full=True, reduction=r)),
+    ("gaussian_nll_homosc", lambda: [_arr(3, 4, dtype="float64"), _arr(3, 4, dtype="float64"),
+                                     _arr(3, 1, low=0.1, high=2, dtype="float64")],
+     lambda m, x, y, v, r: m.gaussian_nll_loss(x, y, v, reduction=r)),
+    ("bce_logits_pos_weight", lambda: [_arr(3, 4, dtype="float64"), _arr(3, 4, low=0, high=1, dtype="float64"),
+                                       _arr(4, low=0.5, high=2, dtype="float64").view(Target)],
+     lambda m, x, y, pw, r: m.binary_cross_entropy_with_logits(x, y, pos_weight=pw, reduction=r)),
+    ("ce_label_smoothing_weight", lambda: [_arr(5, 4, dtype="float64"), RNG.integers(0, 4, 5),
+                                           _arr(4, low=0.5, high=2, dtype="float64").view(Target)],
+     lambda m, x, y, w, r: m.cross_entropy(x, y, weight=w, label_smoothing=0.2, reduction=r)),
+    ("ce_probabilities", lambda: [_arr(5, 4, 2, dtype="float64"),
+                                  RNG.dirichlet(np.ones(4), size=(5, 2)).transpose(0, 2, 1).copy()],
+     lambda m, x, y, r: m.cross_entropy(x, y, label_smoothing=0.1, reduction=r)),
+    ("nll_weight_ignore", lambda: [_arr(6, 3, dtype="float64"), np.array([0, 2, 1, -100, 2, 0]),
+                                   _arr(3, low=0.5, high=2, dtype="float64").view(Target)],
+     lambda m, x, y, w, r: m.nll_loss(x, y, weight=w, reduction=r)),
+    ("kl_div_log_target", lambda: [_arr(3, 4, dtype="float64"), _arr(3, 4, dtype="float64")],
+     lambda m, x, y, r: m.kl_div(x, y, reduction=r, log_target=True)),
+    ("huber", lambda: [_arr(3, 4, dtype="float64"), _arr(3, 4, dtype="float64")],
+     lambda m, x, y, r: m.huber_loss(x, y, reduction=r, delta=0.7)),
+    ("smooth_l1", lambda: [_arr(3, 4, dtype="float64"), _arr(3, 4, dtype="float64")],
+     lambda m, x, y, r: m.smooth_l1_loss(x, y, reduction=r, beta=0.5)),
+]
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize("make,fn", [c[1:] for c in LOSSES], ids=[c[0] for c in LOSSES])
+def test_losses_match_torch(make, fn, reduction):
+    arrays = make()
+    _compare(arrays, lambda *t: fn(F, *t, reduction), lambda *t: fn(TF, *t, reduction), tol=1e-9)
+
+
+LOSS_MODULES = [
+    ("MarginRankingLoss", {"margin": 0.5}, 3), ("TripletMarginLoss", {"margin": 0.5}, 3),
+    ("CosineEmbeddingLoss", {}, 3), ("HingeEmbeddingLoss", {}, 2), ("SoftMarginLoss", {}, 2),
+    ("PoissonNLLLoss", {"full": True}, 2), ("GaussianNLLLoss", {"eps": 1e-3}, 3),
+]
+
+
+@pytest.mark.parametrize("name,kwargs,n", LOSS_MODULES, ids=[m[0] for m in LOSS_MODULES])
+def test_loss_modules(name, kwargs, n):
+    if name == "CosineEmbeddingLoss":
+        arrays = [_arr(4, 3), _arr(4, 3), _sign(4).astype("float32")]
+    elif name in ("MarginRankingLoss", "HingeEmbeddingLoss", "SoftMarginLoss"):
+        arrays = [_arr(4, 3), _sign(4, 3).astype("float32")] if n == 2 else [_arr(4), _arr(4), _sign(4)
+                                                                                .astype("float32")]
+    elif name == "GaussianNLLLoss":
+        arrays = [_arr(4, 3), _arr(4, 3), _arr(4, 3, low=0, high=1)]
+    else:
+        arrays = [_arr(4, 3, low=0, high=3) for _ in range(n)]
+    _compare(arrays, getattr(nn, name)(**kwargs), getattr(torch.nn, name)(**kwargs), tol=1e-5)
+
+
+# each case compiles its own recursion kernels: one layout per reduction keeps the file fast
+@pytest.mark.parametrize("layout,reduction", [("padded", "none"), ("padded", "mean"), ("concatenated", "sum"),
+                                              ("unbatched", "mean")])
+def test_ctc_loss_matches_torch(layout, reduction):
+    steps, batch, classes = 7, 3, 5
+    logits = RNG.standard_normal((steps, batch, classes))
+    targets = RNG.integers(1, classes, size=(batch, 4))
+    targets[0, 1] = targets[0, 0]  # a repeated label needs a blank between
+    in_lens, tgt_lens = np.array([7, 6, 4]), np.array([4, 2, 0])
+    args = {"blank": 0, "reduction": reduction}
+    if layout == "concatenated":
+        targets = np.concatenate([targets[i, :n] for i, n in enumerate(tgt_lens)])
+    if layout == "unbatched":
+        logits, targets, in_lens, tgt_lens = logits[:, 0], targets[0], in_lens[0], tgt_lens[0]
+        cls = 1
+    else:
+        cls = 2
+
+    def run(m, lib, x):
+        tens = torch.tensor if lib is torch else fg.tensor
+        return m.ctc_loss(x.log_softmax(cls), tens(targets), tens(in_lens), tens(tgt_lens), **args)
+    _compare([logits], lambda x: run(F, fg, x), lambda x: run(TF, torch, x), tol=1e-9)
+
+
+def test_ctc_zero_infinity_and_module():
+    logits = RNG.standard_normal((2, 2, 4))
+    targets = np.array([[1, 1, 2], [1, 2, 3]])  # three labels (one repeated) cannot fit in two steps
+    lens = ([2, 2], [3, 1])
+    for zero_inf in (False, True):
+        ours = nn.CTCLoss(zero_infinity=zero_inf, reduction="none")
+        theirs = torch.nn.CTCLoss(zero_infinity=zero_inf, reduction="none")
+        got = ours(fg.tensor(logits).log_softmax(2), fg.tensor(targets), *lens).numpy()
+        want = theirs(torch.tensor(logits).log_softmax(2), torch.tensor(targets), *lens).numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-9)
+    x = fg.tensor(logits, requires_grad=True)
+    nn.CTCLoss(zero_infinity=True)(x.log_softmax(2), fg.tensor(targets), *lens).backward()
+    xt = torch.tensor(logits, requires_grad=True)
+    torch.nn.CTCLoss(zero_infinity=True)(xt.log_softmax(2), torch.tensor(targets), *lens).backward()
+    np.testing.assert_allclose(x.grad.numpy(), xt.grad.numpy(), atol=1e-9)
+
+
+def test_loss_errors():
+    with pytest.raises(ValueError):
+        F.triplet_margin_loss(fg.zeros(2, 3), fg.zeros(2, 3), fg.zeros(2, 3), margin=0)
+    with pytest.raises(ValueError):
+        F.gaussian_nll_loss(fg.zeros(2, 3), fg.zeros(2, 3), fg.ones(3, 2))
+    with pytest.raises(ValueError):
+        F.soft_margin_loss(fg.zeros(2), fg.zeros(2), reduction="avg")
+    with pytest.raises(fg.ShapeError):
+        F.ctc_loss(fg.zeros(4, 2, 3), fg.zeros(2, 2).long(), [5, 4], [2, 2])

@@ -17,6 +17,10 @@ from .conv import (adaptive_avg_pool2d, avg_pool2d, conv1d, conv2d, conv_transpo
 from .functional_act import (celu, glu, hardshrink, hardsigmoid, hardswish, hardtanh, logsigmoid,  # noqa: F401
                              mish, prelu, relu6, selu, softmin, softplus, softshrink, softsign, tanhshrink,
                              threshold)
+from .functional_dist import cosine_similarity, normalize, pairwise_distance  # noqa: F401
+from .functional_loss import (cosine_embedding_loss, ctc_loss, gaussian_nll_loss,  # noqa: F401
+                              hinge_embedding_loss, margin_ranking_loss, poisson_nll_loss, soft_margin_loss,
+                              triplet_margin_loss)
 
 # ---- activations and simple layers -------------------------------------------------------
 
