@@ -237,3 +237,46 @@ def test_loss_errors():
         F.soft_margin_loss(fg.zeros(2), fg.zeros(2), reduction="avg")
     with pytest.raises(fg.ShapeError):
         F.ctc_loss(fg.zeros(4, 2, 3), fg.zeros(2, 2).long(), [5, 4], [2, 2])
+
+
+# ---- Bilinear and parameter containers ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_bilinear_matches_torch(bias):
+    torch.manual_seed(4)
+    theirs, ours = torch.nn.Bilinear(3, 4, 5, bias=bias), nn.Bilinear(3, 4, 5, bias=bias)
+    assert list(ours.state_dict()) == list(theirs.state_dict()) and ours.weight.shape == (5, 3, 4)
+    assert np.abs(ours.weight.numpy()).max() <= 1 / np.sqrt(3)
+    ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
+    _compare([_arr(2, 6, 3), _arr(2, 6, 4)], ours, theirs)
+    grads = dict(ours.named_parameters())
+    for name, p in theirs.named_parameters():
+        np.testing.assert_allclose(grads[name].grad.numpy(), p.grad.numpy(), rtol=1e-4, atol=1e-4)
+    assert repr(ours) == repr(theirs)
+
+
+def test_parameter_list_and_dict_register_parameters():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ws = nn.ParameterList([fg.zeros(2), nn.Parameter(fg.ones(3))])
+            self.ws.append(fg.ones(1))
+            self.named = nn.ParameterDict({"a": fg.zeros(2, 2)})
+            self.named["b"] = fg.ones(4)
+
+    net = Net()
+    assert list(net.state_dict()) == ["ws.0", "ws.1", "ws.2", "named.a", "named.b"]
+    assert len(list(net.parameters())) == 5 and all(p.requires_grad for p in net.parameters())
+    assert isinstance(net.ws[0], nn.Parameter) and len(net.ws) == 3 and net.named["b"].shape == (4,)
+    assert "a" in net.named and list(net.named.keys()) == ["a", "b"]
+    (net.ws[1].sum() * 2 + net.named["a"].sum()).backward()
+    np.testing.assert_array_equal(net.ws[1].grad.numpy(), np.full(3, 2.0))
+    net.load_state_dict({k: np.full(v.shape, 7.0, dtype="float32") for k, v in net.state_dict().items()})
+    assert float(net.named["b"].sum().item()) == 28.0
+
+
+def test_identity_and_unflatten():
+    x = fg.tensor(_arr(2, 6))
+    assert nn.Identity(3, key=1)(x) is x
+    assert nn.Unflatten(1, (2, 3))(x).shape == (2, 2, 3)
