@@ -280,3 +280,84 @@ def test_identity_and_unflatten():
     x = fg.tensor(_arr(2, 6))
     assert nn.Identity(3, key=1)(x) is x
     assert nn.Unflatten(1, (2, 3))(x).shape == (2, 2, 3)
+
+
+# ---- distances, padding, resampling, fold/unfold, pooling ---------------------------------------------
+
+
+FUNCTIONS = [
+    ("normalize_p2", [(3, 4, 2)], lambda m, x: m.normalize(x, dim=1)),
+    ("normalize_p1_tiny_eps", [(3, 4)], lambda m, x: m.normalize(x * 1e-3, p=1, dim=0, eps=1e-2)),
+    ("cosine_similarity_broadcast", [(3, 4), (1, 4)], lambda m, a, b: m.cosine_similarity(a, b, dim=1)),
+    ("cosine_similarity_eps", [(2, 3, 4), (2, 3, 4)], lambda m, a, b: m.cosine_similarity(a * 0.1, b, 2, eps=0.5)),
+    ("pairwise_distance", [(4, 5), (4, 5)], lambda m, a, b: m.pairwise_distance(a, b)),
+    ("pairwise_distance_p3_keepdim", [(4, 5), (4, 5)], lambda m, a, b: m.pairwise_distance(a, b, 3.0, keepdim=True)),
+    ("pad_reflect_2d", [(2, 2, 4, 5)], lambda m, x: m.pad(x, (2, 1, 3, 0), mode="reflect")),
+    ("pad_replicate_1d", [(2, 3, 4)], lambda m, x: m.pad(x, (3, 2), mode="replicate")),
+    ("pad_circular_2d", [(1, 2, 3, 4)], lambda m, x: m.pad(x, (1, 4, 3, 2), mode="circular")),
+    ("interp_nearest_scale", [(1, 2, 3, 4)], lambda m, x: m.interpolate(x, scale_factor=2)),
+    ("interp_nearest_size_1d", [(2, 2, 5)], lambda m, x: m.interpolate(x, size=8)),
+    ("interp_linear_align", [(2, 2, 5)], lambda m, x: m.interpolate(x, size=9, mode="linear", align_corners=True)),
+    ("interp_bilinear", [(1, 2, 4, 5)], lambda m, x: m.interpolate(x, size=(7, 3), mode="bilinear")),
+    ("interp_bilinear_scale", [(1, 2, 4, 5)], lambda m, x: m.interpolate(x, scale_factor=(1.5, 2.5),
+                                                                           mode="bilinear")),
+    ("unfold", [(2, 3, 5, 6)], lambda m, x: m.unfold(x, (2, 3), dilation=(1, 2), padding=1, stride=(2, 1))),
+    ("fold", [(2, 12, 9)], lambda m, x: m.fold(x, (4, 5), (2, 3), padding=(0, 1), stride=(1, 2))),
+    ("max_pool1d_ceil", [(2, 3, 9)], lambda m, x: m.max_pool1d(x, 3, 2, padding=1, ceil_mode=True)),
+    ("avg_pool1d_ceil", [(2, 3, 9)], lambda m, x: m.avg_pool1d(x, 4, 3, padding=2, ceil_mode=True,
+                                                               count_include_pad=False)),
+    ("adaptive_avg_pool1d", [(2, 3, 10)], lambda m, x: m.adaptive_avg_pool1d(x, 4)),
+    ("max_pool2d_ceil_dilation", [(1, 2, 7, 8)], lambda m, x: m.max_pool2d(x, 3, 2, 1, dilation=2, ceil_mode=True)),
+    ("avg_pool2d_ceil", [(1, 2, 7, 8)], lambda m, x: m.avg_pool2d(x, 3, 2, 1, ceil_mode=True)),
+]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shapes,fn", [f[1:] for f in FUNCTIONS], ids=[f[0] for f in FUNCTIONS])
+def test_functions_match_torch(shapes, fn, dtype):
+    check_op([], lambda *t: fn(F, *t), lambda *t: fn(TF, *t), dtype=dtype,
+             arrays=[_arr(*s, low=-2, high=2, dtype=dtype) for s in shapes])
+
+
+MODULE_LAYERS = [
+    ("Upsample", {"scale_factor": 2, "mode": "bilinear", "align_corners": False}, (1, 2, 3, 4)),
+    ("UpsamplingBilinear2d", {"size": (5, 5)}, (1, 2, 3, 4)),
+    ("UpsamplingNearest2d", {"scale_factor": 3}, (1, 2, 3, 4)),
+    ("Unfold", {"kernel_size": 2, "stride": 2}, (1, 2, 4, 4)),
+    ("Fold", {"output_size": (4, 4), "kernel_size": 2, "stride": 2}, (1, 8, 4)),
+    ("ReflectionPad2d", {"padding": (1, 2, 2, 1)}, (1, 2, 3, 4)),
+    ("ReplicationPad1d", {"padding": 3}, (2, 2, 3)),
+    ("CircularPad2d", {"padding": 1}, (1, 2, 3, 4)),
+    ("ConstantPad1d", {"padding": (1, 2), "value": 3.5}, (2, 3)),
+    ("ZeroPad2d", {"padding": (1, 0, 2, 1)}, (1, 1, 2, 2)),
+    ("MaxPool1d", {"kernel_size": 3, "stride": 2}, (2, 3, 8)),
+    ("AvgPool1d", {"kernel_size": 3, "padding": 1}, (2, 3, 8)),
+    ("AdaptiveAvgPool1d", {"output_size": 3}, (2, 3, 8)),
+]
+
+
+@pytest.mark.parametrize("name,kwargs,shape", MODULE_LAYERS, ids=[m[0] for m in MODULE_LAYERS])
+def test_layer_modules_match_torch(name, kwargs, shape):
+    ours, theirs = getattr(nn, name)(**kwargs), getattr(torch.nn, name)(**kwargs)
+    check_op([], ours, theirs, arrays=[_arr(*shape)])
+
+
+def test_sampling_and_pool_errors():
+    x = fg.zeros(1, 1, 4, 4)
+    with pytest.raises(fg.ShapeError, match="at most half"):
+        F.max_pool2d(x, 2, padding=2)
+    with pytest.raises(fg.ShapeError, match="at most half"):
+        F.avg_pool1d(fg.zeros(1, 1, 8), 3, padding=2)
+    F.max_pool2d(x, 2, padding=1, dilation=2)  # the effective kernel (3) allows it, as in torch
+    with pytest.raises(fg.ShapeError):
+        F.pad(fg.zeros(1, 4), (4, 0), mode="reflect")
+    with pytest.raises(NotImplementedError):
+        F.pad(x, (1, 0), mode="reflect")
+    with pytest.raises(ValueError):
+        F.interpolate(x, size=3, scale_factor=2)
+    with pytest.raises(ValueError):
+        F.interpolate(x, size=3, align_corners=True)
+    with pytest.raises(NotImplementedError):
+        F.interpolate(x, size=3, mode="linear")
+    with pytest.raises(fg.ShapeError):
+        F.fold(fg.zeros(1, 7, 4), (4, 4), 2, stride=2)

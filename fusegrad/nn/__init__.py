@@ -5,7 +5,8 @@ from .activation import (CELU, ELU, GELU, GLU, SELU, Hardshrink, Hardsigmoid, Ha
                          Softshrink, Softsign, Tanh, Tanhshrink, Threshold)
 from .attention import MultiheadAttention, TransformerEncoderLayer
 from .containers import ModuleDict, ModuleList, ParameterDict, ParameterList, Sequential
-from .conv_layers import AdaptiveAvgPool2d, AvgPool2d, Conv1d, Conv2d, ConvTranspose2d, MaxPool2d
+from .conv_layers import (AdaptiveAvgPool1d, AdaptiveAvgPool2d, AvgPool1d, AvgPool2d, Conv1d, Conv2d, ConvTranspose2d,
+                          MaxPool1d, MaxPool2d)
 from .linear import Bilinear, Dropout, Embedding, Flatten, Identity, Linear, Unflatten
 from .loss import (BCELoss, BCEWithLogitsLoss, CosineEmbeddingLoss, CrossEntropyLoss, CTCLoss, GaussianNLLLoss,
                    HingeEmbeddingLoss, HuberLoss, KLDivLoss, L1Loss, MarginRankingLoss, MSELoss, NLLLoss,
@@ -14,5 +15,8 @@ from .module import Module
 from .norm import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm, RMSNorm
 from .parameter import Parameter
 from .recurrent import GRU, LSTM, RNN, RNNBase
+from .sampling_layers import (CircularPad1d, CircularPad2d, ConstantPad1d, ConstantPad2d, Fold, ReflectionPad1d,
+                              ReflectionPad2d, ReplicationPad1d, ReplicationPad2d, Unfold, Upsample,
+                              UpsamplingBilinear2d, UpsamplingNearest2d, ZeroPad1d, ZeroPad2d)
 from .rnn import GRUCell, LSTMCell, RNNCell
 from .transformer import Transformer, TransformerDecoder, TransformerDecoderLayer, TransformerEncoder

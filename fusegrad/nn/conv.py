@@ -219,8 +219,9 @@ def _pool(x: Tensor, kernel_size: IntOrPair, stride: IntOrPair | None, padding: 
     k = _tuple(kernel_size, 2)
     s = _tuple(stride, 2) if stride not in (None, []) else k
     p, d = _tuple(padding, 2), _tuple(dilation, 2)
-    if any(pi * 2 > ki for pi, ki in zip(p, k)):
-        raise ValueError(f"pad should be at most half of effective kernel size, got padding {p} for kernel {k}")
+    if any(pi > ((ki - 1) * di + 1) // 2 for pi, ki, di in zip(p, k, d)):
+        # torch raises RuntimeError here; ShapeError is the shape error of that family
+        raise ShapeError(f"pad should be at most half of effective kernel size, got padding {p} for kernel {k}")
     pads, outs = [], []
     for length, ki, si, pi, di in zip(x.shape[-2:], k, s, p, d):
         o, extra = _pool_geometry(length, ki, si, pi, di, ceil_mode)

@@ -17,6 +17,8 @@ from .conv import (adaptive_avg_pool2d, avg_pool2d, conv1d, conv2d, conv_transpo
 from .functional_act import (celu, glu, hardshrink, hardsigmoid, hardswish, hardtanh, logsigmoid,  # noqa: F401
                              mish, prelu, relu6, selu, softmin, softplus, softshrink, softsign, tanhshrink,
                              threshold)
+from .sampling import (adaptive_avg_pool1d, avg_pool1d, fold, interpolate, max_pool1d, pad, unfold,  # noqa: F401
+                       upsample)
 from .functional_dist import cosine_similarity, normalize, pairwise_distance  # noqa: F401
 from .functional_loss import (cosine_embedding_loss, ctc_loss, gaussian_nll_loss,  # noqa: F401
                               hinge_embedding_loss, margin_ranking_loss, poisson_nll_loss, soft_margin_loss,
@@ -93,12 +95,6 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
 
 def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
     return tensor.one_hot(num_classes)
-
-
-def pad(input: Tensor, pad: Sequence[int], mode: str = "constant", value: float | None = None) -> Tensor:
-    if mode != "constant":
-        raise NotImplementedError(f"pad mode {mode!r}: only 'constant' is supported")
-    return input.pad(pad, value=0.0 if value is None else value)
 
 
 def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None) -> Tensor:
