@@ -10,6 +10,7 @@ import numpy as np
 from ..errors import ShapeError
 from ..tensor import Tensor, tensor, where
 from ..creation import arange
+from .conv import _gradient_buffer
 from .functional_dist import pairwise_distance
 
 # stands in for log(0) in the CTC recursion: finite, so sums of impossible paths keep a gradient of 0, not NaN
@@ -195,9 +196,10 @@ def ctc_loss(log_probs: Tensor, targets: Tensor, input_lengths: Tensor | Sequenc
     for t in range(1, steps):
         skip = where(can_skip, _shift(alpha, 2), _LOG_ZERO)
         new = _logsumexp3(alpha, _shift(alpha, 1), skip) + emit[t]
-        # sequences that ended keep their last forward variables; each step gets its own buffer, else
-        # the recursion fuses into one kernel whose expression (and its gradient's) grows with T
-        alpha = where(lens > t, new, alpha).contiguous()
+        # sequences that ended keep their last forward variables. Each step gets its own buffer, and so
+        # does its gradient: fused, the recursion's gradient reads each step's three times, an expression
+        # that grows as 3^T (T = 7 took a minute of gcc)
+        alpha = _gradient_buffer(where(lens > t, new, alpha))
     ends = tensor(2 * tgt_lens, device=dev).reshape(batch, 1)
     # a path ends on the last label or on the blank after it
     last = where(pos == ends, alpha, 0.0).sum(-1)
