@@ -13,6 +13,7 @@ from ..errors import ShapeError
 from ..tensor import Tensor, stack, cat
 from ..creation import empty, zeros
 from . import functional as F
+from .conv import _gradient_buffer
 from . import init
 from .module import Module
 from .parameter import Parameter
@@ -142,7 +143,9 @@ class RNNBase(Module):
                 steps: list[Tensor] = [x] * length
                 order = range(length - 1, -1, -1) if direction == 1 else range(length)
                 for t in order:
-                    state = self._step(proj[t], state, w)
+                    # each step's state, and its gradient, gets a buffer: fused across steps, the backward
+                    # through time grew into kernels that took gcc minutes to compile for 40 steps
+                    state = tuple(_gradient_buffer(s) for s in self._step(proj[t], state, w))
                     steps[t] = state[0]
                 outs.append(stack(steps, 0))
                 for k, s in enumerate(state):
