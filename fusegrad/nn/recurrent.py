@@ -211,10 +211,6 @@ class RNN(RNNBase):
         out, ends, _ = self._forward(input, (hx,))
         return out, ends[0]
 
-    def extra_repr(self) -> str:
-        extra = "" if self.nonlinearity == "tanh" else ", nonlinearity='relu'"
-        return super().extra_repr() + extra
-
 
 class LSTM(RNNBase):
     """Long short-term memory; gates (input, forget, cell, output), optional output projection proj_size."""
