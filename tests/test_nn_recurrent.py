@@ -162,3 +162,42 @@ def test_long_sequence_backward_matches_torch():
         out, (hn, cn) = m(x)
         return out, cn
     _compare(ours, theirs, [RNG.standard_normal((30, 2, 3))], "float32", call)
+
+
+def test_pack_pad_roundtrip_matches_torch():
+    from torch.nn.utils.rnn import pack_padded_sequence as tpack, pad_packed_sequence as tpad
+    from fusegrad.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence, pad_sequence
+    x = RNG.standard_normal((3, 5, 2)).astype("float32")  # batch_first
+    lens = [3, 5, 2]
+    ours, theirs = pack_padded_sequence(fg.tensor(x), lens, True, False), tpack(torch.tensor(x), lens, True, False)
+    np.testing.assert_array_equal(ours.data.numpy(), theirs.data.numpy())
+    for name in ("batch_sizes", "sorted_indices", "unsorted_indices"):
+        np.testing.assert_array_equal(getattr(ours, name).numpy(), getattr(theirs, name).numpy())
+    (a, la), (b, lb) = pad_packed_sequence(ours, True, -1.0, 6), tpad(theirs, True, -1.0, 6)
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+    np.testing.assert_array_equal(la.numpy(), lb.numpy())
+    seqs = [RNG.standard_normal((n, 2)).astype("float32") for n in (2, 4)]
+    np.testing.assert_array_equal(pad_sequence([fg.tensor(s) for s in seqs], batch_first=True).numpy(),
+                                  torch.nn.utils.rnn.pad_sequence([torch.tensor(s) for s in seqs], True).numpy())
+    with pytest.raises(fg.ShapeError):
+        pack_padded_sequence(fg.tensor(x), lens, batch_first=True)  # not sorted
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_packed_input_matches_torch(kind):
+    from torch.nn.utils.rnn import pack_padded_sequence as tpack, pad_packed_sequence as tpad
+    from fusegrad.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+    torch.manual_seed(4)
+    theirs = getattr(torch.nn, kind)(2, 3, num_layers=2, bidirectional=True)
+    ours = getattr(nn, kind)(2, 3, num_layers=2, bidirectional=True)
+    _copy(ours, theirs)
+    lens = [2, 4, 3]
+    h0 = RNG.standard_normal((4, 3, 3))
+
+    def call(m, x, h):
+        torch_side = isinstance(x, torch.Tensor)
+        pack, pad = (tpack, tpad) if torch_side else (pack_padded_sequence, pad_packed_sequence)
+        state = (h, h * 0.5) if kind == "LSTM" else h
+        out, hn = m(pack(x, lens, enforce_sorted=False), state)
+        return (pad(out)[0],) + (tuple(hn) if kind == "LSTM" else (hn,))
+    _compare(ours, theirs, [RNG.standard_normal((4, 3, 2)), h0], "float32", call)

@@ -10,12 +10,13 @@ import warnings
 from typing import Any
 
 from ..errors import ShapeError
-from ..tensor import Tensor, stack, cat
+from ..tensor import Tensor, cat, stack, where
 from ..creation import empty, zeros
 from . import functional as F
 from .conv import _gradient_buffer
 from . import init
 from .module import Module
+from .utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 from .parameter import Parameter
 
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
@@ -129,8 +130,9 @@ class RNNBase(Module):
             h_new = F.linear(h_new, w["weight_hr"])
         return h_new, c
 
-    def _run(self, x: Tensor, states: list[Tensor]) -> tuple[Tensor, list[list[Tensor]]]:
-        """All layers over x (L, N, H_in); states holds h0 (and c0) in (layers*dirs, N, *) layout."""
+    def _run(self, x: Tensor, states: list[Tensor], lengths: Tensor | None) -> tuple[Tensor, list[list[Tensor]]]:
+        """All layers over x (L, N, H_in); states holds h0 (and c0) in (layers*dirs, N, *) layout. With
+        lengths (N, 1), a sequence's state changes only at its own steps (t < length), in both directions."""
         length = x.shape[0]
         finals: list[list[Tensor]] = [[] for _ in states]
         for layer in range(self.num_layers):
@@ -145,7 +147,10 @@ class RNNBase(Module):
                 for t in order:
                     # each step's state, and its gradient, gets a buffer: fused across steps, the backward
                     # through time grew into kernels that took gcc minutes to compile for 40 steps
-                    state = tuple(_gradient_buffer(s) for s in self._step(proj[t], state, w))
+                    new = self._step(proj[t], state, w)
+                    if lengths is not None:
+                        new = tuple(where(lengths > t, n, s) for n, s in zip(new, state))
+                    state = tuple(_gradient_buffer(s) for s in new)
                     steps[t] = state[0]
                 outs.append(stack(steps, 0))
                 for k, s in enumerate(state):
@@ -155,20 +160,45 @@ class RNNBase(Module):
                 x = F.dropout(x, self.dropout, True)
         return x, finals
 
-    def _forward(self, input: Tensor, hx: tuple[Tensor | None, ...]) -> tuple[Tensor, list[Tensor], bool]:
+    def _forward(self, input: Tensor | PackedSequence, hx: tuple[Tensor | None, ...]) -> tuple[Any, list[Tensor], bool]:
+        if isinstance(input, PackedSequence):
+            return self._forward_packed(input, hx)
         x, unbatched = self._check_input(input)
         batch = x.shape[1]
         real_hidden = self.proj_size if self.proj_size > 0 else self.hidden_size
         states = [self._state(hx[0], unbatched, batch, real_hidden, x, "hidden")]
         if self.mode == "LSTM":
             states.append(self._state(hx[1], unbatched, batch, self.hidden_size, x, "cell"))
-        out, finals = self._run(x, states)
+        out, finals = self._run(x, states, None)
         ends = [stack(f, 0) for f in finals]
         if unbatched:
             return out.squeeze(1), [e.squeeze(1) for e in ends], True
         if self.batch_first:
             out = out.transpose(0, 1)
         return out, ends, False
+
+    def _forward_packed(self, packed: PackedSequence, hx: tuple[Tensor | None, ...]) -> tuple[Any, list[Tensor], bool]:
+        """Run on the padded form with per-sequence lengths; states come and go in the caller's batch order."""
+        sorted_idx, unsorted_idx = packed.sorted_indices, packed.unsorted_indices
+        raw = PackedSequence(packed.data, packed.batch_sizes)  # unpadded in the packed (sorted) order
+        x, lengths = pad_packed_sequence(raw)
+        if x.shape[-1] != self.input_size:
+            raise ShapeError(f"input.size(-1) must be equal to input_size. Expected {self.input_size}, "
+                             f"got {x.shape[-1]}")
+        batch = x.shape[1]
+        real_hidden = self.proj_size if self.proj_size > 0 else self.hidden_size
+        sizes = [real_hidden, self.hidden_size]
+        states = []
+        for k in range(2 if self.mode == "LSTM" else 1):
+            h = self._state(hx[k], False, batch, sizes[k], x, "hidden" if k == 0 else "cell")
+            states.append(h.index_select(1, sorted_idx) if hx[k] is not None and sorted_idx is not None else h)
+        lens = lengths.to(x.device).reshape(batch, 1)
+        out, finals = self._run(x, states, lens)
+        ends = [stack(f, 0) for f in finals]
+        if unsorted_idx is not None:
+            ends = [e.index_select(1, unsorted_idx) for e in ends]
+        data = pack_padded_sequence(out, lengths).data
+        return PackedSequence(data, packed.batch_sizes, sorted_idx, unsorted_idx), ends, False
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
