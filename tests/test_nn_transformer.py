@@ -62,6 +62,7 @@ MHA_CASES = [
     ("float_attn_mask_padding", {"batch_first": True}, "float_pad"),
     ("kdim_vdim", {"kdim": 3, "vdim": 5}, "kv"),
     ("per_head_weights_no_bias", {"bias": False}, "heads"),
+    ("mask_per_head", {}, "mask3d"),
 ]
 
 
@@ -86,6 +87,10 @@ def test_multihead_attention_matches_torch(kwargs, kind):
                  [_float_mask(L, S), _padding(N, S)])
     elif kind == "kv":
         _compare(ours, theirs, [q, k, v], lambda m, t, _: m(*t, need_weights=False)[0])
+    elif kind == "mask3d":  # a float mask per (batch, head)
+        mask = np.where(RNG.random((N * H, L, S)) < 0.3, -np.inf, 0.0).astype("float32")
+        mask[..., 0] = 0.0  # every query keeps one key
+        _compare(ours, theirs, [q, k, v], lambda m, t, ms: m(*t, attn_mask=ms[0])[0], [mask])
     else:
         _compare(ours, theirs, [q, k, v], lambda m, t, _: m(*t, average_attn_weights=False)[1])
 
