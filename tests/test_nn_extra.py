@@ -304,6 +304,8 @@ FUNCTIONS = [
     ("interp_bilinear", [(1, 2, 4, 5)], lambda m, x: m.interpolate(x, size=(7, 3), mode="bilinear")),
     ("interp_bilinear_scale", [(1, 2, 4, 5)], lambda m, x: m.interpolate(x, scale_factor=(1.5, 2.5),
                                                                            mode="bilinear")),
+    ("interp_bilinear_same_height", [(1, 2, 3, 5)], lambda m, x: m.interpolate(x, scale_factor=(1.3, 2.0),
+                                                                                 mode="bilinear")),
     ("unfold", [(2, 3, 5, 6)], lambda m, x: m.unfold(x, (2, 3), dilation=(1, 2), padding=1, stride=(2, 1))),
     ("fold", [(2, 12, 9)], lambda m, x: m.fold(x, (4, 5), (2, 3), padding=(0, 1), stride=(1, 2))),
     ("max_pool1d_ceil", [(2, 3, 9)], lambda m, x: m.max_pool1d(x, 3, 2, padding=1, ceil_mode=True)),

@@ -114,6 +114,8 @@ def interpolate(input: Tensor, size: int | Sequence[int] | None = None,
     x = input
     for i, (out, scale) in enumerate(zip(outs, scales)):
         dim, length = 2 + i, input.shape[2 + i]
+        if mode != "nearest" and out == length:  # torch copies a dim whose size does not change
+            continue
         src = _source(out, length, scale, bool(align_corners), input, mode == "nearest")
         lo = src.floor().long().clamp(max=length - 1)
         if mode == "nearest":
