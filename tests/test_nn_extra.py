@@ -311,6 +311,7 @@ FUNCTIONS = [
     ("max_pool1d_ceil", [(2, 3, 9)], lambda m, x: m.max_pool1d(x, 3, 2, padding=1, ceil_mode=True)),
     ("avg_pool1d_ceil", [(2, 3, 9)], lambda m, x: m.avg_pool1d(x, 4, 3, padding=2, ceil_mode=True,
                                                                count_include_pad=False)),
+    ("avg_pool1d_ceil_counting_pad", [(1, 2, 5)], lambda m, x: m.avg_pool1d(x, 3, 3, padding=1, ceil_mode=True)),
     ("adaptive_avg_pool1d", [(2, 3, 10)], lambda m, x: m.adaptive_avg_pool1d(x, 4)),
     ("max_pool2d_ceil_dilation", [(1, 2, 7, 8)], lambda m, x: m.max_pool2d(x, 3, 2, 1, dilation=2, ceil_mode=True)),
     ("avg_pool2d_ceil", [(1, 2, 7, 8)], lambda m, x: m.avg_pool2d(x, 3, 2, 1, ceil_mode=True)),
