@@ -138,6 +138,14 @@ LOSSES = [
     ("gaussian_nll_homosc", lambda: [_arr(3, 4, dtype="float64"), _arr(3, 4, dtype="float64"),
                                      _arr(3, 1, low=0.1, high=2, dtype="float64")],
      lambda m, x, y, v, r: m.gaussian_nll_loss(x, y, v, reduction=r)),
+    ("multilabel_soft_margin", lambda: [_arr(3, 4, dtype="float64"), (RNG.random((3, 4)) < 0.5).astype("float64")
+                                        .view(Target), _arr(4, low=0.5, high=2, dtype="float64").view(Target)],
+     lambda m, x, y, w, r: m.multilabel_soft_margin_loss(x, y, weight=w, reduction=r)),
+    ("multi_margin_p2_weight", lambda: [_arr(5, 4, dtype="float64"), RNG.integers(0, 4, 5),
+                                        _arr(4, low=0.5, high=2, dtype="float64").view(Target)],
+     lambda m, x, y, w, r: m.multi_margin_loss(x, y, p=2, margin=0.7, weight=w, reduction=r)),
+    ("multi_margin", lambda: [_arr(5, 4, low=-0.5, high=0.5, dtype="float64"), RNG.integers(0, 4, 5)],
+     lambda m, x, y, r: m.multi_margin_loss(x, y, reduction=r)),
     ("bce_logits_pos_weight", lambda: [_arr(3, 4, dtype="float64"), _arr(3, 4, low=0, high=1, dtype="float64"),
                                        _arr(4, low=0.5, high=2, dtype="float64").view(Target)],
      lambda m, x, y, pw, r: m.binary_cross_entropy_with_logits(x, y, pos_weight=pw, reduction=r)),
@@ -173,6 +181,7 @@ LOSS_MODULES = [
     ("MarginRankingLoss", {"margin": 0.5}, 3), ("TripletMarginLoss", {"margin": 0.5}, 3),
     ("CosineEmbeddingLoss", {}, 3), ("HingeEmbeddingLoss", {}, 2), ("SoftMarginLoss", {}, 2),
     ("PoissonNLLLoss", {"full": True}, 2), ("GaussianNLLLoss", {"eps": 1e-3}, 3),
+    ("MultiLabelSoftMarginLoss", {}, 2),
 ]
 
 

@@ -21,8 +21,8 @@ from .sampling import (adaptive_avg_pool1d, avg_pool1d, fold, interpolate, max_p
                        upsample)
 from .functional_dist import cosine_similarity, normalize, pairwise_distance  # noqa: F401
 from .functional_loss import (cosine_embedding_loss, ctc_loss, gaussian_nll_loss,  # noqa: F401
-                              hinge_embedding_loss, margin_ranking_loss, poisson_nll_loss, soft_margin_loss,
-                              triplet_margin_loss)
+                              hinge_embedding_loss, margin_ranking_loss, multi_margin_loss,
+                              multilabel_soft_margin_loss, poisson_nll_loss, soft_margin_loss, triplet_margin_loss)
 
 # ---- activations and simple layers -------------------------------------------------------
 

@@ -11,6 +11,7 @@ from ..errors import ShapeError
 from ..tensor import Tensor, tensor, where
 from ..creation import arange
 from .conv import _gradient_buffer
+from .functional_act import logsigmoid
 from .functional_dist import pairwise_distance
 
 # stands in for log(0) in the CTC recursion: finite, so sums of impossible paths keep a gradient of 0, not NaN
@@ -117,6 +118,36 @@ def gaussian_nll_loss(input: Tensor, target: Tensor, var: Tensor | float, full: 
     if full:
         loss = loss + 0.5 * math.log(2 * math.pi)
     return _reduce(loss, reduction)
+
+
+def multilabel_soft_margin_loss(input: Tensor, target: Tensor, weight: Tensor | None = None,
+                                size_average: Any = None, reduce: Any = None, reduction: str = "mean") -> Tensor:
+    """-mean over classes of y log sigmoid(x) + (1 - y) log sigmoid(-x), per sample."""
+    terms = target * logsigmoid(input) + (1 - target) * logsigmoid(-input)
+    if weight is not None:
+        terms = terms * weight
+    return _reduce(-terms.mean(-1), reduction)
+
+
+def multi_margin_loss(input: Tensor, target: Tensor, p: int = 1, margin: float = 1.0, weight: Tensor | None = None,
+                      size_average: Any = None, reduce: Any = None, reduction: str = "mean") -> Tensor:
+    """sum over classes i != y of max(0, margin - x[y] + x[i])^p (times weight[y]), divided by C."""
+    if p not in (1, 2):
+        raise ValueError("only p == 1 and p == 2 supported")
+    x = input.unsqueeze(0) if input.ndim == 1 else input
+    y = target.reshape(-1)
+    if x.ndim != 2 or y.shape[0] != x.shape[0]:
+        raise ShapeError(f"multi_margin_loss: expected input (N, C) with target (N,), got {input.shape} and "
+                         f"{target.shape}")
+    classes = x.shape[1]
+    hit = y.unsqueeze(1) == arange(classes, device=x.device).reshape(1, classes)
+    picked = x.where(hit, 0.0).sum(1, keepdim=True)
+    gap = (x - picked + margin).clamp(min=0)
+    gap = gap * gap if p == 2 else gap
+    if weight is not None:
+        gap = gap * weight[y.long()].unsqueeze(1)
+    loss = where(hit, 0.0, gap).sum(1) / classes  # the target class itself does not count
+    return _reduce(loss.reshape(()) if input.ndim == 1 else loss, reduction)
 
 
 # ---- CTC -----------------------------------------------------------------------------------
