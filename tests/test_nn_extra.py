@@ -223,6 +223,16 @@ def test_ctc_loss_matches_torch(layout, reduction):
     _compare([logits], lambda x: run(F, fg, x), lambda x: run(TF, torch, x), tol=1e-9)
 
 
+def test_ctc_empty_inputs_match_torch():
+    logits = RNG.standard_normal((4, 3, 5))
+    targets = np.array([[1, 2], [3, 3], [2, 1]])
+    lens = ([4, 0, 0], [2, 0, 1])  # an empty input with an empty target costs 0, with labels inf
+    got = F.ctc_loss(fg.tensor(logits).log_softmax(2), fg.tensor(targets), *lens, reduction="none").numpy()
+    want = TF.ctc_loss(torch.tensor(logits).log_softmax(2), torch.tensor(targets), *map(torch.tensor, lens),
+                       reduction="none").numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-9)
+
+
 def test_ctc_zero_infinity_and_module():
     logits = RNG.standard_normal((2, 2, 4))
     targets = np.array([[1, 1, 2], [1, 2, 3]])  # three labels (one repeated) cannot fit in two steps

@@ -166,6 +166,12 @@ def _logsumexp3(a: Tensor, b: Tensor, c: Tensor) -> Tensor:
     return m + ((a - m).exp() + (b - m).exp() + (c - m).exp()).log()
 
 
+def _logaddexp(a: Tensor, b: Tensor) -> Tensor:
+    """log(e^a + e^b), shifted like _logsumexp3."""
+    m = a.maximum(b).detach()
+    return m + ((a - m).exp() + (b - m).exp()).log()
+
+
 def _shift(alpha: Tensor, k: int) -> Tensor:
     """alpha moved k places right along the last dim, log(0) filling in."""
     return alpha.pad((k, 0), value=_LOG_ZERO)[..., :alpha.shape[-1]]
@@ -207,7 +213,7 @@ def ctc_loss(log_probs: Tensor, targets: Tensor, input_lengths: Tensor | Sequenc
     if not 0 <= blank < classes:
         raise ValueError(f"blank must be in label range [0, {classes})")
     labels = _padded_targets(targets, tgt_lens, batch)
-    if labels.ndim == 2 and labels.shape[1] < int(tgt_lens.max(initial=0)):
+    if labels.shape[1] < int(tgt_lens.max(initial=0)):
         raise ShapeError(f"ctc_loss: targets {labels.shape} are shorter than target_lengths {tgt_lens.tolist()}")
     if labels.shape[1] == 0:  # no labels at all: the only path is all blanks
         labels = labels.pad((0, 1), value=blank)
@@ -235,8 +241,11 @@ def ctc_loss(log_probs: Tensor, targets: Tensor, input_lengths: Tensor | Sequenc
     # a path ends on the last label or on the blank after it
     last = where(pos == ends, alpha, 0.0).sum(-1)
     before = where(pos == ends - 1, alpha, 0.0).sum(-1)
-    before = where(ends.reshape(batch) > 0, before, _LOG_ZERO)
-    loss = -_logsumexp3(last, before, before * 0 + _LOG_ZERO)
+    has_labels = ends.reshape(batch) > 0
+    loss = -_logaddexp(last, where(has_labels, before, _LOG_ZERO))
+    # an empty input aligns only with an empty target (the recursion above started at step 0 regardless)
+    empty = lens.reshape(batch) == 0
+    loss = where(empty, where(has_labels, -_LOG_ZERO, 0.0), loss)
     loss = where(loss > -_LOG_ZERO / 2, 0.0 if zero_infinity else math.inf, loss)
     if unbatched:
         loss = loss.reshape(())
