@@ -160,7 +160,8 @@ class RNNBase(Module):
                 x = F.dropout(x, self.dropout, True)
         return x, finals
 
-    def _forward(self, input: Tensor | PackedSequence, hx: tuple[Tensor | None, ...]) -> tuple[Any, list[Tensor], bool]:
+    def _forward(self, input: Tensor | PackedSequence, hx: tuple[Tensor | None, ...]) -> tuple[Any, list[Tensor]]:
+        """(output, final states) in torch's layout for a tensor or a packed input."""
         if isinstance(input, PackedSequence):
             return self._forward_packed(input, hx)
         x, unbatched = self._check_input(input)
@@ -172,15 +173,15 @@ class RNNBase(Module):
         out, finals = self._run(x, states, None)
         ends = [stack(f, 0) for f in finals]
         if unbatched:
-            return out.squeeze(1), [e.squeeze(1) for e in ends], True
+            return out.squeeze(1), [e.squeeze(1) for e in ends]
         if self.batch_first:
             out = out.transpose(0, 1)
-        return out, ends, False
+        return out, ends
 
-    def _forward_packed(self, packed: PackedSequence, hx: tuple[Tensor | None, ...]) -> tuple[Any, list[Tensor], bool]:
+    def _forward_packed(self, packed: PackedSequence, hx: tuple[Tensor | None, ...]) -> tuple[Any, list[Tensor]]:
         """Run on the padded form with per-sequence lengths; states come and go in the caller's batch order."""
         sorted_idx, unsorted_idx = packed.sorted_indices, packed.unsorted_indices
-        raw = PackedSequence(packed.data, packed.batch_sizes)  # unpadded in the packed (sorted) order
+        raw = PackedSequence(packed.data, packed.batch_sizes)  # without the permutation: padded in sorted order
         x, lengths = pad_packed_sequence(raw)
         if x.shape[-1] != self.input_size:
             raise ShapeError(f"input.size(-1) must be equal to input_size. Expected {self.input_size}, "
@@ -198,7 +199,7 @@ class RNNBase(Module):
         if unsorted_idx is not None:
             ends = [e.index_select(1, unsorted_idx) for e in ends]
         data = pack_padded_sequence(out, lengths).data
-        return PackedSequence(data, packed.batch_sizes, sorted_idx, unsorted_idx), ends, False
+        return PackedSequence(data, packed.batch_sizes, sorted_idx, unsorted_idx), ends
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
@@ -238,7 +239,7 @@ class RNN(RNNBase):
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """(output, h_n) with torch's shapes."""
-        out, ends, _ = self._forward(input, (hx,))
+        out, ends = self._forward(input, (hx,))
         return out, ends[0]
 
 
@@ -256,7 +257,7 @@ class LSTM(RNNBase):
         """(output, (h_n, c_n)) with torch's shapes."""
         if hx is not None and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
             raise TypeError("LSTM expects hx as a tuple (h_0, c_0)")
-        out, ends, _ = self._forward(input, (None, None) if hx is None else tuple(hx))
+        out, ends = self._forward(input, (None, None) if hx is None else tuple(hx))
         return out, (ends[0], ends[1])
 
 
@@ -271,5 +272,5 @@ class GRU(RNNBase):
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """(output, h_n) with torch's shapes."""
-        out, ends, _ = self._forward(input, (hx,))
+        out, ends = self._forward(input, (hx,))
         return out, ends[0]
