@@ -1,13 +1,23 @@
 """fusegrad.nn: modules, layers and losses with PyTorch's names and defaults."""
 from . import functional, init, utils
-from .activation import ELU, GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, SiLU, Softmax, Tanh
+from .activation import (CELU, ELU, GELU, GLU, SELU, Hardshrink, Hardsigmoid, Hardswish, Hardtanh, LeakyReLU,
+                         LogSigmoid, LogSoftmax, Mish, PReLU, ReLU, ReLU6, Sigmoid, SiLU, Softmax, Softmin, Softplus,
+                         Softshrink, Softsign, Tanh, Tanhshrink, Threshold)
 from .attention import MultiheadAttention, TransformerEncoderLayer
-from .containers import ModuleDict, ModuleList, Sequential
-from .conv_layers import AdaptiveAvgPool2d, AvgPool2d, Conv1d, Conv2d, ConvTranspose2d, MaxPool2d
-from .linear import Dropout, Embedding, Flatten, Identity, Linear, Unflatten
-from .loss import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, KLDivLoss, L1Loss, MSELoss, NLLLoss,
-                   SmoothL1Loss)
+from .containers import ModuleDict, ModuleList, ParameterDict, ParameterList, Sequential
+from .conv_layers import (AdaptiveAvgPool1d, AdaptiveAvgPool2d, AvgPool1d, AvgPool2d, Conv1d, Conv2d, ConvTranspose2d,
+                          MaxPool1d, MaxPool2d)
+from .linear import Bilinear, Dropout, Embedding, Flatten, Identity, Linear, Unflatten
+from .loss import (BCELoss, BCEWithLogitsLoss, CosineEmbeddingLoss, CrossEntropyLoss, CTCLoss, GaussianNLLLoss,
+                   HingeEmbeddingLoss, HuberLoss, KLDivLoss, L1Loss, MarginRankingLoss, MSELoss,
+                   MultiLabelSoftMarginLoss, MultiMarginLoss, NLLLoss, PoissonNLLLoss, SmoothL1Loss, SoftMarginLoss,
+                   TripletMarginLoss)
 from .module import Module
 from .norm import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm, RMSNorm
 from .parameter import Parameter
-from .rnn import GRUCell, LSTMCell
+from .recurrent import GRU, LSTM, RNN, RNNBase
+from .sampling_layers import (CircularPad1d, CircularPad2d, ConstantPad1d, ConstantPad2d, Fold, ReflectionPad1d,
+                              ReflectionPad2d, ReplicationPad1d, ReplicationPad2d, Unfold, Upsample,
+                              UpsamplingBilinear2d, UpsamplingNearest2d, ZeroPad1d, ZeroPad2d)
+from .rnn import GRUCell, LSTMCell, RNNCell
+from .transformer import Transformer, TransformerDecoder, TransformerDecoderLayer, TransformerEncoder

@@ -219,8 +219,9 @@ def _pool(x: Tensor, kernel_size: IntOrPair, stride: IntOrPair | None, padding: 
     k = _tuple(kernel_size, 2)
     s = _tuple(stride, 2) if stride not in (None, []) else k
     p, d = _tuple(padding, 2), _tuple(dilation, 2)
-    if any(pi * 2 > ki for pi, ki in zip(p, k)):
-        raise ValueError(f"pad should be at most half of effective kernel size, got padding {p} for kernel {k}")
+    if any(pi > ((ki - 1) * di + 1) // 2 for pi, ki, di in zip(p, k, d)):
+        # torch raises RuntimeError here; ShapeError is the shape error of that family
+        raise ShapeError(f"pad should be at most half of effective kernel size, got padding {p} for kernel {k}")
     pads, outs = [], []
     for length, ki, si, pi, di in zip(x.shape[-2:], k, s, p, d):
         o, extra = _pool_geometry(length, ki, si, pi, di, ceil_mode)
@@ -252,8 +253,13 @@ def avg_pool2d(input: Tensor, kernel_size: IntOrPair, stride: IntOrPair | None =
     # count the window cells that lie on the input (or on the declared padding when it counts)
     ones = input._const(1.0, shape=(1, 1) + tuple(input.shape[-2:]))
     if count_include_pad:
+        # the declared padding counts, the extra right padding of ceil mode does not; the geometry is
+        # the input's (padding the ones first and pooling them unpadded let ceil mode add a window)
+        s = _tuple(stride, 2) if stride not in (None, []) else k
+        extras = [_pool_geometry(n, ki, si, pi, 1, ceil_mode)[1] for n, ki, si, pi in zip(input.shape[-2:], k, s, p)]
         ones = _pad_spatial(ones, [(pi, pi) for pi in p], 1.0)
-        cnt, _ = _pool(ones, kernel_size, stride, 0, 1, ceil_mode, 0.0)
+        ones = _pad_spatial(ones, [(0, e) for e in extras], 0.0)
+        cnt = windows(ones, k, s, (1, 1))
     else:
         cnt, _ = _pool(ones, kernel_size, stride, padding, 1, ceil_mode, 0.0)
     return total / cnt.sum((-2, -1))

@@ -14,6 +14,15 @@ from ..creation import arange
 from .conv import expand_over_batch as _expand_over_batch
 from .conv import (adaptive_avg_pool2d, avg_pool2d, conv1d, conv2d, conv_transpose2d,  # noqa: F401
                    max_pool2d)
+from .functional_act import (celu, glu, hardshrink, hardsigmoid, hardswish, hardtanh, logsigmoid,  # noqa: F401
+                             mish, prelu, relu6, selu, softmin, softplus, softshrink, softsign, tanhshrink,
+                             threshold)
+from .sampling import (adaptive_avg_pool1d, avg_pool1d, fold, interpolate, max_pool1d, pad, unfold,  # noqa: F401
+                       upsample)
+from .functional_dist import cosine_similarity, normalize, pairwise_distance  # noqa: F401
+from .functional_loss import (cosine_embedding_loss, ctc_loss, gaussian_nll_loss,  # noqa: F401
+                              hinge_embedding_loss, margin_ranking_loss, multi_margin_loss,
+                              multilabel_soft_margin_loss, poisson_nll_loss, soft_margin_loss, triplet_margin_loss)
 
 # ---- activations and simple layers -------------------------------------------------------
 
@@ -21,6 +30,16 @@ from .conv import (adaptive_avg_pool2d, avg_pool2d, conv1d, conv2d, conv_transpo
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """input @ weight.T + bias."""
     out = input @ weight.T
+    return out + bias if bias is not None else out
+
+
+def bilinear(input1: Tensor, input2: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """out[..., o] = sum_ij input1[..., i] weight[o, i, j] input2[..., j] + bias[o]: one product, one reduction."""
+    out_f, in1, in2 = weight.shape
+    if input1.shape[-1] != in1 or input2.shape[-1] != in2 or input1.shape[:-1] != input2.shape[:-1]:
+        raise ShapeError(f"bilinear: inputs {input1.shape} and {input2.shape} do not fit weight {weight.shape}")
+    left = (input1 @ weight.permute(1, 0, 2).reshape(in1, out_f * in2)).unflatten(-1, (out_f, in2))
+    out = (left * input2.unsqueeze(-2)).sum(-1)
     return out + bias if bias is not None else out
 
 
@@ -76,12 +95,6 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
 
 def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
     return tensor.one_hot(num_classes)
-
-
-def pad(input: Tensor, pad: Sequence[int], mode: str = "constant", value: float | None = None) -> Tensor:
-    if mode != "constant":
-        raise NotImplementedError(f"pad mode {mode!r}: only 'constant' is supported")
-    return input.pad(pad, value=0.0 if value is None else value)
 
 
 def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None) -> Tensor:

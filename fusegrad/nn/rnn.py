@@ -1,4 +1,4 @@
-"""Recurrent cells: LSTMCell and GRUCell with torch's parameter names, gate order and initialization."""
+"""Recurrent cells: RNNCell, LSTMCell and GRUCell with torch's parameter names, gate order and initialization."""
 from __future__ import annotations
 
 import math
@@ -97,3 +97,26 @@ class GRUCell(_RNNCellBase):
         n = (xn + r * hn).tanh()
         h_next = (1 - z) * n + z * h
         return h_next.squeeze(0) if unbatched else h_next
+
+
+class RNNCell(_RNNCellBase):
+    """One Elman RNN step: h' = tanh(x W_ih^T + b_ih + h W_hh^T + b_hh), or relu."""
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, nonlinearity: str = "tanh",
+                 device: Any = None, dtype: Any = None):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"Unknown nonlinearity: {nonlinearity}")
+        super().__init__(input_size, hidden_size, bias, 1, device, dtype)
+        self.nonlinearity = nonlinearity
+
+    def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
+        """h' from input (N, input_size) or (input_size,) and an optional hidden state h."""
+        x, unbatched = self._check(input, hx)
+        h = self._hidden(hx, x)
+        pre = F.linear(x, self.weight_ih, self.bias_ih) + F.linear(h, self.weight_hh, self.bias_hh)
+        h_next = pre.tanh() if self.nonlinearity == "tanh" else pre.relu()
+        return h_next.squeeze(0) if unbatched else h_next
+
+    def extra_repr(self) -> str:
+        extra = "" if self.nonlinearity == "tanh" else ", nonlinearity=relu"
+        return super().extra_repr() + extra

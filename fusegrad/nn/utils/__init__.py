@@ -1,11 +1,11 @@
-"""nn.utils: gradient clipping."""
+"""nn.utils: gradient clipping, and packed sequences in nn.utils.rnn."""
 from __future__ import annotations
 
 from typing import Iterable
 
-from ..autograd import no_grad
-from ..errors import GradError
-from ..tensor import Tensor, realize, tensor
+from ...autograd import no_grad
+from ...errors import GradError
+from ...tensor import Tensor, realize, tensor
 
 
 def _grads(parameters: Tensor | Iterable[Tensor]) -> list[Tensor]:
@@ -44,3 +44,6 @@ def clip_grad_value_(parameters: Tensor | Iterable[Tensor], clip_value: float) -
         for p in params:
             p.grad = p.grad.clamp(-clip_value, clip_value).detach()
         realize(*[p.grad for p in params])
+
+
+from . import rnn  # noqa: E402,F401  (nn.utils.rnn, as in torch)
