@@ -16,7 +16,7 @@ stoi = {c: i for i, c in enumerate(chars)}
 itos = {i: c for c, i in stoi.items()}
 data = torch.tensor([stoi[c] for c in text], dtype=torch.long)
 
-block, batch = 32, 16
+block, batch = 16, 8
 
 
 def get_batch(step):
@@ -40,7 +40,7 @@ class CharLSTM(nn.Module):
 
 model = CharLSTM(len(chars))
 optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-for step in range(40):
+for step in range(24):
     x, y = get_batch(step)
     logits, _ = model(x)
     loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
@@ -48,15 +48,15 @@ for step in range(40):
     loss.backward()
     norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     optimizer.step()
-    if step % 5 == 0:
+    if step % 4 == 0:
         print(f"step {step} loss {loss.item():.4f} grad norm {norm.item():.4f}")
 
 model.eval()
 with torch.no_grad():
-    idx = torch.tensor([[stoi["T"]]])
+    idx = torch.tensor([[stoi["I"]]])
     state = None
     out = []
-    for _ in range(40):
+    for _ in range(24):
         logits, state = model(idx, state)
         idx = logits[:, -1].argmax(-1, keepdim=True)
         out.append(itos[idx.item()])
