@@ -12,7 +12,7 @@ import math
 from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
 
 from .. import dtypes
-from ..errors import DTypeError, ShapeError
+from ..errors import DTypeError, GradError, ShapeError
 from ..graph.shapes import broadcast_shape, normalize_dim
 from .extra_math import ExtraMathMixin
 
@@ -455,10 +455,13 @@ def tensordot(a: "Tensor", b: "Tensor", dims: Any = 2, out: Any = None) -> "Tens
     am = a.permute(*free_a, *da).reshape(math.prod(a.shape[i] for i in free_a), k)
     bm = b.permute(*db, *free_b).reshape(k, math.prod(b.shape[j] for j in free_b))
     result = am.matmul(bm).reshape(*(a.shape[i] for i in free_a), *(b.shape[j] for j in free_b))
-    if out is not None:
-        from ..functions import _write
-        return _write(out, result, "tensordot")
-    return result
+    if out is None:
+        return result
+    if not isinstance(out, Tensor) or out.shape != result.shape:
+        raise ShapeError(f"tensordot(): out= must be a Tensor of the result's shape {result.shape}")
+    if result.requires_grad:
+        raise GradError("tensordot(): functions with out=... arguments don't support automatic differentiation")
+    return out.copy_(result)
 
 
 def isin(elements: Any, test_elements: Any, *, assume_unique: bool = False, invert: bool = False) -> "Tensor":
