@@ -62,7 +62,7 @@ _EXTRA = {
     "hsplit": False, "vsplit": False, "dsplit": False, "rot90": False, "diagflat": False, "diff": True,
     "trace": False, "kron": True, "inner": True, "vdot": True, "addmm": True, "addmv": True, "addr": True,
     "baddbmm": True, "addbmm": True, "aminmax": True, "quantile": True, "nanquantile": True, "cov": False,
-    "corrcoef": False,
+    "corrcoef": False, "get_device": False, "is_complex": False, "is_inference": False,
 }
 TABLE: dict[str, bool] = {**_POINTWISE, **_BINARY, **_COMPARE_LOGIC, **_REDUCE, **_SHAPE_AND_MISC, **_EXTRA}
 

@@ -84,6 +84,7 @@ def test_stacking_errors_and_dtypes():
 def test_combinations(r, repl):
     check_op([(4,)], lambda a: fg.combinations(a, r, repl) if isinstance(a, fg.Tensor)
              else torch.combinations(a, r, repl), dtype="float64")
+    assert fg.combinations(fg.zeros(3), 0).shape == torch.combinations(torch.zeros(3), 0).shape
 
 
 @pytest.mark.parametrize("offset", [-1, 0, 2])
@@ -181,6 +182,16 @@ def test_add_products(dtype):
     check_op([(3, 2), (2, 3, 4), (2, 4, 2)], lambda c, a, b: c.addbmm(a, b, alpha=0.5), dtype=dtype)
     check_op([(2, 3), (2, 4), (4, 3)], lambda c, a, b: fg.addmm(c, a, b) if isinstance(c, fg.Tensor)
              else torch.addmm(c, a, b), dtype=dtype)
+
+
+def test_add_products_in_place():
+    arrs = [np.random.default_rng(7).normal(size=s) for s in ((2, 3), (2, 4), (4, 3))]
+    x, t = fg.tensor(arrs[0]), torch.tensor(arrs[0])
+    assert x.addmm_(fg.tensor(arrs[1]), fg.tensor(arrs[2]), alpha=2.0) is x
+    t.addmm_(torch.tensor(arrs[1]), torch.tensor(arrs[2]), alpha=2.0)
+    np.testing.assert_allclose(x.numpy(), t.numpy(), rtol=1e-12)
+    check_op([(3, 2), (3,), (2,)], lambda c, a, b: (c * 1).addr_(a, b, beta=0.5), dtype="float64")
+    check_op([(3,)], lambda a: (a * 1).lgamma_(), dtype="float64", low=0.2, high=4.0)
 
 
 def test_add_products_ints_beta_zero_and_errors():

@@ -15,6 +15,7 @@ from .. import dtypes
 from ..errors import DTypeError, GradError, ShapeError
 from ..graph.shapes import broadcast_shape, normalize_dim
 from .extra_math import ExtraMathMixin
+from .inplace import _inplace
 
 if TYPE_CHECKING:
     from ..tensor import Tensor
@@ -276,6 +277,8 @@ class ExtraMixin(ExtraMathMixin):
         """beta * self + alpha * (the sum over the batch of batch1[b] @ batch2[b])."""
         return _add_product("addbmm", self, batch1.bmm(batch2).sum(0, dtype=batch1.dtype), beta, alpha)
 
+    addmm_, addmv_, addr_, baddbmm_, addbmm_ = (_inplace(n) for n in ("addmm", "addmv", "addr", "baddbmm", "addbmm"))
+
     def aminmax(self: "Tensor", *, dim: int | None = None, keepdim: bool = False) -> MinMax:
         """(min, max) over dim (all elements when None)."""
         return MinMax(self.amin(dim, keepdim), self.amax(dim, keepdim))
@@ -393,7 +396,7 @@ def combinations(input: "Tensor", r: int = 2, with_replacement: bool = False) ->
     if r < 0:
         raise ValueError(f"Expect a non-negative number, but got {r}")
     if r == 0:
-        return input.new_empty((0,)) if hasattr(input, "new_empty") else input[:0]
+        return input[:0]
     make = itertools.combinations_with_replacement if with_replacement else itertools.combinations
     rows = list(make(range(input.shape[0]), r))
     if not rows:
