@@ -59,8 +59,8 @@ _SHAPE_AND_MISC = {
 }
 _EXTRA = {
     "erfc": True, "erfinv": True, "lgamma": True, "digamma": True, "ravel": False, "tensor_split": False,
-    "hsplit": False, "vsplit": False, "dsplit": False, "rot90": False, "diagflat": False, "diff": True,
-    "trace": False, "kron": True, "inner": True, "vdot": True, "addmm": True, "addmv": True, "addr": True,
+    "hsplit": False, "vsplit": False, "rot90": False, "diagflat": False, "diff": True,
+    "trace": False, "kron": True, "inner": True, "addmm": True, "addr": True,
     "baddbmm": True, "addbmm": True, "aminmax": True, "quantile": True, "nanquantile": True, "cov": False,
     "corrcoef": False, "get_device": False, "is_complex": False, "is_inference": False,
 }

@@ -211,6 +211,13 @@ def test_add_products_ints_beta_zero_and_errors():
         fg.tensordot(fg.zeros(2, 3), fg.zeros(4, 3), ([1], [0]))
     with pytest.raises(RuntimeError):
         fg.zeros(2, 3).inner(fg.zeros(2))
+    out = fg.zeros(())
+    assert fg.vdot(fg.ones(3), fg.ones(3), out=out) is out and out.item() == 3.0
+    out = fg.zeros(2)
+    assert fg.addmv(fg.ones(2), fg.ones(2, 3), fg.ones(3), alpha=2, out=out) is out
+    np.testing.assert_array_equal(out.numpy(), [7.0, 7.0])
+    assert fg.addmv_(out, fg.ones(2, 3), fg.ones(3), beta=0) is out and out.tolist() == [3.0, 3.0]
+    assert [p.shape for p in fg.dsplit(fg.zeros(1, 2, 4), [1])] == [(1, 2, 1), (1, 2, 3)]
     out = fg.zeros(2, 2)
     assert fg.tensordot(fg.ones(2, 3), fg.ones(3, 2), 1, out=out) is out
     np.testing.assert_array_equal(out.numpy(), np.full((2, 2), 3.0))

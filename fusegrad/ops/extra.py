@@ -458,13 +458,40 @@ def tensordot(a: "Tensor", b: "Tensor", dims: Any = 2, out: Any = None) -> "Tens
     am = a.permute(*free_a, *da).reshape(math.prod(a.shape[i] for i in free_a), k)
     bm = b.permute(*db, *free_b).reshape(k, math.prod(b.shape[j] for j in free_b))
     result = am.matmul(bm).reshape(*(a.shape[i] for i in free_a), *(b.shape[j] for j in free_b))
+    return _write_out("tensordot", out, result)
+
+
+def _write_out(name: str, out: Any, result: "Tensor") -> "Tensor":
+    """`result` written into `out` (when given) and returned, refused like torch (see functions.py)."""
+    from ..tensor import Tensor
     if out is None:
         return result
     if not isinstance(out, Tensor) or out.shape != result.shape:
-        raise ShapeError(f"tensordot(): out= must be a Tensor of the result's shape {result.shape}")
+        raise ShapeError(f"{name}(): out= must be a Tensor of the result's shape {result.shape}")
     if result.requires_grad:
-        raise GradError("tensordot(): functions with out=... arguments don't support automatic differentiation")
+        raise GradError(f"{name}(): functions with out=... arguments don't support automatic differentiation")
     return out.copy_(result)
+
+
+def vdot(input: "Tensor", other: "Tensor", *, out: Any = None) -> "Tensor":
+    """Dot product of two 1-D tensors (no conjugation: fusegrad is real)."""
+    return _write_out("vdot", out, input.vdot(other))
+
+
+def addmv(input: "Tensor", mat: "Tensor", vec: "Tensor", *, beta: Any = 1, alpha: Any = 1,
+          out: Any = None) -> "Tensor":
+    """beta * input + alpha * (mat @ vec)."""
+    return _write_out("addmv", out, input.addmv(mat, vec, beta=beta, alpha=alpha))
+
+
+def addmv_(input: "Tensor", mat: "Tensor", vec: "Tensor", *, beta: Any = 1, alpha: Any = 1) -> "Tensor":
+    """In-place addmv: input becomes beta * input + alpha * (mat @ vec)."""
+    return input.addmv_(mat, vec, beta=beta, alpha=alpha)
+
+
+def dsplit(input: "Tensor", indices_or_sections: Any) -> tuple["Tensor", ...]:
+    """tensor_split along dim 2 of a tensor of at least 3 dims."""
+    return input.dsplit(indices_or_sections)
 
 
 def isin(elements: Any, test_elements: Any, *, assume_unique: bool = False, invert: bool = False) -> "Tensor":
