@@ -78,6 +78,8 @@ def test_stacking_errors_and_dtypes():
         fg.block_diag(fg.zeros(1, 1, 1))
     with pytest.raises(fg.ShapeError):
         fg.cartesian_prod(fg.zeros(2, 2))
+    with pytest.raises(RuntimeError):
+        fg.cartesian_prod(fg.zeros(2), fg.zeros(2, dtype=fg.int64))
 
 
 @pytest.mark.parametrize("r,repl", [(2, False), (3, False), (2, True), (5, False)], ids=["r2", "r3", "r2-repl", "r5"])
@@ -153,6 +155,10 @@ def test_diff_bool_and_errors():
     np.testing.assert_array_equal(fg.tensor(arr).diff().numpy(), torch.tensor(arr).diff().numpy())
     with pytest.raises(RuntimeError):
         fg.tensor(1.0).diff()
+    with pytest.raises(RuntimeError):
+        fg.zeros(3).diff(prepend=fg.tensor(0.0))
+    with pytest.raises(TypeError):
+        fg.zeros(3).diff(append=1.0)
 
 
 # ---- products -----------------------------------------------------------------------------------------

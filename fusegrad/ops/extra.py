@@ -203,14 +203,16 @@ class ExtraMixin(ExtraMathMixin):
         if n < 0:
             raise ValueError(f"order must be non-negative but got {n}")
         d = normalize_dim(dim, self.ndim)
+        from ..tensor import Tensor
         parts = []
         for extra in (prepend, self, append):
             if extra is None:
                 continue
-            e = self._operand(extra)
-            if e.ndim == 0:  # a scalar is broadcast to a slice of size 1 along dim, like torch
-                e = e.expand(tuple(1 if i == d else s for i, s in enumerate(self.shape)))
-            parts.append(e)
+            if not isinstance(extra, Tensor):
+                raise TypeError(f"diff(): argument 'prepend'/'append' must be Tensor, not {type(extra).__name__}")
+            if extra.ndim != self.ndim:
+                raise ShapeError("diff expects prepend or append to be the same dimension as input")
+            parts.append(extra)
         x = cat(parts, d) if len(parts) > 1 else self
         for _ in range(n):
             size = x.shape[d]
@@ -381,10 +383,12 @@ def cartesian_prod(*tensors: "Tensor") -> "Tensor":
     ts = _tensors("cartesian_prod", tensors)
     if any(t.ndim != 1 for t in ts):
         raise ShapeError(f"cartesian_prod: expects 1-D tensors, got shapes {[t.shape for t in ts]}")
+    if len({t.dtype for t in ts}) > 1:
+        raise DTypeError(f"cartesian_prod: expects all tensors to have the same dtype, got "
+                         f"{[t.dtype.name for t in ts]}")
     if len(ts) == 1:
         return ts[0]
-    dtype = functools.reduce(dtypes.promote_types, (t.dtype for t in ts))
-    return stack([g.cast(dtype).reshape(-1) for g in meshgrid(*ts, indexing="ij")], 1)
+    return stack([g.reshape(-1) for g in meshgrid(*ts, indexing="ij")], 1)
 
 
 def combinations(input: "Tensor", r: int = 2, with_replacement: bool = False) -> "Tensor":
