@@ -23,6 +23,7 @@ def test_introspection_matches_a_contiguous_torch_tensor():
     assert x.get_device() == -1 and not x.is_complex() and not x.is_inference()
     for name in ("byte", "char", "short"):
         assert getattr(x, name)().dtype.name == str(getattr(t, name)().dtype).removeprefix("torch.")
+    assert x.is_set_to(x.detach()) and not x.is_set_to(x.clone()) and not x.is_set_to(x.reshape(6, 4))
     with pytest.raises(IndexError):
         fg.tensor(1.0).stride(0)
     with pytest.raises(IndexError):

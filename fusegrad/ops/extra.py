@@ -99,6 +99,12 @@ class ExtraMixin(ExtraMathMixin):
         """False: fusegrad has no complex dtypes."""
         return False
 
+    def is_set_to(self: "Tensor", tensor: "Tensor") -> bool:
+        """True when both tensors read the same value node (an alias such as detach(), or the same buffer)."""
+        node, other = self._node, tensor._node
+        same_buffer = node.buffer is not None and node.buffer is other.buffer
+        return node.shape == other.shape and (node is other or same_buffer)
+
     def byte(self: "Tensor") -> "Tensor":
         return self.cast(dtypes.uint8)
 
