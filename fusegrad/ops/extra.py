@@ -134,7 +134,8 @@ class ExtraMixin(ExtraMathMixin):
         return self.reshape(-1)
 
     def tensor_split(self: "Tensor", indices_or_sections: Any, dim: int = 0) -> tuple["Tensor", ...]:
-        """Split into n nearly equal parts (the first size % n one longer), or at the given indices."""
+        """Split into n nearly equal parts (the first size % n one longer), or at the given indices (an index
+        tensor is read on the host: the parts' shapes depend on it)."""
         from ..tensor import Tensor
         if self.ndim == 0:
             raise ShapeError("tensor_split(): expected at least a 1-dimensional tensor, got a 0-d one")
@@ -152,11 +153,7 @@ class ExtraMixin(ExtraMathMixin):
             bounds = list(itertools.accumulate([0] + [base + (i < extra) for i in range(spec)]))
         else:
             bounds = [0, *(min(max(i + size if i < 0 else i, 0), size) for i in spec), size]
-        parts = []
-        for lo, hi in zip(bounds, bounds[1:]):
-            lo = min(lo, size)
-            parts.append(self._narrow(d, lo, max(lo, hi)))
-        return tuple(parts)
+        return tuple(self._narrow(d, lo, max(lo, hi)) for lo, hi in zip(bounds, bounds[1:]))
 
     def _split_exact(self: "Tensor", name: str, spec: Any, dim: int, min_ndim: int) -> tuple["Tensor", ...]:
         if self.ndim < min_ndim:
