@@ -385,3 +385,16 @@ def test_special_out_and_functions():
     fg.lgamma(x).sum().backward()
     np.testing.assert_allclose(x.grad.numpy(), torch.digamma(torch.tensor([0.5, 1.5], dtype=torch.float64)).numpy(),
                                rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", ["int32", "int64"])
+def test_integer_inputs(dtype):
+    check_op([(2, 3), (3, 2)], lambda a, b: a.kron(b), dtype=dtype, low=-5, high=5)
+    check_op([(2, 3), (4, 3)], lambda a, b: a.inner(b), dtype=dtype, low=-5, high=5)
+    check_op([(3, 3)], lambda a: a.trace(), dtype=dtype, low=-5, high=5)
+    check_op([(2, 3)], lambda a: a.rot90(3).diagflat(), dtype=dtype, low=-5, high=5)
+    check_op([(5,)], lambda a: fg.combinations(a, 2) if isinstance(a, fg.Tensor) else torch.combinations(a, 2),
+             dtype=dtype, low=-5, high=5)
+    check_op([(2,), (3,)], lambda a, b: fg.cartesian_prod(a, b) if isinstance(a, fg.Tensor)
+             else torch.cartesian_prod(a, b), dtype=dtype, low=-5, high=5)
+    check_op([(3, 4)], lambda a: a.diff(dim=0), dtype=dtype)
