@@ -12,6 +12,9 @@ from .errors import (CompileError, DeviceError, DTypeError, Error, GradError, In
                      ShapeError)
 from .ops.datashape import (argwhere, bincount, masked_select, nonzero, repeat_interleave, unique,
                              unique_consecutive)
+from .ops.extra import (atleast_1d, atleast_2d, atleast_3d, block_diag, broadcast_shapes, broadcast_tensors, can_cast,
+                        cartesian_prod, column_stack, combinations, dsplit, dstack, isin, promote_types, result_type,
+                        row_stack, addmv, addmv_, tensordot, tril_indices, triu_indices, vdot)
 from .ops.index import gather, index_select, masked_fill, one_hot, scatter, scatter_add, take_along_dim
 from .ops.index_reduce import index_add, index_copy, index_fill, index_reduce, scatter_reduce
 from .ops.linalg import bmm, dot, einsum, matmul, mm, mv, outer

@@ -57,7 +57,14 @@ _SHAPE_AND_MISC = {
     "numel": False, "is_floating_point": False, "is_signed": False, "is_nonzero": False, "is_same_size": False,
     "equal": False, "clamp_": False, "fill_": False, "zero_": False,
 }
-TABLE: dict[str, bool] = {**_POINTWISE, **_BINARY, **_COMPARE_LOGIC, **_REDUCE, **_SHAPE_AND_MISC}
+_EXTRA = {
+    "erfc": True, "erfinv": True, "lgamma": True, "digamma": True, "ravel": False, "tensor_split": False,
+    "hsplit": False, "vsplit": False, "rot90": False, "diagflat": False, "diff": True,
+    "trace": False, "kron": True, "inner": True, "addmm": True, "addr": True,
+    "baddbmm": True, "addbmm": True, "aminmax": True, "quantile": True, "nanquantile": True, "cov": False,
+    "corrcoef": False, "get_device": False, "is_complex": False, "is_inference": False,
+}
+TABLE: dict[str, bool] = {**_POINTWISE, **_BINARY, **_COMPARE_LOGIC, **_REDUCE, **_SHAPE_AND_MISC, **_EXTRA}
 
 # torch accepts a Python number as `input` for these (torch.add(2, t), torch.pow(2, t))
 _NUMBER_INPUT = frozenset({"add", "sub", "subtract", "mul", "multiply", "div", "divide", "true_divide", "pow",

@@ -24,6 +24,7 @@ from .hostdata import node_from_data
 from .ops.arith import ArithmeticMixin
 from .ops.datashape import DataShapeMixin
 from .ops.elementwise import ElementwiseMixin
+from .ops.extra import ExtraMixin
 from .ops.index import IndexMixin
 from .ops.index_reduce import IndexReduceMixin
 from .ops.inplace import InplaceMixin
@@ -40,7 +41,7 @@ Scalar = int | float | bool
 
 
 class Tensor(ArithmeticMixin, ElementwiseMixin, MathMixin, ReduceMixin, MovementMixin, IndexMixin, LinalgMixin,
-             SortingMixin, ScanMixin, IndexReduceMixin, DataShapeMixin, SamplingMixin, InplaceMixin):
+             SortingMixin, ScanMixin, IndexReduceMixin, DataShapeMixin, SamplingMixin, ExtraMixin, InplaceMixin):
     """A lazy n-dimensional array. Operations build a graph; values are computed on demand."""
 
     # _version counts in-place writes (shared by a base and its views, as torch's is); _base is the

@@ -204,7 +204,11 @@ _TORCH_ARGS = {
     "fill_": (1.0,), "reshape": ((12,),), "permute": ((1, 0),), "swapaxes": (0, 1), "swapdims": (0, 1),
     "moveaxis": (0, 1), "unflatten": (1, (2, 2)), "broadcast_to": ((3, 4),), "tile": ((2,),), "select": (0, 1),
     "take": ("index",), "masked_select": ("mask",), "float_power": (2.0,), "norm": (2, 1),
-    "addcmul": ("x", "x"), "addcdiv": ("x", "x"),
+    "addcmul": ("x", "x"), "addcdiv": ("x", "x"), "tensor_split": (2,), "hsplit": (2,), "vsplit": (3,),
+    "kron": ("x",), "inner": ("x",), "addmm": (torch.ones(3, 2), torch.ones(2, 4)),
+    "addr": (torch.ones(3), torch.ones(4)),
+    "baddbmm": (torch.ones(2, 3, 2), torch.ones(2, 2, 4)), "addbmm": (torch.ones(2, 3, 2), torch.ones(2, 2, 4)),
+    "quantile": (0.5,), "nanquantile": (0.5,),
 }
 _ONE_ARG = {"add", "sub", "subtract", "mul", "multiply", "div", "divide", "true_divide", "floor_divide",
             "remainder", "fmod", "pow", "atan2", "arctan2", "copysign", "hypot", "logaddexp", "logaddexp2",
