@@ -272,3 +272,15 @@ def test_jit_replays_an_in_place_update():
     eager, jitted = train(False), train(True)
     np.testing.assert_allclose(jitted, eager, rtol=1e-6)
     assert eager[-1] < eager[0]
+
+
+@pytest.mark.parametrize("lib", [fg, torch], ids=["fusegrad", "torch"])
+def test_a_value_read_only_for_a_constants_gradient_may_be_written(lib: Any) -> None:
+    """h * 3 reads h only for the gradient of the constant, which nobody needs: torch keeps nothing."""
+    w = lib.tensor([1.0, 2.0], requires_grad=True)
+    h = w * 1
+    y = (h * 3).sum()
+    h.add_(1)
+    y.backward(retain_graph=True)
+    y.backward()  # nothing saved, nothing freed
+    np.testing.assert_allclose(np.asarray(w.grad.tolist()), [6.0, 6.0])

@@ -83,20 +83,25 @@ def _torch_tensor_api() -> set[str]:
     return {n for n in _tensor_api(torch.Tensor) if not skip.match(n)}
 
 
+# torch.nn.functional's dispatch helpers, and torch.utils.data's deprecated datapipes
+_FUNCTIONAL_PLUMBING = re.compile(r"^(has_torch_function|handle_torch_function|boolean_dispatch|assert_int_or_pair)")
+_DATAPIPES = re.compile(r"(DataPipe|DataChunk|datapipe|validation|non_deterministic)")
+
+
 # namespace -> (torch's names, fusegrad's names)
 NAMESPACES: dict[str, Callable[[], tuple[set[str], set[str]]]] = {
     "torch": lambda: (_torch_top_level(), set(dir(fg))),
     "torch.Tensor": lambda: (_torch_tensor_api(), set(dir(fg.Tensor))),
     "torch.nn": lambda: (_classes(torch.nn) - {"Container"}, set(dir(fg.nn))),
-    "torch.nn.functional": lambda: (_public(torch.nn.functional, _module_of(torch.nn.functional, "torch")),
-                                    set(dir(fg.nn.functional))),
+    "torch.nn.functional": lambda: ({n for n in _public(torch.nn.functional, _module_of(torch.nn.functional, "torch"))
+                                     if n.islower() and not _FUNCTIONAL_PLUMBING.match(n)}, set(dir(fg.nn.functional))),
     "torch.linalg": lambda: (_functions(torch.linalg), set(dir(fg.linalg))),
     "torch.optim": lambda: (_classes(torch.optim), set(dir(fg.optim))),
     "torch.optim.lr_scheduler": lambda: (_public(torch.optim.lr_scheduler,
                                                  _module_of(torch.optim.lr_scheduler, "torch.optim")),
                                          set(dir(fg.optim.lr_scheduler))),
-    "torch.utils.data": lambda: (_public(torch.utils.data, _module_of(torch.utils.data, "torch.utils.data")),
-                                 set(dir(fg.utils.data))),
+    "torch.utils.data": lambda: ({n for n in _public(torch.utils.data, _module_of(torch.utils.data, "torch.utils.data"))
+                                  if not _DATAPIPES.search(n)}, set(dir(fg.utils.data))),
 }
 
 

@@ -45,7 +45,7 @@ def _topo(targets: "Tensor | Sequence[Tensor]") -> list["Tensor"]:
                                 "graph are freed when you call .backward() or autograd.grad(). Specify "
                                 "retain_graph=True if you need to backward through the graph a second time or "
                                 "if you need to access saved tensors after calling backward.")
-            if t._version != ctx.out_version and ctx.op in READS_OUTPUT:
+            if t._version != ctx.out_version and _reads(ctx, READS_OUTPUT.get(ctx.op, ())):
                 _modified_in_place(t, ctx.out_version, f"the output of {ctx.op.name}")
             for k, i in enumerate(ctx.inputs):
                 if i._version and i._version != (ctx.versions[k] if ctx.versions else 0):
@@ -55,9 +55,16 @@ def _topo(targets: "Tensor | Sequence[Tensor]") -> list["Tensor"]:
     return order
 
 
+def _reads(ctx: Ctx, gradients: Sequence[int]) -> bool:
+    """Whether backward computes one of these inputs' gradients (an input that needs it requires grad)."""
+    return any(ctx.inputs[j].requires_grad for j in gradients)
+
+
 def _keeps_values(ctx: Ctx) -> bool:
     """Whether ctx's rule reads saved values (a custom Function always may), which backward frees."""
-    return ctx.op in READS_INPUTS or ctx.op in READS_OUTPUT or not isinstance(ctx.op, Op)
+    if not isinstance(ctx.op, Op):
+        return True
+    return _reads(ctx, list(READS_INPUTS.get(ctx.op, {}))) or _reads(ctx, READS_OUTPUT.get(ctx.op, ()))
 
 
 def _free(order: list["Tensor"]) -> None:
@@ -90,7 +97,7 @@ def _rewind(ctx: Ctx, k: int) -> "Tensor":
     from ..tensor import Tensor
     t = ctx.inputs[k]
     used = ctx.versions[k] if ctx.versions else 0
-    if k in READS_INPUTS.get(ctx.op, ()):
+    if _reads(ctx, [j for j, read in READS_INPUTS.get(ctx.op, {}).items() if k in read]):
         _modified_in_place(t, used, f"input {k} of {ctx.op.name}")
     for past in getattr(t, "_past", ()):
         if past.until >= used:

@@ -204,8 +204,13 @@ RULES: dict[Op, Callable[[Ctx, "Tensor", "Tensor"], tuple]] = {
 
 # the values each rule reads besides the incoming gradient (input positions, and the output): a value
 # written in place after its op used it cannot be differentiated through, and raises as in torch
-READS_INPUTS: dict[Op, tuple[int, ...]] = {
-    Op.MUL: (0, 1), Op.DIV: (0, 1), Op.MOD: (0, 1), Op.POW: (0, 1), Op.MAX: (0, 1), Op.WHERE: (0,),
-    Op.LOG: (0,), Op.SIN: (0,), Op.COS: (0,), Op.ERF: (0,), Op.RMAX: (0,), Op.PROD: (0,),
+# (per input: the inputs its gradient reads; the inputs whose gradients read the output), so a value
+# counts as read only when an input that needs that gradient requires grad (x * 3 reads x only
+# for the constant's gradient: writing x afterwards is fine, as in torch)
+READS_INPUTS: dict[Op, dict[int, tuple[int, ...]]] = {
+    Op.MUL: {0: (1,), 1: (0,)}, Op.DIV: {0: (1,), 1: (0, 1)}, Op.MOD: {1: (0, 1)}, Op.POW: {0: (0, 1), 1: (0,)},
+    Op.MAX: {0: (0, 1), 1: (0, 1)}, Op.WHERE: {1: (0,), 2: (0,)}, Op.LOG: {0: (0,)}, Op.SIN: {0: (0,)},
+    Op.COS: {0: (0,)}, Op.ERF: {0: (0,)}, Op.RMAX: {0: (0,)}, Op.PROD: {0: (0,)},
 }
-READS_OUTPUT = frozenset({Op.EXP, Op.SQRT, Op.POW, Op.RMAX, Op.PROD})
+READS_OUTPUT: dict[Op, tuple[int, ...]] = {Op.EXP: (0,), Op.SQRT: (0,), Op.POW: (1,), Op.RMAX: (0,),
+                                           Op.PROD: (0,)}
