@@ -99,15 +99,17 @@ def write(t: "Tensor", new: "Tensor") -> "Tensor":
 def _take(t: "Tensor", new: "Tensor", with_history: bool, version: int) -> None:
     """t holds `new` from `version` on, and with `with_history` also its history (under no_grad, and
     through a detach alias, a write records nothing: t keeps its history, like torch's)."""
+    old = t._node
     t._node = new._node
     if with_history:
-        _set_history(t, new._ctx, new.requires_grad, version)
+        _set_history(t, old, new._ctx, new.requires_grad, version)
     t._version = version
 
 
-def _set_history(t: "Tensor", ctx: Any, requires_grad: bool, version: int) -> None:
-    """t's history from `version` on; the one it replaces stays reachable for the ops that used it
-    (`autograd.rewind`: their gradients follow the history the value they read had)."""
+def _set_history(t: "Tensor", old: Any, ctx: Any, requires_grad: bool, version: int) -> None:
+    """t's history from `version` on; the one it replaces (with `old`, the node it had) stays reachable
+    for the ops that used it (autograd/engine.py's `_rewind`: their gradients follow the history the
+    value they read had)."""
     if ctx is not t._ctx or requires_grad != t.requires_grad:
         if t._ctx is not None and t._ctx.op in autograd.READS_OUTPUT:
             t._ctx.out_version = -1  # the value its rule reads is gone (torch raises there too)
@@ -115,7 +117,7 @@ def _set_history(t: "Tensor", ctx: Any, requires_grad: bool, version: int) -> No
             past = t._past
         except AttributeError:
             past = t._past = []
-        past.append(autograd.Past(t._version, t._ctx, t._node, t.requires_grad))
+        past.append(autograd.Past(t._version, t._ctx, old, t.requires_grad))
         t._ctx, t.requires_grad = ctx, requires_grad
     if ctx is not None:
         ctx.out_version = version
@@ -178,8 +180,8 @@ def _refresh(base: "Tensor", written: tuple["Tensor", "Tensor", bool] | None) ->
         else:
             with autograd.enable_grad():  # the view's history starts at the base's new value
                 fresh = _replay(base, v._chain)
-            v._node = fresh._node
-            _set_history(v, fresh._ctx, fresh.requires_grad, base._version)
+            old, v._node = v._node, fresh._node
+            _set_history(v, old, fresh._ctx, fresh.requires_grad, base._version)
         v._version = base._version
     refs[:] = live
 

@@ -284,3 +284,17 @@ def test_a_value_read_only_for_a_constants_gradient_may_be_written(lib: Any) -> 
     y.backward(retain_graph=True)
     y.backward()  # nothing saved, nothing freed
     np.testing.assert_allclose(np.asarray(w.grad.tolist()), [6.0, 6.0])
+
+
+def test_the_history_a_write_replaced_keeps_its_value():
+    """An op that used a tensor before a write differentiates through the value it read: the shape
+    and value of its input are the old ones (here a sum, whose rule reads no value)."""
+    a = fg.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    h = a * 2
+    s = h.sum()
+    h.mul_(fg.tensor([10.0, 10.0, 10.0], requires_grad=True))  # history replaced under grad mode
+    s.backward()
+    np.testing.assert_allclose(a.grad.numpy(), [2.0, 2.0, 2.0])
+    was = s._ctx.inputs[0]
+    assert was is not h and was._node is not h._node
+    np.testing.assert_allclose(was.numpy(), [2.0, 4.0, 6.0])
