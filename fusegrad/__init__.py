@@ -45,6 +45,8 @@ from .linalg import det, slogdet  # noqa: E402  (torch.det, torch.slogdet)
 from .linalg.lu import inv as inverse, logdet  # noqa: E402
 from .linalg.norms import cdist, torch_cross as cross  # noqa: E402
 from .linalg.triangular import cholesky_solve, triangular_solve  # noqa: E402
+from .linalg.legacy import cholesky, pinverse, qr  # noqa: E402
+from .linalg.products import matrix_exp, matrix_power  # noqa: E402
 from .io.checkpoint import load, save  # noqa: E402
 from .jit import jit  # noqa: E402
 from . import func  # noqa: E402

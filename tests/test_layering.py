@@ -32,7 +32,8 @@ FRONTEND = {"autograd", "ops", "printing", "tensor"}
 # layers of the modules and folders directly under fusegrad/, other than the PACKAGES below
 TOP_LEVEL = {"errors": "foundation", "flags": "foundation", "dtypes": "foundation", "autograd": "autograd",
              "printing": "printing", "tensor": "tensor", "creation": "tensor", "views": "ops",
-             "function": "tensor", "flat": "tensor", "capturing": "tensor", "hostdata": "engine",
+             "function": "tensor", "flat": "tensor", "capturing": "tensor",
+             "linalg": "tensor", "hostdata": "engine",
              "random": "random", "__init__": "package",
              "__main__": "programs", "examples": "programs"}
 PACKAGES = {"graph", "runtime", "codegen", "engine", "ops"}

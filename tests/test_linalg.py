@@ -403,3 +403,15 @@ def test_cond(p):
         assert fg.linalg.cond(fg.tensor([[1.0, 2.0], [2.0, 4.0]]), p).item() == math.inf
     if p == "fro":  # checked against finite differences instead
         finite_difference_check(lambda a: fg.linalg.cond(a, p), general(()))
+
+
+@pytest.mark.parametrize("name", ["inverse", "det", "logdet", "cholesky", "matrix_exp", "pinverse"])
+def test_tensor_methods_match_torch(name: str) -> None:
+    """torch.Tensor's linear-algebra methods, values and gradients, on a well-conditioned SPD matrix."""
+    b = np.random.default_rng(3).standard_normal((4, 4))
+    spd = b @ b.T / 4 + np.eye(4)
+
+    def fn(x):
+        x = (x + x.mT) / 2  # symmetric for every input the gradient check perturbs
+        return getattr(x, name)()
+    check_op([(4, 4)], fn, dtype="float64", arrays=[spd], atol=1e-9, rtol=1e-9)

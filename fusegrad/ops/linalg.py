@@ -28,6 +28,58 @@ def _contract(a: "Tensor", b: "Tensor", axis: int) -> "Tensor":
 class LinalgMixin:
     __slots__ = ()
 
+    # torch.Tensor's linear-algebra methods: fusegrad.linalg computes them (imported when called,
+    # as ops modules reach the Tensor layer above them)
+    def inverse(self: "Tensor") -> "Tensor":
+        """The matrix inverse (torch.linalg.inv)."""
+        from ..linalg import inv
+        return inv(self)
+
+    def det(self: "Tensor") -> "Tensor":
+        from ..linalg import det
+        return det(self)
+
+    def logdet(self: "Tensor") -> "Tensor":
+        from ..linalg.lu import logdet
+        return logdet(self)
+
+    def slogdet(self: "Tensor") -> Any:
+        from ..linalg import slogdet
+        return slogdet(self)
+
+    def cholesky(self: "Tensor", upper: bool = False) -> "Tensor":
+        from ..linalg.legacy import cholesky
+        return cholesky(self, upper)
+
+    def cholesky_solve(self: "Tensor", input2: "Tensor", upper: bool = False) -> "Tensor":
+        from ..linalg.triangular import cholesky_solve
+        return cholesky_solve(self, input2, upper)
+
+    def triangular_solve(self: "Tensor", A: "Tensor", upper: bool = True, transpose: bool = False,
+                         unitriangular: bool = False) -> Any:
+        from ..linalg.triangular import triangular_solve
+        return triangular_solve(self, A, upper, transpose, unitriangular)
+
+    def cross(self: "Tensor", other: "Tensor", dim: int | None = None) -> "Tensor":
+        from ..linalg.norms import torch_cross
+        return torch_cross(self, other, dim)
+
+    def pinverse(self: "Tensor", rcond: float = 1e-15) -> "Tensor":
+        from ..linalg.legacy import pinverse
+        return pinverse(self, rcond)
+
+    def matrix_power(self: "Tensor", n: int) -> "Tensor":
+        from ..linalg import matrix_power
+        return matrix_power(self, n)
+
+    def matrix_exp(self: "Tensor") -> "Tensor":
+        from ..linalg import matrix_exp
+        return matrix_exp(self)
+
+    def qr(self: "Tensor", some: bool = True) -> Any:
+        from ..linalg.legacy import qr
+        return qr(self, some)
+
     def matmul(self: "Tensor", other: "Tensor") -> "Tensor":
         """torch.matmul semantics: 1-D vectors, 2-D matrices and broadcast batches."""
         a, b = self, self._operand(other)
