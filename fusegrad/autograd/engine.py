@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from ..tensor import Tensor
 
 
-
 def _topo(targets: "Tensor | Sequence[Tensor]") -> list["Tensor"]:
     """Tensors with history that the targets depend on, each after its inputs. Iterative."""
     order: list["Tensor"] = []
