@@ -9,7 +9,25 @@ from .lr_plateau import ReduceLROnPlateau
 from .optimizer import Optimizer
 
 
-class SequentialLR(LRScheduler):
+class _OfSchedulers(LRScheduler):
+    """A scheduler wrapping others (`_schedulers`): its state holds theirs."""
+
+    _schedulers: list[LRScheduler]
+
+    def state_dict(self) -> dict[str, Any]:
+        """Own attributes plus every wrapped scheduler's state dict."""
+        state = {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "_schedulers")}
+        state["_schedulers"] = [s.state_dict() for s in self._schedulers]
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore own attributes and every wrapped scheduler's state."""
+        self.__dict__.update({k: v for k, v in state_dict.items() if k != "_schedulers"})
+        for sched, saved in zip(self._schedulers, state_dict["_schedulers"], strict=True):
+            sched.load_state_dict(saved)
+
+
+class SequentialLR(_OfSchedulers):
     """Run schedulers one after another, switching at the milestone epochs."""
 
     def __init__(self, optimizer: Optimizer, schedulers: Sequence[LRScheduler], milestones: Sequence[int],
@@ -51,18 +69,6 @@ class SequentialLR(LRScheduler):
             sched.step()
         self._last_lr = sched.get_last_lr()
 
-    def state_dict(self) -> dict[str, Any]:
-        """Own attributes plus every wrapped scheduler's state dict."""
-        state = {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "_schedulers")}
-        state["_schedulers"] = [s.state_dict() for s in self._schedulers]
-        return state
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore own attributes and every wrapped scheduler's state."""
-        self.__dict__.update({k: v for k, v in state_dict.items() if k != "_schedulers"})
-        for sched, saved in zip(self._schedulers, state_dict["_schedulers"], strict=True):
-            sched.load_state_dict(saved)
-
 
 def _undo_initial_step(sched: LRScheduler) -> None:
     """Move a scheduler (or every scheduler nested in a SequentialLR) one epoch back."""
@@ -75,7 +81,7 @@ def _undo_initial_step(sched: LRScheduler) -> None:
             s.last_epoch -= 1
 
 
-class ChainedScheduler(LRScheduler):
+class ChainedScheduler(_OfSchedulers):
     """Step several schedulers of one optimizer together, so their changes to the lr compose."""
 
     def __init__(self, schedulers: Sequence[LRScheduler], optimizer: Optimizer | None = None):
@@ -101,15 +107,3 @@ class ChainedScheduler(LRScheduler):
         for sched in self._schedulers:
             sched.step()
         self._last_lr = self._current_lrs()
-
-    def state_dict(self) -> dict[str, Any]:
-        """Own attributes plus every wrapped scheduler's state dict."""
-        state = {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "_schedulers")}
-        state["_schedulers"] = [s.state_dict() for s in self._schedulers]
-        return state
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore own attributes and every wrapped scheduler's state."""
-        self.__dict__.update({k: v for k, v in state_dict.items() if k != "_schedulers"})
-        for sched, saved in zip(self._schedulers, state_dict["_schedulers"], strict=True):
-            sched.load_state_dict(saved)
