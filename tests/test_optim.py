@@ -219,8 +219,14 @@ ROUND_TRIP = [
 @pytest.mark.parametrize("name,options", ROUND_TRIP, ids=[c[0] for c in ROUND_TRIP])
 def test_state_dict_round_trip(name: str, options: dict[str, Any]) -> None:
     """5 steps, save, load into a fresh optimizer over fresh parameters: the next 5 steps are identical."""
+    assert_state_dict_round_trip(name, LR[name], 5, **options)
+
+
+def assert_state_dict_round_trip(name: str, lr: float, steps: int, **options: Any) -> None:
+    """`steps` steps of optimizer `name`, save (state as host arrays), load into a fresh optimizer over
+    fresh parameters: the next `steps` steps are identical."""
     ps = fg_params()
-    opt = getattr(fg.optim, name)(ps, lr=LR[name], **options)
+    opt = getattr(fg.optim, name)(ps, lr=lr, **options)
 
     def train(params: list[fg.Tensor], optimizer: fg.optim.Optimizer, steps: int) -> None:
         for _ in range(steps):
@@ -228,16 +234,16 @@ def test_state_dict_round_trip(name: str, options: dict[str, Any]) -> None:
             mlp_loss(params).backward()
             optimizer.step()
 
-    train(ps, opt, 5)
+    train(ps, opt, steps)
     saved = opt.state_dict()
     # what a checkpoint holds: host arrays and plain numbers
     saved["state"] = {k: {n: v.numpy() for n, v in st.items()} for k, st in saved["state"].items()}
     fresh_ps = fg_params(init=[p.numpy() for p in ps])
     fresh = getattr(fg.optim, name)(fresh_ps, lr=123.0)
     fresh.load_state_dict(saved)
-    assert fresh.param_groups[0]["lr"] == LR[name]
-    train(ps, opt, 5)
-    train(fresh_ps, fresh, 5)
+    assert fresh.param_groups[0]["lr"] == lr
+    train(ps, opt, steps)
+    train(fresh_ps, fresh, steps)
     for p, q in zip(ps, fresh_ps):
         np.testing.assert_array_equal(p.numpy(), q.numpy())
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import fusegrad as fg
-from tests.test_optim import X, Y, check_same_trajectory, fg_params, mlp_loss, torch_params
+from tests.test_optim import (X, Y, assert_state_dict_round_trip, check_same_trajectory, fg_params, mlp_loss,
+                              torch_params)
 
 LR = {"Adadelta": 0.5, "Adamax": 0.01, "NAdam": 0.01, "RAdam": 0.01}
 CASES = [
@@ -64,26 +65,7 @@ def test_param_groups_and_changing_lr_match_torch(name: str) -> None:
 @pytest.mark.parametrize("name", list(LR))
 def test_state_dict_round_trip(name: str) -> None:
     """4 steps, save (state as host arrays), load into a fresh optimizer: the next 4 steps are identical."""
-    ps = fg_params()
-    opt = getattr(fg.optim, name)(ps, lr=LR[name])
-
-    def train(params: list[fg.Tensor], optimizer: fg.optim.Optimizer, steps: int) -> None:
-        for _ in range(steps):
-            optimizer.zero_grad()
-            mlp_loss(params).backward()
-            optimizer.step()
-
-    train(ps, opt, 4)
-    saved = opt.state_dict()
-    saved["state"] = {k: {n: v.numpy() for n, v in st.items()} for k, st in saved["state"].items()}
-    fresh_ps = fg_params(init=[p.numpy() for p in ps])
-    fresh = getattr(fg.optim, name)(fresh_ps, lr=123.0)
-    fresh.load_state_dict(saved)
-    assert fresh.param_groups[0]["lr"] == LR[name]
-    train(ps, opt, 4)
-    train(fresh_ps, fresh, 4)
-    for p, q in zip(ps, fresh_ps):
-        np.testing.assert_array_equal(p.numpy(), q.numpy())
+    assert_state_dict_round_trip(name, LR[name], 4)
 
 
 def test_nadam_state_dict_keeps_mu_product() -> None:
