@@ -233,8 +233,15 @@ def test_scheduled_training_matches_torch_without_recompiling(opt_name: str) -> 
     opt, topt = getattr(fg.optim, opt_name)(ps, **options), getattr(torch.optim, opt_name)(tps, **options)
     sched = fg_sched.OneCycleLR(opt, max_lr=0.05, total_steps=12)
     tsched = torch.optim.lr_scheduler.OneCycleLR(topt, max_lr=0.05, total_steps=12)
+    train_scheduled(ps, tps, opt, topt, sched, tsched, 12)
+    assert np.isfinite(ps[0].numpy()).all()
+
+
+def train_scheduled(ps: list, tps: list, opt: Any, topt: Any, sched: Any, tsched: Any, steps: int) -> None:
+    """Steps of both optimizers and schedulers: the trajectories match, and after the first steps no step
+    compiles new kernels (scheduled hyperparameters are device scalars)."""
     compiled = []
-    for i in range(12):
+    for i in range(steps):
         opt.zero_grad()
         topt.zero_grad()
         backward(ps, tps)
@@ -245,4 +252,3 @@ def test_scheduled_training_matches_torch_without_recompiling(opt_name: str) -> 
         assert_params_close(ps, tps, "float32", i)
         compiled.append(len(engine_realize._programs))
     assert compiled[2:] == [compiled[1]] * len(compiled[2:]), "a scheduled hyperparameter compiled new kernels"
-    assert np.isfinite(ps[0].numpy()).all()

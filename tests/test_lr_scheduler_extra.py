@@ -140,21 +140,10 @@ def test_state_dict_round_trip(name: str) -> None:
 
 def test_cyclic_lr_drives_training_without_recompiling() -> None:
     """CyclicLR moves lr and momentum every step: the SGD step runs the same kernels throughout."""
-    from fusegrad.engine import realize as engine_realize
-    from tests.test_optim import assert_params_close, backward, fg_params, torch_params
+    from tests.test_lr_scheduler import train_scheduled
+    from tests.test_optim import fg_params, torch_params
     ps, tps = fg_params(), torch_params()
     opt, topt = fg.optim.SGD(ps, lr=0.01, momentum=0.9), torch.optim.SGD(tps, lr=0.01, momentum=0.9)
     sched = fg_sched.CyclicLR(opt, 0.001, 0.05, step_size_up=3)
     tsched = torch.optim.lr_scheduler.CyclicLR(topt, 0.001, 0.05, step_size_up=3)
-    compiled = []
-    for i in range(8):
-        opt.zero_grad()
-        topt.zero_grad()
-        backward(ps, tps)
-        opt.step()
-        topt.step()
-        sched.step()
-        tsched.step()
-        assert_params_close(ps, tps, "float32", i)
-        compiled.append(len(engine_realize._programs))
-    assert compiled[2:] == [compiled[1]] * len(compiled[2:])
+    train_scheduled(ps, tps, opt, topt, sched, tsched, 8)
