@@ -20,6 +20,7 @@ from .functional_act import (celu, glu, hardshrink, hardsigmoid, hardswish, hard
 from .sampling import (adaptive_avg_pool1d, avg_pool1d, fold, interpolate, max_pool1d, pad, unfold,  # noqa: F401
                        upsample)
 from .functional_dist import cosine_similarity, normalize, pairwise_distance  # noqa: F401
+from .functional_loss import _reduce  # the reductions every loss shares
 from .functional_loss import (cosine_embedding_loss, ctc_loss, gaussian_nll_loss,  # noqa: F401
                               hinge_embedding_loss, margin_ranking_loss, multi_margin_loss,
                               multilabel_soft_margin_loss, poisson_nll_loss, soft_margin_loss, triplet_margin_loss)
@@ -227,16 +228,6 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
 
 
 # ---- losses --------------------------------------------------------------------------------
-
-
-def _reduce(loss: Tensor, reduction: str) -> Tensor:
-    if reduction == "mean":
-        return loss.mean()
-    if reduction == "sum":
-        return loss.sum()
-    if reduction == "none":
-        return loss
-    raise ValueError(f"{reduction!r} is not a valid value for reduction ('none', 'mean' or 'sum')")
 
 
 def _class_mask(target: Tensor, num_classes: int, like: Tensor, ignore_index: int) -> Tensor:

@@ -19,6 +19,7 @@ _LOG_ZERO = -1e30
 
 
 def _reduce(loss: Tensor, reduction: str) -> Tensor:
+    """A loss's `reduction=` (torch's names), for every loss in nn.functional."""
     if reduction == "mean":
         return loss.mean()
     if reduction == "sum":
