@@ -9,7 +9,7 @@ from typing import Any
 
 from . import random
 from .device import device as _device
-from .runtime import registry
+from .runtime import device_errors, registry
 
 
 def is_available() -> bool:
@@ -46,8 +46,10 @@ def get_device_name(device: Any = None) -> str:
 
 
 def synchronize(device: Any = None) -> None:
-    """Wait until every kernel queued on the device has finished."""
-    registry.get(_name(device)).synchronize()
+    """Wait until every kernel queued on the device has finished; raise what a kernel's data check found."""
+    name = _name(device)
+    registry.get(name).synchronize()
+    device_errors.raise_pending(name)
 
 
 def manual_seed(seed: int) -> None:

@@ -21,8 +21,9 @@ class DeviceError(Error, RuntimeError):
     """Tensors on different devices, or a device that does not exist."""
 
 
-class IndexOutOfRangeError(Error, IndexError):
-    """An index (integer, slice or index tensor) outside the indexed dimension."""
+class IndexOutOfRangeError(Error, IndexError, RuntimeError):
+    """An index (integer, slice or index tensor) outside the indexed dimension. Also a RuntimeError:
+    torch raises that for gather and scatter, IndexError for indexing, index_select and embedding."""
 
 
 class CompileError(Error, RuntimeError):

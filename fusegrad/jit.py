@@ -42,7 +42,7 @@ from .graph.node import Node
 from .graph.ops import MOVEMENT
 from .nn.module import Module
 from .optim.optimizer import Optimizer
-from .runtime import registry
+from .runtime import device_errors, registry
 from .runtime.buffer import Buffer
 from .tensor import Tensor, realize
 
@@ -267,6 +267,7 @@ class _Replay:
         self.swaps: list[tuple[Node, Buffer, Buffer]] = []  # state base nodes and their two buffers
         self.random_states: list[tuple[Buffer, int]] = []  # (seed/offset state buffer, numbers drawn)
         self.checks: list[Callable[[], bool]] = []
+        self.reports_errors = False  # a kernel checks data through the device's error word
         self.state: list[tuple[_Slot, int, Any, Node | None, bool]] = []
         self.training: list[tuple[Module, bool]] = []
         self.outputs: list[tuple[Any, Buffer]] = []  # (memory, the buffer the last call returned)
@@ -310,6 +311,8 @@ class _Replay:
             self._run_profiled(table)
         else:
             self.sequence.run(table)
+        if self.reports_errors:  # raised before the state swaps: the carried state keeps its old values
+            device_errors.raise_pending(self.device)
         if self.pairs:
             self.parity ^= 1
             for node, start_buffer, end_buffer in self.swaps:  # the state's nodes follow the newest memory
@@ -362,6 +365,11 @@ def _capture(fn: Callable, name: str, args: tuple, kwargs: dict, tensors: list[T
         leaf_nodes = [t._node for t in _own_outputs(leaves, recording, tensors, state_tensors)]
     finally:
         capture.end()
+    # the recorded call ran for real: a bad index it met raises here, before any result is returned
+    replay.reports_errors = device_errors.uses_word([b for launch in recording.launches for b in launch.inputs])
+    if replay.reports_errors:
+        for device in {launch.out.device for launch in recording.launches}:
+            device_errors.raise_pending(device)
     del out, leaves, state_tensors, end_slots  # the call's autograd graph: its buffers may now die
     replay.structure = structure
     replay.training = [(m, m.training) for m in modules]

@@ -35,7 +35,7 @@ from .ops.reduce import ReduceMixin
 from .ops.sampling import SamplingMixin
 from .ops.scan import ScanMixin
 from .ops.sorting import SortingMixin
-from .runtime import registry
+from .runtime import device_errors, registry
 
 Scalar = int | float | bool
 
@@ -204,6 +204,7 @@ class Tensor(ArithmeticMixin, ElementwiseMixin, MathMixin, ReduceMixin, Movement
                 _realize_nodes([node])
         device = registry.get(node.device)
         arr = device.copy_out(node.buffer, node.dtype.np, node.numel).reshape(node.shape)
+        device_errors.raise_pending(node.device)  # a value computed from bad indices is never returned
         if node.dtype is dtypes.bfloat16:
             arr = (arr.astype(np.uint32) << 16).view(np.float32)
         return arr

@@ -132,11 +132,18 @@ def strided_outputs() -> list[fg.Tensor]:
     return [cpu_array((1000, 256), "float32").sum(0), cpu_array((300, 1536), "float64").amax(0)]
 
 
+def checked_index_outputs() -> list[fg.Tensor]:
+    """Lazy indices: each is checked by the kernel that computes it (the error word's atomic claim)."""
+    x = cpu_array((6, 5), "float32")
+    rows, cols = fg.tensor([0, 5, 2]) * 1, fg.tensor([[0, 4]] * 6) * 1
+    return [x.index_select(0, rows), x[rows - 3], x.gather(1, cols), F.cross_entropy(x, fg.tensor([0, 1, 2, 3, 4, 0]) * 1)]
+
+
 RENDER_CASES: dict[str, Callable[[], list[fg.Tensor]]] = {
     **{f"elementwise_{d.name}": functools.partial(elementwise_outputs, d.name) for d in dtypes.ALL},
     "reductions": reduction_outputs, "strided_reduction": strided_outputs, "movement": movement_outputs,
     "matmul": matmul_outputs, "half_products": half_product_outputs, "random": random_outputs, "casts": cast_outputs,
-    "huge_index": huge_outputs,
+    "huge_index": huge_outputs, "checked_index": checked_index_outputs,
     "mlp_backward": mlp_outputs,
 }
 

@@ -195,7 +195,7 @@ RULES: dict[Op, Callable[[Ctx, "Tensor", "Tensor"], tuple]] = {
     Op.WHERE: _where, Op.NEG: _neg, Op.EXP: _exp, Op.LOG: _log, Op.SIN: _sin, Op.COS: _cos, Op.SQRT: _sqrt,
     Op.ERF: _erf, Op.CAST: _cast,
     Op.FLOOR: _none, Op.RINT: _none, Op.CMPLT: _none, Op.CMPEQ: _none, Op.AND: _none, Op.OR: _none, Op.XOR: _none,
-    Op.NOT: _none, Op.RAND: _none, Op.BITCAST: _none,
+    Op.NOT: _none, Op.RAND: _none, Op.BITCAST: _none, Op.CHECK: _none,
     Op.SUM: _sum, Op.RMAX: _rmax, Op.PROD: _prod,
     Op.RESHAPE: _reshape, Op.PERMUTE: _permute, Op.EXPAND: _expand, Op.PAD: _pad, Op.SHRINK: _shrink,
     Op.FLIP: _flip, Op.CONTIGUOUS: _identity,

@@ -89,6 +89,14 @@ static inline int64_t fg_ipow(int64_t a, int64_t b) {
   while (b) { if (b & 1) r *= x; x *= x; b >>= 1; }
   return (int64_t)r;
 }
+/* a failed data check claims the error word (runtime/device_errors.py) unless one already has */
+static inline void fg_check(const int64_t* word, int32_t code, int ok, int64_t value, int64_t position) {
+  int32_t free_ = 0;
+  if (__builtin_expect(!ok, 0) &&
+      __atomic_compare_exchange_n((int32_t*)word, &free_, code, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+    ((int64_t*)word)[1] = value; ((int64_t*)word)[2] = position;
+  }
+}
 /* Philox4x32-10: element `ctr` of the stream `seed`, as a uniform float in [0, 1) */
 static inline float fg_rand(uint64_t seed, uint64_t ctr) {
   uint32_t c0 = (uint32_t)ctr, c1 = (uint32_t)(ctr >> 32), c2 = 0x243F6A88u, c3 = 0x85A308D3u;

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..dtypes import DType
+from ..dtypes import DType, bool_, int32, int64
 from ..graph.node import Node
 from ..graph.ops import ELEMENTWISE, REDUCE, Op
 from ..graph.symbolic import ZERO, Bound, Lin, bound, flat_index, fold_bounded_mod, replace_atoms, unflatten, var
@@ -152,6 +152,13 @@ class _Builder:
                 args = tuple(values[-len(node.srcs):])
                 del values[-len(node.srcs):]
                 values.append(self.define(key, Alu(node.op, args, node.dtype), node.dtype))
+            elif kind == "check":
+                ok = values.pop()
+                if valid:  # padding around the checked values is not checked
+                    ok = Alu(Op.OR, (ok, Alu(Op.NOT, (Cond(valid),), bool_)), bool_)
+                args = (values.pop(), ok, Index(flat_index(coords, node.shape), int64), Const(node.arg, int32),
+                        Const(self.params[id(node.srcs[2])], int32))
+                values.append(self.define(key, Alu(Op.CHECK, args, node.dtype), node.dtype))
             elif kind == "pad":
                 inner = values.pop()
                 padded = Alu(Op.WHERE, (Cond(extra), inner, Const(0, node.dtype)), node.dtype)
@@ -186,6 +193,10 @@ class _Builder:
             tasks.append(("alu", node, coords, valid, None))
             for src in reversed(node.srcs):
                 tasks.append(("visit", src, coords, valid, None))
+        elif node.op is Op.CHECK:
+            tasks.append(("check", node, coords, valid, None))
+            tasks.append(("visit", node.srcs[1], coords, valid, None))
+            tasks.append(("visit", node.srcs[0], coords, valid, None))
         elif node.op in REDUCE:
             self._open_reduce(node, coords, valid, tasks)
         else:

@@ -62,6 +62,12 @@ static inline long fg_ipow(long a, long b) {
   while (b) { if (b & 1) r *= x; x *= x; b >>= 1; }
   return (long)r;
 }
+/* a failed data check claims the error word (runtime/device_errors.py) unless one already has */
+static inline void fg_check(__global const long* word, int code, int ok, long value, long position) {
+  if (!ok && atomic_cmpxchg((volatile __global int*)word, 0, code) == 0) {
+    ((__global long*)word)[1] = value; ((__global long*)word)[2] = position;
+  }
+}
 /* Philox4x32-10: element `ctr` of the stream `seed`, as a uniform float in [0, 1) (same bits as c.py) */
 static inline float fg_rand(ulong seed, ulong ctr) {
   uint c0 = (uint)ctr, c1 = (uint)(ctr >> 32), c2 = 0x243F6A88u, c3 = 0x85A308D3u;

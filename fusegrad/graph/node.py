@@ -70,6 +70,13 @@ def iota(n: int, device: str) -> Node:
     return Node(Op.IOTA, (), None, (n,), int64, device)
 
 
+def check(value: Node, ok: Node, word: Node, code: int) -> Node:
+    """`value`, with every element where `ok` is False reported through the error word `word` as
+    `code` (checks that depend on data run on the device, so they survive laziness and replays)."""
+    assert value.shape == ok.shape and ok.dtype is bool_
+    return Node(Op.CHECK, (value, ok, word), code, value.shape, value.dtype, value.device)
+
+
 def unary(op: Op, src: Node, dtype: DType | None = None) -> Node:
     assert op in UNARY
     return Node(op, (src,), None, src.shape, dtype if dtype is not None else src.dtype, src.device)

@@ -55,6 +55,9 @@ class Op(enum.Enum):
     FLIP = enum.auto()  # arg = axes
     # force a materialized, contiguous buffer
     CONTIGUOUS = enum.auto()
+    # srcs (value, ok, error word): the value passed through; where ok is False the kernel records
+    # arg (a message code), the value and its position in the device's error word
+    CHECK = enum.auto()
 
     def __repr__(self) -> str:
         return self.name

@@ -7,7 +7,6 @@ from typing import Any, Sequence
 from .. import dtypes
 from .. import random as fgrandom
 from ..autograd import no_grad
-from ..capturing import is_capturing
 from ..errors import DTypeError, ShapeError
 from ..tensor import Tensor, where
 from ..creation import arange
@@ -102,7 +101,10 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None) -> 
     """Rows of weight picked by the integer indices in input."""
     if input.dtype.is_floating_point:
         raise DTypeError(f"embedding indices must be integers, got {input.dtype.name}")
-    out = weight[input]
+    if weight.ndim != 2:
+        raise ShapeError(f"embedding: weight must be 2-D, got shape {weight.shape}")
+    # rows by index_select's rules: negative indices are out of range, as in torch
+    out = weight._index_select(0, input.reshape(-1), "embedding").reshape(input.shape + (weight.shape[1],))
     if padding_idx is None:
         return out
     # like torch, lookups of the padding row give its value but send it no gradient
@@ -240,20 +242,26 @@ def _class_mask(target: Tensor, num_classes: int, like: Tensor, ignore_index: in
     return hit
 
 
-def _check_targets(target: Tensor, num_classes: int, ignore_index: int) -> bool:
-    """Raise on targets that are not class indices; True when their values were read and every one
-    is a class (so none is ignored)."""
+def _check_targets(target: Tensor, num_classes: int, ignore_index: int) -> tuple[Tensor, bool]:
+    """The targets, checked to be class indices (or ignore_index), and True when their values were
+    read and every one is a class (so none is ignored). Targets already in host memory are checked
+    there, raising at the call; any other (lazy, on a GPU, inside fg.jit) by the kernel that reads
+    them, raising at the next synchronization, so a bad label never silently drops out of the loss."""
     if target.dtype.is_floating_point or target.dtype is dtypes.bool_:
         raise DTypeError(f"class-index targets must be integers, got {target.dtype.name}")
-    # already computed: checking costs no sync (skipped under fg.jit capture: replays see other targets)
-    if target._node.buffer is not None and target.numel() and not is_capturing():
+    if not target.numel():
+        return target, False
+    if target._is_host_value():
         values = target.numpy()
         if values.min() >= 0 and values.max() < num_classes:  # the usual batch: nothing to search
-            return not 0 <= ignore_index < num_classes
+            return target, not 0 <= ignore_index < num_classes
         bad = values[(values != ignore_index) & ((values < 0) | (values >= num_classes))]
         if bad.size:
             raise IndexError(f"target {int(bad[0])} is out of bounds for {num_classes} classes")
-    return False
+        return target, False
+    ok = ((target >= 0) & (target < num_classes)) | (target == ignore_index)
+    return target._device_check(ok, f"target {{value}} is out of bounds for {num_classes} classes "
+                                    "(at position {position} of the targets)"), False
 
 
 def _check_index_target(name: str, input: Tensor, target: Tensor) -> None:
@@ -273,7 +281,7 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, ignore
         loss = nll_loss(input.unsqueeze(0), target.reshape(1), weight, ignore_index, reduction)
         return loss.reshape(()) if reduction == "none" else loss
     c = input.shape[1]
-    all_counted = _check_targets(target, c, ignore_index)
+    target, all_counted = _check_targets(target, c, ignore_index)
     hit = _class_mask(target, c, input, ignore_index)
     w = weight.reshape([1, c] + [1] * (input.ndim - 2)) if weight is not None else None
     picked = input.where(hit, 0) if w is None else (input * w).where(hit, 0)
@@ -291,7 +299,7 @@ def _index_cross_entropy(input: Tensor, target: Tensor, ignore_index: int, reduc
     kernel; through log_softmax + nll the backward first summed each row's gradient, and the MLP
     training step ran 3 kernels more."""
     _check_index_target("cross_entropy", input, target)
-    all_counted = _check_targets(target, input.shape[1], ignore_index)
+    target, all_counted = _check_targets(target, input.shape[1], ignore_index)
     hit = _class_mask(target, input.shape[1], input, ignore_index)
     counted = target != ignore_index
     # masked whether or not the targets were read (a capture cannot read them), so eager and jitted

@@ -6,10 +6,12 @@ exact for every dtype (only one term is ever non-zero), NaN-safe (`where`, not m
 gradient is the matching scatter-add for free. Writes (`x[i] = v`, `scatter`) build
 `where(hit, value, x)`; when several writes hit one element the last one in index order wins.
 
-Sync points (the host waits for the device, as torch does on CPU): an index tensor is realized
-and its min/max checked before the op is built, so out-of-range indices raise
-`IndexOutOfRangeError` at the call; a boolean mask used to read is realized to find its True
-positions, because the result's shape depends on them. `x[mask] = scalar` needs no sync.
+Index checks: an index already in host memory is checked there before the op is built, so an
+out-of-range entry raises `IndexOutOfRangeError` at the call, as torch does on the CPU; a lazy index,
+one on a GPU, or one inside `fg.jit` is checked by the kernel that computes it (`device_check`), and
+the first bad entry raises at the next synchronization, naming the op, the value and its position.
+A boolean mask used to read is realized to find its True positions (a sync point), because the
+result's shape depends on them. `x[mask] = scalar` needs no sync.
 """
 from __future__ import annotations
 
@@ -20,8 +22,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .. import dtypes
+from ..engine import capture
 from ..errors import DTypeError, IndexOutOfRangeError, ShapeError
+from ..graph import node as G
+from ..graph.ops import MOVEMENT
 from ..graph.shapes import broadcast_shape
+from ..runtime import device_errors, registry
 
 if TYPE_CHECKING:
     from ..tensor import Tensor
@@ -72,17 +78,28 @@ def _index_tensor(x: "Tensor", index: Any, what: str) -> "Tensor":
     return index
 
 
-def _checked(index: "Tensor", n: int, dim: int, negative: bool) -> "Tensor":
-    """Raise unless every index is in range (a sync point); negative ones wrap when allowed."""
-    arr = index.numpy()
-    if not arr.size:
-        return index
-    lo, hi = int(arr.min()), int(arr.max())
+def _checked(index: "Tensor", n: int, dim: int, negative: bool, what: str) -> "Tensor":
+    """The index, every entry of it checked to be in range; negative ones wrap when allowed.
+
+    An index already in host memory is checked there, raising at the call; any other (lazy, on a
+    GPU, or inside fg.jit, where replays bring other values) is checked by the kernel that reads it,
+    which reports the first bad entry through the device's error word (runtime/device_errors.py)."""
     low = -n if negative else 0
-    if lo < low or hi >= n:
-        bad = lo if lo < low else hi
-        raise IndexOutOfRangeError(f"index {bad} is out of bounds for dimension {dim} with size {n}")
-    return index.where(index >= 0, index + n) if lo < 0 else index
+    if index._is_host_value():
+        arr = index.numpy()
+        if not arr.size:
+            return index
+        lo, hi = int(arr.min()), int(arr.max())
+        if lo < low or hi >= n:
+            bad = lo if lo < low else hi
+            raise IndexOutOfRangeError(f"{what}: index {bad} is out of bounds for dimension {dim} with size {n}")
+        return index.where(index >= 0, index + n) if lo < 0 else index
+    if not index.numel():
+        return index
+    index = index._device_check((index >= low) & (index < n),
+                         f"{what}: index {{value}} is out of bounds for dimension {dim} with size {n} "
+                         "(at position {position} of the index)")
+    return index.where(index >= 0, index + n) if negative else index
 
 
 # ---- parsing an index ------------------------------------------------------------------------
@@ -180,7 +197,7 @@ def _basic(x: "Tensor", items: list[Any]) -> _Basic:
             d, sd = d + k.ndim, sd + k.ndim
         else:
             n = x.shape[sd]
-            adv.append((d, _checked(k, n, sd, negative=True)))
+            adv.append((d, _checked(k, n, sd, True, "indexing")))
             places.append((0, n, 1))
             d, sd = d + 1, sd + 1
     while sd < x.ndim:
@@ -299,8 +316,31 @@ def _value(x: "Tensor", value: Any, shape: tuple[int, ...]) -> "Tensor":
                          f"result of shape {shape}") from None
 
 
+_error_words: dict[str, "G.Node"] = {}  # one graph leaf per device for its error word
+
+
 class IndexMixin:
     __slots__ = ()
+
+    def _is_host_value(self: "Tensor") -> bool:
+        """Computed (or a view of a computed buffer), in host memory, and outside fg.jit: reading it
+        costs no synchronization and freezes no value into a replay, so checks of its data can run on
+        the host at the call."""
+        node = self._node
+        while node.buffer is None and node.op in MOVEMENT:
+            node = node.srcs[0]
+        return node.buffer is not None and registry.get(self.device).host_memory and not capture.current()
+
+    def _device_check(self: "Tensor", ok: "Tensor", message: str) -> "Tensor":
+        """self, checked where it is computed: the first element where `ok` is False raises
+        IndexOutOfRangeError(message) at the next synchronization. `message` may name `{value}` and
+        `{position}` (the element's flat position in self)."""
+        word = _error_words.get(self.device)
+        if word is None:
+            word = _error_words[self.device] = G.buffer_node(device_errors.error_word(self.device), (4,),
+                                                             dtypes.int64, self.device)
+        ok = ok.broadcast_to(self.shape)
+        return type(self)._from_node(G.check(self._node, ok._node, word, device_errors.message_code(message)))
 
     def __getitem__(self: "Tensor", key: Any) -> "Tensor":
         """torch indexing: ints, slices (negative steps too), None, ..., integer tensors and bool masks."""
@@ -348,7 +388,7 @@ class IndexMixin:
             raise ShapeError(f"{what}: index of shape {index.shape} does not fit input of shape {self.shape} "
                              f"(same number of dims, no larger outside dim {d})")
         n = self.shape[d]
-        index = _checked(index, n, d, negative)
+        index = _checked(index, n, d, negative, what)
         x = self.shrink(tuple((0, n if k == d else i) for k, i in enumerate(index.shape)))
         shape = index.shape[:d + 1] + (n,) + index.shape[d + 1:]
         return _pick(x.unsqueeze(d), _eq_arange(index.unsqueeze(d + 1), n, d + 1, shape), d + 1)
@@ -375,15 +415,18 @@ class IndexMixin:
         return self.reshape(-1)[index]
 
     def index_select(self: "Tensor", dim: int, index: Any) -> "Tensor":
-        """The entries `index` (1-D) of dimension `dim`."""
+        """The entries `index` (1-D) of dimension `dim` (negative entries are out of range, as in torch)."""
+        return self._index_select(dim, index, "index_select")
+
+    def _index_select(self: "Tensor", dim: int, index: Any, what: str) -> "Tensor":
         from .movement import _dim
-        index = _index_tensor(self, index, "index_select")
+        index = _index_tensor(self, index, what)
         if index.ndim > 1:
-            raise ShapeError(f"index_select: index must be 0-d or 1-D, got shape {index.shape}")
+            raise ShapeError(f"{what}: index must be 0-d or 1-D, got shape {index.shape}")
         if self.ndim == 0:
-            return self.reshape(1).index_select(0, index)
+            return self.reshape(1)._index_select(0, index, what)
         d = _dim(dim, self.ndim)
-        index = _checked(index.reshape(-1), self.shape[d], d, negative=False)
+        index = _checked(index.reshape(-1), self.shape[d], d, False, what)
         a = _Advanced(self, d, index, list(range(self.ndim)), (self.shape[d],))
         return _take(a)
 
@@ -404,7 +447,7 @@ class IndexMixin:
             src = src.shrink(tuple((0, i) for i in index.shape)).cast(self.dtype)
         else:
             src = self._const(src, self.dtype, index.shape)
-        return d, _checked(index, self.shape[d], d, negative=False), src
+        return d, _checked(index, self.shape[d], d, False, what), src
 
     def scatter(self: "Tensor", dim: int, index: Any, src: Any = None, *, value: Any = None,
                 reduce: str | None = None) -> "Tensor":

@@ -76,7 +76,7 @@ def _full_index(x: "Tensor", d: int, index: Any, source: "Tensor", what: str) ->
     if source.shape != want:
         raise ShapeError(f"{what}: source of shape {source.shape} must have shape {want} (self's shape {x.shape} "
                          f"with dimension {d} the index's length)")
-    index = _checked(index, x.shape[d], d, negative=False)
+    index = _checked(index, x.shape[d], d, False, what)
     return index.reshape(tuple(-1 if i == d else 1 for i in range(x.ndim))).expand(source.shape)
 
 
@@ -142,7 +142,7 @@ class IndexReduceMixin:
         x = self.reshape(1) if self.ndim == 0 else self
         d = _dim(dim, x.ndim)
         n = x.shape[d]
-        index = _checked(index.reshape(-1), n, d, negative=True)
+        index = _checked(index.reshape(-1), n, d, True, "index_fill")
         if not index.numel():
             return self.contiguous()
         hit = _eq_arange(index.reshape(-1, 1), n, 1, (index.shape[0], n)).sum(0) > 0

@@ -198,6 +198,7 @@ class CPUProgram:
 
 class CPUDevice:
     kind = "cpu"
+    host_memory = True  # buffers live in host memory: reading one back costs no synchronization
 
     def __init__(self, name: str = "cpu"):
         self.name = name

@@ -131,6 +131,7 @@ class CUDADevice:
     """One GPU: its primary context, one stream, a caching allocator and NVRTC-built programs."""
 
     kind = "cuda"
+    host_memory = False  # buffers live in host memory: reading one back costs no synchronization
 
     def __init__(self, name: str = "cuda:0"):
         reason = unavailable_reason()

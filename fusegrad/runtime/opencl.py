@@ -168,6 +168,7 @@ class OpenCLDevice:
     """One OpenCL device with its own context and in-order queue."""
 
     kind = "opencl"
+    host_memory = False  # buffers live in host memory: reading one back costs no synchronization
 
     def __init__(self, name: str = "opencl:0"):
         reason = unavailable_reason()
