@@ -42,10 +42,11 @@ CASES: dict[str, tuple[list, list, int, bool, Callable]] = {
                       lambda m, i: _lib(m)[1].cross_entropy(_lib(m)[0](X), i)),
     "nll_loss": ([3, 0, 1, -100, 2], [3, 0, 1, 2, -3], -3, False,
                  lambda m, i: _lib(m)[1].nll_loss(_lib(m)[0](X), i)),
+    "one_hot": ([[0, 2], [1, 1]], [[0, 2], [1, 3]], 3, False, lambda m, i: _lib(m)[1].one_hot(i, 3)),
 }
 # the bad entry's flat position in each case's out-of-range index
 POSITIONS = {"index_select": 1, "gather": 8, "indexing": 1, "take_along_dim": 4, "scatter": 6, "index_add": 2,
-             "index_fill": 1, "embedding": 2, "cross_entropy": 2, "nll_loss": 4}
+             "index_fill": 1, "embedding": 2, "cross_entropy": 2, "nll_loss": 4, "one_hot": 3}
 NAMES = {"indexing": "indexing", "cross_entropy": "target", "nll_loss": "target"}
 
 

@@ -495,20 +495,23 @@ class IndexMixin:
         return self.broadcast_to(shape)[mask.broadcast_to(shape)]
 
     def one_hot(self: "Tensor", num_classes: int = -1) -> "Tensor":
-        """int64 one-hot encoding along a new last dim (values are checked on the host: a sync point)."""
+        """int64 one-hot encoding along a new last dim. Without num_classes the count is the largest
+        value plus one, read on the host (a sync point); with it, values are checked like indices."""
         from ..creation import arange
         if not self.dtype.is_int:
             raise DTypeError(f"one_hot needs an integer tensor, got {self.dtype.name}")
-        arr = self.numpy()
+        values = self
         if num_classes == -1:
+            arr = self.numpy()
             if not arr.size:
                 raise ShapeError("one_hot: cannot infer the number of classes from an empty tensor")
             num_classes = int(arr.max()) + 1
-        if arr.size and (arr.min() < 0 or arr.max() >= num_classes):
-            raise IndexOutOfRangeError(f"one_hot: class values must be in [0, {num_classes}), got values in "
-                                       f"[{arr.min()}, {arr.max()}]")
+            if arr.min() < 0:
+                raise IndexOutOfRangeError(f"one_hot: class values must be in [0, {num_classes}), got {arr.min()}")
+        elif self.numel():
+            values = _checked(self, num_classes, 0, False, "one_hot")
         classes = arange(num_classes, device=self.device)
-        return (self.unsqueeze(-1) == classes).cast(dtypes.int64)
+        return (values.unsqueeze(-1) == classes).cast(dtypes.int64)
 
 
 # ---- module-level functions (torch.gather, F.one_hot, ...) -----------------------------------
