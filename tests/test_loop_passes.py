@@ -288,3 +288,26 @@ def test_per_channel_factors_are_hoisted_out_of_the_reduce_loop():
     assert "_Bool v" not in source and "int v" in source
     c = x - mean
     np.testing.assert_allclose(total.numpy(), ((c / np.sqrt(var + 1e-5) > 0) * c).sum(2), rtol=1e-5, atol=1e-5)
+
+
+def test_peeled_pieces_inside_a_parallel_nest_compile_and_match_torch():
+    """The gradient of a fused q/k/v projection concatenates three products; peeling cuts the output
+    loop into pieces side by side, and only the loops above them may be collapsed into one parallel
+    range (gcc refused the kernel: "collapsed loops not perfectly nested")."""
+    b, t, c, heads = 2, 64, 64, 4
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((b, t, c)).astype(np.float32)
+    w = (rng.standard_normal((c, 3 * c)) * 0.1).astype(np.float32)
+
+    def attention(lib, x, w):
+        F = fg.nn.functional if lib is fg else torch.nn.functional
+        q, k, v = ((x @ w).split(c, -1))
+        q, k, v = (z.reshape(b, t, heads, c // heads).transpose(1, 2) for z in (q, k, v))
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True).sum()
+
+    fx, fw = fg.tensor(x, requires_grad=True), fg.tensor(w, requires_grad=True)
+    attention(fg, fx, fw).backward()
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    attention(torch, tx, tw).backward()
+    np.testing.assert_allclose(fw.grad.numpy(), tw.grad.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(fx.grad.numpy(), tx.grad.numpy(), rtol=1e-4, atol=1e-4)

@@ -26,6 +26,19 @@ def _loop_body(stmts: list, at: int) -> list:
     return stmts[at + 1:]
 
 
+def perfect_nest(stmts: list, at: int) -> int:
+    """How many global loops from stmts[at] down are perfectly nested, each the whole body of the one
+    around it: only those can be collapsed into one parallel range (loops that peeling cut into
+    pieces sit side by side inside the last of them)."""
+    nest = 0
+    while at + nest < len(stmts) and isinstance(stmts[at + nest], Loop) and stmts[at + nest].kind == "global":
+        nest += 1
+        body = _loop_body(stmts, at + nest - 1)
+        if not body or not isinstance(body[0], Loop) or len(_loop_body(body, 0)) != len(body) - 2:
+            break
+    return nest
+
+
 def decompose(flat: str, variables: Sequence[Var], declare: str, suffix: str = "") -> list[str]:
     """Declarations of a row-major nest's variables (the last varies fastest) recovered from the flat
     index `flat`; `declare` formats each line from `name` and `value`, `suffix` marks the literals
@@ -233,11 +246,7 @@ class CStyleRenderer:
         for i, s in enumerate(ir.stmts):
             pad = "  " * depth
             if isinstance(s, Loop):
-                nest = 0
-                if s.kind == "global" and depth == 1:
-                    while i + nest < len(ir.stmts) and isinstance(ir.stmts[i + nest], Loop) \
-                            and ir.stmts[i + nest].kind == "global":
-                        nest += 1
+                nest = perfect_nest(ir.stmts, i) if s.kind == "global" and depth == 1 else 0
                 lines += [pad + line for line in self.loop_open(s, nest, ir.work, _loop_body(ir.stmts, i))]
                 depth += 1
             elif isinstance(s, EndLoop):
