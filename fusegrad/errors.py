@@ -26,6 +26,11 @@ class IndexOutOfRangeError(Error, IndexError, RuntimeError):
     torch raises that for gather and scatter, IndexError for indexing, index_select and embedding."""
 
 
+class InvalidValueError(Error, RuntimeError, ValueError):
+    """Values an op cannot take (multinomial weights that are negative, infinite or NaN); torch raises
+    RuntimeError, a host-side check in plain Python would raise ValueError."""
+
+
 class CompileError(Error, RuntimeError):
     """The system compiler rejected a generated kernel. Carries the source and the message."""
 

@@ -152,3 +152,25 @@ def test_a_lazy_index_check_adds_at_most_one_kernel() -> None:
     with fg.profile() as plain:
         (x[:3] * 1).realize()
     assert len(checked.kernels) <= len(plain.kernels) + 1
+
+
+def test_multinomial_checks_lazy_weights_and_samples_under_jit():
+    with pytest.raises(RuntimeError):
+        torch.multinomial(torch.tensor([[1.0, float("nan")]]), 1)
+    with pytest.raises(fg.InvalidValueError, match="finite and non-negative"):  # also a RuntimeError, as in torch
+        (fg.tensor([[1.0, float("nan")]]) * 1).multinomial(1).numpy()
+    with pytest.raises(RuntimeError, match="finite and non-negative"):
+        (fg.tensor([[1.0, -0.5]]) * 1).multinomial(1).numpy()
+    logits = fg.tensor(helpers.random_array((4, 9)))
+
+    def sample(x):
+        return x.softmax(-1).multinomial(2)
+
+    fg.manual_seed(11)
+    eager = [sample(logits).numpy() for _ in range(4)]
+    fg.manual_seed(11)
+    jitted = fg.jit(sample)
+    assert all(np.array_equal(jitted(logits).numpy(), want) for want in eager)  # the same draws, replayed
+    assert jitted.replays >= 2
+    with pytest.raises(fg.InvalidValueError):
+        jitted(logits * float("nan"))

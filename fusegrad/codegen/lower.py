@@ -156,9 +156,11 @@ class _Builder:
                 ok = values.pop()
                 if valid:  # padding around the checked values is not checked
                     ok = Alu(Op.OR, (ok, Alu(Op.NOT, (Cond(valid),), bool_)), bool_)
-                args = (values.pop(), ok, Index(flat_index(coords, node.shape), int64), Const(node.arg, int32),
+                value = values.pop()
+                reported = Const(0, int64) if node.dtype.is_floating_point else value  # messages name no float
+                args = (value, ok, Index(flat_index(coords, node.shape), int64), Const(node.arg, int32),
                         Const(self.params[id(node.srcs[2])], int32))
-                values.append(self.define(key, Alu(Op.CHECK, args, node.dtype), node.dtype))
+                values.append(self.define(key, Alu(Op.CHECK, args + (reported,), node.dtype), node.dtype))
             elif kind == "pad":
                 inner = values.pop()
                 padded = Alu(Op.WHERE, (Cond(extra), inner, Const(0, node.dtype)), node.dtype)

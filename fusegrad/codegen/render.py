@@ -173,8 +173,8 @@ class CStyleRenderer:
             return f"({a[0]} ^ {a[1]})"
         if op is Op.WHERE:
             return f"({a[0]} ? {a[1]} : {a[2]})"
-        if op is Op.CHECK:  # args: value, ok, position, code, the error word's parameter
-            return f"(fg_check(p{e.args[4].value}, {e.args[3].value}, {a[1]}, {a[0]}, {a[2]}), {a[0]})"
+        if op is Op.CHECK:  # args: value, ok, position, code, the error word's parameter, the value reported
+            return f"(fg_check(p{e.args[4].value}, {e.args[3].value}, {a[1]}, {a[5]}, {a[2]}), {a[0]})"
         raise NotImplementedError(f"{type(self).__name__} cannot render {op} on {src_dt.name}")
 
     def bitcast(self, x: str, src: DType, dst: DType) -> str:

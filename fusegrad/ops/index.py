@@ -331,16 +331,17 @@ class IndexMixin:
             node = node.srcs[0]
         return node.buffer is not None and registry.get(self.device).host_memory and not capture.current()
 
-    def _device_check(self: "Tensor", ok: "Tensor", message: str) -> "Tensor":
+    def _device_check(self: "Tensor", ok: "Tensor", message: str,
+                      error: type[Exception] = IndexOutOfRangeError) -> "Tensor":
         """self, checked where it is computed: the first element where `ok` is False raises
-        IndexOutOfRangeError(message) at the next synchronization. `message` may name `{value}` and
+        error(message) at the next synchronization. `message` may name `{value}` (integers only) and
         `{position}` (the element's flat position in self)."""
         word = _error_words.get(self.device)
         if word is None:
             word = _error_words[self.device] = G.buffer_node(device_errors.error_word(self.device), (4,),
                                                              dtypes.int64, self.device)
         ok = ok.broadcast_to(self.shape)
-        return type(self)._from_node(G.check(self._node, ok._node, word, device_errors.message_code(message)))
+        return type(self)._from_node(G.check(self._node, ok._node, word, device_errors.message_code(message, error)))
 
     def __getitem__(self: "Tensor", key: Any) -> "Tensor":
         """torch indexing: ints, slices (negative steps too), None, ..., integer tensors and bool masks."""

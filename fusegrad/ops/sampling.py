@@ -8,7 +8,7 @@ import numpy as np
 from typing import TYPE_CHECKING
 
 from .. import dtypes
-from ..errors import DTypeError, ShapeError
+from ..errors import DTypeError, InvalidValueError, ShapeError
 from .random import Generator, uniform
 from .sorting import _first_slots, _iota
 
@@ -16,7 +16,9 @@ if TYPE_CHECKING:
     from ..tensor import Tensor
 
 
-def _check_weights(p: "Tensor", num_samples: int, replacement: bool) -> None:
+def _check_weights(p: "Tensor", num_samples: int, replacement: bool) -> "Tensor":
+    """The weights, checked: on the host when they are there already (torch's sync point), else by the
+    kernel that reads them (lazy weights, a GPU, inside fg.jit), raising at the next synchronization."""
     if not p.dtype.is_floating_point:
         raise DTypeError(f"multinomial() needs floating point weights, got {p.dtype.name}")
     if p.ndim not in (1, 2):
@@ -28,20 +30,27 @@ def _check_weights(p: "Tensor", num_samples: int, replacement: bool) -> None:
         raise ShapeError(f"multinomial(): cannot sample num_samples={num_samples} <= 0 samples")
     if not replacement and num_samples > n:
         raise ShapeError(f"multinomial(): cannot sample {num_samples} > {n} categories without replacement")
-    arr = p.detach().numpy().reshape(-1, n)  # sync point: torch checks the weights too
+    w = p.detach()
+    need = 1 if replacement else num_samples
+    if not w._is_host_value():
+        positive = (w > 0).sum(-1, keepdim=True) >= need
+        ok = (w >= 0) & (w < math.inf) & positive  # NaN fails both comparisons
+        return w._device_check(ok, f"multinomial(): weights must be finite and non-negative, with at least {need} "
+                                   "positive per row (the first bad row holds element {position})", InvalidValueError)
+    arr = w.numpy().reshape(-1, n)
     if not np.isfinite(arr).all() or (arr < 0).any():
-        raise ValueError("multinomial(): weights must be finite and non-negative")
+        raise InvalidValueError("multinomial(): weights must be finite and non-negative")
     positive = (arr > 0).sum(-1)
     if (positive == 0).any():
-        raise ValueError("multinomial(): every row of weights needs a positive sum")
+        raise InvalidValueError("multinomial(): every row of weights needs a positive sum")
     if not replacement and (positive < num_samples).any():
-        raise ValueError(f"multinomial(): fewer than {num_samples} categories of non-zero weight to sample "
+        raise InvalidValueError(f"multinomial(): fewer than {num_samples} categories of non-zero weight to sample "
                          "without replacement")
+    return w
 
 
 def _multinomial(p: "Tensor", num_samples: int, replacement: bool, generator: Generator | None) -> "Tensor":
-    _check_weights(p, num_samples, replacement)
-    w = p.detach().reshape(-1, p.shape[-1])
+    w = _check_weights(p, num_samples, replacement).reshape(-1, p.shape[-1])
     rows, n = w.shape
     if replacement:
         # inverse CDF: the sample is the count of cumulative weights <= u * total

@@ -22,17 +22,18 @@ WORDS = 4  # code (low 32 bits of the first), value, position, unused
 
 _lock = threading.Lock()
 _words: dict[str, Buffer] = {}
-_codes: dict[str, int] = {}
-_texts: list[str] = [""]  # code 0 is "no error"
+_codes: dict[tuple[str, type], int] = {}
+_messages: list[tuple[str, type]] = [("", Exception)]  # code 0 is "no error"
 
 
-def message_code(text: str) -> int:
-    """The code of a message template (fields `{value}` and `{position}`), the same for the same text."""
+def message_code(text: str, error: type[Exception] = IndexOutOfRangeError) -> int:
+    """The code of a message template (fields `{value}` and `{position}`) and the exception it raises,
+    the same for the same message."""
     with _lock:
-        code = _codes.get(text)
+        code = _codes.get((text, error))
         if code is None:
-            code = _codes[text] = len(_texts)
-            _texts.append(text)
+            code = _codes[(text, error)] = len(_messages)
+            _messages.append((text, error))
         return code
 
 
@@ -63,5 +64,5 @@ def raise_pending(device: str | None = None) -> None:
         code = int(values[0]) & 0xFFFFFFFF
         if code:
             dev.copy_in(word, np.zeros(WORDS, np.int64))
-            text = _texts[code] if code < len(_texts) else "a kernel reported error code {code}"
-            raise IndexOutOfRangeError(text.format(value=int(values[1]), position=int(values[2]), code=code))
+            text, error = _messages[code] if code < len(_messages) else ("a kernel reported error {code}", RuntimeError)
+            raise error(text.format(value=int(values[1]), position=int(values[2]), code=code))
