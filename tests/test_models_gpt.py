@@ -1,0 +1,115 @@
+"""The GPT model against the same model written in PyTorch with copied weights, and its generation."""
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as tnn
+import torch.nn.functional as TF
+
+import fusegrad as fg
+from fusegrad.models import GPT, GPTConfig
+from tests import helpers
+
+
+class TorchBlock(tnn.Module):
+    def __init__(self, c: GPTConfig):
+        super().__init__()
+        self.n_head, self.n_embd, self.dropout = c.n_head, c.n_embd, c.dropout
+        self.ln_1 = tnn.LayerNorm(c.n_embd, bias=c.bias)
+        self.attn = tnn.Module()
+        self.attn.c_attn = tnn.Linear(c.n_embd, 3 * c.n_embd, bias=c.bias)
+        self.attn.c_proj = tnn.Linear(c.n_embd, c.n_embd, bias=c.bias)
+        self.ln_2 = tnn.LayerNorm(c.n_embd, bias=c.bias)
+        self.mlp = tnn.Module()
+        self.mlp.c_fc = tnn.Linear(c.n_embd, 4 * c.n_embd, bias=c.bias)
+        self.mlp.c_proj = tnn.Linear(4 * c.n_embd, c.n_embd, bias=c.bias)
+
+    def forward(self, x):
+        b, t, c = x.shape
+        q, k, v = self.attn.c_attn(self.ln_1(x)).split(self.n_embd, dim=2)
+        q, k, v = (z.view(b, t, self.n_head, c // self.n_head).transpose(1, 2) for z in (q, k, v))
+        y = TF.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + self.attn.c_proj(y.transpose(1, 2).contiguous().view(b, t, c))
+        return x + self.mlp.c_proj(TF.gelu(self.mlp.c_fc(self.ln_2(x))))
+
+
+class TorchGPT(tnn.Module):
+    def __init__(self, c: GPTConfig):
+        super().__init__()
+        self.transformer = tnn.ModuleDict(dict(wte=tnn.Embedding(c.vocab_size, c.n_embd),
+                                               wpe=tnn.Embedding(c.block_size, c.n_embd),
+                                               h=tnn.ModuleList([TorchBlock(c) for _ in range(c.n_layer)]),
+                                               ln_f=tnn.LayerNorm(c.n_embd, bias=c.bias)))
+        self.lm_head = tnn.Linear(c.n_embd, c.vocab_size, bias=False)
+        self.lm_head.weight = self.transformer.wte.weight
+
+    def forward(self, idx, targets):
+        tr = self.transformer
+        x = tr.wte(idx) + tr.wpe(torch.arange(idx.shape[1]))
+        for block in tr.h:
+            x = block(x)
+        logits = self.lm_head(tr.ln_f(x))
+        return logits, TF.cross_entropy(logits.view(-1, logits.shape[-1]), targets.view(-1))
+
+
+def twins(config: GPTConfig) -> tuple[GPT, TorchGPT]:
+    fg.manual_seed(0)
+    model = GPT(config)
+    twin = TorchGPT(config)
+    state = {k: torch.tensor(v.numpy()) for k, v in model.state_dict().items()}
+    missing, unexpected = twin.load_state_dict(state, strict=False)
+    assert not unexpected and all(k == "lm_head.weight" for k in missing), (missing, unexpected)
+    return model, twin
+
+
+CONFIG = GPTConfig(vocab_size=23, block_size=12, n_layer=2, n_head=2, n_embd=16)
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
+def test_logits_loss_and_gradients_match_pytorch(bias):
+    config = GPTConfig(**{**CONFIG.__dict__, "bias": bias})
+    model, twin = twins(config)
+    rng = np.random.default_rng(0)
+    idx, targets = rng.integers(0, 23, (3, 12)), rng.integers(0, 23, (3, 12))
+    logits, loss = model(fg.tensor(idx), fg.tensor(targets))
+    t_logits, t_loss = twin(torch.tensor(idx), torch.tensor(targets))
+    np.testing.assert_allclose(logits.numpy(), t_logits.detach().numpy(), rtol=1e-4, atol=1e-5)
+    assert loss.item() == pytest.approx(t_loss.item(), rel=1e-5)
+    loss.backward()
+    t_loss.backward()
+    grads = dict(twin.named_parameters())
+    for name, p in model.named_parameters():
+        np.testing.assert_allclose(p.grad.numpy(), grads[name].grad.numpy(), rtol=1e-3, atol=1e-6, err_msg=name)
+
+
+def test_initialization_follows_gpt2():
+    fg.manual_seed(1)
+    model = GPT(GPTConfig(vocab_size=50, block_size=32, n_layer=4, n_head=4, n_embd=64))
+    params = dict(model.named_parameters())
+    assert model.lm_head.weight is model.transformer.wte.weight
+    assert params["transformer.wte.weight"].numpy().std() == pytest.approx(0.02, rel=0.1)
+    assert params["transformer.h.0.mlp.c_proj.weight"].numpy().std() == pytest.approx(0.02 / math.sqrt(8), rel=0.1)
+    assert not params["transformer.h.0.attn.c_attn.bias"].numpy().any()
+    assert model.num_parameters() == sum(p.numel() for p in model.parameters()) - 32 * 64
+
+
+def test_configuration_errors():
+    with pytest.raises(ValueError, match="multiple of n_head"):
+        GPTConfig(n_embd=30, n_head=4)
+    with pytest.raises(ValueError, match="unknown GPT config"):
+        GPTConfig.named("huge")
+    model = GPT(CONFIG)
+    with pytest.raises(ValueError, match="longer than the block size"):
+        model(fg.zeros(1, 13, dtype=fg.int64))
+    with pytest.raises(ValueError, match="top_k"):
+        model.generate(fg.zeros(1, 2, dtype=fg.int64), 3, top_k=0)
+
+
+def test_weight_decay_goes_to_matrices_only():
+    model = GPT(CONFIG)
+    opt = model.configure_optimizers(0.1, 1e-3)
+    decayed, plain = opt.param_groups
+    assert decayed["weight_decay"] == 0.1 and plain["weight_decay"] == 0.0
+    assert all(p.ndim >= 2 for p in decayed["params"]) and all(p.ndim < 2 for p in plain["params"])
+    assert len(decayed["params"]) + len(plain["params"]) == len(list(model.parameters()))
