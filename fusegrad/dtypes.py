@@ -1,11 +1,13 @@
 """Data types, their C names, and PyTorch's type-promotion rules."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from .errors import DTypeError
+from .errors import DTypeError, IntegerOverflowError, ValueRangeError
 
 
 @dataclass(frozen=True, eq=False)
@@ -141,3 +143,42 @@ def result_type(dim_dtypes: list[DType], zero_dim_dtypes: list[DType], scalar_dt
 def least_float(d: DType) -> DType:
     """The dtype an op like exp or true division returns for input dtype d."""
     return d if d.is_floating_point else float32
+
+
+# the largest finite value of each float dtype narrower than float64 (torch rejects fills above it)
+_FLOAT_MAX = {"float16": 65504.0, "bfloat16": 2.0 ** 128 * (1 - 2.0 ** -8), "float32": 2.0 ** 128 * (1 - 2.0 ** -24)}
+
+
+def check_python_int(value: int) -> int:
+    """A Python int as ops read it: 64 bits, [2**63, 2**64) as unsigned (torch's range); else an error."""
+    if not -2 ** 63 <= value < 2 ** 64:
+        raise IntegerOverflowError(f"Python int {value} is too big to convert: tensors take integers in "
+                                   f"[-2**63, 2**64)")
+    return value
+
+
+def int_range(dtype: DType) -> tuple[int, int]:
+    """The values a written integer may take (torch's check): [min, max], and [-max, max] for unsigned
+    types, whose negative ints wrap."""
+    info = np.iinfo(dtype.np)
+    high = int(info.max)
+    return (-high if dtype.kind == "u" else int(info.min)), high
+
+
+def checked_scalar(value: Any, dtype: DType) -> Any:
+    """`value` to be written into a tensor of `dtype` (full, fill_, masked_fill, x[i] = v, a where or
+    clamp scalar), checked like torch: it must fit the dtype; bool takes any number."""
+    if isinstance(value, int):  # bool too
+        check_python_int(value)
+    if dtype is bool_ or not isinstance(value, (int, float)) or isinstance(value, bool):
+        return value
+    if dtype.is_int:
+        low, high = int_range(dtype)
+        if isinstance(value, float):
+            low = max(low, 0)  # a negative float never wraps into an unsigned type
+        fits = low <= value <= high  # False for NaN
+    else:
+        fits = not abs(value) > _FLOAT_MAX.get(dtype.name, math.inf) or math.isinf(value)  # NaN fits
+    if not fits:
+        raise ValueRangeError(f"value {value!r} cannot be converted to type {dtype.name} without overflow")
+    return value

@@ -17,6 +17,16 @@ class DTypeError(Error, RuntimeError, TypeError):
     """A dtype the op does not support, or an impossible conversion."""
 
 
+class IntegerOverflowError(Error, OverflowError, ValueError):
+    """A Python int outside [-2**63, 2**64), the range ops read scalars in (torch raises OverflowError,
+    and ValueError from torch.tensor and item assignment)."""
+
+
+class ValueRangeError(Error, RuntimeError):
+    """A value that does not fit the dtype it is written into (full, fill_, masked_fill, x[i] = v,
+    tensor(..., dtype=)): torch's "value cannot be converted to type ... without overflow"."""
+
+
 class DeviceError(Error, RuntimeError):
     """Tensors on different devices, or a device that does not exist."""
 

@@ -287,7 +287,7 @@ def _write_back(x: "Tensor", content: "Tensor", places: list[tuple[int, int, int
 def _value(x: "Tensor", value: Any, shape: tuple[int, ...]) -> "Tensor":
     """The assigned value in x's dtype, broadcast to the indexed region's shape."""
     if isinstance(value, (bool, int, float)):
-        v = x._const(value, x.dtype, ())
+        v = x._const(dtypes.checked_scalar(value, x.dtype), x.dtype, ())
     else:
         v = x._operand(value).cast(x.dtype)
     while v.ndim > len(shape) and v.shape[0] == 1:
