@@ -27,6 +27,13 @@ class ValueRangeError(Error, RuntimeError):
     tensor(..., dtype=)): torch's "value cannot be converted to type ... without overflow"."""
 
 
+class StateDictError(Error, ValueError, KeyError):
+    """A state dict that does not fit the object loading it (groups, parameter counts, shapes, dtypes,
+    missing keys): ValueError, as torch raises for count mismatches, and KeyError for a missing entry."""
+
+    __str__ = Exception.__str__  # the message as written, not KeyError's quoted repr
+
+
 class DeviceError(Error, RuntimeError):
     """Tensors on different devices, or a device that does not exist."""
 

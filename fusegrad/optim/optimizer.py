@@ -14,9 +14,10 @@ from typing import Any, Callable, Iterable
 from .. import dtypes
 from ..autograd import no_grad
 from ..capturing import before_each_replay
-from ..errors import DTypeError, Error
+from ..errors import DTypeError
 from ..flat import bind, flat_of, is_bound, store
 from ..tensor import Tensor, realize, tensor
+from .state_check import check_groups, check_state, check_tensor_entry
 
 CHUNK = 16  # parameters fused into one flat update; bounds the per-element cost of the concatenation
 
@@ -212,11 +213,12 @@ class Optimizer:
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a state_dict(); everything is checked first, so a bad one raises StateDictError (naming the
+        group, parameter and key) and leaves the optimizer as it was."""
+        params = check_groups(state_dict, self.param_groups)
+        check_state(state_dict["state"], params,
+                    lambda where, key, value, p: check_tensor_entry(where, key, value, p, self.group_scalars))
         groups = state_dict["param_groups"]
-        if len(groups) != len(self.param_groups) or any(
-                len(a["params"]) != len(b["params"]) for a, b in zip(groups, self.param_groups)):
-            raise Error("loaded state dict has a different number of parameter groups or parameters per group")
-        params = [p for g in self.param_groups for p in g["params"]]
         for saved, group in zip(groups, self.param_groups):
             for k, v in saved.items():
                 if k not in ("params", "step"):
