@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 import numpy as np
 import pytest
+import torch
 
 import fusegrad as fg
 from tests.test_optim import LR, assert_state_dict_round_trip, fg_params, mlp_loss
@@ -107,14 +108,48 @@ def test_missing_key_is_also_a_key_error() -> None:
         opt.load_state_dict({"param_groups": []})
 
 
-def test_tensor_lr_and_torch_step_are_accepted() -> None:
-    """A 0-d tensor learning rate and torch's per-parameter 'step' count are valid."""
+def test_tensor_lr_is_taken_as_a_number() -> None:
     ps, opt = _trained("SGD")
     sd = _host(opt.state_dict())
     sd["param_groups"][0]["lr"] = fg.tensor(0.05)
-    fresh = fg.optim.SGD([dict(params=fg_params()[:1]), dict(params=fg_params()[1:], lr=0.5)], lr=0.01)
-    fresh.load_state_dict(sd)
-    assert float(fresh.param_groups[0]["lr"]) == pytest.approx(0.05)
+    opt.load_state_dict(sd)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.05) and isinstance(opt.param_groups[0]["lr"], float)
+    opt.zero_grad()
+    mlp_loss(ps).backward()
+    opt.step()
+
+
+@pytest.mark.parametrize("name,options", [("Adam", {}), ("SGD", dict(momentum=0.9))], ids=["adam", "sgd_momentum"])
+def test_torch_checkpoint_continues_like_torch(name: str, options: dict[str, Any]) -> None:
+    """torch's state dict (a 'step' per parameter, no group step) loads with its step count."""
+    theirs = [torch.nn.Parameter(torch.tensor(a)) for a in fg_params_init()]
+    topt = getattr(torch.optim, name)(theirs, lr=0.05, **options)
+    for _ in range(3):
+        topt.zero_grad()
+        _torch_loss(theirs).backward()
+        topt.step()
+    sd = topt.state_dict()
+    sd["state"] = {k: {n: v.numpy() for n, v in st.items()} for k, st in sd["state"].items()}
+    ours = [fg.tensor(p.detach().numpy(), requires_grad=True) for p in theirs]
+    opt = getattr(fg.optim, name)(ours, lr=1.0, **options)
+    opt.load_state_dict(sd)
+    opt.zero_grad()
+    _torch_loss(ours).backward()
+    opt.step()
+    topt.zero_grad()
+    _torch_loss(theirs).backward()
+    topt.step()
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(a.numpy(), b.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def fg_params_init() -> list[np.ndarray]:
+    return [p.numpy() for p in fg_params()]
+
+
+def _torch_loss(ps: list[Any]) -> Any:
+    """The same small objective for torch and fusegrad parameters."""
+    return sum(((p * p).sin() * (i + 1)).sum() for i, p in enumerate(ps))
 
 
 def _loss_with_gradients(opt: fg.optim.Optimizer, ps: list[fg.Tensor]) -> fg.Tensor:

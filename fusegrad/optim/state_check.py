@@ -90,6 +90,13 @@ def _shape_kind(where: str, value: Any) -> tuple[tuple[int, ...], str]:
     return tuple(arr.shape), arr.dtype.kind
 
 
+def as_number(value: Any) -> float:
+    """A checked one-element value (number, array or tensor) as a Python float."""
+    if isinstance(value, Tensor):
+        return float(value.item())
+    return float(np.asarray(value).reshape(-1)[0])
+
+
 def _dtype_name(value: Any) -> str:
     return value.dtype.name if isinstance(value, Tensor) else str(np.asarray(value).dtype)
 
