@@ -157,12 +157,14 @@ def check_python_int(value: int) -> int:
     return value
 
 
-def int_range(dtype: DType) -> tuple[int, int]:
-    """The values a written integer may take (torch's check): [min, max], and [-max, max] for unsigned
-    types, whose negative ints wrap."""
+def int_range(dtype: DType, from_float: bool = False) -> tuple[int, int]:
+    """The values a number written into integer `dtype` may take (torch's check): [min, max]; unsigned
+    types take [-max, max] from ints, whose negatives wrap, and [0, max] from floats."""
     info = np.iinfo(dtype.np)
     high = int(info.max)
-    return (-high if dtype.kind == "u" else int(info.min)), high
+    if dtype.kind == "u":
+        return (0 if from_float else -high), high
+    return int(info.min), high
 
 
 def checked_scalar(value: Any, dtype: DType) -> Any:
@@ -173,9 +175,7 @@ def checked_scalar(value: Any, dtype: DType) -> Any:
     if dtype is bool_ or not isinstance(value, (int, float)) or isinstance(value, bool):
         return value
     if dtype.is_int:
-        low, high = int_range(dtype)
-        if isinstance(value, float):
-            low = max(low, 0)  # a negative float never wraps into an unsigned type
+        low, high = int_range(dtype, from_float=isinstance(value, float))
         fits = low <= value <= high  # False for NaN
     else:
         fits = not abs(value) > _FLOAT_MAX.get(dtype.name, math.inf) or math.isinf(value)  # NaN fits

@@ -19,6 +19,8 @@ def node_from_data(data: Any, dtype: DType | None, device: str) -> Node:
         data = data.numpy()
     arr = np.asarray(data)
     from_numpy = isinstance(data, (np.ndarray, np.generic))  # numpy data keeps its dtype and wraps, like torch
+    if not from_numpy and arr.dtype.kind == "O" and any(type(v) is float for v in arr.flat):
+        arr = arr.astype(np.float64)  # ints beyond int64 beside a float: a float list, as torch reads it
     if not from_numpy and (dtype is None or dtype.is_int):
         _check_python_ints(arr)
     if dtype is None:
@@ -62,11 +64,8 @@ def _check_python_ints(arr: np.ndarray) -> None:
 
 def _check_fits(arr: np.ndarray, dtype: DType) -> None:
     """Numbers from Python lists must fit the integer dtype asked for, as torch.tensor checks."""
-    low, high = dtypes.int_range(dtype)
-    if arr.dtype.kind == "f":
-        low = max(low, 0)  # a negative float never wraps into an unsigned type
-        bad = arr[~((arr >= low) & (arr <= high))]  # NaN fails both comparisons
-    else:
-        bad = arr[(arr < low) | (arr > high)]
+    low, high = dtypes.int_range(dtype, from_float=arr.dtype.kind == "f")
+    bad = arr[~((arr >= low) & (arr <= high))]  # NaN fails both comparisons
     if bad.size:
-        raise ValueRangeError(f"value {bad.flat[0].item()!r} cannot be converted to type {dtype.name} without overflow")
+        raise ValueRangeError(f"value {bad.flat[0].item()!r} cannot be converted to type {dtype.name} "
+                              "without overflow")

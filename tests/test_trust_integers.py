@@ -111,6 +111,23 @@ def test_in_range_scalars_wrap_like_torch(dt: str) -> None:
                                              lib.full((2,), -1, dtype=getattr(lib, dt))]))
 
 
+def test_tensor_from_lists_with_big_ints() -> None:
+    """Beside a float, an int beyond int64 makes a float tensor; among ints it raises (as in torch)."""
+    for data in ([1.5, 2 ** 70], [[1, 2 ** 70], [2.5, 3]], [1, 2 ** 70], [2 ** 63], [-2 ** 63 - 1]):
+        assert_like_torch(lambda lib: lib.tensor(data))
+    assert_like_torch(lambda lib: lib.tensor([1, 2 ** 70], dtype=lib.float32))
+    assert_like_torch(lambda lib: lib.tensor(np.array([1000, -1]), dtype=lib.int8))  # numpy data wraps
+    assert_like_torch(lambda lib: lib.tensor([-255, 255], dtype=lib.uint8))
+
+
+@pytest.mark.parametrize("dt", ["int8", "uint8", "int32"])
+def test_float_writes_into_integers(dt: str) -> None:
+    """A float fits a signed type down to its minimum (truncated), an unsigned one from 0 (even -0.0)."""
+    for value in (-5.0, -128.0, -128.5, -5.5, -0.0, -0.5, 255.0, 127.9):
+        assert_like_torch(lambda lib: lib.full((2,), value, dtype=getattr(lib, dt)))
+        assert_like_torch(lambda lib: lib.tensor([value, 1.0], dtype=getattr(lib, dt)))
+
+
 @pytest.mark.parametrize("dt", ["float16", "float32", "float64"])
 def test_float_fills(dt: str) -> None:
     for value in (1e40, 65519.0, float("inf"), float("nan"), 2 ** 70):
@@ -155,6 +172,7 @@ SIZE_CASES: list[tuple[str, Callable[[Any], Any]]] = [
     ("reshape_int_tensor", lambda lib: lib.ones(6).reshape(lib.tensor(2), 3)),
     ("view_numpy_int", lambda lib: lib.ones(6).view(2, np.int64(3))),
     ("arange_float", lambda lib: lib.arange(2.5)),
+    ("empty_dim_beyond_int64", lambda lib: lib.empty(2 ** 63)),
 ]
 
 

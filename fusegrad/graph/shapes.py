@@ -32,9 +32,12 @@ def size_int(value: object) -> int:
     if isinstance(value, bool):
         raise TypeError("sizes must be ints, not bool")
     try:
-        return operator.index(value)
+        size = operator.index(value)
     except TypeError:
         raise TypeError(f"sizes must be ints, not {type(value).__name__} ({value!r})") from None
+    if not -2 ** 63 <= size <= _MAX_NUMEL:
+        raise TypeError(f"size {size} does not fit int64")  # torch: "Overflow when unpacking long long"
+    return size
 
 
 def normalize_dim(dim: int, ndim: int) -> int:
