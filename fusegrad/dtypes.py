@@ -167,12 +167,15 @@ def int_range(dtype: DType, from_float: bool = False) -> tuple[int, int]:
     return int(info.min), high
 
 
-def checked_scalar(value: Any, dtype: DType) -> Any:
+def checked_scalar(value: Any, dtype: DType, half_range: bool = True) -> Any:
     """`value` to be written into a tensor of `dtype` (full, fill_, masked_fill, x[i] = v, a where or
-    clamp scalar), checked like torch: it must fit the dtype; bool takes any number."""
+    clamp scalar), checked like torch: it must fit the dtype; bool takes any number. `half_range=False`
+    lets a number too large for float16 or bfloat16 become inf (torch's item assignment and where do)."""
     if isinstance(value, int):  # bool too
         check_python_int(value)
     if dtype is bool_ or not isinstance(value, (int, float)) or isinstance(value, bool):
+        return value
+    if dtype.is_floating_point and dtype.itemsize < 4 and not half_range:
         return value
     if dtype.is_int:
         low, high = int_range(dtype, from_float=isinstance(value, float))

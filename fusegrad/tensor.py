@@ -560,13 +560,13 @@ def where(condition: Any, input: Any, other: Any) -> Tensor:
     if type(input if number_first else other) in (int, float) and isinstance(t, Tensor) \
             and t.dtype.is_floating_point and cond.dtype is dtypes.bool_ and cond.shape == t.shape \
             and cond.device == t.device:
-        a, b = (t._const(dtypes.checked_scalar(input, t.dtype)), t) if number_first \
-            else (t, t._const(dtypes.checked_scalar(other, t.dtype)))
+        value = dtypes.checked_scalar(input if number_first else other, t.dtype, half_range=False)
+        a, b = (t._const(value), t) if number_first else (t, t._const(value))
         return cond._apply(G.where(cond._node, a._node, b._node), Op.WHERE, (cond, a, b))
     anchor = input if isinstance(input, Tensor) else (other if isinstance(other, Tensor) else cond)
     ts, dt = anchor._promote(input, other) if anchor is not input else input._promote(other)
-    for v in (input, other):
-        dtypes.checked_scalar(v, dt)  # a Python number must fit the result (torch: where(m, int8, 1000) raises)
+    for v in (input, other):  # a number must fit the result (torch: where(m, int8, 1000) raises; float16 takes inf)
+        dtypes.checked_scalar(v, dt, half_range=False)
     if anchor is not input:
         ts = ts[1:]
     shape = broadcast_shape(cond.shape, *(t.shape for t in ts))

@@ -135,6 +135,23 @@ def test_float_fills(dt: str) -> None:
     assert_like_torch(lambda lib: lib.ones(2, dtype=getattr(lib, dt)) + 2 ** 70)
 
 
+@pytest.mark.parametrize("dt", ["float16", "float32"])
+def test_float_range_where_torch_checks_it(dt: str) -> None:
+    """Fills, masked_fill and clamp check a float dtype's range; item assignment and where do so for
+    float32 but round to inf in float16 (an attention mask's -1e9 raises in float16 masked_fill, as in torch)."""
+    def setitem(lib: Any, key: Any) -> Any:
+        x = lib.ones(3, dtype=getattr(lib, dt))
+        x[key] = 1e5 if dt == "float16" else 1e40
+        return x
+    big = 1e5 if dt == "float16" else 1e40
+    assert_like_torch(lambda lib: lib.ones(3, dtype=getattr(lib, dt)).masked_fill(lib.ones(3) > 0, -big))
+    assert_like_torch(lambda lib: lib.ones(3, dtype=getattr(lib, dt)).clamp(min=-big))
+    assert_like_torch(lambda lib: lib.where(lib.ones(3) > 0, lib.ones(3, dtype=getattr(lib, dt)), -big))
+    assert_like_torch(lambda lib: lib.where(lib.ones(3) > 0, lib.ones(3, dtype=getattr(lib, dt)), -1e40))
+    for key in (0, slice(None)):
+        assert_like_torch(lambda lib: setitem(lib, key))
+
+
 SIZE_CASES: list[tuple[str, Callable[[Any], Any]]] = [
     ("ones_overflow", lambda lib: lib.ones(2 ** 62, 4)),
     ("zeros_3d_overflow", lambda lib: lib.zeros(2 ** 31, 2 ** 31, 4)),
