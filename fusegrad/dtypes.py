@@ -157,13 +157,13 @@ def check_python_int(value: int) -> int:
     return value
 
 
-def int_range(dtype: DType, from_float: bool = False) -> tuple[int, int]:
-    """The values a number written into integer `dtype` may take (torch's check): [min, max]; unsigned
-    types take [-max, max] from ints, whose negatives wrap, and [0, max] from floats."""
+def int_range(dtype: DType, strict: bool = False) -> tuple[int, int]:
+    """The values a number written into integer `dtype` may take (torch's check): [min, max]; unless
+    `strict` (floats, random bounds), unsigned types also take -max..-1 from ints, which wrap."""
     info = np.iinfo(dtype.np)
     high = int(info.max)
     if dtype.kind == "u":
-        return (0 if from_float else -high), high
+        return (0 if strict else -high), high
     return int(info.min), high
 
 
@@ -178,7 +178,7 @@ def checked_scalar(value: Any, dtype: DType, half_range: bool = True) -> Any:
     if dtype.is_floating_point and dtype.itemsize < 4 and not half_range:
         return value
     if dtype.is_int:
-        low, high = int_range(dtype, from_float=isinstance(value, float))
+        low, high = int_range(dtype, strict=isinstance(value, float))
         fits = low <= value <= high  # False for NaN
     else:
         fits = not abs(value) > _FLOAT_MAX.get(dtype.name, math.inf) or math.isinf(value)  # NaN fits

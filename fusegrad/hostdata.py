@@ -64,7 +64,7 @@ def _check_python_ints(arr: np.ndarray) -> None:
 
 def _check_fits(arr: np.ndarray, dtype: DType) -> None:
     """Numbers from Python lists must fit the integer dtype asked for, as torch.tensor checks."""
-    low, high = dtypes.int_range(dtype, from_float=arr.dtype.kind == "f")
+    low, high = dtypes.int_range(dtype, strict=arr.dtype.kind == "f")
     bad = arr[~((arr >= low) & (arr <= high))]  # NaN fails both comparisons
     if bad.size:
         raise ValueRangeError(f"value {bad.flat[0].item()!r} cannot be converted to type {dtype.name} "

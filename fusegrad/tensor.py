@@ -53,8 +53,9 @@ class Tensor(ArithmeticMixin, ElementwiseMixin, MathMixin, ReduceMixin, Movement
 
     def __init__(self, *args: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False,
                  name: str | None = None):
-        if args and all(isinstance(a, int) and not isinstance(a, bool) for a in args):
-            data: Any = np.zeros(shape_arg(args), dtype=np.float32)  # torch.Tensor(2, 3): a new (2, 3) tensor
+        if len(args) > 1 or (args and type(args[0]) in (int, float)):
+            # torch.Tensor(2, 3): a new (2, 3) tensor; a float size raises TypeError, as in torch
+            data: Any = np.zeros(shape_arg(args), dtype=np.float32)
         else:
             data = args[0] if args else []
         dt = dtypes.to_dtype(dtype) if dtype is not None else dtypes.float32

@@ -81,6 +81,12 @@ SCALAR_CASES: list[tuple[str, Callable[[Any, str], Any]]] = [
     ("setitem_big", lambda lib, dt: _setitem(lib, dt, 0, 2 ** 70)),
     ("add_alpha", lambda lib, dt: _x(lib, dt).add(1, alpha=1000)),
     ("pow", lambda lib, dt: _x(lib, dt) ** 1000),
+    ("new_full", lambda lib, dt: _x(lib, dt).new_full((2,), 2 ** 40)),
+    ("fill_diagonal_", lambda lib, dt: lib.zeros(2, 2, dtype=getattr(lib, dt)).fill_diagonal_(1000)),
+    ("pad_value", lambda lib, dt: lib.nn.functional.pad(_x(lib, dt), (1, 1), value=1000)),
+    ("randint_high", lambda lib, dt: lib.randint(0, 1000, (2,), dtype=getattr(lib, dt)).zero_()),
+    ("randint_low", lambda lib, dt: lib.randint(-1, 2, (2,), dtype=getattr(lib, dt)).zero_()),
+    ("randint_big", lambda lib, dt: lib.randint(0, 2 ** 70, (2,), dtype=getattr(lib, dt)).zero_()),
 ]
 
 
@@ -189,6 +195,8 @@ SIZE_CASES: list[tuple[str, Callable[[Any], Any]]] = [
     ("reshape_int_tensor", lambda lib: lib.ones(6).reshape(lib.tensor(2), 3)),
     ("view_numpy_int", lambda lib: lib.ones(6).view(2, np.int64(3))),
     ("arange_float", lambda lib: lib.arange(2.5)),
+    ("Tensor_float_size", lambda lib: lib.Tensor(2.0, 3)),
+    ("Tensor_numpy_size", lambda lib: lib.Tensor(np.int64(3), 2).zero_()),
     ("empty_dim_beyond_int64", lambda lib: lib.empty(2 ** 63)),
 ]
 
