@@ -15,10 +15,25 @@ from tests.test_optim import LR, assert_state_dict_round_trip, fg_params, mlp_lo
 
 
 @pytest.mark.parametrize("name,options", [("SGD", dict(momentum=0.9)), ("Adam", {}), ("AdamW", {}),
-                                          ("RMSprop", dict(momentum=0.5))], ids=["sgd_momentum", "adam", "adamw",
-                                                                                "rmsprop_momentum"])
+                                          ("RMSprop", dict(momentum=0.5)), ("NAdam", {})],
+                         ids=["sgd_momentum", "adam", "adamw", "rmsprop_momentum", "nadam_group_scalar"])
 def test_good_round_trip(name: str, options: dict[str, Any]) -> None:
-    assert_state_dict_round_trip(name, LR[name], 2, **options)
+    assert_state_dict_round_trip(name, LR.get(name, 0.01), 2, **options)
+
+
+def test_group_scalar_must_be_one_number() -> None:
+    """NAdam keeps its mu_product beside the first parameter's state: one number, not a tensor like it."""
+    ps = fg_params()
+    opt = fg.optim.NAdam(ps, lr=0.01)
+    opt.zero_grad()
+    mlp_loss(ps).backward()
+    opt.step()
+    bad = _host(opt.state_dict())
+    bad["state"][0]["mu_product"] = np.ones((4, 3), np.float32)
+    before = _snapshot(opt)
+    with pytest.raises(ValueError, match="key 'mu_product': expected one number"):
+        opt.load_state_dict(bad)
+    assert _snapshot(opt) == before
 
 
 def _trained(name: str = "Adam") -> tuple[list[fg.Tensor], fg.optim.Optimizer]:
