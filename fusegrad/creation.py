@@ -14,6 +14,7 @@ from .tensor import Scalar, Tensor, tensor, where
 def _full(shape: tuple[int, ...], value: Scalar, dtype: Any, device: Any, requires_grad: bool) -> Tensor:
     dt = dtypes.to_dtype(dtype) if dtype is not None else (
         dtypes.python_scalar_dtype(value) if not isinstance(value, float) else dtypes.float32)
+    dtypes.checked_scalar(value, dt)
     t = Tensor._from_node(G.const(value, shape, dt, registry.canonical(device)))
     if requires_grad:
         t = t.contiguous().realize().detach().requires_grad_(True)

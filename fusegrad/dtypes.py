@@ -1,11 +1,13 @@
 """Data types, their C names, and PyTorch's type-promotion rules."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from .errors import DTypeError
+from .errors import DTypeError, IntegerOverflowError, ValueRangeError
 
 
 @dataclass(frozen=True, eq=False)
@@ -141,3 +143,45 @@ def result_type(dim_dtypes: list[DType], zero_dim_dtypes: list[DType], scalar_dt
 def least_float(d: DType) -> DType:
     """The dtype an op like exp or true division returns for input dtype d."""
     return d if d.is_floating_point else float32
+
+
+# the largest finite value of each float dtype narrower than float64 (torch rejects fills above it)
+_FLOAT_MAX = {"float16": 65504.0, "bfloat16": 2.0 ** 128 * (1 - 2.0 ** -8), "float32": 2.0 ** 128 * (1 - 2.0 ** -24)}
+
+
+def check_python_int(value: int) -> int:
+    """A Python int as ops read it: 64 bits, [2**63, 2**64) as unsigned (torch's range); else an error."""
+    if not -2 ** 63 <= value < 2 ** 64:
+        raise IntegerOverflowError(f"Python int {value} is too big to convert: tensors take integers in "
+                                   f"[-2**63, 2**64)")
+    return value
+
+
+def int_range(dtype: DType, strict: bool = False) -> tuple[int, int]:
+    """The values a number written into integer `dtype` may take (torch's check): [min, max]; unless
+    `strict` (floats, random bounds), unsigned types also take -max..-1 from ints, which wrap."""
+    info = np.iinfo(dtype.np)
+    high = int(info.max)
+    if dtype.kind == "u":
+        return (0 if strict else -high), high
+    return int(info.min), high
+
+
+def checked_scalar(value: Any, dtype: DType, half_range: bool = True) -> Any:
+    """`value` to be written into a tensor of `dtype` (full, fill_, masked_fill, x[i] = v, a where or
+    clamp scalar), checked like torch: it must fit the dtype; bool takes any number. `half_range=False`
+    lets a number too large for float16 or bfloat16 become inf (torch's item assignment and where do)."""
+    if isinstance(value, int):  # bool too
+        check_python_int(value)
+    if dtype is bool_ or not isinstance(value, (int, float)) or isinstance(value, bool):
+        return value
+    if dtype.is_floating_point and dtype.itemsize < 4 and not half_range:
+        return value
+    if dtype.is_int:
+        low, high = int_range(dtype, strict=isinstance(value, float))
+        fits = low <= value <= high  # False for NaN
+    else:
+        fits = not abs(value) > _FLOAT_MAX.get(dtype.name, math.inf) or math.isinf(value)  # NaN fits
+    if not fits:
+        raise ValueRangeError(f"value {value!r} cannot be converted to type {dtype.name} without overflow")
+    return value

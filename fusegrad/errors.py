@@ -17,6 +17,23 @@ class DTypeError(Error, RuntimeError, TypeError):
     """A dtype the op does not support, or an impossible conversion."""
 
 
+class IntegerOverflowError(Error, OverflowError, ValueError):
+    """A Python int outside [-2**63, 2**64), the range ops read scalars in (torch raises OverflowError,
+    and ValueError from torch.tensor and item assignment)."""
+
+
+class ValueRangeError(Error, RuntimeError):
+    """A value that does not fit the dtype it is written into (full, fill_, masked_fill, x[i] = v,
+    tensor(..., dtype=)): torch's "value cannot be converted to type ... without overflow"."""
+
+
+class StateDictError(Error, ValueError, KeyError):
+    """A state dict that does not fit the object loading it (groups, parameter counts, shapes, dtypes,
+    missing keys): ValueError, as torch raises for count mismatches, and KeyError for a missing entry."""
+
+    __str__ = Exception.__str__  # the message as written, not KeyError's quoted repr
+
+
 class DeviceError(Error, RuntimeError):
     """Tensors on different devices, or a device that does not exist."""
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from . import dtypes
-from .errors import DTypeError
+from .errors import DTypeError, ValueRangeError
 from .graph.shapes import shape_arg
 from .hostdata import node_from_data
 from .ops.random import Generator, default_generator, integers, uniform, zero_gradient_link
@@ -100,8 +100,15 @@ def randint(*args: Any, size: Any = None, generator: Generator | None = None, dt
     if len(bounds) not in (1, 2):
         raise TypeError(f"randint() takes (high, size) or (low, high, size), got {len(bounds)} bounds")
     lo, hi = (0, bounds[0]) if len(bounds) == 1 else bounds
-    out = integers(int(lo), int(hi), shape_arg((size,)), device, generator)
-    out = out.cast(dtypes.to_dtype(dtype) if dtype is not None else dtypes.int64)
+    dt = dtypes.to_dtype(dtype) if dtype is not None else dtypes.int64
+    dtypes.check_python_int(int(lo))
+    dtypes.check_python_int(int(hi))
+    if not dt.is_floating_point:  # torch: randint(0, 1000, dtype=int8) raises rather than wrapping the draws
+        low, high = (0, 1) if dt is dtypes.bool_ else dtypes.int_range(dt, strict=True)
+        for what, bound in (("from", int(lo)), ("to - 1", int(hi) - 1)):
+            if not low <= bound <= high:
+                raise ValueRangeError(f"randint: {what} = {bound} is out of bounds for {dt.name} [{low}, {high}]")
+    out = integers(int(lo), int(hi), shape_arg((size,)), device, generator).cast(dt)
     return out.contiguous().realize().detach().requires_grad_(True) if requires_grad else out
 
 

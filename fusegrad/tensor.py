@@ -19,7 +19,7 @@ from .errors import DeviceError, DTypeError, GradError, ShapeError
 from .graph import node as G
 from .graph.node import Node
 from .graph.ops import Op
-from .graph.shapes import broadcast_shape, infer_reshape, normalize_dim, shape_arg, shape_tuple
+from .graph.shapes import broadcast_shape, check_numel, infer_reshape, normalize_dim, shape_arg, shape_tuple
 from .hostdata import node_from_data
 from .ops.arith import ArithmeticMixin
 from .ops.datashape import DataShapeMixin
@@ -53,8 +53,9 @@ class Tensor(ArithmeticMixin, ElementwiseMixin, MathMixin, ReduceMixin, Movement
 
     def __init__(self, *args: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False,
                  name: str | None = None):
-        if args and all(isinstance(a, int) and not isinstance(a, bool) for a in args):
-            data: Any = np.zeros(shape_arg(args), dtype=np.float32)  # torch.Tensor(2, 3): a new (2, 3) tensor
+        if len(args) > 1 or (args and type(args[0]) in (int, float)):
+            # torch.Tensor(2, 3): a new (2, 3) tensor; a float size raises TypeError, as in torch
+            data: Any = np.zeros(shape_arg(args), dtype=np.float32)
         else:
             data = args[0] if args else []
         dt = dtypes.to_dtype(dtype) if dtype is not None else dtypes.float32
@@ -328,6 +329,8 @@ class Tensor(ArithmeticMixin, ElementwiseMixin, MathMixin, ReduceMixin, Movement
                 raise DeviceError(f"expected all tensors on the same device, got {self.device} and {x.device}")
             return x
         if isinstance(x, (bool, int, float)):
+            if type(x) is int:
+                dtypes.check_python_int(x)
             return self._const(x, dtypes.python_scalar_dtype(x), ())
         if isinstance(x, np.generic) or isinstance(x, np.ndarray) or isinstance(x, (list, tuple)):
             return tensor(x, device=self.device)
@@ -375,6 +378,8 @@ class Tensor(ArithmeticMixin, ElementwiseMixin, MathMixin, ReduceMixin, Movement
                     a, b = a._cast_broadcast(dt, shape), b._cast_broadcast(dt, shape)
                 return a._apply(G.binary(op, a._node, b._node), op, (a, b))
             if (type(other) is float and dt.is_floating_point) or (type(other) is int and dt.kind in "iuf"):
+                if type(other) is int:
+                    dtypes.check_python_int(other)  # a wider one would wrap silently in the literal
                 c = Tensor._from_node(G.const(other, node.shape, dt, node.device))
                 a, b = (c, self) if reverse else (self, c)
                 return a._apply(G.binary(op, a._node, b._node), op, (a, b))
@@ -462,7 +467,7 @@ class Tensor(ArithmeticMixin, ElementwiseMixin, MathMixin, ReduceMixin, Movement
 
     def view(self, *shape: Any) -> "Tensor":
         """`x.view(2, -1)` reshapes; `x.view(dtype)` reinterprets the bits (like torch, without gradient)."""
-        if len(shape) == 1 and not isinstance(shape[0], (int, tuple, list)):
+        if len(shape) == 1 and not isinstance(shape[0], (int, float, tuple, list, np.integer, Tensor)):
             return self._view_dtype(dtypes.to_dtype(shape[0]))
         return self.reshape(*shape)
 
@@ -496,7 +501,7 @@ class Tensor(ArithmeticMixin, ElementwiseMixin, MathMixin, ReduceMixin, Movement
         if len(sizes) < self.ndim:
             raise ShapeError(f"expand{sizes}: the number of sizes must be at least the tensor's {self.ndim} dims")
         src = (1,) * (len(sizes) - self.ndim) + self.shape
-        new = tuple(s if n == -1 else n for s, n in zip(src, sizes))
+        new = check_numel(tuple(s if n == -1 else n for s, n in zip(src, sizes)))
         for s, n in zip(src, new):
             if s != n and s != 1:
                 raise ShapeError(f"cannot expand shape {self.shape} to {tuple(sizes)}")
@@ -557,10 +562,13 @@ def where(condition: Any, input: Any, other: Any) -> Tensor:
     if type(input if number_first else other) in (int, float) and isinstance(t, Tensor) \
             and t.dtype.is_floating_point and cond.dtype is dtypes.bool_ and cond.shape == t.shape \
             and cond.device == t.device:
-        a, b = (t._const(input), t) if number_first else (t, t._const(other))
+        value = dtypes.checked_scalar(input if number_first else other, t.dtype, half_range=False)
+        a, b = (t._const(value), t) if number_first else (t, t._const(value))
         return cond._apply(G.where(cond._node, a._node, b._node), Op.WHERE, (cond, a, b))
     anchor = input if isinstance(input, Tensor) else (other if isinstance(other, Tensor) else cond)
     ts, dt = anchor._promote(input, other) if anchor is not input else input._promote(other)
+    for v in (input, other):  # a number must fit the result (torch: where(m, int8, 1000) raises; float16 takes inf)
+        dtypes.checked_scalar(v, dt, half_range=False)
     if anchor is not input:
         ts = ts[1:]
     shape = broadcast_shape(cond.shape, *(t.shape for t in ts))

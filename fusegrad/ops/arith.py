@@ -75,6 +75,8 @@ class ArithmeticMixin:
         if isinstance(exponent, (int, float)) and not isinstance(exponent, bool):
             # int ** 2.0 is a float, as in torch (float tensors keep their dtype: skip the promotion)
             x = self if self.dtype.is_floating_point else self.cast(self._promote(exponent)[1])
+            if x.dtype.is_int:
+                dtypes.checked_scalar(exponent, x.dtype)  # torch: int8 ** 200 raises
             if exponent == 2:
                 return x * x
             if exponent == 1:

@@ -74,6 +74,7 @@ class ElementwiseMixin:
         _, dt = self._promote(other)
         if isinstance(alpha, float) and not dt.is_floating_point:
             raise DTypeError(f"{name}(): for {dt.name} tensors, alpha must not be a floating point number")
+        dtypes.checked_scalar(alpha, dt)
         return self._operand(other) * alpha
 
     subtract = sub
@@ -313,6 +314,8 @@ class ElementwiseMixin:
             dt = self.dtype  # Python numbers keep a float tensor's dtype (what _promote would say)
         else:
             _, dt = self._promote(*bounds)
+        for b in bounds:
+            dtypes.checked_scalar(b, dt)  # torch: int8.clamp(max=1000) raises instead of wrapping the bound
         out = self.cast(dt)
         if min is not None:
             out = _where(out < min, min, out)

@@ -304,7 +304,7 @@ def _write_back(x: "Tensor", content: "Tensor", places: list[tuple[int, int, int
 def _value(x: "Tensor", value: Any, shape: tuple[int, ...]) -> "Tensor":
     """The assigned value in x's dtype, broadcast to the indexed region's shape."""
     if isinstance(value, (bool, int, float)):
-        v = x._const(value, x.dtype, ())
+        v = x._const(dtypes.checked_scalar(value, x.dtype, half_range=False), x.dtype, ())
     else:
         v = x._operand(value).cast(x.dtype)
     while v.ndim > len(shape) and v.shape[0] == 1:
@@ -485,6 +485,7 @@ class IndexMixin:
             raise ShapeError(f"masked_fill: mask of shape {mask.shape} does not broadcast to self's shape {self.shape}")
         if isinstance(value, Tensor) and value.ndim:
             raise ShapeError(f"masked_fill: value must be a 0-d tensor or a number, got shape {value.shape}")
+        dtypes.checked_scalar(value, self.dtype)  # unlike x[mask] = v, torch checks a float dtype's range here
         return _value(self, value, ()).where(mask, self)
 
     def masked_select(self: "Tensor", mask: Any) -> "Tensor":

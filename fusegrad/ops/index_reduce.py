@@ -147,7 +147,7 @@ class IndexReduceMixin:
             return self.contiguous()
         hit = _eq_arange(index.reshape(-1, 1), n, 1, (index.shape[0], n)).sum(0) > 0
         hit = hit.reshape(tuple(n if i == d else 1 for i in range(x.ndim)))
-        fill = x._operand(value).cast(x.dtype)
+        fill = x._operand(dtypes.checked_scalar(value, x.dtype)).cast(x.dtype)
         return fill.where(hit, x).reshape(self.shape)
 
     def scatter_reduce_(self: "Tensor", dim: int, index: Any, src: "Tensor", reduce: str, *,

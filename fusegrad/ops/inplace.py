@@ -131,7 +131,7 @@ class InplaceMixin:
                 raise ShapeError(f"fill_ only supports 0-dimension value tensor but got tensor with "
                                  f"{value.ndim} dimensions")
             return self._rebind(value.to(self.dtype).broadcast_to(self.shape))
-        return self._rebind(self._const(value))
+        return self._rebind(self._const(dtypes.checked_scalar(value, self.dtype)))
 
     def copy_(self: "Tensor", src: Any, non_blocking: bool = False) -> "Tensor":
         if not isinstance(src, InplaceMixin) or src.device == self.device:

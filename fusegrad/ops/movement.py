@@ -298,7 +298,7 @@ class MovementMixin:
         if value == 0:
             return out._as_copy(self)
         inside = self._const(True, dtypes.bool_, self.shape).pad_zeros(pairs)
-        return out.where(inside, out._const(value, self.dtype, ()))
+        return out.where(inside, out._const(dtypes.checked_scalar(value, self.dtype), self.dtype, ()))
 
     def shrink(self: "Tensor", bounds: Sequence[tuple[int, int]]) -> "Tensor":
         """The view [start, end) per dimension."""

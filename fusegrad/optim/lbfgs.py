@@ -13,10 +13,11 @@ from typing import Any, Callable, Iterable
 
 from ..autograd import enable_grad, no_grad
 from ..capturing import is_capturing
-from ..errors import Error, JitError
+from ..errors import Error, JitError, StateDictError
 from ..flat import bind
 from ..tensor import Tensor, cat
 from .optimizer import Optimizer
+from .state_check import check_groups, check_state
 
 _STATE_KEYS = ("d", "t", "old_dirs", "old_stps", "ro", "H_diag", "prev_flat_grad", "prev_loss")
 
@@ -260,9 +261,13 @@ class LBFGS(Optimizer):
         return {"state": {} if state is None else {0: _copy_state(state)}, "param_groups": [entry]}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a state_dict(); everything is checked first, so a bad one raises StateDictError and changes nothing."""
+        params = check_groups(state_dict, self.param_groups)
+        numel = sum(p.numel() for p in self._params)
+        check_state(state_dict["state"], params, lambda where, key, value, p: _check_entry(where, key, value, numel))
+        if set(state_dict["state"]) - {0}:
+            raise StateDictError(f"L-BFGS keeps its state under parameter 0, got indices {sorted(state_dict['state'])}")
         groups = state_dict["param_groups"]
-        if len(groups) != 1 or len(groups[0]["params"]) != len(self._params):
-            raise Error("loaded state dict has a different number of parameter groups or parameters per group")
         self.param_groups[0].update({k: v for k, v in groups[0].items() if k != "params"})
         saved = state_dict["state"].get(0)
         self.state = {} if saved is None else {id(self._params[0]): _copy_state(saved)}
@@ -271,3 +276,23 @@ class LBFGS(Optimizer):
 def _copy_state(state: dict[str, Any]) -> dict[str, Any]:
     """A copy whose history lists are not shared (steps append to and pop from them)."""
     return {k: list(v) if isinstance(v, list) else v for k, v in state.items()}
+
+
+def _check_entry(where: str, key: str, value: Any, numel: int) -> None:
+    """A saved L-BFGS entry: flat vectors over all parameters (alone or as history lists) or numbers."""
+    if key in ("func_evals", "n_iter"):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise StateDictError(f"{where}: expected an int count, got {value!r}")
+    elif key in ("d", "prev_flat_grad", "old_dirs", "old_stps"):
+        for v in value if key.startswith("old_") and isinstance(value, list) else [value]:
+            if not isinstance(v, Tensor) or tuple(v.shape) != (numel,) or not v.dtype.is_floating_point:
+                got = f"shape {tuple(v.shape)} {v.dtype.name}" if isinstance(v, Tensor) else type(v).__name__
+                raise StateDictError(f"{where}: expected floating vectors of shape ({numel},), got {got}")
+    elif key in ("t", "H_diag", "prev_loss", "ro"):
+        for v in value if key == "ro" and isinstance(value, list) else [value]:
+            if not (isinstance(v, (int, float)) and not isinstance(v, bool)) and \
+                    not (isinstance(v, Tensor) and v.numel() == 1 and v.dtype.is_floating_point):
+                raise StateDictError(f"{where}: expected a number, got {v!r}")
+    else:
+        known = _STATE_KEYS + ("func_evals", "n_iter")
+        raise StateDictError(f"{where}: not an L-BFGS state key (expected one of {known})")

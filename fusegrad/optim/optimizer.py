@@ -14,9 +14,10 @@ from typing import Any, Callable, Iterable
 from .. import dtypes
 from ..autograd import no_grad
 from ..capturing import before_each_replay
-from ..errors import DTypeError, Error
+from ..errors import DTypeError
 from ..flat import bind, flat_of, is_bound, store
 from ..tensor import Tensor, realize, tensor
+from .state_check import SCALAR_KEYS, as_number, check_groups, check_state, check_tensor_entry
 
 CHUNK = 16  # parameters fused into one flat update; bounds the per-element cost of the concatenation
 
@@ -212,22 +213,33 @@ class Optimizer:
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        groups = state_dict["param_groups"]
-        if len(groups) != len(self.param_groups) or any(
-                len(a["params"]) != len(b["params"]) for a, b in zip(groups, self.param_groups)):
-            raise Error("loaded state dict has a different number of parameter groups or parameters per group")
-        params = [p for g in self.param_groups for p in g["params"]]
-        for saved, group in zip(groups, self.param_groups):
+        """Load a state_dict(); everything is checked first, so a bad one raises StateDictError (naming the
+        group, parameter and key) and leaves the optimizer as it was."""
+        params = check_groups(state_dict, self.param_groups)
+        check_state(state_dict["state"], params,
+                    lambda where, key, value, p: check_tensor_entry(where, key, value, p, self.group_scalars))
+        saved_state = {int(i): st for i, st in state_dict["state"].items()}
+        first = 0
+        for saved, group in zip(state_dict["param_groups"], self.param_groups):
             for k, v in saved.items():
                 if k not in ("params", "step"):
-                    group[k] = v
-            if saved.get("step"):
-                group["_step"] = tensor(float(saved["step"]), dtype=dtypes.float32, device=group["params"][0].device)
+                    group[k] = as_number(v) if isinstance(v, Tensor) else v  # a 0-d tensor lr becomes a number
+            indices = range(first, first + len(group["params"]))
+            first += len(group["params"])
+            # torch counts steps per parameter (its state's "step"; none for SGD, whose momentum buffer
+            # alone says a step was taken), fusegrad per group: take the largest
+            torch_steps = [as_number(saved_state[i].get("step", 1.0)) for i in indices if saved_state.get(i)]
+            step = as_number(saved["step"]) if "step" in saved else max(torch_steps, default=0.0)
+            if step:
+                group["_step"] = tensor(step, dtype=dtypes.float32, device=group["params"][0].device)
+            else:
+                group.pop("_step", None)  # a state dict saved before any step: the count starts again
         self.state = {}
-        for idx, st in state_dict["state"].items():
-            p = params[int(idx)]
+        for idx, st in saved_state.items():
+            p = params[idx]
             self.state[id(p)] = {k: (v if isinstance(v, Tensor) else tensor(v)).to(
-                dtypes.float32 if k in self.group_scalars else p.dtype).contiguous().realize() for k, v in st.items()}
+                dtypes.float32 if k in self.group_scalars else p.dtype).contiguous().realize()
+                for k, v in st.items() if k not in SCALAR_KEYS}
         # lay loaded state out as the steps do (flat per chunk), so the next step runs the same kernels
         with no_grad():
             for group in self.param_groups:
