@@ -3,6 +3,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 import fusegrad as fg
 from fusegrad.codegen import gemm_c
@@ -238,3 +239,35 @@ def test_padded_convolutions_are_gemms(padding):
     assert uses_gemm(out)
     want = torch.nn.functional.conv2d(torch.tensor(x), torch.tensor(w), padding=padding).numpy()
     np.testing.assert_allclose(out.numpy(), want, rtol=1e-4, atol=1e-4)
+
+
+def gemm_kernels(*tensors: fg.Tensor) -> tuple[int, int]:
+    """(kernels with a reduction, those of them that run the GEMM routine) realizing the tensors."""
+    items = [it for it in create_schedule([t._node for t in tensors]) if it.alias_of is None]
+    irs = [use_gemm(lower(it.spec, "k")) for it in items]
+    reducing = [ir for ir in irs if any(type(s).__name__ in ("DefineAcc", "Gemm") for s in ir.stmts)]
+    return len(reducing), sum(any(isinstance(s, Gemm) for s in ir.stmts) for ir in reducing)
+
+
+def test_concatenated_products_are_gemms_and_the_concatenation_a_copy():
+    """Attention's gradient concatenates three batched products (dq, dk, dv) back into the fused q/k/v
+    projection's output; each runs the GEMM routine, and so do the products reading the concatenation
+    (fused, they were guarded loop nests of one kernel that the GEMM routine could not take)."""
+    b, t, c, heads = 4, 64, 64, 4
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((b, t, c)).astype(np.float32)
+    w = (rng.standard_normal((c, 3 * c)) * 0.1).astype(np.float32)
+
+    def attention(lib, x, w):
+        F = fg.nn.functional if lib is fg else torch.nn.functional
+        q, k, v = (x @ w).split(c, -1)
+        q, k, v = (z.reshape(b, t, heads, c // heads).transpose(1, 2) for z in (q, k, v))
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True).square().sum()
+
+    fx, fw = fg.tensor(x), fg.tensor(w, requires_grad=True)
+    (grad,) = fg.autograd.grad(attention(fg, fx, fw), [fw])  # lazy: its kernels can be looked at
+    reducing, gemms = gemm_kernels(grad)
+    assert reducing - gemms <= 3, (reducing, gemms)  # the softmax's max and sum, and its gradient's row sums
+    tw = torch.tensor(w, requires_grad=True)
+    attention(torch, torch.tensor(x), tw).backward()
+    np.testing.assert_allclose(grad.numpy(), tw.grad.numpy(), rtol=1e-4, atol=1e-4)
