@@ -15,6 +15,7 @@ from fusegrad.engine import realize as realize_module
 from fusegrad.engine.schedule import create_schedule
 from fusegrad.runtime import registry
 from tests.helpers import check_op
+from tests import helpers
 
 
 def tune_ir(t: fg.Tensor):
@@ -258,16 +259,10 @@ def test_concatenated_products_are_gemms_and_the_concatenation_a_copy():
     x = rng.standard_normal((b, t, c)).astype(np.float32)
     w = (rng.standard_normal((c, 3 * c)) * 0.1).astype(np.float32)
 
-    def attention(lib, x, w):
-        F = fg.nn.functional if lib is fg else torch.nn.functional
-        q, k, v = (x @ w).split(c, -1)
-        q, k, v = (z.reshape(b, t, heads, c // heads).transpose(1, 2) for z in (q, k, v))
-        return F.scaled_dot_product_attention(q, k, v, is_causal=True).square().sum()
-
     fx, fw = fg.tensor(x), fg.tensor(w, requires_grad=True)
-    (grad,) = fg.autograd.grad(attention(fg, fx, fw), [fw])  # lazy: its kernels can be looked at
+    (grad,) = fg.autograd.grad(helpers.qkv_attention(fg, fx, fw, heads), [fw])  # lazy: its kernels can be looked at
     reducing, gemms = gemm_kernels(grad)
     assert reducing - gemms <= 3, (reducing, gemms)  # the softmax's max and sum, and its gradient's row sums
     tw = torch.tensor(w, requires_grad=True)
-    attention(torch, torch.tensor(x), tw).backward()
+    helpers.qkv_attention(torch, torch.tensor(x), tw, heads).backward()
     np.testing.assert_allclose(grad.numpy(), tw.grad.numpy(), rtol=1e-4, atol=1e-4)
