@@ -2,6 +2,12 @@
 
 Compiled kernels are cached in memory by the kernel's structure (ops, shapes, dtypes and how
 inputs are read, not their values), so a graph seen before reuses its kernels without codegen.
+
+Threads: `graph_lock` is held while a realization walks the graph, plans and compiles (the plan and
+program caches are shared), and while it attaches the buffers it computed to the nodes (which drops
+their sources, so no walk may see a node half-realized). Kernels run outside it, on buffers the run
+keeps to itself, so threads launch concurrently; two threads that compute the same lazy node (a
+shared model's gradient) both compute it, and the first to finish keeps its buffer.
 """
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ import dataclasses
 import hashlib
 import os
 import sys
+import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,6 +38,7 @@ from .profile import KernelLaunch, profiling, record
 from .schedule import ScheduleItem, create_schedule, fused_nodes, toposort
 
 _programs: dict[tuple, Any] = {}
+graph_lock = threading.RLock()  # see the module docstring; reentrant: planning may realize (data-dependent shapes)
 
 
 def kernel_key(spec: KernelSpec) -> tuple:
@@ -276,17 +284,21 @@ def _packed_outputs(steps: list[Step], order: list[Node], packed: list[Node]) ->
 
 
 def run(steps: list[Step], order: list[Node], packed: list[Node] = ()) -> None:
+    """Launch a plan's kernels on the graph `order`, then attach their outputs to its nodes."""
     preallocated = _packed_outputs(steps, order, packed) if packed else {}
     # read once per realization, not per launch: the environment lookup and the launch records cost
     # more than a small kernel's own time, and without a profiler or debug output nobody reads them
     timed = profiling()
-    recording = capture._current
+    recording = capture._state.recording  # capture.current(), without a call per realization
     devices: dict[str, Any] = {}
+    computed: dict[int, Any] = {}  # position -> buffer; nodes get them at the end (see the module docstring)
+    own = computed.get
     for step in steps:
-        root = order[step.root]
         if step.alias:
-            root.set_buffer(order[step.inputs[0]].buffer)
+            source = step.inputs[0]
+            computed[step.root] = own(source) or order[source].buffer
             continue
+        root = order[step.root]
         device = devices.get(root.device)
         if device is None:
             device = devices[root.device] = registry.get(root.device)
@@ -294,7 +306,7 @@ def run(steps: list[Step], order: list[Node], packed: list[Node] = ()) -> None:
         program = step.program
         if program is not None:
             buffers = [out]
-            buffers += [order[i].buffer for i in step.inputs]
+            buffers += [own(i) or order[i].buffer for i in step.inputs]
             if step.scratch_bytes:
                 buffers.append(device.alloc(step.scratch_bytes))
             if recording is not None:
@@ -309,7 +321,12 @@ def run(steps: list[Step], order: list[Node], packed: list[Node] = ()) -> None:
                     moved = sum(b.nbytes for b in buffers)
                     record(KernelLaunch(program.name, root.device, seconds, moved, step.work, root.shape,
                                         step.label, step.flops))
-        root.set_buffer(out)
+        computed[step.root] = out
+    with graph_lock:
+        for position, buffer in computed.items():
+            node = order[position]
+            if node.buffer is None:  # another thread may have computed it meanwhile: its buffer stays
+                node.set_buffer(buffer)
 
 
 def is_view_of_buffer(node: Node) -> bool:
@@ -324,7 +341,8 @@ def pending_nodes(nodes: list[Node]) -> list[Node]:
 
 
 def steps_for(key: Hashable, order: list[Node], targets: list[Node]) -> list[Step]:
-    """The plan stored under `key`, made from the graph (`order`: toposort(targets)) on first sight."""
+    """The plan stored under `key`, made from the graph (`order`: toposort(targets)) on first sight.
+    The caller holds `graph_lock` from walking the graph on."""
     steps = _plans.get(key)
     if steps is None:
         steps = plan(order, targets)
@@ -345,8 +363,10 @@ def realize(nodes: list[Node], packed: list[Node] = ()) -> None:
     A view of a buffer (movement ops only) is already computed and stays a view: copying it into
     a buffer of its own would cut it off from later in-place updates of what it views.
     """
-    pending = pending_nodes(nodes)
-    if not pending:
-        return
-    order = toposort(pending)
-    run(steps_for(graph_key(order, pending), order, pending), order, packed)
+    with graph_lock:
+        pending = pending_nodes(nodes)
+        if not pending:
+            return
+        order = toposort(pending)
+        steps = steps_for(graph_key(order, pending), order, pending)
+    run(steps, order, packed)
