@@ -75,6 +75,21 @@ def test_threads_training_their_own_models_match_running_alone(jit: bool) -> Non
     assert run_threads(lambda k: train(k, 5, jit, barrier), n) == alone
 
 
+def test_threads_realizing_one_lazy_graph_with_new_kernels_at_once_agree() -> None:
+    data = RNG.standard_normal((37, 53)).astype(np.float32)  # a shape no other test compiles kernels for
+    x = fg.tensor(data)
+    shared = (x * 1.5 + 0.25).exp()  # lazy, read by every thread
+    barrier = threading.Barrier(4)
+
+    def work(k: int) -> np.ndarray:
+        barrier.wait(TIMEOUT)  # thread 0 realizes the shared node while the others plan graphs that read it
+        return shared.numpy() if k == 0 else (shared.sum(k % 2, keepdim=True) * k).numpy()
+
+    want = np.exp(data * 1.5 + 0.25)
+    for k, got in enumerate(run_threads(work, 4)):
+        np.testing.assert_allclose(got, want if k == 0 else want.sum(k % 2, keepdims=True) * k, rtol=1e-5)
+
+
 def test_eager_work_on_another_thread_during_a_capture_is_neither_recorded_nor_blocked() -> None:
     capturing, done = threading.Event(), threading.Event()
     first = [True]
