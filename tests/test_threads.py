@@ -190,6 +190,21 @@ def test_a_grad_mode_decorator_called_from_two_threads_restores_each_threads_mod
     assert run_threads(work, 2) == [True, False]
 
 
+def test_a_generator_shared_by_threads_hands_out_each_number_once() -> None:
+    def draws(gen: fg.Generator, count: int, barrier: threading.Barrier | None = None) -> list[bytes]:
+        out = []
+        for _ in range(count):
+            if barrier is not None:
+                barrier.wait(TIMEOUT)
+            out.append(fg.rand(64, generator=gen).numpy().tobytes())
+        return out
+
+    sequential = draws(fg.Generator().manual_seed(5), 10)
+    gen, barrier = fg.Generator().manual_seed(5), threading.Barrier(2)
+    threaded = sum(run_threads(lambda k: draws(gen, 5, barrier), 2), [])
+    assert sorted(threaded) == sorted(sequential)  # the ten draws of the one stream, in some order
+
+
 def test_shared_model_trained_from_four_threads_hogwild() -> None:
     model, _ = make_model(3)
     x_all, y_all = (fg.tensor(np.concatenate(parts)) for parts in zip(*BATCHES))
