@@ -90,6 +90,33 @@ def test_threads_realizing_one_lazy_graph_with_new_kernels_at_once_agree() -> No
         np.testing.assert_allclose(got, want if k == 0 else want.sum(k % 2, keepdims=True) * k, rtol=1e-5)
 
 
+def test_eager_work_runs_while_another_thread_compiles(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fusegrad.engine import realize as engine_realize
+    compiling, done = threading.Event(), threading.Event()
+    compiler: list[int] = []
+    build = engine_realize._build
+
+    def held_build(missing: Any) -> None:
+        if threading.get_ident() in compiler:  # stays in the compile step until the other thread is done
+            compiling.set()
+            assert done.wait(TIMEOUT), "the other thread was blocked by this compile"
+        build(missing)
+    monkeypatch.setattr(engine_realize, "_build", held_build)
+
+    def work(k: int) -> np.ndarray:
+        if k == 0:
+            compiler.append(threading.get_ident())
+            return (fg.ones(29, 31) * 3).sum(0).numpy()  # shapes no other test compiles kernels for
+        assert compiling.wait(TIMEOUT)
+        value = (fg.ones(31, 29) * 2).sum(1).numpy()
+        done.set()
+        return value
+
+    first, second = run_threads(work, 2)
+    np.testing.assert_array_equal(first, np.full(31, 87.0))
+    np.testing.assert_array_equal(second, np.full(31, 58.0))
+
+
 def test_eager_work_on_another_thread_during_a_capture_is_neither_recorded_nor_blocked() -> None:
     capturing, done = threading.Event(), threading.Event()
     first = [True]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from ..engine.realize import graph_key, graph_lock, pending_nodes, realize, run, steps_for
+from ..engine.realize import Draft, graph_key, graph_lock, pending_nodes, realize, run, steps_for
 from ..engine.schedule import toposort
 from ..errors import GradError
 from ..graph import node as G
@@ -309,6 +309,8 @@ def _backward_realized(target: "Tensor", seed: "Tensor", order: list["Tensor"],
             return
         walk = [nodes[i] for i in plan.order]
         steps = steps_for(plan, walk, [nodes[i] for i in plan.pending])
+    if isinstance(steps, Draft):
+        steps = steps.finish()
     run(steps, walk, finals)
 
 

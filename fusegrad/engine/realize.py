@@ -3,11 +3,12 @@
 Compiled kernels are cached in memory by the kernel's structure (ops, shapes, dtypes and how
 inputs are read, not their values), so a graph seen before reuses its kernels without codegen.
 
-Threads: `graph_lock` is held while a realization walks the graph, plans and compiles (the plan and
-program caches are shared), and while it attaches the buffers it computed to the nodes (which drops
-their sources, so no walk may see a node half-realized). Kernels run outside it, on buffers the run
-keeps to itself, so threads launch concurrently; two threads that compute the same lazy node (a
-shared model's gradient) both compute it, and the first to finish keeps its buffer.
+Threads: `graph_lock` is held while a realization walks the graph and plans (the plan and program
+caches are shared), and while it attaches the buffers it computed to the nodes (which drops their
+sources, so no walk may see a node half-realized). The compiler runs outside it (two threads that
+draft the same new plan at once both compile it), and so do kernels, on buffers the run keeps to
+itself, so threads launch concurrently; two threads that compute the same lazy node (a shared
+model's gradient) both compute it, and the first to finish keeps its buffer.
 """
 from __future__ import annotations
 
@@ -122,14 +123,16 @@ def _split_units(entries: list[tuple[tuple, Any, str]]) -> list[list[tuple[tuple
     return bins
 
 
-def _compile(items: list[ScheduleItem]) -> list[Any]:
-    """Programs for every item, compiling all missing ones of a device together (in parallel
-    units when large). A matrix product a vendor BLAS could compute is compiled both ways; the
-    first time its shape is seen both are timed and the faster is kept (and remembered on disk),
-    later the remembered one is picked from the same translation unit, found in the cache."""
-    keys = [kernel_key(it.spec) for it in items]
-    # key -> (device, variants, products compiled both ways, their stored outcome or None: race them)
-    missing: dict[tuple, tuple[str, list[Any], list[tuple[str, int, int, int]], bool | None]] = {}
+# kernel key -> (device, variants (IR, source), products compiled both ways, their stored outcome or None)
+Missing = dict[tuple, tuple[str, list[Any], list[tuple[str, int, int, int]], bool | None]]
+
+
+def _sources(items: list[ScheduleItem], keys: list[tuple]) -> Missing:
+    """Source for every kernel not compiled yet (this reads the graph: call it under `graph_lock`). A
+    matrix product a vendor BLAS could compute gets both variants; the first time its shape is seen
+    both are timed (`_build`) and the faster is kept (and remembered on disk), later the remembered
+    one is picked from the same translation unit, found in the cache."""
+    missing: Missing = {}
     debug = flags.debug_level()
     for it, key in zip(items, keys):
         if key in _programs or key in missing:
@@ -154,6 +157,12 @@ def _compile(items: list[ScheduleItem]) -> list[Any]:
         if debug >= 4:
             print(f"fusegrad: source\n{variants[0][1]}", file=sys.stderr)
         missing[key] = (dev, variants, race, outcome)
+    return missing
+
+
+def _build(missing: Missing) -> None:
+    """Compile the missing kernels of each device together (in parallel units when large) into `_programs`.
+    Reads no graph: runs outside `graph_lock`, so other threads plan and launch meanwhile."""
     by_device: dict[str, list[tuple[tuple, Any, str]]] = {}
     for key, (dev, variants, _, _) in missing.items():
         by_device.setdefault(dev, []).extend((key, ir, source) for ir, source in variants)
@@ -185,7 +194,6 @@ def _compile(items: list[ScheduleItem]) -> list[Any]:
             ir, prog = variants[pick]
         scratch = sum(p.numel * p.dtype.itemsize for p in ir.params if p.scratch)
         _programs[key] = (prog, ir.work, scratch)
-    return [_programs[k] for k in keys]
 
 
 @dataclass(frozen=True)
@@ -225,27 +233,57 @@ def graph_key(order: list[Node], targets: list[Node]) -> tuple:
     return tuple(entries)
 
 
-def plan(order: list[Node], targets: list[Node]) -> list[Step]:
-    """Schedule and compile a graph (first sight of its structure) as position-based steps."""
+@dataclass
+class Draft:
+    """A plan whose new kernels are still to be compiled: drafted under `graph_lock` (it reads the
+    graph), finished outside it. Rows: (root, inputs, kernel key or None, alias, label, flops, out bytes)."""
+
+    key: Hashable
+    rows: list[tuple[int, tuple[int, ...], tuple | None, bool, str, int, int]]
+    missing: Missing
+
+    def finish(self) -> list[Step]:
+        """Compile what is missing, make the steps and store them under the plan's key."""
+        if self.missing:
+            _build(self.missing)
+        steps = []
+        for root, inputs, key, alias, label, flops, out_bytes in self.rows:
+            if alias:
+                steps.append(Step(root, inputs, None, 0, True))
+                continue
+            prog, work, scratch = _programs[key] if key is not None else (None, 0, 0)
+            steps.append(Step(root, inputs, prog, work, False, scratch, label, flops, out_bytes,
+                              hasattr(prog, "launch")))
+        with graph_lock:
+            _plans[self.key] = steps
+            if len(_plans) > MAX_PLANS:
+                _plans.popitem(last=False)
+        return steps
+
+
+def plan(key: Hashable, order: list[Node], targets: list[Node]) -> Draft:
+    """Schedule a graph (first sight of its structure) as position-based rows, with the source of its
+    new kernels."""
     items = create_schedule(targets, order)
     if flags.debug_level() >= 2:
         for i, it in enumerate(items):
             kind = "alias" if it.alias_of is not None else "kernel"
             print(f"fusegrad: schedule[{i}] {kind} {_describe(it)}", file=sys.stderr)
     kernels = [it for it in items if it.alias_of is None and it.spec.root.numel > 0]
-    programs = dict(zip(map(id, kernels), _compile(kernels))) if kernels else {}
+    keys = [kernel_key(it.spec) for it in kernels]
+    key_of = dict(zip(map(id, kernels), keys))
     pos = {id(n): i for i, n in enumerate(order)}
-    steps = []
+    rows = []
     for it in items:
+        root = it.spec.root
         if it.alias_of is not None:
-            steps.append(Step(pos[id(it.spec.root)], (pos[id(it.alias_of)],), None, 0, True))
+            rows.append((pos[id(root)], (pos[id(it.alias_of)],), None, True, "", 0, 0))
         else:
-            root = it.spec.root
-            prog, work, scratch = programs.get(id(it), (None, 0, 0))
-            label, flops = _kernel_info(it) if prog is not None else ("", 0)
-            steps.append(Step(pos[id(root)], tuple(pos[id(n)] for n in it.spec.inputs), prog, work, False,
-                              scratch, label, flops, root.numel * root.dtype.itemsize, hasattr(prog, "launch")))
-    return steps
+            kernel = key_of.get(id(it))
+            label, flops = _kernel_info(it) if kernel is not None else ("", 0)
+            rows.append((pos[id(root)], tuple(pos[id(n)] for n in it.spec.inputs), kernel, False, label, flops,
+                         root.numel * root.dtype.itemsize))
+    return Draft(key, rows, _sources(kernels, keys))
 
 
 def _packed_outputs(steps: list[Step], order: list[Node], packed: list[Node]) -> dict[int, Any]:
@@ -340,19 +378,15 @@ def pending_nodes(nodes: list[Node]) -> list[Node]:
     return [n for n in nodes if n.buffer is None and not is_view_of_buffer(n)]
 
 
-def steps_for(key: Hashable, order: list[Node], targets: list[Node]) -> list[Step]:
-    """The plan stored under `key`, made from the graph (`order`: toposort(targets)) on first sight.
-    The caller holds `graph_lock` from walking the graph on."""
+def steps_for(key: Hashable, order: list[Node], targets: list[Node]) -> list[Step] | Draft:
+    """The plan stored under `key`, or on first sight a draft of it from the graph (`order`:
+    toposort(targets)) to `finish()` after releasing `graph_lock`, which the caller holds."""
     steps = _plans.get(key)
     if steps is None:
-        steps = plan(order, targets)
-        _plans[key] = steps
-        if len(_plans) > MAX_PLANS:
-            _plans.popitem(last=False)
-    else:
-        _plans.move_to_end(key)
-        if flags.debug_level() >= 2:
-            print(f"fusegrad: schedule reused ({len(steps)} steps)", file=sys.stderr)
+        return plan(key, order, targets)
+    _plans.move_to_end(key)
+    if flags.debug_level() >= 2:
+        print(f"fusegrad: schedule reused ({len(steps)} steps)", file=sys.stderr)
     return steps
 
 
@@ -369,4 +403,6 @@ def realize(nodes: list[Node], packed: list[Node] = ()) -> None:
             return
         order = toposort(pending)
         steps = steps_for(graph_key(order, pending), order, pending)
+    if isinstance(steps, Draft):
+        steps = steps.finish()
     run(steps, order, packed)
