@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import threading
 import types
 import warnings
 import weakref
@@ -545,10 +546,16 @@ class JitFunction:
         self._variants: OrderedDict[tuple, Any] = OrderedDict()
         self.captures = 0
         self.replays = 0
+        # one call at a time per function object: the variants, their buffers and results are shared
+        self._lock = threading.RLock()
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if capture.current() is not None:  # inside another capture: part of that recording
+        if capture.current() is not None:  # inside another capture on this thread: part of that recording
             return self.fn(*args, **kwargs)
+        with self._lock:
+            return self._call(args, kwargs)
+
+    def _call(self, args: tuple, kwargs: dict) -> Any:
         key, tensors = _signature(args, kwargs)
         known = key in self._variants
         replay = self._variants.get(key)
@@ -563,7 +570,7 @@ class JitFunction:
         try:
             replay, result = _capture(self.fn, getattr(self.fn, "__name__", "fn"), args, kwargs, tensors)
         except _Unsupported as e:
-            warnings.warn(str(e), RuntimeWarning, stacklevel=2)
+            warnings.warn(str(e), RuntimeWarning, stacklevel=3)
             self._remember(key, _EAGER)
             return e.results
         except _NotReplayable as e:
@@ -589,7 +596,8 @@ class JitFunction:
 
     def reset(self) -> None:
         """Forget every capture (the next call runs normally)."""
-        self._variants.clear()
+        with self._lock:
+            self._variants.clear()
 
 
 def jit(fn: Callable | None = None) -> Any:
