@@ -16,8 +16,11 @@ this state is still what the recording left (else the function is captured again
 optimizers write changed hyperparameters into the device scalars their kernels read.
 
 Intermediates that die inside the call share one arena, planned from their lifetimes; a replay
-allocates nothing. The tensors a call returns live in fixed buffers: the next call overwrites
-them, and reading a result of an earlier call raises JitError (clone it to keep it).
+allocates nothing for them. The tensors a call returns stay valid after later calls, as in JAX:
+each output allocation has a small pool of buffers (`POOL_SIZE`), and a replay writes into one
+that no live result still uses; only when every pooled buffer is still held (results kept across
+calls) does it allocate a fresh one. A loop that drops its results (`loss = step(x, y)`) cycles
+through two buffers and allocates nothing per replay.
 """
 from __future__ import annotations
 
@@ -49,18 +52,7 @@ from .tensor import Tensor, realize
 MAX_VARIANTS = 16  # input signatures kept per function; the least recently used is dropped
 
 
-class _Overwritten:
-    """Stands in for the memory of a returned tensor after a later call reused it."""
-
-    def __getattr__(self, name: str) -> Any:
-        raise JitError("this tensor was returned by an earlier call of a function compiled with fg.jit, and a "
-                       "later call has overwritten it; call .clone() on results you want to keep")
-
-    def __getitem__(self, key: Any) -> Any:
-        return self.__getattr__("")
-
-
-_OVERWRITTEN = _Overwritten()
+POOL_SIZE = 3  # buffers kept per output allocation; a result held longer keeps its own buffer alive
 
 
 # ---- the state a function reaches ---------------------------------------------------------------
@@ -253,6 +245,47 @@ _EAGER = object()  # a signature whose device cannot replay
 _START_READ, _START_NONE, _START_UNREAD = range(3)
 
 
+class _OutputPool:
+    """The buffers of one output allocation: a replay writes into one that no live result still uses."""
+
+    __slots__ = ("slot", "ranges", "buffers", "users", "current")
+
+    def __init__(self, slot: int | None, root: Buffer, ranges: list[tuple[int, tuple[int, ...], Any, int, int]]):
+        self.slot = slot  # the allocation's entry in the pointer tables (None: no kernel writes it)
+        self.ranges = ranges  # (leaf index, shape, dtype, byte offset, bytes) of each result it holds
+        self.buffers = [root]
+        self.users: list[list[weakref.ref]] = [[]]  # per buffer: the result buffers it last handed out
+        self.current = 0
+
+    def choose(self, device: Any) -> Buffer:
+        """The buffer the next replay writes: a pooled one whose results all died, else a fresh one."""
+        if self.slot is None:
+            return self.buffers[0]
+        for i, users in enumerate(self.users):
+            if all(user() is None for user in users):
+                break
+        else:
+            fresh = device.alloc(self.buffers[0].nbytes)
+            if len(self.buffers) < POOL_SIZE:
+                i = len(self.buffers)
+                self.buffers.append(fresh)
+                self.users.append([])
+            else:  # results kept across many calls: the replaced buffer lives on in them
+                i = (self.current + 1) % POOL_SIZE
+                self.buffers[i] = fresh
+        self.current = i
+        return self.buffers[i]
+
+    def hand_out(self, device: Any, leaves: list[Tensor | None]) -> None:
+        """Result tensors over the buffer the last call wrote; each keeps that buffer alive."""
+        root = self.buffers[self.current]
+        users = self.users[self.current] = []
+        for leaf, shape, dtype, offset, nbytes in self.ranges:
+            buf = device.sub_buffer(root, offset, nbytes)
+            users.append(weakref.ref(buf))
+            leaves[leaf] = Tensor._from_node(G.buffer_node(buf, shape, dtype, root.device))
+
+
 class _Replay:
     """A recorded call ready to replay: the kernel sequence, its slots and its guards."""
 
@@ -269,9 +302,7 @@ class _Replay:
         self.checks: list[Callable[[], bool]] = []
         self.state: list[tuple[_Slot, int, Any, Node | None, bool]] = []
         self.training: list[tuple[Module, bool]] = []
-        self.outputs: list[tuple[Any, Buffer]] = []  # (memory, the buffer the last call returned)
-        # shape, dtype, device, bytes, and where the memory is a byte range of a larger buffer
-        self.output_meta: list[tuple[tuple[int, ...], Any, str, int, Buffer | None, int]] = []
+        self.pools: list[_OutputPool] = []  # one per allocation the results live in
         self.structure: Any = None
         self.keep: list[Any] = []  # buffers the replay reads or writes, kept alive
         self.launches: list[tuple[Any, list[tuple[int, int]], int, str, int, tuple[int, ...]]] = []
@@ -301,6 +332,10 @@ class _Replay:
         for t, index in zip(tensors, self.input_slots):
             if index is not None:
                 table[index] = device.pointer(t._node.buffer)
+        for pool in self.pools:
+            buf = pool.choose(device)
+            if pool.slot is not None:
+                table[pool.slot] = device.pointer(buf)
         if self.random_states:
             gen = fgrandom._gen
             for buf, count in self.random_states:  # device memory on GPUs: written through the device
@@ -326,15 +361,11 @@ class _Replay:
             record(KernelLaunch(program.name, self.device, seconds, nbytes, 0, shape, label, flops))
 
     def results(self) -> Any:
-        """Fresh tensors over the output memory; the previous call's results are marked overwritten."""
-        leaves = []
-        for i, ((memory, previous), (shape, dtype, device, nbytes, base, offset)) in enumerate(
-                zip(self.outputs, self.output_meta)):
-            if previous is not None:
-                previous.handle, previous.address = _OVERWRITTEN, None
-            buf = Buffer(device, nbytes, memory, base, offset)
-            self.outputs[i] = (memory, buf)
-            leaves.append(Tensor._from_node(G.buffer_node(buf, shape, dtype, device)))
+        """Fresh tensors over the memory the last call wrote its outputs to."""
+        device = registry.get(self.device)
+        leaves: list[Tensor | None] = [None] * sum(len(pool.ranges) for pool in self.pools)
+        for pool in self.pools:
+            pool.hand_out(device, leaves)
         return _rebuild(self.structure, leaves)
 
 
@@ -403,9 +434,9 @@ def _build(replay: _Replay, recording: capture.Recording, inputs: list[Tensor], 
         raise JitError(f"fg.jit captures one device per function; this one ran kernels on {sorted(devices)}")
     replay.device = devices.pop()
     device = registry.get(replay.device)
-    if not hasattr(device, "sequence"):
+    if not hasattr(device, "sequence") or not hasattr(device, "sub_buffer"):
         raise _Unsupported(f"fg.jit cannot replay kernels on {replay.device} yet (the device has no captured "
-                           "sequences); the function runs eagerly there")
+                           "sequences or byte ranges of buffers); the function runs eagerly there")
     input_ids = {id(t._node.buffer) for t in inputs}
 
     def place(b: Buffer) -> tuple[Buffer, int]:
@@ -458,10 +489,15 @@ def _build(replay: _Replay, recording: capture.Recording, inputs: list[Tensor], 
     replay.slot_arrays = tables
     replay.input_slots = [slot_of.get(id(t._node.buffer)) for t in inputs]
     replay.random_states = list(recording.random_states)
-    replay.keep = list(keep.values()) + [arena] + [buf for buf, _ in recording.random_states]
-    replay.outputs = [(n.buffer.handle, None) for n in leaf_nodes]
-    replay.output_meta = [(n.shape, n.dtype, n.device, n.buffer.nbytes, n.buffer.base, n.buffer.offset)
-                          for n in leaf_nodes]
+    # the pools hold the outputs' memory (a root evicted from a pool lives on in its results)
+    replay.keep = [r for rid, r in keep.items() if rid not in outputs] + [arena]
+    replay.keep += [buf for buf, _ in recording.random_states]
+    pools: dict[int, _OutputPool] = {}
+    for leaf, n in enumerate(leaf_nodes):
+        root, offset = place(n.buffer)
+        pool = pools.setdefault(id(root), _OutputPool(slot_of.get(id(root)), root, []))
+        pool.ranges.append((leaf, n.shape, n.dtype, offset, n.buffer.nbytes))
+    replay.pools = list(pools.values())
 
 
 def _carried_state(replay: _Replay, slots: list[_Slot], start_nodes: dict[int, Node | None],
