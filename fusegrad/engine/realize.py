@@ -9,7 +9,6 @@ import dataclasses
 import hashlib
 import os
 import sys
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Hashable
@@ -26,11 +25,14 @@ from ..codegen.lower import KernelSpec, lower
 from ..graph.node import Node
 from ..graph.ops import LEAF, MOVEMENT, REDUCE, Op
 from ..runtime import registry
+from ..runtime.lru import LRU
 from . import capture, tune
 from .profile import KernelLaunch, profiling, record
 from .schedule import ScheduleItem, create_schedule, fused_nodes, toposort
 
-_programs: dict[tuple, Any] = {}
+# by kernel_key: (program, work, scratch bytes). A plan holds its programs itself, so an evicted
+# entry stays loaded while a plan (or a jit replay) still runs it
+_programs = LRU("programs", 2048)
 
 
 def kernel_key(spec: KernelSpec) -> tuple:
@@ -120,11 +122,16 @@ def _compile(items: list[ScheduleItem]) -> list[Any]:
     first time its shape is seen both are timed and the faster is kept (and remembered on disk),
     later the remembered one is picked from the same translation unit, found in the cache."""
     keys = [kernel_key(it.spec) for it in items]
+    found: dict[tuple, Any] = {}  # this call's programs, whatever the cache evicts meanwhile
     # key -> (device, variants, products compiled both ways, their stored outcome or None: race them)
     missing: dict[tuple, tuple[str, list[Any], list[tuple[str, int, int, int]], bool | None]] = {}
     debug = flags.debug_level()
     for it, key in zip(items, keys):
-        if key in _programs or key in missing:
+        if key in found or key in missing:
+            continue
+        known = _programs.get(key)
+        if known is not None:
+            found[key] = known
             continue
         dev = it.spec.root.device
         renderer = renderer_for(registry.get(dev).kind)
@@ -176,8 +183,8 @@ def _compile(items: list[ScheduleItem]) -> list[Any]:
             pick = tune.race_vendor(dev, ir, prog, variants[1][1], race) if outcome is None else int(outcome)
             ir, prog = variants[pick]
         scratch = sum(p.numel * p.dtype.itemsize for p in ir.params if p.scratch)
-        _programs[key] = (prog, ir.work, scratch)
-    return [_programs[k] for k in keys]
+        found[key] = _programs[key] = (prog, ir.work, scratch)
+    return [found[k] for k in keys]
 
 
 @dataclass(frozen=True)
@@ -197,8 +204,7 @@ class Step:
 
 
 # by graph_key, or by an object a caller keys a structure with (autograd's backward plans)
-_plans: OrderedDict[Hashable, list[Step]] = OrderedDict()
-MAX_PLANS = 512
+_plans = LRU("plans", 512)
 
 
 def graph_key(order: list[Node], targets: list[Node]) -> tuple:
@@ -329,12 +335,8 @@ def steps_for(key: Hashable, order: list[Node], targets: list[Node]) -> list[Ste
     if steps is None:
         steps = plan(order, targets)
         _plans[key] = steps
-        if len(_plans) > MAX_PLANS:
-            _plans.popitem(last=False)
-    else:
-        _plans.move_to_end(key)
-        if flags.debug_level() >= 2:
-            print(f"fusegrad: schedule reused ({len(steps)} steps)", file=sys.stderr)
+    elif flags.debug_level() >= 2:
+        print(f"fusegrad: schedule reused ({len(steps)} steps)", file=sys.stderr)
     return steps
 
 
