@@ -17,7 +17,7 @@ optimizers write changed hyperparameters into the device scalars their kernels r
 
 Intermediates that die inside the call share one arena, planned from their lifetimes; a replay
 allocates nothing for them. The tensors a call returns stay valid after later calls, as in JAX:
-each output allocation has a small pool of buffers (`POOL_SIZE`), and a replay writes into one
+each output allocation has a small pool of buffers (`engine/memory.py`'s `OutputPool`), and a replay writes into one
 that no live result still uses; only when every pooled buffer is still held (results kept across
 calls) does it allocate a fresh one. A loop that drops its results (`loss = step(x, y)`) cycles
 through two buffers and allocates nothing per replay.
@@ -29,30 +29,28 @@ import inspect
 import types
 import warnings
 import weakref
-from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from . import random as fgrandom
 from .engine import capture
-from .engine.memory import lifetimes, plan_arena
+from .engine.memory import OutputPool, lifetimes, plan_arena
 from .engine.profile import KernelLaunch, profiling, record
 from .errors import JitError
 from .graph import node as G
 from .graph.node import Node
 from .graph.ops import MOVEMENT
+from .jit_buckets import BucketedFunction, Buckets, map_tensors
 from .nn.module import Module
 from .optim.optimizer import Optimizer
 from .runtime import registry
 from .runtime.buffer import Buffer
+from .runtime.lru import LRU
 from .tensor import Tensor, realize
 
-MAX_VARIANTS = 16  # input signatures kept per function; the least recently used is dropped
-
-
-POOL_SIZE = 3  # buffers kept per output allocation; a result held longer keeps its own buffer alive
+MAX_VARIANTS = 16  # input signatures kept per function (cache "jit_variants"); the least recently used is dropped
 
 
 # ---- the state a function reaches ---------------------------------------------------------------
@@ -171,6 +169,17 @@ def _base(node: Node) -> tuple[Node, tuple]:
     return node, tuple(chain)
 
 
+def _own_inputs(args: Any) -> Any:
+    """The arguments with views of buffers copied into their own (a replay swaps in an argument's
+    buffer, and the captured kernels read a view through its base's layout)."""
+    def own(t: Tensor) -> Tensor:
+        if t._node.buffer is None and _base(t._node)[0].buffer is not None:
+            return t.contiguous()
+        return t
+
+    return map_tensors(args, own)
+
+
 def _materialize(tensors: list[Tensor]) -> None:
     """Realize the tensors that are not views of a buffer already (views stay views)."""
     pending = [t for t in tensors if _base(t._node)[0].buffer is None]
@@ -245,47 +254,6 @@ _EAGER = object()  # a signature whose device cannot replay
 _START_READ, _START_NONE, _START_UNREAD = range(3)
 
 
-class _OutputPool:
-    """The buffers of one output allocation: a replay writes into one that no live result still uses."""
-
-    __slots__ = ("slot", "ranges", "buffers", "users", "current")
-
-    def __init__(self, slot: int | None, root: Buffer, ranges: list[tuple[int, tuple[int, ...], Any, int, int]]):
-        self.slot = slot  # the allocation's entry in the pointer tables (None: no kernel writes it)
-        self.ranges = ranges  # (leaf index, shape, dtype, byte offset, bytes) of each result it holds
-        self.buffers = [root]
-        self.users: list[list[weakref.ref]] = [[]]  # per buffer: the result buffers it last handed out
-        self.current = 0
-
-    def choose(self, device: Any) -> Buffer:
-        """The buffer the next replay writes: a pooled one whose results all died, else a fresh one."""
-        if self.slot is None:
-            return self.buffers[0]
-        for i, users in enumerate(self.users):
-            if all(user() is None for user in users):
-                break
-        else:
-            fresh = device.alloc(self.buffers[0].nbytes)
-            if len(self.buffers) < POOL_SIZE:
-                i = len(self.buffers)
-                self.buffers.append(fresh)
-                self.users.append([])
-            else:  # results kept across many calls: the replaced buffer lives on in them
-                i = (self.current + 1) % POOL_SIZE
-                self.buffers[i] = fresh
-        self.current = i
-        return self.buffers[i]
-
-    def hand_out(self, device: Any, leaves: list[Tensor | None]) -> None:
-        """Result tensors over the buffer the last call wrote; each keeps that buffer alive."""
-        root = self.buffers[self.current]
-        users = self.users[self.current] = []
-        for leaf, shape, dtype, offset, nbytes in self.ranges:
-            buf = device.sub_buffer(root, offset, nbytes)
-            users.append(weakref.ref(buf))
-            leaves[leaf] = Tensor._from_node(G.buffer_node(buf, shape, dtype, root.device))
-
-
 class _Replay:
     """A recorded call ready to replay: the kernel sequence, its slots and its guards."""
 
@@ -302,7 +270,7 @@ class _Replay:
         self.checks: list[Callable[[], bool]] = []
         self.state: list[tuple[_Slot, int, Any, Node | None, bool]] = []
         self.training: list[tuple[Module, bool]] = []
-        self.pools: list[_OutputPool] = []  # one per allocation the results live in
+        self.pools: list[OutputPool] = []  # one per allocation the results live in
         self.structure: Any = None
         self.keep: list[Any] = []  # buffers the replay reads or writes, kept alive
         self.launches: list[tuple[Any, list[tuple[int, int]], int, str, int, tuple[int, ...]]] = []
@@ -365,7 +333,8 @@ class _Replay:
         device = registry.get(self.device)
         leaves: list[Tensor | None] = [None] * sum(len(pool.ranges) for pool in self.pools)
         for pool in self.pools:
-            pool.hand_out(device, leaves)
+            for (leaf, shape, dtype, _, _), buf in zip(pool.ranges, pool.hand_out(device)):
+                leaves[leaf] = Tensor._from_node(G.buffer_node(buf, shape, dtype, buf.device))
         return _rebuild(self.structure, leaves)
 
 
@@ -492,10 +461,10 @@ def _build(replay: _Replay, recording: capture.Recording, inputs: list[Tensor], 
     # the pools hold the outputs' memory (a root evicted from a pool lives on in its results)
     replay.keep = [r for rid, r in keep.items() if rid not in outputs] + [arena]
     replay.keep += [buf for buf, _ in recording.random_states]
-    pools: dict[int, _OutputPool] = {}
+    pools: dict[int, OutputPool] = {}
     for leaf, n in enumerate(leaf_nodes):
         root, offset = place(n.buffer)
-        pool = pools.setdefault(id(root), _OutputPool(slot_of.get(id(root)), root, []))
+        pool = pools.setdefault(id(root), OutputPool(slot_of.get(id(root)), root, []))
         pool.ranges.append((leaf, n.shape, n.dtype, offset, n.buffer.nbytes))
     replay.pools = list(pools.values())
 
@@ -570,20 +539,21 @@ class JitFunction:
         self.fn = fn
         functools.update_wrapper(self, fn)
         # None: the last capture was not replayable; _EAGER: the device cannot replay at all
-        self._variants: OrderedDict[tuple, Any] = OrderedDict()
+        label = f"jit_variants[{getattr(fn, '__name__', 'fn')} at {id(self):#x}]"
+        self._variants = LRU("jit_variants", MAX_VARIANTS, label)
         self.captures = 0
         self.replays = 0
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if capture.current() is not None:  # inside another capture: part of that recording
             return self.fn(*args, **kwargs)
+        args, kwargs = _own_inputs(args), _own_inputs(kwargs)
         key, tensors = _signature(args, kwargs)
         known = key in self._variants
         replay = self._variants.get(key)
         if replay is _EAGER:
             return self.fn(*args, **kwargs)
         if replay is not None:
-            self._variants.move_to_end(key)
             if replay.valid():
                 self.replays += 1
                 return replay.run(tensors)
@@ -592,23 +562,17 @@ class JitFunction:
             replay, result = _capture(self.fn, getattr(self.fn, "__name__", "fn"), args, kwargs, tensors)
         except _Unsupported as e:
             warnings.warn(str(e), RuntimeWarning, stacklevel=2)
-            self._remember(key, _EAGER)
+            self._variants.put(key, _EAGER)
             return e.results
         except _NotReplayable as e:
             # first sight: state is often created or re-laid out by the first call; try again next call
             if known and self._variants[key] is None:
                 raise JitError(str(e)) from None
-            self._remember(key, None)
+            self._variants.put(key, None)
             return e.results
-        self._remember(key, replay)
+        self._variants.put(key, replay)
         self.captures += 1
         return result
-
-    def _remember(self, key: tuple, value: Any) -> None:
-        self._variants[key] = value
-        self._variants.move_to_end(key)
-        while len(self._variants) > MAX_VARIANTS:
-            self._variants.popitem(last=False)
 
     def memory_plan(self) -> list[dict[str, int]]:
         """Per captured signature: the intermediates' arena size and the most bytes live at once."""
@@ -620,13 +584,18 @@ class JitFunction:
         self._variants.clear()
 
 
-def jit(fn: Callable | None = None) -> Any:
+def jit(fn: Callable | None = None, *, buckets: bool | Sequence[int] | None = None, batch_dim: int = 0) -> Any:
     """Compile a function (e.g. a whole training step) into a replayable kernel sequence.
 
     Use as `@fg.jit` or `fg.jit(fn)`. See the module docstring for what is captured and replayed.
+    `buckets` (True: powers of two, or increasing sizes) pads the tensor arguments along `batch_dim`
+    to a bucket and slices the results back, so that many batch sizes share a few captures; valid only
+    where each output row depends on its own input row (see `fusegrad/jit_buckets.py`).
     """
     if fn is None:
-        return jit
+        return functools.partial(jit, buckets=buckets, batch_dim=batch_dim)
     if not callable(fn):
         raise TypeError(f"fg.jit expects a function, got {type(fn).__name__}")
-    return JitFunction(fn)
+    if buckets is None or buckets is False:
+        return JitFunction(fn)
+    return BucketedFunction(JitFunction(fn), Buckets(fn, buckets, batch_dim))
