@@ -50,8 +50,6 @@ from .runtime.buffer import Buffer
 from .runtime.lru import LRU
 from .tensor import Tensor, realize
 
-MAX_VARIANTS = 16  # input signatures kept per function (cache "jit_variants"); the least recently used is dropped
-
 
 # ---- the state a function reaches ---------------------------------------------------------------
 @dataclass(eq=False)
@@ -540,7 +538,7 @@ class JitFunction:
         functools.update_wrapper(self, fn)
         # None: the last capture was not replayable; _EAGER: the device cannot replay at all
         label = f"jit_variants[{getattr(fn, '__name__', 'fn')} at {id(self):#x}]"
-        self._variants = LRU("jit_variants", MAX_VARIANTS, label)
+        self._variants = LRU("jit_variants", label=label)
         self.captures = 0
         self.replays = 0
 

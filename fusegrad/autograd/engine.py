@@ -244,7 +244,7 @@ class _BackwardPlan:
 
 # by _structure: a training loop's backward runs no derivative rule (and walks no graph for its
 # realization) after the first step, only rebuilds the recorded gradient nodes
-_backward_plans = LRU("backward_plans", 64)
+_backward_plans = LRU("backward_plans")
 
 
 def _structure(order: list["Tensor"], chosen: list[bool], seed: "Tensor") -> tuple[tuple, list[G.Node]]:

@@ -32,7 +32,7 @@ from .schedule import ScheduleItem, create_schedule, fused_nodes, toposort
 
 # by kernel_key: (program, work, scratch bytes). A plan holds its programs itself, so an evicted
 # entry stays loaded while a plan (or a jit replay) still runs it
-_programs = LRU("programs", 2048)
+_programs = LRU("programs")
 
 
 def kernel_key(spec: KernelSpec) -> tuple:
@@ -204,7 +204,7 @@ class Step:
 
 
 # by graph_key, or by an object a caller keys a structure with (autograd's backward plans)
-_plans = LRU("plans", 512)
+_plans = LRU("plans")
 
 
 def graph_key(order: list[Node], targets: list[Node]) -> tuple:

@@ -9,7 +9,14 @@ import weakref
 from collections import OrderedDict
 from typing import Any, Hashable
 
-_limits: dict[str, int] = {}
+# the caches and their default limits (entries); docs/debugging.md's table says what each holds
+DEFAULT_LIMITS = {
+    "plans": 512,  # engine/realize.py: schedules with their programs, by graph structure
+    "programs": 2048,  # engine/realize.py: compiled kernels by kernel structure, every device together
+    "backward_plans": 64,  # autograd/engine.py: recorded gradient graphs, by tape structure
+    "jit_variants": 16,  # jit.py: captures per jitted function, by argument signature
+}
+_limits: dict[str, int] = dict(DEFAULT_LIMITS)
 _instances: dict[str, weakref.WeakSet] = {}
 
 
@@ -17,11 +24,15 @@ class LRU:
     """A table that keeps its `limit` most recently used entries (the limit is shared by every
     cache of the same name: a per-device or per-function table)."""
 
-    def __init__(self, name: str, limit: int, label: str = ""):
+    def __init__(self, name: str, limit: int | None = None, label: str = ""):
+        """`limit` only for a name without a default limit."""
         self.name = name
         self.label = label or name  # e.g. "programs[cpu]"
         self._data: OrderedDict[Hashable, Any] = OrderedDict()
-        _limits.setdefault(name, limit)
+        if name not in _limits:
+            if limit is None:
+                raise KeyError(f"the cache {name!r} has no default limit; pass one")
+            _limits[name] = limit
         _instances.setdefault(name, weakref.WeakSet()).add(self)
 
     @property
@@ -73,7 +84,7 @@ def set_cache_limit(name: str, limit: int) -> int:
     if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
         raise ValueError(f"a cache limit is a positive int, got {limit!r}")
     old, _limits[name] = _limits[name], limit
-    for cache in list(_instances[name]):
+    for cache in list(_instances.get(name, ())):
         cache.trim()
     return old
 
