@@ -155,13 +155,14 @@ class CPUSequence:
     """
 
     def __init__(self, runner: ctypes._CFuncPtr, programs: Sequence["CPUProgram"], nslots: int,
-                 plan: Sequence[int] | None):
+                 plan: Sequence[int] | None, library: "_Library | None" = None):
         fns = (ctypes.c_void_p * max(len(programs), 1))(*[prog.address for prog in programs])
         if plan is None:
             self._args: tuple = (fns,)
         else:
             self._args = (len(programs), fns, (ctypes.c_long * max(len(plan), 1))(*plan))
         self._runner = runner
+        self._library = library  # a runner generated for this sequence: unloaded with it
         self._programs = programs  # the runner calls them by address: they must stay loaded
         self._nslots = max(nslots, 1)
 
@@ -305,10 +306,11 @@ class CPUDevice:
             if all(len(args) <= RUNNER_MAX_ARGS for _, args in launches):
                 plan = [x for _, args in launches for x in (len(args), *(v for arg in args for v in arg))]
                 return CPUSequence(self._plan_runner(), programs, nslots, plan)
-            fn = self._load(_sequence_source([args for _, args in launches]), cflags=SEQUENCE_CFLAGS).fg_run_sequence
+            lib = self._load(_sequence_source([args for _, args in launches]), cflags=SEQUENCE_CFLAGS)
+        fn = lib["fg_run_sequence"]
         fn.argtypes = [ctypes.c_void_p] * 2
         fn.restype = None
-        return CPUSequence(fn, programs, nslots, None)
+        return CPUSequence(fn, programs, nslots, None, _Library(lib))
 
     def _plan_runner(self) -> ctypes._CFuncPtr:
         """The table-driven runner (built on first use, or with the first support library; call
