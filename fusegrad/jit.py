@@ -17,10 +17,10 @@ optimizers write changed hyperparameters into the device scalars their kernels r
 
 Intermediates that die inside the call share one arena, planned from their lifetimes; a replay
 allocates nothing for them. The tensors a call returns stay valid after later calls, as in JAX:
-each output allocation has a small pool of buffers (`engine/memory.py`'s `OutputPool`), and a replay writes into one
-that no live result still uses; only when every pooled buffer is still held (results kept across
-calls) does it allocate a fresh one. A loop that drops its results (`loss = step(x, y)`) cycles
-through two buffers and allocates nothing per replay.
+each output allocation has a small pool of buffers (`engine/memory.py`'s `OutputPool`), and a
+replay writes into one that no live result still uses; only when every pooled buffer is still
+held (results kept across calls) does it allocate a fresh one. A loop that drops its results
+(`loss = step(x, y)`) cycles through two buffers and allocates nothing per replay.
 """
 from __future__ import annotations
 

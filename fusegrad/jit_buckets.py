@@ -94,7 +94,7 @@ class Buckets:
         n = sizes.pop()
         size = self.size_for(n)
         if size != n:
-            args, kwargs = map_tensors(args, lambda t: self._pad(t, size - n)), map_tensors(kwargs, lambda t: self._pad(t, size - n))
+            args, kwargs = map_tensors((args, kwargs), lambda t: self._pad(t, size - n))
         if self.valid:
             kwargs = {**kwargs, "valid": arange(size, device=tensors[0].device) < n}
         return args, kwargs, n, size
