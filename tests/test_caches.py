@@ -93,7 +93,7 @@ def test_lru_drops_the_least_recently_used_entry() -> None:
 
 
 @pytest.mark.parametrize("name, limit, error", [("no_such_cache", 4, KeyError), ("plans", 0, ValueError),
-                                                ("plans", 2.5, ValueError), ("plans", True, ValueError)],
+                                                ("plans", 2.5, TypeError), ("plans", True, TypeError)],
                          ids=["unknown-name", "zero", "float", "bool"])
 def test_set_cache_limit_rejects_bad_input(name: str, limit: object, error: type) -> None:
     with pytest.raises(error):

@@ -27,7 +27,7 @@ class LRU:
     def __init__(self, name: str, limit: int | None = None, label: str = ""):
         """`limit` only for a name without a default limit."""
         self.name = name
-        self.label = label or name  # e.g. "programs[cpu]"
+        self.label = label or name  # one of several tables of a name: "jit_variants[step at 0x7f...]"
         self._data: OrderedDict[Hashable, Any] = OrderedDict()
         if name not in _limits:
             if limit is None:
@@ -55,9 +55,9 @@ class LRU:
         """The value under `key` (marked most recently used), or `default`."""
         try:
             value = self._data[key]
-        except KeyError:
+            self._data.move_to_end(key)
+        except KeyError:  # absent, or evicted by another thread in between
             return default
-        self._data.move_to_end(key)
         return value
 
     def put(self, key: Hashable, value: Any) -> None:
@@ -81,8 +81,10 @@ def set_cache_limit(name: str, limit: int) -> int:
     """Set the most entries each cache called `name` keeps (evicting the excess now); returns the old limit."""
     if name not in _limits:
         raise KeyError(f"no in-memory cache named {name!r}; the caches are {sorted(_limits)}")
-    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-        raise ValueError(f"a cache limit is a positive int, got {limit!r}")
+    if not isinstance(limit, int) or isinstance(limit, bool):
+        raise TypeError(f"a cache limit is an int, got {type(limit).__name__}")
+    if limit < 1:
+        raise ValueError(f"a cache limit is at least 1, got {limit}")
     old, _limits[name] = _limits[name], limit
     for cache in list(_instances.get(name, ())):
         cache.trim()
