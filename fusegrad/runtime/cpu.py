@@ -175,7 +175,8 @@ class CPUSequence:
 
 class _Library:
     """A loaded translation unit of kernels, unloaded (dlclose) when the last program compiled in it
-    dies: plans, the program cache and jit replays hold programs, so none runs after this."""
+    dies: plans, the program cache and jit replays hold programs, so none runs after this. libgomp,
+    whose threads outlive every parallel region, stays loaded through the support library."""
 
     __slots__ = ("_handle",)
 
