@@ -78,7 +78,7 @@ def test_every_tile_height_on_odd_sizes(rows, m, k, n, dtype, monkeypatch):
         pytest.skip(f"a {rows}-row tile needs {2 * rows + 3} vector registers; this CPU's kernels have "
                     f"{gemm_c.simd().registers}")
     monkeypatch.setattr(realize_module, "_programs", {})
-    monkeypatch.setattr(realize_module, "_plans", realize_module.OrderedDict())
+    monkeypatch.setattr(realize_module, "_plans", {})
     monkeypatch.setitem(gemm_c.TUNED, (dtype, m, n, k), (rows, 64 if k > 64 else k))
     rng = np.random.default_rng(rows * 1000 + m)
     a, b = rng.standard_normal((m, k)).astype(dtype), rng.standard_normal((n, k)).astype(dtype)
@@ -128,7 +128,7 @@ def test_tile_search_stores_and_reuses_its_choice(monkeypatch, tmp_path):
     monkeypatch.setenv("FUSEGRAD_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("FUSEGRAD_SEARCH", "2")
     monkeypatch.setattr(realize_module, "_programs", {})
-    monkeypatch.setattr(realize_module, "_plans", realize_module.OrderedDict())
+    monkeypatch.setattr(realize_module, "_plans", {})
     shape = ("float32", 40, 96, 72)
     monkeypatch.delitem(gemm_c.TUNED, shape, raising=False)
     rng = np.random.default_rng(5)
@@ -142,7 +142,7 @@ def test_tile_search_stores_and_reuses_its_choice(monkeypatch, tmp_path):
     del gemm_c.TUNED[shape]
     monkeypatch.setenv("FUSEGRAD_SEARCH", "0")
     monkeypatch.setattr(realize_module, "_programs", {})
-    monkeypatch.setattr(realize_module, "_plans", realize_module.OrderedDict())
+    monkeypatch.setattr(realize_module, "_plans", {})
     np.testing.assert_allclose((fg.tensor(a) @ fg.tensor(b)).numpy(), a @ b, atol=1e-4, rtol=1e-4)
     assert gemm_c.TUNED[shape] == chosen
     monkeypatch.delitem(gemm_c.TUNED, shape)
@@ -160,7 +160,7 @@ def test_vendor_blas_and_generated_paths_agree(vendor, m, k, n, dtype, monkeypat
     """Each product forced through the vendor BLAS or the generated kernel: plain, transposed, batched."""
     from fusegrad.engine import tune
     monkeypatch.setattr(realize_module, "_programs", {})
-    monkeypatch.setattr(realize_module, "_plans", realize_module.OrderedDict())
+    monkeypatch.setattr(realize_module, "_plans", {})
     monkeypatch.setattr(tune, "_vendor_decided", {})
     monkeypatch.setattr(gemm_c, "VENDOR", set())
     for shape in [(dtype, m, n, k), (dtype, k, n, m), (dtype, n, m, k)]:  # the last: narrow products swapped
@@ -184,7 +184,7 @@ def test_vendor_race_is_stored(monkeypatch, tmp_path):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the race only runs for single-threaded kernels
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the race only runs for single-threaded kernels
     monkeypatch.setattr(realize_module, "_programs", {})
-    monkeypatch.setattr(realize_module, "_plans", realize_module.OrderedDict())
+    monkeypatch.setattr(realize_module, "_plans", {})
     monkeypatch.setattr(tune, "_vendor_decided", {})
     monkeypatch.setattr(gemm_c, "VENDOR", set())
     a, b = fg.randn(96, 80).realize(), fg.randn(80, 112).realize()

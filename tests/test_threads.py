@@ -96,11 +96,11 @@ def test_eager_work_runs_while_another_thread_compiles(monkeypatch: pytest.Monke
     compiler: list[int] = []
     build = engine_realize._build
 
-    def held_build(missing: Any) -> None:
+    def held_build(missing: Any, found: Any) -> None:
         if threading.get_ident() in compiler:  # stays in the compile step until the other thread is done
             compiling.set()
             assert done.wait(TIMEOUT), "the other thread was blocked by this compile"
-        build(missing)
+        build(missing, found)
     monkeypatch.setattr(engine_realize, "_build", held_build)
 
     def work(k: int) -> np.ndarray:

@@ -3,7 +3,6 @@ gradients through the rules, backward (with plans recorded per graph structure),
 `autograd.grad`, hooks and `GradientTape`."""
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ..engine.realize import Draft, graph_key, graph_lock, pending_nodes, realize, run, steps_for
@@ -13,6 +12,7 @@ from ..graph import node as G
 from ..graph import template
 from ..graph.ops import Op
 from ..graph.template import Template
+from ..runtime.lru import LRU
 from .mode import _state, set_grad_enabled
 from .rules import READS_INPUTS, READS_OUTPUT, RULES, Ctx
 
@@ -244,8 +244,7 @@ class _BackwardPlan:
 
 # by _structure: a training loop's backward runs no derivative rule (and walks no graph for its
 # realization) after the first step, only rebuilds the recorded gradient nodes
-_backward_plans: OrderedDict[tuple, _BackwardPlan] = OrderedDict()
-MAX_BACKWARD_PLANS = 64
+_backward_plans = LRU("backward_plans")
 
 
 def _structure(order: list["Tensor"], chosen: list[bool], seed: "Tensor") -> tuple[tuple, list[G.Node]]:
@@ -297,10 +296,7 @@ def _backward_realized(target: "Tensor", seed: "Tensor", order: list["Tensor"],
                                  [position[id(n)] for n in finals], [position[id(n)] for n in pending],
                                  [position[id(n)] for n in toposort(pending)])
             _backward_plans[key] = plan
-            if len(_backward_plans) > MAX_BACKWARD_PLANS:
-                _backward_plans.popitem(last=False)
         else:
-            _backward_plans.move_to_end(key)
             nodes = plan.template.build(base)
         finals = [nodes[i] for i in plan.grads]
         for i, node in zip(plan.leaves, finals):

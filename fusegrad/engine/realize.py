@@ -17,7 +17,6 @@ import hashlib
 import os
 import sys
 import threading
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Hashable
@@ -34,11 +33,14 @@ from ..codegen.lower import KernelSpec, lower
 from ..graph.node import Node
 from ..graph.ops import LEAF, MOVEMENT, REDUCE, Op
 from ..runtime import registry
+from ..runtime.lru import LRU
 from . import capture, tune
 from .profile import KernelLaunch, profiling, record
 from .schedule import ScheduleItem, create_schedule, fused_nodes, toposort
 
-_programs: dict[tuple, Any] = {}
+# by kernel_key: (program, work, scratch bytes). A plan holds its programs itself, so an evicted
+# entry stays loaded while a plan (or a jit replay) still runs it
+_programs = LRU("programs")
 graph_lock = threading.RLock()  # see the module docstring; reentrant: planning may realize (data-dependent shapes)
 
 
@@ -127,15 +129,20 @@ def _split_units(entries: list[tuple[tuple, Any, str]]) -> list[list[tuple[tuple
 Missing = dict[tuple, tuple[str, list[Any], list[tuple[str, int, int, int]], bool | None]]
 
 
-def _sources(items: list[ScheduleItem], keys: list[tuple]) -> Missing:
-    """Source for every kernel not compiled yet (this reads the graph: call it under `graph_lock`). A
-    matrix product a vendor BLAS could compute gets both variants; the first time its shape is seen
-    both are timed (`_build`) and the faster is kept (and remembered on disk), later the remembered
-    one is picked from the same translation unit, found in the cache."""
+def _sources(items: list[ScheduleItem], keys: list[tuple], found: dict[tuple, Any]) -> Missing:
+    """Source for every kernel not compiled yet (this reads the graph: call it under `graph_lock`); the
+    compiled ones go into `found`, so the cache may evict them meanwhile. A matrix product a vendor BLAS
+    could compute gets both variants; the first time its shape is seen both are timed (`_build`) and the
+    faster is kept (and remembered on disk), later the remembered one is picked from the same
+    translation unit, found in the cache."""
     missing: Missing = {}
     debug = flags.debug_level()
     for it, key in zip(items, keys):
-        if key in _programs or key in missing:
+        if key in found or key in missing:
+            continue
+        known = _programs.get(key)
+        if known is not None:
+            found[key] = known
             continue
         dev = it.spec.root.device
         renderer = renderer_for(registry.get(dev).kind)
@@ -160,9 +167,9 @@ def _sources(items: list[ScheduleItem], keys: list[tuple]) -> Missing:
     return missing
 
 
-def _build(missing: Missing) -> None:
-    """Compile the missing kernels of each device together (in parallel units when large) into `_programs`.
-    Reads no graph: runs outside `graph_lock`, so other threads plan and launch meanwhile."""
+def _build(missing: Missing, found: dict[tuple, Any]) -> None:
+    """Compile the missing kernels of each device together (in parallel units when large) into `found`
+    and `_programs`. Reads no graph: runs outside `graph_lock`, so other threads plan and launch meanwhile."""
     by_device: dict[str, list[tuple[tuple, Any, str]]] = {}
     for key, (dev, variants, _, _) in missing.items():
         by_device.setdefault(dev, []).extend((key, ir, source) for ir, source in variants)
@@ -193,7 +200,9 @@ def _build(missing: Missing) -> None:
             pick = tune.race_vendor(dev, ir, prog, variants[1][1], race) if outcome is None else int(outcome)
             ir, prog = variants[pick]
         scratch = sum(p.numel * p.dtype.itemsize for p in ir.params if p.scratch)
-        _programs[key] = (prog, ir.work, scratch)
+        found[key] = (prog, ir.work, scratch)
+        with graph_lock:  # the table is shared; a put may evict
+            _programs[key] = found[key]
 
 
 @dataclass(frozen=True)
@@ -213,8 +222,7 @@ class Step:
 
 
 # by graph_key, or by an object a caller keys a structure with (autograd's backward plans)
-_plans: OrderedDict[Hashable, list[Step]] = OrderedDict()
-MAX_PLANS = 512
+_plans = LRU("plans")
 
 
 def graph_key(order: list[Node], targets: list[Node]) -> tuple:
@@ -241,23 +249,22 @@ class Draft:
     key: Hashable
     rows: list[tuple[int, tuple[int, ...], tuple | None, bool, str, int, int]]
     missing: Missing
+    found: dict[tuple, Any]  # this plan's programs, whatever the cache evicts meanwhile
 
     def finish(self) -> list[Step]:
         """Compile what is missing, make the steps and store them under the plan's key."""
         if self.missing:
-            _build(self.missing)
+            _build(self.missing, self.found)
         steps = []
         for root, inputs, key, alias, label, flops, out_bytes in self.rows:
             if alias:
                 steps.append(Step(root, inputs, None, 0, True))
                 continue
-            prog, work, scratch = _programs[key] if key is not None else (None, 0, 0)
+            prog, work, scratch = self.found[key] if key is not None else (None, 0, 0)
             steps.append(Step(root, inputs, prog, work, False, scratch, label, flops, out_bytes,
                               hasattr(prog, "launch")))
         with graph_lock:
             _plans[self.key] = steps
-            if len(_plans) > MAX_PLANS:
-                _plans.popitem(last=False)
         return steps
 
 
@@ -283,7 +290,8 @@ def plan(key: Hashable, order: list[Node], targets: list[Node]) -> Draft:
             label, flops = _kernel_info(it) if kernel is not None else ("", 0)
             rows.append((pos[id(root)], tuple(pos[id(n)] for n in it.spec.inputs), kernel, False, label, flops,
                          root.numel * root.dtype.itemsize))
-    return Draft(key, rows, _sources(kernels, keys))
+    found: dict[tuple, Any] = {}
+    return Draft(key, rows, _sources(kernels, keys, found), found)
 
 
 def _packed_outputs(steps: list[Step], order: list[Node], packed: list[Node]) -> dict[int, Any]:
@@ -384,7 +392,6 @@ def steps_for(key: Hashable, order: list[Node], targets: list[Node]) -> list[Ste
     steps = _plans.get(key)
     if steps is None:
         return plan(key, order, targets)
-    _plans.move_to_end(key)
     if flags.debug_level() >= 2:
         print(f"fusegrad: schedule reused ({len(steps)} steps)", file=sys.stderr)
     return steps
