@@ -364,7 +364,7 @@ def _scan(folder: Path) -> dict[str, tuple[int, float]]:
                 st = e.stat(follow_symlinks=False)
             except OSError:
                 continue
-            if e.name.endswith(".tmp"):
+            if ".tmp" in e.name:  # a build in progress (its output, a compiler's source beside it) or a dead one
                 if now - st.st_mtime > STALE_TEMP_S:
                     with contextlib.suppress(OSError):
                         os.unlink(e.path)

@@ -336,7 +336,7 @@ class CPUDevice:
 
     @staticmethod
     def _build(cc: str, cflags: tuple[str, ...], source: str, out: Path) -> None:
-        src = out.with_suffix(".c")
+        src = out.with_name(out.name + ".c")  # a temporary of the cache's (`*.tmp*`), never taken for an entry
         src.write_text(source)
         try:
             libs = [f for f in cflags if f.startswith("-l")]  # libraries go after the source
