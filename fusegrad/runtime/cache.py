@@ -27,6 +27,7 @@ import hashlib
 import os
 import shutil
 import stat
+import sys
 import tempfile
 import threading
 import time
@@ -102,7 +103,11 @@ def _warn_once(key: object, message: str) -> None:
         if key in _warned:
             return
         _warned.add(key)
-    warnings.warn(message, CacheWarning, stacklevel=4)
+    package = str(Path(__file__).resolve().parents[1])
+    frame, level = sys._getframe(0), 1
+    while frame is not None and frame.f_code.co_filename.startswith(package):  # name the user's line
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, CacheWarning, stacklevel=level)
 
 
 def _give_up(folder: Path, problem: str, fix: str) -> None:
@@ -127,8 +132,12 @@ def _open(path: Path) -> _Folder:
         return _Folder(path, False, False)
     reason = _distrust(st) if stat.S_ISDIR(st.st_mode) else "it is not a folder"
     if reason is not None:
-        fix = f"`chmod 700 {path}`" if st.st_uid == _uid() and stat.S_ISDIR(st.st_mode) else "remove it"
-        _give_up(path, f"refused, {reason}", f"{fix}, or set FUSEGRAD_CACHE_DIR to a folder only you can write")
+        elsewhere = "set FUSEGRAD_CACHE_DIR to a folder only you can write"
+        if st.st_uid == _uid() and stat.S_ISDIR(st.st_mode):
+            fix = f"`chmod 700 {path}`, or {elsewhere}"
+        else:
+            fix = f"{elsewhere} (or remove {path}: fusegrad then creates it private)"
+        _give_up(path, f"refused, {reason}", fix)
         return _Folder(path, False, False)
     return _Folder(path, True, True)
 
