@@ -8,7 +8,7 @@ from .autograd import GradientTape, enable_grad, is_grad_enabled, no_grad, set_g
 from .dtypes import (DType, bfloat16, float16, float32, float64, int8, int16, int32, int64, uint8)
 from .dtypes import bool_ as bool  # noqa: A001  (fg.bool like torch.bool)
 from .engine.profile import KernelLaunch, Profile
-from .errors import (CompileError, DeviceError, DTypeError, Error, GradError, IndexOutOfRangeError,
+from .errors import (CacheWarning, CompileError, DeviceError, DTypeError, Error, GradError, IndexOutOfRangeError,
                      IntegerOverflowError, InvalidValueError, JitError, ShapeError, StateDictError, ValueRangeError)
 from .ops.datashape import (argwhere, bincount, masked_select, nonzero, repeat_interleave, unique,
                              unique_consecutive)

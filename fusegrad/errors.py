@@ -69,3 +69,8 @@ class JitError(Error, RuntimeError):
 class LinAlgError(Error, RuntimeError):
     """A matrix the factorization cannot handle: singular for inv/solve, not positive-definite for
     cholesky (torch.linalg.LinAlgError). Raising it reads values back from the device."""
+
+
+class CacheWarning(UserWarning):
+    """The kernel cache folder was refused (not private to this user) or could not be written; the
+    process goes on with a private temporary folder. The message names the folder and the fix."""

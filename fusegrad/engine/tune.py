@@ -25,6 +25,7 @@ import os
 import platform
 import sys
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -35,6 +36,35 @@ from ..codegen.ir import Gemm, LoopIR
 from ..runtime import cache, registry
 
 DEPTHS = (64, 128, 192, 256, 384)  # candidate panel depths (capped at K)
+FORMAT = 1  # version of the stored choices; a file of another version (or none) is a miss
+
+
+def _stored(key: str, field: str, valid: Callable[[object], bool]) -> object:
+    """The `field` of the choice stored under `key`, or None when there is none or its file is not a
+    choice of this format (garbage, wrong types, another version): a miss, replaced by the next store."""
+    def load(path: Path) -> object:
+        try:
+            entry = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise cache.Unusable(f"{path.name}: {e}") from None
+        if not isinstance(entry, dict) or entry.get("format") != FORMAT or not valid(entry.get(field)):
+            raise cache.Unusable(f"{path.name}: not a stored choice of format {FORMAT}")
+        return entry[field]
+    return cache.find(key, "json", load)
+
+
+def _store(key: str, entry: dict) -> None:
+    payload = json.dumps({"format": FORMAT, **entry}).encode()
+    cache.store(key, "json", lambda out: out.write_bytes(payload))
+
+
+def _valid_tiles(tiles: object) -> bool:
+    return (isinstance(tiles, list) and len(tiles) == 2
+            and all(isinstance(t, int) and not isinstance(t, bool) and t > 0 for t in tiles))
+
+
+def _vendor_key(device_name: str, shape: tuple[str, int, int, int]) -> str:
+    return cache.cache_key("gemm-vendor", _identity(device_name), _cpu_model(), repr(shape))
 
 
 def _cpu_model() -> str:
@@ -65,10 +95,9 @@ def apply_stored(ir: LoopIR, device_name: str) -> list[tuple[str, int, int, int]
         shape = (g.dtype.name, g.m, g.n, g.k)
         if shape in gemm_c.TUNED:
             continue
-        path = cache.lookup(_entry_key(device_name, identity, shape), "json")
-        if path is not None:
-            rows, depth = json.loads(path.read_text())["tiles"]
-            gemm_c.TUNED[shape] = (int(rows), int(depth))
+        tiles = _stored(_entry_key(device_name, identity, shape), "tiles", _valid_tiles)
+        if tiles is not None:
+            gemm_c.TUNED[shape] = (tiles[0], tiles[1])
         else:
             missing.append(shape)
     return missing
@@ -92,9 +121,8 @@ def search(ir: LoopIR, device_name: str, renderer: object, repeats: int) -> None
         best = _time(programs, ir, device_name, repeats)
         choice = candidates[int(np.argmin(best))]
         gemm_c.TUNED[shape] = choice
-        payload = json.dumps({"shape": list(shape), "tiles": list(choice),
-                              "seconds": dict(zip(map(str, candidates), best))}).encode()
-        cache.store(_entry_key(device_name, identity, shape), "json", lambda out: out.write_bytes(payload))
+        _store(_entry_key(device_name, identity, shape),
+               {"shape": list(shape), "tiles": list(choice), "seconds": dict(zip(map(str, candidates), best))})
         if flags.debug_level() >= 1:
             print(f"fusegrad: tile search {shape}: {choice} in {min(best) * 1e6:.1f} us "
                   f"(heuristic {gemm_c.default_tiles(*shape[1:], shape[0])})", file=sys.stderr)
@@ -140,10 +168,9 @@ def raced_products(ir: LoopIR, device_name: str) -> tuple[list[tuple[str, int, i
             continue
         eligible.append(shape)
         if shape not in _vendor_decided:
-            path = cache.lookup(cache.cache_key("gemm-vendor", _identity(device_name), _cpu_model(), repr(shape)),
-                                "json")
-            if path is not None:
-                _decide(shape, bool(json.loads(path.read_text())["vendor"]))
+            vendor = _stored(_vendor_key(device_name, shape), "vendor", lambda v: isinstance(v, bool))
+            if vendor is not None:
+                _decide(shape, vendor)
     undecided = [shape for shape in eligible if shape not in _vendor_decided]
     if undecided:  # those race; products decided before keep their outcome in both variants
         return undecided, None
@@ -191,10 +218,8 @@ def race_vendor(device_name: str, ir: LoopIR, generated: object, vendor: object,
     winner = int(seconds[1] < VENDOR_MARGIN * seconds[0])
     for shape in shapes:
         _decide(shape, bool(winner))
-        payload = json.dumps({"shape": list(shape), "vendor": bool(winner), "generated_s": seconds[0],
-                              "vendor_s": seconds[1]}).encode()
-        key = cache.cache_key("gemm-vendor", _identity(device_name), _cpu_model(), repr(shape))
-        cache.store(key, "json", lambda out: out.write_bytes(payload))
+        _store(_vendor_key(device_name, shape),
+               {"shape": list(shape), "vendor": bool(winner), "generated_s": seconds[0], "vendor_s": seconds[1]})
     if flags.debug_level() >= 1:
         print(f"fusegrad: {ir.name} {shapes}: generated {seconds[0] * 1e6:.1f} us, vendor BLAS "
               f"{seconds[1] * 1e6:.1f} us -> {'vendor' if winner else 'generated'}", file=sys.stderr)

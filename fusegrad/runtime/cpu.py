@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import flags
 from ..errors import CompileError
-from . import cache
+from . import cache, elf
 from .buffer import Buffer, CountingAllocator
 
 # Threads that finish a parallel loop spin for a while (30000 iterations, tens of microseconds),
@@ -69,6 +69,21 @@ def find_compiler() -> str:
         if shutil.which(cc):
             return cc
     raise CompileError("no C compiler found (install gcc or clang, or set FUSEGRAD_CC)")
+
+
+def _open_library(path: Path, mode: int, symbols: Sequence[str]) -> ctypes.CDLL:
+    """Load a shared library that must define `symbols`; raises cache.Unusable when it cannot."""
+    try:
+        problem = elf.defect(path.read_bytes())
+        if problem is not None:
+            raise cache.Unusable(f"{path.name}: {problem}")
+        lib = ctypes.CDLL(str(path), mode=mode)
+    except OSError as e:
+        raise cache.Unusable(f"{path.name} does not load: {e}") from None
+    missing = [name for name in symbols if not hasattr(lib, name)]
+    if missing:
+        raise cache.Unusable(f"{path.name} lacks {', '.join(missing)}")
+    return lib
 
 
 def _links_libmvec(cc: str) -> bool:
@@ -261,20 +276,19 @@ class CPUDevice:
             self.compiler()
         return self._simd
 
-    def _load(self, source: str, mode: int = ctypes.DEFAULT_MODE, cflags: tuple[str, ...] | None = None) -> ctypes.CDLL:
-        """Build (or find in the disk cache) and load one translation unit."""
-        cc, identity, default_flags = self.compiler()
+    def cache_key(self, source: str, cflags: tuple[str, ...] | None = None) -> str:
+        """The disk cache's key of one translation unit: source, compiler identity and flags."""
+        _, identity, default_flags = self.compiler()
+        return cache.cache_key(source, identity, " ".join(default_flags if cflags is None else cflags))
+
+    def _load(self, source: str, mode: int = ctypes.DEFAULT_MODE, cflags: tuple[str, ...] | None = None,
+              symbols: Sequence[str] = ()) -> ctypes.CDLL:
+        """Build (or find in the disk cache) and load one translation unit, which must define `symbols`.
+        A cached library that does not load or lacks one (corrupt, foreign) is a miss: it is rebuilt."""
+        cc, _, default_flags = self.compiler()
         cflags = default_flags if cflags is None else cflags
-        key = cache.cache_key(source, identity, " ".join(cflags))
-        path = cache.lookup(key, "so")
-        if path is None:
-            path = cache.store(key, "so", lambda out: self._build(cc, cflags, source, out))
-        try:
-            return ctypes.CDLL(str(path), mode=mode)
-        except OSError:  # passed its checksum yet will not load: rebuild once
-            cache.invalidate(key, "so")
-            path = cache.store(key, "so", lambda out: self._build(cc, cflags, source, out))
-            return ctypes.CDLL(str(path), mode=mode)
+        return cache.fetch(self.cache_key(source, cflags), "so", lambda out: self._build(cc, cflags, source, out),
+                           lambda path: _open_library(path, mode, symbols))
 
     def compile(self, source: str, names: Sequence[str], nargs: Sequence[int], support: str = "") -> list[CPUProgram]:
         """Compile one translation unit holding every named kernel; cached on disk by source+compiler+flags.
@@ -289,7 +303,7 @@ class CPUDevice:
                 for name, address in (self.vendor_blas() or {}).items():
                     if hasattr(lib, f"fg_blas_{name}"):  # the support library calls the vendor BLAS through these
                         ctypes.c_void_p.in_dll(lib, f"fg_blas_{name}").value = address
-        lib = self._load(source)
+        lib = self._load(source, symbols=names)
         library = _Library(lib)
         programs = []
         for name, n in zip(names, nargs):
@@ -308,7 +322,8 @@ class CPUDevice:
             if all(len(args) <= RUNNER_MAX_ARGS for _, args in launches):
                 plan = [x for _, args in launches for x in (len(args), *(v for arg in args for v in arg))]
                 return CPUSequence(self._plan_runner(), programs, nslots, plan)
-            lib = self._load(_sequence_source([args for _, args in launches]), cflags=SEQUENCE_CFLAGS)
+            lib = self._load(_sequence_source([args for _, args in launches]), cflags=SEQUENCE_CFLAGS,
+                             symbols=("fg_run_sequence",))
         fn = lib["fg_run_sequence"]
         fn.argtypes = [ctypes.c_void_p] * 2
         fn.restype = None
@@ -318,7 +333,7 @@ class CPUDevice:
         """The table-driven runner (built on first use, or with the first support library; call
         with the lock held)."""
         if self._runner is None:
-            fn = self._load(_runner_source(), cflags=SEQUENCE_CFLAGS).fg_run_plan
+            fn = self._load(_runner_source(), cflags=SEQUENCE_CFLAGS, symbols=("fg_run_plan",)).fg_run_plan
             fn.argtypes = [ctypes.c_long] + [ctypes.c_void_p] * 3
             fn.restype = None
             self._runner = fn
@@ -344,7 +359,7 @@ class CPUDevice:
 
     @staticmethod
     def _build(cc: str, cflags: tuple[str, ...], source: str, out: Path) -> None:
-        src = out.with_suffix(".c")
+        src = out.with_name(out.name + ".c")  # a temporary of the cache's (`*.tmp*`), never taken for an entry
         src.write_text(source)
         try:
             libs = [f for f in cflags if f.startswith("-l")]  # libraries go after the source

@@ -261,32 +261,38 @@ class CUDADevice:
         return out
 
     # compilation
-    def _image(self, source: str, ptx: bool) -> bytes:
-        """The unit compiled for this GPU, from the disk cache when built before by the same NVRTC."""
+    def _image(self, source: str, ptx: bool, cached: bool = True) -> tuple[bytes, bool]:
+        """The unit compiled for this GPU, and whether it came from the disk cache (when built before by
+        the same NVRTC and `cached`: with False it is compiled again and replaces the cached one)."""
         ext = "ptx" if ptx else "cubin"
         key = cache.cache_key(source, f"sm_{self.arch}", ext, "nvrtc %d.%d" % nvrtc_version())
-        path = cache.lookup(key, ext)
-        if path is None:
-            image = compile_cuda(source, self.arch, ptx)
-            path = cache.store(key, ext, lambda out: out.write_bytes(image))
-        return path.read_bytes()
+        image = cache.find(key, ext, cache.read) if cached else None
+        if image is not None:
+            return image, True
+        image = compile_cuda(source, self.arch, ptx)
+        cache.store(key, ext, lambda out: out.write_bytes(image))
+        return image, False
 
     def _load(self, source: str) -> Any:
         """A module of the unit: CUBIN first; PTX when the driver rejects that (NVRTC newer than the
-        driver), with its ISA version lowered to the driver's when it rejects the PTX's version too."""
+        driver), with its ISA version lowered to the driver's when it rejects the PTX's version too.
+        A cached image the driver rejects (corrupt, foreign) is compiled again once before that."""
         driver = _bindings()[0]
         rejected = (driver.CUresult.CUDA_ERROR_INVALID_IMAGE, driver.CUresult.CUDA_ERROR_NO_BINARY_FOR_GPU,
                     driver.CUresult.CUDA_ERROR_UNSUPPORTED_PTX_VERSION, driver.CUresult.CUDA_ERROR_INVALID_PTX)
         self.make_current()
         status = None
         for ptx in ((True,) if self.use_ptx else (False, True)):
-            image = self._image(source, ptx)
-            status, module = driver.cuModuleLoadData(image)
-            if status == driver.CUresult.CUDA_ERROR_UNSUPPORTED_PTX_VERSION and ptx:
-                status, module = driver.cuModuleLoadData(self._lower_ptx_version(image))
-            if status == driver.CUresult.CUDA_SUCCESS:
-                self.use_ptx = ptx
-                return module
+            for cached in (True, False):
+                image, from_cache = self._image(source, ptx, cached)
+                status, module = driver.cuModuleLoadData(image)
+                if status == driver.CUresult.CUDA_ERROR_UNSUPPORTED_PTX_VERSION and ptx:
+                    status, module = driver.cuModuleLoadData(self._lower_ptx_version(image))
+                if status == driver.CUresult.CUDA_SUCCESS:
+                    self.use_ptx = ptx
+                    return module
+                if status not in rejected or not from_cache:
+                    break
             if status not in rejected:
                 break
         _check((status, None), f"loading kernels for sm_{self.arch}")

@@ -16,6 +16,7 @@ import functools
 import re
 import threading
 import warnings
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -27,6 +28,7 @@ from .opencl_sequence import AddressSpace, OpenCLSequence
 
 WORK_ITEMS_PER_UNIT = 1024  # launch size per compute unit; kernels loop over the rest (grid stride)
 LANES_MACRO = "FG_LANES"  # defined in the builds whose kernels share reductions among lanes
+_KERNEL = re.compile(r"__kernel\s+void\s+(\w+)")  # the kernels a program's source defines
 _LANES = re.compile(r"^// fusegrad lanes (\w+) (\d+) (\d+)$", re.MULTILINE)
 
 
@@ -261,16 +263,26 @@ class OpenCLDevice:
         cl = _cl()
         options = self.build_options(lanes)
         key = cache.cache_key(source, self.identity, *options)
-        path = cache.lookup(key, "clbin")
-        if path is not None:
-            try:
-                return cl.Program(self.context, [self.cl_device], [path.read_bytes()]).build(options)
-            except (cl.Error, OSError):  # a binary this driver no longer accepts: build from source
-                cache.invalidate(key, "clbin")
+        program = cache.find(key, "clbin", lambda path: self._load_binary(path, options, _KERNEL.findall(source)))
+        if program is not None:
+            return program
         program = self._build_source(source, options)
         binary = program.get_info(cl.program_info.BINARIES)[0]
         if binary:  # some drivers do not export binaries; they are then rebuilt each process
             cache.store(key, "clbin", lambda out: out.write_bytes(binary))
+        return program
+
+    def _load_binary(self, path: Path, options: list[str], names: list[str]) -> Any:
+        """A program from a cached binary, which must define the kernels `names`; raises cache.Unusable
+        for one this driver rejects (corrupt, from another driver) or a foreign one (other kernels)."""
+        cl = _cl()
+        try:
+            program = cl.Program(self.context, [self.cl_device], [cache.read(path)]).build(options)
+            defined = set(program.get_info(cl.program_info.KERNEL_NAMES).split(";"))
+        except cl.Error as e:
+            raise cache.Unusable(f"{path.name}: {e}") from None
+        if not defined.issuperset(names):
+            raise cache.Unusable(f"{path.name} lacks {', '.join(sorted(set(names) - defined))}")
         return program
 
     def _build_source(self, source: str, options: list[str]) -> Any:
