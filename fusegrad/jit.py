@@ -25,12 +25,9 @@ held (results kept across calls) does it allocate a fresh one. A loop that drops
 from __future__ import annotations
 
 import functools
-import inspect
 import threading
-import types
 import warnings
 import weakref
-from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -44,119 +41,12 @@ from .graph import node as G
 from .graph.node import Node
 from .graph.ops import MOVEMENT
 from .jit_buckets import BucketedFunction, Buckets, map_tensors
+from .jit_state import Slot, describe, reachable
 from .nn.module import Module
-from .optim.optimizer import Optimizer
 from .runtime import device_errors, registry
 from .runtime.buffer import Buffer
 from .runtime.lru import LRU
 from .tensor import Tensor, realize
-
-
-# ---- the state a function reaches ---------------------------------------------------------------
-@dataclass(eq=False)
-class _Slot:
-    """A place that holds a tensor: a dict entry or an attribute."""
-
-    holder: Any
-    key: Any
-    attribute: bool
-
-    def get(self) -> Any:
-        if self.attribute:
-            return getattr(self.holder, self.key, None)
-        return self.holder.get(self.key)
-
-    def set(self, value: Any) -> None:
-        if self.attribute:
-            setattr(self.holder, self.key, value)
-        else:
-            self.holder[self.key] = value
-
-
-def _code_names(code: types.CodeType) -> set[str]:
-    names = set(code.co_names)
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            names |= _code_names(const)
-    return names
-
-
-def _reachable(fn: Callable, args: tuple, kwargs: dict) -> tuple[list[_Slot], list[Module]]:
-    """The tensor slots and modules that `fn` reaches (see the module docstring)."""
-    roots: list[Any] = [*args, *kwargs.values()]
-    slots: dict[tuple[int, Any], _Slot] = {}
-
-    def add(holder: Any, key: Any, attribute: bool) -> None:
-        slots.setdefault((id(holder), key), _Slot(holder, key, attribute))
-
-    if inspect.ismethod(fn):
-        roots.append(fn.__self__)
-        fn = fn.__func__
-    fn = inspect.unwrap(fn)
-    code = getattr(fn, "__code__", None)
-    if code is not None:
-        scope = fn.__globals__
-        for name in _code_names(code):
-            if name in scope:
-                roots.append(scope[name])
-                if isinstance(scope[name], Tensor):
-                    add(scope, name, False)
-        for cell in fn.__closure__ or ():
-            try:
-                value = cell.cell_contents
-            except ValueError:  # an empty cell
-                continue
-            roots.append(value)
-            if isinstance(value, Tensor):
-                add(cell, "cell_contents", True)
-        # `def step(x, y, model=model, opt=opt)`: state reached through default arguments
-        roots += [*(fn.__defaults__ or ()), *(getattr(fn, "__kwdefaults__", None) or {}).values()]
-    modules: dict[int, Module] = {}
-    optimizers: dict[int, Optimizer] = {}
-    seen: set[int] = set()
-
-    def visit(obj: Any, depth: int) -> None:
-        if id(obj) in seen or depth > 2:
-            return
-        seen.add(id(obj))
-        if isinstance(obj, Module):
-            for m in obj.modules():
-                modules[id(m)] = m
-        elif isinstance(obj, Optimizer):
-            optimizers[id(obj)] = obj
-        elif isinstance(obj, (list, tuple)):
-            for v in obj:
-                visit(v, depth + 1)
-        elif isinstance(obj, dict):
-            for v in obj.values():
-                visit(v, depth + 1)
-        elif hasattr(obj, "__dict__") and not isinstance(obj, (type, types.ModuleType, types.FunctionType,
-                                                                 types.MethodType, Tensor)):
-            for k, v in vars(obj).items():
-                if isinstance(v, Tensor):
-                    add(vars(obj), k, False)
-                else:
-                    visit(v, depth + 1)
-
-    for r in roots:
-        visit(r, 0)
-    for m in modules.values():
-        for name, p in m._parameters.items():
-            add(m._parameters, name, False)
-            if p is not None:
-                add(p, "grad", True)
-        for name in m._buffers:
-            add(m._buffers, name, False)
-    for opt in optimizers.values():
-        for group in opt.param_groups:
-            add(group, "_step", False)
-            for p in group["params"]:
-                add(p, "grad", True)
-                state = opt.state.get(id(p))
-                if state is not None:
-                    for name in state:
-                        add(state, name, False)
-    return list(slots.values()), list(modules.values())
 
 
 def _base(node: Node) -> tuple[Node, tuple]:
@@ -268,7 +158,7 @@ class _Replay:
         self.random_states: list[tuple[Buffer, int]] = []  # (seed/offset state buffer, numbers drawn)
         self.checks: list[Callable[[], bool]] = []
         self.reports_errors = False  # a kernel checks data through the device's error word
-        self.state: list[tuple[_Slot, int, Any, Node | None, bool]] = []
+        self.state: list[tuple[Slot, int, Any, Node | None, bool]] = []
         self.training: list[tuple[Module, bool]] = []
         self.pools: list[OutputPool] = []  # one per allocation the results live in
         self.structure: Any = None
@@ -343,7 +233,7 @@ class _Replay:
 def _capture(fn: Callable, name: str, args: tuple, kwargs: dict, tensors: list[Tensor]) -> tuple[_Replay, Any]:
     """Run `fn` once while recording, and turn the recording into a replay."""
     _materialize(tensors)
-    slots, modules = _reachable(fn, args, kwargs)
+    slots, modules = reachable(fn, args, kwargs)
     _materialize([t for t in (s.get() for s in slots) if isinstance(t, Tensor)])
     start_nodes = {id(s): (s.get()._node if isinstance(s.get(), Tensor) else None) for s in slots}
     recording = capture.begin()
@@ -352,7 +242,7 @@ def _capture(fn: Callable, name: str, args: tuple, kwargs: dict, tensors: list[T
         leaves: list[Tensor] = []
         structure = _flatten_outputs(out, leaves)
         # state the call created (an optimizer's first moments) is found again at the end
-        end_slots, _ = _reachable(fn, args, kwargs)
+        end_slots, _ = reachable(fn, args, kwargs)
         known = {(id(s.holder), s.key) for s in slots}
         for s in end_slots:
             if (id(s.holder), s.key) not in known:
@@ -395,7 +285,7 @@ def _own_outputs(leaves: list[Tensor], recording: capture.Recording, inputs: lis
     return owned
 
 
-def _build(replay: _Replay, recording: capture.Recording, inputs: list[Tensor], slots: list[_Slot],
+def _build(replay: _Replay, recording: capture.Recording, inputs: list[Tensor], slots: list[Slot],
            start_nodes: dict[int, Node | None], leaf_nodes: list[Node]) -> None:
     """Turn a recording into a replay: find the carried state, plan the arena, generate the runner.
 
@@ -476,7 +366,7 @@ def _build(replay: _Replay, recording: capture.Recording, inputs: list[Tensor], 
     replay.pools = list(pools.values())
 
 
-def _carried_state(replay: _Replay, slots: list[_Slot], start_nodes: dict[int, Node | None],
+def _carried_state(replay: _Replay, slots: list[Slot], start_nodes: dict[int, Node | None],
                    place: Callable[[Buffer], tuple[Buffer, int]], read_first: set[int], first_write: dict[int, int],
                    input_ids: set[int]) -> None:
     """Classify each state slot by how the call used its start value; pair the memory of state that
@@ -495,7 +385,7 @@ def _carried_state(replay: _Replay, slots: list[_Slot], start_nodes: dict[int, N
         else:
             kind = _START_UNREAD
         if kind == _START_READ and end is None:
-            raise JitError(f"fg.jit cannot replay a call that reads {_describe(slot)} and then sets it to None")
+            raise JitError(f"fg.jit cannot replay a call that reads {describe(slot)} and then sets it to None")
         if kind == _START_READ and end._node is not start:
             (end_base, end_chain), (_, start_chain) = _base(end._node), _base(start)
             end_buffer = end_base.buffer
@@ -504,11 +394,11 @@ def _carried_state(replay: _Replay, slots: list[_Slot], start_nodes: dict[int, N
                 if end_chain != start_chain or end_buffer.nbytes != start_buffer.nbytes or \
                         start_offset != end_offset or start_root.nbytes != end_root.nbytes or \
                         id(end_root) not in first_write or id(start_buffer) in input_ids:
-                    raise JitError(f"fg.jit cannot carry the state held in {_describe(slot)} from one call to the "
+                    raise JitError(f"fg.jit cannot carry the state held in {describe(slot)} from one call to the "
                                    "next: the call replaced it with a tensor of another layout or buffer")
                 existing = root_pairs.setdefault(id(start_root), (start_root, end_root))
                 if existing[1] is not end_root:
-                    raise JitError(f"fg.jit cannot carry the state held in {_describe(slot)}: its memory is "
+                    raise JitError(f"fg.jit cannot carry the state held in {describe(slot)}: its memory is "
                                    "replaced by two different buffers")
                 swaps[id(end_base)] = (end_base, start_buffer, end_buffer)
         replay.state.append((slot, kind, end, end._node if end is not None else None,
@@ -531,11 +421,6 @@ def _launch_arguments(launches: list[capture.Launch], place: Callable[[Buffer], 
             moved += b.nbytes
         launch_args.append(args)
     return slot_of, launch_args, moved
-
-
-def _describe(slot: _Slot) -> str:
-    holder = type(slot.holder).__name__
-    return f"{holder}[{slot.key!r}]" if not slot.attribute else f"{holder}.{slot.key}"
 
 
 # ---- the decorator ------------------------------------------------------------------------------
