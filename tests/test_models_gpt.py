@@ -113,3 +113,40 @@ def test_weight_decay_goes_to_matrices_only():
     assert decayed["weight_decay"] == 0.1 and plain["weight_decay"] == 0.0
     assert all(p.ndim >= 2 for p in decayed["params"]) and all(p.ndim < 2 for p in plain["params"])
     assert len(decayed["params"]) + len(plain["params"]) == len(list(model.parameters()))
+
+
+def torch_greedy(twin: TorchGPT, idx: np.ndarray, new: int, block_size: int) -> np.ndarray:
+    out = torch.tensor(idx)
+    with torch.no_grad():
+        for _ in range(new):
+            window = out[:, -block_size:]
+            logits, _ = twin(window, torch.zeros_like(window))
+            out = torch.cat([out, logits[:, -1:].argmax(-1)], 1)
+    return out.numpy()
+
+
+def test_generation_with_and_without_the_cache_gives_the_same_tokens_as_pytorch():
+    model, twin = twins(CONFIG)
+    prompt = np.random.default_rng(2).integers(0, 23, (2, 3))
+    new = 15  # past the block size of 12: the last steps run the cropped window
+    cached = model.generate(fg.tensor(prompt), new, temperature=0).numpy()
+    plain = model.generate(fg.tensor(prompt), new, temperature=0, use_cache=False).numpy()
+    np.testing.assert_array_equal(cached, plain)
+    np.testing.assert_array_equal(cached, torch_greedy(twin, prompt, new, CONFIG.block_size))
+    fg.manual_seed(9)
+    sampled = model.generate(fg.tensor(prompt), new, temperature=0.9, top_k=5).numpy()
+    fg.manual_seed(9)
+    np.testing.assert_array_equal(sampled, model.generate(fg.tensor(prompt), new, temperature=0.9, top_k=5,
+                                                          use_cache=False).numpy())
+
+
+def test_cached_generation_replays_one_step_however_long_the_text():
+    model = GPT(CONFIG)
+    prompt = fg.tensor([[1, 2]])
+    out = model.generate(prompt, 9, temperature=0)
+    assert out.shape == (1, 11) and not out.requires_grad
+    captures = model._step.captures
+    model.generate(prompt, 9, temperature=0)
+    model.generate(fg.tensor([[4, 5, 6, 7]]), 5, temperature=0)  # another prompt length: same steps
+    assert model._step.captures == captures <= 2  # a prompt's step (no sampling) and a sampling step
+    assert model._step.replays >= 20
