@@ -266,3 +266,26 @@ def test_concatenated_products_are_gemms_and_the_concatenation_a_copy():
     tw = torch.tensor(w, requires_grad=True)
     helpers.qkv_attention(torch, torch.tensor(x), tw, heads).backward()
     np.testing.assert_allclose(grad.numpy(), tw.grad.numpy(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("activation", ["gelu", "relu"])
+def test_products_after_a_layer_norm_are_gemms(activation):
+    """A transformer MLP: the layer norm's output, broadcast across the first product's 512 columns,
+    is stored once instead of recomputed per column, so the forward product and both weight
+    gradients run the GEMM routine (recomputed, each was a plain loop nest)."""
+    x = fg.tensor(np.random.default_rng(0).standard_normal((8, 64, 128)).astype(np.float32))
+    w1 = fg.tensor(np.random.default_rng(1).standard_normal((512, 128)).astype(np.float32) * 0.05, requires_grad=True)
+    w2 = fg.tensor(np.random.default_rng(2).standard_normal((128, 512)).astype(np.float32) * 0.05, requires_grad=True)
+    norm = fg.nn.LayerNorm(128)
+    act = getattr(fg.nn.functional, activation)
+    y = fg.nn.functional.linear(act(fg.nn.functional.linear(norm(x), w1)), w2)
+    grads = fg.autograd.grad(y.square().sum(), [w1, w2])
+    reducing, gemms = gemm_kernels(*grads)
+    assert reducing - gemms <= 2, (reducing, gemms)  # the layer norm's mean and variance
+    tx, tw1, tw2 = (torch.tensor(t.detach().numpy(), requires_grad=True) for t in (x, w1, w2))
+    tact = getattr(torch.nn.functional, activation)
+    TF = torch.nn.functional
+    ty = TF.linear(tact(TF.linear(TF.layer_norm(tx, (128,)), tw1)), tw2)
+    ty.square().sum().backward()
+    for g, t in zip(grads, (tw1, tw2)):
+        np.testing.assert_allclose(g.numpy(), t.grad.numpy(), rtol=1e-3, atol=1e-3)

@@ -7,8 +7,10 @@ Fusion rules (which nodes get their own buffer, "materialized"):
   matrix product there can use the GEMM routine), unless a node between them has its own
   buffer: then the outer one reads that buffer and nothing is nested;
 - the source of a broadcast (EXPAND that grows the element count) unless that source is only
-  views of buffers/constants/random bits: recomputing it for every broadcast copy would
-  multiply its cost (this keeps reductions like x.max(1, keepdim=True) out of the loop they feed);
+  views of buffers/constants/random bits, or a few elementwise ops on those (not when a large
+  tensor is broadcast widely: a product's computed operand, see _is_cheap): recomputing it for
+  every broadcast copy would multiply its cost (this keeps reductions like
+  x.max(1, keepdim=True) out of the loop they feed);
 - a large reduction (FEW_TERMS or more terms per output) read through a PAD, i.e. placed into a
   bigger tensor, and the tensor its pieces add up to (the concatenated gradients of a fused q/k/v
   projection): fused, the pieces were guarded loop nests of one kernel that the GEMM routine could
@@ -32,6 +34,8 @@ from ..graph.symbolic import flat_index, var
 MAX_FUSED_DEPTH = 200
 FEW_TERMS = 8  # a reduction summing fewer terms per output is cheap to recompute in each reader
 CHEAP_OPS = 4  # elementwise ops on loaded values recomputed per element rather than stored for a broadcast
+FEW_COPIES = 16  # ... unless broadcast to more copies than this
+LARGE_OPERAND = 1 << 15  # ... from a tensor of at least this many elements
 
 
 @dataclass
@@ -69,10 +73,13 @@ def toposort(roots: list[Node]) -> list[Node]:
     return order
 
 
-def _is_cheap(node: Node, keep: set[int]) -> bool:
-    """Views of buffers, constants or random bits, or up to CHEAP_OPS elementwise ops on those:
-    free to recompute per broadcast element (a loss gradient's masked -1/N per row was a kernel)."""
-    budget = CHEAP_OPS
+def _is_cheap(node: Node, keep: set[int], copies: int) -> bool:
+    """Views of buffers, constants or random bits, or up to CHEAP_OPS elementwise ops on those: free
+    to recompute per broadcast element (a loss gradient's masked -1/N per row was a kernel). Not the
+    ops, though, when a large tensor is broadcast to many copies: that is a product's operand (a
+    layer norm's output feeding a linear layer), recomputed for every output column and, computed,
+    keeping the product from the GEMM routine; stored once, it is a plain load."""
+    budget = 0 if copies > FEW_COPIES and node.numel >= LARGE_OPERAND else CHEAP_OPS
     stack = [node]
     while stack:
         node = _view_base(stack.pop())
@@ -127,7 +134,8 @@ def materialized_nodes(order: list[Node], targets: list[Node]) -> set[int]:
             continue
         if node.op is Op.CONTIGUOUS or (node.op in REDUCE and consumers.get(id(node), 0) > 1):
             keep.add(id(node))
-        if node.op is Op.EXPAND and node.numel > node.srcs[0].numel and not _is_cheap(node.srcs[0], keep):
+        if node.op is Op.EXPAND and node.numel > node.srcs[0].numel and \
+                not _is_cheap(node.srcs[0], keep, node.numel // max(node.srcs[0].numel, 1)):
             keep.add(id(_view_base(node.srcs[0])))
         if node.op is Op.PAD:
             base = _view_base(node.srcs[0])
