@@ -159,6 +159,9 @@ class _Replay:
         self.checks: list[Callable[[], bool]] = []
         self.reports_errors = False  # a kernel checks data through the device's error word
         self.state: list[tuple[Slot, int, Any, Node | None, bool]] = []
+        # state read and left in place, whose memory something else may swap (another jitted function
+        # updating the same parameters): (slot, pointer-table index, root bytes, offset, root now)
+        self.followed: list[list[Any]] = []
         self.training: list[tuple[Module, bool]] = []
         self.pools: list[OutputPool] = []  # one per allocation the results live in
         self.structure: Any = None
@@ -181,6 +184,16 @@ class _Replay:
                     return False
             elif start == _START_NONE and current is not None:
                 return False
+        for node, start_buffer, end_buffer in self.swaps:  # state another function moved since: capture again
+            if node.buffer is not (end_buffer if self.parity == 0 else start_buffer):
+                return False
+        for entry in self.followed:
+            slot, _, nbytes, offset, _ = entry
+            buf = _base(slot.get()._node)[0].buffer
+            root, at = (buf.base, buf.offset) if buf.base is not None else (buf, 0)
+            if root.nbytes != nbytes or at != offset:
+                return False
+            entry[4] = root
         return all(check() for check in self.checks)
 
     def run(self, tensors: list[Tensor]) -> Any:
@@ -190,6 +203,8 @@ class _Replay:
         for t, index in zip(tensors, self.input_slots):
             if index is not None:
                 table[index] = device.pointer(t._node.buffer)
+        for _, index, _, _, root in self.followed:  # read where the state lives now
+            table[index] = device.pointer(root)
         for pool in self.pools:
             buf = pool.choose(device)
             if pool.slot is not None:
@@ -321,6 +336,11 @@ def _build(replay: _Replay, recording: capture.Recording, inputs: list[Tensor], 
     refs = {rid: weakref.ref(r) for rid, r in roots.items() if rid not in keep}
     nbytes = {rid: r.nbytes for rid, r in roots.items()}
     slot_of, launch_args, replay.bytes_moved = _launch_arguments(launches, place)
+    for slot, kind, end, end_node, _ in replay.state:
+        if kind == _START_READ and end_node is start_nodes.get(id(slot)):
+            root, offset = place(_base(end_node)[0].buffer)
+            if id(root) in slot_of and id(root) not in paired:
+                replay.followed.append([slot, slot_of[id(root)], root.nbytes, offset, root])
     programs = [launch.program for launch in launches]
     replay.launches = [(launch.program, args, sum(b.nbytes for b in [launch.out, *launch.inputs, *launch.scratch]),
                         launch.label, launch.flops, launch.shape) for launch, args in zip(launches, launch_args)]

@@ -309,3 +309,48 @@ def test_jit_usage_errors() -> None:
     for v in [1.0, 2.0, 3.0]:
         assert same(fg.tensor([v])).item() == v
     assert same.replays == 2
+
+
+def _shared_model_run(jitted: bool) -> tuple[list[float], np.ndarray, tuple]:
+    """Two training steps with different losses and an evaluation, each its own function, on one model."""
+    fg.manual_seed(0)
+    model = fg.nn.Linear(4, 3)
+    opt = fg.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+
+    def step_a(x, y):
+        opt.zero_grad()
+        loss = fg.nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    def step_b(x, y):
+        opt.zero_grad()
+        loss = (model(x) - y).abs().mean()
+        loss.backward()
+        opt.step()
+        return loss
+
+    def evaluate(x):
+        return model(x).sum()
+
+    fns = [fg.jit(f) if jitted else f for f in (step_a, step_b, evaluate)]
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(9):
+        x, y = (fg.tensor(rng.standard_normal((8, n)).astype(np.float32)) for n in (4, 3))
+        out.append(fns[0 if i % 3 else 1](x, y).item())
+        with fg.no_grad():
+            out.append(fns[2](x).item())
+    return out, model.weight.numpy(), tuple(getattr(f, "replays", 0) for f in fns)
+
+
+def test_jitted_functions_sharing_parameters_read_their_current_values():
+    """A jitted step carries parameters in two buffers that swap roles each call: another jitted function
+    reading (an evaluation) or updating (a second loss) the same parameters must follow the swap, not
+    read the buffer it saw when it was captured (it returned values one update old every other call)."""
+    eager, eager_weight, _ = _shared_model_run(False)
+    jitted, weight, replays = _shared_model_run(True)
+    np.testing.assert_allclose(jitted, eager, rtol=1e-5)
+    np.testing.assert_allclose(weight, eager_weight, rtol=1e-5)
+    assert replays[0] >= 2 and replays[2] >= 2
