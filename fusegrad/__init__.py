@@ -28,6 +28,7 @@ from .ops.sorting import (argsort, bucketize, histc, kthvalue, median, mode, mso
 from .random import (Generator, bernoulli, default_generator, get_rng_state, initial_seed, manual_seed, normal, rand,
                      rand_like, randint, randint_like, randn, randn_like, randperm, seed, set_rng_state)
 from .runtime import registry as _registry
+from .runtime.lru import cache_info, set_cache_limit
 from .runtime.registry import DeviceInfo
 from .tensor import Tensor, cat, from_numpy, realize, stack, tensor, where
 from .functions import *  # noqa: E402,F401,F403  (torch.sin(x) and the other method-functions)

@@ -16,51 +16,40 @@ this state is still what the recording left (else the function is captured again
 optimizers write changed hyperparameters into the device scalars their kernels read.
 
 Intermediates that die inside the call share one arena, planned from their lifetimes; a replay
-allocates nothing. The tensors a call returns live in fixed buffers: the next call overwrites
-them, and reading a result of an earlier call raises JitError (clone it to keep it).
+allocates nothing for them. The tensors a call returns stay valid after later calls, as in JAX:
+each output allocation has a small pool of buffers (`engine/memory.py`'s `OutputPool`), and a
+replay writes into one that no live result still uses; only when every pooled buffer is still
+held (results kept across calls) does it allocate a fresh one. A loop that drops its results
+(`loss = step(x, y)`) cycles through two buffers and allocates nothing per replay.
 """
 from __future__ import annotations
 
 import functools
 import inspect
+import threading
 import types
 import warnings
 import weakref
-from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from . import random as fgrandom
 from .engine import capture
-from .engine.memory import lifetimes, plan_arena
+from .engine.memory import OutputPool, lifetimes, plan_arena
 from .engine.profile import KernelLaunch, profiling, record
 from .errors import JitError
 from .graph import node as G
 from .graph.node import Node
 from .graph.ops import MOVEMENT
+from .jit_buckets import BucketedFunction, Buckets, map_tensors
 from .nn.module import Module
 from .optim.optimizer import Optimizer
 from .runtime import device_errors, registry
 from .runtime.buffer import Buffer
+from .runtime.lru import LRU
 from .tensor import Tensor, realize
-
-MAX_VARIANTS = 16  # input signatures kept per function; the least recently used is dropped
-
-
-class _Overwritten:
-    """Stands in for the memory of a returned tensor after a later call reused it."""
-
-    def __getattr__(self, name: str) -> Any:
-        raise JitError("this tensor was returned by an earlier call of a function compiled with fg.jit, and a "
-                       "later call has overwritten it; call .clone() on results you want to keep")
-
-    def __getitem__(self, key: Any) -> Any:
-        return self.__getattr__("")
-
-
-_OVERWRITTEN = _Overwritten()
 
 
 # ---- the state a function reaches ---------------------------------------------------------------
@@ -179,6 +168,17 @@ def _base(node: Node) -> tuple[Node, tuple]:
     return node, tuple(chain)
 
 
+def _own_inputs(args: Any) -> Any:
+    """The arguments with views of buffers copied into their own (a replay swaps in an argument's
+    buffer, and the captured kernels read a view through its base's layout)."""
+    def own(t: Tensor) -> Tensor:
+        if t._node.buffer is None and _base(t._node)[0].buffer is not None:
+            return t.contiguous()
+        return t
+
+    return map_tensors(args, own)
+
+
 def _materialize(tensors: list[Tensor]) -> None:
     """Realize the tensors that are not views of a buffer already (views stay views)."""
     pending = [t for t in tensors if _base(t._node)[0].buffer is None]
@@ -270,9 +270,7 @@ class _Replay:
         self.reports_errors = False  # a kernel checks data through the device's error word
         self.state: list[tuple[_Slot, int, Any, Node | None, bool]] = []
         self.training: list[tuple[Module, bool]] = []
-        self.outputs: list[tuple[Any, Buffer]] = []  # (memory, the buffer the last call returned)
-        # shape, dtype, device, bytes, and where the memory is a byte range of a larger buffer
-        self.output_meta: list[tuple[tuple[int, ...], Any, str, int, Buffer | None, int]] = []
+        self.pools: list[OutputPool] = []  # one per allocation the results live in
         self.structure: Any = None
         self.keep: list[Any] = []  # buffers the replay reads or writes, kept alive
         self.launches: list[tuple[Any, list[tuple[int, int]], int, str, int, tuple[int, ...]]] = []
@@ -302,6 +300,10 @@ class _Replay:
         for t, index in zip(tensors, self.input_slots):
             if index is not None:
                 table[index] = device.pointer(t._node.buffer)
+        for pool in self.pools:
+            buf = pool.choose(device)
+            if pool.slot is not None:
+                table[pool.slot] = device.pointer(buf)
         if self.random_states:
             gen = fgrandom._gen
             for buf, count in self.random_states:  # device memory on GPUs: written through the device
@@ -329,15 +331,12 @@ class _Replay:
             record(KernelLaunch(program.name, self.device, seconds, nbytes, 0, shape, label, flops))
 
     def results(self) -> Any:
-        """Fresh tensors over the output memory; the previous call's results are marked overwritten."""
-        leaves = []
-        for i, ((memory, previous), (shape, dtype, device, nbytes, base, offset)) in enumerate(
-                zip(self.outputs, self.output_meta)):
-            if previous is not None:
-                previous.handle, previous.address = _OVERWRITTEN, None
-            buf = Buffer(device, nbytes, memory, base, offset)
-            self.outputs[i] = (memory, buf)
-            leaves.append(Tensor._from_node(G.buffer_node(buf, shape, dtype, device)))
+        """Fresh tensors over the memory the last call wrote its outputs to."""
+        device = registry.get(self.device)
+        leaves: list[Tensor | None] = [None] * sum(len(pool.ranges) for pool in self.pools)
+        for pool in self.pools:
+            for (leaf, shape, dtype, _, _), buf in zip(pool.ranges, pool.hand_out(device)):
+                leaves[leaf] = Tensor._from_node(G.buffer_node(buf, shape, dtype, buf.device))
         return _rebuild(self.structure, leaves)
 
 
@@ -411,9 +410,9 @@ def _build(replay: _Replay, recording: capture.Recording, inputs: list[Tensor], 
         raise JitError(f"fg.jit captures one device per function; this one ran kernels on {sorted(devices)}")
     replay.device = devices.pop()
     device = registry.get(replay.device)
-    if not hasattr(device, "sequence"):
+    if not hasattr(device, "sequence") or not hasattr(device, "sub_buffer"):
         raise _Unsupported(f"fg.jit cannot replay kernels on {replay.device} yet (the device has no captured "
-                           "sequences); the function runs eagerly there")
+                           "sequences or byte ranges of buffers); the function runs eagerly there")
     input_ids = {id(t._node.buffer) for t in inputs}
 
     def place(b: Buffer) -> tuple[Buffer, int]:
@@ -466,10 +465,15 @@ def _build(replay: _Replay, recording: capture.Recording, inputs: list[Tensor], 
     replay.slot_arrays = tables
     replay.input_slots = [slot_of.get(id(t._node.buffer)) for t in inputs]
     replay.random_states = list(recording.random_states)
-    replay.keep = list(keep.values()) + [arena] + [buf for buf, _ in recording.random_states]
-    replay.outputs = [(n.buffer.handle, None) for n in leaf_nodes]
-    replay.output_meta = [(n.shape, n.dtype, n.device, n.buffer.nbytes, n.buffer.base, n.buffer.offset)
-                          for n in leaf_nodes]
+    # the pools hold the outputs' memory (a root evicted from a pool lives on in its results)
+    replay.keep = [r for rid, r in keep.items() if rid not in outputs] + [arena]
+    replay.keep += [buf for buf, _ in recording.random_states]
+    pools: dict[int, OutputPool] = {}
+    for leaf, n in enumerate(leaf_nodes):
+        root, offset = place(n.buffer)
+        pool = pools.setdefault(id(root), OutputPool(slot_of.get(id(root)), root, []))
+        pool.ranges.append((leaf, n.shape, n.dtype, offset, n.buffer.nbytes))
+    replay.pools = list(pools.values())
 
 
 def _carried_state(replay: _Replay, slots: list[_Slot], start_nodes: dict[int, Node | None],
@@ -542,20 +546,27 @@ class JitFunction:
         self.fn = fn
         functools.update_wrapper(self, fn)
         # None: the last capture was not replayable; _EAGER: the device cannot replay at all
-        self._variants: OrderedDict[tuple, Any] = OrderedDict()
+        label = f"jit_variants[{getattr(fn, '__name__', 'fn')} at {id(self):#x}]"
+        self._variants = LRU("jit_variants", label=label)
         self.captures = 0
         self.replays = 0
+        # one call at a time per function object: the variants, their buffers and results are shared
+        self._lock = threading.RLock()
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if capture.current() is not None:  # inside another capture: part of that recording
+        if capture.current() is not None:  # inside another capture on this thread: part of that recording
             return self.fn(*args, **kwargs)
+        with self._lock:
+            return self._call(args, kwargs)
+
+    def _call(self, args: tuple, kwargs: dict) -> Any:
+        args, kwargs = _own_inputs(args), _own_inputs(kwargs)
         key, tensors = _signature(args, kwargs)
         known = key in self._variants
         replay = self._variants.get(key)
         if replay is _EAGER:
             return self.fn(*args, **kwargs)
         if replay is not None:
-            self._variants.move_to_end(key)
             if replay.valid():
                 self.replays += 1
                 return replay.run(tensors)
@@ -563,24 +574,18 @@ class JitFunction:
         try:
             replay, result = _capture(self.fn, getattr(self.fn, "__name__", "fn"), args, kwargs, tensors)
         except _Unsupported as e:
-            warnings.warn(str(e), RuntimeWarning, stacklevel=2)
-            self._remember(key, _EAGER)
+            warnings.warn(str(e), RuntimeWarning, stacklevel=3)
+            self._variants.put(key, _EAGER)
             return e.results
         except _NotReplayable as e:
             # first sight: state is often created or re-laid out by the first call; try again next call
             if known and self._variants[key] is None:
                 raise JitError(str(e)) from None
-            self._remember(key, None)
+            self._variants.put(key, None)
             return e.results
-        self._remember(key, replay)
+        self._variants.put(key, replay)
         self.captures += 1
         return result
-
-    def _remember(self, key: tuple, value: Any) -> None:
-        self._variants[key] = value
-        self._variants.move_to_end(key)
-        while len(self._variants) > MAX_VARIANTS:
-            self._variants.popitem(last=False)
 
     def memory_plan(self) -> list[dict[str, int]]:
         """Per captured signature: the intermediates' arena size and the most bytes live at once."""
@@ -589,16 +594,22 @@ class JitFunction:
 
     def reset(self) -> None:
         """Forget every capture (the next call runs normally)."""
-        self._variants.clear()
+        with self._lock:
+            self._variants.clear()
 
 
-def jit(fn: Callable | None = None) -> Any:
+def jit(fn: Callable | None = None, *, buckets: bool | Sequence[int] | None = None, batch_dim: int = 0) -> Any:
     """Compile a function (e.g. a whole training step) into a replayable kernel sequence.
 
     Use as `@fg.jit` or `fg.jit(fn)`. See the module docstring for what is captured and replayed.
+    `buckets` (True: powers of two, or increasing sizes) pads the tensor arguments along `batch_dim`
+    to a bucket and slices the results back, so that many batch sizes share a few captures; valid only
+    where each output row depends on its own input row (see `fusegrad/jit_buckets.py`).
     """
     if fn is None:
-        return jit
+        return functools.partial(jit, buckets=buckets, batch_dim=batch_dim)
     if not callable(fn):
         raise TypeError(f"fg.jit expects a function, got {type(fn).__name__}")
-    return JitFunction(fn)
+    if buckets is None or buckets is False:
+        return JitFunction(fn)
+    return BucketedFunction(JitFunction(fn), Buckets(fn, buckets, batch_dim))

@@ -17,6 +17,7 @@ everything that shares memory with it in torch follows.
 """
 from __future__ import annotations
 
+import threading
 import weakref
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,10 @@ Step = tuple[Op, Any, tuple[int, ...]]
 DETACHED = None
 _PRUNE_AT = 64
 _ref = weakref.ref  # a base drops dead view references when their count reaches a power of two >= this
+# a base's list of views is changed by every thread that takes a view of it or writes it (a shared model's
+# parameters): appends are atomic; making the list and pruning it happen under this lock, and a prune
+# rewrites only the entries it read, so no view appended meanwhile is lost
+_views_lock = threading.Lock()
 
 
 def register(view: "Tensor", source: "Tensor", step: Step | None) -> None:
@@ -46,11 +51,23 @@ def register(view: "Tensor", source: "Tensor", step: Step | None) -> None:
     view._version = base._version
     refs = base._views
     if refs is None:
-        refs = base._views = []
+        with _views_lock:
+            refs = base._views
+            if refs is None:
+                refs = base._views = []
     refs.append(_ref(view))
     n = len(refs)
     if n >= _PRUNE_AT and not n & (n - 1):
-        refs[:] = [r for r in refs if r() is not None]
+        _prune(refs)
+
+
+def _prune(refs: list) -> list:
+    """Drop the dead references of a view list; returns the live ones."""
+    with _views_lock:
+        n = len(refs)
+        live = [r for r in refs[:n] if r() is not None]
+        refs[:n] = live
+    return live
 
 
 def alias(t: "Tensor") -> "Tensor":
@@ -166,12 +183,10 @@ def _refresh(base: "Tensor", written: tuple["Tensor", "Tensor", bool] | None) ->
     refs = base._views
     if refs is None:
         return
-    live = []
-    for ref in refs:
+    for ref in _prune(refs):
         v = ref()
         if v is None:
             continue
-        live.append(ref)
         if written is not None and v is written[0]:
             _take(v, written[1], written[2], base._version)
         elif DETACHED in v._chain:
@@ -183,7 +198,6 @@ def _refresh(base: "Tensor", written: tuple["Tensor", "Tensor", bool] | None) ->
             old, v._node = v._node, fresh._node
             _set_history(v, old, fresh._ctx, fresh.requires_grad, base._version)
         v._version = base._version
-    refs[:] = live
 
 
 def _replay(base: "Tensor", chain: tuple[Step | None, ...]) -> "Tensor":

@@ -100,3 +100,13 @@ def training_step(model: fg.nn.Module, opt: fg.optim.Optimizer) -> Callable[[fg.
         opt.step()
         return loss
     return step
+
+
+def qkv_attention(lib: Any, x: Any, w: Any, heads: int) -> Any:
+    """Causal attention through one fused q/k/v projection, written the usual way, in fusegrad or torch:
+    the projection is split, the heads moved in front, and the output squared and summed (a loss)."""
+    b, t, c = x.shape
+    F = fg.nn.functional if lib is fg else torch.nn.functional
+    q, k, v = (x @ w).split(c, -1)
+    q, k, v = (z.reshape(b, t, heads, c // heads).transpose(1, 2) for z in (q, k, v))
+    return F.scaled_dot_product_attention(q, k, v, is_causal=True).square().sum()

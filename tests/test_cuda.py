@@ -310,7 +310,7 @@ def tile_small_products(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cuda_gemm, "MIN_WORK", 0)
     monkeypatch.setattr(gemm, "MIN_GEMM_WORK", 0)
     monkeypatch.setattr(realize_mod, "_programs", {})  # render again under the lowered thresholds
-    monkeypatch.setattr(realize_mod, "_plans", realize_mod.OrderedDict())
+    monkeypatch.setattr(realize_mod, "_plans", {})
 
 
 @needs_nvrtc
@@ -501,7 +501,7 @@ def test_products_through_cublas_or_generated_match_cpu(choice: str, monkeypatch
     device = registry.get(GPU)
     monkeypatch.setattr(device, "gemm_choice", choice)
     monkeypatch.setattr(realize_mod, "_programs", {})  # compile again under this choice
-    monkeypatch.setattr(realize_mod, "_plans", realize_mod.OrderedDict())
+    monkeypatch.setattr(realize_mod, "_plans", {})
     tol = SUM_TOL["float32"]
     a, w = random_array((64, 784), "float32"), random_array((128, 784), "float32")
     with fg.profile() as p:
@@ -580,7 +580,7 @@ def test_half_products_match_float64(dtype: str, choice: str, monkeypatch: pytes
     device = registry.get(GPU)
     monkeypatch.setattr(device, "gemm_choice", choice)
     monkeypatch.setattr(realize_mod, "_programs", {})
-    monkeypatch.setattr(realize_mod, "_plans", realize_mod.OrderedDict())
+    monkeypatch.setattr(realize_mod, "_plans", {})
     cases = [(lambda x, y: x @ y, [(129, 257), (257, 63)]), (lambda x, y: x @ y.T, [(64, 784), (128, 784)]),
              (lambda x, y: x.T @ y, [(70, 100), (70, 50)]), (lambda x, y: x.T @ y.T, [(33, 47), (65, 33)]),
              (lambda x, y: x @ y, [(3, 70, 90), (3, 90, 50)]), (lambda x, y: x[:, 1:] @ y, [(100, 257), (256, 72)]),

@@ -3,6 +3,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 import fusegrad as fg
 from fusegrad.codegen import gemm_c
@@ -14,6 +15,7 @@ from fusegrad.engine import realize as realize_module
 from fusegrad.engine.schedule import create_schedule
 from fusegrad.runtime import registry
 from tests.helpers import check_op
+from tests import helpers
 
 
 def tune_ir(t: fg.Tensor):
@@ -76,7 +78,7 @@ def test_every_tile_height_on_odd_sizes(rows, m, k, n, dtype, monkeypatch):
         pytest.skip(f"a {rows}-row tile needs {2 * rows + 3} vector registers; this CPU's kernels have "
                     f"{gemm_c.simd().registers}")
     monkeypatch.setattr(realize_module, "_programs", {})
-    monkeypatch.setattr(realize_module, "_plans", realize_module.OrderedDict())
+    monkeypatch.setattr(realize_module, "_plans", {})
     monkeypatch.setitem(gemm_c.TUNED, (dtype, m, n, k), (rows, 64 if k > 64 else k))
     rng = np.random.default_rng(rows * 1000 + m)
     a, b = rng.standard_normal((m, k)).astype(dtype), rng.standard_normal((n, k)).astype(dtype)
@@ -126,7 +128,7 @@ def test_tile_search_stores_and_reuses_its_choice(monkeypatch, tmp_path):
     monkeypatch.setenv("FUSEGRAD_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("FUSEGRAD_SEARCH", "2")
     monkeypatch.setattr(realize_module, "_programs", {})
-    monkeypatch.setattr(realize_module, "_plans", realize_module.OrderedDict())
+    monkeypatch.setattr(realize_module, "_plans", {})
     shape = ("float32", 40, 96, 72)
     monkeypatch.delitem(gemm_c.TUNED, shape, raising=False)
     rng = np.random.default_rng(5)
@@ -140,7 +142,7 @@ def test_tile_search_stores_and_reuses_its_choice(monkeypatch, tmp_path):
     del gemm_c.TUNED[shape]
     monkeypatch.setenv("FUSEGRAD_SEARCH", "0")
     monkeypatch.setattr(realize_module, "_programs", {})
-    monkeypatch.setattr(realize_module, "_plans", realize_module.OrderedDict())
+    monkeypatch.setattr(realize_module, "_plans", {})
     np.testing.assert_allclose((fg.tensor(a) @ fg.tensor(b)).numpy(), a @ b, atol=1e-4, rtol=1e-4)
     assert gemm_c.TUNED[shape] == chosen
     monkeypatch.delitem(gemm_c.TUNED, shape)
@@ -158,7 +160,7 @@ def test_vendor_blas_and_generated_paths_agree(vendor, m, k, n, dtype, monkeypat
     """Each product forced through the vendor BLAS or the generated kernel: plain, transposed, batched."""
     from fusegrad.engine import tune
     monkeypatch.setattr(realize_module, "_programs", {})
-    monkeypatch.setattr(realize_module, "_plans", realize_module.OrderedDict())
+    monkeypatch.setattr(realize_module, "_plans", {})
     monkeypatch.setattr(tune, "_vendor_decided", {})
     monkeypatch.setattr(gemm_c, "VENDOR", set())
     for shape in [(dtype, m, n, k), (dtype, k, n, m), (dtype, n, m, k)]:  # the last: narrow products swapped
@@ -182,7 +184,7 @@ def test_vendor_race_is_stored(monkeypatch, tmp_path):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the race only runs for single-threaded kernels
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the race only runs for single-threaded kernels
     monkeypatch.setattr(realize_module, "_programs", {})
-    monkeypatch.setattr(realize_module, "_plans", realize_module.OrderedDict())
+    monkeypatch.setattr(realize_module, "_plans", {})
     monkeypatch.setattr(tune, "_vendor_decided", {})
     monkeypatch.setattr(gemm_c, "VENDOR", set())
     a, b = fg.randn(96, 80).realize(), fg.randn(80, 112).realize()
@@ -238,3 +240,29 @@ def test_padded_convolutions_are_gemms(padding):
     assert uses_gemm(out)
     want = torch.nn.functional.conv2d(torch.tensor(x), torch.tensor(w), padding=padding).numpy()
     np.testing.assert_allclose(out.numpy(), want, rtol=1e-4, atol=1e-4)
+
+
+def gemm_kernels(*tensors: fg.Tensor) -> tuple[int, int]:
+    """(kernels with a reduction, those of them that run the GEMM routine) realizing the tensors."""
+    items = [it for it in create_schedule([t._node for t in tensors]) if it.alias_of is None]
+    irs = [use_gemm(lower(it.spec, "k")) for it in items]
+    reducing = [ir for ir in irs if any(type(s).__name__ in ("DefineAcc", "Gemm") for s in ir.stmts)]
+    return len(reducing), sum(any(isinstance(s, Gemm) for s in ir.stmts) for ir in reducing)
+
+
+def test_concatenated_products_are_gemms_and_the_concatenation_a_copy():
+    """Attention's gradient concatenates three batched products (dq, dk, dv) back into the fused q/k/v
+    projection's output; each runs the GEMM routine, and so do the products reading the concatenation
+    (fused, they were guarded loop nests of one kernel that the GEMM routine could not take)."""
+    b, t, c, heads = 4, 64, 64, 4
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((b, t, c)).astype(np.float32)
+    w = (rng.standard_normal((c, 3 * c)) * 0.1).astype(np.float32)
+
+    fx, fw = fg.tensor(x), fg.tensor(w, requires_grad=True)
+    (grad,) = fg.autograd.grad(helpers.qkv_attention(fg, fx, fw, heads), [fw])  # lazy: its kernels can be looked at
+    reducing, gemms = gemm_kernels(grad)
+    assert reducing - gemms <= 3, (reducing, gemms)  # the softmax's max and sum, and its gradient's row sums
+    tw = torch.tensor(w, requires_grad=True)
+    helpers.qkv_attention(torch, torch.tensor(x), tw, heads).backward()
+    np.testing.assert_allclose(grad.numpy(), tw.grad.numpy(), rtol=1e-4, atol=1e-4)

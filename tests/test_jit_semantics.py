@@ -142,18 +142,14 @@ def test_tensor_inputs_are_swapped_in_on_replay() -> None:
     assert f.replays == 4
 
 
-def test_results_of_earlier_calls_are_overwritten_loudly() -> None:
+def test_results_of_earlier_calls_stay_valid() -> None:
     f = fg.jit(lambda x: x + 1)
     first = f(fg.tensor([1.0]))
-    kept = first.clone().realize()
     pending = first * 10  # lazy: reads first's memory when realized
     second = f(fg.tensor([5.0]))
     np.testing.assert_array_equal(second.numpy(), [6.0])
-    np.testing.assert_array_equal(kept.numpy(), [2.0])
-    with pytest.raises(fg.JitError, match="overwritten"):
-        first.numpy()
-    with pytest.raises(fg.JitError, match="overwritten"):
-        pending.numpy()
+    np.testing.assert_array_equal(first.numpy(), [2.0])
+    np.testing.assert_array_equal(pending.numpy(), [20.0])
 
 
 @pytest.mark.parametrize("read", [lambda t: t.item(), lambda t: t.numpy(), lambda t: float(t), lambda t: t.tolist()])

@@ -9,6 +9,7 @@ from fusegrad.codegen.ir import Loop
 from fusegrad.codegen.lower import lower
 from fusegrad.codegen.merge import merge_loops
 from fusegrad.engine.schedule import create_schedule
+from tests import helpers
 
 
 def interchanged(t: fg.Tensor) -> bool:
@@ -299,15 +300,9 @@ def test_peeled_pieces_inside_a_parallel_nest_compile_and_match_torch():
     x = rng.standard_normal((b, t, c)).astype(np.float32)
     w = (rng.standard_normal((c, 3 * c)) * 0.1).astype(np.float32)
 
-    def attention(lib, x, w):
-        F = fg.nn.functional if lib is fg else torch.nn.functional
-        q, k, v = ((x @ w).split(c, -1))
-        q, k, v = (z.reshape(b, t, heads, c // heads).transpose(1, 2) for z in (q, k, v))
-        return F.scaled_dot_product_attention(q, k, v, is_causal=True).sum()
-
     fx, fw = fg.tensor(x, requires_grad=True), fg.tensor(w, requires_grad=True)
-    attention(fg, fx, fw).backward()
+    helpers.qkv_attention(fg, fx, fw, heads).backward()
     tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
-    attention(torch, tx, tw).backward()
+    helpers.qkv_attention(torch, tx, tw, heads).backward()
     np.testing.assert_allclose(fw.grad.numpy(), tw.grad.numpy(), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(fx.grad.numpy(), tx.grad.numpy(), rtol=1e-4, atol=1e-4)

@@ -276,12 +276,13 @@ def test_jit_replays_allocate_nothing_and_profile_each_kernel() -> None:
     _, jitted, _, _ = jit_pair(CL, 0)
     inputs = [(fg.tensor(RNG.standard_normal((16, 20)), dtype="float32", device=CL),
                fg.tensor(RNG.integers(0, 5, 16), device=CL)) for _ in range(3)]
-    for x, y in inputs:
-        jitted(x, y)
+    for x, y in inputs:  # warm-up: the loss of the call before is held during a call, so two buffers alternate
+        loss = jitted(x, y)
     before = fg.memory_stats(CL)["allocations"]
-    losses = [jitted(x, y) for x, y in inputs]
+    for x, y in inputs:
+        loss = jitted(x, y)
     assert fg.memory_stats(CL)["allocations"] == before
-    assert np.isfinite(losses[-1].item())
+    assert np.isfinite(loss.item())
     with fg.profile() as prof:  # a profiled replay launches the same kernels one by one, each timed
         profiled = jitted(*inputs[0]).item()
     (plan,) = jitted.memory_plan()
@@ -290,14 +291,13 @@ def test_jit_replays_allocate_nothing_and_profile_each_kernel() -> None:
     assert fg.memory_stats(CL)["allocations"] == before
 
 
-def test_jit_results_overwritten_by_a_later_call_raise() -> None:
+def test_jit_results_of_earlier_calls_stay_valid() -> None:
     f = fg.jit(lambda x: x + 1)
     first = f(fg.tensor([1.0], device=CL))
     pending = first * 10  # lazy: a kernel reads first's memory when realized
     np.testing.assert_array_equal(f(fg.tensor([5.0], device=CL)).numpy(), [6.0])
-    for stale in (first, pending):
-        with pytest.raises(fg.JitError, match="overwritten"):
-            stale.numpy()
+    np.testing.assert_array_equal(first.numpy(), [2.0])
+    np.testing.assert_array_equal(pending.numpy(), [20.0])
 
 
 def test_virtual_addresses_resolve_to_buffers_and_offsets() -> None:

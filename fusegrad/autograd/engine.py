@@ -3,16 +3,16 @@ gradients through the rules, backward (with plans recorded per graph structure),
 `autograd.grad`, hooks and `GradientTape`."""
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from ..engine.realize import graph_key, pending_nodes, realize, run, steps_for
+from ..engine.realize import Draft, graph_key, graph_lock, pending_nodes, realize, run, steps_for
 from ..engine.schedule import toposort
 from ..errors import GradError
 from ..graph import node as G
 from ..graph import template
 from ..graph.ops import Op
 from ..graph.template import Template
+from ..runtime.lru import LRU
 from .mode import _state, set_grad_enabled
 from .rules import READS_INPUTS, READS_OUTPUT, RULES, Ctx
 
@@ -244,8 +244,7 @@ class _BackwardPlan:
 
 # by _structure: a training loop's backward runs no derivative rule (and walks no graph for its
 # realization) after the first step, only rebuilds the recorded gradient nodes
-_backward_plans: OrderedDict[tuple, _BackwardPlan] = OrderedDict()
-MAX_BACKWARD_PLANS = 64
+_backward_plans = LRU("backward_plans")
 
 
 def _structure(order: list["Tensor"], chosen: list[bool], seed: "Tensor") -> tuple[tuple, list[G.Node]]:
@@ -255,8 +254,9 @@ def _structure(order: list["Tensor"], chosen: list[bool], seed: "Tensor") -> tup
     nodes under the tape, in key order."""
     roots = [t._node for t in order]
     roots.append(seed._node)
-    held = [w and t.grad is not None for t, w in zip(order, chosen)]
-    roots.extend(t.grad._node for t, h in zip(order, held) if h)
+    grads = [t.grad for t in order]  # read once: a thread sharing the leaves may reset them meanwhile
+    held = [w and g is not None for g, w in zip(grads, chosen)]
+    roots.extend(g._node for g, h in zip(grads, held) if h)
     base = toposort(roots)
     position = {t: i for i, t in enumerate(order)}.__getitem__
     tape: list[tuple] = []
@@ -275,36 +275,39 @@ def _backward_realized(target: "Tensor", seed: "Tensor", order: list["Tensor"],
     comes free with its gradients, which are packed back to back (in the order the leaves are
     stored) so that an optimizer reads them as one flat tensor."""
     from ..tensor import Tensor
-    key, base = _structure(order, [wanted(t) for t in order], seed)
-    plan = _backward_plans.get(key)
-    if plan is None:
-        grads = _propagate(target, seed, wanted, order)
-        leaves = _storage_order([t for t in order if wanted(t) and id(t) in grads])
-        finals = [_accumulated(leaf, grads[id(leaf)])._node for leaf in leaves]
-        recorded = template.record(base, [target._node] + finals)
-        if recorded is None:
-            for leaf, node in zip(leaves, finals):
-                leaf.grad = Tensor._from_node(node)
-            realize([target._node] + finals, packed=finals)
+    with graph_lock:  # the walks, the plan caches and the template build see one state of the graph
+        key, base = _structure(order, [wanted(t) for t in order], seed)
+        plan = _backward_plans.get(key)
+        if plan is None:
+            grads = _propagate(target, seed, wanted, order)
+            leaves = _storage_order([t for t in order if wanted(t) and id(t) in grads])
+            finals = [_accumulated(leaf, grads[id(leaf)])._node for leaf in leaves]
+            recorded = template.record(base, [target._node] + finals)
+            if recorded is None:
+                for leaf, node in zip(leaves, finals):
+                    leaf.grad = Tensor._from_node(node)
+                realize([target._node] + finals, packed=finals)
+                return
+            built, nodes = recorded
+            position = {id(n): i for i, n in enumerate(nodes)}
+            tensor_position = {id(t): i for i, t in enumerate(order)}
+            pending = pending_nodes([target._node] + finals)
+            plan = _BackwardPlan(built, [tensor_position[id(t)] for t in leaves],
+                                 [position[id(n)] for n in finals], [position[id(n)] for n in pending],
+                                 [position[id(n)] for n in toposort(pending)])
+            _backward_plans[key] = plan
+        else:
+            nodes = plan.template.build(base)
+        finals = [nodes[i] for i in plan.grads]
+        for i, node in zip(plan.leaves, finals):
+            order[i].grad = Tensor._from_node(node)
+        if not plan.pending:
             return
-        built, nodes = recorded
-        position = {id(n): i for i, n in enumerate(nodes)}
-        tensor_position = {id(t): i for i, t in enumerate(order)}
-        pending = pending_nodes([target._node] + finals)
-        plan = _BackwardPlan(built, [tensor_position[id(t)] for t in leaves], [position[id(n)] for n in finals],
-                             [position[id(n)] for n in pending], [position[id(n)] for n in toposort(pending)])
-        _backward_plans[key] = plan
-        if len(_backward_plans) > MAX_BACKWARD_PLANS:
-            _backward_plans.popitem(last=False)
-    else:
-        _backward_plans.move_to_end(key)
-        nodes = plan.template.build(base)
-    finals = [nodes[i] for i in plan.grads]
-    for i, node in zip(plan.leaves, finals):
-        order[i].grad = Tensor._from_node(node)
-    if plan.pending:
         walk = [nodes[i] for i in plan.order]
-        run(steps_for(plan, walk, [nodes[i] for i in plan.pending]), walk, finals)
+        steps = steps_for(plan, walk, [nodes[i] for i in plan.pending])
+    if isinstance(steps, Draft):
+        steps = steps.finish()
+    run(steps, walk, finals)
 
 
 class GradientTape:

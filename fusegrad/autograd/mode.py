@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import threading
 from typing import TYPE_CHECKING, Sequence
 
@@ -37,6 +38,13 @@ class set_grad_enabled(contextlib.ContextDecorator):
 
     def __exit__(self, *exc: object) -> None:
         _state.grad_enabled = self.prev.pop()
+
+    def _recreate_cm(self) -> "set_grad_enabled":
+        # as a decorator, one object per call (like torch's clone()): threads calling the decorated
+        # function at once must not pop each other's saved modes
+        fresh = copy.copy(self)
+        fresh.prev = []
+        return fresh
 
 
 def no_grad() -> set_grad_enabled:

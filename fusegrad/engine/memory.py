@@ -1,13 +1,16 @@
 """Memory planning for a captured kernel sequence (fg.jit): when each allocation is written and
-last used, and an arena layout in which allocations alive at the same time never overlap."""
+last used, an arena layout in which allocations alive at the same time never overlap, and the
+pools of buffers that outputs rotate through."""
 from __future__ import annotations
 
-from typing import Callable
+import weakref
+from typing import Any, Callable
 
 from ..runtime.buffer import Buffer
 from . import capture
 
 ALIGN = 64  # bytes: arena offsets keep kernels' vector loads aligned
+POOL_SIZE = 3  # buffers kept per output allocation; a result held longer keeps its own buffer alive
 
 
 def lifetimes(launches: list[capture.Launch], place: Callable[[Buffer], tuple[Buffer, int]]
@@ -56,3 +59,43 @@ def plan_arena(sizes: list[int], lifetimes: list[tuple[int, int]],
     events = sorted({t for lt in lifetimes for t in lt})
     live = max((sum(s for s, (a, b) in zip(sizes, lifetimes) if a <= t <= b) for t in events), default=0)
     return offsets, total, live
+
+
+class OutputPool:
+    """The buffers of one output allocation: a replay writes into one that no live result still uses."""
+
+    __slots__ = ("slot", "ranges", "buffers", "users", "current")
+
+    def __init__(self, slot: int | None, root: Buffer, ranges: list[tuple[int, tuple[int, ...], Any, int, int]]):
+        self.slot = slot  # the allocation's entry in the pointer tables (None: no kernel writes it)
+        self.ranges = ranges  # (leaf index, shape, dtype, byte offset, bytes) of each result it holds
+        self.buffers = [root]
+        self.users: list[list[weakref.ref]] = [[]]  # per buffer: the result buffers it last handed out
+        self.current = 0
+
+    def choose(self, device: Any) -> Buffer:
+        """The buffer the next replay writes: a pooled one whose results all died, else a fresh one."""
+        if self.slot is None:
+            return self.buffers[0]
+        for i, users in enumerate(self.users):
+            if all(user() is None for user in users):
+                break
+        else:
+            fresh = device.alloc(self.buffers[0].nbytes)
+            if len(self.buffers) < POOL_SIZE:
+                i = len(self.buffers)
+                self.buffers.append(fresh)
+                self.users.append([])
+            else:  # results kept across many calls: the replaced buffer lives on in them
+                i = (self.current + 1) % POOL_SIZE
+                self.buffers[i] = fresh
+        self.current = i
+        return self.buffers[i]
+
+    def hand_out(self, device: Any) -> list[Buffer]:
+        """Buffers for the results (one per range) over the memory the last call wrote; each keeps
+        that memory alive, and while one lives no replay writes there."""
+        root = self.buffers[self.current]
+        results = [device.sub_buffer(root, offset, nbytes) for _, _, _, offset, nbytes in self.ranges]
+        self.users[self.current] = [weakref.ref(buf) for buf in results]
+        return results

@@ -2,6 +2,13 @@
 
 Compiled kernels are cached in memory by the kernel's structure (ops, shapes, dtypes and how
 inputs are read, not their values), so a graph seen before reuses its kernels without codegen.
+
+Threads: `graph_lock` is held while a realization walks the graph and plans (the plan and program
+caches are shared), and while it attaches the buffers it computed to the nodes (which drops their
+sources, so no walk may see a node half-realized). The compiler runs outside it (two threads that
+draft the same new plan at once both compile it), and so do kernels, on buffers the run keeps to
+itself, so threads launch concurrently; two threads that compute the same lazy node (a shared
+model's gradient) both compute it, and the first to finish keeps its buffer.
 """
 from __future__ import annotations
 
@@ -9,7 +16,7 @@ import dataclasses
 import hashlib
 import os
 import sys
-from collections import OrderedDict
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Hashable
@@ -26,11 +33,15 @@ from ..codegen.lower import KernelSpec, lower
 from ..graph.node import Node
 from ..graph.ops import LEAF, MOVEMENT, REDUCE, Op
 from ..runtime import registry
+from ..runtime.lru import LRU
 from . import capture, tune
 from .profile import KernelLaunch, profiling, record
 from .schedule import ScheduleItem, create_schedule, fused_nodes, toposort
 
-_programs: dict[tuple, Any] = {}
+# by kernel_key: (program, work, scratch bytes). A plan holds its programs itself, so an evicted
+# entry stays loaded while a plan (or a jit replay) still runs it
+_programs = LRU("programs")
+graph_lock = threading.RLock()  # see the module docstring; reentrant: planning may realize (data-dependent shapes)
 
 
 def kernel_key(spec: KernelSpec) -> tuple:
@@ -114,17 +125,24 @@ def _split_units(entries: list[tuple[tuple, Any, str]]) -> list[list[tuple[tuple
     return bins
 
 
-def _compile(items: list[ScheduleItem]) -> list[Any]:
-    """Programs for every item, compiling all missing ones of a device together (in parallel
-    units when large). A matrix product a vendor BLAS could compute is compiled both ways; the
-    first time its shape is seen both are timed and the faster is kept (and remembered on disk),
-    later the remembered one is picked from the same translation unit, found in the cache."""
-    keys = [kernel_key(it.spec) for it in items]
-    # key -> (device, variants, products compiled both ways, their stored outcome or None: race them)
-    missing: dict[tuple, tuple[str, list[Any], list[tuple[str, int, int, int]], bool | None]] = {}
+# kernel key -> (device, variants (IR, source), products compiled both ways, their stored outcome or None)
+Missing = dict[tuple, tuple[str, list[Any], list[tuple[str, int, int, int]], bool | None]]
+
+
+def _sources(items: list[ScheduleItem], keys: list[tuple], found: dict[tuple, Any]) -> Missing:
+    """Source for every kernel not compiled yet (this reads the graph: call it under `graph_lock`); the
+    compiled ones go into `found`, so the cache may evict them meanwhile. A matrix product a vendor BLAS
+    could compute gets both variants; the first time its shape is seen both are timed (`_build`) and the
+    faster is kept (and remembered on disk), later the remembered one is picked from the same
+    translation unit, found in the cache."""
+    missing: Missing = {}
     debug = flags.debug_level()
     for it, key in zip(items, keys):
-        if key in _programs or key in missing:
+        if key in found or key in missing:
+            continue
+        known = _programs.get(key)
+        if known is not None:
+            found[key] = known
             continue
         dev = it.spec.root.device
         renderer = renderer_for(registry.get(dev).kind)
@@ -146,6 +164,12 @@ def _compile(items: list[ScheduleItem]) -> list[Any]:
         if debug >= 4:
             print(f"fusegrad: source\n{variants[0][1]}", file=sys.stderr)
         missing[key] = (dev, variants, race, outcome)
+    return missing
+
+
+def _build(missing: Missing, found: dict[tuple, Any]) -> None:
+    """Compile the missing kernels of each device together (in parallel units when large) into `found`
+    and `_programs`. Reads no graph: runs outside `graph_lock`, so other threads plan and launch meanwhile."""
     by_device: dict[str, list[tuple[tuple, Any, str]]] = {}
     for key, (dev, variants, _, _) in missing.items():
         by_device.setdefault(dev, []).extend((key, ir, source) for ir, source in variants)
@@ -176,8 +200,9 @@ def _compile(items: list[ScheduleItem]) -> list[Any]:
             pick = tune.race_vendor(dev, ir, prog, variants[1][1], race) if outcome is None else int(outcome)
             ir, prog = variants[pick]
         scratch = sum(p.numel * p.dtype.itemsize for p in ir.params if p.scratch)
-        _programs[key] = (prog, ir.work, scratch)
-    return [_programs[k] for k in keys]
+        found[key] = (prog, ir.work, scratch)
+        with graph_lock:  # the table is shared; a put may evict
+            _programs[key] = found[key]
 
 
 @dataclass(frozen=True)
@@ -197,8 +222,7 @@ class Step:
 
 
 # by graph_key, or by an object a caller keys a structure with (autograd's backward plans)
-_plans: OrderedDict[Hashable, list[Step]] = OrderedDict()
-MAX_PLANS = 512
+_plans = LRU("plans")
 
 
 def graph_key(order: list[Node], targets: list[Node]) -> tuple:
@@ -217,27 +241,57 @@ def graph_key(order: list[Node], targets: list[Node]) -> tuple:
     return tuple(entries)
 
 
-def plan(order: list[Node], targets: list[Node]) -> list[Step]:
-    """Schedule and compile a graph (first sight of its structure) as position-based steps."""
+@dataclass
+class Draft:
+    """A plan whose new kernels are still to be compiled: drafted under `graph_lock` (it reads the
+    graph), finished outside it. Rows: (root, inputs, kernel key or None, alias, label, flops, out bytes)."""
+
+    key: Hashable
+    rows: list[tuple[int, tuple[int, ...], tuple | None, bool, str, int, int]]
+    missing: Missing
+    found: dict[tuple, Any]  # this plan's programs, whatever the cache evicts meanwhile
+
+    def finish(self) -> list[Step]:
+        """Compile what is missing, make the steps and store them under the plan's key."""
+        if self.missing:
+            _build(self.missing, self.found)
+        steps = []
+        for root, inputs, key, alias, label, flops, out_bytes in self.rows:
+            if alias:
+                steps.append(Step(root, inputs, None, 0, True))
+                continue
+            prog, work, scratch = self.found[key] if key is not None else (None, 0, 0)
+            steps.append(Step(root, inputs, prog, work, False, scratch, label, flops, out_bytes,
+                              hasattr(prog, "launch")))
+        with graph_lock:
+            _plans[self.key] = steps
+        return steps
+
+
+def plan(key: Hashable, order: list[Node], targets: list[Node]) -> Draft:
+    """Schedule a graph (first sight of its structure) as position-based rows, with the source of its
+    new kernels."""
     items = create_schedule(targets, order)
     if flags.debug_level() >= 2:
         for i, it in enumerate(items):
             kind = "alias" if it.alias_of is not None else "kernel"
             print(f"fusegrad: schedule[{i}] {kind} {_describe(it)}", file=sys.stderr)
     kernels = [it for it in items if it.alias_of is None and it.spec.root.numel > 0]
-    programs = dict(zip(map(id, kernels), _compile(kernels))) if kernels else {}
+    keys = [kernel_key(it.spec) for it in kernels]
+    key_of = dict(zip(map(id, kernels), keys))
     pos = {id(n): i for i, n in enumerate(order)}
-    steps = []
+    rows = []
     for it in items:
+        root = it.spec.root
         if it.alias_of is not None:
-            steps.append(Step(pos[id(it.spec.root)], (pos[id(it.alias_of)],), None, 0, True))
+            rows.append((pos[id(root)], (pos[id(it.alias_of)],), None, True, "", 0, 0))
         else:
-            root = it.spec.root
-            prog, work, scratch = programs.get(id(it), (None, 0, 0))
-            label, flops = _kernel_info(it) if prog is not None else ("", 0)
-            steps.append(Step(pos[id(root)], tuple(pos[id(n)] for n in it.spec.inputs), prog, work, False,
-                              scratch, label, flops, root.numel * root.dtype.itemsize, hasattr(prog, "launch")))
-    return steps
+            kernel = key_of.get(id(it))
+            label, flops = _kernel_info(it) if kernel is not None else ("", 0)
+            rows.append((pos[id(root)], tuple(pos[id(n)] for n in it.spec.inputs), kernel, False, label, flops,
+                         root.numel * root.dtype.itemsize))
+    found: dict[tuple, Any] = {}
+    return Draft(key, rows, _sources(kernels, keys, found), found)
 
 
 def _packed_outputs(steps: list[Step], order: list[Node], packed: list[Node]) -> dict[int, Any]:
@@ -276,17 +330,21 @@ def _packed_outputs(steps: list[Step], order: list[Node], packed: list[Node]) ->
 
 
 def run(steps: list[Step], order: list[Node], packed: list[Node] = ()) -> None:
+    """Launch a plan's kernels on the graph `order`, then attach their outputs to its nodes."""
     preallocated = _packed_outputs(steps, order, packed) if packed else {}
     # read once per realization, not per launch: the environment lookup and the launch records cost
     # more than a small kernel's own time, and without a profiler or debug output nobody reads them
     timed = profiling()
-    recording = capture._current
+    recording = capture._state.recording  # capture.current(), without a call per realization
     devices: dict[str, Any] = {}
+    computed: dict[int, Any] = {}  # position -> buffer; nodes get them at the end (see the module docstring)
+    own = computed.get
     for step in steps:
-        root = order[step.root]
         if step.alias:
-            root.set_buffer(order[step.inputs[0]].buffer)
+            source = step.inputs[0]
+            computed[step.root] = own(source) or order[source].buffer
             continue
+        root = order[step.root]
         device = devices.get(root.device)
         if device is None:
             device = devices[root.device] = registry.get(root.device)
@@ -294,7 +352,7 @@ def run(steps: list[Step], order: list[Node], packed: list[Node] = ()) -> None:
         program = step.program
         if program is not None:
             buffers = [out]
-            buffers += [order[i].buffer for i in step.inputs]
+            buffers += [own(i) or order[i].buffer for i in step.inputs]
             if step.scratch_bytes:
                 buffers.append(device.alloc(step.scratch_bytes))
             if recording is not None:
@@ -309,7 +367,12 @@ def run(steps: list[Step], order: list[Node], packed: list[Node] = ()) -> None:
                     moved = sum(b.nbytes for b in buffers)
                     record(KernelLaunch(program.name, root.device, seconds, moved, step.work, root.shape,
                                         step.label, step.flops))
-        root.set_buffer(out)
+        computed[step.root] = out
+    with graph_lock:
+        for position, buffer in computed.items():
+            node = order[position]
+            if node.buffer is None:  # another thread may have computed it meanwhile: its buffer stays
+                node.set_buffer(buffer)
 
 
 def is_view_of_buffer(node: Node) -> bool:
@@ -323,18 +386,14 @@ def pending_nodes(nodes: list[Node]) -> list[Node]:
     return [n for n in nodes if n.buffer is None and not is_view_of_buffer(n)]
 
 
-def steps_for(key: Hashable, order: list[Node], targets: list[Node]) -> list[Step]:
-    """The plan stored under `key`, made from the graph (`order`: toposort(targets)) on first sight."""
+def steps_for(key: Hashable, order: list[Node], targets: list[Node]) -> list[Step] | Draft:
+    """The plan stored under `key`, or on first sight a draft of it from the graph (`order`:
+    toposort(targets)) to `finish()` after releasing `graph_lock`, which the caller holds."""
     steps = _plans.get(key)
     if steps is None:
-        steps = plan(order, targets)
-        _plans[key] = steps
-        if len(_plans) > MAX_PLANS:
-            _plans.popitem(last=False)
-    else:
-        _plans.move_to_end(key)
-        if flags.debug_level() >= 2:
-            print(f"fusegrad: schedule reused ({len(steps)} steps)", file=sys.stderr)
+        return plan(key, order, targets)
+    if flags.debug_level() >= 2:
+        print(f"fusegrad: schedule reused ({len(steps)} steps)", file=sys.stderr)
     return steps
 
 
@@ -345,8 +404,12 @@ def realize(nodes: list[Node], packed: list[Node] = ()) -> None:
     A view of a buffer (movement ops only) is already computed and stays a view: copying it into
     a buffer of its own would cut it off from later in-place updates of what it views.
     """
-    pending = pending_nodes(nodes)
-    if not pending:
-        return
-    order = toposort(pending)
-    run(steps_for(graph_key(order, pending), order, pending), order, packed)
+    with graph_lock:
+        pending = pending_nodes(nodes)
+        if not pending:
+            return
+        order = toposort(pending)
+        steps = steps_for(graph_key(order, pending), order, pending)
+    if isinstance(steps, Draft):
+        steps = steps.finish()
+    run(steps, order, packed)

@@ -9,6 +9,11 @@ Fusion rules (which nodes get their own buffer, "materialized"):
 - the source of a broadcast (EXPAND that grows the element count) unless that source is only
   views of buffers/constants/random bits: recomputing it for every broadcast copy would
   multiply its cost (this keeps reductions like x.max(1, keepdim=True) out of the loop they feed);
+- a large reduction (FEW_TERMS or more terms per output) read through a PAD, i.e. placed into a
+  bigger tensor, and the tensor its pieces add up to (the concatenated gradients of a fused q/k/v
+  projection): fused, the pieces were guarded loop nests of one kernel that the GEMM routine could
+  not take, and the products reading the concatenation recomputed its guards; now each piece is a
+  plain product and the concatenation a copy;
 - a node whose fused chain has grown past MAX_FUSED_DEPTH ops, so kernels stay compilable.
 Everything else is fused: elementwise chains, elementwise producers into reductions, and
 elementwise consumers after a reduction (the reduction becomes a loop inside their kernel).
@@ -114,6 +119,8 @@ def materialized_nodes(order: list[Node], targets: list[Node]) -> set[int]:
     keep = {id(t) for t in targets}
     depth: dict[int, int] = {}
     inner: dict[int, frozenset[int]] = {}  # unmaterialized reductions fused into each node
+    placed: set[int] = set()  # large reductions padded into place, and what adds them up
+    assembled: set[int] = set()  # the last of those sums: the whole assembled tensor
     for node in order:
         if node.buffer is not None or node.op in LEAF:
             depth[id(node)], inner[id(node)] = 0, frozenset()
@@ -122,6 +129,16 @@ def materialized_nodes(order: list[Node], targets: list[Node]) -> set[int]:
             keep.add(id(node))
         if node.op is Op.EXPAND and node.numel > node.srcs[0].numel and not _is_cheap(node.srcs[0], keep):
             keep.add(id(_view_base(node.srcs[0])))
+        if node.op is Op.PAD:
+            base = _view_base(node.srcs[0])
+            if base.op in REDUCE and base.buffer is None and base.srcs[0].numel >= FEW_TERMS * base.numel:
+                keep.add(id(base))  # a large reduction placed into a bigger tensor runs as its own kernel
+                placed.add(id(node))
+        elif node.op in ELEMENTWISE and any(id(s) in placed for s in node.srcs):
+            placed.add(id(node))  # the tensor assembled from the placed pieces (a concatenation)
+            assembled.add(id(node))
+            for s in node.srcs:
+                assembled.discard(id(s))
         # a source read through views of a kept node reads its buffer: nothing of it is recomputed
         # here (an expand of a ReLU gradient kept its producing product, nested in the next one,
         # as a kernel of its own, and the ReLU mask after it as another)
@@ -135,6 +152,7 @@ def materialized_nodes(order: list[Node], targets: list[Node]) -> set[int]:
             keep.add(id(node))
         depth[id(node)] = 0 if id(node) in keep else d
         inner[id(node)] = frozenset() if id(node) in keep else below
+    keep.update(assembled)  # read as the operand of a product, it must be a plain buffer, not guarded pieces
     _share_reductions(order, keep)
     return keep
 

@@ -166,18 +166,22 @@ def movement(op: Op, src: Node, arg: Any) -> Node:
     assert min(shape, default=0) >= 0, (op, src.shape, arg)
     if src.op is Op.CONST and src.buffer is None and op is not Op.PAD:
         return const(src.arg, shape, src.dtype, src.device)
-    if op is Op.RESHAPE and src.op is Op.RESHAPE and src.buffer is None:
-        src = src.srcs[0]
-        if src.shape == shape:
-            return src
+    if op is Op.RESHAPE and src.op is Op.RESHAPE:
+        inner = src.srcs  # before the buffer: another thread realizing src sets it first, then drops srcs
+        if inner and src.buffer is None:
+            src = inner[0]
+            if src.shape == shape:
+                return src
     return Node(op, (src,), tuple(arg), shape, src.dtype, src.device)
 
 
 def flat_view_offset(node: Node) -> tuple[Node, int] | None:
     """(base, first element) when `node` is a contiguous slice of a 1-D node, optionally reshaped:
     how parameters packed into one flat buffer look."""
-    if node.op is Op.RESHAPE and node.buffer is None:
-        node = node.srcs[0]
-    if node.op is not Op.SHRINK or node.buffer is not None or len(node.shape) != 1:
+    srcs = node.srcs  # read before the buffer, as in `movement`
+    if node.op is Op.RESHAPE and srcs and node.buffer is None:
+        node = srcs[0]
+        srcs = node.srcs
+    if node.op is not Op.SHRINK or not srcs or node.buffer is not None or len(node.shape) != 1:
         return None
-    return node.srcs[0], node.arg[0][0]
+    return srcs[0], node.arg[0][0]

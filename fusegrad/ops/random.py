@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from ..tensor import Tensor
 
 DEFAULT_SEED = 0x5EED
+_draw_lock = threading.Lock()  # a Generator shared by threads: each draw reads and advances its offset at once
 _MASK = 2**64 - 1
 
 
@@ -113,9 +114,11 @@ def uniform(shape: tuple[int, ...], device: Any, generator: Generator | None = N
     from ..tensor import Tensor
     state = stream(generator)
     n = math.prod(shape)
-    seed_offset = np.array([state.seed, state.offset], dtype=np.uint64).view(np.int64)
+    with _draw_lock:
+        seed, offset = state.seed, state.offset
+        state.offset = offset + n
+    seed_offset = np.array([seed, offset], dtype=np.uint64).view(np.int64)
     buffer = node_from_data(seed_offset, dtypes.int64, registry.canonical(device))
-    state.offset += n
     recording = capture.current()
     if recording is not None:
         if generator is not None and generator is not default_generator:

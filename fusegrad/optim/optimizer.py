@@ -159,7 +159,9 @@ class Optimizer:
         rebinds: list[tuple[list[Tensor], list[dict[str, Tensor]], Tensor, dict[str, Tensor]]] = []
         names = self.state_names
         for gi, group in enumerate(self.param_groups):
-            active = [p for p in group["params"] if p.grad is not None]
+            # each gradient read once: a thread sharing these parameters may reset them meanwhile (Hogwild)
+            grads = {id(p): p.grad for p in group["params"]}
+            active = [p for p in group["params"] if grads[id(p)] is not None]
             if not active:
                 continue
             step = self._step_counter(group, active[0]) if self.counts_steps(group) else None
@@ -175,7 +177,8 @@ class Optimizer:
                         for name, value in self.init_state(group, p).items():
                             st.setdefault(name, value)
                 flat_p = flat_of(chunk)
-                flat_g = flat_of([p.grad if p.grad.dtype == p.dtype else p.grad.to(p.dtype) for p in chunk])
+                chunk_grads = [grads[id(p)] for p in chunk]
+                flat_g = flat_of([g if g.dtype == p.dtype else g.to(p.dtype) for p, g in zip(chunk, chunk_grads)])
                 flat_s = {name: flat_of([st[name] for st in states]) for name in names}
                 new_p, new_s = self.update(group, gi, flat_p, flat_g, flat_s, step)
                 outputs.append(new_p)

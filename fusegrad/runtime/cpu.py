@@ -1,17 +1,19 @@
 """The CPU device: numpy-backed buffers, C compiled by the system compiler, launched via ctypes."""
 from __future__ import annotations
 
+import _ctypes
 import ctypes
 import hashlib
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -153,13 +155,15 @@ class CPUSequence:
     """
 
     def __init__(self, runner: ctypes._CFuncPtr, programs: Sequence["CPUProgram"], nslots: int,
-                 plan: Sequence[int] | None):
+                 plan: Sequence[int] | None, library: "_Library | None" = None):
         fns = (ctypes.c_void_p * max(len(programs), 1))(*[prog.address for prog in programs])
         if plan is None:
             self._args: tuple = (fns,)
         else:
             self._args = (len(programs), fns, (ctypes.c_long * max(len(plan), 1))(*plan))
         self._runner = runner
+        self._library = library  # a runner generated for this sequence: unloaded with it
+        self._programs = programs  # the runner calls them by address: they must stay loaded
         self._nslots = max(nslots, 1)
 
     def new_slots(self) -> ctypes.Array:
@@ -169,14 +173,30 @@ class CPUSequence:
         self._runner(*self._args, slots)
 
 
+class _Library:
+    """A loaded translation unit of kernels, unloaded (dlclose) when the last program compiled in it
+    dies: plans, the program cache and jit replays hold programs, so none runs after this. libgomp,
+    whose threads outlive every parallel region, stays loaded through the support library."""
+
+    __slots__ = ("_handle",)
+
+    def __init__(self, lib: ctypes.CDLL):
+        self._handle = lib._handle
+
+    def __del__(self, _exiting: Any = sys.is_finalizing) -> None:
+        if not _exiting():  # at exit the process unmaps everything anyway
+            _ctypes.dlclose(self._handle)
+
+
 class CPUProgram:
     """A compiled kernel: call with device buffers in parameter order."""
 
-    __slots__ = ("name", "_fn")
+    __slots__ = ("name", "_fn", "_library")
 
-    def __init__(self, name: str, fn: ctypes._CFuncPtr):
+    def __init__(self, name: str, fn: ctypes._CFuncPtr, library: _Library | None = None):
         self.name = name
         self._fn = fn
+        self._library = library  # keeps the code loaded while the program lives
 
     def call_pointers(self, pointers: Sequence[int]) -> float:
         """Run on raw device pointers; returns the seconds it took."""
@@ -270,12 +290,13 @@ class CPUDevice:
                     if hasattr(lib, f"fg_blas_{name}"):  # the support library calls the vendor BLAS through these
                         ctypes.c_void_p.in_dll(lib, f"fg_blas_{name}").value = address
         lib = self._load(source)
+        library = _Library(lib)
         programs = []
         for name, n in zip(names, nargs):
-            fn = getattr(lib, name)
+            fn = lib[name]  # not getattr: the CDLL would keep the function in a cycle with itself
             fn.argtypes = [ctypes.c_void_p] * n
             fn.restype = None
-            programs.append(CPUProgram(name, fn))
+            programs.append(CPUProgram(name, fn, library))
         return programs
 
     def sequence(self, launches: Sequence[tuple[CPUProgram, Sequence[tuple[int, int]]]], nslots: int) -> CPUSequence:
@@ -287,10 +308,11 @@ class CPUDevice:
             if all(len(args) <= RUNNER_MAX_ARGS for _, args in launches):
                 plan = [x for _, args in launches for x in (len(args), *(v for arg in args for v in arg))]
                 return CPUSequence(self._plan_runner(), programs, nslots, plan)
-            fn = self._load(_sequence_source([args for _, args in launches]), cflags=SEQUENCE_CFLAGS).fg_run_sequence
+            lib = self._load(_sequence_source([args for _, args in launches]), cflags=SEQUENCE_CFLAGS)
+        fn = lib["fg_run_sequence"]
         fn.argtypes = [ctypes.c_void_p] * 2
         fn.restype = None
-        return CPUSequence(fn, programs, nslots, None)
+        return CPUSequence(fn, programs, nslots, None, _Library(lib))
 
     def _plan_runner(self) -> ctypes._CFuncPtr:
         """The table-driven runner (built on first use, or with the first support library; call

@@ -18,6 +18,7 @@ from ..errors import CompileError, DeviceError
 from . import cache, cublas
 from .buffer import Buffer, CountingAllocator
 from .cuda_driver import bindings as _bindings
+from .cuda_driver import LoadedModule
 from .cuda_driver import check as _check
 from .cuda_graph import CUDASequence
 
@@ -99,11 +100,13 @@ class DeviceMemory(NamedTuple):
 class CUDAProgram:
     """A loaded kernel: call with device buffers in parameter order; returns its seconds on the GPU."""
 
-    __slots__ = ("name", "_fn", "_device", "_grid", "_block", "_args", "_params")
+    __slots__ = ("name", "_fn", "_device", "_grid", "_block", "_args", "_params", "_module")
 
-    def __init__(self, name: str, fn: Any, device: "CUDADevice", grid: int, block: int, nargs: int):
+    def __init__(self, name: str, fn: Any, device: "CUDADevice", grid: int, block: int, nargs: int,
+                 module: LoadedModule | None = None):
         self.name = name
         self._fn, self._device, self._grid, self._block = fn, device, grid, block
+        self._module = module  # keeps the code loaded while the program lives
         # the driver reads the arguments through an array of pointers to them, at launch time
         self._args = np.zeros(max(nargs, 1), dtype=np.uint64)
         self._params = self._args.ctypes.data + 8 * np.arange(max(nargs, 1), dtype=np.uint64)
@@ -299,11 +302,12 @@ class CUDADevice:
         launches = parse_launches(source)
         vendor = cublas.parse_descriptors(source) if cublas.unavailable_reason() is None else {}
         module = self._load(source)
+        owner = LoadedModule(module, self.synchronize)
         programs: list[Any] = []
         for name, n in zip(names, nargs):
             fn = _check(_bindings()[0].cuModuleGetFunction(module, name.encode()), f"cuModuleGetFunction({name})")
             # a kernel without a launch comment still runs right, as one thread looping over its grid
-            program = CUDAProgram(name, fn, self, *launches.get(name, (1, 1)), n)
+            program = CUDAProgram(name, fn, self, *launches.get(name, (1, 1)), n, owner)
             if name in vendor and self.gemm_choice != "generated":
                 program = self._gemm_program(program, vendor[name])
             programs.append(program)

@@ -1,9 +1,9 @@
 """The FFI plumbing of the CUDA device: cuda-python's driver and NVRTC modules, imported on first
-use, and the status check every driver call goes through."""
+use, the status check every driver call goes through, and the lifetime of loaded modules."""
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import DeviceError
 
@@ -23,3 +23,22 @@ def check(result: tuple, what: str) -> Any:
         name = driver.cuGetErrorName(status)[1]
         raise DeviceError(f"CUDA {what} failed: {name.decode() if isinstance(name, bytes) else status}")
     return values[0] if len(values) == 1 else values
+
+
+class LoadedModule:
+    """A loaded unit of kernels, unloaded when the last program compiled in it dies (plans, the
+    program cache and jit sequences hold programs). The stream is drained first: a kernel of the
+    unit may still be queued."""
+
+    __slots__ = ("_module", "_synchronize")
+
+    def __init__(self, module: Any, synchronize: Callable[[], None]):
+        self._module = module
+        self._synchronize = synchronize
+
+    def __del__(self) -> None:
+        try:
+            self._synchronize()
+            bindings()[0].cuModuleUnload(self._module)
+        except Exception:  # noqa: BLE001  (interpreter shutdown: the driver may be gone already)
+            pass

@@ -8,6 +8,7 @@ creates a device, so graph nodes, buffers and messages only ever see the logical
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -28,6 +29,7 @@ _MISSING: dict[str, str] = {}
 _PHYSICAL: dict[str, tuple[inventory.PhysicalDevice, ...]] = {}  # kind -> every device its driver lists
 _VISIBLE: dict[str, tuple[int, ...]] = {}  # kind -> physical ids, in the order of the logical names
 _DEVICES: dict[str, Any] = {}
+_making = threading.RLock()  # threads naming a device first at once get one object (one allocator, one context)
 _CONFIG: list[Config] = []  # read once: device objects already made must keep meaning the same hardware
 _default: list[str] = []
 _NAME = re.compile(r"([a-z]+)(?::([0-9]+))?")
@@ -102,10 +104,11 @@ def get(device: Any) -> Any:
     made = _DEVICES.get(device) if type(device) is str else None
     if made is not None and _CONFIG:  # a canonical name in use (every node's device), config read: no parsing
         return made
-    name = canonical(device)
-    if name not in _DEVICES:
-        _DEVICES[name] = _create(name)
-    return _DEVICES[name]
+    with _making:
+        name = canonical(device)
+        if name not in _DEVICES:
+            _DEVICES[name] = _create(name)
+        return _DEVICES[name]
 
 
 def _create(name: str) -> Any:
