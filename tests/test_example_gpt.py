@@ -11,11 +11,9 @@ from fusegrad.examples import gpt
 TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"
         "First Citizen:\nYou are all resolved rather to die than to famish?\n\nAll:\nResolved. resolved.\n\n") * 8
 PROMPT = "All:\nSp"  # 7 characters: sampling without the cache runs windows of 7 and 8 tokens only
-# generate's key/value cache replays a jitted step whose results the next replay overwrites (JitError on this
-# branch until fg.jit keeps results valid), so the samples here run the whole window each step
 SMALL = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "8", "--batch-size", "4",
          "--lr", "1e-2", "--warmup", "2", "--eval-interval", "3", "--eval-iters", "2", "--dropout", "0.1",
-         "--prompt", PROMPT, "--max-new-tokens", "3", "--no-kv-cache", "--seed", "5"]
+         "--prompt", PROMPT, "--max-new-tokens", "3", "--seed", "5"]
 
 
 @pytest.fixture(scope="module")
@@ -65,11 +63,14 @@ def test_resume_continues_exactly(full_run, text_file, tmp_path):
     assert second.sample == full_run[0].sample
 
 
-def test_sample_only_from_checkpoint(full_run, text_file, capsys):
-    ckpt = str(full_run[2] / "ckpt.safetensors")
-    assert gpt.main(["--text", str(text_file), *SMALL, "--resume", ckpt, "--sample-only"]) == 0
+def test_sample_only_from_checkpoint_with_and_without_cache(full_run, text_file, capsys):
+    """The cached step and the whole window draw the same characters; the sample after training is the
+    same too, as the checkpoint holds the random stream of the end of the run."""
+    argv = ["--text", str(text_file), *SMALL, "--resume", str(full_run[2] / "ckpt.safetensors"), "--sample-only"]
+    cached = gpt.train(gpt.parse_args(argv))
     out = capsys.readouterr().out
     assert "---- sample" in out and "steps: train loss" not in out
+    assert gpt.train(gpt.parse_args(argv + ["--no-kv-cache"])).sample == cached.sample == full_run[0].sample
 
 
 @pytest.mark.parametrize("change, message", [
