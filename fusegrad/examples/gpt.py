@@ -35,11 +35,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--dropout", type=float, default=0.0)
     p.add_argument("--bias", action=argparse.BooleanOptionalAction, default=True,
                    help="biases in the Linear and LayerNorm layers")
-    p.add_argument("--steps", type=int, default=600, help="train until this many steps are done in all")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate, reached after --warmup steps")
-    p.add_argument("--min-lr", type=float, default=2e-4, help="where the cosine decay ends")
-    p.add_argument("--warmup", type=int, default=50, help="steps of linear warm-up")
+    p.add_argument("--steps", type=int, default=400, help="train until this many steps are done in all")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate, reached after --warmup steps")
+    p.add_argument("--min-lr", type=float, default=3e-4, help="where the cosine decay ends")
+    p.add_argument("--warmup", type=int, default=20, help="steps of linear warm-up")
     p.add_argument("--decay-steps", type=int, default=None, help="steps of warm-up plus decay (default: --steps)")
     p.add_argument("--weight-decay", type=float, default=0.1, help="AdamW's decay, on matrices only")
     p.add_argument("--grad-clip", type=float, default=1.0, help="clip the gradients' joint norm to this (0: off)")
@@ -200,7 +200,7 @@ def train_loop(args: argparse.Namespace, model: GPT, opt: Any, start: int, data_
         return loss
 
     # evaluation runs eagerly (its plans are cached after the first): a second jitted function replaying
-    # after the training step's replays read the parameters' other buffer, the values of a step earlier
+    # over parameters that the jitted step updates reads their other buffer, the values of a step earlier
     step_fn = fg.jit(train_step) if args.jit else train_step
     writer = fg.tensorboard.SummaryWriter(args.tensorboard) if args.tensorboard else None
     tokens = args.batch_size * model.config.block_size
