@@ -106,3 +106,16 @@ def test_bad_arguments_exit_with_usage(argv, capsys):
         gpt.main(argv)
     assert e.value.code != 0
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_builtin_progress_bar_writes_lines_above_itself(capsys):
+    """Without tqdm the examples' own bar serves: a written line goes to stdout, the bar stays on stderr."""
+    from fusegrad.examples.progress import _Bar
+    bar = _Bar(range(3), total=3, desc="training")
+    for i in bar:
+        bar.set_postfix(loss=f"{i:.1f}")
+        if i == 1:
+            bar.write("step 2: val loss 1.0")
+    captured = capsys.readouterr()
+    assert captured.out == "step 2: val loss 1.0\n"
+    assert "training" in captured.err and "3/3" in captured.err and "loss=" in captured.err
