@@ -119,3 +119,12 @@ def test_builtin_progress_bar_writes_lines_above_itself(capsys):
     captured = capsys.readouterr()
     assert captured.out == "step 2: val loss 1.0\n"
     assert "training" in captured.err and "3/3" in captured.err and "loss=" in captured.err
+
+
+def test_opencl_device_trains_like_the_cpu(full_run, text_file):
+    from fusegrad.runtime import registry
+    if "opencl" not in registry.available():
+        pytest.skip(f"no OpenCL device: {registry.unavailable().get('opencl')}")
+    run = gpt.train(gpt.parse_args(["--text", str(text_file), *SMALL, "--steps", "3", "--decay-steps", "6",
+                                    "--device", "opencl"]))
+    np.testing.assert_allclose(run.losses, full_run[0].losses[:3], rtol=1e-4)
