@@ -28,7 +28,7 @@ def full_run(text_file, tmp_path_factory):
     """Six jitted steps, checkpointed at steps 3 and 6, with TensorBoard logs; its output captured."""
     folder = tmp_path_factory.mktemp("full")
     args = ["--text", str(text_file), *SMALL, "--steps", "6", "--checkpoint", str(folder / "ckpt.safetensors"),
-            "--tensorboard", str(folder / "tb")]
+            "--tensorboard", str(folder / "tb"), "--profile"]
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         run = gpt.train(gpt.parse_args(args))
@@ -41,6 +41,7 @@ def test_prints_evals_summary_and_sample(full_run):
     assert [step for step, _ in run.val_losses] == [3, 6]
     assert "step 3: train loss" in out and "step 6: train loss" in out
     assert "6 steps: train loss" in out and "tokens/s, wall time" in out
+    assert "kernel profile of the training loop:" in out and "launches of" in out
     assert "---- sample (3 characters, temperature 0.8) ----" in out
     assert run.sample.startswith(PROMPT) and len(run.sample) == len(PROMPT) + 3
     assert (folder / "ckpt.safetensors").exists()

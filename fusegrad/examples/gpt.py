@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import math
 import sys
@@ -51,6 +52,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="run each training step eagerly instead of replaying it with fg.jit")
     p.add_argument("--checkpoint", metavar="PATH", default=None, help="save everything here at each eval and the end")
     p.add_argument("--resume", metavar="PATH", default=None, help="continue from a checkpoint written by --checkpoint")
+    p.add_argument("--profile", action="store_true",
+                   help="print the kernel profile of the training loop (steps and evaluations)")
     p.add_argument("--tensorboard", metavar="DIR", default=None,
                    help="log train loss, learning rate, tokens/s (each step) and val loss (each eval) here")
     p.add_argument("--prompt", default="\n", help="the text the sample continues")
@@ -206,31 +209,34 @@ def train_loop(args: argparse.Namespace, model: GPT, opt: Any, start: int, data_
     tokens = args.batch_size * model.config.block_size
     train_time, val_loss = 0.0, float("nan")
     bar = progress(range(start, args.steps), total=max(args.steps - start, 0), desc="training")
-    for step in bar:
-        lr = learning_rate(step, args)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        t0 = time.perf_counter()
-        loss = step_fn(*train_set.random_batch(args.batch_size, data_rng, args.device)).item()
-        train_time += time.perf_counter() - t0
-        run.losses.append(loss)
-        done = len(run.losses)
-        bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", tokens_per_s=f"{done * tokens / train_time:.0f}")
-        if writer is not None:
-            writer.add_scalar("loss/train", loss, step + 1)
-            writer.add_scalar("learning_rate", lr, step + 1)
-            writer.add_scalar("tokens_per_s", tokens * done / train_time, step + 1)
-        if (step + 1) % args.eval_interval == 0 or step + 1 == args.steps:
-            val_loss = estimate_loss(model, val_set, args)
-            run.val_losses.append((step + 1, val_loss))
-            recent = run.losses[-args.eval_interval:]
-            bar.write(f"step {step + 1}: train loss {sum(recent) / len(recent):.4f}, val loss {val_loss:.4f}")
+    with fg.profile() if args.profile else contextlib.nullcontext() as profile:
+        for step in bar:
+            lr = learning_rate(step, args)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            t0 = time.perf_counter()
+            loss = step_fn(*train_set.random_batch(args.batch_size, data_rng, args.device)).item()
+            train_time += time.perf_counter() - t0
+            run.losses.append(loss)
+            done = len(run.losses)
+            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", tokens_per_s=f"{done * tokens / train_time:.0f}")
             if writer is not None:
-                writer.add_scalar("loss/val", val_loss, step + 1)
-                writer.flush()
-            if args.checkpoint:
-                save_checkpoint(args.checkpoint, model, opt, step + 1, data_rng, vocab)
+                writer.add_scalar("loss/train", loss, step + 1)
+                writer.add_scalar("learning_rate", lr, step + 1)
+                writer.add_scalar("tokens_per_s", tokens * done / train_time, step + 1)
+            if (step + 1) % args.eval_interval == 0 or step + 1 == args.steps:
+                val_loss = estimate_loss(model, val_set, args)
+                run.val_losses.append((step + 1, val_loss))
+                recent = run.losses[-args.eval_interval:]
+                bar.write(f"step {step + 1}: train loss {sum(recent) / len(recent):.4f}, val loss {val_loss:.4f}")
+                if writer is not None:
+                    writer.add_scalar("loss/val", val_loss, step + 1)
+                    writer.flush()
+                if args.checkpoint:
+                    save_checkpoint(args.checkpoint, model, opt, step + 1, data_rng, vocab)
     bar.close()
+    if args.profile:
+        print(f"kernel profile of the training loop:\n{profile.table()}", flush=True)
     if writer is not None:
         writer.close()
     if not run.losses:  # a resumed run that was already done
