@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 import fusegrad as fg
 from fusegrad import nn, optim
+from fusegrad.examples.cli import run_main
 from fusegrad.examples.progress import progress
 from fusegrad.nn import functional as F
 
@@ -172,16 +173,7 @@ def train(args: argparse.Namespace) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        train(args)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except (fg.Error, OSError, ValueError, KeyError) as e:
-        print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
-        return 1
-    return 0
+    return run_main(train, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ class _Bar:
     def __init__(self, iterable: Iterable[Any], total: int, desc: str):
         self.iterable, self.total, self.desc = iterable, total, desc
         self.count, self.postfix, self.start, self.last = 0, "", time.perf_counter(), 0.0
+        self.width = 0  # of the last drawn bar, which write() blanks
 
     def __iter__(self) -> Iterator[Any]:
         for item in self.iterable:
@@ -23,12 +24,20 @@ class _Bar:
                 self._draw(now)
         sys.stderr.write("\n")
 
+    def write(self, line: str) -> None:
+        """Print a line to stdout above the bar (the bar is redrawn at the next step)."""
+        sys.stderr.write("\r" + " " * self.width + "\r")
+        sys.stderr.flush()
+        print(line, flush=True)
+
     def _draw(self, now: float) -> None:
         frac = self.count / max(self.total, 1)
         filled = int(frac * 30)
         rate = self.count / max(now - self.start, 1e-9)
-        sys.stderr.write(f"\r{self.desc}: {frac:4.0%}|{'#' * filled}{'.' * (30 - filled)}| "
-                         f"{self.count}/{self.total} [{now - self.start:4.1f}s, {rate:6.1f}it/s{self.postfix}]")
+        text = (f"{self.desc}: {frac:4.0%}|{'#' * filled}{'.' * (30 - filled)}| "
+                f"{self.count}/{self.total} [{now - self.start:4.1f}s, {rate:6.1f}it/s{self.postfix}]")
+        self.width = len(text)
+        sys.stderr.write("\r" + text)
         sys.stderr.flush()
 
     def set_postfix(self, **values: Any) -> None:

@@ -222,7 +222,9 @@ class GPT(nn.Module):
         while len(out) < t + max_new_tokens:  # without a cache, or past the block size: the cropped window
             window = cat(out[-cfg.block_size:], 1)
             logits, _ = self(window)
-            out.append(_sample(logits[:, -1, :], temperature, top_k))
+            # realized one by one: a lazy token would hold the graph of every window before it, and
+            # the last realization would build and plan all of them (seconds per token, growing)
+            out.append(_sample(logits[:, -1, :], temperature, top_k).realize())
         return cat(out, 1)
 
 
