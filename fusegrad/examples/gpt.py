@@ -136,13 +136,13 @@ def load_checkpoint(path: str, model: GPT, opt: Any, data_rng: np.random.Generat
     return int(state["step"])
 
 
-def estimate_loss(model: GPT, val: Any, args: argparse.Namespace) -> float:
-    """The mean loss over --eval-iters validation batches; the same batches every time (their own seed),
-    so estimates are comparable and the training data stream is untouched."""
+def estimate_loss(model: GPT, loss_of: Any, val: Any, args: argparse.Namespace) -> float:
+    """The mean of `loss_of(x, y)` over --eval-iters validation batches; the same batches every time (their
+    own seed), so estimates are comparable and the training data stream is untouched."""
     rng = np.random.default_rng(args.seed + 1)
     model.eval()
     with fg.no_grad():
-        total = sum(model(*val.random_batch(args.batch_size, rng, args.device))[1].item()
+        total = sum(loss_of(*val.random_batch(args.batch_size, rng, args.device)).item()
                     for _ in range(args.eval_iters))
     model.train()
     return total / args.eval_iters
@@ -202,9 +202,11 @@ def train_loop(args: argparse.Namespace, model: GPT, opt: Any, start: int, data_
         opt.step()
         return loss
 
-    # evaluation runs eagerly (its plans are cached after the first): a second jitted function replaying
-    # over parameters that the jitted step updates reads their other buffer, the values of a step earlier
+    def val_loss_of(x: fg.Tensor, y: fg.Tensor) -> fg.Tensor:
+        return model(x, y)[1]
+
     step_fn = fg.jit(train_step) if args.jit else train_step
+    eval_fn = fg.jit(val_loss_of) if args.jit else val_loss_of  # reads the parameters the step updates
     writer = fg.tensorboard.SummaryWriter(args.tensorboard) if args.tensorboard else None
     tokens = args.batch_size * model.config.block_size
     train_time, val_loss = 0.0, float("nan")
@@ -225,7 +227,7 @@ def train_loop(args: argparse.Namespace, model: GPT, opt: Any, start: int, data_
                 writer.add_scalar("learning_rate", lr, step + 1)
                 writer.add_scalar("tokens_per_s", tokens * done / train_time, step + 1)
             if (step + 1) % args.eval_interval == 0 or step + 1 == args.steps:
-                val_loss = estimate_loss(model, val_set, args)
+                val_loss = estimate_loss(model, eval_fn, val_set, args)
                 run.val_losses.append((step + 1, val_loss))
                 recent = run.losses[-args.eval_interval:]
                 bar.write(f"step {step + 1}: train loss {sum(recent) / len(recent):.4f}, val loss {val_loss:.4f}")
@@ -240,7 +242,7 @@ def train_loop(args: argparse.Namespace, model: GPT, opt: Any, start: int, data_
     if writer is not None:
         writer.close()
     if not run.losses:  # a resumed run that was already done
-        val_loss = estimate_loss(model, val_set, args)
+        val_loss = estimate_loss(model, eval_fn, val_set, args)
         run.val_losses.append((start, val_loss))
     recent = run.losses[-args.eval_interval:] or [float("nan")]
     rate = tokens * len(run.losses) / train_time if train_time else 0.0
