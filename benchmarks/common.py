@@ -187,7 +187,7 @@ def _openblas_core() -> str:
                 config = getattr(lib, f"{prefix}_get_config{suffix}", None)
                 if corename is not None and config is not None:
                     corename.restype = config.restype = ctypes.c_char_p
-                    return f"OpenBLAS {config().decode().split()[1]}, {corename().decode()} kernel (read through ctypes)"
+                    return f"OpenBLAS {config().decode().split()[1]}, {corename().decode()} kernel (via ctypes)"
     return "unknown (pip install threadpoolctl)"
 
 

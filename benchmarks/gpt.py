@@ -261,8 +261,15 @@ def fusegrad_attention(args: argparse.Namespace, arrays: list[np.ndarray]) -> li
         out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         return (out, *fg.autograd.grad(out, (q, k, v), dout))
 
+    def computed(fn: Callable[..., tuple[Any, ...]]) -> Callable[[], tuple[Any, ...]]:
+        def step() -> tuple[Any, ...]:
+            out = fn(q, k, v, dout)
+            fg.realize(*out)  # a lazy result left unrealized would never be computed: the round times each step
+            return out
+        return step
+
     sync = fusegrad_sync(args.device)
-    return [Contestant(name, lambda fn=fn: fn(q, k, v, dout), lambda out: (sync(out), out)[1])
+    return [Contestant(name, computed(fn), lambda out: (sync(out), out)[1])
             for name, fn in (("fusegrad eager", fwd_bwd), ("fusegrad jit", fg.jit(fwd_bwd)))]
 
 
@@ -321,8 +328,11 @@ def generation_contestants(torch: Any, args: argparse.Namespace, config: Any, st
     if "fusegrad" in args.peers:
         model = fusegrad_model(config, args.device).eval()
         prompt = fg.zeros(1, 1, dtype=fg.int64, device=args.device)
-        out.append(Contestant("fusegrad generate", lambda: model.generate(prompt, args.tokens, top_k=1),
-                              keep("fusegrad generate", lambda t: t.numpy())))
+        def generate() -> Any:
+            text = model.generate(prompt, args.tokens, top_k=1)
+            fg.realize(text)  # every round times whole texts: none may stay lazy
+            return text
+        out.append(Contestant("fusegrad generate", generate, keep("fusegrad generate", lambda t: t.numpy())))
     if "torch" in args.peers and torch is not None:
         dev = torch_device(args)
         twin = torch_model(torch, config, state, dev).eval()
