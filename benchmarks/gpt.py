@@ -148,14 +148,15 @@ def torch_device(args: argparse.Namespace) -> str:
 
 
 def fusegrad_sync(device: str) -> Callable[[Any], Any]:
-    """Wait for a fusegrad result (one tensor or a tuple), returning the first as numpy."""
+    """Wait for a fusegrad result (one tensor or a tuple) and the device's queue; a scalar comes back as numpy."""
     import fusegrad as fg
+    from fusegrad.runtime import registry  # the device's own wait, as gpu_steps.py does
+    queue = registry.get(device)
 
     def sync(out: Any) -> Any:
         outs = out if isinstance(out, tuple) else (out,)
         fg.realize(*outs)
-        if device == "cuda":
-            fg.cuda.synchronize()
+        queue.synchronize()
         return outs[0].numpy() if outs[0].numel() == 1 else outs[0]
     return sync
 
