@@ -22,7 +22,7 @@ Four parts (`--parts`), each a race of contestants in one child process per thre
   (FUSEGRAD_CACHE_DIR a new folder), then again with that cache warm.
 
 `--device opencl` runs fusegrad there and PyTorch on the CPU. `--quick` leaves torch.compile out: compiling
-the GPT step takes it 40-90 s on the 2-core CI machine (name it in `--peers` to race it anyway). The summary
+the GPT step takes it 40-100 s on a loaded 2-core machine (name it in `--peers` to race it anyway). The summary
 gives median times, fusegrad's speedups (peer time / fusegrad time: above 1, fusegrad is faster) and the
 targets of the GPT issue; the last line is the whole result as JSON.
 """
@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -138,7 +137,7 @@ def fusegrad_model(config: Any, device: str) -> Any:
     return GPT(config).to(device)
 
 
-def torch_model(torch: Any, config: Any, state: dict[str, np.ndarray], device: str) -> Any:
+def torch_model(config: Any, state: dict[str, np.ndarray], device: str) -> Any:
     import gpt_torch
     return gpt_torch.load_fusegrad_state(gpt_torch.TorchGPT(config), state).to(device)
 
@@ -202,12 +201,12 @@ def torch_train(torch: Any, args: argparse.Namespace, config: Any, state: dict[s
     if "torch.compile" in args.peers:
         modes += ["default"] + (["max-autotune-no-cudagraphs", "reduce-overhead"] if dev == "cuda" else [])
     else:
-        skipped["torch.compile"] = "left out by --quick (compiling the step takes 40-90 s here)" if args.quick \
+        skipped["torch.compile"] = "left out by --quick (compiling the step takes 40-100 s here)" if args.quick \
             else "not in --peers"
     data = [(torch.from_numpy(x).to(dev), torch.from_numpy(y).to(dev)) for x, y in batches]
     out = []
     for mode in modes:
-        model = torch_model(torch, config, state, dev)
+        model = torch_model(config, state, dev)
         opt = model.configure_optimizers(WEIGHT_DECAY, LR, BETAS)
         params = list(model.parameters())
 
@@ -285,24 +284,26 @@ def torch_attention(torch: Any, args: argparse.Namespace, arrays: list[np.ndarra
         out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         return (out, *torch.autograd.grad(out, (q, k, v), dout))
 
-    backend = "CPU (torch chooses)"
-    step: Callable[[], Any] = fwd_bwd
-    if dev == "cuda":
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-        for choice in (SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH):
-            try:
-                with sdpa_kernel(choice):
-                    fwd_bwd()
-            except RuntimeError:  # this backend does not take these inputs (flash: no float32)
-                continue
-            backend = choice.name
-
-            def step(choice: Any = choice) -> tuple[Any, ...]:
-                with sdpa_kernel(choice):
-                    return fwd_bwd()
-            break
+    backend, step = ("CPU (torch chooses)", fwd_bwd) if dev != "cuda" else _first_sdpa_backend(fwd_bwd)
     sync = torch_sync(torch, dev)
     return [Contestant("torch sdpa", step, lambda out: (sync(out), out)[1])], backend
+
+
+def _first_sdpa_backend(fwd_bwd: Callable[[], Any]) -> tuple[str, Callable[[], Any]]:
+    """The first of flash, memory-efficient and math attention that takes the inputs, and fwd_bwd pinned to it."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    for choice in (SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH):
+        try:
+            with sdpa_kernel(choice):
+                fwd_bwd()
+        except RuntimeError:  # this backend does not take these inputs (flash: no float32)
+            continue
+
+        def pinned(choice: Any = choice) -> Any:
+            with sdpa_kernel(choice):
+                return fwd_bwd()
+        return choice.name, pinned
+    raise RuntimeError("no scaled_dot_product_attention backend takes these inputs")
 
 
 def max_difference(a: Sequence[Any], b: Sequence[Any]) -> float:
@@ -336,7 +337,7 @@ def generation_contestants(torch: Any, args: argparse.Namespace, config: Any, st
         out.append(Contestant("fusegrad generate", generate, keep("fusegrad generate", lambda t: t.numpy())))
     if "torch" in args.peers and torch is not None:
         dev = torch_device(args)
-        twin = torch_model(torch, config, state, dev).eval()
+        twin = torch_model(config, state, dev).eval()
         start = torch.zeros(1, 1, dtype=torch.long, device=dev)
         for name, fn in (("torch eager", twin.generate), ("torch kv-cache", twin.generate_cached)):
             out.append(Contestant(name, lambda fn=fn: fn(start, args.tokens, top_k=1),
