@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import ctypes
 import gc
 import importlib
 import importlib.metadata
@@ -154,7 +155,7 @@ def machine_info() -> dict[str, Any]:
 def blas_info(torch: Any) -> dict[str, str]:
     """Which BLAS numpy and torch call: threadpoolctl sees shared libraries; torch's MKL is static."""
     threadpoolctl = optional_import("threadpoolctl")
-    info = {"numpy": "unknown (pip install threadpoolctl)" if threadpoolctl is None else "unknown"}
+    info = {"numpy": _openblas_core() if threadpoolctl is None else "unknown"}
     info["torch"] = "not installed" if torch is None else "unknown"
     if threadpoolctl is not None:
         for lib in threadpoolctl.threadpool_info():
@@ -169,6 +170,25 @@ def blas_info(torch: Any) -> dict[str, str]:
         info["torch"] = (f"{found.group(1) if found else 'unknown'} (linked statically, invisible to threadpoolctl), "
                          f"CPU capability {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads")
     return info
+
+
+def _openblas_core() -> str:
+    """numpy's OpenBLAS and the kernel it picked, asked through ctypes when threadpoolctl is missing."""
+    try:
+        with open("/proc/self/maps") as f:
+            paths = {line.split()[-1] for line in f if "openblas" in line.lower() and "numpy" in line}
+    except OSError:
+        paths = set()
+    for path in sorted(paths):
+        lib = ctypes.CDLL(path)
+        for prefix in ("scipy_openblas", "openblas"):
+            for suffix in ("64_", ""):
+                corename = getattr(lib, f"{prefix}_get_corename{suffix}", None)
+                config = getattr(lib, f"{prefix}_get_config{suffix}", None)
+                if corename is not None and config is not None:
+                    corename.restype = config.restype = ctypes.c_char_p
+                    return f"OpenBLAS {config().decode().split()[1]}, {corename().decode()} kernel (via ctypes)"
+    return "unknown (pip install threadpoolctl)"
 
 
 def gemm_rate(torch: Any, n: int = 1024, repeats: int = 15) -> dict[str, float]:
@@ -365,17 +385,16 @@ def torch_contestants(torch: Any, make_model: Callable[[], Any], weights: list[n
     return out
 
 
-def run_config(title: str, builders: Sequence[Callable[[Skipped], list[Contestant]]], flops: float,
-               gemm: dict[str, float], seconds: float, rounds: int) -> dict[str, Any]:
-    """Build and warm every contestant, time them interleaved, print a table; the result as a dict."""
-    skipped: Skipped = {}
+def race(contestants: Sequence[Contestant], skipped: Skipped, seconds: float, rounds: int,
+         calls: int = 3) -> list[Contestant]:
+    """Warm each contestant (`calls` untimed calls after the first), then time them interleaved; those that
+    fail are named in `skipped` and left out of the returned list."""
     ready: list[Contestant] = []
-    for build in builders:
-        for c in build(skipped):
-            try:
-                ready.append(warm_up(c))
-            except Exception as e:  # a peer that fails to compile or run is reported, not fatal
-                skipped[c.name] = f"failed: {type(e).__name__}: {str(e).strip().splitlines()[0][:160]}"
+    for c in contestants:
+        try:
+            ready.append(warm_up(c, calls))
+        except Exception as e:  # a peer that fails to compile or run is reported, not fatal
+            skipped[c.name] = f"failed: {type(e).__name__}: {str(e).strip().splitlines()[0][:160]}"
     # The peers' imports (torch.compile, jax) leave millions of long-lived objects; without freezing
     # them, every full collection triggered by a step that allocates many small Python objects walks
     # them all (measured: 4 ms -> 20 ms per fusegrad eager step). Frozen, they cost nobody anything.
@@ -385,6 +404,14 @@ def run_config(title: str, builders: Sequence[Callable[[Skipped], list[Contestan
         interleave(ready, seconds, rounds)
     finally:
         gc.unfreeze()
+    return ready
+
+
+def run_config(title: str, builders: Sequence[Callable[[Skipped], list[Contestant]]], flops: float,
+               gemm: dict[str, float], seconds: float, rounds: int) -> dict[str, Any]:
+    """Build and warm every contestant, time them interleaved, print a table; the result as a dict."""
+    skipped: Skipped = {}
+    ready = race([c for build in builders for c in build(skipped)], skipped, seconds, rounds)
     floor_ms = flops / (gemm["best"] * 1e9) * 1e3
     ours = {name: next((c.median_ms for c in ready if c.name == name), None)
             for name in ("fusegrad eager", "fusegrad jit")}
