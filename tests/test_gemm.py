@@ -289,3 +289,23 @@ def test_products_after_a_layer_norm_are_gemms(activation):
     ty.square().sum().backward()
     for g, t in zip(grads, (tw1, tw2)):
         np.testing.assert_allclose(g.numpy(), t.grad.numpy(), rtol=1e-3, atol=1e-3)
+
+
+def test_a_tied_weights_product_gradient_is_a_gemm():
+    """A language model's head shares the embedding's matrix: its gradient adds the head's product
+    (hidden states x logit gradients) to the embedding's one-hot sum. The product runs the GEMM
+    routine on its own, and the sum takes the addition (fused, neither was a GEMM)."""
+    rng = np.random.default_rng(0)
+    weight = fg.tensor(rng.standard_normal((65, 128)).astype(np.float32) * 0.1, requires_grad=True)
+    tokens, targets = (fg.tensor(rng.integers(0, 65, (512,))) for _ in range(2))
+    hidden = fg.nn.functional.embedding(tokens, weight).tanh()
+    loss = fg.nn.functional.cross_entropy(hidden @ weight.T, targets)
+    (grad,) = fg.autograd.grad(loss, [weight])
+    items = [it for it in create_schedule([grad._node]) if it.alias_of is None]
+    gemm_sizes = [it.spec.root.numel for it in items
+                  if any(isinstance(s, Gemm) for s in use_gemm(lower(it.spec, "k")).stmts)]
+    assert 65 * 128 in gemm_sizes, gemm_sizes
+    tw = torch.tensor(weight.detach().numpy(), requires_grad=True)
+    th = torch.nn.functional.embedding(torch.tensor(tokens.numpy()), tw).tanh()
+    torch.nn.functional.cross_entropy(th @ tw.T, torch.tensor(targets.numpy())).backward()
+    np.testing.assert_allclose(grad.numpy(), tw.grad.numpy(), rtol=1e-4, atol=1e-5)

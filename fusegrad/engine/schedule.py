@@ -16,6 +16,10 @@ Fusion rules (which nodes get their own buffer, "materialized"):
   projection): fused, the pieces were guarded loop nests of one kernel that the GEMM routine could
   not take, and the products reading the concatenation recomputed its guards; now each piece is a
   plain product and the concatenation a copy;
+- a matrix product that an elementwise node combines with other reductions (a tied weight's
+  gradients, one from the head's product and one from the embedding, added): otherwise each is a
+  loop nest of one kernel and none can run the GEMM routine; of products alone, the last keeps
+  the combination as its epilogue;
 - a node whose fused chain has grown past MAX_FUSED_DEPTH ops, so kernels stay compilable.
 Everything else is fused: elementwise chains, elementwise producers into reductions, and
 elementwise consumers after a reduction (the reduction becomes a loop inside their kernel).
@@ -92,6 +96,18 @@ def _is_cheap(node: Node, keep: set[int], copies: int) -> bool:
     return True
 
 
+def _is_large(reduction: Node) -> bool:
+    """Does each output of the reduction sum FEW_TERMS or more terms?"""
+    return reduction.srcs[0].numel >= FEW_TERMS * reduction.numel
+
+
+def _is_product(reduction: Node) -> bool:
+    """A sum of products long and wide enough (FEW_TERMS**2 terms for each of as many outputs) for the
+    GEMM routine to win over a plain loop nest (a linear layer's input gradient over 10 classes is not)."""
+    return reduction.op is Op.SUM and reduction.srcs[0].op is Op.MUL and \
+        reduction.srcs[0].numel >= FEW_TERMS ** 2 * reduction.numel >= FEW_TERMS ** 4
+
+
 def _is_loaded(node: Node, keep: set[int]) -> bool:
     return node.buffer is not None or node.op in LEAF or id(node) in keep
 
@@ -127,6 +143,8 @@ def materialized_nodes(order: list[Node], targets: list[Node]) -> set[int]:
     depth: dict[int, int] = {}
     inner: dict[int, frozenset[int]] = {}  # unmaterialized reductions fused into each node
     placed: set[int] = set()  # large reductions padded into place, and what adds them up
+    rank = {id(n): i for i, n in enumerate(order)}
+    nodes = {id(n): n for n in order}
     assembled: set[int] = set()  # the last of those sums: the whole assembled tensor
     for node in order:
         if node.buffer is not None or node.op in LEAF:
@@ -139,7 +157,7 @@ def materialized_nodes(order: list[Node], targets: list[Node]) -> set[int]:
             keep.add(id(_view_base(node.srcs[0])))
         if node.op is Op.PAD:
             base = _view_base(node.srcs[0])
-            if base.op in REDUCE and base.buffer is None and base.srcs[0].numel >= FEW_TERMS * base.numel:
+            if base.op in REDUCE and base.buffer is None and _is_large(base):
                 keep.add(id(base))  # a large reduction placed into a bigger tensor runs as its own kernel
                 placed.add(id(node))
         elif node.op in ELEMENTWISE and any(id(s) in placed for s in node.srcs):
@@ -155,6 +173,14 @@ def materialized_nodes(order: list[Node], targets: list[Node]) -> set[int]:
         if node.op in REDUCE:
             keep.update(below)  # a reduction nested in another runs as its own parallel kernel
             below = frozenset((id(node),))
+        elif len(below) > 1:
+            # matrix products combined elementwise with other reductions (a tied weight's gradients
+            # added): each a loop nest of one kernel, none could run the GEMM routine; the products
+            # become kernels of their own (of products alone, the last takes the rest as its epilogue)
+            products = [r for _, r in sorted((rank[r], r) for r in below if _is_product(nodes[r]))]
+            split = products if len(products) < len(below) else products[:-1]
+            keep.update(split)
+            below = below.difference(split)
         d = 1 + max((0 if done else depth.get(id(s), 0)) for s, done in zip(node.srcs, loaded))
         if d > MAX_FUSED_DEPTH:
             keep.add(id(node))
