@@ -110,3 +110,24 @@ def qkv_attention(lib: Any, x: Any, w: Any, heads: int) -> Any:
     q, k, v = (x @ w).split(c, -1)
     q, k, v = (z.reshape(b, t, heads, c // heads).transpose(1, 2) for z in (q, k, v))
     return F.scaled_dot_product_attention(q, k, v, is_causal=True).square().sum()
+
+
+def checks_on_host() -> bool:
+    """Does the default device check indices already in its memory at the call (host memory), rather
+    than in the kernel that reads them (docs/trust.md)?"""
+    from fusegrad.runtime import registry
+    return registry.get(fg.zeros(1).device).host_memory
+
+
+def raises_at_call_or_read(error: type[BaseException], build: Callable[[], Any]) -> None:
+    """`build()` raises `error` at the call, or, on a device that checks data in its kernels, the call
+    returns and reading its result raises (an error found from the shapes alone raises at the call
+    everywhere)."""
+    import pytest
+    try:
+        out = build()
+    except error:
+        return
+    assert not checks_on_host(), f"{build} returned instead of raising {error.__name__} at the call"
+    with pytest.raises(error):
+        (out[0] if isinstance(out, tuple) else out).numpy()

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import fusegrad as fg
+from tests import helpers
 
 
 def kernels(*tensors):
@@ -163,7 +164,9 @@ def test_mlp_training_step_kernels():
     with fg.profile() as p:
         step().item()
     labels = [k.op for k in p.kernels]
-    assert len(labels) <= 19, labels
+    # a device that checks indices in its kernels checks the targets in one, and, not having read them,
+    # counts the ones not ignored for the mean (CPU: 19)
+    assert len(labels) <= (19 if helpers.checks_on_host() else 22), labels
     assert "COPY" not in labels
     assert labels.count("ADD CMPLT CMPEQ OR WHERE") == 2  # bias + ReLU of both hidden layers
     assert labels.count("ADD CMPLT CMPEQ OR NOT MUL SUM WHERE") == 2  # each mask in its gradient's product
