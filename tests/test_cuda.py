@@ -132,6 +132,12 @@ def strided_outputs() -> list[fg.Tensor]:
     return [cpu_array((1000, 256), "float32").sum(0), cpu_array((300, 1536), "float64").amax(0)]
 
 
+def huge_literal_outputs() -> list[fg.Tensor]:
+    """Python floats beyond float32's range become inf in a float kernel (NVRTC refused -1e+40f)."""
+    x = cpu_array((7,), "float32")
+    return [fg.where(x > 0, x.half(), -1e40), fg.where(x > 0, x.bfloat16(), 1e39)]  # torch rounds these to inf
+
+
 def checked_index_outputs() -> list[fg.Tensor]:
     """Lazy indices: each is checked by the kernel that computes it (the error word's atomic claim)."""
     x = cpu_array((6, 5), "float32")
@@ -143,7 +149,7 @@ RENDER_CASES: dict[str, Callable[[], list[fg.Tensor]]] = {
     **{f"elementwise_{d.name}": functools.partial(elementwise_outputs, d.name) for d in dtypes.ALL},
     "reductions": reduction_outputs, "strided_reduction": strided_outputs, "movement": movement_outputs,
     "matmul": matmul_outputs, "half_products": half_product_outputs, "random": random_outputs, "casts": cast_outputs,
-    "huge_index": huge_outputs, "checked_index": checked_index_outputs,
+    "huge_index": huge_outputs, "checked_index": checked_index_outputs, "huge_literals": huge_literal_outputs,
     "mlp_backward": mlp_outputs,
 }
 

@@ -10,6 +10,7 @@ from ..graph.symbolic import Var
 from .ir import (Accumulate, Alu, Cond, Const, Define, DefineAcc, EndLoop, Expr, Gemm, Index, Load, Loop, LoopIR,
                  Rand, Ref, Store)
 
+FLOAT32_OVERFLOW = 2.0**128 - 2.0**103  # from here on a literal rounds to inf in float: NVRTC refuses it
 _INT_MIN = {"int8": "INT8_MIN", "int16": "INT16_MIN", "int32": "INT32_MIN", "int64": "INT64_MIN"}
 
 
@@ -85,7 +86,7 @@ class CStyleRenderer:
             v = float(value)  # type: ignore[arg-type]
             if math.isnan(v):
                 return "NAN"
-            if math.isinf(v):
+            if math.isinf(v) or (dtype.name != "float64" and abs(v) >= FLOAT32_OVERFLOW):
                 return "INFINITY" if v > 0 else "(-INFINITY)"
             text = repr(v)
             return text if dtype.name == "float64" else text + "f"

@@ -110,11 +110,12 @@ class CublasProgram:
         b_param, b_off, b_stride = d["b"]
         c_off, c_stride = d["c"]
         self._device.make_current()
-        status = self._gemm(self._handle, _OP_T if d["tb"] else _OP_N, _OP_T if d["ta"] else _OP_N,
-                            d["n"], d["m"], d["k"], ctypes.byref(self._one),
-                            pointers[b_param] + size * b_off, d["ldb"], b_stride,
-                            pointers[a_param] + size * a_off, d["lda"], a_stride, ctypes.byref(self._zero),
-                            pointers[0] + size * c_off, d["n"], c_stride, d["batch"])
+        with self._device.enqueue_lock:  # one cuBLAS handle, shared by threads
+            status = self._gemm(self._handle, _OP_T if d["tb"] else _OP_N, _OP_T if d["ta"] else _OP_N,
+                                d["n"], d["m"], d["k"], ctypes.byref(self._one),
+                                pointers[b_param] + size * b_off, d["ldb"], b_stride,
+                                pointers[a_param] + size * a_off, d["lda"], a_stride, ctypes.byref(self._zero),
+                                pointers[0] + size * c_off, d["n"], c_stride, d["batch"])
         if status != 0:
             raise DeviceError(f"cuBLAS gemm for {self.name} failed (status {status})")
 

@@ -118,9 +118,11 @@ class CUDAProgram:
     def launch_pointers(self, pointers: Sequence[int]) -> None:
         """Enqueue the kernel on raw device addresses (the driver copies the arguments at the call)."""
         self._device.make_current()
-        self._args[:len(pointers)] = pointers
-        _check(_bindings()[0].cuLaunchKernel(self._fn, self._grid, 1, 1, self._block, 1, 1, 0, self._device.stream,
-                                             self._params.ctypes.data, 0), f"launch of {self.name}")
+        with self._device.enqueue_lock:  # the argument array is the program's, shared by threads
+            self._args[:len(pointers)] = pointers
+            _check(_bindings()[0].cuLaunchKernel(self._fn, self._grid, 1, 1, self._block, 1, 1, 0,
+                                                 self._device.stream, self._params.ctypes.data, 0),
+                   f"launch of {self.name}")
 
     def __call__(self, buffers: Sequence[Buffer]) -> float:
         return self.call_pointers([b.handle.ptr for b in buffers])
@@ -163,6 +165,9 @@ class CUDADevice:
         self._free: dict[int, list[int]] = {}  # size -> addresses of released blocks, reused before cuMemAlloc
         self._lock = threading.Lock()
         self._timing = threading.Lock()  # the two events are shared: compile threads time cuBLAS races
+        # the stream is shared by threads: a launch (its argument array), a copy and a graph capture
+        # (which would take in other threads' launches) each hold it alone while they enqueue
+        self.enqueue_lock = threading.RLock()
         # PTX (JIT-compiled by the driver) instead of CUBIN: NVRTC older than the GPU, or a CUBIN the driver rejected
         self.use_ptx = self.arch not in _bindings()[1].nvrtcGetSupportedArchs()[1]
         self.allocator = CountingAllocator(name, self._raw_alloc, self._raw_free)
@@ -177,7 +182,7 @@ class CUDADevice:
         self.make_current()
         start, end = self.events
         elapsed = getattr(driver, "cuEventElapsedTime", None) or driver.cuEventElapsedTime_v2  # renamed in CUDA 13
-        with self._timing:
+        with self._timing, self.enqueue_lock:  # nothing of another thread between the events
             _check(driver.cuEventRecord(start, self.stream), "cuEventRecord")
             enqueue()
             _check(driver.cuEventRecord(end, self.stream), "cuEventRecord")
@@ -248,15 +253,17 @@ class CUDADevice:
         raw = np.ascontiguousarray(data).reshape(-1).view(np.uint8)
         if raw.size:
             self.make_current()  # pageable host memory is staged before the call returns
-            _check(_bindings()[0].cuMemcpyHtoDAsync(buf.handle.ptr, raw.ctypes.data, raw.size, self.stream),
-                   "copy to the GPU")
+            with self.enqueue_lock:
+                _check(_bindings()[0].cuMemcpyHtoDAsync(buf.handle.ptr, raw.ctypes.data, raw.size, self.stream),
+                       "copy to the GPU")
 
     def copy_out(self, buf: Buffer, np_dtype: np.dtype, count: int) -> np.ndarray:
         out = np.empty(count, dtype=np_dtype)
         if out.nbytes:
             self.make_current()
-            _check(_bindings()[0].cuMemcpyDtoHAsync(out.ctypes.data, buf.handle.ptr, out.nbytes, self.stream),
-                   "copy from the GPU")
+            with self.enqueue_lock:
+                _check(_bindings()[0].cuMemcpyDtoHAsync(out.ctypes.data, buf.handle.ptr, out.nbytes, self.stream),
+                       "copy from the GPU")
         self.synchronize()
         return out
 

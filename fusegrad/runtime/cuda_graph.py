@@ -44,7 +44,8 @@ class CUDASequence:
         else:
             self._graphs.move_to_end(key)
         self._device.make_current()
-        _check(driver.cuGraphLaunch(graph, self._device.stream), "cuGraphLaunch")
+        with self._device.enqueue_lock:
+            _check(driver.cuGraphLaunch(graph, self._device.stream), "cuGraphLaunch")
 
     def _instantiate(self, slots: tuple[int, ...]) -> Any:
         """Record the launches on the stream (nothing runs) and instantiate the recorded graph."""
@@ -52,12 +53,13 @@ class CUDASequence:
         stream = self._device.stream
         self._device.make_current()
         mode = driver.CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_THREAD_LOCAL
-        _check(driver.cuStreamBeginCapture(stream, mode), "cuStreamBeginCapture")
-        try:
-            for program, args in self._launches:
-                program.launch_pointers([slots[slot] + offset for slot, offset in args])
-        finally:
-            graph = _check(driver.cuStreamEndCapture(stream), "cuStreamEndCapture")
+        with self._device.enqueue_lock:  # another thread's launch on the stream would join the graph
+            _check(driver.cuStreamBeginCapture(stream, mode), "cuStreamBeginCapture")
+            try:
+                for program, args in self._launches:
+                    program.launch_pointers([slots[slot] + offset for slot, offset in args])
+            finally:
+                graph = _check(driver.cuStreamEndCapture(stream), "cuStreamEndCapture")
         try:
             return _check(driver.cuGraphInstantiate(graph, 0), "cuGraphInstantiate")
         finally:
