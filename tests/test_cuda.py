@@ -142,7 +142,8 @@ def checked_index_outputs() -> list[fg.Tensor]:
     """Lazy indices: each is checked by the kernel that computes it (the error word's atomic claim)."""
     x = cpu_array((6, 5), "float32")
     rows, cols = fg.tensor([0, 5, 2]) * 1, fg.tensor([[0, 4]] * 6) * 1
-    return [x.index_select(0, rows), x[rows - 3], x.gather(1, cols), F.cross_entropy(x, fg.tensor([0, 1, 2, 3, 4, 0]) * 1)]
+    targets = fg.tensor([0, 1, 2, 3, 4, 0]) * 1
+    return [x.index_select(0, rows), x[rows - 3], x.gather(1, cols), F.cross_entropy(x, targets)]
 
 
 RENDER_CASES: dict[str, Callable[[], list[fg.Tensor]]] = {

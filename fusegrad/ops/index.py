@@ -23,9 +23,9 @@ import numpy as np
 
 from .. import dtypes
 from ..engine import capture
+from ..engine.realize import is_view_of_buffer
 from ..errors import DTypeError, IndexOutOfRangeError, ShapeError
 from ..graph import node as G
-from ..graph.ops import MOVEMENT
 from ..graph.shapes import broadcast_shape
 from ..runtime import device_errors, registry
 
@@ -326,10 +326,7 @@ class IndexMixin:
         """Computed (or a view of a computed buffer), in host memory, and outside fg.jit: reading it
         costs no synchronization and freezes no value into a replay, so checks of its data can run on
         the host at the call."""
-        node = self._node
-        while node.buffer is None and node.op in MOVEMENT:
-            node = node.srcs[0]
-        return node.buffer is not None and registry.get(self.device).host_memory and not capture.current()
+        return is_view_of_buffer(self._node) and registry.get(self.device).host_memory and not capture.current()
 
     def _device_check(self: "Tensor", ok: "Tensor", message: str,
                       error: type[Exception] = IndexOutOfRangeError) -> "Tensor":
