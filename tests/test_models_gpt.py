@@ -1,66 +1,25 @@
 """The GPT model against the same model written in PyTorch with copied weights, and its generation."""
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import torch.nn as tnn
-import torch.nn.functional as TF
 
 import fusegrad as fg
 from fusegrad.models import GPT, GPTConfig
-from tests import helpers
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+import gpt_torch  # noqa: E402  (the benchmarks folder is not a package)
 
 
-class TorchBlock(tnn.Module):
-    def __init__(self, c: GPTConfig):
-        super().__init__()
-        self.n_head, self.n_embd, self.dropout = c.n_head, c.n_embd, c.dropout
-        self.ln_1 = tnn.LayerNorm(c.n_embd, bias=c.bias)
-        self.attn = tnn.Module()
-        self.attn.c_attn = tnn.Linear(c.n_embd, 3 * c.n_embd, bias=c.bias)
-        self.attn.c_proj = tnn.Linear(c.n_embd, c.n_embd, bias=c.bias)
-        self.ln_2 = tnn.LayerNorm(c.n_embd, bias=c.bias)
-        self.mlp = tnn.Module()
-        self.mlp.c_fc = tnn.Linear(c.n_embd, 4 * c.n_embd, bias=c.bias)
-        self.mlp.c_proj = tnn.Linear(4 * c.n_embd, c.n_embd, bias=c.bias)
-
-    def forward(self, x):
-        b, t, c = x.shape
-        q, k, v = self.attn.c_attn(self.ln_1(x)).split(self.n_embd, dim=2)
-        q, k, v = (z.view(b, t, self.n_head, c // self.n_head).transpose(1, 2) for z in (q, k, v))
-        y = TF.scaled_dot_product_attention(q, k, v, is_causal=True)
-        x = x + self.attn.c_proj(y.transpose(1, 2).contiguous().view(b, t, c))
-        return x + self.mlp.c_proj(TF.gelu(self.mlp.c_fc(self.ln_2(x))))
-
-
-class TorchGPT(tnn.Module):
-    def __init__(self, c: GPTConfig):
-        super().__init__()
-        self.transformer = tnn.ModuleDict(dict(wte=tnn.Embedding(c.vocab_size, c.n_embd),
-                                               wpe=tnn.Embedding(c.block_size, c.n_embd),
-                                               h=tnn.ModuleList([TorchBlock(c) for _ in range(c.n_layer)]),
-                                               ln_f=tnn.LayerNorm(c.n_embd, bias=c.bias)))
-        self.lm_head = tnn.Linear(c.n_embd, c.vocab_size, bias=False)
-        self.lm_head.weight = self.transformer.wte.weight
-
-    def forward(self, idx, targets):
-        tr = self.transformer
-        x = tr.wte(idx) + tr.wpe(torch.arange(idx.shape[1]))
-        for block in tr.h:
-            x = block(x)
-        logits = self.lm_head(tr.ln_f(x))
-        return logits, TF.cross_entropy(logits.view(-1, logits.shape[-1]), targets.view(-1))
-
-
-def twins(config: GPTConfig) -> tuple[GPT, TorchGPT]:
+def twins(config: GPTConfig) -> tuple[GPT, gpt_torch.TorchGPT]:
+    """A fusegrad GPT and the benchmark's PyTorch twin holding the same weights."""
     fg.manual_seed(0)
     model = GPT(config)
-    twin = TorchGPT(config)
-    state = {k: torch.tensor(v.numpy()) for k, v in model.state_dict().items()}
-    missing, unexpected = twin.load_state_dict(state, strict=False)
-    assert not unexpected and all(k == "lm_head.weight" for k in missing), (missing, unexpected)
-    return model, twin
+    state = {k: v.numpy() for k, v in model.state_dict().items()}
+    return model, gpt_torch.load_fusegrad_state(gpt_torch.TorchGPT(config), state)
 
 
 CONFIG = GPTConfig(vocab_size=23, block_size=12, n_layer=2, n_head=2, n_embd=16)
@@ -115,7 +74,7 @@ def test_weight_decay_goes_to_matrices_only():
     assert len(decayed["params"]) + len(plain["params"]) == len(list(model.parameters()))
 
 
-def torch_greedy(twin: TorchGPT, idx: np.ndarray, new: int, block_size: int) -> np.ndarray:
+def torch_greedy(twin: gpt_torch.TorchGPT, idx: np.ndarray, new: int, block_size: int) -> np.ndarray:
     out = torch.tensor(idx)
     with torch.no_grad():
         for _ in range(new):
