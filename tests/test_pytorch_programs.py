@@ -4,7 +4,8 @@ Each program in tests/programs/ is plain PyTorch code. It runs twice in this pro
 on torch, and with its import lines rewritten to fusegrad (`translate`), nothing else changed. Both
 runs draw the same random numbers (`shared_random_draws`: fusegrad's generator is not torch's
 Mersenne twister, so the harness hands both libraries one numpy stream for their random tensors and
-initializers), and every number each run prints must agree.
+initializers, and one shuffle order for their data loaders), and every number each run prints must
+agree. On a GPU the PyTorch run keeps float32 products in float32 (TF32 off), as fusegrad computes them.
 """
 from __future__ import annotations
 
@@ -86,8 +87,16 @@ def shared_random_draws(seed: int) -> Iterator[None]:
             return input * lib.tensor(keep, dtype=input.dtype, device=input.device)
         return drop
 
+    def torch_shuffle(sampler: Any) -> Iterator[int]:
+        yield from rng.permutation(len(sampler.data_source)).tolist()
+
+    import fusegrad.data.sampler as fg_sampler
     import fusegrad.random as fg_random
-    patches = [(torch.nn.functional, "dropout", dropout(torch)), (fg.nn.functional, "dropout", dropout(fg)),
+    import torch.utils.data as torch_data
+    patches = [(torch_data.RandomSampler, "__iter__", torch_shuffle),
+               (fg_sampler.RandomSampler, "order", lambda sampler, epoch: rng.permutation(len(sampler.data_source))),
+               (torch.backends.cudnn, "allow_tf32", False), (torch.backends.cuda.matmul, "allow_tf32", False),
+               (torch.nn.functional, "dropout", dropout(torch)), (fg.nn.functional, "dropout", dropout(fg)),
                (torch, "randn", maker(torch, True)), (torch, "rand", maker(torch, False)),
                (torch.Tensor, "normal_", torch_fill(True)), (torch.Tensor, "uniform_", torch_fill(False)),
                (fg, "randn", maker(fg, True)), (fg, "rand", maker(fg, False)),
