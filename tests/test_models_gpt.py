@@ -109,3 +109,5 @@ def test_cached_generation_replays_one_step_however_long_the_text():
     model.generate(fg.tensor([[4, 5, 6, 7]]), 5, temperature=0)  # another prompt length: same steps
     assert model._step.captures == captures <= 2  # a prompt's step (no sampling) and a sampling step
     assert model._step.replays >= 20
+    model.generate(prompt, 30, temperature=0)  # past the block size of 12: the sliding window's step
+    assert model._window_step.captures == 1 and model._window_step.replays == 30 - 10 - 1

@@ -141,6 +141,7 @@ class GPT(nn.Module):
             if name.endswith("c_proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
         self._step: Any = None
+        self._window_step: Any = None
 
     @classmethod
     def from_name(cls, name: str, **overrides: Any) -> "GPT":
@@ -196,6 +197,12 @@ class GPT(nn.Module):
         logits = self.lm_head(tr.ln_f(x))[:, -1, :]
         return (_sample(logits, temperature, top_k) if sample else logits), new
 
+    def _sliding_step(self, window: Tensor, temperature: float, top_k: int | None) -> tuple[Tensor, Tensor]:
+        """The token after a full window (B, block_size), and the window moved on by it."""
+        logits, _ = self(window)
+        nxt = _sample(logits[:, -1, :], temperature, top_k)
+        return nxt, cat([window[:, 1:], nxt], 1)
+
     @no_grad()
     def generate(self, idx: Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
                  use_cache: bool = True) -> Tensor:
@@ -219,7 +226,16 @@ class GPT(nn.Module):
                                          pos + 1 >= t)
                 if pos + 1 >= t:
                     out.append(nxt)
-        while len(out) < t + max_new_tokens:  # without a cache, or past the block size: the cropped window
+        if use_cache and len(out) < t + max_new_tokens:
+            # past the block size the window slides, and every position's embedding with it: each token
+            # is a whole window's forward, one replay of a jitted step of fixed shape
+            if self._window_step is None:
+                self._window_step = jit(self._sliding_step)
+            window = cat(out[-cfg.block_size:], 1).realize()
+            while len(out) < t + max_new_tokens:
+                nxt, window = self._window_step(window, temperature, top_k)
+                out.append(nxt)
+        while len(out) < t + max_new_tokens:  # without a cache: the growing, then cropped, window
             window = cat(out[-cfg.block_size:], 1)
             logits, _ = self(window)
             # realized one by one: a lazy token would hold the graph of every window before it, and
