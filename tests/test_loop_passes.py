@@ -306,3 +306,40 @@ def test_peeled_pieces_inside_a_parallel_nest_compile_and_match_torch():
     helpers.qkv_attention(torch, tx, tw, heads).backward()
     np.testing.assert_allclose(fw.grad.numpy(), tw.grad.numpy(), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(fx.grad.numpy(), tx.grad.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def reduce_loops(t: fg.Tensor) -> list[int]:
+    """Extents of the reduce loops of every kernel `t` needs, after the one-hot pass."""
+    from fusegrad.codegen.gather import one_hot_reads
+    return [s.var.extent for it in create_schedule([t._node]) for s in one_hot_reads(lower(it.spec, "k")).stmts
+            if isinstance(s, Loop) and s.kind == "reduce"]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "int32"])
+def test_one_hot_sums_become_single_reads(dtype):
+    rng = np.random.default_rng(3)
+    table = rng.uniform(-4, 4, (50, 24)).astype(dtype)
+    picks = rng.integers(-60, 110, 70)  # out of range on both sides: the one-hot sum gives 0 there
+    t, idx = fg.tensor(table), fg.tensor(picks)
+    hot = idx.reshape(70, 1, 1) == fg.arange(50).reshape(1, 50, 1)
+    onehot = fg.where(hot, t.reshape(1, 50, 24), 0).sum(1)
+    assert reduce_loops(onehot) == []
+    want = np.where(((picks >= 0) & (picks < 50))[:, None], table[np.clip(picks, 0, 49)], 0)
+    np.testing.assert_array_equal(onehot.numpy(), want)
+    # the pick inside a longer sum over rows: the row loop stays, the one-hot loop goes
+    rows = fg.where(hot, t.reshape(1, 50, 24), 0).sum((0, 1))
+    assert reduce_loops(rows) == [70]
+    np.testing.assert_allclose(rows.numpy(), want.sum(0), rtol=1e-5)
+
+
+def test_gathers_embeddings_and_loss_targets_read_one_element():
+    rng = np.random.default_rng(4)
+    w = fg.tensor(rng.standard_normal((84, 32)).astype(np.float32))
+    tokens = fg.tensor(rng.integers(0, 84, (4, 16)))
+    assert reduce_loops(fg.nn.functional.embedding(tokens, w)) == []
+    logits = fg.tensor(rng.standard_normal((64, 84)).astype(np.float32))
+    x, i = torch.tensor(logits.numpy()), torch.tensor(tokens.numpy().reshape(-1))
+    assert 84 not in reduce_loops(logits.gather(1, tokens.reshape(64, 1)))
+    loss = fg.nn.functional.cross_entropy(logits, tokens.reshape(-1))
+    np.testing.assert_allclose(loss.item(), torch.nn.functional.cross_entropy(x, i).item(), rtol=1e-6)
+    np.testing.assert_array_equal(logits[fg.arange(64), tokens.reshape(-1)].numpy(), x[torch.arange(64), i].numpy())

@@ -23,6 +23,7 @@ from typing import Any, Hashable
 
 from .. import flags
 from ..codegen import renderer_for
+from ..codegen.gather import one_hot_reads
 from ..codegen.gemm import use_gemm
 from ..codegen.peel import peel_loops
 from ..codegen.ir import Gemm
@@ -95,9 +96,9 @@ def _kernel_info(item: ScheduleItem) -> tuple[str, int]:
 
 
 def kernel_ir(spec: KernelSpec, name: str, renderer: Any) -> Any:
-    """A kernel's loop IR after the passes its renderer wants (GEMM, reduction interchange, peeling, loop
-    merging, invariant hoisting)."""
-    ir = lower(spec, name)
+    """A kernel's loop IR after one-hot reads and the passes its renderer wants (GEMM, reduction
+    interchange, peeling, loop merging, invariant hoisting)."""
+    ir = one_hot_reads(lower(spec, name))
     if renderer.supports_gemm:
         ir = use_gemm(ir)
     if renderer.interchange_reductions:
