@@ -1,5 +1,6 @@
 """Semantics PyTorch programs rely on, against torch 2.13: view(dtype), the gradients of pow and sign,
-type promotion of pow, nested index keys and half-precision products accumulating in float32."""
+type promotion of pow, nested index keys, half-precision products accumulating in float32, half
+results rounded after every operation, and exp's accuracy over the whole float range."""
 import warnings
 
 import numpy as np
@@ -208,6 +209,34 @@ def test_half_products_accumulate_in_float32(name, dtype):
     assert ours.dtype.name == dtype
     np.testing.assert_allclose(ours.numpy(), theirs.float().numpy(), rtol=1e-2)
     np.testing.assert_allclose(ours.numpy(), exact, rtol=1e-2)  # one rounding of the float32 sum
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_fused_half_operations_round_each_result_as_torch(dtype):
+    """A fused kernel computes half values in float, but rounds every operation's result to the dtype,
+    so the numbers do not depend on what fused: exactly torch's."""
+    a, b, c = (RNG.uniform(-3, 3, 4096).astype(np.float32) for _ in range(3))
+
+    def chain(lib, x, y, z):
+        h = getattr(lib, dtype)
+        x, y, z = x.to(h), y.to(h), z.to(h)
+        return [(x * y + z).float(), x.exp().float(), (x / y).sqrt().float() + 0, (x.sin() - z * 3).float(),
+                ((x + y) * 0.1).to(lib.float16 if dtype == "bfloat16" else lib.bfloat16).float()]
+    ours = chain(fg, fg.tensor(a), fg.tensor(b), fg.tensor(c))
+    theirs = chain(torch, torch.tensor(a), torch.tensor(b), torch.tensor(c))
+    for o, t in zip(ours, theirs):
+        np.testing.assert_array_equal(o.numpy(), t.numpy())
+
+
+def test_exp_within_one_ulp_over_the_float_range_with_torchs_special_values():
+    x = np.concatenate([np.linspace(-110, 90, 400_001, dtype=np.float32),
+                        np.array([np.inf, -np.inf, np.nan, 0.0, -0.0, -87.5, -103.9, 88.7, 88.8], np.float32)])
+    ours, theirs = fg.tensor(x).exp().numpy(), torch.tensor(x).exp().numpy()
+    assert np.array_equal(np.isnan(ours), np.isnan(theirs)) and np.array_equal(np.isinf(ours), np.isinf(theirs))
+    finite = np.isfinite(theirs)
+    spacing = np.spacing(np.abs(theirs[finite]))  # one ulp, denormal spacing below the normal range
+    assert np.all(np.abs(ours[finite].astype(np.float64) - theirs[finite]) <= 1.01 * spacing)
+    assert ours[-4] > 0 and ours[-3] > 0  # denormal results are not flushed
 
 
 # ---- BITCAST in every renderer ----------------------------------------------------------------

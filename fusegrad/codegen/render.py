@@ -54,6 +54,11 @@ def decompose(flat: str, variables: Sequence[Var], declare: str, suffix: str = "
     return lines
 
 
+# operations whose float result may fall between two values of a half dtype
+_ROUNDED = frozenset({Op.CAST, Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.MOD, Op.POW, Op.EXP, Op.LOG, Op.SIN, Op.COS,
+                      Op.SQRT, Op.ERF})
+
+
 class CStyleRenderer:
     """Renders loop IR as C-family source. Subclasses set the dialect data and the loop mapping."""
 
@@ -124,7 +129,13 @@ class CStyleRenderer:
         if isinstance(e, Rand):
             state = f"p{e.state_param}"
             return f"fg_rand((uint64_t){state}[0], (uint64_t){state}[1] + (uint64_t){e.index.render()})"
-        return self.alu(e)
+        text = self.alu(e)
+        if e.op in _ROUNDED and e.dtype.name in ("float16", "bfloat16"):
+            # computed in float: the result is rounded to its dtype after each operation, as PyTorch
+            # rounds every operation's output (fused or not, the same numbers)
+            to_bits, from_bits = self.float_bits[e.dtype.name]
+            text = f"{from_bits}({to_bits}({text}))"
+        return text
 
     def alu(self, e: Alu) -> str:
         a = [self.expr(x) for x in e.args]

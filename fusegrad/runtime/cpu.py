@@ -127,6 +127,10 @@ def _compiler_identity(cc: str, target: str) -> str:
     return f"{version}; target {target}"
 
 
+# kernels round each operation's result as written: a product and a sum contracted into one fused
+# multiply-add would skip a rounding (a half-precision kernel then differs from PyTorch by half ulps);
+# the support library's micro-kernels keep their fused multiply-adds
+KERNEL_CFLAGS = ("-ffp-contract=off",)
 SEQUENCE_CFLAGS = ("-O1", "-shared", "-fPIC")  # runners only call kernels: compile them fast
 RUNNER_MAX_ARGS = 32  # the most kernel parameters the table-driven runner can pass
 
@@ -303,7 +307,7 @@ class CPUDevice:
                 for name, address in (self.vendor_blas() or {}).items():
                     if hasattr(lib, f"fg_blas_{name}"):  # the support library calls the vendor BLAS through these
                         ctypes.c_void_p.in_dll(lib, f"fg_blas_{name}").value = address
-        lib = self._load(source, symbols=names)
+        lib = self._load(source, symbols=names, cflags=self.compiler()[2] + KERNEL_CFLAGS)
         library = _Library(lib)
         programs = []
         for name, n in zip(names, nargs):
