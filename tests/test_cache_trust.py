@@ -62,7 +62,7 @@ def entry_path(source: str) -> Path:
     """Where the default device caches the build of `source`."""
     dev = registry.get(registry.default_device())
     if KIND == "cpu":
-        key = dev.cache_key(source)
+        key = dev.cache_key(source, dev.kernel_cflags())
     else:
         key = cache.cache_key(source, dev.identity, *dev.build_options(dev.lanes > 1))
     return cache.folder() / f"{key}.{EXT}"

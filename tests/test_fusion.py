@@ -189,3 +189,25 @@ def test_conv_bias_gradient_sums_per_sample_first():
             if node.op in REDUCE and node.srcs[0].numel == dy.numel()]
     assert sums and all(node.numel == n * c for node in sums)
     np.testing.assert_allclose(g_bias.numpy(), dy.numpy().sum((0, 2, 3)), rtol=1e-5, atol=1e-5)
+
+
+def test_a_residual_stream_is_stored_once_not_recomputed_by_each_reader():
+    """x_k = x_{k-1} + f_k(x_{k-1}), as a transformer's blocks add to their residual stream: each x_k
+    is read by several kernels (its layer norm's statistics and normalization, and the next sums),
+    so it is stored once; recomputed, every reader of x_12 would add all twelve terms again."""
+    from fusegrad.engine.schedule import create_schedule, fused_nodes
+    from fusegrad.graph.ops import Op
+    rng = np.random.default_rng(1)
+    x = fg.tensor(rng.standard_normal((32, 16)).astype(np.float32))
+    w = fg.tensor(rng.standard_normal((16, 16)).astype(np.float32) * 0.2)
+    xs = [x]
+    for _ in range(12):
+        xs.append(xs[-1] + fg.nn.functional.layer_norm(xs[-1], (16,)) @ w)
+    out = xs[-1]
+    items = create_schedule([out._node])
+    most = max(sum(n.op is Op.ADD for n in fused_nodes(it.spec.root, it.spec.inputs)) for it in items)
+    assert most <= 3, f"a kernel adds {most} terms of the stream"
+    want = torch.tensor(x.numpy())
+    for _ in range(12):
+        want = want + torch.nn.functional.layer_norm(want, (16,)) @ torch.tensor(w.numpy())
+    np.testing.assert_allclose(out.numpy(), want.numpy(), rtol=1e-4, atol=1e-4)

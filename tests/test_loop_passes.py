@@ -343,3 +343,17 @@ def test_gathers_embeddings_and_loss_targets_read_one_element():
     loss = fg.nn.functional.cross_entropy(logits, tokens.reshape(-1))
     np.testing.assert_allclose(loss.item(), torch.nn.functional.cross_entropy(x, i).item(), rtol=1e-6)
     np.testing.assert_array_equal(logits[fg.arange(64), tokens.reshape(-1)].numpy(), x[torch.arange(64), i].numpy())
+
+
+def test_column_sum_over_two_reduce_loops_with_row_statistics_is_interchanged():
+    """A layer norm's weight gradient, sum over (batch, positions) of dy * (x - mean) * rstd: two
+    reduce loops, per-row statistics read along the reduction, the columns along the outputs. Run
+    with the reduction outside, the inner loop streams the rows; results as numpy's."""
+    rng = np.random.default_rng(6)
+    dy, x = (rng.standard_normal((16, 64, 96)).astype(np.float32) for _ in range(2))
+    mean, rstd = (rng.standard_normal((16, 64, 1)).astype(np.float32) for _ in range(2))
+    pos = rng.standard_normal((64, 96)).astype(np.float32)  # read per position: broadcast over the batch
+    t = fg.tensor(dy) * ((fg.tensor(x) + fg.tensor(pos) - fg.tensor(mean)) * fg.tensor(rstd))
+    g = t.sum((0, 1))
+    assert interchanged(g)
+    np.testing.assert_allclose(g.numpy(), (dy * ((x + pos - mean) * rstd)).sum((0, 1)), rtol=1e-4, atol=1e-3)

@@ -55,6 +55,13 @@ def _block_size(n: int) -> int:
     return max((b for b in range(64, BLOCK + 1) if n % b == 0), default=0)
 
 
+def _loop_follows(body: list[Stmt], j: int) -> bool:
+    """Is body[j] one of a run of Defines that ends at a Loop?"""
+    while j < len(body) and isinstance(body[j], Define):
+        j += 1
+    return j < len(body) and isinstance(body[j], Loop)
+
+
 def interchange_reduction(ir: LoopIR) -> LoopIR:
     """`ir` with its strided reduction interchanged, or `ir` unchanged when the pattern does not fit."""
     stmts = ir.stmts
@@ -63,16 +70,24 @@ def interchange_reduction(ir: LoopIR) -> LoopIR:
         return ir
     n_glob, body, a0 = nest
     acc = body[a0]
-    n_red = 0
-    while isinstance(body[a0 + 1 + n_red], Loop):
-        n_red += 1
-    red_vars = [s.var for s in body[a0 + 1:a0 + 1 + n_red]]
-    after = body[a0 + 1 + n_red:]
+    # the reduce loops open one inside the other; values read between two openings (lowered where
+    # first seen) join the innermost body, where each lane of the block reads its own
+    red_vars: list[Var] = []
+    between: list[Stmt] = []
+    j = a0 + 1
+    while isinstance(body[j], Loop) or (red_vars and isinstance(body[j], Define) and _loop_follows(body, j)):
+        if isinstance(body[j], Loop):
+            red_vars.append(body[j].var)
+        else:
+            between.append(body[j])
+        j += 1
+    n_red = len(red_vars)
+    after = body[j:]
     close = next((i for i, s in enumerate(after) if isinstance(s, (EndLoop, Loop, DefineAcc))), None)
     if n_red == 0 or close is None or not isinstance(after[close], EndLoop) or \
             math.prod(v.extent for v in red_vars) <= FEW_TERMS:
         return ir
-    inner, rest = after[:close], after[close + n_red:]
+    inner, rest = between + after[:close], after[close + n_red:]
     store = body[-1]
     if not inner or not isinstance(inner[-1], Accumulate) or not isinstance(store, Store) \
             or any(isinstance(s, (Loop, EndLoop, DefineAcc)) for s in rest):
@@ -84,9 +99,12 @@ def interchange_reduction(ir: LoopIR) -> LoopIR:
     if any(isinstance(x, Ref) and x.name in before for s in inner if isinstance(s, (Define, Accumulate))
            for x in subexpressions(s.value)):
         return ir
+    # worth it when the reads that change along the outputs are contiguous along them and not along the
+    # reduction; reads the same for every output (a row's mean) may run along the reduction
     reads = [ld for s in inner if isinstance(s, Define) for ld in loads(s.value)]
-    if not any(coefficient(ld.index, gi) == 1 for ld in reads) or \
-            not all(coefficient(ld.index, gi) in (0, 1) and coefficient(ld.index, red_vars[-1]) != 1 for ld in reads):
+    along = [ld for ld in reads if coefficient(ld.index, gi) == 1]
+    if not along or not all(coefficient(ld.index, gi) in (0, 1) for ld in reads) or \
+            any(coefficient(ld.index, red_vars[-1]) == 1 for ld in along):
         return ir
     if store.dtype != acc.dtype or coefficient(store.index, gi) != 1 or acc.op not in _COMBINE \
             or acc.dtype.name in ("bool", "float16", "bfloat16"):

@@ -20,6 +20,9 @@ Fusion rules (which nodes get their own buffer, "materialized"):
   gradients, one from the head's product and one from the embedding, added): otherwise each is a
   loop nest of one kernel and none can run the GEMM routine; of products alone, the last keeps
   the combination as its epilogue;
+- an elementwise value that more than one kernel would compute from SHARED_READS or more tensors
+  (a transformer's residual stream), and a large reduction more than one kernel would compute
+  (see _share_reductions);
 - a node whose fused chain has grown past MAX_FUSED_DEPTH ops, so kernels stay compilable.
 Everything else is fused: elementwise chains, elementwise producers into reductions, and
 elementwise consumers after a reduction (the reduction becomes a loop inside their kernel).
@@ -40,6 +43,7 @@ FEW_TERMS = 8  # a reduction summing fewer terms per output is cheap to recomput
 CHEAP_OPS = 4  # elementwise ops on loaded values recomputed per element rather than stored for a broadcast
 FEW_COPIES = 16  # ... unless broadcast to more copies than this
 LARGE_OPERAND = 1 << 15  # ... from a tensor of at least this many elements
+SHARED_READS = 4  # an elementwise value reading this many tensors is stored once, not recomputed per kernel
 
 
 @dataclass
@@ -195,15 +199,28 @@ def _share_reductions(order: list[Node], keep: set[int]) -> None:
     """Keep a large reduction (each output sums FEW_TERMS or more) that more than one kernel
     would compute through the elementwise work fused after it: summed once instead of by each
     (batch norm's scale gradient, read by the weight's and the variance's gradients: two passes
-    over the activations). Walked from the outputs back, so every node's kernels are known when
-    it is seen."""
+    over the activations). Likewise an elementwise value computed from SHARED_READS tensors or more
+    that more than one kernel would compute: a transformer's residual stream, the sum of every
+    block's output so far, was recomputed from all of them by each layer norm's forward and
+    backward kernel (a ReLU's mask, read by its forward and its gradient, reads two: recomputed). Walked from the outputs back, so every node's kernels are known when it is
+    seen."""
+    reads: dict[int, frozenset[int]] = {}  # the tensors a kernel reads to compute the node (up to SHARED_READS)
+    for node in order:
+        if node.op is Op.CONST:
+            reads[id(node)] = frozenset()
+        elif node.buffer is not None or node.op in LEAF or id(node) in keep or node.op in REDUCE:
+            reads[id(node)] = frozenset((id(node),))
+        else:
+            union = frozenset().union(*(reads.get(id(s), frozenset()) for s in node.srcs))
+            reads[id(node)] = union if len(union) <= SHARED_READS else frozenset(list(union)[:SHARED_READS])
     roots: dict[int, set[int]] = {}  # the kernels each node is computed in
     for node in reversed(order):
         if node.buffer is not None:
             continue
         mine = roots.get(id(node), set())
-        if node.op in REDUCE and id(node) not in keep and len(mine) > 1 and \
-                node.srcs[0].numel >= FEW_TERMS * node.numel:
+        if id(node) not in keep and len(mine) > 1 and (
+                (node.op in REDUCE and node.srcs[0].numel >= FEW_TERMS * node.numel) or
+                (node.op in ELEMENTWISE and len(reads[id(node)]) >= SHARED_READS)):
             keep.add(id(node))
         reach = {id(node)} if id(node) in keep else mine
         for src in node.srcs:

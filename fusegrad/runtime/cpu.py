@@ -280,6 +280,10 @@ class CPUDevice:
             self.compiler()
         return self._simd
 
+    def kernel_cflags(self) -> tuple[str, ...]:
+        """The flags translation units of kernels compile with."""
+        return self.compiler()[2] + KERNEL_CFLAGS
+
     def cache_key(self, source: str, cflags: tuple[str, ...] | None = None) -> str:
         """The disk cache's key of one translation unit: source, compiler identity and flags."""
         _, identity, default_flags = self.compiler()
@@ -307,7 +311,7 @@ class CPUDevice:
                 for name, address in (self.vendor_blas() or {}).items():
                     if hasattr(lib, f"fg_blas_{name}"):  # the support library calls the vendor BLAS through these
                         ctypes.c_void_p.in_dll(lib, f"fg_blas_{name}").value = address
-        lib = self._load(source, symbols=names, cflags=self.compiler()[2] + KERNEL_CFLAGS)
+        lib = self._load(source, symbols=names, cflags=self.kernel_cflags())
         library = _Library(lib)
         programs = []
         for name, n in zip(names, nargs):
