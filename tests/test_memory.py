@@ -88,3 +88,30 @@ def test_peak_tracks_the_high_water_mark() -> None:
     low = stats()
     assert low["current_bytes"] == start["current_bytes"]
     assert low["peak_bytes"] == high["peak_bytes"], "peak must not drop when memory is freed"
+
+
+def test_released_host_buffers_are_reused_by_size_and_never_shared() -> None:
+    """The CPU allocator keeps released buffers of 64 KiB and more for the next allocation of their
+    size (no fresh pages to fault in on every eager step); a live buffer is never handed out again,
+    and the counted bytes are the live ones."""
+    from fusegrad.runtime import registry
+    from fusegrad.runtime.host_pool import POOL_MIN
+    dev = registry.get("cpu")
+    n = POOL_MIN // 4  # float32 elements of one pooled size
+    a = fg.tensor(np.arange(n, dtype=np.float32))
+    address = dev.pointer(a._node.buffer)
+    before = stats()
+    del a
+    gc.collect()
+    assert stats()["current_bytes"] == before["current_bytes"] - POOL_MIN
+    assert dev.pool.cached_bytes >= POOL_MIN
+    b = fg.tensor(np.full(n, 7, dtype=np.float32))  # the released buffer, overwritten
+    c = fg.tensor(np.full(n, 9, dtype=np.float32))  # not the same memory: b holds it
+    assert dev.pointer(b._node.buffer) == address != dev.pointer(c._node.buffer)
+    np.testing.assert_array_equal(b.numpy(), 7)
+    np.testing.assert_array_equal(c.numpy(), 9)
+    small = fg.tensor(np.ones(16, dtype=np.float32))
+    del small
+    gc.collect()
+    dev.empty_cache()
+    assert dev.pool.cached_bytes == 0

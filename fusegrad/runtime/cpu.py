@@ -21,6 +21,7 @@ from .. import flags
 from ..errors import CompileError
 from . import cache, elf
 from .buffer import Buffer, CountingAllocator
+from .host_pool import HostPool
 
 # Threads that finish a parallel loop spin for a while (30000 iterations, tens of microseconds),
 # then sleep. Sleeping at once (OMP_WAIT_POLICY=passive, used before) pays a futex wake, and on a VM
@@ -241,7 +242,8 @@ class CPUDevice:
 
     def __init__(self, name: str = "cpu"):
         self.name = name
-        self.allocator = CountingAllocator(name, lambda nbytes: np.empty(max(nbytes, 1), dtype=np.uint8))
+        self.pool = HostPool()
+        self.allocator = CountingAllocator(name, self.pool.take, self.pool.give)
         self._lock = threading.Lock()
         self._compiler: tuple[str, str, tuple[str, ...]] | None = None
         self._simd: Simd | None = None
@@ -252,6 +254,10 @@ class CPUDevice:
     # memory
     def alloc(self, nbytes: int) -> Buffer:
         return self.allocator.alloc(nbytes)
+
+    def empty_cache(self) -> None:
+        """Let the released buffers the allocator keeps for reuse go."""
+        self.pool.clear()
 
     def sub_buffer(self, base: Buffer, offset: int, nbytes: int) -> Buffer:
         """Bytes [offset, offset + nbytes) of `base`, sharing its memory."""
