@@ -177,6 +177,64 @@ def test_scaled_dot_product_attention_causal_square_float64():
           lambda L, q, k, v: L.F.scaled_dot_product_attention(q, k, v, is_causal=True), dtype="float64")
 
 
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("causal", [False, True])
+def test_scaled_dot_product_attention_half_types(dtype, causal):
+    check([(2, 3, 5, 8), (2, 3, 7, 8), (2, 3, 7, 4)],
+          lambda L, q, k, v: L.F.scaled_dot_product_attention(q, k, v, is_causal=causal), dtype=dtype,
+          atol=3e-2, rtol=3e-2, grad_atol=8e-2)
+
+
+@pytest.mark.parametrize("shapes", [[(7, 3), (5, 3), (5, 2)], [(1, 4, 1, 5), (1, 4, 9, 5), (1, 4, 9, 5)],
+                                    [(3, 2, 13, 7), (3, 2, 13, 7), (3, 2, 13, 11)]],
+                         ids=["unbatched_odd", "one_query", "odd_heads"])
+def test_scaled_dot_product_attention_odd_sizes_causal_top_left(shapes):
+    """Query and key lengths may differ: causal keeps key j for query i where j <= i (top left)."""
+    check(shapes, lambda L, q, k, v: L.F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=0.7),
+          atol=1e-5, grad_atol=1e-4)
+
+
+def test_scaled_dot_product_attention_broadcast_mask_and_grouped_query_heads():
+    mask = RNG.uniform(0, 1, (2, 1, 5, 7)) > 0.3
+    mask[..., 0] = True  # every query sees a key
+    check([(2, 6, 5, 8), (2, 2, 7, 8), (2, 2, 7, 4)],
+          lambda L, q, k, v: L.F.scaled_dot_product_attention(q, k, v, attn_mask=L.t(mask), enable_gqa=True),
+          atol=1e-5, grad_atol=1e-4)
+
+
+def test_scaled_dot_product_attention_errors_match_torch():
+    q, k, v = fg.randn(2, 4, 5, 8), fg.randn(2, 2, 7, 8), fg.randn(2, 2, 7, 6)
+    with pytest.raises(RuntimeError):
+        nn.functional.scaled_dot_product_attention(q, fg.randn(2, 4, 7, 8), fg.randn(2, 4, 7, 6),
+                                       attn_mask=fg.ones(5, 7, dtype=fg.bool), is_causal=True)
+    with pytest.raises(RuntimeError):
+        nn.functional.scaled_dot_product_attention(q, fg.randn(2, 3, 7, 8), fg.randn(2, 3, 7, 6), enable_gqa=True)
+    with pytest.raises(RuntimeError):
+        nn.functional.scaled_dot_product_attention(q, k, v)  # 4 heads against 2 without enable_gqa: no broadcast
+    with pytest.raises(RuntimeError):
+        nn.functional.scaled_dot_product_attention(q, fg.randn(2, 4, 7, 6), fg.randn(2, 4, 7, 6))
+    with pytest.raises(TypeError):
+        nn.functional.scaled_dot_product_attention(q, k.half(), v, enable_gqa=True)
+
+
+def test_scaled_dot_product_attention_dropout_keeps_expectation():
+    """With value the identity, the output is the attention weights after dropout: a share dropout_p
+    of them is zeroed and the rest scaled by 1 / (1 - p), so their mean over many draws is the weights."""
+    fg.manual_seed(5)
+    t, p = 16, 0.25
+    q, k = (fg.tensor(RNG.standard_normal((64, t, 8)).astype(np.float32)) for _ in range(2))
+    eye = fg.eye(t).expand(64, t, t)
+    sdpa = nn.functional.scaled_dot_product_attention
+    plain = sdpa(q, k, eye).numpy()
+    dropped = sdpa(q, k, eye, dropout_p=p).numpy()
+    zeroed = (dropped == 0).mean()
+    assert abs(zeroed - p) < 0.01, zeroed
+    kept = dropped != 0
+    np.testing.assert_allclose(dropped[kept], plain[kept] / (1 - p), rtol=1e-5)
+    mean = np.mean([sdpa(q, k, eye, dropout_p=p).numpy() for _ in range(40)], axis=0)
+    assert abs(mean.mean() - plain.mean()) < 2e-3 and np.abs(mean - plain).mean() < 0.02
+
+
 # ---- losses -------------------------------------------------------------------------------------------
 
 TARGET = np.array([0, 3, 4, 1, 3, 2])

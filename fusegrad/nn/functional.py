@@ -1,7 +1,6 @@
 """nn.functional: stateless layers and losses, composed from tensor ops."""
 from __future__ import annotations
 
-import math
 from typing import Any, Sequence
 
 from .. import dtypes
@@ -19,6 +18,7 @@ from .functional_act import (celu, glu, hardshrink, hardsigmoid, hardswish, hard
 from .sampling import (adaptive_avg_pool1d, avg_pool1d, fold, interpolate, max_pool1d, pad, unfold,  # noqa: F401
                        upsample)
 from .functional_dist import cosine_similarity, normalize, pairwise_distance  # noqa: F401
+from .sdpa import scaled_dot_product_attention  # noqa: F401
 from .functional_loss import _reduce  # the reductions every loss shares
 from .functional_loss import (cosine_embedding_loss, ctc_loss, gaussian_nll_loss,  # noqa: F401
                               hinge_embedding_loss, margin_ranking_loss, multi_margin_loss,
@@ -207,26 +207,6 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
     if weight is not None:
         out = out * weight.reshape(shape)
     return out + bias.reshape(shape) if bias is not None else out
-
-
-# ---- attention -----------------------------------------------------------------------------
-
-
-def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None = None,
-                                 dropout_p: float = 0.0, is_causal: bool = False, scale: float | None = None) -> Tensor:
-    """softmax(q @ k^T * scale + mask) @ v; a bool mask keeps positions where it is True."""
-    scale = 1 / math.sqrt(query.shape[-1]) if scale is None else scale
-    scores = (query @ key.transpose(-2, -1)) * scale
-    if is_causal:
-        lq, lk = query.shape[-2], key.shape[-2]
-        causal = arange(lq, device=query.device).reshape(lq, 1) >= arange(lk, device=query.device).reshape(1, lk)
-        scores = scores.where(causal, float("-inf"))
-    if attn_mask is not None:
-        scores = scores.where(attn_mask, float("-inf")) if attn_mask.dtype is dtypes.bool_ else scores + attn_mask
-    weights = scores.softmax(-1)
-    if dropout_p > 0:
-        weights = dropout(weights, dropout_p)
-    return weights @ value
 
 
 # ---- losses --------------------------------------------------------------------------------
