@@ -51,7 +51,14 @@ def test_sum_loops_vectorize_and_max_keeps_nan():
         return renderer_for("cpu").render_kernel(lower(create_schedule([t._node])[0].spec, "k"))
     assert "#pragma omp simd reduction(+:" in source(x.sum(1))
     assert "#pragma omp simd" not in source(x[:, :3].sum(1))  # a few plain terms: unrolled by gcc instead
-    np.testing.assert_array_equal(np.isnan(x.amax(1).numpy()), [True, False])  # max: no lane reassociation
+    np.testing.assert_array_equal(np.isnan(x.amax(1).numpy()), [True, False])
+    # a max runs in lanes too, a NaN anywhere (each lane position, the remainder) still the result
+    assert "reduction(max:" in source(x.amax(1))
+    rows = np.random.default_rng(7).standard_normal((40, 37)).astype(np.float32)
+    rows[np.arange(37), np.arange(37)] = np.nan
+    rows[38] = -np.inf
+    got = fg.tensor(rows).amax(1).numpy()
+    np.testing.assert_array_equal(got, torch.tensor(rows).amax(1).numpy())
 
 
 def loops_after_merge(t: fg.Tensor) -> list[list[int]]:

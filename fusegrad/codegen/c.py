@@ -174,14 +174,31 @@ class CRenderer(CStyleRenderer):
             # the CNN step's kernels: 1.3-7x faster than as SIMD lanes), except the last dim of a small
             # window reduced over several dims whose terms compare (max-pool hit counts: 3x slower)
             accs = [s for s in body if isinstance(s, Accumulate)]
-            # a sum may be reassociated across SIMD lanes (as every vectorized BLAS/numpy sum is);
-            # max keeps its NaN-propagating scalar form
+            # a sum may be reassociated across SIMD lanes (as every vectorized BLAS/numpy sum is)
             if len(accs) == 1 and accs[0].op is Op.SUM and accs[0].dtype.name in _SIMD_SUM_TYPES:
                 lines.insert(0, f"#pragma omp simd reduction(+:{accs[0].name})")
+            elif len(accs) == 1 and accs[0].op is Op.RMAX and accs[0].dtype.name != "bool":
+                # a max vectorizes as a select per lane; a NaN among the terms is remembered on the
+                # side (an OR over the lanes) and made the result after the loop, as fg_maxf would
+                name = accs[0].name
+                lines[:0] = [f"int {name}_nan = 0;", f"#pragma omp simd reduction(max:{name}) reduction(|:{name}_nan)"]
+                self._lane_max[id(loop)] = name
         return lines
+
+    def loop_close(self, loop: Loop) -> list[str]:
+        name = self._lane_max.pop(id(loop), None)
+        return ["}"] if name is None else ["}", f"if ({name}_nan) {name} = NAN;"]
+
+    def accumulate(self, s: Accumulate) -> str:
+        if s.op is Op.RMAX and s.name in self._lane_max.values():
+            v = self.expr(s.value)
+            nan = f" {s.name}_nan |= {v} != {v};" if s.dtype.is_floating_point else ""
+            return f"{s.name} = {v} > {s.name} ? {v} : {s.name};{nan}"
+        return super().accumulate(s)
 
     def render_kernel(self, ir: LoopIR) -> str:
         self._hoisted = {}
+        self._lane_max: dict[int, str] = {}  # reduce loops whose max runs in SIMD lanes: their accumulator
         pre = self._hoist_packing(ir)
         self._window_rows = set()  # reduce loops directly inside another reduce loop
         open_loops: list[Loop] = []

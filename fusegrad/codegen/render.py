@@ -234,6 +234,10 @@ class CStyleRenderer:
         `body` is the statements inside it."""
         return [f"for (int64_t {loop.var.name} = 0; {loop.var.name} < {loop.var.extent}; {loop.var.name}++) {{"]
 
+    def loop_close(self, loop: Loop) -> list[str]:
+        """Close a loop opened by loop_open."""
+        return ["}"]
+
     def statement(self, s: object) -> list[str]:
         """A statement only some renderers' plans contain (e.g. the GPU's lane combines)."""
         raise NotImplementedError(f"{type(self).__name__} cannot render {type(s).__name__}")
@@ -255,15 +259,17 @@ class CStyleRenderer:
     def render_kernel(self, ir: LoopIR) -> str:
         lines = [self.signature(ir) + " {", *("  " + line for line in self.entry(ir))]
         depth = 1
+        open_loops: list[Loop] = []
         for i, s in enumerate(ir.stmts):
             pad = "  " * depth
             if isinstance(s, Loop):
                 nest = perfect_nest(ir.stmts, i) if s.kind == "global" and depth == 1 else 0
                 lines += [pad + line for line in self.loop_open(s, nest, ir.work, _loop_body(ir.stmts, i))]
+                open_loops.append(s)
                 depth += 1
             elif isinstance(s, EndLoop):
                 depth -= 1
-                lines.append("  " * depth + "}")
+                lines += ["  " * depth + line for line in self.loop_close(open_loops.pop())]
             elif isinstance(s, Define):
                 lines.append(f"{pad}{self.compute_type(s.dtype)} {s.name} = {self.expr(s.value)};")
             elif isinstance(s, DefineAcc):
