@@ -146,12 +146,22 @@ def checked_index_outputs() -> list[fg.Tensor]:
     return [x.index_select(0, rows), x[rows - 3], x.gather(1, cols), F.cross_entropy(x, targets)]
 
 
+def gpt_outputs() -> list[fg.Tensor]:
+    """A one-layer GPT's loss and gradients: embeddings read row by row (one-hot reads), attention, GELU."""
+    from fusegrad.models.gpt import GPT, GPTConfig
+    fg.manual_seed(0)
+    model = GPT(GPTConfig.named("tiny", vocab_size=65, n_layer=1, block_size=16))
+    rng = np.random.default_rng(0)
+    _, loss = model(fg.tensor(rng.integers(0, 65, (2, 16))), fg.tensor(rng.integers(0, 65, (2, 16))))
+    return [loss, *fg.autograd.grad(loss, list(model.parameters()))]
+
+
 RENDER_CASES: dict[str, Callable[[], list[fg.Tensor]]] = {
     **{f"elementwise_{d.name}": functools.partial(elementwise_outputs, d.name) for d in dtypes.ALL},
     "reductions": reduction_outputs, "strided_reduction": strided_outputs, "movement": movement_outputs,
     "matmul": matmul_outputs, "half_products": half_product_outputs, "random": random_outputs, "casts": cast_outputs,
     "huge_index": huge_outputs, "checked_index": checked_index_outputs, "huge_literals": huge_literal_outputs,
-    "mlp_backward": mlp_outputs,
+    "mlp_backward": mlp_outputs, "gpt_step": gpt_outputs,
 }
 
 
