@@ -835,7 +835,7 @@ def test_allocations_are_counted_and_reused() -> None:
 
 @needs_gpu
 def test_mixing_devices_raises_naming_both() -> None:
-    a, b = fg.tensor([1.0, 2.0], device=GPU), fg.tensor([3.0, 4.0])
+    a, b = fg.tensor([1.0, 2.0], device=GPU), fg.tensor([3.0, 4.0], device="cpu")  # whatever the default
     for op in (lambda: a + b, lambda: b * a, lambda: a @ b):
         with pytest.raises(DeviceError) as info:
             op()

@@ -229,13 +229,17 @@ def test_fused_half_operations_round_each_result_as_torch(dtype):
 
 
 def test_exp_within_one_ulp_over_the_float_range_with_torchs_special_values():
+    """The CPU's exp is within 1 ulp of torch's (each within 1 of the true value) everywhere; CUDA's
+    expf and OpenCL's exp are specified to 2 and 3 ulp of the true value."""
     x = np.concatenate([np.linspace(-110, 90, 400_001, dtype=np.float32),
                         np.array([np.inf, -np.inf, np.nan, 0.0, -0.0, -87.5, -103.9, 88.7, 88.8], np.float32)])
-    ours, theirs = fg.tensor(x).exp().numpy(), torch.tensor(x).exp().numpy()
+    t = fg.tensor(x)
+    ours, theirs = t.exp().numpy(), torch.tensor(x).exp().numpy()
     assert np.array_equal(np.isnan(ours), np.isnan(theirs)) and np.array_equal(np.isinf(ours), np.isinf(theirs))
     finite = np.isfinite(theirs)
     spacing = np.spacing(np.abs(theirs[finite]))  # one ulp, denormal spacing below the normal range
-    assert np.all(np.abs(ours[finite].astype(np.float64) - theirs[finite]) <= 1.01 * spacing)
+    ulps = {"cpu": 1.01, "cuda": 3.01}.get(t.device.split(":")[0], 4.01)
+    assert np.max(np.abs(ours[finite].astype(np.float64) - theirs[finite]) / spacing) <= ulps
     assert ours[-4] > 0 and ours[-3] > 0  # denormal results are not flushed
 
 
