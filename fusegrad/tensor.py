@@ -19,7 +19,8 @@ from .errors import DeviceError, DTypeError, GradError, ShapeError
 from .graph import node as G
 from .graph.node import Node
 from .graph.ops import Op
-from .graph.shapes import broadcast_shape, check_numel, infer_reshape, normalize_dim, shape_arg, shape_tuple
+from .graph.shapes import (broadcast_shape, check_numel, infer_reshape, normalize_dim, shape_arg, shape_tuple,
+                           two_stage_reduction)
 from .hostdata import node_from_data
 from .ops.arith import ArithmeticMixin
 from .ops.datashape import DataShapeMixin
@@ -404,6 +405,12 @@ class Tensor(ArithmeticMixin, ElementwiseMixin, MathMixin, ReduceMixin, Movement
 
     def _reduce(self, op: Op, dim: Any, keepdim: bool) -> "Tensor":
         axes = self._axes(dim)
+        staged = two_stage_reduction(self.shape, axes)
+        if staged is not None:  # a long reduction into few outputs: partial results first, in parallel
+            shape, inner, outer = staged
+            x = self.reshape(shape)._reduce(op, inner, keepdim=True)._reduce(op, outer, keepdim=True)
+            kept = tuple(1 if i in axes else s for i, s in enumerate(self.shape))
+            return x.reshape(kept if keepdim else tuple(s for i, s in enumerate(self.shape) if i not in axes))
         node = G.reduce(op, self._node, axes)
         out = self if node is self._node else self._apply(node, op, (self,), axes)
         if not keepdim:

@@ -211,3 +211,23 @@ def test_a_residual_stream_is_stored_once_not_recomputed_by_each_reader():
     for _ in range(12):
         want = want + torch.nn.functional.layer_norm(want, (16,)) @ torch.tensor(w.numpy())
     np.testing.assert_allclose(out.numpy(), want.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_long_reductions_into_few_outputs_run_in_two_parallel_stages():
+    """A sum of a million terms into one output is first a sum into many partial results (a parallel
+    kernel), then a short sum of those; results as numpy's (in float64), gradients unchanged."""
+    from fusegrad.engine.schedule import create_schedule
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1000, 1000)).astype(np.float32)
+    t = fg.tensor(x, requires_grad=True)
+    total = (t * t).sum()
+    items = [it for it in create_schedule([total._node]) if it.alias_of is None]
+    assert len(items) == 2 and items[0].spec.root.numel >= 64
+    np.testing.assert_allclose(total.item(), (x.astype(np.float64) ** 2).sum(), rtol=1e-6)
+    total.backward()
+    np.testing.assert_allclose(t.grad.numpy(), 2 * x, rtol=1e-6)
+    flat = fg.tensor(x.reshape(-1))
+    np.testing.assert_allclose(flat.amax().item(), x.max())
+    assert count(lambda: flat[:1000].sum()) == 1  # short: one kernel
+    rows = fg.tensor(x)
+    assert count(lambda: rows.sum(1)) == 1  # many outputs: one kernel
