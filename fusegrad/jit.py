@@ -447,8 +447,11 @@ def _launch_arguments(launches: list[capture.Launch], place: Callable[[Buffer], 
 class JitFunction:
     """A function compiled by `fg.jit`; call it like the function."""
 
-    def __init__(self, fn: Callable):
+    def __init__(self, fn: Callable, check_errors: str = "each_call"):
+        if check_errors not in ("each_call", "at_sync"):
+            raise ValueError(f"check_errors must be 'each_call' or 'at_sync', got {check_errors!r}")
         self.fn = fn
+        self.check_errors = check_errors
         functools.update_wrapper(self, fn)
         # None: the last capture was not replayable; _EAGER: the device cannot replay at all
         label = f"jit_variants[{getattr(fn, '__name__', 'fn')} at {id(self):#x}]"
@@ -488,6 +491,8 @@ class JitFunction:
                 raise JitError(str(e)) from None
             self._variants.put(key, None)
             return e.results
+        if self.check_errors == "at_sync":  # the error word is read at the next synchronization instead
+            replay.reports_errors = False
         self._variants.put(key, replay)
         self.captures += 1
         return result
@@ -503,18 +508,23 @@ class JitFunction:
             self._variants.clear()
 
 
-def jit(fn: Callable | None = None, *, buckets: bool | Sequence[int] | None = None, batch_dim: int = 0) -> Any:
+def jit(fn: Callable | None = None, *, buckets: bool | Sequence[int] | None = None, batch_dim: int = 0,
+        check_errors: str = "each_call") -> Any:
     """Compile a function (e.g. a whole training step) into a replayable kernel sequence.
 
     Use as `@fg.jit` or `fg.jit(fn)`. See the module docstring for what is captured and replayed.
     `buckets` (True: powers of two, or increasing sizes) pads the tensor arguments along `batch_dim`
     to a bucket and slices the results back, so that many batch sizes share a few captures; valid only
     where each output row depends on its own input row (see `fusegrad/jit_buckets.py`).
+    `check_errors`: a replay whose kernels check data (indices, labels) raises what they found
+    before it returns and before its state changes ("each_call", which waits for a GPU to finish
+    the replay), or at the next synchronization, a value read or `fg.cuda.synchronize()` ("at_sync":
+    replays queue up on a GPU; for loops such as sampling whose inputs are their own outputs).
     """
     if fn is None:
-        return functools.partial(jit, buckets=buckets, batch_dim=batch_dim)
+        return functools.partial(jit, buckets=buckets, batch_dim=batch_dim, check_errors=check_errors)
     if not callable(fn):
         raise TypeError(f"fg.jit expects a function, got {type(fn).__name__}")
     if buckets is None or buckets is False:
-        return JitFunction(fn)
-    return BucketedFunction(JitFunction(fn), Buckets(fn, buckets, batch_dim))
+        return JitFunction(fn, check_errors)
+    return BucketedFunction(JitFunction(fn, check_errors), Buckets(fn, buckets, batch_dim))

@@ -174,3 +174,23 @@ def test_multinomial_checks_lazy_weights_and_samples_under_jit():
     assert jitted.replays >= 2
     with pytest.raises(fg.InvalidValueError):
         jitted(logits * float("nan"))
+
+
+def test_jit_can_leave_errors_to_the_next_synchronization() -> None:
+    """check_errors="at_sync": a replay meeting a bad index returns without waiting for the device,
+    and the error is raised at the next read of any value on that device, once."""
+    table = fg.tensor(X)
+
+    def look_up(idx: fg.Tensor) -> fg.Tensor:
+        return fg.nn.functional.embedding(idx, table) * 2
+
+    queued = fg.jit(look_up, check_errors="at_sync")
+    for _ in range(3):
+        np.testing.assert_array_equal(queued(fg.tensor([1, 2])).numpy(), X[[1, 2]] * 2)
+    assert queued.replays >= 1
+    out = queued(fg.tensor([1, 9]))  # row 9 does not exist: no error yet
+    with pytest.raises(IndexOutOfRangeError, match="index 9"):
+        out.numpy()
+    np.testing.assert_array_equal(queued(fg.tensor([0, 1])).numpy(), X[[0, 1]] * 2)  # reported once
+    with pytest.raises(ValueError, match="check_errors"):
+        fg.jit(look_up, check_errors="never")

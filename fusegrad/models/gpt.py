@@ -218,7 +218,8 @@ class GPT(nn.Module):
         out = [idx[:, i:i + 1] for i in range(t)]
         if use_cache and t < cfg.block_size:
             if self._step is None:
-                self._step = jit(self._cached_step)
+                # errors of the prompt's tokens raise when the text is read: the steps queue up on a GPU
+                self._step = jit(self._cached_step, check_errors="at_sync")
             head = cfg.n_embd // cfg.n_head
             caches = [zeros(b, cfg.n_head, cfg.block_size, head, device=idx.device) for _ in range(2 * cfg.n_layer)]
             for pos in range(min(t + max_new_tokens, cfg.block_size) - 1):
@@ -230,7 +231,7 @@ class GPT(nn.Module):
             # past the block size the window slides, and every position's embedding with it: each token
             # is a whole window's forward, one replay of a jitted step of fixed shape
             if self._window_step is None:
-                self._window_step = jit(self._sliding_step)
+                self._window_step = jit(self._sliding_step, check_errors="at_sync")
             window = cat(out[-cfg.block_size:], 1).realize()
             while len(out) < t + max_new_tokens:
                 nxt, window = self._window_step(window, temperature, top_k)
