@@ -184,3 +184,28 @@ def test_clip_grad_value_matches_torch(clip):
     torch.nn.utils.clip_grad_value_(tps, clip)
     for p, tp in zip(ps, tps):
         np.testing.assert_array_equal(p.grad.numpy(), tp.grad.numpy())
+
+
+def test_a_models_initializers_run_together_when_it_is_built():
+    """Inside a module's construction the fills stay lazy and are computed in one schedule when the
+    outermost module is built (one compiler batch); the values are those of filling one by one."""
+    seen = {}
+
+    class Net(fg.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = fg.nn.Linear(6, 5)
+            self.b = fg.nn.Linear(5, 3)
+            seen["lazy"] = self.a.weight._node.buffer is None and self.b.bias._node.buffer is None
+
+    fg.manual_seed(11)
+    net = Net()
+    assert seen["lazy"]
+    assert all(p._node.buffer is not None for p in net.parameters())
+    fg.manual_seed(11)
+    a, b = fg.nn.Linear(6, 5), fg.nn.Linear(5, 3)  # built alone: each realized at its own end
+    for got, want in zip(net.parameters(), [*a.parameters(), *b.parameters()]):
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+    w = fg.empty(4, 4)
+    fg.nn.init.normal_(w)  # outside any construction: computed at once
+    assert w._node.buffer is not None

@@ -1,19 +1,50 @@
 """nn.init: in-place initializers with PyTorch's formulas (fan computation, gains)."""
 from __future__ import annotations
 
+import contextlib
 import math
-
+import threading
+from typing import Iterator
 
 from .. import random as fgrandom
 from ..autograd import no_grad
 from ..errors import ShapeError
-from ..tensor import Tensor
+from ..tensor import Tensor, realize
+
+
+class _Building(threading.local):
+    """Modules under construction on this thread, and the tensors they filled so far."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.filled: dict[int, Tensor] = {}
+
+
+_building = _Building()
+
+
+@contextlib.contextmanager
+def filled_together() -> Iterator[None]:
+    """Fills inside the block are computed when the outermost such block ends, in one schedule: a
+    model's initializers compile as one batch of kernels instead of one compiler call per shape (a
+    GPT's 78 fills made 21 calls, 2.1 s with an empty kernel cache). Module construction runs in it."""
+    _building.depth += 1
+    try:
+        yield
+    finally:
+        _building.depth -= 1
+    if _building.depth == 0 and _building.filled:
+        pending, _building.filled = list(_building.filled.values()), {}
+        realize(*pending)
 
 
 def _fill(t: Tensor, value: Tensor) -> Tensor:
     with no_grad():
         t._rebind(value.to(t.dtype))
-    t.realize()
+    if _building.depth:
+        _building.filled[id(t)] = t  # random draws are numbered when built: the same values later
+    else:
+        t.realize()
     return t
 
 

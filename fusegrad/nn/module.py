@@ -1,6 +1,7 @@
 """nn.Module: the tree of parameters, buffers and submodules, with PyTorch's API."""
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from typing import Any, Callable, Iterator, NamedTuple
 
@@ -8,6 +9,7 @@ from .. import dtypes
 from ..autograd import no_grad
 from ..errors import Error, ShapeError
 from ..tensor import Tensor
+from .init import filled_together
 from .parameter import Parameter
 
 
@@ -20,6 +22,17 @@ class Module:
     """Base class of every layer. Assigning a Parameter, Module or registered buffer registers it."""
 
     training: bool
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is not None and not getattr(init, "_fills_together", False):
+            @functools.wraps(init)
+            def build(self: Module, *args: Any, **kw: Any) -> None:
+                with filled_together():  # the module's initializers (and its children's) run as one batch
+                    init(self, *args, **kw)
+            build._fills_together = True  # type: ignore[attr-defined]
+            cls.__init__ = build  # type: ignore[method-assign]
 
     def __init__(self) -> None:
         object.__setattr__(self, "_parameters", OrderedDict())
