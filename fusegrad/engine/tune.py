@@ -130,6 +130,7 @@ def search(ir: LoopIR, device_name: str, renderer: object, repeats: int) -> None
 
 _vendor_decided: dict[tuple[str, int, int, int], bool] = {}
 VENDOR_RACE_RUNS = 5
+VENDOR_RACE_BUDGET = 0.01  # seconds of timed runs after which a race of long kernels stops (two rounds at least)
 VENDOR_MARGIN = 0.9  # the vendor call must take under 90% of the generated kernel's time to be kept
 
 
@@ -192,8 +193,9 @@ def render_variant(renderer: object, ir: LoopIR, shapes: list[tuple[str, int, in
         gemm_c.VENDOR.update(saved)
 
 
-def _time(programs: list, ir: LoopIR, device_name: str, repeats: int) -> list[float]:
-    """Best seconds of each program over `repeats` interleaved runs on random buffers of the kernel's sizes."""
+def _time(programs: list, ir: LoopIR, device_name: str, repeats: int, budget: float = float("inf")) -> list[float]:
+    """Best seconds of each program over `repeats` interleaved runs on random buffers of the kernel's sizes,
+    or fewer (two at least) once the timed runs have taken `budget` seconds."""
     device = registry.get(device_name)
     rng = np.random.default_rng(0)
     buffers = []
@@ -205,16 +207,21 @@ def _time(programs: list, ir: LoopIR, device_name: str, repeats: int) -> list[fl
     for prog in programs:  # warm-up: first-touch of packing buffers, BLAS thread start
         prog(buffers)
     best = [float("inf")] * len(programs)
-    for _ in range(max(repeats, 1)):
+    spent = 0.0
+    for r in range(max(repeats, 1)):
+        if r >= 2 and spent > budget:
+            break
         for i, prog in enumerate(programs):
-            best[i] = min(best[i], prog(buffers))
+            seconds = prog(buffers)
+            spent += seconds
+            best[i] = min(best[i], seconds)
     return best
 
 
 def race_vendor(device_name: str, ir: LoopIR, generated: object, vendor: object,
                 shapes: list[tuple[str, int, int, int]]) -> int:
     """Time the generated kernel against its vendor-BLAS variant; 0 or 1: the winner's index."""
-    seconds = _time([generated, vendor], ir, device_name, VENDOR_RACE_RUNS)
+    seconds = _time([generated, vendor], ir, device_name, VENDOR_RACE_RUNS, VENDOR_RACE_BUDGET)
     winner = int(seconds[1] < VENDOR_MARGIN * seconds[0])
     for shape in shapes:
         _decide(shape, bool(winner))
