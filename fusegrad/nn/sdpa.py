@@ -1,8 +1,9 @@
 """F.scaled_dot_product_attention with PyTorch's signature and checks, composed from primitives.
 
 softmax(q @ k^T * scale + mask) @ v over the last two dims, any leading (batch, head) dims
-broadcast. The scheduler fuses it: the masked, scaled scores and the softmax's exponentials live
-inside the kernels that read them (see docs/architecture.md).
+broadcast, computed as (exp(s - max) @ v) / sum(exp(s - max)) so that the softmax's division
+applies to the T x E result instead of the T x T weights. The scheduler fuses the masked, scaled
+scores into the kernels that read them (see docs/architecture.md).
 """
 from __future__ import annotations
 
@@ -64,7 +65,11 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
         scores = scores.where(causal, float("-inf"))
     if attn_mask is not None:
         scores = scores.where(attn_mask, float("-inf")) if attn_mask.dtype is dtypes.bool_ else scores + attn_mask
-    weights = scores.softmax(-1)
+    # softmax(s) @ v == (exp(s - max) @ v) / sum(exp(s - max)): the division moves from the T x T
+    # weights to the T x E result, and the normalized weights are never stored (dropout of the
+    # weights is dropout of the exponentials, the sum being of the undropped ones)
+    e = (scores - scores.detach().amax(-1, keepdim=True)).exp()
+    total = e.sum(-1, keepdim=True)
     if dropout_p > 0:
-        weights = dropout(weights, dropout_p)
-    return weights @ value
+        e = dropout(e, dropout_p)
+    return (e @ value) / total
