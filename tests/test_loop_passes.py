@@ -364,3 +364,15 @@ def test_column_sum_over_two_reduce_loops_with_row_statistics_is_interchanged():
     g = t.sum((0, 1))
     assert interchanged(g)
     np.testing.assert_allclose(g.numpy(), (dy * ((x + pos - mean) * rstd)).sum((0, 1)), rtol=1e-4, atol=1e-3)
+
+
+def test_position_compares_render_in_32_bits_and_keep_their_values():
+    """A causal mask compares positions; in 32 bits the float loop around it keeps its full width."""
+    from fusegrad.codegen import renderer_for
+    x = fg.tensor(np.random.default_rng(8).standard_normal((3, 40, 40)).astype(np.float32))
+    i, j = fg.arange(40).reshape(40, 1), fg.arange(40).reshape(1, 40)
+    masked = x.where(i >= j, float("-inf"))
+    src = renderer_for("cpu").render_kernel(lower(create_schedule([masked._node])[0].spec, "k"))
+    assert "(int32_t)" in src
+    np.testing.assert_array_equal(masked.numpy(), torch.tensor(x.numpy()).tril().masked_fill(
+        ~torch.ones(40, 40, dtype=torch.bool).tril(), float("-inf")).numpy())

@@ -8,7 +8,7 @@ from ..graph.ops import Op
 from .. import dtypes
 from ..dtypes import DType
 from ..graph.symbolic import Lin, Var
-from .ir import Accumulate, Alu, Const, Define, EndLoop, Gemm, Load, Loop, LoopIR, subexpressions
+from .ir import Accumulate, Alu, Const, Define, EndLoop, Gemm, Index, Load, Loop, LoopIR, subexpressions
 from .render import CStyleRenderer
 
 # work (output elements x reduce length) below which a kernel stays single-threaded: thread
@@ -251,6 +251,12 @@ class CRenderer(CStyleRenderer):
         if e.op is Op.WHERE and e.dtype.is_floating_point and all(isinstance(a, Const) for a in e.args[1:]) \
                 and (e.args[1].value, e.args[2].value) == (1, 0):
             return f"(({self.compute_type(e.dtype)})({self.expr(e.args[0])}))"  # a mask as 1.0/0.0: a conversion
+        if e.op in (Op.CMPLT, Op.CMPEQ) and all(_small_index(a) for a in e.args):
+            # positions compared in 32 bits: 64-bit lanes halve the width of the float loop around them
+            # (a causal mask's i < j in softmax kernels)
+            a, b = (f"(int32_t){x.index.render()}" if isinstance(x, Index) else f"(int32_t){x.value}"
+                    for x in e.args)
+            return f"({a} {'<' if e.op is Op.CMPLT else '=='} {b})"
         return super().alu(e)
 
     def gemm(self, s: Gemm) -> str:
@@ -395,6 +401,14 @@ class CRenderer(CStyleRenderer):
 def _vendor(s: Gemm) -> bool:
     """Whether the product runs as one vendor BLAS call (chosen by the race in engine/tune.py)."""
     return (s.dtype.name, s.m, s.n, s.k) in gemm_c.VENDOR and blas_operands(s) is not None
+
+
+def _small_index(e: object) -> bool:
+    """An index expression or integer constant whose values all fit in 32 bits."""
+    if isinstance(e, Index):
+        return -2**31 <= e.index.lo and e.index.hi < 2**31
+    return isinstance(e, Const) and not e.dtype.is_floating_point and e.dtype.name != "bool" and \
+        -2**31 <= int(e.value) < 2**31
 
 
 def _compares(body: list) -> bool:
