@@ -202,12 +202,11 @@ def _share_reductions(order: list[Node], keep: set[int]) -> None:
     over the activations). Likewise an elementwise value computed from SHARED_READS tensors or more
     that more than one kernel would compute: a transformer's residual stream, the sum of every
     block's output so far, was recomputed from all of them by each layer norm's forward and
-    backward kernel (a ReLU's mask, read by its forward and its gradient, reads two: recomputed). Walked from the outputs back, so every node's kernels are known when it is
-    seen."""
+    backward kernel (a ReLU's mask, read by its forward and its gradient, reads two: recomputed).
+    Walked from the outputs back, so every node's kernels are known when it is seen."""
     # the inputs a kernel reads or computes per element for the node (buffers, reductions, indices and
     # random bits; up to SHARED_READS): a causal softmax's exponentials (scores, row max, two index
-    # ranges) are stored once too, which measured faster than computing them in both the row sum
-    # and the division
+    # ranges) are stored once too, which measured faster than computing them in each kernel reading them
     reads: dict[int, frozenset[int]] = {}
     for node in order:
         if node.op is Op.CONST:
