@@ -9,7 +9,7 @@ import fusegrad as fg
 from fusegrad.codegen import gemm_c
 from fusegrad.codegen.c import CRenderer
 from fusegrad.codegen.gemm import use_gemm
-from fusegrad.codegen.ir import Gemm
+from fusegrad.codegen.ir import Gemm, Loop
 from fusegrad.codegen.lower import lower
 from fusegrad.engine import realize as realize_module
 from fusegrad.engine.schedule import create_schedule
@@ -309,3 +309,19 @@ def test_a_tied_weights_product_gradient_is_a_gemm():
     th = torch.nn.functional.embedding(torch.tensor(tokens.numpy()), tw).tanh()
     torch.nn.functional.cross_entropy(th @ tw.T, torch.tensor(targets.numpy())).backward()
     np.testing.assert_allclose(grad.numpy(), tw.grad.numpy(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("batch", [4, 32])
+def test_each_batch_elements_epilogue_follows_its_product(batch):
+    """With many batch elements (attention's score gradients per head) each element's epilogue runs
+    right after its product, while the sums are in cache; with few, as one pass after all of them.
+    Both give torch's numbers."""
+    rng = np.random.default_rng(9)
+    a, b = rng.standard_normal((batch, 40, 24)), rng.standard_normal((batch, 24, 36))
+    c = rng.standard_normal((batch, 40, 36))
+    out = ((fg.tensor(a) @ fg.tensor(b)) + 1).relu() * fg.tensor(c)
+    ir = use_gemm(lower(create_schedule([out._node])[0].spec, "k"))
+    at = next(i for i, s in enumerate(ir.stmts) if isinstance(s, Gemm))
+    assert isinstance(ir.stmts[at + 1], Loop) == (batch >= 16)  # the epilogue's loops inside the batch loop
+    want = ((torch.tensor(a) @ torch.tensor(b)) + 1).relu() * torch.tensor(c)
+    np.testing.assert_allclose(out.numpy(), want.numpy(), rtol=1e-5, atol=1e-5)

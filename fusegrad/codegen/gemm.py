@@ -3,7 +3,8 @@
 A kernel whose global loops hold `acc = sum_{k...} A[...] * B[...]` (two loads, any index
 arithmetic: matrix products, their transposes, convolution windows with padding) followed by
 any elementwise epilogue becomes: batch loops around one GEMM writing the sums into the output
-buffer, then the original loops re-reading them to apply the epilogue in place.
+buffer, then the original loops re-reading them to apply the epilogue in place (inside the batch
+loops, after each element's product, when the sums land in the output and there are enough).
 Rows are the output loops only A reads, columns those only B reads, the rest batch. When the
 output is laid out [batch, rows, cols] the sums land in it directly; otherwise in a scratch
 buffer that the epilogue scatters into place (e.g. convolution gradients).
@@ -25,6 +26,7 @@ MIN_COLUMNS = 8  # narrower outputs waste most of a 32-wide tile
 MIN_ROWS = 4  # fewer rows waste most of a 6-row tile; a dot product per output is better as plain loops
 # per batch element, at least: a few tiles each way and enough multiply-adds to amortize packing
 DIRECT_MIN_ROWS, DIRECT_MIN_COLUMNS, DIRECT_MIN_WORK = 16, 64, 1 << 16
+EPILOGUE_BATCH = 16  # batch elements from which each one's epilogue follows its own product
 
 
 def lin_vars(expr: Lin) -> set[Var]:
@@ -142,9 +144,18 @@ def recognize_gemm(ir: LoopIR) -> LoopIR:
     gemm = Gemm(acc.dtype, tuple(rows), tuple(cols), k_vars, la, lb, c_base, c_param)
     if gemm.m * gemm.n * gemm.k < MIN_GEMM_WORK or gemm.n < MIN_COLUMNS or gemm.m < MIN_ROWS:
         return ir
-    out = [Loop(v, "global") for v in batch] + [gemm] + [EndLoop("global") for _ in batch]
     epilogue = body[:a0] + [Define(acc.name, Load(c_param, c_read, (), acc.dtype), acc.dtype)] + body[end:]
     trivial = c_param == 0 and len(epilogue) == 2 and store.value == Ref(acc.name, acc.dtype)
+    if c_param == 0 and not trivial and math.prod(v.extent for v in batch) >= EPILOGUE_BATCH and \
+            not _guarded(epilogue):
+        # each batch element's epilogue right after its product, while its block of sums is in cache
+        # (a second pass over all of them re-read the whole output from memory: attention's score
+        # gradients); enough batch elements keep every thread busy, and an epilogue reading under
+        # padding guards stays a top-level nest, which the CPU's peeling pass splits at their edges
+        inner = [Loop(v, "global") for v in rows + cols] + epilogue + [EndLoop("global") for _ in rows + cols]
+        out = [Loop(v, "global") for v in batch] + [gemm] + inner + [EndLoop("global") for _ in batch]
+        return LoopIR(ir.name, params, out, ir.work)
+    out = [Loop(v, "global") for v in batch] + [gemm] + [EndLoop("global") for _ in batch]
     if not trivial:
         out += stmts[:n_glob] + epilogue + [EndLoop("global") for _ in range(n_glob)]
     return LoopIR(ir.name, params, out, ir.work)
@@ -171,6 +182,12 @@ def _direct_layout(globals_: list[Var], batch: list[Var], rows: list[Var], cols:
         if globals_ == b + r + c:
             return b, r, c
     return batch, rows, cols
+
+
+def _guarded(stmts: list) -> bool:
+    """Do the statements read anything under a padding bound?"""
+    return any(isinstance(x, Cond) or (isinstance(x, Load) and x.valid)
+               for s in stmts if isinstance(s, (Define, Store)) for x in subexpressions(s.value))
 
 
 def _flat(variables: list[Var]) -> Lin:
