@@ -405,8 +405,10 @@ class Tensor(ArithmeticMixin, ElementwiseMixin, MathMixin, ReduceMixin, Movement
 
     def _reduce(self, op: Op, dim: Any, keepdim: bool) -> "Tensor":
         axes = self._axes(dim)
-        staged = two_stage_reduction(self.shape, axes)
-        if staged is not None:  # a long reduction into few outputs: partial results first, in parallel
+        # a long sum into few outputs: partial sums first, in parallel (a max stays one reduction: in
+        # two stages its gradient would split among ties by partial, not evenly as torch does)
+        staged = two_stage_reduction(self.shape, axes) if op is Op.SUM else None
+        if staged is not None:
             shape, inner, outer = staged
             x = self.reshape(shape)._reduce(op, inner, keepdim=True)._reduce(op, outer, keepdim=True)
             kept = tuple(1 if i in axes else s for i, s in enumerate(self.shape))

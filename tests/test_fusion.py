@@ -228,6 +228,9 @@ def test_long_reductions_into_few_outputs_run_in_two_parallel_stages():
     np.testing.assert_allclose(t.grad.numpy(), 2 * x, rtol=1e-6)
     flat = fg.tensor(x.reshape(-1))
     np.testing.assert_allclose(flat.amax().item(), x.max())
+    ties = fg.zeros(100_000, requires_grad=True)  # a max's gradient splits evenly among its ties, as torch's
+    ties.amax().backward()
+    np.testing.assert_allclose(ties.grad.numpy(), np.full(100_000, 1e-5, np.float32), rtol=1e-5)
     assert count(lambda: flat[:1000].sum()) == 1  # short: one kernel
     rows = fg.tensor(x)
     assert count(lambda: rows.sum(1)) == 1  # many outputs: one kernel
