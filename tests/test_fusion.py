@@ -234,3 +234,24 @@ def test_long_reductions_into_few_outputs_run_in_two_parallel_stages():
     assert count(lambda: flat[:1000].sum()) == 1  # short: one kernel
     rows = fg.tensor(x)
     assert count(lambda: rows.sum(1)) == 1  # many outputs: one kernel
+
+
+def test_a_weights_gradient_summed_over_many_steps_gives_each_product_a_kernel():
+    """A weight used at every step of a recurrence gets one gradient product per step, added up: as
+    nested loops of one kernel that sum ran at scalar speed, so past MANY_REDUCTIONS each product is
+    a kernel of its own (however short) and one kernel adds them."""
+    from fusegrad.engine.schedule import MANY_REDUCTIONS, create_schedule, fused_nodes
+    from fusegrad.graph.ops import Op
+    rng = np.random.default_rng(4)
+    w0, h0 = rng.standard_normal((32, 32)).astype(np.float32) * 0.3, rng.standard_normal((16, 32)).astype(np.float32)
+    xs = [rng.standard_normal((16, 32)).astype(np.float32) for _ in range(12)]  # 16 rows: each product sums 16
+    w, h = fg.tensor(w0, requires_grad=True), fg.tensor(h0)
+    tw, th = torch.tensor(w0, requires_grad=True), torch.tensor(h0)
+    for x in xs:
+        h, th = (h @ w + fg.tensor(x)).tanh(), (th @ tw + torch.tensor(x)).tanh()
+    (grad,) = fg.autograd.grad(h.sum(), [w])
+    items = create_schedule([grad._node])
+    most = max(sum(n.op is Op.SUM for n in fused_nodes(it.spec.root, it.spec.inputs)) for it in items)
+    assert most <= MANY_REDUCTIONS
+    th.sum().backward()
+    np.testing.assert_allclose(grad.numpy(), tw.grad.numpy(), rtol=1e-4, atol=1e-5)

@@ -19,7 +19,8 @@ Fusion rules (which nodes get their own buffer, "materialized"):
 - a matrix product that an elementwise node combines with other reductions (a tied weight's
   gradients, one from the head's product and one from the embedding, added): otherwise each is a
   loop nest of one kernel and none can run the GEMM routine; of products alone, the last keeps
-  the combination as its epilogue;
+  the combination as its epilogue; past MANY_REDUCTIONS combined (a recurrent weight's gradient,
+  one product per step) every product of FEW_TERMS or more terms gets its own kernel;
 - an elementwise value that more than one kernel would compute from SHARED_READS or more tensors
   (a transformer's residual stream), and a large reduction more than one kernel would compute
   (see _share_reductions);
@@ -43,6 +44,7 @@ FEW_TERMS = 8  # a reduction summing fewer terms per output is cheap to recomput
 CHEAP_OPS = 4  # elementwise ops on loaded values recomputed per element rather than stored for a broadcast
 FEW_COPIES = 16  # ... unless broadcast to more copies than this
 LARGE_OPERAND = 1 << 15  # ... from a tensor of at least this many elements
+MANY_REDUCTIONS = 8  # reductions meeting in one elementwise node beyond which each product gets a kernel
 SHARED_READS = 4  # an elementwise value reading this many tensors is stored once, not recomputed per kernel
 
 
@@ -105,11 +107,13 @@ def _is_large(reduction: Node) -> bool:
     return reduction.srcs[0].numel >= FEW_TERMS * reduction.numel
 
 
-def _is_product(reduction: Node) -> bool:
-    """A sum of products long and wide enough (FEW_TERMS**2 terms for each of as many outputs) for the
-    GEMM routine to win over a plain loop nest (a linear layer's input gradient over 10 classes is not)."""
+def _is_product(reduction: Node, short: bool = False) -> bool:
+    """A sum of products long and wide enough (FEW_TERMS**2 terms for each of as many outputs; FEW_TERMS
+    when `short`) for the GEMM routine to win over a plain loop nest (a linear layer's input gradient
+    over 10 classes is not)."""
+    terms = FEW_TERMS if short else FEW_TERMS ** 2
     return reduction.op is Op.SUM and reduction.srcs[0].op is Op.MUL and \
-        reduction.srcs[0].numel >= FEW_TERMS ** 2 * reduction.numel >= FEW_TERMS ** 4
+        reduction.srcs[0].numel >= terms * reduction.numel and reduction.numel >= FEW_TERMS ** 2
 
 
 def _is_loaded(node: Node, keep: set[int]) -> bool:
@@ -150,6 +154,7 @@ def materialized_nodes(order: list[Node], targets: list[Node]) -> set[int]:
     rank = {id(n): i for i, n in enumerate(order)}
     nodes = {id(n): n for n in order}
     assembled: set[int] = set()  # the last of those sums: the whole assembled tensor
+    merged: dict[int, int] = {}  # reductions an elementwise node combines, however many became kernels
     for node in order:
         if node.buffer is not None or node.op in LEAF:
             depth[id(node)], inner[id(node)] = 0, frozenset()
@@ -174,15 +179,21 @@ def materialized_nodes(order: list[Node], targets: list[Node]) -> set[int]:
         # as a kernel of its own, and the ReLU mask after it as another)
         loaded = [_is_loaded(_view_base(s), keep) for s in node.srcs]
         below = frozenset().union(*(inner[id(s)] for s, done in zip(node.srcs, loaded) if not done))
+        merged[id(node)] = 1 if node.op in REDUCE else \
+            min(MANY_REDUCTIONS + 1, sum(merged.get(id(s), 0) for s in node.srcs))
         if node.op in REDUCE:
             keep.update(below)  # a reduction nested in another runs as its own parallel kernel
             below = frozenset((id(node),))
-        elif len(below) > 1:
+        elif len(below) > 1 or (below and merged[id(node)] > MANY_REDUCTIONS):
             # matrix products combined elementwise with other reductions (a tied weight's gradients
             # added): each a loop nest of one kernel, none could run the GEMM routine; the products
             # become kernels of their own (of products alone, the last takes the rest as its epilogue)
-            products = [r for _, r in sorted((rank[r], r) for r in below if _is_product(nodes[r]))]
-            split = products if len(products) < len(below) else products[:-1]
+            # Many of them (a weight used at every step of a recurrence, its gradient a sum of one product
+            # per step) count as products however short each is: as nested loops of one kernel the
+            # sum ran at scalar speed (an LSTM's hidden weights over 32 steps: 30 ms of a 115 ms step)
+            many = merged[id(node)] > MANY_REDUCTIONS  # reductions summed so far, split off or not
+            products = [r for _, r in sorted((rank[r], r) for r in below if _is_product(nodes[r], many))]
+            split = products if many or len(products) < len(below) else products[:-1]
             keep.update(split)
             below = below.difference(split)
         d = 1 + max((0 if done else depth.get(id(s), 0)) for s, done in zip(node.srcs, loaded))
