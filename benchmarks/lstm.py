@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -53,19 +53,22 @@ def _data(args: argparse.Namespace) -> np.ndarray:
     return np.random.default_rng(0).standard_normal((args.batch_size, args.steps, args.input)).astype(np.float32)
 
 
-def _fusegrad_iteration(args: argparse.Namespace) -> tuple[Any, Any]:
+def _iteration(layer: Any, x: Any) -> Callable[[], Any]:
+    """One iteration of either library's LSTM on x: forward, mean-square loss, zero_grad, backward."""
+    def iteration() -> Any:
+        out, _ = layer(x)
+        loss = out.square().mean()
+        layer.zero_grad()
+        loss.backward()
+        return loss
+    return iteration
+
+
+def _fusegrad_iteration(args: argparse.Namespace) -> tuple[Any, Callable[[], Any]]:
     import fusegrad as fg
     fg.manual_seed(0)
     lstm = fg.nn.LSTM(args.input, args.hidden, batch_first=True)
-    x = fg.tensor(_data(args))
-
-    def iteration() -> Any:
-        out, _ = lstm(x)
-        loss = out.square().mean()
-        lstm.zero_grad()
-        loss.backward()
-        return loss
-    return lstm, iteration
+    return lstm, _iteration(lstm, fg.tensor(_data(args)))
 
 
 def cold_child(args: argparse.Namespace) -> None:
@@ -88,14 +91,7 @@ def child(args: argparse.Namespace) -> None:
     lstm, iteration = _fusegrad_iteration(args)
     twin = torch.nn.LSTM(args.input, args.hidden, batch_first=True)
     twin.load_state_dict({k: torch.tensor(v.numpy()) for k, v in lstm.state_dict().items()})
-    tx = torch.tensor(_data(args))
-
-    def torch_iteration() -> Any:
-        out, _ = twin(tx)
-        loss = out.square().mean()
-        twin.zero_grad()
-        loss.backward()
-        return loss
+    torch_iteration = _iteration(twin, torch.tensor(_data(args)))
     contestants = [common.Contestant("fusegrad eager", iteration, lambda out: out.item()),
                    common.Contestant("fusegrad jit", fg.jit(iteration), lambda out: out.item()),
                    common.Contestant("torch eager", torch_iteration, lambda out: out.item())]
