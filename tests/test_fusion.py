@@ -255,3 +255,24 @@ def test_a_weights_gradient_summed_over_many_steps_gives_each_product_a_kernel()
     assert most <= MANY_REDUCTIONS
     th.sum().backward()
     np.testing.assert_allclose(grad.numpy(), tw.grad.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_a_sum_of_many_tensors_read_transposed_is_added_in_its_own_layout():
+    """A recurrent weight used transposed at every step (h @ W.T, W.T taken once): its gradient adds
+    the steps' products in their (H, 4H) layout, then lays the sum out as W (4H, H). Fused, the adding
+    kernel read every product across its rows, one strided stream per step."""
+    from fusegrad.engine.schedule import create_schedule, fused_nodes
+    from fusegrad.graph.ops import Op
+    rng = np.random.default_rng(5)
+    w0, h0 = rng.standard_normal((128, 32)).astype(np.float32) * 0.2, rng.standard_normal((16, 32)).astype(np.float32)
+    w, tw = fg.tensor(w0, requires_grad=True), torch.tensor(w0, requires_grad=True)
+    wt, twt = w.T, tw.T
+    h, th = fg.tensor(h0), torch.tensor(h0)
+    for _ in range(12):
+        h, th = (h @ wt)[:, :32].tanh(), (th @ twt)[:, :32].tanh()
+    (grad,) = fg.autograd.grad(h.sum(), [w])
+    adds = {it.spec.root.shape: sum(n.op is Op.ADD for n in fused_nodes(it.spec.root, it.spec.inputs))
+            for it in create_schedule([grad._node])}
+    assert adds.get((32, 128), 0) >= 8 and adds.get((128, 32), 0) <= 1, adds
+    th.sum().backward()
+    np.testing.assert_allclose(grad.numpy(), tw.grad.numpy(), rtol=1e-4, atol=1e-5)

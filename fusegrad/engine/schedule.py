@@ -22,8 +22,9 @@ Fusion rules (which nodes get their own buffer, "materialized"):
   the combination as its epilogue; past MANY_REDUCTIONS combined (a recurrent weight's gradient,
   one product per step) every product of FEW_TERMS or more terms gets its own kernel;
 - an elementwise value that more than one kernel would compute from SHARED_READS or more tensors
-  (a transformer's residual stream), and a large reduction more than one kernel would compute
-  (see _share_reductions);
+  (a transformer's residual stream), or that is read transposed (a sum of per-step gradients laid
+  out as the weight), and a large reduction more than one kernel would compute (see
+  _share_reductions);
 - a node whose fused chain has grown past MAX_FUSED_DEPTH ops, so kernels stay compilable.
 Everything else is fused: elementwise chains, elementwise producers into reductions, and
 elementwise consumers after a reduction (the reduction becomes a loop inside their kernel).
@@ -227,6 +228,14 @@ def _share_reductions(order: list[Node], keep: set[int]) -> None:
         else:
             union = frozenset().union(*(reads.get(id(s), frozenset()) for s in node.srcs))
             reads[id(node)] = union if len(union) <= SHARED_READS else frozenset(list(union)[:SHARED_READS])
+    for node in order:
+        # a sum of many tensors read transposed (a recurrent weight's gradient: the per-step products
+        # added, then laid out as the weight) is added in its own layout first: read across, its many
+        # inputs were strided streams (14 ms to add 31 of (128, 512); stored, then transposed, ~1 ms)
+        if node.op is Op.PERMUTE and node.buffer is None and node.arg[-1] != len(node.arg) - 1:
+            base = _view_base(node.srcs[0])
+            if base.op in ELEMENTWISE and base.buffer is None and len(reads.get(id(base), ())) >= SHARED_READS:
+                keep.add(id(base))
     roots: dict[int, set[int]] = {}  # the kernels each node is computed in
     for node in reversed(order):
         if node.buffer is not None:

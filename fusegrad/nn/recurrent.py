@@ -111,7 +111,9 @@ class RNNBase(Module):
     def _step(self, x_proj: Tensor, state: tuple[Tensor, ...], w: dict[str, Tensor | None]) -> tuple[Tensor, ...]:
         """One time step from the precomputed input projection; returns the new state (h first)."""
         h = state[0]
-        hh = F.linear(h, w["weight_hh"], w["bias_hh"])
+        hh = h @ w["weight_hh_t"]
+        if w["bias_hh"] is not None:
+            hh = hh + w["bias_hh"]
         if self.mode == "RNN_TANH":
             return ((x_proj + hh).tanh(),)
         if self.mode == "RNN_RELU":
@@ -126,8 +128,8 @@ class RNNBase(Module):
         i, f, g, o = (x_proj + hh).chunk(4, -1)
         c = f.sigmoid() * state[1] + i.sigmoid() * g.tanh()
         h_new = o.sigmoid() * c.tanh()
-        if w["weight_hr"] is not None:
-            h_new = F.linear(h_new, w["weight_hr"])
+        if w["weight_hr_t"] is not None:
+            h_new = h_new @ w["weight_hr_t"]
         return h_new, c
 
     def _run(self, x: Tensor, states: list[Tensor], lengths: Tensor | None) -> tuple[Tensor, list[list[Tensor]]]:
@@ -139,6 +141,11 @@ class RNNBase(Module):
             outs = []
             for direction in range(self._directions):
                 w = self._weights(layer, direction)
+                # the recurrent weights transposed once for all steps: each step's gradient then adds up in
+                # the products' own layout, one transpose at the end (32 transposed reads of every step's
+                # product took 14 ms of an LSTM's 29 ms jitted iteration)
+                w["weight_hh_t"] = w["weight_hh"].T
+                w["weight_hr_t"] = None if w["weight_hr"] is None else w["weight_hr"].T
                 idx = layer * self._directions + direction
                 state = tuple(s[idx] for s in states)
                 proj = F.linear(x, w["weight_ih"], w["bias_ih"])  # (L, N, G): one product for the sequence
