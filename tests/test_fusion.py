@@ -276,3 +276,21 @@ def test_a_sum_of_many_tensors_read_transposed_is_added_in_its_own_layout():
     assert adds.get((32, 128), 0) >= 8 and adds.get((128, 32), 0) <= 1, adds
     th.sum().backward()
     np.testing.assert_allclose(grad.numpy(), tw.grad.numpy(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape, dim, keepdim", [((40009,), None, False), ((3, 40009), 1, True),
+                                                 ((64, 256, 65), None, True), ((2, 100000), (1,), False),
+                                                 ((65536,), 0, True), ((8, 64, 64, 16), (1, 2, 3), False)])
+def test_staged_sums_keep_shapes_and_values(shape, dim, keepdim):
+    """Sums staged or not (a prime length is not split) keep torch's shapes and values, forward and
+    backward."""
+    x = np.random.default_rng(6).standard_normal(shape).astype(np.float32)
+    t, tt = fg.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    got = t.sum(dim, keepdim=keepdim) if dim is not None else t.sum()
+    want = tt.sum(dim, keepdim=keepdim) if dim is not None else tt.sum()
+    assert tuple(got.shape) == tuple(want.shape)
+    np.testing.assert_allclose(got.numpy(), want.detach().numpy(), rtol=1e-4, atol=1e-3)
+    w = np.random.default_rng(7).standard_normal(tuple(want.shape)).astype(np.float32)
+    (got * fg.tensor(w)).sum().backward()
+    (want * torch.tensor(w)).sum().backward()
+    np.testing.assert_allclose(t.grad.numpy(), tt.grad.numpy(), rtol=1e-5, atol=1e-6)
