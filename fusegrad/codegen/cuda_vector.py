@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..graph.symbolic import DivAtom, Lin, ModAtom, Var
+from .gemm import lin_vars
 from .ir import Define, Load, LoopIR, Store, coefficient, loads
 from .merge import _mentions
 from .render import decompose
@@ -47,17 +48,6 @@ def _aligned_run(index: Lin, inner: Var) -> bool:
     return True
 
 
-def _uses_only(index: Lin, variables: tuple[Var, ...]) -> bool:
-    """Does `index` mention no variable but these?"""
-    for atom, _ in index.terms:
-        if isinstance(atom, (DivAtom, ModAtom)):
-            if not _uses_only(atom.num, variables):
-                return False
-        elif atom not in variables:
-            return False
-    return True
-
-
 def plan(threads: tuple[Var, ...], body: list, lanes: int) -> VectorPlan | None:
     """The 16-byte plan for a kernel's thread space and per-thread body, or None."""
     if lanes != 1 or not threads or threads[-1].extent % WIDTH:
@@ -74,7 +64,7 @@ def plan(threads: tuple[Var, ...], body: list, lanes: int) -> VectorPlan | None:
             # read before the body runs: its index may use the thread's variables only (not a value the
             # body defines, as a one-hot read's row is)
             if load.dtype.name == "float32" and not load.valid and _aligned_run(load.index, inner) and \
-                    _uses_only(load.index, threads):
+                    lin_vars(load.index) <= set(threads):
                 found[load] = None
     grouped = Var(f"{inner.name}_v", inner.extent // WIDTH)
     return VectorPlan(threads[:-1] + (grouped,), inner, stores[0], tuple(found))

@@ -12,9 +12,8 @@ names defined in several loops (the pieces of a peeled loop) stay where they are
 from __future__ import annotations
 
 from collections import Counter
-from typing import Iterator
 
-from ..graph.symbolic import Lin, Var
+from .gemm import lin_vars
 from .ir import (Accumulate, Define, DefineAcc, EndLoop, Expr, Gemm, Load, Loop, LoopIR, Ref, Stmt, Store,
                  subexpressions)
 from .merge import _lins, _mentions
@@ -26,16 +25,8 @@ def _reads(e: Expr) -> tuple[set[str], set[int]]:
     """(the names `e` refers to, the buffers it loads from). Names include the variables of its
     indices: one may be a value defined in the loop (a one-hot read's index, see gather.py)."""
     parts = list(subexpressions(e))
-    names = {x.name for x in parts if isinstance(x, Ref)} | {v for lin in _lins(e) for v in _var_names(lin)}
+    names = {x.name for x in parts if isinstance(x, Ref)} | {v.name for lin in _lins(e) for v in lin_vars(lin)}
     return names, {x.param for x in parts if isinstance(x, Load)}
-
-
-def _var_names(lin: Lin) -> Iterator[str]:
-    for a, _ in lin.terms:
-        if isinstance(a, Var):
-            yield a.name
-        else:
-            yield from _var_names(a.num)
 
 
 def _hoist_body(loop: Loop, body: list[Stmt], repeated: set[str]) -> tuple[list[Stmt], list[Stmt]]:
