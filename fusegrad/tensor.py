@@ -6,7 +6,6 @@ of `fusegrad.ops` (elementwise, reduce, movement, index, linalg), built from the
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Sequence
 
 import numpy as np
@@ -460,14 +459,6 @@ class Tensor(ArithmeticMixin, ElementwiseMixin, MathMixin, ReduceMixin, Movement
         axes = self._axes(dim)
         if self.numel() == 0 and (dim is None or any(self.shape[a] == 0 for a in axes)):
             raise IndexError(f"{name}(): cannot reduce over a zero-size dimension of a tensor of shape {self.shape}")
-
-    def mean(self, dim: Any = None, keepdim: bool = False, dtype: Any = None) -> "Tensor":
-        x = self.cast(dtypes.to_dtype(dtype)) if dtype is not None else self
-        if not x.dtype.is_floating_point:
-            raise DTypeError(f"mean() needs a floating point tensor, got {x.dtype.name}; use .float() first")
-        axes = x._axes(dim)
-        count = math.prod(x.shape[a] for a in axes) if x.ndim else 1
-        return x.sum(dim, keepdim) / (count if count else float("nan"))
 
     # ---- primitive movement -----------------------------------------------------------
     def reshape(self, *shape: Any) -> "Tensor":

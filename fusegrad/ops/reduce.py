@@ -139,6 +139,15 @@ class ReduceMixin:
         return self.bool().sum(dim)
 
     # ---- statistics ---------------------------------------------------------------------------
+    def mean(self: "Tensor", dim: Any = None, keepdim: bool = False, dtype: Any = None) -> "Tensor":
+        """The sum over `dim` divided by the count (NaN for an empty reduction, as torch)."""
+        x = self.cast(dtypes.to_dtype(dtype)) if dtype is not None else self
+        if not x.dtype.is_floating_point:
+            raise DTypeError(f"mean() needs a floating point tensor, got {x.dtype.name}; use .float() first")
+        axes = x._axes(dim)
+        count = math.prod(x.shape[a] for a in axes) if x.ndim else 1
+        return x.sum(dim, keepdim) / (count if count else float("nan"))
+
     def var(self: "Tensor", dim: Any = None, unbiased: bool | None = None, keepdim: bool = False, *,
             correction: float | None = None) -> "Tensor":
         """Variance with `correction` (1 by default: Bessel's) subtracted from the count."""
