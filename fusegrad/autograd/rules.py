@@ -190,6 +190,11 @@ def _identity(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
     return (g,)
 
 
+def _attention(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
+    from ..ops.attention import attention_gradients
+    return attention_gradients(ctx.inputs, ctx.arg, out, g)
+
+
 RULES: dict[Op, Callable[[Ctx, "Tensor", "Tensor"], tuple]] = {
     Op.ADD: _add, Op.SUB: _sub, Op.MUL: _mul, Op.DIV: _div, Op.MOD: _mod, Op.POW: _pow, Op.MAX: _max,
     Op.WHERE: _where, Op.NEG: _neg, Op.EXP: _exp, Op.LOG: _log, Op.SIN: _sin, Op.COS: _cos, Op.SQRT: _sqrt,
@@ -198,7 +203,7 @@ RULES: dict[Op, Callable[[Ctx, "Tensor", "Tensor"], tuple]] = {
     Op.NOT: _none, Op.RAND: _none, Op.BITCAST: _none, Op.CHECK: _none,
     Op.SUM: _sum, Op.RMAX: _rmax, Op.PROD: _prod,
     Op.RESHAPE: _reshape, Op.PERMUTE: _permute, Op.EXPAND: _expand, Op.PAD: _pad, Op.SHRINK: _shrink,
-    Op.FLIP: _flip, Op.CONTIGUOUS: _identity,
+    Op.FLIP: _flip, Op.CONTIGUOUS: _identity, Op.ATTENTION: _attention,
 }
 
 
@@ -211,6 +216,7 @@ READS_INPUTS: dict[Op, dict[int, tuple[int, ...]]] = {
     Op.MUL: {0: (1,), 1: (0,)}, Op.DIV: {0: (1,), 1: (0, 1)}, Op.MOD: {1: (0, 1)}, Op.POW: {0: (0, 1), 1: (0,)},
     Op.MAX: {0: (0, 1), 1: (0, 1)}, Op.WHERE: {1: (0,), 2: (0,)}, Op.LOG: {0: (0,)}, Op.SIN: {0: (0,)},
     Op.COS: {0: (0,)}, Op.ERF: {0: (0,)}, Op.RMAX: {0: (0,)}, Op.PROD: {0: (0,)},
+    Op.ATTENTION: {0: (0, 1, 2), 1: (0, 1, 2), 2: (0, 1, 2)},
 }
 READS_OUTPUT: dict[Op, tuple[int, ...]] = {Op.EXP: (0,), Op.SQRT: (0,), Op.POW: (1,), Op.RMAX: (0,),
-                                           Op.PROD: (0,)}
+                                           Op.PROD: (0,), Op.ATTENTION: (0, 1, 2)}

@@ -196,6 +196,9 @@ class CRenderer(CStyleRenderer):
             return f"{s.name} = {v} > {s.name} ? {v} : {s.name};{nan}"
         return super().accumulate(s)
 
+    def inner_pragma(self, reduction: str | None) -> str:
+        return f"#pragma omp simd reduction(+:{reduction})" if reduction else "#pragma omp simd"
+
     def render_kernel(self, ir: LoopIR) -> str:
         self._hoisted = {}
         self._lane_max: dict[int, str] = {}  # reduce loops whose max runs in SIMD lanes: their accumulator

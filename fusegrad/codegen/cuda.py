@@ -12,7 +12,7 @@ from ..runtime.cuda import launch_comment
 from . import cuda_gemm, cuda_vector
 from .cuda_blas import blas_descriptor
 from .cuda_mma import MMA_PREAMBLE, THREADS as MMA_THREADS, blocks as mma_blocks, fits as mma_fits, render_mma
-from .ir import Accumulate, EndLoop, Load, Loop, LoopIR, Ref, Store
+from .ir import Accumulate, Attention, EndLoop, Load, Loop, LoopIR, Ref, Store
 from .lanes import WARP, LaneCombine, LaneLoop, LaneStore, thread_plan
 from .render import CStyleRenderer, decompose
 
@@ -197,9 +197,19 @@ class CUDARenderer(CStyleRenderer):
         return (f"for ({index} gid = blockIdx.x * ({index})blockDim.x + threadIdx.x; gid < {total}; "
                 f"gid += ({index})gridDim.x * blockDim.x) {{")
 
+    def inner_pragma(self, reduction: str | None) -> str:
+        return "#pragma unroll"  # fixed trip counts: a fused row's vectors stay in registers
+
     def render_kernel(self, ir: LoopIR) -> str:
         """The statements wrapped in one grid-stride loop over the thread space (a single thread, or
         one block of lanes, when the kernel has none, e.g. a full reduction)."""
+        if any(isinstance(s, Attention) for s in ir.stmts):  # a thread per row (codegen/attention.py)
+            threads = tuple(s.var for s in ir.stmts if isinstance(s, Loop))
+            body = [s for s in ir.stmts if not isinstance(s, (Loop, EndLoop))]
+            blocks, per_block = _launch_dims(threads, 1, ir.work)
+            stmts = [_Grid(Var("gid", 1), "grid", threads, 1), *body, EndLoop("grid")]
+            rendered = super().render_kernel(LoopIR(ir.name, ir.params, stmts, ir.work))
+            return launch_comment(ir.name, blocks, per_block) + "\n" + rendered
         threads, body, lanes = thread_plan(ir)
         descriptor = blas_descriptor(ir)
         mma = descriptor is not None and mma_fits(descriptor)

@@ -141,7 +141,32 @@ class Gemm:
         return math.prod(v.extent for v in self.k_vars)
 
 
-Stmt = Union[Loop, EndLoop, Define, DefineAcc, Accumulate, Store, Gemm]
+@dataclass(frozen=True)
+class Attention:
+    """One row of a fused attention kernel (graph/attention.py), inside global loops over the batch
+    and the row: a query row (forward, grad_q) or a key row (grad_kv), streaming over the other side.
+    The loads are indexed by the batch variables, `i` (query), `j` (key), `d` (q/k feature) and `e`
+    (v feature); `i` or `j` is the row's global variable, the other and `d`, `e` the body's loops.
+    The row's outputs start at `out` and lie contiguously."""
+
+    direction: str
+    scale: float
+    causal: bool
+    dtype: DType
+    i: Var
+    j: Var
+    d: Var
+    e: Var
+    q: Load
+    k: Load
+    v: Load
+    out: Lin
+    lse: Load | None = None
+    delta: Load | None = None
+    dout: Load | None = None
+
+
+Stmt = Union[Loop, EndLoop, Define, DefineAcc, Accumulate, Store, Gemm, Attention]
 
 
 @dataclass(frozen=True)
@@ -239,5 +264,9 @@ def _stmt_text(s: Stmt) -> str:
         return (f"out{s.c_param}[{s.c_base.render()} + ({names[0]})*{s.n} + ({names[1]})] = "
                 f"gemm(m={s.m}, n={s.n}, k={s.k}) "
                 f"sum over ({names[2]}) of {_expr_text(s.a)} * {_expr_text(s.b)}")
+    if isinstance(s, Attention):
+        reads = ", ".join(_expr_text(x) for x in (s.q, s.k, s.v, s.lse, s.delta, s.dout) if x is not None)
+        return (f"out0[{s.out.render()} + ..] = attention_{s.direction}(scale={s.scale}, causal={s.causal}) "
+                f"over {s.j.name if s.direction != 'grad_kv' else s.i.name} of {reads}")
     assert isinstance(s, Store)
     return f"out{s.param}[{s.index.render()}] = {_expr_text(s.value)}"

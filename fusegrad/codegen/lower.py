@@ -247,3 +247,12 @@ def lower(spec: KernelSpec, name: str) -> LoopIR:
     b.stmts.extend(EndLoop("global") for _ in globals_)
     params = [Param(root.dtype, root.numel, True)] + [Param(n.dtype, n.numel, False) for n in spec.inputs]
     return LoopIR(name, params, b.stmts, root.numel * b.reduce_work)
+
+
+def load_at(spec: KernelSpec, node: Node, coords: Coords) -> Load:
+    """The load of `node`, a view of one of the kernel's inputs without padding, at `coords`."""
+    b = _Builder(spec)
+    b.evaluate(node, coords)
+    if len(b.stmts) != 1 or not isinstance(b.stmts[0].value, Load) or b.stmts[0].value.valid:
+        raise AssertionError(f"{node} is not a plain view of an input of {spec.root}")
+    return b.stmts[0].value

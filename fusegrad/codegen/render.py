@@ -7,8 +7,9 @@ from typing import Sequence
 from ..dtypes import DType
 from ..graph.ops import Op
 from ..graph.symbolic import Var
-from .ir import (Accumulate, Alu, Cond, Const, Define, DefineAcc, EndLoop, Expr, Gemm, Index, Load, Loop, LoopIR,
-                 Rand, Ref, Store)
+from .attention import attention_lines
+from .ir import (Accumulate, Alu, Attention, Cond, Const, Define, DefineAcc, EndLoop, Expr, Gemm, Index, Load, Loop,
+                 LoopIR, Rand, Ref, Store)
 
 FLOAT32_OVERFLOW = 2.0**128 - 2.0**103  # from here on a literal rounds to inf in float: NVRTC refuses it
 _INT_MIN = {"int8": "INT8_MIN", "int16": "INT16_MIN", "int32": "INT32_MIN", "int64": "INT64_MIN"}
@@ -242,6 +243,11 @@ class CStyleRenderer:
         """A statement only some renderers' plans contain (e.g. the GPU's lane combines)."""
         raise NotImplementedError(f"{type(self).__name__} cannot render {type(s).__name__}")
 
+    def inner_pragma(self, reduction: str | None) -> str:
+        """The line before a fixed-length loop over a head dim in a fused kernel (codegen/attention.py),
+        naming the sum it accumulates if any; empty for none."""
+        return ""
+
     def gemm(self, s: Gemm) -> str:
         raise NotImplementedError(f"{type(self).__name__} has no GEMM routine")
 
@@ -280,6 +286,8 @@ class CStyleRenderer:
                 lines.append(pad + self.store(s))
             elif isinstance(s, Gemm):
                 lines.append(pad + self.gemm(s))
+            elif isinstance(s, Attention):
+                lines += [pad + line for line in attention_lines(self, s)]
             else:
                 lines += [pad + line for line in self.statement(s)]
         lines.append("}")

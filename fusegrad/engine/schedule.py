@@ -25,7 +25,8 @@ Fusion rules (which nodes get their own buffer, "materialized"):
   (a transformer's residual stream), or that is read transposed (a sum of per-step gradients laid
   out as the weight), and a large reduction more than one kernel would compute (see
   _share_reductions);
-- a node whose fused chain has grown past MAX_FUSED_DEPTH ops, so kernels stay compilable.
+- a node whose fused chain has grown past MAX_FUSED_DEPTH ops, so kernels stay compilable;
+- a fused op (ATTENTION) and its operands: its template reads buffers, through views without padding.
 Everything else is fused: elementwise chains, elementwise producers into reductions, and
 elementwise consumers after a reduction (the reduction becomes a loop inside their kernel).
 Movement ops are never kernels; a requested view of a buffer that is already contiguous in
@@ -127,6 +128,17 @@ def _view_base(node: Node) -> Node:
     return node
 
 
+def _guarded(node: Node) -> bool:
+    """Do node's views of their base read padding anywhere (a shrink inside a pad reads none)?"""
+    coords = tuple(var(f"i{d}", s) for d, s in enumerate(node.shape))
+    while node.buffer is None and node.op in MOVEMENT:
+        coords, bounds = source_coords(node, coords)
+        if bounds is None or bounds:
+            return True
+        node = node.srcs[0]
+    return False
+
+
 def _aliases_buffer(node: Node, base: Node) -> bool:
     """Does the movement chain from node down to base read base's buffer in row-major order?"""
     if base.numel != node.numel:
@@ -159,6 +171,11 @@ def materialized_nodes(order: list[Node], targets: list[Node]) -> set[int]:
     for node in order:
         if node.buffer is not None or node.op in LEAF:
             depth[id(node)], inner[id(node)] = 0, frozenset()
+            continue
+        if node.op is Op.ATTENTION:  # a template kernel reading its operands from buffers, through plain views
+            keep.add(id(node))
+            keep.update(id(src) if _guarded(src) else id(_view_base(src)) for src in node.srcs)
+            depth[id(node)], inner[id(node)], merged[id(node)] = 0, frozenset(), 0
             continue
         if node.op is Op.CONTIGUOUS or (node.op in REDUCE and consumers.get(id(node), 0) > 1):
             keep.add(id(node))

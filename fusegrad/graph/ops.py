@@ -1,7 +1,8 @@
 """The closed set of primitive ops. Everything else is composed from these in the frontend.
 
 A backend renderer must implement every elementwise op below; movement ops never reach a
-renderer (they become index arithmetic) and reductions become loops.
+renderer (they become index arithmetic) and reductions become loops. A fused op is one kernel
+template per direction, rendered from one shared body (codegen/attention.py).
 """
 from __future__ import annotations
 
@@ -58,6 +59,9 @@ class Op(enum.Enum):
     # srcs (value, ok, error word): the value passed through; where ok is False the kernel records
     # arg (a message code), the value and its position in the device's error word
     CHECK = enum.auto()
+    # fused: softmax(q k^T * scale) v with keys streamed through an online softmax, one kernel per
+    # direction (graph/attention.py: arg, sources and shapes); no T x T scores are ever stored
+    ATTENTION = enum.auto()
 
     def __repr__(self) -> str:
         return self.name
@@ -77,3 +81,4 @@ REDUCE = frozenset({Op.SUM, Op.RMAX, Op.PROD})
 MOVEMENT = frozenset({Op.RESHAPE, Op.PERMUTE, Op.EXPAND, Op.PAD, Op.SHRINK, Op.FLIP})
 LEAF = frozenset({Op.BUFFER, Op.CONST, Op.RAND, Op.IOTA})
 COMPARISON = frozenset({Op.CMPLT, Op.CMPEQ})
+FUSED = frozenset({Op.ATTENTION})

@@ -1,9 +1,11 @@
-"""F.scaled_dot_product_attention with PyTorch's signature and checks, composed from primitives.
+"""F.scaled_dot_product_attention with PyTorch's signature and checks.
 
 softmax(q @ k^T * scale + mask) @ v over the last two dims, any leading (batch, head) dims
-broadcast, computed as (exp(s - max) @ v) / sum(exp(s - max)) so that the softmax's division
-applies to the T x E result instead of the T x T weights. The scheduler fuses the masked, scaled
-scores into the kernels that read them (see docs/architecture.md).
+broadcast. Without a mask (or with is_causal) and without dropout, in float32 or float64, it is
+the fused attention kernel (ops/attention.py: one kernel per direction, no T x T scores stored).
+Otherwise it is composed from primitives, as (exp(s - max) @ v) / sum(exp(s - max)) so that the
+softmax's division applies to the T x E result instead of the T x T weights; the scheduler fuses
+the masked, scaled scores into the kernels that read them (see docs/architecture.md).
 """
 from __future__ import annotations
 
@@ -12,7 +14,11 @@ import math
 from .. import dtypes
 from ..creation import arange
 from ..errors import DTypeError, ShapeError
+from ..ops.extra import broadcast_shapes
+from ..ops.attention import fused_attention
 from ..tensor import Tensor
+
+FUSED_DTYPES = ("float32", "float64")
 
 
 def _check(query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None, is_causal: bool,
@@ -58,6 +64,17 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
         groups = query.shape[-3] // key.shape[-3]
         key, value = _repeat_heads(key, groups), _repeat_heads(value, groups)
     scale = 1 / math.sqrt(query.shape[-1]) if scale is None else scale
+    if attn_mask is None and dropout_p == 0 and query.dtype.name in FUSED_DTYPES and \
+            query.numel() and key.numel() and value.numel():
+        batch = broadcast_shapes(query.shape[:-2], key.shape[:-2], value.shape[:-2])
+        q, k, v = (t.expand(*batch, *t.shape[-2:]) for t in (query, key, value))
+        return fused_attention(q, k, v, scale, is_causal)
+    return _composite(query, key, value, attn_mask, dropout_p, is_causal, scale)
+
+
+def _composite(query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None, dropout_p: float,
+               is_causal: bool, scale: float) -> Tensor:
+    from .functional import dropout
     scores = (query @ key.transpose(-2, -1)) * scale
     if is_causal:
         lq, lk = query.shape[-2], key.shape[-2]
