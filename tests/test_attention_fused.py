@@ -6,9 +6,24 @@ import torch
 
 import fusegrad as fg
 from fusegrad import nn
+from fusegrad.ops import attention
 from tests.helpers import RNG
 
 sdpa = nn.functional.scaled_dot_product_attention
+
+
+@pytest.fixture(autouse=True)
+def _fused_at_every_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the CPU small attention takes the composed form (prefers_fused); these tests check the kernel."""
+    monkeypatch.setattr(attention, "CPU_FUSED_SCORES", 0)
+
+
+def test_the_cpu_fuses_from_a_size_on_and_other_devices_always(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(attention, "CPU_FUSED_SCORES", 1 << 20)
+    assert not attention.prefers_fused("cpu", 16, 128, 128) and attention.prefers_fused("cpu", 64, 128, 128)
+    assert attention.prefers_fused("cuda:0", 1, 1, 1) and attention.prefers_fused("opencl:0", 1, 1, 1)
+    q, k, v = (fg.randn(2, 16, 8, device="cpu") for _ in range(3))
+    assert "ATTENTION" not in [kl.op for kl in _kernels(lambda: sdpa(q, k, v).realize())]
 
 CASES = {  # q, k, v shapes
     "square": ((2, 3, 33, 16), (2, 3, 33, 16), (2, 3, 33, 16)),

@@ -156,12 +156,21 @@ def gpt_outputs() -> list[fg.Tensor]:
     return [loss, *fg.autograd.grad(loss, list(model.parameters()))]
 
 
+def attention_outputs() -> list[fg.Tensor]:
+    """The fused attention kernels: forward and both gradients, causal, head dims of 8 and 5."""
+    from fusegrad.ops.attention import fused_attention
+    q, k, v = (fg.tensor(RNG.standard_normal(s).astype(np.float32), requires_grad=True)
+               for s in ((2, 3, 16, 8), (2, 3, 12, 8), (2, 3, 12, 5)))
+    out = fused_attention(q, k, v, 0.3, True)
+    return [out, *fg.autograd.grad(out.square().sum(), [q, k, v])]
+
+
 RENDER_CASES: dict[str, Callable[[], list[fg.Tensor]]] = {
     **{f"elementwise_{d.name}": functools.partial(elementwise_outputs, d.name) for d in dtypes.ALL},
     "reductions": reduction_outputs, "strided_reduction": strided_outputs, "movement": movement_outputs,
     "matmul": matmul_outputs, "half_products": half_product_outputs, "random": random_outputs, "casts": cast_outputs,
     "huge_index": huge_outputs, "checked_index": checked_index_outputs, "huge_literals": huge_literal_outputs,
-    "mlp_backward": mlp_outputs, "gpt_step": gpt_outputs,
+    "mlp_backward": mlp_outputs, "gpt_step": gpt_outputs, "attention": attention_outputs,
 }
 
 

@@ -17,6 +17,16 @@ from ..graph.ops import Op
 if TYPE_CHECKING:
     from ..tensor import Tensor
 
+# on the CPU the composed form's products run in the GEMM routine, several times faster than the fused
+# kernel's row-at-a-time products (docs/benchmarks.md): it is fused there once the score matrices
+# would hold this many elements, where their memory, not the arithmetic, is what limits
+CPU_FUSED_SCORES = 1 << 24
+
+
+def prefers_fused(device: str, batch: int, queries: int, keys: int) -> bool:
+    """Whether attention over `batch` (batch x heads) score matrices of queries x keys runs fused on `device`."""
+    return not device.startswith("cpu") or batch * queries * keys >= CPU_FUSED_SCORES
+
 
 def fused_attention(q: "Tensor", k: "Tensor", v: "Tensor", scale: float, causal: bool) -> "Tensor":
     """softmax(q @ k^T * scale) @ v in one kernel (causal: query i sees keys j <= i); q (*B, T, D),
