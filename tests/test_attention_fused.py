@@ -31,6 +31,8 @@ CASES = {  # q, k, v shapes
     "more_queries": ((1, 2, 21, 4), (1, 2, 6, 4), (1, 2, 6, 9)),
     "unbatched": ((11, 6), (11, 6), (11, 3)),
     "broadcast_batch": ((3, 2, 9, 8), (1, 2, 9, 8), (3, 1, 9, 8)),
+    "wide_heads": ((1, 2, 37, 160), (1, 2, 21, 160), (1, 2, 21, 40)),  # the CPU's blocks of 16 rows
+    "widest_heads": ((1, 5, 300), (1, 6, 300), (1, 6, 3)),  # the CPU's row at a time
 }
 
 

@@ -140,6 +140,7 @@ class CRenderer(CStyleRenderer):
     interchange_reductions = True
     peel_loops = True
     hoist_invariants = True
+    tiled_attention = True
     # per kernel, set by render_kernel: GEMMs whose operand ("a"/"b") is packed before the batch loops,
     # and reduce loops that are the inner dims of a window
     _hoisted: dict[int, str] = {}

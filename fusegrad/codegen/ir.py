@@ -147,7 +147,8 @@ class Attention:
     and the row: a query row (forward, grad_q) or a key row (grad_kv), streaming over the other side.
     The loads are indexed by the batch variables, `i` (query), `j` (key), `d` (q/k feature) and `e`
     (v feature); `i` or `j` is the row's global variable, the other and `d`, `e` the body's loops.
-    The row's outputs start at `out` and lie contiguously."""
+    The row's outputs start at `out` and lie contiguously. With `block` > 1 the global loop runs over
+    blocks of that many rows, which the body walks in tiles (codegen/attention.py)."""
 
     direction: str
     scale: float
@@ -161,6 +162,7 @@ class Attention:
     k: Load
     v: Load
     out: Lin
+    block: int = 1
     lse: Load | None = None
     delta: Load | None = None
     dout: Load | None = None

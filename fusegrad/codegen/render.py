@@ -78,6 +78,7 @@ class CStyleRenderer:
     interchange_reductions = False  # the CPU's cache-blocking pass; GPUs keep outputs across threads
     peel_loops = False  # the CPU's guard peeling (codegen/peel.py); GPUs map global loops to threads
     hoist_invariants = False  # the CPU's loop-invariant code motion (codegen/hoist.py); not measured on GPUs
+    tiled_attention = False  # fused attention by blocks of rows and tiles of the other side (codegen/attention.py)
 
     # types
     def storage_type(self, dtype: DType) -> str:

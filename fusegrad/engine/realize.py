@@ -103,7 +103,7 @@ def kernel_ir(spec: KernelSpec, name: str, renderer: Any) -> Any:
     """A kernel's loop IR after one-hot reads and the passes its renderer wants (GEMM, reduction
     interchange, peeling, loop merging, invariant hoisting)."""
     if spec.root.op is Op.ATTENTION:  # a template of its own: no loop passes apply
-        return lower_attention(spec, name)
+        return lower_attention(spec, name, renderer.tiled_attention)
     ir = one_hot_reads(lower(spec, name))
     if renderer.supports_gemm:
         ir = use_gemm(ir)
