@@ -55,7 +55,7 @@ def _compare(shapes, dtype: str, atol: float, **kwargs) -> None:
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_fused_attention_matches_torch(case: str, causal: bool, dtype: str) -> None:
-    _compare(CASES[case], dtype, 1e-5 if dtype == "float32" else 1e-12, is_causal=causal, scale=0.37)
+    _compare(CASES[case], dtype, 3e-5 if dtype == "float32" else 1e-12, is_causal=causal, scale=0.37)
 
 
 def test_fused_attention_reads_heads_split_from_one_projection() -> None:
