@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from ..graph.symbolic import Var
 from ..runtime.cublas import descriptor_comment
 from ..runtime.cuda import launch_comment
-from . import cuda_gemm, cuda_vector
+from . import cuda_attention, cuda_gemm, cuda_vector
 from .cuda_blas import blas_descriptor
 from .cuda_mma import MMA_PREAMBLE, THREADS as MMA_THREADS, blocks as mma_blocks, fits as mma_fits, render_mma
 from .ir import Accumulate, Attention, EndLoop, Load, Loop, LoopIR, Ref, Store
@@ -203,7 +203,11 @@ class CUDARenderer(CStyleRenderer):
     def render_kernel(self, ir: LoopIR) -> str:
         """The statements wrapped in one grid-stride loop over the thread space (a single thread, or
         one block of lanes, when the kernel has none, e.g. a full reduction)."""
-        if any(isinstance(s, Attention) for s in ir.stmts):  # a thread per row (codegen/attention.py)
+        attention = next((s for s in ir.stmts if isinstance(s, Attention)), None)
+        if attention is not None and attention.dtype.name == "float32":  # tiles in shared memory
+            blocks, per_block = cuda_attention.launch(ir, attention)
+            return launch_comment(ir.name, blocks, per_block) + "\n" + cuda_attention.render(self, ir, attention)
+        if attention is not None:  # a thread per row (codegen/attention.py)
             threads = tuple(s.var for s in ir.stmts if isinstance(s, Loop))
             body = [s for s in ir.stmts if not isinstance(s, (Loop, EndLoop))]
             blocks, per_block = _launch_dims(threads, 1, ir.work)
