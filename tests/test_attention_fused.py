@@ -19,9 +19,9 @@ def _fused_at_every_size(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_cpu_fuses_from_a_size_on_and_other_devices_always(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(attention, "CPU_FUSED_SCORES", 1 << 20)
-    assert not attention.prefers_fused("cpu", 16, 128, 128) and attention.prefers_fused("cpu", 64, 128, 128)
-    assert attention.prefers_fused("cuda:0", 1, 1, 1) and attention.prefers_fused("opencl:0", 1, 1, 1)
+    monkeypatch.setattr(attention, "CPU_FUSED_SCORES", 1 << 16)
+    assert not attention.prefers_fused("cpu", 128, 128) and attention.prefers_fused("cpu", 256, 256)
+    assert attention.prefers_fused("cuda:0", 1, 1) and attention.prefers_fused("opencl:0", 1, 1)
     q, k, v = (fg.randn(2, 16, 8, device="cpu") for _ in range(3))
     assert "ATTENTION" not in [kl.op for kl in _kernels(lambda: sdpa(q, k, v).realize())]
 

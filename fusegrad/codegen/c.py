@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 from .gemm import blas_operands, load_vars
-from . import gemm_c
+from . import c_attention, gemm_c
 from .gemm_c import gemm_declarations, gemm_source, micro_kernel, pack_rows, tiles_for
 from ..graph.ops import Op
 from .. import dtypes
 from ..dtypes import DType
 from ..graph.symbolic import Lin, Var
-from .ir import Accumulate, Alu, Const, Define, EndLoop, Gemm, Index, Load, Loop, LoopIR, subexpressions
+from .ir import (Accumulate, Alu, Attention, Const, Define, EndLoop, Gemm, Index, Load, Loop, LoopIR,
+                 subexpressions)
 from .render import CStyleRenderer
 
 # work (output elements x reduce length) below which a kernel stays single-threaded: thread
@@ -200,7 +201,15 @@ class CRenderer(CStyleRenderer):
     def inner_pragma(self, reduction: str | None) -> str:
         return f"#pragma omp simd reduction(+:{reduction})" if reduction else "#pragma omp simd"
 
+    def attention(self, s: Attention) -> list[str]:
+        return c_attention.render_lines(self, s) if s.block > 1 else super().attention(s)
+
     def render_kernel(self, ir: LoopIR) -> str:
+        if any(isinstance(s, Attention) and s.block > 1 for s in ir.stmts):  # its products contract (c_attention)
+            return "\n".join([c_attention.CONTRACTED[0], self._render(ir), c_attention.CONTRACTED[1]])
+        return self._render(ir)
+
+    def _render(self, ir: LoopIR) -> str:
         self._hoisted = {}
         self._lane_max: dict[int, str] = {}  # reduce loops whose max runs in SIMD lanes: their accumulator
         pre = self._hoist_packing(ir)

@@ -244,6 +244,10 @@ class CStyleRenderer:
         """A statement only some renderers' plans contain (e.g. the GPU's lane combines)."""
         raise NotImplementedError(f"{type(self).__name__} cannot render {type(s).__name__}")
 
+    def attention(self, s: Attention) -> list[str]:
+        """The statements of a fused attention kernel's row (codegen/attention.py's shared body)."""
+        return attention_lines(self, s)
+
     def inner_pragma(self, reduction: str | None) -> str:
         """The line before a fixed-length loop over a head dim in a fused kernel (codegen/attention.py),
         naming the sum it accumulates if any; empty for none."""
@@ -288,7 +292,7 @@ class CStyleRenderer:
             elif isinstance(s, Gemm):
                 lines.append(pad + self.gemm(s))
             elif isinstance(s, Attention):
-                lines += [pad + line for line in attention_lines(self, s)]
+                lines += [pad + line for line in self.attention(s)]
             else:
                 lines += [pad + line for line in self.statement(s)]
         lines.append("}")

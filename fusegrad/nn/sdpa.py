@@ -3,7 +3,7 @@
 softmax(q @ k^T * scale + mask) @ v over the last two dims, any leading (batch, head) dims
 broadcast. Without a mask (or with is_causal) and without dropout, in float32 or float64, it is
 the fused attention kernel (ops/attention.py: one kernel per direction, no T x T scores stored; on
-the CPU from a size on, `prefers_fused`).
+the CPU from 256 x 256 scores on, `prefers_fused`).
 Otherwise it is composed from primitives, as (exp(s - max) @ v) / sum(exp(s - max)) so that the
 softmax's division applies to the T x E result instead of the T x T weights; the scheduler fuses
 the masked, scaled scores into the kernels that read them (see docs/architecture.md).
@@ -68,7 +68,7 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
     if attn_mask is None and dropout_p == 0 and query.dtype.name in FUSED_DTYPES and \
             query.numel() and key.numel() and value.numel():
         batch = broadcast_shapes(query.shape[:-2], key.shape[:-2], value.shape[:-2])
-        if prefers_fused(str(query.device), math.prod(batch), query.shape[-2], key.shape[-2]):
+        if prefers_fused(str(query.device), query.shape[-2], key.shape[-2]):
             q, k, v = (t.expand(*batch, *t.shape[-2:]) for t in (query, key, value))
             return fused_attention(q, k, v, scale, is_causal)
     return _composite(query, key, value, attn_mask, dropout_p, is_causal, scale)

@@ -17,15 +17,15 @@ from ..graph.ops import Op
 if TYPE_CHECKING:
     from ..tensor import Tensor
 
-# on the CPU the composed form's products run in the GEMM routine, several times faster than the fused
-# kernel's row-at-a-time products (docs/benchmarks.md): it is fused there once the score matrices
-# would hold this many elements, where their memory, not the arithmetic, is what limits
-CPU_FUSED_SCORES = 1 << 24
+# on the CPU the composed form's products run in the GEMM routine, faster than the fused kernel for short
+# sequences; from score matrices of this many elements on (256 x 256) the fused kernel wins, and its
+# memory stays linear in the length (docs/benchmarks.md)
+CPU_FUSED_SCORES = 1 << 16
 
 
-def prefers_fused(device: str, batch: int, queries: int, keys: int) -> bool:
-    """Whether attention over `batch` (batch x heads) score matrices of queries x keys runs fused on `device`."""
-    return not device.startswith("cpu") or batch * queries * keys >= CPU_FUSED_SCORES
+def prefers_fused(device: str, queries: int, keys: int) -> bool:
+    """Whether attention of `queries` over `keys` runs fused on `device` (always, except short on the CPU)."""
+    return not device.startswith("cpu") or queries * keys >= CPU_FUSED_SCORES
 
 
 def fused_attention(q: "Tensor", k: "Tensor", v: "Tensor", scale: float, causal: bool) -> "Tensor":
