@@ -19,7 +19,8 @@ Four parts (`--parts`), each a race of contestants in one child process per thre
   fusegrad's `generate` (key/value cache, jitted step), PyTorch eager as nanoGPT samples (the cropped
   context runs whole for every token, no cache) and PyTorch with a key/value cache.
 - cold: the first fusegrad eager training step in a fresh process with an empty kernel cache
-  (FUSEGRAD_CACHE_DIR a new folder), then again with that cache warm.
+  (FUSEGRAD_CACHE_DIR a new folder), then again with that cache warm, at the largest thread count asked
+  for (a user's first step has the whole machine: its compiler runs on every core).
 
 `--device opencl` runs fusegrad there and PyTorch on the CPU. `--quick` leaves torch.compile out: compiling
 the GPT step takes it 40-100 s on a loaded 2-core machine (name it in `--peers` to race it anyway). The summary
@@ -487,6 +488,13 @@ def target_values(run: dict[str, Any], cold: dict[str, Any] | None) -> dict[str,
             "warm_first_step_s": cold["warm"]["first_step_s"] if cold else None}
 
 
+def print_cold(cold: dict[str, Any]) -> None:
+    c, w = cold["cold"], cold["warm"]
+    print(f"\ncold start ({cold['threads']} thread(s)): first eager step {c['first_step_s']:.2f} s with an empty "
+          f"kernel cache (model setup {c['setup_s']:.2f} s, import {c['import_s']:.2f} s), "
+          f"{w['first_step_s']:.2f} s warm (setup {w['setup_s']:.2f} s)")
+
+
 def print_summary(args: argparse.Namespace, runs: list[dict[str, Any]], cold: dict[str, Any] | None) -> None:
     print()
     print(common.header_lines(runs[0]["info"]))
@@ -504,10 +512,7 @@ def print_summary(args: argparse.Namespace, runs: list[dict[str, Any]], cold: di
         print(f"\n{part}: median {unit}")
         print(common.table(["config", *names], rows))
     if cold:
-        c, w = cold["cold"], cold["warm"]
-        print(f"\ncold start ({cold['threads']} thread(s)): first eager step {c['first_step_s']:.2f} s with an empty "
-              f"kernel cache (model setup {c['setup_s']:.2f} s, import {c['import_s']:.2f} s), "
-              f"{w['first_step_s']:.2f} s warm (setup {w['setup_s']:.2f} s)")
+        print_cold(cold)
     values = [target_values(r, cold) for r in runs]
     rows = []
     for name, key, bound, kind in TARGETS:
@@ -529,10 +534,12 @@ def main(argv: list[str] | None = None) -> int:
     elif args.child_threads is not None:
         child(args)
     else:
-        cold = cold_start(argv, args.threads[0]) if "cold" in args.parts else None
+        cold = cold_start(argv, max(args.threads)) if "cold" in args.parts else None
         runs = common.run_children(__file__, argv, args.threads) if set(args.parts) - {"cold"} else []
         if runs:
             print_summary(args, runs, cold)
+        elif cold:
+            print_cold(cold)
         print(json.dumps({"benchmark": "gpt", "config": args.config, "batch_size": args.batch_size,
                           "device": args.device, "seconds": args.seconds, "rounds": args.rounds, "quick": args.quick,
                           "runs": runs, "cold_start": cold,
