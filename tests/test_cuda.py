@@ -165,12 +165,24 @@ def attention_outputs() -> list[fg.Tensor]:
     return [out, *fg.autograd.grad(out.square().sum(), [q, k, v])]
 
 
+def recurrence_outputs() -> list[fg.Tensor]:
+    """The fused recurrence kernels: LSTM (rows in shared memory) and GRU over 2000 units (too wide: a
+    thread per row), both directions of the gradient."""
+    outs = []
+    for layer, width in ((fg.nn.LSTM(5, 24, bidirectional=True), 5), (fg.nn.GRU(3, 2000), 3)):
+        x = fg.tensor(RNG.standard_normal((4, 2, width)).astype(np.float32), requires_grad=True)
+        out = layer(x)[0]
+        outs += [out, *fg.autograd.grad(out.square().sum(), [x, *layer.parameters()])]
+    return outs
+
+
 RENDER_CASES: dict[str, Callable[[], list[fg.Tensor]]] = {
     **{f"elementwise_{d.name}": functools.partial(elementwise_outputs, d.name) for d in dtypes.ALL},
     "reductions": reduction_outputs, "strided_reduction": strided_outputs, "movement": movement_outputs,
     "matmul": matmul_outputs, "half_products": half_product_outputs, "random": random_outputs, "casts": cast_outputs,
     "huge_index": huge_outputs, "checked_index": checked_index_outputs, "huge_literals": huge_literal_outputs,
     "mlp_backward": mlp_outputs, "gpt_step": gpt_outputs, "attention": attention_outputs,
+    "recurrence": recurrence_outputs,
 }
 
 

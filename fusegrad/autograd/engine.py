@@ -55,8 +55,9 @@ def _topo(targets: "Tensor | Sequence[Tensor]") -> list["Tensor"]:
 
 
 def _reads(ctx: Ctx, gradients: Sequence[int]) -> bool:
-    """Whether backward computes one of these inputs' gradients (an input that needs it requires grad)."""
-    return any(ctx.inputs[j].requires_grad for j in gradients)
+    """Whether backward computes one of these inputs' gradients (an input that needs it requires grad);
+    positions past an op's inputs are skipped (a fused op's optional last inputs)."""
+    return any(ctx.inputs[j].requires_grad for j in gradients if j < len(ctx.inputs))
 
 
 def _keeps_values(ctx: Ctx) -> bool:

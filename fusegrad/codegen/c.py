@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 from .gemm import blas_operands, load_vars
-from . import c_attention, gemm_c
+from . import c_attention, c_recurrence, gemm_c
 from .gemm_c import gemm_declarations, gemm_source, micro_kernel, pack_rows, tiles_for
 from ..graph.ops import Op
 from .. import dtypes
 from ..dtypes import DType
 from ..graph.symbolic import Lin, Var
-from .ir import (Accumulate, Alu, Attention, Const, Define, EndLoop, Gemm, Index, Load, Loop, LoopIR,
+from .ir import (Accumulate, Alu, Attention, Const, Define, EndLoop, Gemm, Index, Load, Loop, LoopIR, Recurrence,
                  subexpressions)
 from .render import CStyleRenderer
 
@@ -142,6 +142,8 @@ class CRenderer(CStyleRenderer):
     peel_loops = True
     hoist_invariants = True
     tiled_attention = True
+    blocked_recurrence = True
+    local_align = " __attribute__((aligned(64)))"
     # per kernel, set by render_kernel: GEMMs whose operand ("a"/"b") is packed before the batch loops,
     # and reduce loops that are the inner dims of a window
     _hoisted: dict[int, str] = {}
@@ -201,11 +203,15 @@ class CRenderer(CStyleRenderer):
     def inner_pragma(self, reduction: str | None) -> str:
         return f"#pragma omp simd reduction(+:{reduction})" if reduction else "#pragma omp simd"
 
+    def recurrence_product(self, s: Recurrence, out: str, inp: str, matrix: Load, x: Var, y: Var) -> list[str]:
+        return c_recurrence.product(self, s, out, inp, matrix, x, y)
+
     def attention(self, s: Attention) -> list[str]:
         return c_attention.render_lines(self, s) if s.block > 1 else super().attention(s)
 
     def render_kernel(self, ir: LoopIR) -> str:
-        if any(isinstance(s, Attention) and s.block > 1 for s in ir.stmts):  # its products contract (c_attention)
+        if any((isinstance(s, Attention) and s.block > 1) or isinstance(s, Recurrence) for s in ir.stmts):
+            # their products contract (c_attention, c_recurrence)
             return "\n".join([c_attention.CONTRACTED[0], self._render(ir), c_attention.CONTRACTED[1]])
         return self._render(ir)
 

@@ -12,13 +12,14 @@ from ..runtime.cuda import launch_comment
 from . import cuda_attention, cuda_gemm, cuda_vector
 from .cuda_blas import blas_descriptor
 from .cuda_mma import MMA_PREAMBLE, THREADS as MMA_THREADS, blocks as mma_blocks, fits as mma_fits, render_mma
-from .ir import Accumulate, Attention, EndLoop, Load, Loop, LoopIR, Ref, Store
+from .ir import Accumulate, Attention, EndLoop, Load, Loop, LoopIR, Recurrence, Ref, Store
 from .lanes import WARP, LaneCombine, LaneLoop, LaneStore, thread_plan
 from .render import CStyleRenderer, decompose
 
 THREADS = 256  # threads per block
 REDUCE_THREADS = 128  # smaller blocks when each thread loops over a reduction: more blocks for the SMs
 MAX_BLOCKS = 1 << 16  # beyond this many blocks the grid-stride loop covers the rest
+THREADS_PER_ROW = 512  # a fused recurrence's threads per batch row: one per gate column of a 128-unit LSTM
 
 # NVRTC has no standard headers: the fixed-width names, limits and NAN/INFINITY the shared
 # renderer emits are defined here. Helpers keep c.py's semantics (floor division, NaN-propagating
@@ -133,6 +134,8 @@ class CUDARenderer(CStyleRenderer):
                      "float32": "float", "float64": "double"}
     preamble = CUDA_PREAMBLE
     supports_gemm = False
+    cooperative = ("threadIdx.x", "blockDim.x", "__syncthreads();", "__shared__")
+    cooperative_bytes = 48 * 1024  # static shared memory of one block
     vector_loads: dict[Load, str] = {}  # set on cuda_vector's copy of the renderer: operands read as float4
 
     def load(self, e: Load) -> str:
@@ -200,14 +203,32 @@ class CUDARenderer(CStyleRenderer):
     def inner_pragma(self, reduction: str | None) -> str:
         return "#pragma unroll"  # fixed trip counts: a fused row's vectors stay in registers
 
+    def recurrence_product(self, s: Recurrence, out: str, inp: str, matrix: Load, x: Var, y: Var) -> list[str]:
+        """With the row's arrays shared, each thread sums its own columns (coalesced reads of the matrix)."""
+        if not s.shared:
+            return super().recurrence_product(s, out, inp, matrix, x, y)
+        ct = self.compute_type(s.dtype)
+        return [f"for (int64_t {x.name} = threadIdx.x; {x.name} < {x.extent}; {x.name} += blockDim.x) {{",
+                f"  {ct} fg_sum = {out}[0][{x.name}];",
+                f"  for (int64_t {y.name} = 0; {y.name} < {y.extent}; {y.name}++) "
+                f"fg_sum += {inp}[0][{y.name}] * {self.load(matrix)};",
+                f"  {out}[0][{x.name}] = fg_sum;", "}"]
+
     def render_kernel(self, ir: LoopIR) -> str:
         """The statements wrapped in one grid-stride loop over the thread space (a single thread, or
         one block of lanes, when the kernel has none, e.g. a full reduction)."""
+        recurrence = next((s for s in ir.stmts if isinstance(s, Recurrence)), None)
+        if recurrence is not None and recurrence.shared:  # a block of threads per batch row
+            threads = min(THREADS_PER_ROW, -(-max(recurrence.j.extent, recurrence.k.extent) // 32) * 32)
+            body = [f"  const int64_t {recurrence.block.name} = blockIdx.x;",
+                    *("  " + line for line in self.recurrence(recurrence))]
+            return "\n".join([launch_comment(ir.name, recurrence.block.extent, threads),
+                              self.signature(ir) + " {", *body, "}"])
         attention = next((s for s in ir.stmts if isinstance(s, Attention)), None)
         if attention is not None and attention.dtype.name == "float32":  # tiles in shared memory
             blocks, per_block = cuda_attention.launch(ir, attention)
             return launch_comment(ir.name, blocks, per_block) + "\n" + cuda_attention.render(self, ir, attention)
-        if attention is not None:  # a thread per row (codegen/attention.py)
+        if attention is not None or recurrence is not None:  # a thread per row (codegen/attention.py, recurrence.py)
             threads = tuple(s.var for s in ir.stmts if isinstance(s, Loop))
             body = [s for s in ir.stmts if not isinstance(s, (Loop, EndLoop))]
             blocks, per_block = _launch_dims(threads, 1, ir.work)

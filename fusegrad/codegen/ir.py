@@ -168,7 +168,37 @@ class Attention:
     dout: Load | None = None
 
 
-Stmt = Union[Loop, EndLoop, Define, DefineAcc, Accumulate, Store, Gemm, Attention]
+@dataclass(frozen=True)
+class Recurrence:
+    """A block of rows of a fused recurrent layer (graph/recurrence.py) inside a global loop over the
+    blocks (`block`, of `rows` rows each): the steps run in order inside, each row's state in local
+    arrays. Loads are indexed by `t` (the step's position), `before` (the backward's previous step in
+    the forward's order), `n` (the batch row), `j` (a gate column of G) and `k` (a unit of H), names
+    the body defines; `reads` maps names to them (a block of H columns `m` of an (L, N, width) source
+    is read as `<name><m>`, the previous step's as `<name><m>p`). With `shared` a block of threads
+    runs one row, its arrays in memory the threads share (the renderer's `cooperative`). Output row
+    (t, n) starts at `out`."""
+
+    mode: str
+    direction: str
+    reverse: bool
+    dtype: DType
+    t: Var
+    before: Var
+    n: Var
+    j: Var
+    k: Var
+    block: Var
+    rows: int
+    shared: bool
+    reads: tuple[tuple[str, Load], ...]
+    out: Lin
+
+    def read(self, name: str) -> Load:
+        return dict(self.reads)[name]
+
+
+Stmt = Union[Loop, EndLoop, Define, DefineAcc, Accumulate, Store, Gemm, Attention, Recurrence]
 
 
 @dataclass(frozen=True)
@@ -270,5 +300,9 @@ def _stmt_text(s: Stmt) -> str:
         reads = ", ".join(_expr_text(x) for x in (s.q, s.k, s.v, s.lse, s.delta, s.dout) if x is not None)
         return (f"out0[{s.out.render()} + ..] = attention_{s.direction}(scale={s.scale}, causal={s.causal}) "
                 f"over {s.j.name if s.direction != 'grad_kv' else s.i.name} of {reads}")
+    if isinstance(s, Recurrence):
+        reads = ", ".join(name for name, _ in s.reads)
+        return (f"out0[{s.out.render()} + ..] = recurrence_{s.mode}_{s.direction}(reverse={s.reverse}, "
+                f"rows={s.rows}) of {reads}")
     assert isinstance(s, Store)
     return f"out{s.param}[{s.index.render()}] = {_expr_text(s.value)}"

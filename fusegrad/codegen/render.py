@@ -8,8 +8,9 @@ from ..dtypes import DType
 from ..graph.ops import Op
 from ..graph.symbolic import Var
 from .attention import attention_lines
+from .recurrence import plain_product, recurrence_lines
 from .ir import (Accumulate, Alu, Attention, Cond, Const, Define, DefineAcc, EndLoop, Expr, Gemm, Index, Load, Loop,
-                 LoopIR, Rand, Ref, Store)
+                 LoopIR, Rand, Recurrence, Ref, Store)
 
 FLOAT32_OVERFLOW = 2.0**128 - 2.0**103  # from here on a literal rounds to inf in float: NVRTC refuses it
 _INT_MIN = {"int8": "INT8_MIN", "int16": "INT16_MIN", "int32": "INT32_MIN", "int64": "INT64_MIN"}
@@ -79,6 +80,12 @@ class CStyleRenderer:
     peel_loops = False  # the CPU's guard peeling (codegen/peel.py); GPUs map global loops to threads
     hoist_invariants = False  # the CPU's loop-invariant code motion (codegen/hoist.py); not measured on GPUs
     tiled_attention = False  # fused attention by blocks of rows and tiles of the other side (codegen/attention.py)
+    blocked_recurrence = False  # a recurrent layer's rows in blocks sharing each weight read (codegen/recurrence.py)
+    local_align = ""  # attribute of a fused kernel's local arrays that vectors load whole
+    # a block of threads sharing a fused recurrence's row: (thread index, threads, barrier, qualifier
+    # of shared arrays), and the bytes of arrays it may share (none: a thread per row)
+    cooperative: tuple[str, str, str, str] = ("", "", "", "")
+    cooperative_bytes = 0
 
     # types
     def storage_type(self, dtype: DType) -> str:
@@ -248,6 +255,15 @@ class CStyleRenderer:
         """The statements of a fused attention kernel's row (codegen/attention.py's shared body)."""
         return attention_lines(self, s)
 
+    def recurrence(self, s: Recurrence) -> list[str]:
+        """The statements of a fused recurrent layer's block of rows (codegen/recurrence.py's body)."""
+        return recurrence_lines(self, s)
+
+    def recurrence_product(self, s: Recurrence, out: str, inp: str, matrix: Load, x: Var, y: Var) -> list[str]:
+        """A fused recurrent layer's step product: out[row][x] += sum over y of inp[row][y] * matrix
+        (codegen/recurrence.py), for the block's rows."""
+        return plain_product(self, s, out, inp, matrix, x, y)
+
     def inner_pragma(self, reduction: str | None) -> str:
         """The line before a fixed-length loop over a head dim in a fused kernel (codegen/attention.py),
         naming the sum it accumulates if any; empty for none."""
@@ -293,6 +309,8 @@ class CStyleRenderer:
                 lines.append(pad + self.gemm(s))
             elif isinstance(s, Attention):
                 lines += [pad + line for line in self.attention(s)]
+            elif isinstance(s, Recurrence):
+                lines += [pad + line for line in self.recurrence(s)]
             else:
                 lines += [pad + line for line in self.statement(s)]
         lines.append("}")

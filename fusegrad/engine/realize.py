@@ -24,6 +24,7 @@ from typing import Any, Hashable
 from .. import flags
 from ..codegen import renderer_for
 from ..codegen.attention import lower_attention
+from ..codegen.recurrence import lower_recurrence
 from ..codegen.gather import one_hot_reads
 from ..codegen.gemm import use_gemm
 from ..codegen.peel import peel_loops
@@ -33,6 +34,7 @@ from ..codegen.interchange import interchange_reduction
 from ..codegen.merge import merge_loops
 from ..codegen.lower import KernelSpec, lower
 from ..graph.attention import attention_flops
+from ..graph.recurrence import recurrence_flops
 from ..graph.node import Node
 from ..graph.ops import LEAF, MOVEMENT, REDUCE, Op
 from ..runtime import registry
@@ -70,7 +72,7 @@ def _kernel_name(spec: KernelSpec, key: tuple) -> str:
     has_reduce = any(isinstance(e[0], int) and e[0] in {op.value for op in REDUCE} for e in key[1:])
     digest = hashlib.sha1(repr(key).encode()).hexdigest()[:8]
     shape = "_".join(str(s) for s in spec.root.shape) or "scalar"
-    kind = "A" if spec.root.op is Op.ATTENTION else "R" if has_reduce else "E"
+    kind = {Op.ATTENTION: "A", Op.RECURRENCE: "S"}.get(spec.root.op, "R" if has_reduce else "E")
     return f"{kind}_{shape}_{digest}"
 
 
@@ -90,7 +92,7 @@ def _kernel_info(item: ScheduleItem) -> tuple[str, int]:
         if node.op in MOVEMENT or node.op in LEAF or node.op is Op.CONTIGUOUS:
             continue  # index arithmetic and copies, not operations
         flops += node.srcs[0].numel if node.op in REDUCE else attention_flops(node) \
-            if node.op is Op.ATTENTION else node.numel
+            if node.op is Op.ATTENTION else recurrence_flops(node) if node.op is Op.RECURRENCE else node.numel
         if runs and runs[-1][0] == node.op.name:
             runs[-1][1] += 1
         else:
@@ -104,6 +106,8 @@ def kernel_ir(spec: KernelSpec, name: str, renderer: Any) -> Any:
     interchange, peeling, loop merging, invariant hoisting)."""
     if spec.root.op is Op.ATTENTION:  # a template of its own: no loop passes apply
         return lower_attention(spec, name, renderer.tiled_attention)
+    if spec.root.op is Op.RECURRENCE:
+        return lower_recurrence(spec, name, renderer.blocked_recurrence, renderer.cooperative_bytes)
     ir = one_hot_reads(lower(spec, name))
     if renderer.supports_gemm:
         ir = use_gemm(ir)

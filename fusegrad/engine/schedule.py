@@ -26,7 +26,7 @@ Fusion rules (which nodes get their own buffer, "materialized"):
   out as the weight), and a large reduction more than one kernel would compute (see
   _share_reductions);
 - a node whose fused chain has grown past MAX_FUSED_DEPTH ops, so kernels stay compilable;
-- a fused op (ATTENTION) and its operands: its template reads buffers, through views without padding.
+- a fused op (ATTENTION, RECURRENCE) and its operands: its template reads buffers, through views without padding.
 Everything else is fused: elementwise chains, elementwise producers into reductions, and
 elementwise consumers after a reduction (the reduction becomes a loop inside their kernel).
 Movement ops are never kernels; a requested view of a buffer that is already contiguous in
@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 from ..codegen.lower import KernelSpec, source_coords
 from ..graph.node import Node
-from ..graph.ops import ELEMENTWISE, LEAF, MOVEMENT, REDUCE, Op
+from ..graph.ops import ELEMENTWISE, FUSED, LEAF, MOVEMENT, REDUCE, Op
 from ..graph.symbolic import flat_index, var
 
 MAX_FUSED_DEPTH = 200
@@ -172,7 +172,7 @@ def materialized_nodes(order: list[Node], targets: list[Node]) -> set[int]:
         if node.buffer is not None or node.op in LEAF:
             depth[id(node)], inner[id(node)] = 0, frozenset()
             continue
-        if node.op is Op.ATTENTION:  # a template kernel reading its operands from buffers, through plain views
+        if node.op in FUSED:  # a template kernel reading its operands from buffers, through plain views
             keep.add(id(node))
             keep.update(id(src) if _guarded(src) else id(_view_base(src)) for src in node.srcs)
             depth[id(node)], inner[id(node)], merged[id(node)] = 0, frozenset(), 0

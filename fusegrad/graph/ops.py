@@ -2,7 +2,7 @@
 
 A backend renderer must implement every elementwise op below; movement ops never reach a
 renderer (they become index arithmetic) and reductions become loops. A fused op is one kernel
-template per direction, rendered from one shared body (codegen/attention.py).
+template per direction, rendered from one shared body (codegen/attention.py, codegen/recurrence.py).
 """
 from __future__ import annotations
 
@@ -62,6 +62,9 @@ class Op(enum.Enum):
     # fused: softmax(q k^T * scale) v with keys streamed through an online softmax, one kernel per
     # direction (graph/attention.py: arg, sources and shapes); no T x T scores are ever stored
     ATTENTION = enum.auto()
+    # fused: a recurrent layer (LSTM, GRU, RNN) over a whole sequence, its steps a loop inside one
+    # kernel per direction (graph/recurrence.py: arg, sources and shapes)
+    RECURRENCE = enum.auto()
 
     def __repr__(self) -> str:
         return self.name
@@ -81,4 +84,4 @@ REDUCE = frozenset({Op.SUM, Op.RMAX, Op.PROD})
 MOVEMENT = frozenset({Op.RESHAPE, Op.PERMUTE, Op.EXPAND, Op.PAD, Op.SHRINK, Op.FLIP})
 LEAF = frozenset({Op.BUFFER, Op.CONST, Op.RAND, Op.IOTA})
 COMPARISON = frozenset({Op.CMPLT, Op.CMPEQ})
-FUSED = frozenset({Op.ATTENTION})
+FUSED = frozenset({Op.ATTENTION, Op.RECURRENCE})

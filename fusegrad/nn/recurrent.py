@@ -1,8 +1,9 @@
 """Multi-layer recurrent networks (RNN, LSTM, GRU) with torch's parameter names, shapes and state layout.
 
-The input projections of a whole sequence are one product per layer and direction; only the
-hidden-state products run step by step. Every step is a lazy tensor op, so the unrolled network
-differentiates like any other graph."""
+The input projections of a whole sequence are one product per layer and direction; the steps of a
+layer direction then run inside one fused kernel per direction of the gradient (ops/recurrence.py).
+Packed sequences and LSTM projections (proj_size) run step by step as lazy tensor ops instead, an
+unrolled graph that differentiates like any other."""
 from __future__ import annotations
 
 import math
@@ -12,6 +13,7 @@ from typing import Any
 from ..errors import ShapeError
 from ..tensor import Tensor, cat, stack, where
 from ..creation import empty, zeros
+from ..ops.recurrence import fused_recurrence
 from . import functional as F
 from .conv import _gradient_buffer
 from . import init
@@ -149,6 +151,12 @@ class RNNBase(Module):
                 idx = layer * self._directions + direction
                 state = tuple(s[idx] for s in states)
                 proj = F.linear(x, w["weight_ih"], w["bias_ih"])  # (L, N, G): one product for the sequence
+                if lengths is None and w["weight_hr"] is None and length > 0:
+                    out, state = self._fused(proj, state, w, direction == 1)
+                    outs.append(out)
+                    for k, s in enumerate(state):
+                        finals[k].append(s)
+                    continue
                 steps: list[Tensor] = [x] * length
                 order = range(length - 1, -1, -1) if direction == 1 else range(length)
                 for t in order:
@@ -166,6 +174,16 @@ class RNNBase(Module):
             if self.dropout > 0 and self.training and layer < self.num_layers - 1:
                 x = F.dropout(x, self.dropout, True)
         return x, finals
+
+    def _fused(self, proj: Tensor, state: tuple[Tensor, ...], w: dict[str, Tensor | None],
+               reverse: bool) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """One layer direction's steps as one fused kernel (ops/recurrence.py): the outputs (L, N, H)
+        and the final states."""
+        bias = w["bias_hh"] if w["bias_hh"] is not None else \
+            zeros(w["weight_hh"].shape[0], device=proj.device, dtype=proj.dtype)
+        rows = fused_recurrence(self.mode, reverse, proj, w["weight_hh"], bias, state)
+        size, last = self.hidden_size, 0 if reverse else proj.shape[0] - 1
+        return rows[..., :size], tuple(rows[last, :, k * size:(k + 1) * size] for k in range(len(state)))
 
     def _forward(self, input: Tensor | PackedSequence, hx: tuple[Tensor | None, ...]) -> tuple[Any, list[Tensor]]:
         """(output, final states) in torch's layout for a tensor or a packed input."""
