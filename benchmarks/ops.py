@@ -53,6 +53,17 @@ def _chain_np(a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray) -> np.
     return np.exp(np.maximum(a * b + c, 0) * d)
 
 
+# an embedding table's gradient: 2048 token rows summed into a GPT-2-sized vocabulary, repeats included
+TOKENS = np.random.default_rng(1).integers(0, 50257, 2048)
+TOKENS_FG = fg.tensor(TOKENS)
+
+
+def _index_add_np(table: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    out = table.copy()
+    np.add.at(out, TOKENS, rows)
+    return out
+
+
 WORKLOADS = [
     Workload("elementwise 4M: ((a*b+c).relu()*d).exp()", [(1 << 22,)] * 4,
              lambda a, b, c, d: ((a * b + c).relu() * d).exp(), _chain_np,
@@ -61,6 +72,9 @@ WORKLOADS = [
              lambda a, b: (a * b).sum(1), lambda a, b: (a * b).sum(1), lambda tc, a, b: (a * b).sum(1), 1e-3),
     Workload("matmul 1024x1024 @ 1024x1024", [(1024, 1024)] * 2,
              lambda a, b: a @ b, lambda a, b: a @ b, lambda tc, a, b: a @ b, 1e-3),
+    Workload("index_add 50257x256 table += 2048 rows at token ids", [(50257, 256), (2048, 256)],
+             lambda t, r: t.index_add(0, TOKENS_FG, r), _index_add_np,
+             lambda tc, t, r: t.index_add(0, tc.from_numpy(TOKENS), r), 1e-5),
 ]
 
 

@@ -176,13 +176,20 @@ def recurrence_outputs() -> list[fg.Tensor]:
     return outs
 
 
+def index_add_outputs() -> list[fg.Tensor]:
+    """The fused row scatter-add of an embedding's gradient: a column per thread, chunks of rows."""
+    w = fg.tensor(RNG.standard_normal((3000, 5)).astype(np.float32), requires_grad=True)
+    out = F.embedding(fg.tensor(RNG.integers(0, 3000, (7, 9))), w)
+    return [*fg.autograd.grad(out.square().sum(), [w])]
+
+
 RENDER_CASES: dict[str, Callable[[], list[fg.Tensor]]] = {
     **{f"elementwise_{d.name}": functools.partial(elementwise_outputs, d.name) for d in dtypes.ALL},
     "reductions": reduction_outputs, "strided_reduction": strided_outputs, "movement": movement_outputs,
     "matmul": matmul_outputs, "half_products": half_product_outputs, "random": random_outputs, "casts": cast_outputs,
     "huge_index": huge_outputs, "checked_index": checked_index_outputs, "huge_literals": huge_literal_outputs,
     "mlp_backward": mlp_outputs, "gpt_step": gpt_outputs, "attention": attention_outputs,
-    "recurrence": recurrence_outputs,
+    "recurrence": recurrence_outputs, "index_add": index_add_outputs,
 }
 
 

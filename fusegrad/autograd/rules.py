@@ -200,6 +200,11 @@ def _recurrence(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
     return recurrence_gradients(ctx.inputs, ctx.arg, out, g)
 
 
+def _index_add(ctx: Ctx, out: "Tensor", g: "Tensor") -> tuple:
+    from ..ops.scatter import index_add_gradients
+    return index_add_gradients(ctx.inputs, g)
+
+
 RULES: dict[Op, Callable[[Ctx, "Tensor", "Tensor"], tuple]] = {
     Op.ADD: _add, Op.SUB: _sub, Op.MUL: _mul, Op.DIV: _div, Op.MOD: _mod, Op.POW: _pow, Op.MAX: _max,
     Op.WHERE: _where, Op.NEG: _neg, Op.EXP: _exp, Op.LOG: _log, Op.SIN: _sin, Op.COS: _cos, Op.SQRT: _sqrt,
@@ -209,7 +214,7 @@ RULES: dict[Op, Callable[[Ctx, "Tensor", "Tensor"], tuple]] = {
     Op.SUM: _sum, Op.RMAX: _rmax, Op.PROD: _prod,
     Op.RESHAPE: _reshape, Op.PERMUTE: _permute, Op.EXPAND: _expand, Op.PAD: _pad, Op.SHRINK: _shrink,
     Op.FLIP: _flip, Op.CONTIGUOUS: _identity, Op.ATTENTION: _attention,
-    Op.RECURRENCE: _recurrence,
+    Op.RECURRENCE: _recurrence, Op.INDEX_ADD: _index_add,
 }
 
 
@@ -223,7 +228,7 @@ READS_INPUTS: dict[Op, dict[int, tuple[int, ...]]] = {
     Op.MAX: {0: (0, 1), 1: (0, 1)}, Op.WHERE: {1: (0,), 2: (0,)}, Op.LOG: {0: (0,)}, Op.SIN: {0: (0,)},
     Op.COS: {0: (0,)}, Op.ERF: {0: (0,)}, Op.RMAX: {0: (0,)}, Op.PROD: {0: (0,)},
     Op.ATTENTION: {0: (0, 1, 2), 1: (0, 1, 2), 2: (0, 1, 2)},
-    Op.RECURRENCE: {i: (0, 1, 2, 3, 4) for i in range(5)},
+    Op.RECURRENCE: {i: (0, 1, 2, 3, 4) for i in range(5)}, Op.INDEX_ADD: {0: (1,)},
 }
 READS_OUTPUT: dict[Op, tuple[int, ...]] = {Op.EXP: (0,), Op.SQRT: (0,), Op.POW: (1,), Op.RMAX: (0,),
                                            Op.PROD: (0,), Op.ATTENTION: (0, 1, 2),

@@ -144,6 +144,9 @@ class CRenderer(CStyleRenderer):
     tiled_attention = True
     blocked_recurrence = True
     local_align = " __attribute__((aligned(64)))"
+    # whole rows per iteration (contiguous copies), the threads splitting 64 chunks of rows
+    scatter_width = 1 << 31
+    scatter_threads = 64
     # per kernel, set by render_kernel: GEMMs whose operand ("a"/"b") is packed before the batch loops,
     # and reduce loops that are the inner dims of a window
     _hoisted: dict[int, str] = {}

@@ -12,7 +12,7 @@ from ..runtime.cuda import launch_comment
 from . import cuda_attention, cuda_gemm, cuda_vector
 from .cuda_blas import blas_descriptor
 from .cuda_mma import MMA_PREAMBLE, THREADS as MMA_THREADS, blocks as mma_blocks, fits as mma_fits, render_mma
-from .ir import Accumulate, Attention, EndLoop, Load, Loop, LoopIR, Recurrence, Ref, Store
+from .ir import Accumulate, Attention, EndLoop, IndexAdd, Load, Loop, LoopIR, Recurrence, Ref, Store
 from .lanes import WARP, LaneCombine, LaneLoop, LaneStore, thread_plan
 from .render import CStyleRenderer, decompose
 
@@ -228,7 +228,8 @@ class CUDARenderer(CStyleRenderer):
         if attention is not None and attention.dtype.name == "float32":  # tiles in shared memory
             blocks, per_block = cuda_attention.launch(ir, attention)
             return launch_comment(ir.name, blocks, per_block) + "\n" + cuda_attention.render(self, ir, attention)
-        if attention is not None or recurrence is not None:  # a thread per row (codegen/attention.py, recurrence.py)
+        if attention is not None or recurrence is not None or any(isinstance(s, IndexAdd) for s in ir.stmts):
+            # a thread per iteration of the global loops (codegen/attention.py, recurrence.py, scatter.py)
             threads = tuple(s.var for s in ir.stmts if isinstance(s, Loop))
             body = [s for s in ir.stmts if not isinstance(s, (Loop, EndLoop))]
             blocks, per_block = _launch_dims(threads, 1, ir.work)

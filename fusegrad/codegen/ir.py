@@ -198,7 +198,30 @@ class Recurrence:
         return dict(self.reads)[name]
 
 
-Stmt = Union[Loop, EndLoop, Define, DefineAcc, Accumulate, Store, Gemm, Attention, Recurrence]
+@dataclass(frozen=True)
+class IndexAdd:
+    """A chunk of `chunk` output rows in a block of `width` columns of a fused row scatter-add
+    (graph/scatter.py), inside global loops over chunks (`chunk_var`) and blocks (`block`): the
+    rows are copied from `base` (indexed by `row` and `column`) or zeroed, then the source's rows
+    `n` whose index falls in the chunk are added. `src` is indexed by `n` and `column` (within the
+    block), `index` by `n`; the output is (rows, columns)."""
+
+    dtype: DType
+    rows: int
+    columns: int
+    chunk: int
+    width: int
+    chunk_var: Var
+    block: Var
+    n: Var
+    column: Var
+    row: Var
+    src: Load
+    index: Load
+    base: Load | None
+
+
+Stmt = Union[Loop, EndLoop, Define, DefineAcc, Accumulate, Store, Gemm, Attention, Recurrence, IndexAdd]
 
 
 @dataclass(frozen=True)
@@ -300,6 +323,9 @@ def _stmt_text(s: Stmt) -> str:
         reads = ", ".join(_expr_text(x) for x in (s.q, s.k, s.v, s.lse, s.delta, s.dout) if x is not None)
         return (f"out0[{s.out.render()} + ..] = attention_{s.direction}(scale={s.scale}, causal={s.causal}) "
                 f"over {s.j.name if s.direction != 'grad_kv' else s.i.name} of {reads}")
+    if isinstance(s, IndexAdd):
+        return (f"out0[{s.rows} x {s.columns}] = index_add(chunk={s.chunk}, width={s.width}) of "
+                f"{_expr_text(s.src)} at {_expr_text(s.index)}")
     if isinstance(s, Recurrence):
         reads = ", ".join(name for name, _ in s.reads)
         return (f"out0[{s.out.render()} + ..] = recurrence_{s.mode}_{s.direction}(reverse={s.reverse}, "

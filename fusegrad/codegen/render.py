@@ -9,8 +9,9 @@ from ..graph.ops import Op
 from ..graph.symbolic import Var
 from .attention import attention_lines
 from .recurrence import plain_product, recurrence_lines
+from .scatter import index_add_lines
 from .ir import (Accumulate, Alu, Attention, Cond, Const, Define, DefineAcc, EndLoop, Expr, Gemm, Index, Load, Loop,
-                 LoopIR, Rand, Recurrence, Ref, Store)
+                 IndexAdd, LoopIR, Rand, Recurrence, Ref, Store)
 
 FLOAT32_OVERFLOW = 2.0**128 - 2.0**103  # from here on a literal rounds to inf in float: NVRTC refuses it
 _INT_MIN = {"int8": "INT8_MIN", "int16": "INT16_MIN", "int32": "INT32_MIN", "int64": "INT64_MIN"}
@@ -86,6 +87,9 @@ class CStyleRenderer:
     # of shared arrays), and the bytes of arrays it may share (none: a thread per row)
     cooperative: tuple[str, str, str, str] = ("", "", "", "")
     cooperative_bytes = 0
+    # a fused row scatter-add's columns per iteration, and the iterations wanted (0: the rows in one chunk)
+    scatter_width = 1
+    scatter_threads = 1 << 14
 
     # types
     def storage_type(self, dtype: DType) -> str:
@@ -311,6 +315,8 @@ class CStyleRenderer:
                 lines += [pad + line for line in self.attention(s)]
             elif isinstance(s, Recurrence):
                 lines += [pad + line for line in self.recurrence(s)]
+            elif isinstance(s, IndexAdd):
+                lines += [pad + line for line in index_add_lines(self, s)]
             else:
                 lines += [pad + line for line in self.statement(s)]
         lines.append("}")

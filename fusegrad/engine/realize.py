@@ -25,6 +25,7 @@ from .. import flags
 from ..codegen import renderer_for
 from ..codegen.attention import lower_attention
 from ..codegen.recurrence import lower_recurrence
+from ..codegen.scatter import lower_index_add
 from ..codegen.gather import one_hot_reads
 from ..codegen.gemm import use_gemm
 from ..codegen.peel import peel_loops
@@ -35,6 +36,7 @@ from ..codegen.merge import merge_loops
 from ..codegen.lower import KernelSpec, lower
 from ..graph.attention import attention_flops
 from ..graph.recurrence import recurrence_flops
+from ..graph.scatter import index_add_flops
 from ..graph.node import Node
 from ..graph.ops import LEAF, MOVEMENT, REDUCE, Op
 from ..runtime import registry
@@ -72,13 +74,16 @@ def _kernel_name(spec: KernelSpec, key: tuple) -> str:
     has_reduce = any(isinstance(e[0], int) and e[0] in {op.value for op in REDUCE} for e in key[1:])
     digest = hashlib.sha1(repr(key).encode()).hexdigest()[:8]
     shape = "_".join(str(s) for s in spec.root.shape) or "scalar"
-    kind = {Op.ATTENTION: "A", Op.RECURRENCE: "S"}.get(spec.root.op, "R" if has_reduce else "E")
+    kind = {Op.ATTENTION: "A", Op.RECURRENCE: "S", Op.INDEX_ADD: "X"}.get(spec.root.op, "R" if has_reduce else "E")
     return f"{kind}_{shape}_{digest}"
 
 
 def _describe(item: ScheduleItem) -> str:
     ops = " ".join(n.op.name for n in fused_nodes(item.spec.root, item.spec.inputs))
     return f"{item.spec.root.shape} <- {ops} ({len(item.spec.inputs)} inputs)"
+
+
+FUSED_FLOPS = {Op.ATTENTION: attention_flops, Op.RECURRENCE: recurrence_flops, Op.INDEX_ADD: index_add_flops}
 
 
 def _kernel_info(item: ScheduleItem) -> tuple[str, int]:
@@ -91,8 +96,8 @@ def _kernel_info(item: ScheduleItem) -> tuple[str, int]:
     for node in order:
         if node.op in MOVEMENT or node.op in LEAF or node.op is Op.CONTIGUOUS:
             continue  # index arithmetic and copies, not operations
-        flops += node.srcs[0].numel if node.op in REDUCE else attention_flops(node) \
-            if node.op is Op.ATTENTION else recurrence_flops(node) if node.op is Op.RECURRENCE else node.numel
+        flops += node.srcs[0].numel if node.op in REDUCE else FUSED_FLOPS[node.op](node) \
+            if node.op in FUSED_FLOPS else node.numel
         if runs and runs[-1][0] == node.op.name:
             runs[-1][1] += 1
         else:
@@ -108,6 +113,8 @@ def kernel_ir(spec: KernelSpec, name: str, renderer: Any) -> Any:
         return lower_attention(spec, name, renderer.tiled_attention)
     if spec.root.op is Op.RECURRENCE:
         return lower_recurrence(spec, name, renderer.blocked_recurrence, renderer.cooperative_bytes)
+    if spec.root.op is Op.INDEX_ADD:
+        return lower_index_add(spec, name, renderer.scatter_width, renderer.scatter_threads)
     ir = one_hot_reads(lower(spec, name))
     if renderer.supports_gemm:
         ir = use_gemm(ir)

@@ -2,7 +2,7 @@
 
 A backend renderer must implement every elementwise op below; movement ops never reach a
 renderer (they become index arithmetic) and reductions become loops. A fused op is one kernel
-template per direction, rendered from one shared body (codegen/attention.py, codegen/recurrence.py).
+template per direction, rendered from one shared body (codegen/attention.py, codegen/recurrence.py, codegen/scatter.py).
 """
 from __future__ import annotations
 
@@ -65,6 +65,9 @@ class Op(enum.Enum):
     # fused: a recurrent layer (LSTM, GRU, RNN) over a whole sequence, its steps a loop inside one
     # kernel per direction (graph/recurrence.py: arg, sources and shapes)
     RECURRENCE = enum.auto()
+    # fused: rows of a source added into the rows an index names, duplicates accumulating (the gradient
+    # of a row gather such as an embedding), one kernel (graph/scatter.py)
+    INDEX_ADD = enum.auto()
 
     def __repr__(self) -> str:
         return self.name
@@ -84,4 +87,4 @@ REDUCE = frozenset({Op.SUM, Op.RMAX, Op.PROD})
 MOVEMENT = frozenset({Op.RESHAPE, Op.PERMUTE, Op.EXPAND, Op.PAD, Op.SHRINK, Op.FLIP})
 LEAF = frozenset({Op.BUFFER, Op.CONST, Op.RAND, Op.IOTA})
 COMPARISON = frozenset({Op.CMPLT, Op.CMPEQ})
-FUSED = frozenset({Op.ATTENTION, Op.RECURRENCE})
+FUSED = frozenset({Op.ATTENTION, Op.RECURRENCE, Op.INDEX_ADD})

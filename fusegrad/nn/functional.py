@@ -9,6 +9,7 @@ from ..autograd import no_grad
 from ..errors import DTypeError, ShapeError
 from ..tensor import Tensor, where
 from ..creation import arange
+from ..ops.scatter import gather_rows
 from .conv import expand_over_batch as _expand_over_batch
 from .conv import (adaptive_avg_pool2d, avg_pool2d, conv1d, conv2d, conv_transpose2d,  # noqa: F401
                    max_pool2d)
@@ -103,8 +104,9 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None) -> 
         raise DTypeError(f"embedding indices must be integers, got {input.dtype.name}")
     if weight.ndim != 2:
         raise ShapeError(f"embedding: weight must be 2-D, got shape {weight.shape}")
-    # rows by index_select's rules: negative indices are out of range, as in torch
-    out = weight._index_select(0, input.reshape(-1), "embedding").reshape(input.shape + (weight.shape[1],))
+    # rows by index_select's rules: negative indices are out of range, as in torch; the weight's
+    # gradient is a fused scatter-add of the rows (ops/scatter.py)
+    out = gather_rows(weight, input, "embedding")
     if padding_idx is None:
         return out
     # like torch, lookups of the padding row give its value but send it no gradient

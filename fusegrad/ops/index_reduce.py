@@ -15,6 +15,7 @@ import numpy as np
 from .. import dtypes
 from ..errors import ShapeError
 from .index import _checked, _eq_arange, _index_tensor, _pick, _place
+from .scatter import SCATTER_DTYPES, index_add_rows
 
 if TYPE_CHECKING:
     from ..tensor import Tensor
@@ -68,6 +69,12 @@ def _scatter_reduce(x: "Tensor", d: int, index: "Tensor", src: "Tensor", reduce:
 
 def _full_index(x: "Tensor", d: int, index: Any, source: "Tensor", what: str) -> "Tensor":
     """A 1-D index along d broadcast to source's shape (index_add and friends)."""
+    index = _checked_index(x, d, index, source, what)
+    return index.reshape(tuple(-1 if i == d else 1 for i in range(x.ndim))).expand(source.shape)
+
+
+def _checked_index(x: "Tensor", d: int, index: Any, source: "Tensor", what: str) -> "Tensor":
+    """The 1-D index along d, checked to be in range, for a source of the shape it must have."""
     index = _index_tensor(x, index, what)
     if index.ndim > 1:
         raise ShapeError(f"{what}: index must be 0-d or 1-D, got shape {index.shape}")
@@ -76,8 +83,7 @@ def _full_index(x: "Tensor", d: int, index: Any, source: "Tensor", what: str) ->
     if source.shape != want:
         raise ShapeError(f"{what}: source of shape {source.shape} must have shape {want} (self's shape {x.shape} "
                          f"with dimension {d} the index's length)")
-    index = _checked(index, x.shape[d], d, False, what)
-    return index.reshape(tuple(-1 if i == d else 1 for i in range(x.ndim))).expand(source.shape)
+    return _checked(index, x.shape[d], d, False, what)
 
 
 def _dim_source(x: "Tensor", dim: int, source: Any) -> tuple[int, "Tensor"]:
@@ -116,10 +122,16 @@ class IndexReduceMixin:
     def index_add(self: "Tensor", dim: int, index: Any, source: "Tensor", *, alpha: Any = 1) -> "Tensor":
         """self plus alpha * source's slices added into the entries `index` (1-D) of `dim`."""
         d, source = _dim_source(self, dim, source)
-        full = _full_index(self, d, index, source, "index_add")
-        if not full.numel():
+        checked = _checked_index(self, d, index, source, "index_add")
+        if not checked.numel():
             return self.contiguous()
         src = (source if alpha == 1 else source * alpha).cast(self.dtype)
+        if self.dtype.name in SCATTER_DTYPES:  # the slices summed in one fused kernel (ops/scatter.py)
+            moved, base = src.movedim(d, 0), self.movedim(d, 0)
+            out = index_add_rows(moved.reshape(moved.shape[0], -1), checked, self.shape[d],
+                                 base.reshape(self.shape[d], -1))
+            return out.reshape(base.shape).movedim(0, d)
+        full = checked.reshape(tuple(-1 if i == d else 1 for i in range(self.ndim))).expand(source.shape)
         return _scatter_reduce(self, d, full, src, "sum", include_self=True)
 
     def index_copy(self: "Tensor", dim: int, index: Any, source: "Tensor") -> "Tensor":
