@@ -20,7 +20,8 @@ Four parts (`--parts`), each a race of contestants in one child process per thre
   context runs whole for every token, no cache) and PyTorch with a key/value cache.
 - cold: the first fusegrad eager training step in a fresh process with an empty kernel cache
   (FUSEGRAD_CACHE_DIR a new folder), then again with that cache warm, at the largest thread count asked
-  for (a user's first step has the whole machine: its compiler runs on every core).
+  for (a user's first step has the whole machine: its compiler runs on every core); and the sampling of
+  --tokens tokens in a fresh process with another empty cache.
 
 `--device opencl` runs fusegrad there and PyTorch on the CPU. `--quick` leaves torch.compile out: compiling
 the GPT step takes it 40-100 s on a loaded 2-core machine (name it in `--peers` to race it anyway). The summary
@@ -55,6 +56,7 @@ TARGETS = (  # (name, key in the summary, bound, "min" or "max") for CPU, tiny, 
     ("eager step: fusegrad eager / torch eager time", "eager_over_torch_eager", 1.5, "max"),
     ("first step, cold kernel cache (s)", "cold_first_step_s", 3.0, "max"),
     ("first step, warm kernel cache (s)", "warm_first_step_s", 0.5, "max"),
+    ("sampling the tokens, cold kernel cache (s)", "cold_generate_s", 5.0, "max"),
 )
 
 
@@ -74,6 +76,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="smoke run: tiny, batch 4, T 32, 1 thread, 0.3 s, 16 tokens")
     p.add_argument("--child-threads", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--cold-child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--cold-generate", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     gpu = args.device == "cuda"
     if args.quick:
@@ -349,12 +352,20 @@ def generation_contestants(torch: Any, args: argparse.Namespace, config: Any, st
 # ---- part 4: cold start ---------------------------------------------------------------
 
 def cold_child(args: argparse.Namespace) -> None:
-    """In a fresh process: import fusegrad, build the model, time its first and second eager training steps."""
+    """In a fresh process: import fusegrad, build the model, time its first and second eager training steps
+    (with --cold-generate: the sampling of --tokens tokens instead)."""
     start = time.perf_counter()
     import fusegrad as fg
     imported = time.perf_counter()
     fg.set_num_threads(args.child_threads)
     config = gpt_config(args, VOCAB)  # random tokens: the corpus may live in another cache folder
+    if args.cold_generate:
+        model = fusegrad_model(config, args.device).eval()
+        built = time.perf_counter()
+        fg.realize(model.generate(fg.zeros(1, 1, dtype=fg.int64, device=args.device), args.tokens, top_k=1))
+        common.report_to_parent({"import_s": imported - start, "setup_s": built - imported,
+                                 "generate_s": time.perf_counter() - built})
+        return
     batches = make_batches(np.random.default_rng(0).integers(0, VOCAB, 1 << 12), args.batch_size,
                            args.seq_len or config.block_size, 2)
     eager = fusegrad_train(args, config, batches, {})[0]
@@ -368,19 +379,23 @@ def cold_child(args: argparse.Namespace) -> None:
                              "second_step_s": times[1], "cache_dir": os.environ.get("FUSEGRAD_CACHE_DIR")})
 
 
-def cold_start(argv: Sequence[str], threads: int) -> dict[str, Any]:
-    """The cold child twice in one fresh kernel cache folder: empty, then warm."""
+def cold_start(argv: Sequence[str], threads: int, tokens: int) -> dict[str, Any]:
+    """The cold child twice in one fresh kernel cache folder (empty, then warm), then the sampling
+    child in another empty one."""
     old = os.environ.get("FUSEGRAD_CACHE_DIR")
-    with tempfile.TemporaryDirectory(prefix="fusegrad-cold-") as folder:
-        os.environ["FUSEGRAD_CACHE_DIR"] = folder
-        try:
+    try:
+        with tempfile.TemporaryDirectory(prefix="fusegrad-cold-") as folder:
+            os.environ["FUSEGRAD_CACHE_DIR"] = folder
             runs = [common.run_children(__file__, [*argv, "--cold-child"], [threads])[0] for _ in range(2)]
-        finally:
-            if old is None:
-                del os.environ["FUSEGRAD_CACHE_DIR"]
-            else:
-                os.environ["FUSEGRAD_CACHE_DIR"] = old
-    return {"threads": threads, "cold": runs[0], "warm": runs[1]}
+        with tempfile.TemporaryDirectory(prefix="fusegrad-cold-") as folder:
+            os.environ["FUSEGRAD_CACHE_DIR"] = folder
+            sampling = common.run_children(__file__, [*argv, "--cold-child", "--cold-generate"], [threads])[0]
+    finally:
+        if old is None:
+            del os.environ["FUSEGRAD_CACHE_DIR"]
+        else:
+            os.environ["FUSEGRAD_CACHE_DIR"] = old
+    return {"threads": threads, "tokens": tokens, "cold": runs[0], "warm": runs[1], "generate": sampling}
 
 
 # ---- a child: every part at one thread count ------------------------------------------
@@ -485,14 +500,17 @@ def target_values(run: dict[str, Any], cold: dict[str, Any] | None) -> dict[str,
     return {"jit_vs_torch_eager": div(teager, jit), "jit_vs_torch_compile": div(min(compiled, default=None), jit),
             "generate_vs_torch_eager": div(gen_torch, gen_fg), "eager_over_torch_eager": div(eager, teager),
             "cold_first_step_s": cold["cold"]["first_step_s"] if cold else None,
-            "warm_first_step_s": cold["warm"]["first_step_s"] if cold else None}
+            "warm_first_step_s": cold["warm"]["first_step_s"] if cold else None,
+            "cold_generate_s": cold["generate"]["generate_s"] if cold else None}
 
 
 def print_cold(cold: dict[str, Any]) -> None:
     c, w = cold["cold"], cold["warm"]
     print(f"\ncold start ({cold['threads']} thread(s)): first eager step {c['first_step_s']:.2f} s with an empty "
           f"kernel cache (model setup {c['setup_s']:.2f} s, import {c['import_s']:.2f} s), "
-          f"{w['first_step_s']:.2f} s warm (setup {w['setup_s']:.2f} s)")
+          f"{w['first_step_s']:.2f} s warm (setup {w['setup_s']:.2f} s); sampling {cold['tokens']} tokens "
+          f"{cold['generate']['generate_s']:.2f} s with an empty kernel cache (model setup "
+          f"{cold['generate']['setup_s']:.2f} s)")
 
 
 def print_summary(args: argparse.Namespace, runs: list[dict[str, Any]], cold: dict[str, Any] | None) -> None:
@@ -534,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.child_threads is not None:
         child(args)
     else:
-        cold = cold_start(argv, max(args.threads)) if "cold" in args.parts else None
+        cold = cold_start(argv, max(args.threads), args.tokens) if "cold" in args.parts else None
         runs = common.run_children(__file__, argv, args.threads) if set(args.parts) - {"cold"} else []
         if runs:
             print_summary(args, runs, cold)

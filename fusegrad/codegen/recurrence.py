@@ -6,8 +6,10 @@ the states with the recurrent weights is summed over the hidden units with the w
 unit read once for every row of the block, then each unit's cell update runs on its own. The
 backward walks the steps in the other order with the gradients of the states in local arrays, its
 product the gate gradients times the weights. One C-family body serves every renderer: blocks of
-rows are parallel (OpenMP on the CPU, a thread per row on GPUs), the loops over gate columns and
-units are fixed-length and vectorize on the CPU.
+rows are parallel (OpenMP on the CPU, where the loops over gate columns and units vectorize and the
+step product is the renderer's hook, codegen/c_recurrence.py). A GPU renderer that declares
+`cooperative` runs a row per block of threads instead, its arrays in shared memory, the loops over
+columns and units split among the threads with a barrier after each phase; others a thread per row.
 """
 from __future__ import annotations
 
