@@ -232,17 +232,28 @@ class GPT(nn.Module):
             # is a whole window's forward, one replay of a jitted step of fixed shape
             if self._window_step is None:
                 self._window_step = jit(self._sliding_step, check_errors="at_sync")
-            window = cat(out[-cfg.block_size:], 1).realize()
+            window = _join(out[-cfg.block_size:]).realize()
             while len(out) < t + max_new_tokens:
                 nxt, window = self._window_step(window, temperature, top_k)
                 out.append(nxt)
         while len(out) < t + max_new_tokens:  # without a cache: the growing, then cropped, window
-            window = cat(out[-cfg.block_size:], 1)
+            window = _join(out[-cfg.block_size:])
             logits, _ = self(window)
             # realized one by one: a lazy token would hold the graph of every window before it, and
             # the last realization would build and plan all of them (seconds per token, growing)
             out.append(_sample(logits[:, -1, :], temperature, top_k).realize())
-        return cat(out, 1)
+        return _join(out)
+
+
+JOIN_GROUP = 16  # tokens per concatenation: one kernel for every group, compiled once
+
+
+def _join(tokens: list[Tensor]) -> Tensor:
+    """The (B, 1) tokens side by side, concatenated in groups of JOIN_GROUP, then groups of groups: a
+    single concatenation of 257 tokens was one kernel of 257 inputs that took gcc 5.9 s to compile."""
+    while len(tokens) > JOIN_GROUP:  # each group a buffer of its own: fused, the groups were one kernel again
+        tokens = [cat(tokens[i:i + JOIN_GROUP], 1).contiguous() for i in range(0, len(tokens), JOIN_GROUP)]
+    return cat(tokens, 1)
 
 
 def _sample(logits: Tensor, temperature: float, top_k: int | None) -> Tensor:
