@@ -2,6 +2,7 @@
 
     python3 benchmarks/lstm.py                 # LSTM(64 -> 128), batch 16, 32 steps; 1 and 2 threads
     python3 benchmarks/lstm.py --quick         # smoke run: 1 thread, 0.3 s per contestant
+    python3 benchmarks/lstm.py --device cuda   # fusegrad on CUDA against cuDNN's LSTM
 
 Each iteration runs the layer over the whole sequence, a mean-square loss of its outputs, zero_grad
 and backward. Contestants: fusegrad eager (as a PyTorch user writes it), fusegrad with the iteration
@@ -33,6 +34,8 @@ TARGETS = [("eager iteration: fusegrad / torch eager time", "eager_over_torch", 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "opencl"],
+                   help="fusegrad's device (PyTorch runs on CUDA for cuda, else on the CPU)")
     p.add_argument("--input", type=int, default=64)
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=16)
@@ -67,8 +70,8 @@ def _iteration(layer: Any, x: Any) -> Callable[[], Any]:
 def _fusegrad_iteration(args: argparse.Namespace) -> tuple[Any, Callable[[], Any]]:
     import fusegrad as fg
     fg.manual_seed(0)
-    lstm = fg.nn.LSTM(args.input, args.hidden, batch_first=True)
-    return lstm, _iteration(lstm, fg.tensor(_data(args)))
+    lstm = fg.nn.LSTM(args.input, args.hidden, batch_first=True).to(args.device)
+    return lstm, _iteration(lstm, fg.tensor(_data(args), device=args.device))
 
 
 def cold_child(args: argparse.Namespace) -> None:
@@ -89,9 +92,10 @@ def child(args: argparse.Namespace) -> None:
     import torch
     common.set_threads(args.child_threads, torch)
     lstm, iteration = _fusegrad_iteration(args)
-    twin = torch.nn.LSTM(args.input, args.hidden, batch_first=True)
+    dev = "cuda" if args.device == "cuda" else "cpu"  # cuDNN's fused LSTM on the GPU
+    twin = torch.nn.LSTM(args.input, args.hidden, batch_first=True).to(dev)
     twin.load_state_dict({k: torch.tensor(v.numpy()) for k, v in lstm.state_dict().items()})
-    torch_iteration = _iteration(twin, torch.tensor(_data(args)))
+    torch_iteration = _iteration(twin, torch.tensor(_data(args), device=dev))
     contestants = [common.Contestant("fusegrad eager", iteration, lambda out: out.item()),
                    common.Contestant("fusegrad jit", fg.jit(iteration), lambda out: out.item()),
                    common.Contestant("torch eager", torch_iteration, lambda out: out.item())]
