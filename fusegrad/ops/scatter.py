@@ -61,5 +61,5 @@ def gather_rows(weight: "Tensor", index: "Tensor", what: str) -> "Tensor":
         out = weight._index_select(0, flat, what).reshape(index.shape + (weight.shape[1],))
     t = Tensor._from_node(out._node)
     t._ctx = autograd.Ctx(_RowGather(flat, weight.shape[0]), (weight,), None)  # type: ignore[arg-type]
-    t.requires_grad = weight.requires_grad
+    t.requires_grad = True  # as a custom Function's output: recorded for a gradient or a transform's tape
     return t
