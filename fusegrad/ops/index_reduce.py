@@ -128,8 +128,9 @@ class IndexReduceMixin:
         src = (source if alpha == 1 else source * alpha).cast(self.dtype)
         if self.dtype.name in SCATTER_DTYPES:  # the slices summed in one fused kernel (ops/scatter.py)
             moved, base = src.movedim(d, 0), self.movedim(d, 0)
-            out = index_add_rows(moved.reshape(moved.shape[0], -1), checked, self.shape[d],
-                                 base.reshape(self.shape[d], -1))
+            width = math.prod(base.shape[1:])  # not -1: a slice may be empty
+            out = index_add_rows(moved.reshape(moved.shape[0], width), checked, self.shape[d],
+                                 base.reshape(self.shape[d], width))
             return out.reshape(base.shape).movedim(0, d)
         full = checked.reshape(tuple(-1 if i == d else 1 for i in range(self.ndim))).expand(source.shape)
         return _scatter_reduce(self, d, full, src, "sum", include_self=True)
