@@ -89,3 +89,13 @@ def test_jit_step_equals_eager_step() -> None:
         results.append([run(x).item() for x in batches] + [emb.weight.numpy()])
     np.testing.assert_allclose(results[0][:3], results[1][:3], rtol=1e-6)
     np.testing.assert_allclose(results[0][3], results[1][3], rtol=1e-6, atol=1e-7)
+
+
+def test_index_add_along_a_middle_dim_and_with_empty_slices_matches_torch() -> None:
+    x, s = RNG.standard_normal((4, 2, 3)), RNG.standard_normal((4, 5, 3))
+    index = [0, 1, 1, 0, 1]
+    ours = fg.tensor(x).index_add(1, fg.tensor(index), fg.tensor(s), alpha=0.5).numpy()
+    theirs = torch.tensor(x).index_add(1, torch.tensor(index), torch.tensor(s), alpha=0.5).numpy()
+    np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-12)
+    empty = fg.zeros(5, 0).index_add(0, fg.tensor([0, 4]), fg.zeros(2, 0))
+    assert empty.shape == (5, 0)
