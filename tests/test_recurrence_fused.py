@@ -140,3 +140,24 @@ def test_bfloat16_follows_float32() -> None:
     want = lstm(fg.tensor(x))[0].numpy()
     got = lstm.to(dtype=fg.bfloat16)(fg.tensor(x, dtype=fg.bfloat16))[0].float().numpy()
     np.testing.assert_allclose(got, want, atol=3e-2)
+
+
+def test_opencl_work_groups_of_a_wide_layer_fit_their_private_arrays() -> None:
+    """PoCL runs a work-group's items on one thread with their private arrays on its stack: groups of
+    1024 items of a 600-unit LSTM's 14 KiB rows overflowed it. The kernels require small groups."""
+    from fusegrad.codegen.opencl import GROUP_PRIVATE_BYTES, OpenCLRenderer
+    from fusegrad.codegen.recurrence import row_bytes
+    from fusegrad.engine.realize import _kernel_name, kernel_ir, kernel_key
+    from fusegrad.engine.schedule import create_schedule, toposort
+    lstm = nn.LSTM(8, 600)
+    out = lstm(fg.tensor(RNG.standard_normal((3, 4, 8)).astype(np.float32)))[0]
+    grads = fg.autograd.grad(out.square().sum(), list(lstm.parameters()))
+    nodes = [t._node for t in (out, *grads)]
+    renderer = OpenCLRenderer()
+    fused = [it.spec for it in create_schedule(nodes, toposort(nodes)) if it.spec.root.op.name == "RECURRENCE"]
+    assert len(fused) == 2
+    for spec in fused:
+        ir = kernel_ir(spec, _kernel_name(spec, kernel_key(spec)), renderer)
+        source = renderer.render_kernel(ir)
+        group = int(source.split("reqd_work_group_size(")[1].split(",")[0])
+        assert group * row_bytes(2400, 600, 4) <= GROUP_PRIVATE_BYTES and group >= 1

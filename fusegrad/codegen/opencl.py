@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from ..dtypes import DType
 from ..graph.symbolic import Var
 from ..runtime.opencl import LANES_MACRO, lanes_comment
-from .ir import Accumulate, EndLoop, Expr, Index, Load, Loop, LoopIR, Rand, Ref, Store
+from .ir import Accumulate, Attention, EndLoop, Expr, Index, Load, Loop, LoopIR, Rand, Recurrence, Ref, Store
 from .lanes import LaneCombine, LaneLoop, LaneStore, thread_plan
+from .recurrence import row_bytes
 from .render import CStyleRenderer, decompose
 
 # Helpers with the semantics of c.py's preamble (floor division, NaN-propagating max, bf16
@@ -99,6 +100,26 @@ def _red(ct: str, k: int) -> str:
     return f"fg_red_{ct}_{k}"
 
 
+# the private arrays of one work-group's items together: PoCL runs a group's items in a loop on one
+# thread, their private arrays on its stack (groups of 1024 items of an LSTM's 14 KiB overflowed it)
+GROUP_PRIVATE_BYTES = 1 << 16
+MOST_GROUP_ITEMS = 64
+
+
+def private_group_size(ir: LoopIR) -> int | None:
+    """The work-group size a kernel with a fused row's private arrays requires (a power of two whose
+    arrays fit GROUP_PRIVATE_BYTES, at most MOST_GROUP_ITEMS), None for other kernels."""
+    s = next((s for s in ir.stmts if isinstance(s, (Attention, Recurrence))), None)
+    if s is None:
+        return None
+    if isinstance(s, Recurrence):
+        per_item = row_bytes(s.j.extent, s.k.extent, s.dtype.itemsize)
+    else:  # at most two head-wide vectors of each side (grad_kv)
+        per_item = 2 * (s.d.extent + s.e.extent) * max(s.dtype.itemsize, 4)
+    fit = max(1, GROUP_PRIVATE_BYTES // per_item)
+    return min(MOST_GROUP_ITEMS, 1 << (fit.bit_length() - 1))
+
+
 class OpenCLRenderer(CStyleRenderer):
     kernel_prefix = "__kernel void"
     # bool is not allowed in kernel parameters: stored as uchar 0/1. half is storage only
@@ -117,7 +138,10 @@ class OpenCLRenderer(CStyleRenderer):
         params = []
         for i, p in enumerate(ir.params):
             params += [f"__global {'' if p.output else 'const '}uchar* p{i}_base", f"ulong p{i}_at"]
-        return f"{self.kernel_prefix} {ir.name}({', '.join(params)})"
+        group = private_group_size(ir)
+        prefix = self.kernel_prefix if group is None else \
+            f"__kernel __attribute__((reqd_work_group_size({group}, 1, 1))) void"
+        return f"{prefix} {ir.name}({', '.join(params)})"
 
     def entry(self, ir: LoopIR) -> list[str]:
         lines = []

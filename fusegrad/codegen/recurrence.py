@@ -52,7 +52,7 @@ def lower_recurrence(spec: KernelSpec, name: str, blocked: bool, shared_bytes: i
         reads += [(f"s{m}p", load_at(spec, saved, (atom(pv), n, k + m * hidden))) for m in range(states)]
         reads += [(f"g{m}", load_at(spec, grad, (t, n, k + m * hidden))) for m in range(states)]
     rows = block_rows(gates, hidden, root.dtype.itemsize) if blocked else 1
-    shared = not blocked and _row_bytes(gates, hidden, root.dtype.itemsize) <= shared_bytes
+    shared = not blocked and row_bytes(gates, hidden, root.dtype.itemsize) <= shared_bytes
     bv = Var("r_b", -(-batch // rows))
     out = flat_index((t, n, Lin((), 0)), root.shape)
     stmt = Recurrence(arg.mode, arg.direction, arg.reverse, root.dtype, tv, pv, nv, jv, kv, bv, rows, shared,
@@ -62,14 +62,14 @@ def lower_recurrence(spec: KernelSpec, name: str, blocked: bool, shared_bytes: i
     return LoopIR(name, params, [Loop(bv, "global"), stmt, EndLoop("global")], work)
 
 
-def _row_bytes(gates: int, hidden: int, itemsize: int) -> int:
-    """Bytes of a row's local arrays: a gate row and three states, in the compute type."""
+def row_bytes(gates: int, hidden: int, itemsize: int) -> int:
+    """Bytes of a row's local arrays: a gate row and three states, in the compute type (at most)."""
     return (gates + 3 * hidden) * max(itemsize, 4)
 
 
 def block_rows(gates: int, hidden: int, itemsize: int) -> int:
     """Rows per block: as many as keep the block's arrays within LOCAL_BYTES, at most MAX_ROWS, at least one."""
-    return max(1, min(MAX_ROWS, LOCAL_BYTES // _row_bytes(gates, hidden, itemsize)))
+    return max(1, min(MAX_ROWS, LOCAL_BYTES // row_bytes(gates, hidden, itemsize)))
 
 
 def recurrence_lines(r, s: Recurrence) -> list[str]:

@@ -113,7 +113,7 @@ class _Unit:
 class OpenCLProgram:
     """A built kernel: call with device buffers in parameter order; returns its seconds on the device."""
 
-    __slots__ = ("name", "_unit", "_device", "_kernels", "_lanes", "_outputs", "_most")
+    __slots__ = ("name", "_unit", "_device", "_kernels", "_lanes", "_outputs", "_most", "_required")
 
     def __init__(self, name: str, unit: _Unit, device: "OpenCLDevice"):
         self.name = name
@@ -122,14 +122,20 @@ class OpenCLProgram:
         self._kernels: dict[bool, Any] = {}  # kernel objects of the builds without and with lanes
         self._lanes, self._outputs = unit.plans.get(name, (0, 0))  # 0 lanes: planned without any
         self._most = 0  # the most work-items the device runs of the lanes kernel in one group (asked once)
+        self._required: tuple[int] | None = None  # the group size the plain kernel requires, (0,) if none
 
     def launch_plan(self) -> tuple[bool, tuple[int], tuple[int] | None]:
         """(whether the lanes build runs, global size, local size) under the device's lanes setting now.
-        A plain launch's size is the device's choice (a grid-stride loop covers any); with lanes,
-        whole work-groups of a power of two of lanes, as many as planned and as the device allows."""
+        A plain launch's size is the device's choice (a grid-stride loop covers any), its groups' size
+        too unless the kernel requires one; with lanes, whole work-groups of a power of two of lanes,
+        as many as planned and as the device allows."""
         dev = self._device
         if not self._lanes or dev.lanes < 2:
-            return False, (dev.global_size,), None
+            if self._required is None:  # a fused row's private arrays bound its groups (codegen/opencl.py)
+                info = _cl().kernel_work_group_info.COMPILE_WORK_GROUP_SIZE
+                self._required = (int(self.kernel(False).get_work_group_info(info, dev.cl_device)[0]),)
+            group = self._required[0]
+            return False, (dev.global_size,), ((group,) if group else None)
         if not self._most:
             info = _cl().kernel_work_group_info.WORK_GROUP_SIZE
             self._most = self.kernel(True).get_work_group_info(info, dev.cl_device)
