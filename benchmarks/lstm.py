@@ -135,8 +135,8 @@ def main(argv: list[str]) -> None:
     print(common.table(["config", *names], rows))
     first = runs[0]["results"]
     print("first losses: " + ", ".join(f"{n} {first[n]['first_loss']:.6f}" for n in names))
-    print(f"cold start ({max(threads)} thread(s)): first eager iteration {cold['first_iteration_s']:.2f} s with an empty kernel "
-          f"cache, {warm['first_iteration_s']:.2f} s warm")
+    print(f"cold start ({max(threads)} thread(s)): first eager iteration {cold['first_iteration_s']:.2f} s with "
+          f"an empty kernel cache, {warm['first_iteration_s']:.2f} s warm")
     values = [{"eager_over_torch": r["results"]["fusegrad eager"]["ms"] / r["results"]["torch eager"]["ms"],
                "jit_over_torch": r["results"]["fusegrad jit"]["ms"] / r["results"]["torch eager"]["ms"],
                "cold_first_s": cold["first_iteration_s"], "warm_first_s": warm["first_iteration_s"]} for r in runs]

@@ -1,12 +1,12 @@
 """The fused row scatter-add kernel (Op.INDEX_ADD, graph/scatter.py): its loop IR and its body.
 
 The output's rows are cut into chunks and its columns into blocks; one iteration of the global loops
-owns a chunk of rows in a block of columns. It copies them from the base (or zeroes them), then walks every index in order and adds
-the source row's block wherever the index falls into its chunk. No two iterations write the same
-element, so the sum needs no atomics and adds duplicates in the index's order on every device: the
-CPU takes whole rows (contiguous copies) in 64 chunks that its threads split, a GPU a column per
-thread and as many chunks as give it enough threads; each iteration scans every index, skipping
-those of other chunks.
+owns a chunk of rows in a block of columns. It copies them from the base (or zeroes them), then walks
+every index in order and adds the source row's block wherever the index falls into its chunk. No two
+iterations write the same element, so the sum needs no atomics and adds duplicates in the index's
+order on every device: the CPU takes whole rows (contiguous copies) in 64 chunks that its threads
+split, a GPU a column per thread and as many chunks as give it enough threads; each iteration scans
+every index, skipping those of other chunks.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def lower_index_add(spec: KernelSpec, name: str, width: int, threads: int) -> Lo
     src, index, *base = root.srcs
     rows, columns = root.shape
     count = src.shape[0]
-    width = min(width, columns)
+    width = max(1, min(width, columns))
     blocks = -(-columns // width)
     chunks = max(1, min(rows, -(-threads // blocks))) if threads else 1
     chunk = -(-rows // chunks)
