@@ -250,7 +250,8 @@ JOIN_GROUP = 16  # tokens per concatenation: one kernel for every group, compile
 
 def _join(tokens: list[Tensor]) -> Tensor:
     """The (B, 1) tokens side by side, concatenated in groups of JOIN_GROUP, then groups of groups: a
-    single concatenation of 257 tokens was one kernel of 257 inputs that took gcc 5.9 s to compile."""
+    single concatenation of every token is one kernel with an input per token, whose source (and
+    compile time) grows with the text (docs/benchmarks.md)."""
     while len(tokens) > JOIN_GROUP:  # each group a buffer of its own: fused, the groups were one kernel again
         tokens = [cat(tokens[i:i + JOIN_GROUP], 1).contiguous() for i in range(0, len(tokens), JOIN_GROUP)]
     return cat(tokens, 1)

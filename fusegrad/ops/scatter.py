@@ -3,9 +3,9 @@
 `gather_rows(weight, index)` is weight's rows at index (an embedding lookup), computed as any row
 gather is; its history entry differentiates to `index_add_rows`: the gradient's N rows added into the
 weight's rows in one kernel of N x C additions. Differentiated as the composed gather it is, the
-gradient was a comparison of every weight row with every index (rows x N x C: a 50257-token
-vocabulary's gradient took 58x torch's time). The scatter-add's own gradient is the gather again,
-so gradients of gradients work.
+gradient was a comparison of every weight row with every index (rows x N x C work, which a real
+vocabulary makes prohibitive: docs/benchmarks.md). The scatter-add's own gradient is the gather
+again, so gradients of gradients work.
 """
 from __future__ import annotations
 
