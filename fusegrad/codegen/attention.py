@@ -15,8 +15,8 @@ import math
 
 from ..dtypes import int64
 from ..graph.symbolic import Lin, Var, atom, flat_index
-from .ir import Attention, EndLoop, Load, Loop, LoopIR, Param, Ref, Store
-from .lower import KernelSpec, load_at
+from .ir import Attention, EndLoop, Load, Loop, LoopIR, Ref, Store
+from .lower import KernelSpec, kernel_params, load_at
 
 
 def lower_attention(spec: KernelSpec, name: str, tiled: bool) -> LoopIR:
@@ -45,8 +45,7 @@ def lower_attention(spec: KernelSpec, name: str, tiled: bool) -> LoopIR:
                      **reads)
     loops = [Loop(x, "global") for x in (*bvars, outer)]
     pairs = math.prod(batch) * t * s // (2 if arg.causal else 1)
-    params = [Param(root.dtype, root.numel, True)] + [Param(n.dtype, n.numel, False) for n in spec.inputs]
-    return LoopIR(name, params, [*loops, stmt, *(EndLoop("global") for _ in loops)], pairs * (d + e))
+    return LoopIR(name, kernel_params(spec), [*loops, stmt, *(EndLoop("global") for _ in loops)], pairs * (d + e))
 
 
 def block_rows(d: int, e: int) -> int:

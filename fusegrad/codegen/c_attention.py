@@ -96,7 +96,8 @@ def render_lines(r, s: Attention) -> list[str]:
                       *per_row, "if (fg_r + fg_g >= fg_rn || fg_lim <= 0) {  // past the end, or above the diagonal",
                       *for_("fg_c", vl, f"fg_s[fg_g][fg_c] = {zero};", simd), "  continue;", "}",
                       f"{ct} fg_mx = (-INFINITY), fg_sum = {zero};",
-                      *for_("fg_c", vl, [f"fg_s[fg_g][fg_c] = fg_c < fg_lim ? fg_s[fg_g][fg_c] * {scale} : (-INFINITY);",
+                      *for_("fg_c", vl, [f"fg_s[fg_g][fg_c] = fg_c < fg_lim ? fg_s[fg_g][fg_c] * {scale} "
+                                          ": (-INFINITY);",
                                          "fg_mx = fg_s[fg_g][fg_c] > fg_mx ? fg_s[fg_g][fg_c] : fg_mx;"],
                             simd + " reduction(max:fg_mx)"),
                       "if (fg_mx > fg_m[fg_r + fg_g]) {  // a new maximum: rescale what was summed so far",

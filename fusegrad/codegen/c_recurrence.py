@@ -40,9 +40,5 @@ def product(r, s: Recurrence, out: str, inp: str, matrix: Load, x: Var, y: Var) 
                for row in range(s.rows) for u in range(CHUNK_VECTORS)),
              "}"]
     if whole < x.extent:
-        lines += [f"for ({index} {y.name} = 0; {y.name} < {y.extent}; {y.name}++) {{",
-                  f"  for ({index} fg_r = 0; fg_r < fg_rows; fg_r++) {{",
-                  f"    for ({index} {x.name} = {whole}; {x.name} < {x.extent}; {x.name}++) "
-                  f"{out}[fg_r][{x.name}] += {inp}[fg_r][{y.name}] * {r.load(matrix)};",
-                  "  }", "}"]
+        lines += plain_product(r, s, out, inp, matrix, x, y, whole)
     return ["{", *("  " + line for line in lines), "}"]

@@ -114,7 +114,8 @@ def render(r, ir: LoopIR, s: Attention) -> str:
                 "    const float fg_p = fg_c < fg_lim ? expf(fg_s - fg_m) : 0.0f;",
                 "    fg_l += fg_p;",
                 f"    {unroll}",
-                f"    for (int fg_u = 0; fg_u < {ce}; fg_u++) fg_acc[fg_u] += fg_p * fg_vt[fg_c][fg_lane + {lanes} * fg_u];",
+                f"    for (int fg_u = 0; fg_u < {ce}; fg_u++) "
+                f"fg_acc[fg_u] += fg_p * fg_vt[fg_c][fg_lane + {lanes} * fg_u];",
                 "  }",
                 "}",
                 "if (!fg_live) return;",
@@ -141,7 +142,8 @@ def render(r, ir: LoopIR, s: Attention) -> str:
                 f"    const float fg_ds = fg_c < fg_lim ? expf(fg_s * {scale} - fg_lse) * (fg_dp - fg_delta) * {scale}"
                 " : 0.0f;",
                 f"    {unroll}",
-                f"    for (int fg_u = 0; fg_u < {cd}; fg_u++) fg_dq[fg_u] += fg_ds * fg_kt[fg_c][fg_lane + {lanes} * fg_u];",
+                f"    for (int fg_u = 0; fg_u < {cd}; fg_u++) "
+                f"fg_dq[fg_u] += fg_ds * fg_kt[fg_c][fg_lane + {lanes} * fg_u];",
                 "  }",
                 "}",
                 "if (!fg_live) return;",
@@ -169,9 +171,11 @@ def render(r, ir: LoopIR, s: Attention) -> str:
                 f"expf(fg_s * {scale} - fg_lse[fg_c]) : 0.0f;",
                 f"    const float fg_ds = fg_p * (fg_dp - fg_dl[fg_c]) * {scale};",
                 f"    {unroll}",
-                f"    for (int fg_u = 0; fg_u < {ce}; fg_u++) fg_dv[fg_u] += fg_p * fg_dot[fg_c][fg_lane + {lanes} * fg_u];",
+                f"    for (int fg_u = 0; fg_u < {ce}; fg_u++) "
+                f"fg_dv[fg_u] += fg_p * fg_dot[fg_c][fg_lane + {lanes} * fg_u];",
                 f"    {unroll}",
-                f"    for (int fg_u = 0; fg_u < {cd}; fg_u++) fg_dk[fg_u] += fg_ds * fg_qt[fg_c][fg_lane + {lanes} * fg_u];",
+                f"    for (int fg_u = 0; fg_u < {cd}; fg_u++) "
+                f"fg_dk[fg_u] += fg_ds * fg_qt[fg_c][fg_lane + {lanes} * fg_u];",
                 "  }",
                 "}",
                 "if (!fg_live) return;",

@@ -245,8 +245,12 @@ def lower(spec: KernelSpec, name: str) -> LoopIR:
     value = b.evaluate(root, coords)
     b.stmts.append(Store(0, flat_index(coords, root.shape), value, root.dtype))
     b.stmts.extend(EndLoop("global") for _ in globals_)
-    params = [Param(root.dtype, root.numel, True)] + [Param(n.dtype, n.numel, False) for n in spec.inputs]
-    return LoopIR(name, params, b.stmts, root.numel * b.reduce_work)
+    return LoopIR(name, kernel_params(spec), b.stmts, root.numel * b.reduce_work)
+
+
+def kernel_params(spec: KernelSpec) -> list[Param]:
+    """A kernel's parameters: its output, then its inputs in order."""
+    return [Param(spec.root.dtype, spec.root.numel, True)] + [Param(n.dtype, n.numel, False) for n in spec.inputs]
 
 
 def load_at(spec: KernelSpec, node: Node, coords: Coords) -> Load:

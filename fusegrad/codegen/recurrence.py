@@ -16,8 +16,8 @@ from __future__ import annotations
 from ..dtypes import int64
 from ..graph.recurrence import GATES, forward_width, state_count
 from ..graph.symbolic import Lin, Var, atom, flat_index
-from .ir import EndLoop, Loop, LoopIR, Param, Recurrence, Ref, Store
-from .lower import KernelSpec, load_at
+from .ir import EndLoop, Loop, LoopIR, Recurrence, Ref, Store
+from .lower import KernelSpec, kernel_params, load_at
 
 # a block's local arrays stay within this many bytes (the CPU's stack); rows per block at most
 LOCAL_BYTES = 1 << 16
@@ -57,9 +57,8 @@ def lower_recurrence(spec: KernelSpec, name: str, blocked: bool, shared_bytes: i
     out = flat_index((t, n, Lin((), 0)), root.shape)
     stmt = Recurrence(arg.mode, arg.direction, arg.reverse, root.dtype, tv, pv, nv, jv, kv, bv, rows, shared,
                       tuple(reads), out)
-    params = [Param(root.dtype, root.numel, True)] + [Param(x.dtype, x.numel, False) for x in spec.inputs]
     work = 2 * length * batch * gates * hidden
-    return LoopIR(name, params, [Loop(bv, "global"), stmt, EndLoop("global")], work)
+    return LoopIR(name, kernel_params(spec), [Loop(bv, "global"), stmt, EndLoop("global")], work)
 
 
 def row_bytes(gates: int, hidden: int, itemsize: int) -> int:
@@ -145,15 +144,16 @@ def recurrence_lines(r, s: Recurrence) -> list[str]:
     return ["{", *("  " + x for x in body), "}"]
 
 
-def plain_product(r, s: Recurrence, out: str, inp: str, matrix, x: Var, y: Var) -> list[str]:
-    """out[row][x] += sum over y of inp[row][y] * matrix(y, x) for the block's rows, as loops."""
+def plain_product(r, s: Recurrence, out: str, inp: str, matrix, x: Var, y: Var, start: int = 0) -> list[str]:
+    """out[row][x] += sum over y of inp[row][y] * matrix(y, x) for the block's rows and the columns x
+    from `start` on, as loops."""
     ct, index = r.compute_type(s.dtype), r.storage_type(int64)
     pragma = r.inner_pragma(None)
     return [f"for ({index} {y.name} = 0; {y.name} < {y.extent}; {y.name}++) {{",
             f"  for ({index} fg_r = 0; fg_r < fg_rows; fg_r++) {{",
             f"    const {ct} fg_in = {inp}[fg_r][{y.name}];",
             *([f"    {pragma}"] if pragma else []),
-            f"    for ({index} {x.name} = 0; {x.name} < {x.extent}; {x.name}++) "
+            f"    for ({index} {x.name} = {start}; {x.name} < {x.extent}; {x.name}++) "
             f"{out}[fg_r][{x.name}] += fg_in * {r.load(matrix)};",
             "  }", "}"]
 

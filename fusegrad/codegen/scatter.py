@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from ..dtypes import int64
 from ..graph.symbolic import Var, atom
-from .ir import EndLoop, IndexAdd, Loop, LoopIR, Param
-from .lower import KernelSpec, load_at
+from .ir import EndLoop, IndexAdd, Loop, LoopIR
+from .lower import KernelSpec, kernel_params, load_at
 
 
 def lower_index_add(spec: KernelSpec, name: str, width: int, threads: int) -> LoopIR:
@@ -34,9 +34,8 @@ def lower_index_add(spec: KernelSpec, name: str, width: int, threads: int) -> Lo
     stmt = IndexAdd(root.dtype, rows, columns, chunk, width, kv, bv, nv, cv, vv,
                     load_at(spec, src, (atom(nv), column)), load_at(spec, index, (atom(nv),)),
                     load_at(spec, base[0], (atom(vv), column)) if base else None)
-    params = [Param(root.dtype, root.numel, True)] + [Param(x.dtype, x.numel, False) for x in spec.inputs]
     loops = [Loop(kv, "global"), Loop(bv, "global")]
-    return LoopIR(name, params, [*loops, stmt, EndLoop("global"), EndLoop("global")], count * columns)
+    return LoopIR(name, kernel_params(spec), [*loops, stmt, EndLoop("global"), EndLoop("global")], count * columns)
 
 
 def index_add_lines(r, s: IndexAdd) -> list[str]:

@@ -2,8 +2,9 @@
 given), duplicates accumulating.
 
 srcs (src, index[, base]): src (N, C) of a float dtype, index (N,) of an integer dtype with every
-value in [0, rows) (the caller checks), base (rows, C) of src's dtype; out (rows, C). It is the gradient of a row gather (an embedding
-lookup): N x C additions where the one-hot form of the same sum compared every row with every index.
+value in [0, rows) (the caller checks), base (rows, C) of src's dtype; out (rows, C). It is the
+gradient of a row gather (an embedding lookup): N x C additions where the one-hot form of the same
+sum compared every row with every index.
 """
 from __future__ import annotations
 

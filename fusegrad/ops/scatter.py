@@ -9,6 +9,7 @@ again, so gradients of gradients work.
 """
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING
 
 from .. import autograd
@@ -55,10 +56,11 @@ def gather_rows(weight: "Tensor", index: "Tensor", what: str) -> "Tensor":
     from ..tensor import Tensor
     flat = index.reshape(-1)
     records = autograd.is_grad_enabled() and (weight.requires_grad or bool(autograd._state.tapes))
-    if not records or weight.dtype.name not in SCATTER_DTYPES or not flat.numel():
-        return weight._index_select(0, flat, what).reshape(index.shape + (weight.shape[1],))
-    with autograd.no_grad():
+    fused = records and weight.dtype.name in SCATTER_DTYPES and flat.numel() > 0
+    with autograd.no_grad() if fused else contextlib.nullcontext():
         out = weight._index_select(0, flat, what).reshape(index.shape + (weight.shape[1],))
+    if not fused:
+        return out
     t = Tensor._from_node(out._node)
     t._ctx = autograd.Ctx(_RowGather(flat, weight.shape[0]), (weight,), None)  # type: ignore[arg-type]
     t.requires_grad = True  # as a custom Function's output: recorded for a gradient or a transform's tape
