@@ -2,6 +2,7 @@
 
     python3 benchmarks/gpt.py [--config tiny] [--batch-size 16] [--threads 1,2] [--seconds 3] [--rounds 10]
     python3 benchmarks/gpt.py --device cuda      # config "baby", batch 64, torch.compile in three modes
+    python3 benchmarks/gpt.py --device cuda --parts train --compile-modes reduce-overhead  # one mode
     python3 benchmarks/gpt.py --quick            # smoke run: tiny, batch 4, T 32, 0.3 s, 16 tokens, no torch.compile
 
 Four parts (`--parts`), each a race of contestants in one child process per thread count, taking turns in
@@ -58,6 +59,11 @@ TARGETS = (  # (name, key in the summary, bound, "min" or "max") for CPU, tiny, 
     ("first step, warm kernel cache (s)", "warm_first_step_s", 0.5, "max"),
     ("sampling the tokens, cold kernel cache (s)", "cold_generate_s", 5.0, "max"),
 )
+GPU_TARGETS = (  # the same for CUDA, baby, batch 64, float32 on both sides
+    ("jit step: best PyTorch mode / fusegrad jit", "jit_vs_best_torch", 1.3, "min"),
+    ("attention fwd+bwd: torch sdpa / fusegrad jit", "attention_vs_sdpa", 1.0, "min"),
+    ("generation tokens/s: fusegrad / torch eager", "generate_vs_torch_eager", 2.0, "min"),
+)
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -73,6 +79,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=10, help="turns the timed seconds are split into")
     p.add_argument("--peers", default=None, help=f"subset of {','.join(PEERS)} (default all; --quick: no compile)")
     p.add_argument("--parts", default=",".join(PARTS), help=f"subset of {','.join(PARTS)}")
+    p.add_argument("--compile-modes", default=None,
+                   help="torch.compile modes to race (default: default, and on CUDA also "
+                        "max-autotune-no-cudagraphs,reduce-overhead)")
     p.add_argument("--quick", action="store_true", help="smoke run: tiny, batch 4, T 32, 1 thread, 0.3 s, 16 tokens")
     p.add_argument("--child-threads", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--cold-child", action="store_true", help=argparse.SUPPRESS)
@@ -88,6 +97,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     default_peers = [q for q in PEERS if not (args.quick and q == "torch.compile")]
     args.peers = [q.strip() for q in args.peers.split(",")] if args.peers else default_peers
     args.parts = [q.strip() for q in args.parts.split(",")]
+    args.compile_modes = [q.strip() for q in args.compile_modes.split(",")] if args.compile_modes else \
+        ["default"] + (["max-autotune-no-cudagraphs", "reduce-overhead"] if gpu else [])
     try:
         args.threads = [int(t) for t in str(args.threads).split(",")]
         args.attention = tuple(int(n) for n in (args.attention or ",".join(map(str, ATTENTION[
@@ -199,11 +210,11 @@ def fusegrad_train(args: argparse.Namespace, config: Any, batches: list, skipped
 
 def torch_train(torch: Any, args: argparse.Namespace, config: Any, state: dict[str, np.ndarray], batches: list,
                 skipped: Skipped) -> list[Contestant]:
-    """PyTorch eager and torch.compile of the whole step in each mode the device has."""
+    """PyTorch eager and torch.compile of the whole step in each of `--compile-modes`."""
     dev = torch_device(args)
     modes: list[str | None] = [None] if "torch" in args.peers else []
     if "torch.compile" in args.peers:
-        modes += ["default"] + (["max-autotune-no-cudagraphs", "reduce-overhead"] if dev == "cuda" else [])
+        modes += args.compile_modes
     else:
         skipped["torch.compile"] = "left out by --quick (compiling the step takes 40-100 s here)" if args.quick \
             else "not in --peers"
@@ -497,7 +508,11 @@ def target_values(run: dict[str, Any], cold: dict[str, Any] | None) -> dict[str,
 
     def div(a: float | None, b: float | None) -> float | None:
         return None if a is None or b is None else a / b
+    best_torch = min([t for t in (teager, *compiled) if t is not None], default=None)
+    attention = _ms(run, "attention", "fusegrad jit")
     return {"jit_vs_torch_eager": div(teager, jit), "jit_vs_torch_compile": div(min(compiled, default=None), jit),
+            "jit_vs_best_torch": div(best_torch, jit), "attention_vs_sdpa": div(_ms(run, "attention", "torch sdpa"),
+                                                                                attention),
             "generate_vs_torch_eager": div(gen_torch, gen_fg), "eager_over_torch_eager": div(eager, teager),
             "cold_first_step_s": cold["cold"]["first_step_s"] if cold else None,
             "warm_first_step_s": cold["warm"]["first_step_s"] if cold else None,
@@ -532,15 +547,17 @@ def print_summary(args: argparse.Namespace, runs: list[dict[str, Any]], cold: di
     if cold:
         print_cold(cold)
     values = [target_values(r, cold) for r in runs]
+    gpu = args.device == "cuda"
     rows = []
-    for name, key, bound, kind in TARGETS:
+    for name, key, bound, kind in GPU_TARGETS if gpu else TARGETS:
         cells = []
         for v in values:
             x = v[key]
             met = x is not None and (x >= bound if kind == "min" else x <= bound)
             cells.append("-" if x is None else f"{x:.2f} {'met' if met else 'missed'}")
         rows.append([name, f"{'>=' if kind == 'min' else '<='} {bound}", *cells])
-    print("\nTargets (set for CPU, tiny, batch 16; speedups: peer time / fusegrad time)")
+    print(f"\nTargets (set for {'CUDA, baby, batch 64' if gpu else 'CPU, tiny, batch 16'}; speedups: peer time / "
+          "fusegrad time)")
     print(common.table(["target", "wanted", *(f"threads={r['threads']}" for r in runs)], rows))
 
 
