@@ -145,3 +145,27 @@ def test_matmul_and_einsum_are_one_kernel():
         out = linalg.einsum("ij,kj->ik", a, b.T).realize()
     assert len(p.kernels) == 1
     np.testing.assert_allclose(out.numpy(), a.numpy() @ b.numpy(), rtol=1e-5, atol=1e-5)
+
+
+HALF_EPS = {"bfloat16": 2.0 ** -7, "float16": 2.0 ** -10}  # 1 + eps: the next value after 1
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+@pytest.mark.parametrize("case", ["matmul", "dot", "einsum", "conv1d"])
+def test_half_products_are_exact_and_summed_in_float32(case, dtype):
+    """(1+e)*(1+e) - (1+e) = e(1+e): exact when products and sums are float32 (torch's half products,
+    on the GEMM routine and the plain loops alike); e alone when each product rounds to the half type."""
+    e = HALF_EPS[dtype]
+    pair = np.array([1 + e, -1.0])
+    if case == "conv1d":  # windows [1+e, -1] and [-1, 1+e] against a kernel of (1+e, 1+e)
+        x = fg.tensor(np.tile(pair, 64)[None, None], dtype=fg.float32).to(dtype)
+        w = fg.full((1, 1, 2), 1 + e).to(dtype)
+        got = fg.nn.functional.conv1d(x, w)
+    else:
+        a = np.tile(pair, (64, 64)) if case != "dot" else pair
+        b = np.full((128, 64) if case != "dot" else 2, 1 + e)
+        x, y = (fg.tensor(v, dtype=fg.float32).to(dtype) for v in (a, b))
+        got = {"matmul": lambda: x @ y, "dot": lambda: x.dot(y), "einsum": lambda: fg.einsum("ik,kj->ij", x, y)}[case]()
+    terms = {"matmul": 64, "einsum": 64, "dot": 1, "conv1d": 1}[case]
+    assert got.dtype == getattr(fg, dtype)
+    np.testing.assert_array_equal(got.float().numpy(), np.full(got.shape, terms * e * (1 + e), np.float32))

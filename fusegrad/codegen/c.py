@@ -246,7 +246,7 @@ class CRenderer(CStyleRenderer):
         if i == 0 or not isinstance(s, Gemm) or _vendor(s) or any(lp.kind != "global" for lp in ir.stmts[:i]):
             return []
         batch = {lp.var for lp in ir.stmts[:i]}
-        t, nr = self.storage_type(s.a.dtype), gemm_c.nr(s.dtype.name)
+        t, nr = self.storage_type(s.dtype), gemm_c.nr(s.dtype.name)
         rows, depth = tiles_for(s.m, s.n, s.k, s.dtype.name)
         if not load_vars(s.a) & batch:
             which, (load, outer, width, size) = "a", (s.a, s.i_vars, rows, s.m)
@@ -285,14 +285,14 @@ class CRenderer(CStyleRenderer):
         """A packed GEMM for one batch element (all in one OpenMP team): per panel of depth K,
         pack all of B, then per block of A rows that fits in L2 pack that block and run the
         support library's micro-kernel on its tiles (each B sliver stays in L1 across a block)."""
-        t = self.storage_type(s.a.dtype)
+        t = self.storage_type(s.dtype)  # the panels hold the product's type (half operands widen as packed)
         if _vendor(s):
             return self.vendor_gemm(s)
         nr = gemm_c.nr(s.dtype.name)
         rows, depth = tiles_for(s.m, s.n, s.k, s.dtype.name)
         micro = micro_kernel(s.dtype.name, rows)
         mb, nb = -(-s.m // rows), -(-s.n // nr)
-        block = max(1, min(mb, L2_PANEL_BYTES // (rows * depth * s.a.dtype.itemsize)))  # row tiles per A block
+        block = max(1, min(mb, L2_PANEL_BYTES // (rows * depth * s.dtype.itemsize)))  # row tiles per A block
         parallel = int(s.m * s.n * s.k >= PARALLEL_GRAIN * 8)
         hoisted = self._hoisted.get(id(s))  # "a" or "b": packed once before the batch loops, into hp
         ap = f"hp + pc * {mb * rows}" if hoisted == "a" else "ap"
@@ -384,7 +384,7 @@ class CRenderer(CStyleRenderer):
         from 170 to 153 us."""
         coef = dict(load.index.terms)
         rest = Lin(tuple((v, c) for v, c in load.index.terms if v not in outer and v not in ks), load.index.const)
-        t = self.storage_type(load.dtype)
+        t, wide = self.storage_type(load.dtype), self.compute_type(load.dtype)  # half types widen to float
         w_off = " + ".join(f"{coef[v]} * {v.name}" for v in outer if v in coef) or "0"
         k_off = " + ".join(f"{coef[v]} * {v.name}" for v in ks if v in coef) or "0"
         offsets = [f"      for (int64_t blk = {first}; blk < {end}; blk++) {{",
@@ -404,15 +404,16 @@ class CRenderer(CStyleRenderer):
                     "      }"]
         # a whole panel of rows/columns adjacent in memory (B of a row-major product) is a plain copy
         adjacent = _contiguous(coef, outer)
-        whole = f"blk * {width} + {width} <= {size} ? src[blk * {width} + w] : src[off[w]]"
-        copy = whole if adjacent else "src[off[w]]"
+        gathered = self.widened("src[off[w]]", load.dtype)
+        whole = f"blk * {width} + {width} <= {size} ? {self.widened(f'src[blk * {width} + w]', load.dtype)} : {gathered}"
+        copy = whole if adjacent else gathered
         # a true gather is left to the compiler's cost model for the target: forced into vector gathers
         # (omp simd), the CNN's window panels packed ~20% slower on Zen 3, whose gathers are microcoded
         return [*offsets,
                 *["        " + line for line in _declare(ks, "pc")],
                 "        for (int64_t kk = 0; kk < kc; kk++) {",
                 f"          const {t}* src = p{load.param} + {rest.render()} + ({k_off});",
-                f"          {t}* dst = {buf} + (blk * kc + kk) * {width};",
+                f"          {wide}* dst = {buf} + (blk * kc + kk) * {width};",
                 *(["          #pragma omp simd"] if adjacent else []),
                 f"          for (int64_t w = 0; w < {width}; w++) dst[w] = {copy};",
                 *["          " + line for line in _step(ks)],

@@ -31,8 +31,7 @@ from dataclasses import dataclass
 
 from ..dtypes import DType
 from ..graph.symbolic import Bound, Lin, Var
-from .cuda_blas import HALF_DTYPES, as_float32
-from .gemm import fold_guards, lin_vars, load_vars, recognize_gemm
+from .gemm import fold_guards, lin_vars, load_vars, match_contraction, recognize_gemm
 from .ir import Define, DefineAcc, Gemm, Load, LoopIR, Store, single_reduction_nest
 from .render import CStyleRenderer
 
@@ -124,17 +123,17 @@ def plan(ir: LoopIR) -> TiledGemm | None:
     """The tiled product computing `ir`, or None when the kernel is no (large enough) contraction."""
     ir = fold_guards(ir)
     acc = next((s for s in ir.stmts if isinstance(s, DefineAcc)), None)
-    if acc is None or acc.dtype.name not in ("float32", "float64", *HALF_DTYPES):
+    if acc is None or acc.dtype.name not in ("float32", "float64"):  # half products sum in float32 too
         return None
-    # gemm.py recognizes the dtypes of the CPU's micro-kernels; halves load and accumulate as float
     # (the guards are folded above: this plan reads the folded statements too)
-    gemm_ir = recognize_gemm(as_float32(ir) if acc.dtype.name in HALF_DTYPES else ir)
-    gemm = next((s for s in gemm_ir.stmts if isinstance(s, Gemm)), None)
+    gemm = next((s for s in recognize_gemm(ir).stmts if isinstance(s, Gemm)), None)
     nest = single_reduction_nest(ir)
     if gemm is None or nest is None:
         return None
     n_glob, body, a0 = nest
-    end = a0 + 5 + 2 * len(gemm.k_vars)  # DefineAcc, the reduce loops, two loads, multiply, add, their ends
+    found = match_contraction(body, a0)
+    assert found is not None  # recognize_gemm matched this nest
+    end = found[1]  # past DefineAcc, the reduce loops, the loads (and their widening), multiply, add, the ends
     epilogue = tuple(body[:a0] + body[end:])
     if not all(isinstance(s, (Define, Store)) for s in epilogue):
         return None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 
+from .. import dtypes
 from ..graph.ops import Op
 from ..graph.symbolic import DivAtom, Lin, ModAtom, Var, atom
 from .gemm_c import nr
@@ -21,6 +22,7 @@ from .ir import (Accumulate, Alu, Cond, Const, Define, DefineAcc, EndLoop, Gemm,
                  Store, single_reduction_nest, subexpressions)
 
 GEMM_DTYPES = ("float32", "float64")
+HALF_DTYPES = (dtypes.float16, dtypes.bfloat16)
 MIN_GEMM_WORK = 1 << 14  # multiply-adds below which the plain loops win (no packing, no call)
 MIN_COLUMNS = 8  # narrower outputs waste most of a 32-wide tile
 MIN_ROWS = 4  # fewer rows waste most of a 6-row tile; a dot product per output is better as plain loops
@@ -49,24 +51,39 @@ def load_vars(load: Load) -> set[Var]:
     return found
 
 
-def _match(body: list, a0: int) -> tuple[int, Load, Load] | None:
-    """(number of reduce loops, load A, load B) when body[a0:] is acc = sum of a product of loads."""
+def match_contraction(body: list, a0: int) -> tuple[int, int, Load, Load] | None:
+    """(number of reduce loops, index past the nest, load A, load B) when body[a0:] is acc = sum of a
+    product of loads. Loads of a half type widened to a float32 accumulator (torch's half products:
+    exact products summed in float32) count as loads; the packing converts them."""
     acc = body[a0]
     n_red = 0
     while a0 + 1 + n_red < len(body) and isinstance(body[a0 + 1 + n_red], Loop):
         n_red += 1
-    core = body[a0 + 1 + n_red:a0 + 5 + 2 * n_red]
-    if n_red == 0 or len(core) != 4 + n_red:
+    if n_red == 0 or acc.op is not Op.SUM or acc.dtype.name not in GEMM_DTYPES:
         return None
-    l1, l2, mul, accum = core[:4]
-    if not (acc.op is Op.SUM and acc.dtype.name in GEMM_DTYPES
-            and all(isinstance(s, EndLoop) for s in core[4:]) and isinstance(accum, Accumulate)
-            and accum.name == acc.name and all(isinstance(d, Define) for d in (l1, l2, mul))
-            and isinstance(mul.value, Alu) and mul.value.op is Op.MUL and accum.value == Ref(mul.name, mul.dtype)
-            and all(isinstance(d.value, Load) and d.value.param != 0 and d.value.dtype == acc.dtype for d in (l1, l2))
-            and set(mul.value.args) == {Ref(l1.name, l1.dtype), Ref(l2.name, l2.dtype)}):
+    first = a0 + 1 + n_red
+    loads: dict[Ref, Load] = {}
+    i = first
+    while i < len(body) and isinstance(body[i], Define) and i - first < 4:
+        d = body[i]
+        if isinstance(d.value, Load) and d.value.param != 0:
+            loads[Ref(d.name, d.dtype)] = d.value
+        elif (isinstance(d.value, Alu) and d.value.op is Op.CAST and d.dtype == acc.dtype == dtypes.float32
+              and d.value.args[0] in loads and loads[d.value.args[0]].dtype in HALF_DTYPES):
+            loads[Ref(d.name, d.dtype)] = loads.pop(d.value.args[0])
+        else:
+            break
+        i += 1
+    if len(loads) != 2 or i + 2 + n_red > len(body):
         return None
-    return n_red, l1.value, l2.value
+    mul, accum = body[i], body[i + 1]
+    if not (isinstance(mul, Define) and isinstance(mul.value, Alu) and mul.value.op is Op.MUL
+            and isinstance(accum, Accumulate) and accum.name == acc.name and accum.value == Ref(mul.name, mul.dtype)
+            and all(isinstance(s, EndLoop) for s in body[i + 2:i + 2 + n_red])
+            and set(mul.value.args) == set(loads) and all(r.dtype == acc.dtype for r in loads)):
+        return None
+    la, lb = (loads[r] for r in loads)
+    return n_red, i + 2 + n_red, la, lb
 
 
 def fold_guards(ir: LoopIR) -> LoopIR:
@@ -107,11 +124,10 @@ def recognize_gemm(ir: LoopIR) -> LoopIR:
     if nest is None:
         return ir
     n_glob, body, a0 = nest
-    found = _match(body, a0)
+    found = match_contraction(body, a0)
     if found is None:
         return ir
-    n_red, la, lb = found
-    end = a0 + 5 + 2 * n_red
+    n_red, end, la, lb = found
     if any(isinstance(s, (Loop, DefineAcc)) for s in body[end:]):
         return ir
     acc = body[a0]
@@ -129,11 +145,11 @@ def recognize_gemm(ir: LoopIR) -> LoopIR:
     batch, rows, cols = _direct_layout(globals_, batch, rows, cols, math.prod(v.extent for v in k_vars))
     store = body[-1]
     c_index = _flat(globals_)
-    if not isinstance(store, Store) or store.index != c_index or store.dtype != acc.dtype:
+    if not isinstance(store, Store) or store.index != c_index:
         return ir
     m, n = math.prod(v.extent for v in rows), math.prod(v.extent for v in cols)
     params = ir.params
-    if globals_ == batch + rows + cols:  # the output is already laid out [batch, rows, cols]
+    if globals_ == batch + rows + cols and store.dtype == acc.dtype:  # the output is laid out [batch, rows, cols]
         c_param, c_read = 0, c_index
         c_base = _only(c_index, batch)
     else:  # sums go to a scratch [batch, rows, cols]; the epilogue scatters them into place

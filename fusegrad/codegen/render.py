@@ -118,12 +118,14 @@ class CStyleRenderer:
     def math_fn(self, name: str, dtype: DType) -> str:
         return name if dtype.name == "float64" else name + "f"
 
+    def widened(self, text: str, dtype: DType) -> str:
+        """A stored element's value in its compute type (the half types are computed in float)."""
+        if dtype.name == "bfloat16":
+            return f"fg_bf16_to_f32({text})"
+        return f"(float){text}" if dtype.name == "float16" else text
+
     def load(self, e: Load) -> str:
-        text = f"p{e.param}[{e.index.render()}]"
-        if e.dtype.name == "bfloat16":
-            text = f"fg_bf16_to_f32({text})"
-        elif e.dtype.name == "float16":
-            text = f"(float){text}"
+        text = self.widened(f"p{e.param}[{e.index.render()}]", e.dtype)
         if e.valid:
             text = f"(({' && '.join(b.render() for b in e.valid)}) ? {text} : 0)"
         return text

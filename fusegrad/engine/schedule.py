@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .. import dtypes
 from ..codegen.lower import KernelSpec, source_coords
 from ..graph.node import Node
 from ..graph.ops import ELEMENTWISE, FUSED, LEAF, MOVEMENT, REDUCE, Op
@@ -97,11 +98,20 @@ def _is_cheap(node: Node, keep: set[int], copies: int) -> bool:
         node = _view_base(stack.pop())
         if _is_loaded(node, keep):
             continue
+        if _widens_half(node):  # read as a load (the GEMM routine's packing converts): stored, twice the bytes
+            stack.extend(node.srcs)
+            continue
         if node.op not in ELEMENTWISE or budget == 0:
             return False
         budget -= 1
         stack.extend(node.srcs)
     return True
+
+
+def _widens_half(node: Node) -> bool:
+    """A float16/bfloat16 value cast to float32: how half products read their operands (ops/linalg.py)."""
+    return node.op is Op.CAST and node.dtype is dtypes.float32 and node.srcs[0].dtype in (dtypes.float16,
+                                                                                           dtypes.bfloat16)
 
 
 def _is_large(reduction: Node) -> bool:

@@ -131,7 +131,10 @@ def _convnd(x: Tensor, weight: Tensor, bias: Tensor | None, stride: IntOrPair, p
     g_in = g_in.reshape(batch, groups, 1, cin_g, *kernel, *outs)
     g_w = weight.reshape(1, groups, cout // groups, cin_g, *kernel, *([1] * n))
     reduce_axes = tuple(range(3, 4 + n))
-    out = (g_in * g_w).sum(reduce_axes).reshape(batch, cout, *outs)
+    if weight.dtype.is_floating_point and weight.dtype.itemsize == 2:  # half products exact, summed in float32
+        out = (g_in.float() * g_w.float()).sum(reduce_axes).to(weight.dtype).reshape(batch, cout, *outs)
+    else:
+        out = (g_in * g_w).sum(reduce_axes).reshape(batch, cout, *outs)
     if bias is not None:
         out = out + expand_over_batch(bias.reshape(1, cout, *([1] * n)), batch)
     return out

@@ -19,8 +19,15 @@ def _same_dtype(what: str, *ts: "Tensor") -> None:
         raise DTypeError(f"{what}: bool tensors are not supported")
 
 
+HALF_DTYPES = (dtypes.float16, dtypes.bfloat16)
+
+
 def _contract(a: "Tensor", b: "Tensor", axis: int) -> "Tensor":
-    """Sum over `axis` of a * b, accumulating in the operands' dtype as torch does."""
+    """Sum over `axis` of a * b. float16/bfloat16 operands multiply and sum in float32 and the sums round
+    once, as torch's (and cuBLAS's) half-precision products do: a half times a half is exact in float32,
+    where a product rounded to the half type would lose half its bits before the sum."""
+    if a.dtype in HALF_DTYPES:
+        return _contract(a.float(), b.float(), axis).to(a.dtype)
     prod = a * b
     return prod._reduce(Op.SUM, axis, False)  # operands of one non-bool dtype: no cast to make
 
@@ -278,12 +285,16 @@ def einsum(equation: str, *operands: Any) -> "Tensor":
         size_of = dict(zip((labels[k] for k in perm), t.shape))
         aligned.append(t.reshape(tuple(size_of.get(lab, 1) for lab in order)))
     # multiply left to right, summing a label away once no later operand uses it
+    # (half operands: each pairwise product exact in float32 and rounded once, as torch's bmm steps round)
     acc = aligned[0]
+    half = acc.dtype if acc.dtype in HALF_DTYPES else None
     for k in range(len(aligned)):
         if k:
-            acc = acc * aligned[k]
+            acc = acc.float() * aligned[k].float() if half else acc * aligned[k]
         later = {lab for _, labels in prepared[k + 1:] for lab in labels}
         done = tuple(i for i, lab in enumerate(order) if lab not in out and lab not in later and acc.shape[i] != 1)
         if done:
             acc = acc.sum(done, keepdim=True, dtype=acc.dtype)
+        if half:
+            acc = acc.to(half)
     return acc.reshape(tuple(acc.shape[:len(out)]))
