@@ -326,3 +326,60 @@ def test_each_batch_elements_epilogue_follows_its_product(batch):
     assert isinstance(ir.stmts[at + 1], Loop) == (batch >= 16)  # the epilogue's loops inside the batch loop
     want = ((torch.tensor(a) @ torch.tensor(b)) + 1).relu() * torch.tensor(c)
     np.testing.assert_allclose(out.numpy(), want.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def _bf16(a: np.ndarray) -> fg.Tensor:
+    return fg.tensor(a.astype(np.float32)).to(fg.bfloat16).realize()
+
+
+def _round_bf16(a: np.ndarray) -> np.ndarray:
+    return torch.from_numpy(a).bfloat16().double().numpy()
+
+
+BF16_PRODUCTS = {  # name: (operand shapes, fusegrad function, numpy function on float64)
+    "odd": (((37, 203), (203, 45)), lambda a, b: a @ b, lambda a, b: a @ b),
+    "transposed": (((70, 33), (50, 70)), lambda a, b: a.T @ b.T, lambda a, b: a.T @ b.T),
+    "x @ W.T": (((3, 9, 131), (70, 131)), lambda a, b: a @ b.T, lambda a, b: a @ b.T),
+    "panels": (((40, 2500), (2500, 36)), lambda a, b: a @ b, lambda a, b: a @ b),  # K in three panels
+    "epilogue": (((64, 96), (96, 80)), lambda a, b: (a @ b + 1).relu(),  # the product rounds before the add
+                 lambda a, b: np.maximum(_round_bf16(a @ b) + 1, 0)),
+    "batched": (((4, 48, 40), (4, 40, 33)), lambda a, b: a @ b, lambda a, b: a @ b),
+}
+
+
+def _conv_reference(x: np.ndarray, w: np.ndarray, padding: int) -> np.ndarray:
+    return torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w), padding=padding).numpy()
+
+
+@pytest.mark.parametrize("tiles", ["amx", "float32 panels"])
+@pytest.mark.parametrize("case", [*BF16_PRODUCTS, "conv2d"])
+def test_bfloat16_products_sum_exact_products_in_float32(case, tiles, monkeypatch):
+    """bfloat16 GEMMs (the AMX tiles where the CPU has them, float32 panels on any CPU) on odd sizes,
+    transposed and batched operands, K in several panels, an epilogue and a padded convolution's
+    windows: the float64 product of the same bfloat16 values, rounded once to bfloat16."""
+    if tiles == "amx" and not gemm_c.amx():
+        pytest.skip("this CPU has no AMX tiles for bfloat16 (or Linux did not grant them)")
+    monkeypatch.setattr(gemm_c, "amx", lambda: tiles == "amx")
+    rng = np.random.default_rng(5)
+    if case == "conv2d":
+        shapes, fn = ((2, 8, 11, 13), (16, 8, 3, 3)), lambda a, b: fg.nn.functional.conv2d(a, b, padding=1)
+        want_fn = lambda a, b: _conv_reference(a, b, 1)  # noqa: E731
+    else:
+        shapes, fn, want_fn = BF16_PRODUCTS[case]
+    arrays = [rng.uniform(-2, 2, s) for s in shapes]
+    ops = [_bf16(a) for a in arrays]
+    exact = [o.float().numpy().astype(np.float64) for o in ops]
+    got = fn(*ops)
+    assert got.dtype == fg.bfloat16
+    want = fg.tensor(want_fn(*exact).astype(np.float32)).to(fg.bfloat16).float().numpy()
+    # sums in another order may round to the neighbouring bfloat16 value: one unit in the last place
+    np.testing.assert_allclose(got.float().numpy(), want, rtol=2.0 ** -7, atol=1e-6)
+
+
+@pytest.mark.skipif(not gemm_c.amx(), reason="this CPU has no AMX tiles for bfloat16 (or Linux did not grant them)")
+def test_bfloat16_products_run_on_amx_tiles():
+    a, b = _bf16(np.ones((64, 96))), _bf16(np.ones((96, 80)))
+    (item,) = create_schedule([(a @ b)._node])
+    source = CRenderer().render_kernel(use_gemm(lower(item.spec, "k")))
+    assert f"{gemm_c.AMX_MICRO}(" in source and "fg_amx_begin();" in source
+    np.testing.assert_array_equal((a @ b).float().numpy(), np.full((64, 80), 96.0))

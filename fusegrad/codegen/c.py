@@ -243,7 +243,8 @@ class CRenderer(CStyleRenderer):
         the calling thread; the batch loops' threads read it) instead of once per batch element."""
         i = next((j for j, s in enumerate(ir.stmts) if not isinstance(s, Loop)), 0)
         s = ir.stmts[i]
-        if i == 0 or not isinstance(s, Gemm) or _vendor(s) or any(lp.kind != "global" for lp in ir.stmts[:i]):
+        if i == 0 or not isinstance(s, Gemm) or _vendor(s) or _amx(s) or \
+                any(lp.kind != "global" for lp in ir.stmts[:i]):
             return []
         batch = {lp.var for lp in ir.stmts[:i]}
         t, nr = self.storage_type(s.dtype), gemm_c.nr(s.dtype.name)
@@ -288,6 +289,8 @@ class CRenderer(CStyleRenderer):
         t = self.storage_type(s.dtype)  # the panels hold the product's type (half operands widen as packed)
         if _vendor(s):
             return self.vendor_gemm(s)
+        if _amx(s):
+            return self.amx_gemm(s)
         nr = gemm_c.nr(s.dtype.name)
         rows, depth = tiles_for(s.m, s.n, s.k, s.dtype.name)
         micro = micro_kernel(s.dtype.name, rows)
@@ -324,6 +327,47 @@ class CRenderer(CStyleRenderer):
             "}",
         ])
 
+    def amx_gemm(self, s: Gemm) -> str:
+        """A bfloat16 product on the AMX tiles (layouts and micro-kernel: gemm_c.py), in the loop
+        structure of `gemm`: per K panel all of B packed, then per L2 block of A rows that block."""
+        rows, cols = gemm_c.AMX_ROWS, gemm_c.AMX_COLS
+        panels = -(-s.k // gemm_c.AMX_MAX_DEPTH)
+        depth = -(-(-(-s.k // panels)) // gemm_c.AMX_K) * gemm_c.AMX_K
+        mb, nb = -(-s.m // rows), -(-s.n // cols)
+        block = max(1, min(mb, L2_PANEL_BYTES // (rows * depth * 2)))
+        parallel = int(s.m * s.n * s.k >= PARALLEL_GRAIN * 8)
+        a_slot = f"blk * kp * {rows} + (kk >> 5) * {rows * 32} + w * 32 + (kk & 31)"
+        b_slot = f"blk * kp * {cols} + (kk >> 1) * {cols * 2} + w * 2 + (kk & 1)"
+        return "\n".join([
+            "{",
+            f"  uint16_t* ap = (uint16_t*)fg_pack_scratch(0, 2 * {mb * rows * depth});",
+            f"  uint16_t* bp = (uint16_t*)fg_pack_scratch(1, 2 * {nb * cols * depth});",
+            f"  #pragma omp parallel if({parallel})",
+            "  {",
+            "  fg_amx_begin();",
+            f"  for (int64_t pc = 0; pc < {s.k}; pc += {depth}) {{",
+            f"    const int64_t kc = {s.k} - pc < {depth} ? {s.k} - pc : {depth};",
+            f"    const int64_t kp = (kc + {gemm_c.AMX_K - 1}) / {gemm_c.AMX_K} * {gemm_c.AMX_K};",
+            "    #pragma omp for schedule(static)",
+            *self._pack("bp", s.b, s.j_vars, s.k_vars, "0", str(nb), cols, s.n, b_slot),
+            f"    for (int64_t ic = 0; ic < {mb}; ic += {block}) {{",
+            f"      const int64_t ie = ic + {block} < {mb} ? ic + {block} : {mb};",
+            "      #pragma omp for schedule(static)",
+            *self._pack("ap", s.a, s.i_vars, s.k_vars, "ic", "ie", rows, s.m, a_slot),
+            "      #pragma omp for collapse(2) schedule(static)",
+            f"      for (int64_t jb = 0; jb < {nb}; jb++) for (int64_t ib = ic; ib < ie; ib++) {{",
+            f"        const int64_t mr = {s.m} - ib * {rows} < {rows} ? {s.m} - ib * {rows} : {rows};",
+            f"        const int64_t nr = {s.n} - jb * {cols} < {cols} ? {s.n} - jb * {cols} : {cols};",
+            f"        {gemm_c.AMX_MICRO}(kp, ap + ib * {rows} * kp, bp + jb * {cols} * kp, "
+            f"p{s.c_param} + {s.c_base.render()} + ib * {rows * s.n} + jb * {cols}, {s.n}, mr, nr, pc == 0);",
+            "      }",
+            "    }",
+            "  }",
+            "  fg_amx_end();",
+            "  }",
+            "}",
+        ])
+
     def vendor_gemm(self, s: Gemm) -> str:
         """The product as one call of the vendor BLAS (row-major CBLAS; 111/112: no/transpose)."""
         (ta, lda, a_base), (tb, ldb, b_base) = blas_operands(s)
@@ -334,43 +378,55 @@ class CRenderer(CStyleRenderer):
                 f"p{s.c_param} + {s.c_base.render()}, {s.n});")
 
     def _pack(self, buf: str, load: Load, outer: tuple, ks: tuple, first: str, end: str, width: int,
-              size: int) -> list[str]:
+              size: int, slot: str | None = None) -> list[str]:
         """Loops copying `load` into panels of `width` rows/columns: buf[(blk*kc + k)*width + w].
         A linear index in plain variables takes `_pack_gather`. Otherwise the loop over whichever
         of k and w reads memory contiguously runs innermost. Coordinates
         are decomposed from the flat index once per row or panel and then stepped with carries,
-        so packing a convolution window costs no division per element."""
+        so packing a convolution window costs no division per element. With `slot` (an index in
+        blk, w and kk), the panels hold the stored bits at that index instead and K runs to `kp`
+        (kc padded with zeros: the AMX layouts)."""
         coefficients = dict(load.index.terms)
-        if not load.valid and all(isinstance(a, Var) for a in coefficients) and load.index.hi < 1 << 31:
+        if slot is None and not load.valid and all(isinstance(a, Var) for a in coefficients) \
+                and load.index.hi < 1 << 31:
             return self._pack_gather(buf, load, outer, ks, first, end, width, size)
         k_contiguous = coefficients.get(ks[-1]) == 1 and coefficients.get(outer[-1]) != 1
-        store = f"{buf}[(blk * kc + kk) * {width} + w]"
+        store = f"{buf}[{slot or f'(blk * kc + kk) * {width} + w'}]"
+        value = self.load(load) if slot is None else self._stored(load)
         k_start = _declare(ks, "pc")
         if k_contiguous:  # e.g. the weight of x @ W.T: rows of W are contiguous along k
             return [f"      for (int64_t blk = {first}; blk < {end}; blk++) for (int64_t w = 0; w < {width}; w++) {{",
                     f"        const int64_t flat = blk * {width} + w;",
+                    "        int64_t kk = 0;",
                     f"        if (flat < {size}) {{",
                     *["          " + line for line in _declare(outer, "flat") + k_start],
-                    "          for (int64_t kk = 0; kk < kc; kk++) {",
-                    f"            {store} = {self.load(load)};",
+                    "          for (; kk < kc; kk++) {",
+                    f"            {store} = {value};",
                     *["            " + line for line in _step(ks)],
                     "          }",
-                    "        } else {",
-                    f"          for (int64_t kk = 0; kk < kc; kk++) {store} = 0;",
                     "        }",
+                    f"        for (; kk < {'kc' if slot is None else 'kp'}; kk++) {store} = 0;",
                     "      }"]
         row_start = _declare(outer, f"blk * {width}", suffix="_row")
+        padding = [] if slot is None else [
+            f"        for (int64_t kk = kc; kk < kp; kk++) for (int64_t w = 0; w < {width}; w++) {store} = 0;"]
         return [f"      for (int64_t blk = {first}; blk < {end}; blk++) {{",
                 *["        " + line for line in row_start + k_start],
                 "        for (int64_t kk = 0; kk < kc; kk++) {",
                 *[f"          int64_t {v.name} = {v.name}_row;" for v in outer],
                 f"          for (int64_t w = 0; w < {width}; w++) {{",
-                f"            {store} = blk * {width} + w < {size} ? {self.load(load)} : 0;",
+                f"            {store} = blk * {width} + w < {size} ? {value} : 0;",
                 *["            " + line for line in _step(outer)],
                 "          }",
                 *["          " + line for line in _step(ks)],
                 "        }",
+                *padding,
                 "      }"]
+
+    def _stored(self, load: Load) -> str:
+        """The element's stored bits (a half type unconverted), 0 outside its guards."""
+        text = f"p{load.param}[{load.index.render()}]"
+        return f"(({' && '.join(b.render() for b in load.valid)}) ? {text} : 0)" if load.valid else text
 
     def _pack_gather(self, buf: str, load: Load, outer: tuple, ks: tuple, first: str, end: str, width: int,
                      size: int) -> list[str]:
@@ -405,7 +461,8 @@ class CRenderer(CStyleRenderer):
         # a whole panel of rows/columns adjacent in memory (B of a row-major product) is a plain copy
         adjacent = _contiguous(coef, outer)
         gathered = self.widened("src[off[w]]", load.dtype)
-        whole = f"blk * {width} + {width} <= {size} ? {self.widened(f'src[blk * {width} + w]', load.dtype)} : {gathered}"
+        adjacent_row = self.widened(f"src[blk * {width} + w]", load.dtype)
+        whole = f"blk * {width} + {width} <= {size} ? {adjacent_row} : {gathered}"
         copy = whole if adjacent else gathered
         # a true gather is left to the compiler's cost model for the target: forced into vector gathers
         # (omp simd), the CNN's window panels packed ~20% slower on Zen 3, whose gathers are microcoded
@@ -419,6 +476,11 @@ class CRenderer(CStyleRenderer):
                 *["          " + line for line in _step(ks)],
                 "        }",
                 "      }"]
+
+
+def _amx(s: Gemm) -> bool:
+    """Whether the product runs on the AMX tiles: bfloat16 operands summed in float32, on a CPU that has them."""
+    return s.a.dtype is s.b.dtype is dtypes.bfloat16 and s.dtype is dtypes.float32 and gemm_c.amx()
 
 
 def _vendor(s: Gemm) -> bool:

@@ -229,7 +229,8 @@ def blas_operands(g: Gemm) -> tuple[tuple[bool, int, Lin], tuple[bool, int, Lin]
     dimension, offset of element [0, 0] in terms of the batch variables); None when an operand
     is not a plain strided matrix (one row, one column and one reduction variable, unit stride
     along one of its two dimensions, no padding bounds)."""
-    if len(g.i_vars) != 1 or len(g.j_vars) != 1 or len(g.k_vars) != 1 or g.a.valid or g.b.valid:
+    if len(g.i_vars) != 1 or len(g.j_vars) != 1 or len(g.k_vars) != 1 or g.a.valid or g.b.valid \
+            or not g.a.dtype == g.b.dtype == g.dtype:  # (half operands widened as packed: not a BLAS call)
         return None
     out = []
     for load, outer, inner in ((g.a, g.i_vars[0], g.k_vars[0]), (g.b, g.k_vars[0], g.j_vars[0])):

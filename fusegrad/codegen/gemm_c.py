@@ -10,6 +10,10 @@ registers wide, and as many rows as leave room for its accumulators (2 per row),
 and one broadcast of A. With AVX-512 (32 x 64 bytes) that is 32 floats by up to 14 rows; with
 AVX2 (16 x 32 bytes) 16 floats by up to 6 rows. Tiles sized for AVX-512 on an AVX2 machine spill
 their accumulators on every step: measured 6.4 ms instead of 0.16 ms for a 64x784 @ 784x128 product.
+
+bfloat16 products (operands widened to float32 as packed on other CPUs) run on the AMX tile unit
+where the CPU has one and Linux grants it: panels of bfloat16 bits in the tiles' layouts, a 32 x 32
+float32 C tile per micro-kernel call (the section at the end).
 """
 from __future__ import annotations
 
@@ -93,9 +97,15 @@ BLAS_DECLARATIONS = "".join(
 _TYPES = (("float32", "float"), ("float64", "double"))
 
 
+def amx() -> bool:
+    """Whether bfloat16 products run on the AMX tile unit."""
+    return simd().amx
+
+
 def gemm_declarations() -> str:
     """Prototypes of the support library for generated kernels."""
-    return BLAS_DECLARATIONS + "void* fg_pack_scratch(int slot, size_t bytes);\n" + "".join(
+    return BLAS_DECLARATIONS + (AMX_DECLARATIONS if simd().amx else "") + \
+        "void* fg_pack_scratch(int slot, size_t bytes);\n" + "".join(
         f"void {pack_rows(dt)}({t}* dst, const {t}* src, const int32_t* off, int64_t width, int64_t kc);\n"
         for dt, t in _TYPES) + "".join(
         f"void {micro_kernel(dt, rows)}(int64_t kc, const {t}* ap, const {t}* bp, {t}* c, int64_t ldc, int64_t mr, "
@@ -104,8 +114,9 @@ def gemm_declarations() -> str:
 
 def gemm_source() -> str:
     """The support library, with micro-kernels for this machine's vector registers."""
-    return _GEMM_LIBRARY + "".join(f"FG_DEFINE_MICRO({micro_kernel(dt, rows)}, {t}, {nr(dt) // 2}, {rows})\n"
-                                   for dt, t in _TYPES for rows in micro_rows())
+    return _GEMM_LIBRARY + (_AMX_LIBRARY if simd().amx else "") + "".join(
+        f"FG_DEFINE_MICRO({micro_kernel(dt, rows)}, {t}, {nr(dt) // 2}, {rows})\n"
+        for dt, t in _TYPES for rows in micro_rows())
 
 
 _GEMM_LIBRARY = r"""
@@ -232,4 +243,70 @@ void NAME(int64_t kc, const T* restrict ap, const T* restrict bp, T* c, int64_t 
   }                                                                                               \
 }
 
+"""
+
+# ---- bfloat16 products on AMX tiles --------------------------------------------------------------
+# A C tile of the micro-kernel is AMX_ROWS x AMX_COLS float32: four 16 x 16 accumulator tiles. Panels
+# hold bfloat16 bits, K padded with zeros to whole AMX_K steps, in the layouts the tile loads read:
+#   A: [block of 32 rows][k / 32][row][k % 32]          (each 16-row half: 16 rows of 64 bytes)
+#   B: [block of 32 columns][k / 2][column][k % 2]      (pairs of k side by side, as TDPBF16PS reads them)
+AMX_ROWS, AMX_COLS, AMX_K = 32, 32, 32
+AMX_MAX_DEPTH = 1024  # K per panel: a block of B (32 columns) stays within 64 KiB
+AMX_MICRO = "fg_micro_amx_bf16"
+AMX_DECLARATIONS = (
+    "void fg_amx_begin(void);\nvoid fg_amx_end(void);\n"
+    f"void {AMX_MICRO}(int64_t kp, const uint16_t* ap, const uint16_t* bp, float* c, int64_t ldc, int64_t mr, "
+    "int64_t nr, int first);\n")
+
+_AMX_LIBRARY = r"""
+#include <immintrin.h>
+
+/* the tile shapes, loaded per thread at the start of each product's parallel region (another library
+   in the process may configure the tiles otherwise between two products) */
+typedef struct { uint8_t palette, start_row, reserved[14]; uint16_t colsb[16]; uint8_t rows[16]; } fg_amx_config;
+
+/* (a static object: gcc drops stores to a local one that only the tile instruction reads) */
+static const fg_amx_config fg_amx_tiles = {1, 0, {0}, {64, 64, 64, 64, 64, 64, 64, 64},
+                                           {16, 16, 16, 16, 16, 16, 16, 16}};
+
+__attribute__((target("amx-tile")))
+void fg_amx_begin(void) { _tile_loadconfig(&fg_amx_tiles); }
+
+__attribute__((target("amx-tile")))
+void fg_amx_end(void) { _tile_release(); }
+
+/* C[0:mr, 0:nr] (=, or += unless first) A (kp x 32 rows) * B (kp x 32 columns), kp a multiple of 32:
+   tiles 0-3 accumulate C's four 16 x 16 quarters, 4-5 hold A's two row halves, 6-7 B's column halves */
+__attribute__((target("amx-tile,amx-bf16")))
+void fg_micro_amx_bf16(int64_t kp, const uint16_t* restrict ap, const uint16_t* restrict bp, float* c,
+                       int64_t ldc, int64_t mr, int64_t nr, int first) {
+  float tile[32 * 32] __attribute__((aligned(64)));
+  const int whole = mr == 32 && nr == 32;
+  float* out = whole ? c : tile;
+  const int64_t ld = whole ? ldc : 32;
+  if (first || !whole) { _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3); }
+  else {
+    _tile_loadd(0, out, ld * 4); _tile_loadd(1, out + 16, ld * 4);
+    _tile_loadd(2, out + 16 * ld, ld * 4); _tile_loadd(3, out + 16 * ld + 16, ld * 4);
+  }
+  for (int64_t k = 0; k < kp; k += 32) {
+    _tile_loadd(4, ap + k * 32, 64);
+    _tile_loadd(5, ap + k * 32 + 512, 64);
+    _tile_loadd(6, bp + k * 32, 128);
+    _tile_loadd(7, bp + k * 32 + 32, 128);
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_dpbf16ps(1, 4, 7);
+    _tile_dpbf16ps(2, 5, 6);
+    _tile_dpbf16ps(3, 5, 7);
+  }
+  _tile_stored(0, out, ld * 4); _tile_stored(1, out + 16, ld * 4);
+  _tile_stored(2, out + 16 * ld, ld * 4); _tile_stored(3, out + 16 * ld + 16, ld * 4);
+  if (!whole) {
+    for (int64_t r = 0; r < mr; r++) {
+      float* row = c + r * ldc;
+      if (first) for (int64_t j = 0; j < nr; j++) row[j] = tile[r * 32 + j];
+      else for (int64_t j = 0; j < nr; j++) row[j] += tile[r * 32 + j];
+    }
+  }
+}
 """

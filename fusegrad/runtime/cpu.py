@@ -5,6 +5,7 @@ import _ctypes
 import ctypes
 import hashlib
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -99,10 +100,26 @@ def _links_libmvec(cc: str) -> bool:
 
 @dataclass(frozen=True)
 class Simd:
-    """The vector registers kernels compiled with -march=native get: bytes each, and how many."""
+    """The vector registers kernels compiled with -march=native get: bytes each, and how many; `amx`:
+    whether they may use the AMX tile unit for bfloat16 products (the target has it and the kernel
+    let this process use it)."""
 
     width: int
     registers: int
+    amx: bool = False
+
+
+ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA = 0x1023, 18
+SYS_ARCH_PRCTL = 158  # x86-64 Linux
+
+
+def _amx_permitted() -> bool:
+    """Ask Linux for the AMX tile state (off by default: the registers take 8 KiB of every context
+    switch); without that permission a tile instruction kills the process."""
+    if sys.platform != "linux" or platform.machine() not in ("x86_64", "AMD64"):
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    return libc.syscall(SYS_ARCH_PRCTL, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0
 
 
 def _probe_target(cc: str) -> tuple[Simd, str]:
@@ -112,7 +129,7 @@ def _probe_target(cc: str) -> tuple[Simd, str]:
                           capture_output=True, text=True, check=False)
     macros = {line.split()[1] for line in proc.stdout.splitlines() if line.startswith("#define ")}
     if "__AVX512F__" in macros:
-        simd = Simd(64, 32)
+        simd = Simd(64, 32, {"__AMX_TILE__", "__AMX_BF16__"} <= macros and _amx_permitted())
     elif "__AVX__" in macros:
         simd = Simd(32, 16)
     elif "__aarch64__" in macros:
