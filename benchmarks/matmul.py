@@ -1,6 +1,7 @@
-"""fp32 matmul benchmark: fusegrad vs numpy vs PyTorch on square sizes and the MNIST MLP's products.
+"""Matmul benchmark: fusegrad vs numpy vs PyTorch on square sizes and the MNIST MLP's products.
 
     python3 benchmarks/matmul.py [--threads 1,2] [--seconds 1.0] [--rounds 5] [--quick]
+    python3 benchmarks/matmul.py --dtype bfloat16   # fusegrad and torch in bfloat16, numpy in float32
 
 Shapes: square n x n @ n x n for n = 256, 512, 1024, 2048, and for the MLP 784-128-64-10 at batch
 sizes 64 and 256 each layer's forward product x @ W.T, input gradient dy @ W and weight gradient
@@ -12,7 +13,9 @@ OpenBLAS: `fg path` says which one fusegrad kept). fusegrad's time is what a use
 building `a @ b` and realizing it (under fg.profile, ~1 us per launch); `kernel` is its kernel's
 own time from that profile, in the same rounds. Ratios are peer time / fusegrad time (above 1:
 fusegrad faster). numpy's and torch's BLAS (kernel and threads, via threadpoolctl) and
-OPENBLAS_CORETYPE (left as the environment has it) are printed. The last line is JSON.
+OPENBLAS_CORETYPE (left as the environment has it) are printed. With `--dtype bfloat16` or `float16`
+fusegrad and torch multiply in that type (float32 sums, as both do) and numpy, which has no such type,
+multiplies the same values in float32. The last line is JSON.
 """
 from __future__ import annotations
 
@@ -68,14 +71,17 @@ def products(batches: tuple[int, ...], squares: tuple[int, ...]) -> list[Product
     return out
 
 
-def run_product(p: Product, torch: Any, seconds: float, rounds: int) -> dict[str, Any]:
+def run_product(p: Product, torch: Any, seconds: float, rounds: int, dtype: str = "float32") -> dict[str, Any]:
     """Time fusegrad, numpy and torch on one product, interleaved, after checking fusegrad against numpy."""
     import fusegrad as fg
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal(p.a_shape, dtype=np.float32), rng.standard_normal(p.b_shape, dtype=np.float32)
-    fa, fb = fg.tensor(a), fg.tensor(b)
+    fa, fb = fg.tensor(a).to(dtype).realize(), fg.tensor(b).to(dtype).realize()
+    a, b = fa.float().numpy(), fb.float().numpy()  # the values fusegrad and torch multiply
     expected = p.apply(a, b)
-    np.testing.assert_allclose(p.apply(fa, fb).numpy(), expected, rtol=1e-3, atol=1e-3 * np.abs(expected).max())
+    rtol = 1e-3 if dtype == "float32" else 1e-2
+    np.testing.assert_allclose(p.apply(fa, fb).float().numpy(), expected, rtol=rtol,
+                               atol=rtol * np.abs(expected).max())
     kernel_s: list[float] = []
     launches: list[int] = []
 
@@ -89,7 +95,7 @@ def run_product(p: Product, torch: Any, seconds: float, rounds: int) -> dict[str
 
     contestants = [Contestant("fusegrad", ours), Contestant("numpy", lambda: p.apply(a, b))]
     if torch is not None:
-        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+        ta, tb = torch.from_numpy(a).to(getattr(torch, dtype)), torch.from_numpy(b).to(getattr(torch, dtype))
         contestants.append(Contestant("torch", lambda: p.apply(ta, tb)))
     for c in contestants:
         common.warm_up(c, calls=1)
@@ -101,7 +107,8 @@ def run_product(p: Product, torch: Any, seconds: float, rounds: int) -> dict[str
     from fusegrad.codegen import gemm_c
     m, n, k = p.flops_shape
     # the vendor race (one thread only) may have handed the product to numpy's OpenBLAS
-    result["fusegrad_path"] = "vendor" if {("float32", m, n, k), ("float32", n, m, k)} & gemm_c.VENDOR else "generated"
+    vendor = dtype == "float32" and {("float32", m, n, k), ("float32", n, m, k)} & gemm_c.VENDOR
+    result["fusegrad_path"] = "vendor" if vendor else "amx" if dtype == "bfloat16" and gemm_c.amx() else "generated"
     timed = kernel_s[2:]  # the first two calls are the warm-up
     result["fusegrad_kernel_ms"], result["fusegrad_kernels"] = statistics.median(timed) * 1e3, launches[-1]
     result["fusegrad_kernel_gflops"] = p.flops / result["fusegrad_kernel_ms"] / 1e6
@@ -115,14 +122,15 @@ def child(args: argparse.Namespace) -> None:
     results: dict[str, Any] = {}
     rows = []
     for p in products(args.batches, args.squares):
-        r = results[p.name] = run_product(p, torch, args.seconds, args.rounds)
+        r = results[p.name] = run_product(p, torch, args.seconds, args.rounds, args.dtype)
         rows.append([p.name, f"{p.flops / 1e6:.1f}", f"{r['fusegrad_ms']:.4f}", f"{r['fusegrad_kernel_ms']:.4f}",
                      f"{r['numpy_ms']:.4f}", f"{r.get('torch_ms', float('nan')):.4f}",
                      f"{r['fusegrad_gflops']:.1f}", f"{r['fusegrad_kernel_gflops']:.1f}", f"{r['numpy_gflops']:.1f}",
                      f"{r.get('torch_gflops', float('nan')):.1f}", common.ratio(r["numpy_ms"], r["fusegrad_ms"]),
                      common.ratio(r.get("torch_ms"), r["fusegrad_ms"]),
                      common.ratio(r["numpy_ms"], r["fusegrad_kernel_ms"]), r["fusegrad_path"]])
-    print(f"\nfp32 matmul, {args.child_threads} thread(s): median ms and GFLOP/s; ratios = peer time / fusegrad time")
+    print(f"\n{args.dtype} matmul (numpy: float32), {args.child_threads} thread(s): median ms and GFLOP/s; "
+          "ratios = peer time / fusegrad time")
     print(common.table(["product", "MFLOP", "fg ms", "fg kernel ms", "numpy ms", "torch ms", "fg GF/s",
                         "fg kernel GF/s", "numpy GF/s", "torch GF/s", "numpy/fg", "torch/fg", "numpy/fg kernel",
                         "fg path"],
@@ -138,6 +146,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--threads", default="1,2", help="comma-separated thread counts, one child process each")
     p.add_argument("--seconds", type=float, default=1.0, help="timed seconds per contestant and product")
     p.add_argument("--rounds", type=int, default=5, help="turns the timed seconds are split into")
+    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
+                   help="fusegrad's and torch's element type")
     p.add_argument("--quick", action="store_true", help="smoke run: 1 thread, squares up to 1024, B=64, 0.2 s")
     p.add_argument("--child-threads", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -170,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             line += f"; 1024^3: fusegrad {big['fusegrad_gflops']:.0f} GFLOP/s = " \
                     f"{100 * big['fusegrad_gflops'] / big['numpy_gflops']:.0f}% of numpy's {big['numpy_gflops']:.0f}"
         print(line)
-    print(json.dumps({"benchmark": "matmul", "seconds": args.seconds, "rounds": args.rounds, "runs": runs}))
+    print(json.dumps({"benchmark": "matmul", "dtype": args.dtype, "seconds": args.seconds, "rounds": args.rounds, "runs": runs}))
     return 0
 
 
