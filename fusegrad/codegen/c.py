@@ -349,11 +349,11 @@ class CRenderer(CStyleRenderer):
             f"    const int64_t kc = {s.k} - pc < {depth} ? {s.k} - pc : {depth};",
             f"    const int64_t kp = (kc + {gemm_c.AMX_K - 1}) / {gemm_c.AMX_K} * {gemm_c.AMX_K};",
             "    #pragma omp for schedule(static)",
-            *self._pack("bp", s.b, s.j_vars, s.k_vars, "0", str(nb), cols, s.n, b_slot),
+            *self._amx_pack("bp", s.b, s.j_vars, s.k_vars, "0", str(nb), cols, s.n, b_slot),
             f"    for (int64_t ic = 0; ic < {mb}; ic += {block}) {{",
             f"      const int64_t ie = ic + {block} < {mb} ? ic + {block} : {mb};",
             "      #pragma omp for schedule(static)",
-            *self._pack("ap", s.a, s.i_vars, s.k_vars, "ic", "ie", rows, s.m, a_slot),
+            *self._amx_pack("ap", s.a, s.i_vars, s.k_vars, "ic", "ie", rows, s.m, a_slot),
             "      #pragma omp for collapse(2) schedule(static)",
             f"      for (int64_t jb = 0; jb < {nb}; jb++) for (int64_t ib = ic; ib < ie; ib++) {{",
             f"        const int64_t mr = {s.m} - ib * {rows} < {rows} ? {s.m} - ib * {rows} : {rows};",
@@ -422,6 +422,23 @@ class CRenderer(CStyleRenderer):
                 "        }",
                 *padding,
                 "      }"]
+
+    def _amx_pack(self, buf: str, load: Load, outer: tuple, ks: tuple, first: str, end: str, width: int,
+                  size: int, slot: str) -> list[str]:
+        """AMX panels of `load`: one support-library call per block when the operand is a plain strided
+        matrix (one outer and one reduction variable, one of them of unit stride, no guards), else
+        `_pack`'s loops into `slot`."""
+        coef = dict(load.index.terms)
+        if len(outer) != 1 or len(ks) != 1 or load.valid or any(not isinstance(a, Var) for a in coef) \
+                or 1 not in (coef.get(outer[0]), coef.get(ks[0])):
+            return self._pack(buf, load, outer, ks, first, end, width, size, slot)
+        rest = Lin(tuple((v, c) for v, c in load.index.terms if v not in outer and v not in ks), load.index.const)
+        ws, kstride = coef.get(outer[0], 0), coef.get(ks[0], 0)
+        pairs = int(buf == "bp")
+        return [f"      for (int64_t blk = {first}; blk < {end}; blk++)",
+                f"        fg_amx_pack({buf} + blk * kp * {width}, p{load.param} + {rest.render()} + "
+                f"blk * {width * ws} + pc * {kstride}, {ws}, {kstride}, {size} - blk * {width} < {width} ? "
+                f"{size} - blk * {width} : {width}, kc, kp, {pairs});"]
 
     def _stored(self, load: Load) -> str:
         """The element's stored bits (a half type unconverted), 0 outside its guards."""

@@ -255,6 +255,8 @@ AMX_MAX_DEPTH = 1024  # K per panel: a block of B (32 columns) stays within 64 K
 AMX_MICRO = "fg_micro_amx_bf16"
 AMX_DECLARATIONS = (
     "void fg_amx_begin(void);\nvoid fg_amx_end(void);\n"
+    "void fg_amx_pack(uint16_t* dst, const uint16_t* src, int64_t ws, int64_t ks, int64_t count, int64_t kc, "
+    "int64_t kp, int pairs);\n"
     f"void {AMX_MICRO}(int64_t kp, const uint16_t* ap, const uint16_t* bp, float* c, int64_t ldc, int64_t mr, "
     "int64_t nr, int first);\n")
 
@@ -274,6 +276,39 @@ void fg_amx_begin(void) { _tile_loadconfig(&fg_amx_tiles); }
 
 __attribute__((target("amx-tile")))
 void fg_amx_end(void) { _tile_release(); }
+
+/* One block of 32 rows (A's layout) or, with `pairs`, 32 columns (B's) of an operand whose element (w, k)
+   is src[w * ws + k * ks], one of the strides 1: `count` of the 32 exist, k runs to kc, zeros to kp.
+   Each case walks the source contiguously (a strided operand packed element by element with carries
+   took a third of a 1024^3 product's time). */
+void fg_amx_pack(uint16_t* restrict dst, const uint16_t* restrict src, int64_t ws, int64_t ks, int64_t count,
+                 int64_t kc, int64_t kp, int pairs) {
+  memset(dst, 0, 2 * 32 * kp);
+  if (!pairs && ks == 1) {  /* A's rows contiguous along k: 64-byte runs */
+    for (int64_t w = 0; w < count; w++)
+      for (int64_t k0 = 0; k0 < kc; k0 += 32)
+        memcpy(dst + k0 * 32 + w * 32, src + w * ws + k0, 2 * (kc - k0 < 32 ? kc - k0 : 32));
+  } else if (!pairs) {  /* A stored k-major */
+    for (int64_t k = 0; k < kc; k++)
+      for (int64_t w = 0; w < count; w++) dst[(k >> 5) * 1024 + w * 32 + (k & 31)] = src[w + k * ks];
+  } else if (ws == 1) {  /* B's rows along the columns: two rows of k interleaved into 32-bit words */
+    for (int64_t k = 0; k < kc; k += 2) {
+      uint32_t* d = (uint32_t*)(dst + k * 32);
+      const uint16_t* r0 = src + k * ks;
+      const uint16_t* r1 = k + 1 < kc ? r0 + ks : NULL;
+      if (r1) for (int64_t w = 0; w < count; w++) d[w] = (uint32_t)r0[w] | (uint32_t)r1[w] << 16;
+      else for (int64_t w = 0; w < count; w++) d[w] = r0[w];
+    }
+  } else {  /* B's columns contiguous along k (W of x @ W.T): a pair of k is one 32-bit word */
+    uint32_t* d = (uint32_t*)dst;
+    for (int64_t w = 0; w < count; w++) {
+      const uint16_t* col = src + w * ws;
+      int64_t k = 0;
+      for (; k + 1 < kc; k += 2) { uint32_t pair; memcpy(&pair, col + k, 4); d[k * 16 + w] = pair; }
+      if (k < kc) d[k * 16 + w] = col[k];
+    }
+  }
+}
 
 /* C[0:mr, 0:nr] (=, or += unless first) A (kp x 32 rows) * B (kp x 32 columns), kp a multiple of 32:
    tiles 0-3 accumulate C's four 16 x 16 quarters, 4-5 hold A's two row halves, 6-7 B's column halves */
