@@ -37,6 +37,12 @@ from .creation import (arange, as_tensor, empty, empty_like, eye, full, full_lik
 from .device import device
 from .grad_mode import inference_mode, is_inference_mode_enabled
 from . import accelerator, backends, cuda  # noqa: E402  (torch.cuda, torch.accelerator, torch.backends)
+from . import amp  # noqa: E402
+from .amp import autocast  # noqa: E402
+from .amp.autocast_mode import (autocast_decrement_nesting, autocast_increment_nesting,  # noqa: E402
+                                clear_autocast_cache, get_autocast_dtype, is_autocast_cache_enabled,
+                                is_autocast_enabled, set_autocast_cache_enabled, set_autocast_dtype,
+                                set_autocast_enabled)
 
 from . import data, io, nn, optim  # noqa: E402  (they build on the names above)
 from . import utils  # noqa: E402  (torch.utils.data's path to the data API)
@@ -50,6 +56,7 @@ from .linalg.legacy import cholesky, pinverse, qr  # noqa: E402
 from .linalg.products import matrix_exp, matrix_power  # noqa: E402
 from .io.checkpoint import load, save  # noqa: E402
 from .jit import jit  # noqa: E402
+from .precision import get_float32_matmul_precision, set_float32_matmul_precision  # noqa: E402
 from . import func  # noqa: E402
 from .func import grad, value_and_grad  # noqa: E402  (function transforms; torch's is fg.autograd.grad)
 from .function import Function  # noqa: E402,F401  (also fg.autograd.Function)

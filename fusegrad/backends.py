@@ -1,11 +1,13 @@
 """`fg.backends`: the switches of torch.backends that training scripts set, accepted so the scripts
-run unchanged. They change nothing: fusegrad generates its own kernels (no cuDNN), which are
-deterministic and never use TF32. The `is_available()` queries give fusegrad's answers."""
+run unchanged. Only `cuda.matmul.allow_tf32` acts (fusegrad/precision.py: float32 products that
+cuBLAS computes may use TF32); the others change nothing: fusegrad generates its own kernels (no
+cuDNN), which are deterministic. The `is_available()` queries give fusegrad's answers."""
 from __future__ import annotations
 
 from types import SimpleNamespace
 
 from . import cuda as _cuda
+from . import precision
 
 
 def _no() -> bool:
@@ -19,7 +21,22 @@ def _no_version() -> None:
 # torch's defaults; assignments are kept so scripts that read them back see what they set
 cudnn = SimpleNamespace(enabled=True, benchmark=False, deterministic=False, allow_tf32=True,
                         is_available=_no, version=_no_version)
-cuda = SimpleNamespace(matmul=SimpleNamespace(allow_tf32=False, allow_fp16_reduced_precision_reduction=True,
-                                              allow_bf16_reduced_precision_reduction=True),
-                       is_built=_cuda.is_available)
+class _Matmul:
+    """torch.backends.cuda.matmul: `allow_tf32` is fg.set_float32_matmul_precision seen as a bool."""
+
+    allow_fp16_reduced_precision_reduction = True
+    allow_bf16_reduced_precision_reduction = True
+
+    @property
+    def allow_tf32(self) -> bool:
+        return precision.allow_tf32()
+
+    @allow_tf32.setter
+    def allow_tf32(self, value: bool) -> None:
+        if not isinstance(value, bool):
+            raise RuntimeError(f"allow_tf32 expects a bool, but got {type(value).__name__}")  # torch's error
+        precision.set_float32_matmul_precision("high" if value else "highest")
+
+
+cuda = SimpleNamespace(matmul=_Matmul(), is_built=_cuda.is_available)
 mps = SimpleNamespace(is_available=_no, is_built=_no)

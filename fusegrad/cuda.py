@@ -5,9 +5,13 @@ need a GPU raise the `DeviceError` that naming "cuda" raises anywhere in fusegra
 """
 from __future__ import annotations
 
+import warnings
+from types import SimpleNamespace
 from typing import Any
 
-from . import random
+from . import dtypes, random
+from .amp import GradScaler as _GradScaler
+from .amp import autocast as _autocast
 from .device import device as _device
 from .runtime import device_errors, registry
 
@@ -77,3 +81,25 @@ def max_memory_allocated(device: Any = None) -> int:
 def reset_peak_memory_stats(device: Any = None) -> None:
     """Start the peak count again from the bytes held now."""
     registry.get(_name(device)).allocator.reset_peak()
+
+
+class _CudaAutocast(_autocast):
+    """`fg.cuda.amp.autocast(...)`: `fg.amp.autocast("cuda", ...)`, deprecated as torch's is."""
+
+    def __init__(self, enabled: bool = True, dtype: Any = dtypes.float16, cache_enabled: bool = True):
+        warnings.warn("fg.cuda.amp.autocast(args...) is deprecated (as in torch): use fg.amp.autocast('cuda', args...)",
+                      FutureWarning, stacklevel=2)
+        super().__init__("cuda", dtype=dtype, enabled=enabled, cache_enabled=cache_enabled)
+
+
+class _CudaGradScaler(_GradScaler):
+    """`fg.cuda.amp.GradScaler(...)`: `fg.amp.GradScaler("cuda", ...)`, deprecated as torch's is."""
+
+    def __init__(self, init_scale: float = 2.0 ** 16, growth_factor: float = 2.0, backoff_factor: float = 0.5,
+                 growth_interval: int = 2000, enabled: bool = True):
+        warnings.warn("fg.cuda.amp.GradScaler(args...) is deprecated (as in torch): use fg.amp.GradScaler('cuda', "
+                      "args...)", FutureWarning, stacklevel=2)
+        super().__init__("cuda", init_scale, growth_factor, backoff_factor, growth_interval, enabled)
+
+
+amp = SimpleNamespace(autocast=_CudaAutocast, GradScaler=_CudaGradScaler)

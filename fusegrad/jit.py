@@ -32,6 +32,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from . import autocast_state
 from . import random as fgrandom
 from .engine import capture
 from .engine.memory import OutputPool, lifetimes, plan_arena
@@ -78,8 +79,8 @@ def _materialize(tensors: list[Tensor]) -> None:
 
 # ---- signatures ---------------------------------------------------------------------------------
 def _signature(args: tuple, kwargs: dict) -> tuple[tuple, list[Tensor]]:
-    """A hashable key for the arguments (tensors by shape/dtype/device, scalars by value) and the
-    argument tensors in order."""
+    """A hashable key for the arguments (tensors by shape/dtype/device, scalars by value) and the autocast
+    state, and the argument tensors in order."""
     tensors: list[Tensor] = []
     firsts: dict[int, int] = {}
 
@@ -96,7 +97,8 @@ def _signature(args: tuple, kwargs: dict) -> tuple[tuple, list[Tensor]]:
             return (dict, tuple((k, sig(v)) for k, v in x.items()))
         return (object, id(x))  # modules, optimizers and other objects: by identity
 
-    return (sig(args), sig(kwargs)), tensors
+    # the autocast state decides which casts the recorded ops made: a replay needs the same one
+    return (sig(args), sig(kwargs), autocast_state.key()), tensors
 
 
 def _flatten_outputs(out: Any, leaves: list[Tensor]) -> Any:

@@ -22,6 +22,7 @@ from .graph.shapes import (broadcast_shape, check_numel, infer_reshape, normaliz
                            two_stage_reduction)
 from .hostdata import node_from_data
 from .ops.arith import ArithmeticMixin
+from .ops.autocast import autocast_op
 from .ops.datashape import DataShapeMixin
 from .ops.elementwise import ElementwiseMixin
 from .ops.extra import ExtraMixin
@@ -426,6 +427,7 @@ class Tensor(ArithmeticMixin, ElementwiseMixin, MathMixin, ReduceMixin, Movement
         return axes if self.ndim else ()
 
     # ---- primitive reductions ---------------------------------------------------------
+    @autocast_op("sum")
     def sum(self, dim: Any = None, keepdim: bool = False, dtype: Any = None) -> "Tensor":
         x = self
         if dtype is not None:
@@ -434,6 +436,7 @@ class Tensor(ArithmeticMixin, ElementwiseMixin, MathMixin, ReduceMixin, Movement
             x = x.cast(dtypes.int64)  # like torch: integer and bool sums are int64
         return x._reduce(Op.SUM, dim, keepdim)
 
+    @autocast_op("prod")
     def prod(self, dim: Any = None, keepdim: bool = False, dtype: Any = None) -> "Tensor":
         x = self.cast(dtypes.to_dtype(dtype)) if dtype is not None else (
             self if self.dtype.is_floating_point else self.cast(dtypes.int64))

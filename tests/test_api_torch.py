@@ -355,7 +355,9 @@ def test_backends_switches_are_accepted():
     fg.backends.cuda.matmul.allow_tf32 = True
     assert fg.backends.cudnn.benchmark and fg.backends.mps.is_available() is torch.backends.mps.is_available()
     assert fg.backends.cudnn.is_available() is False and fg.backends.cuda.is_built() is fg.cuda.is_available()
+    assert fg.get_float32_matmul_precision() == "high"  # allow_tf32 is the precision setting
     fg.backends.cudnn.benchmark = fg.backends.cudnn.deterministic = False
+    fg.backends.cuda.matmul.allow_tf32 = False
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])

@@ -35,7 +35,7 @@ def test_quick_run_reports_every_part_as_json(quick_run):
     assert "torch.compile" in run["parts"]["train"]["skipped"]
     cold = quick_run["cold_start"]
     assert cold["cold"]["first_step_s"] > 0 and cold["warm"]["first_step_s"] > 0 and cold["generate"]["generate_s"] > 0
-    assert set(quick_run["targets"][0]) == {key for _, key, _, _ in gpt.TARGETS}
+    assert set(quick_run["targets"][0]) == {key for _, key, _, _ in gpt.TARGETS + gpt.GPU_TARGETS}
 
 
 def test_quick_run_contestants_agree(quick_run):

@@ -309,6 +309,27 @@ def test_plain_products_carry_a_cublas_descriptor() -> None:
         assert not cublas_rt.parse_descriptors(renderer_for("cuda").render_kernel(ir))
 
 
+def test_tf32_is_named_in_float32_descriptors_and_kernel_keys() -> None:
+    """With TF32 allowed a float32 product's descriptor asks cuBLAS for it and the kernel's key differs
+    (a kernel compiled under the other setting is never reused); half products are unaffected."""
+    x, w = cpu_array((64, 96), "float32"), cpu_array((80, 96), "float32")
+    h = cpu_array((64, 96), "bfloat16"), cpu_array((80, 96), "bfloat16")
+    renderer = renderer_for("cuda")
+    keys = {}
+    try:
+        for allowed in (False, True):
+            fg.backends.cuda.matmul.allow_tf32 = allowed
+            (ir,) = kernel_irs(x @ w.T)
+            (d,) = cublas_rt.parse_descriptors(renderer.render_kernel(ir)).values()
+            assert d.get("tf32", False) is allowed
+            keys[allowed] = kernel_key(create_schedule([(x @ w.T)._node])[0].spec)
+            (half,) = [ir for ir in kernel_irs(h[0] @ h[1].T) if "cublas" in renderer.render_kernel(ir)]
+            assert "tf32" not in cublas_rt.parse_descriptors(renderer.render_kernel(half))[half.name]
+    finally:
+        fg.set_float32_matmul_precision("highest")
+    assert keys[False] != keys[True]
+
+
 @needs_nvrtc
 def test_half_products_render_tensor_core_kernels() -> None:
     """float16/bfloat16 products carry a cuBLAS descriptor and render as the wmma kernel, with the

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
+from ..autocast_state import suspended
 from ..engine.realize import Draft, graph_key, graph_lock, pending_nodes, realize, run, steps_for
 from ..engine.schedule import toposort
 from ..errors import GradError
@@ -140,20 +141,21 @@ def _propagate(target: "Tensor | Sequence[Tensor]", seed: "Tensor | Sequence[Ten
     targets, seeds = (target, seed) if isinstance(target, (list, tuple)) else ((target,), (seed,))
     for t, g in zip(targets, seeds):
         grads[id(t)] = g if id(t) not in grads else grads[id(t)] + g
-    for t in reversed(order):
-        g = grads.get(id(t))
-        if g is None or id(t) not in relevant:
-            continue
-        if t._hooks is not None:
-            g = grads[id(t)] = _run_hooks(t, g)
-        ctx = t._ctx
-        if ctx is None:
-            continue
-        for inp, ig in zip(ctx.inputs, _rule(ctx)(ctx, t, g)):
-            if ig is None or id(inp) not in relevant:
+    with suspended():  # derivative rules run in the forward's dtypes: autocast casts nothing they build
+        for t in reversed(order):
+            g = grads.get(id(t))
+            if g is None or id(t) not in relevant:
                 continue
-            prev = grads.get(id(inp))
-            grads[id(inp)] = ig if prev is None else prev + ig
+            if t._hooks is not None:
+                g = grads[id(t)] = _run_hooks(t, g)
+            ctx = t._ctx
+            if ctx is None:
+                continue
+            for inp, ig in zip(ctx.inputs, _rule(ctx)(ctx, t, g)):
+                if ig is None or id(inp) not in relevant:
+                    continue
+                prev = grads.get(id(inp))
+                grads[id(inp)] = ig if prev is None else prev + ig
     # connected through ops of zero derivative only (floor, comparisons): zero, like torch
     for t in order:
         if wanted(t) and id(t) in relevant and id(t) not in grads and t.dtype.is_floating_point:

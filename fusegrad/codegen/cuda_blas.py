@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .. import dtypes
+from .. import dtypes, precision
 from ..graph.ops import Op
 from ..graph.symbolic import Lin, Var
 from .gemm import blas_operands, use_gemm
@@ -87,6 +87,7 @@ def blas_descriptor(ir: LoopIR) -> dict | None:
     places = [_offset(abase, batch), _offset(bbase, batch), _offset(g.c_base, batch)]
     if any(p is None for p in places):
         return None
-    return {"dtype": dtype, "m": g.m, "n": g.n, "k": g.k, "batch": batch.extent if batch else 1,
+    tf32 = {"tf32": True} if dtype == "float32" and precision.allow_tf32() else {}  # else exact (and older keys)
+    return {"dtype": dtype, **tf32, "m": g.m, "n": g.n, "k": g.k, "batch": batch.extent if batch else 1,
             "ta": ta, "tb": tb, "lda": lda, "ldb": ldb, "a": [g.a.param, *places[0]], "b": [g.b.param, *places[1]],
             "c": places[2], "bytes": [p.numel * p.dtype.itemsize for p in ir.params]}

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Hashable
 
-from .. import flags
+from .. import flags, precision
 from ..codegen import renderer_for
 from ..codegen.attention import lower_attention
 from ..codegen.recurrence import lower_recurrence
@@ -52,9 +52,10 @@ graph_lock = threading.RLock()  # see the module docstring; reentrant: planning 
 
 
 def kernel_key(spec: KernelSpec) -> tuple:
-    """A hashable description of the kernel's structure: equal keys render equal source."""
+    """A hashable description of the kernel's structure: equal keys render equal source (a float32
+    product's cuBLAS descriptor says whether TF32 is allowed: the setting joins the key when it is)."""
     ids: dict[int, int] = {id(n): i for i, n in enumerate(spec.inputs)}
-    entries: list[tuple] = [(spec.root.device,)]
+    entries: list[tuple] = [(spec.root.device, "tf32") if precision.allow_tf32() else (spec.root.device,)]
     entries.extend(("in", n.shape, n.dtype.name) for n in spec.inputs)
     stack: list[tuple[Node, bool]] = [(spec.root, False)]
     while stack:

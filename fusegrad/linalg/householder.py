@@ -12,6 +12,7 @@ from typing import Any
 
 from ..creation import eye
 from ..errors import ShapeError
+from ..ops.autocast import autocast_op
 from ..tensor import Tensor
 from ._common import QRResult, check_float, outer, pick, selectors
 
@@ -50,6 +51,7 @@ def _form_q(a: Tensor, vs: list[Tensor], taus: list[Tensor], cols: int) -> Tenso
     return q
 
 
+@autocast_op("linalg_qr")
 def qr(A: Tensor, mode: str = "reduced", *, out: Any = None) -> Any:
     """torch.linalg.qr: (Q, R) with Q orthonormal columns and R upper triangular, torch's signs.
     mode 'reduced' (Q m x k, R k x n), 'complete' (Q m x m, R m x n) or 'r' (Q empty, R k x n)."""

@@ -20,6 +20,7 @@ from .. import autograd
 from ..creation import arange, eye
 from ..errors import ShapeError
 from ..function import Function
+from ..ops.autocast import autocast_op
 from ..tensor import Tensor, tensor
 from ._common import EighResult, check_float, check_square, mT
 
@@ -105,6 +106,7 @@ class _Eigh(Function):
         return v @ inner @ mT(v), None
 
 
+@autocast_op("linalg_eigh")
 def eigh(A: Tensor, UPLO: str = "L", *, out: Any = None) -> Any:
     """torch.linalg.eigh: ascending eigenvalues and orthonormal eigenvectors (columns) of a symmetric A,
     read from its lower (UPLO='L') or upper triangle. Eigenvector signs are arbitrary, as LAPACK's are."""
@@ -117,11 +119,13 @@ def eigh(A: Tensor, UPLO: str = "L", *, out: Any = None) -> Any:
     return EighResult(*_Eigh.apply(A, UPLO == "U"))
 
 
+@autocast_op("linalg_eigvalsh")
 def eigvalsh(A: Tensor, UPLO: str = "L", *, out: Any = None) -> Tensor:
     """torch.linalg.eigvalsh: the ascending eigenvalues of a symmetric A."""
     return eigh(A, UPLO, out=out)[0]
 
 
+@autocast_op("linalg_svdvals")
 def svdvals(A: Tensor, *, driver: Any = None, out: Any = None) -> Tensor:
     """torch.linalg.svdvals: descending singular values, as square roots of eigvalsh(A^T A) (or A A^T),
     which squares A's condition number: accurate for well-conditioned A only."""

@@ -13,6 +13,7 @@ import numpy as np
 from .. import dtypes
 from ..creation import full
 from ..errors import ShapeError
+from ..ops.autocast import autocast_op
 from ..tensor import Tensor
 from ._common import LstsqResult, broadcast_batch, check_float, mT
 from .householder import qr
@@ -46,6 +47,7 @@ def pinv(A: Tensor, *, atol: Any = None, rtol: Any = None, hermitian: bool = Fal
     return mT(pinv(mT(A)))
 
 
+@autocast_op("linalg_lstsq")
 def lstsq(A: Tensor, B: Tensor, rcond: float | None = None, *, driver: str | None = None) -> Any:
     """torch.linalg.lstsq for a full-rank A: (solution, residuals, rank, singular_values) shaped per driver as
     torch's CPU (default gelsy): residuals only for tall A and drivers other than gelsy, rank from |diag R|

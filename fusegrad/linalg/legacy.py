@@ -4,22 +4,26 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..ops.autocast import autocast_op
 from ..tensor import Tensor
 from .householder import qr as _qr
 from .leastsq import pinv
 from .triangular import cholesky as _cholesky
 
 
+@autocast_op("cholesky")
 def cholesky(input: Tensor, upper: bool = False, *, out: Tensor | None = None) -> Tensor:
     """torch.cholesky: the lower (or upper) Cholesky factor."""
     return _cholesky(input, upper=upper, out=out)
 
 
+@autocast_op("qr")
 def qr(input: Tensor, some: bool = True, *, out: Any = None) -> Any:
     """torch.qr: (Q, R), reduced when `some`, else complete."""
     return _qr(input, "reduced" if some else "complete", out=out)
 
 
+@autocast_op("pinverse")
 def pinverse(input: Tensor, rcond: float = 1e-15) -> Tensor:
     """torch.pinverse: the pseudo-inverse, singular values below rcond * the largest cut."""
     return pinv(input, rtol=rcond)

@@ -14,6 +14,7 @@ from .. import autograd, dtypes
 from ..creation import arange, ones
 from ..errors import DTypeError, ShapeError
 from ..function import Function
+from ..ops.autocast import autocast_op
 from ..tensor import Tensor, cat
 from ._common import (InvExResult, LUFactorResult, LUResult, SlogdetResult, SolveExResult, broadcast_batch,
                       check_float, check_square, first_index, identity_like, mT, outer, pick, raise_on_info,
@@ -147,6 +148,7 @@ def _rhs(name: str, A: Tensor, B: Tensor, left: bool) -> tuple[Tensor, bool]:
     return B, vector
 
 
+@autocast_op("linalg_solve_ex")
 def solve_ex(A: Tensor, B: Tensor, *, left: bool = True, check_errors: bool = False) -> tuple[Tensor, Tensor]:
     """torch.linalg.solve_ex: (X, info) without reading values back unless check_errors."""
     check_float("linalg.solve", A, B)
@@ -165,6 +167,7 @@ def solve_ex(A: Tensor, B: Tensor, *, left: bool = True, check_errors: bool = Fa
     return SolveExResult(x, info)
 
 
+@autocast_op("linalg_solve")
 def solve(A: Tensor, B: Tensor, *, left: bool = True, out: Tensor | None = None) -> Tensor:
     """torch.linalg.solve: X with A X = B (or X A = B). A singular A raises LinAlgError, which reads a flag
     back from the device (a sync point, as torch's CPU kernel has; solve_ex has none)."""
@@ -173,6 +176,7 @@ def solve(A: Tensor, B: Tensor, *, left: bool = True, out: Tensor | None = None)
     return solve_ex(A, B, left=left, check_errors=True)[0]
 
 
+@autocast_op("linalg_inv_ex")
 def inv_ex(A: Tensor, *, check_errors: bool = False) -> tuple[Tensor, Tensor]:
     """torch.linalg.inv_ex: (A^{-1}, info) without reading values back unless check_errors."""
     check_float("linalg.inv", A)
@@ -184,6 +188,7 @@ def inv_ex(A: Tensor, *, check_errors: bool = False) -> tuple[Tensor, Tensor]:
     return InvExResult(x, info)
 
 
+@autocast_op("linalg_inv")
 def inv(A: Tensor, *, out: Tensor | None = None) -> Tensor:
     """torch.linalg.inv: A^{-1}. A singular A raises LinAlgError (a sync point, as on torch's CPU)."""
     if out is not None:
@@ -191,6 +196,7 @@ def inv(A: Tensor, *, out: Tensor | None = None) -> Tensor:
     return inv_ex(A, check_errors=True)[0]
 
 
+@autocast_op("det")
 def det(A: Tensor) -> Tensor:
     """torch.linalg.det (no sync: a singular matrix gives 0; its gradient is not defined here)."""
     check_float("linalg.det", A)
@@ -198,6 +204,7 @@ def det(A: Tensor) -> Tensor:
     return _Slogdet.apply(A)[2]
 
 
+@autocast_op("slogdet")
 def slogdet(A: Tensor) -> Any:
     """torch.linalg.slogdet: (sign, logabsdet); sign is 0 and logabsdet -inf for a singular A."""
     check_float("linalg.slogdet", A)
@@ -206,6 +213,7 @@ def slogdet(A: Tensor) -> Any:
     return SlogdetResult(sign, logabs)
 
 
+@autocast_op("logdet")
 def logdet(A: Tensor) -> Tensor:
     """torch.logdet: log det A (NaN for a negative determinant)."""
     sign, logabs = slogdet(A)
@@ -217,6 +225,7 @@ def _check_pivot(name: str, pivot: bool) -> None:
         raise NotImplementedError(f"{name}: LU without pivoting is not implemented on the CPU")
 
 
+@autocast_op("lu_factor")
 def lu_factor(A: Tensor, *, pivot: bool = True, out: Any = None) -> Any:
     """torch.linalg.lu_factor for square A: (LU, pivots) packed as LAPACK's getrf; gradients by composition."""
     if out is not None:
@@ -230,6 +239,7 @@ def lu_factor(A: Tensor, *, pivot: bool = True, out: Any = None) -> Any:
     return LUFactorResult(t, ipiv)
 
 
+@autocast_op("lu")
 def lu(A: Tensor, *, pivot: bool = True, out: Any = None) -> Any:
     """torch.linalg.lu for square A: (P, L, U) with A = P L U, L unit lower and U upper triangular."""
     if out is not None:
@@ -255,6 +265,7 @@ def _apply_pivots(b: Tensor, ipiv: Tensor, reverse: bool) -> Tensor:
     return b
 
 
+@autocast_op("lu_solve")
 def lu_solve(LU: Tensor, pivots: Tensor, B: Tensor, *, left: bool = True, adjoint: bool = False,
              out: Any = None) -> Tensor:
     """torch.linalg.lu_solve: X with A X = B (A^T X = B when adjoint; X A = B when not left), A = P L U given

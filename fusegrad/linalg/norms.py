@@ -6,6 +6,7 @@ from typing import Any
 
 from .. import dtypes
 from ..errors import ShapeError
+from ..ops.autocast import autocast_op
 from ..tensor import Tensor
 from ._common import broadcast_batch, broadcast_shapes, check_float
 
@@ -25,6 +26,7 @@ def _dims(x: Tensor, dim: Any) -> tuple[int, ...] | None:
     return tuple(d % x.ndim if x.ndim else 0 for d in dims) if dims else None
 
 
+@autocast_op("vector_norm")
 def vector_norm(x: Tensor, ord: Any = 2, dim: Any = None, keepdim: bool = False, *, dtype: Any = None,
                 out: Any = None) -> Tensor:
     """torch.linalg.vector_norm: ord 2, 1, inf, -inf, 0 or any other p, over dim (all elements by default)."""
@@ -56,6 +58,7 @@ def vector_norm(x: Tensor, ord: Any = 2, dim: Any = None, keepdim: bool = False,
     return _root(powered.sum(dims, keepdim), 1 / ord)
 
 
+@autocast_op("matrix_norm")
 def matrix_norm(A: Tensor, ord: Any = "fro", dim: tuple[int, int] = (-2, -1), keepdim: bool = False, *,
                 dtype: Any = None, out: Any = None) -> Tensor:
     """torch.linalg.matrix_norm: ord 'fro', 1, -1, inf, -inf, and 'nuc', 2, -2 from svdvals (see its accuracy)."""
@@ -105,6 +108,7 @@ def norm(A: Tensor, ord: Any = None, dim: Any = None, keepdim: bool = False, *, 
     raise ShapeError(f"linalg.norm: If dim is not specified but ord is, the input must be 1D or 2D. Got {A.ndim}D.")
 
 
+@autocast_op("linalg_cond")
 def cond(A: Tensor, p: Any = None, *, out: Any = None) -> Tensor:
     """torch.linalg.cond: sigma_max / sigma_min (p None, 2; -2 the inverse) from svdvals, else
     norm(A, p) * norm(A^{-1}, p) for square A (inf for an exactly singular A; no host read)."""
@@ -127,6 +131,7 @@ def cond(A: Tensor, p: Any = None, *, out: Any = None) -> Tensor:
     return result.where(info == 0, math.inf)
 
 
+@autocast_op("cdist")
 def cdist(x1: Tensor, x2: Tensor, p: float = 2.0, compute_mode: str = "use_mm_for_euclid_dist_if_necessary") -> Tensor:
     """torch.cdist: p-norm distances between the rows of x1 (..., P, M) and x2 (..., R, M) -> (..., P, R).
     Broadcasts the (..., P, R, M) differences (memory P*R*M per batch) for every p, also p = 2."""
@@ -144,6 +149,7 @@ def cdist(x1: Tensor, x2: Tensor, p: float = 2.0, compute_mode: str = "use_mm_fo
     return vector_norm(a.unsqueeze(-2) - b.unsqueeze(-3), p, -1)
 
 
+@autocast_op("linalg_cross")
 def cross(input: Tensor, other: Tensor, *, dim: int = -1, out: Any = None) -> Tensor:
     """torch.linalg.cross: the cross product of 3-vectors along dim (broadcast)."""
     if out is not None:
@@ -164,6 +170,7 @@ def cross(input: Tensor, other: Tensor, *, dim: int = -1, out: Any = None) -> Te
     return input.roll(-1, dim) * other.roll(-2, dim) - input.roll(-2, dim) * other.roll(-1, dim)
 
 
+@autocast_op("cross")
 def torch_cross(input: Tensor, other: Tensor, dim: int | None = None, *, out: Any = None) -> Tensor:
     """torch.cross: linalg.cross along dim, or (deprecated default) the first dim of size 3."""
     if dim is None:

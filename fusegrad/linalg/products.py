@@ -5,6 +5,7 @@ from typing import Any, Sequence
 
 from ..errors import ShapeError
 from ..function import Function
+from ..ops.autocast import autocast_op
 from ..tensor import Tensor, cat, tensor
 from ._common import check_float, check_square, identity_like, mT
 
@@ -16,6 +17,7 @@ def matmul(input: Tensor, other: Tensor, *, out: Any = None) -> Tensor:
     return input.matmul(other)
 
 
+@autocast_op("vecdot")
 def vecdot(x: Tensor, y: Tensor, *, dim: int = -1, out: Any = None) -> Tensor:
     """torch.linalg.vecdot: sum(x * y) over dim, broadcast (real inputs: no conjugation)."""
     if out is not None:
@@ -23,6 +25,7 @@ def vecdot(x: Tensor, y: Tensor, *, dim: int = -1, out: Any = None) -> Tensor:
     return (x * y).sum(dim)
 
 
+@autocast_op("multi_dot")
 def multi_dot(tensors: Sequence[Tensor], *, out: Any = None) -> Tensor:
     """torch.linalg.multi_dot: the product of 2-D matrices (the first and last may be 1-D vectors), multiplied
     left to right."""
@@ -111,6 +114,7 @@ class _MatrixExp(Function):
         return _MatrixExp.apply(block)[..., :n, n:]
 
 
+@autocast_op("matrix_exp")
 def matrix_exp(A: Tensor) -> Tensor:
     """torch.linalg.matrix_exp by scaling and squaring with a degree-18 Taylor polynomial (no host read;
     about 50 n x n products; the gradient is a matrix_exp of size 2n)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 from .. import autograd, dtypes
 from ..errors import ShapeError
 from ..function import Function
+from ..ops.autocast import autocast_op
 from ..tensor import Tensor
 from ._common import (CholeskyExResult, TriangularSolveResult, broadcast_batch, check_float, check_square,
                       first_index, mT, outer, pick, raise_on_info, selectors)
@@ -68,6 +69,7 @@ class _SolveTriangular(Function):
         return ga, gb, None, None, None
 
 
+@autocast_op("linalg_solve_triangular")
 def solve_triangular(A: Tensor, B: Tensor, *, upper: bool, left: bool = True, unitriangular: bool = False,
                      out: Tensor | None = None) -> Tensor:
     """torch.linalg.solve_triangular: X with A X = B (left) or X A = B, A triangular (only that triangle is read)."""
@@ -85,6 +87,7 @@ def solve_triangular(A: Tensor, B: Tensor, *, upper: bool, left: bool = True, un
     return _SolveTriangular.apply(a, b, bool(upper), bool(left), bool(unitriangular))
 
 
+@autocast_op("triangular_solve")
 def triangular_solve(b: Tensor, A: Tensor, upper: bool = True, transpose: bool = False,
                      unitriangular: bool = False) -> tuple[Tensor, Tensor]:
     """torch.triangular_solve (deprecated there): (solution of op(A) X = b, a copy of A)."""
@@ -132,6 +135,7 @@ class _Cholesky(Function):
         return _SolveTriangular.apply(low, ga, False, False, False)
 
 
+@autocast_op("linalg_cholesky_ex")
 def cholesky_ex(A: Tensor, *, upper: bool = False, check_errors: bool = False) -> tuple[Tensor, Tensor]:
     """torch.linalg.cholesky_ex: (L, info) without reading values back unless check_errors."""
     check_float("linalg.cholesky", A)
@@ -144,6 +148,7 @@ def cholesky_ex(A: Tensor, *, upper: bool = False, check_errors: bool = False) -
     return CholeskyExResult(mT(low) if upper else low, info)
 
 
+@autocast_op("linalg_cholesky")
 def cholesky(A: Tensor, *, upper: bool = False, out: Tensor | None = None) -> Tensor:
     """torch.linalg.cholesky: the Cholesky factor of SPD A. Raises LinAlgError for a non-positive-definite
     input, which reads the result back from the device (a sync point; cholesky_ex does not)."""
@@ -174,6 +179,7 @@ class _CholeskySolve(Function):
         return gb, -((common + mT(common)) @ low)
 
 
+@autocast_op("cholesky_solve")
 def cholesky_solve(B: Tensor, L: Tensor, upper: bool = False, *, out: Tensor | None = None) -> Tensor:
     """torch.cholesky_solve: X with A X = B where A = L L^T (or U^T U), two triangular solves."""
     if out is not None:

@@ -6,6 +6,7 @@ import math
 from typing import Sequence
 
 from ..errors import ShapeError
+from ..ops.autocast import autocast_op
 from ..tensor import Tensor
 from ..creation import arange
 
@@ -148,12 +149,14 @@ def expand_over_batch(v: Tensor, batch: int) -> Tensor:
     return v.expand((batch,) + v.shape[1:])
 
 
+@autocast_op("conv2d")
 def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: IntOrPair = 1,
            padding: str | IntOrPair = 0, dilation: IntOrPair = 1, groups: int = 1) -> Tensor:
     """2-D convolution (cross-correlation, like torch) with stride, padding, dilation and groups."""
     return _convnd(input, weight, bias, stride, padding, dilation, groups, 2)
 
 
+@autocast_op("conv1d")
 def conv1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: IntOrPair = 1,
            padding: str | IntOrPair = 0, dilation: IntOrPair = 1, groups: int = 1) -> Tensor:
     return _convnd(input, weight, bias, stride, padding, dilation, groups, 1)
@@ -180,6 +183,7 @@ def _dilate_input(x: Tensor, stride: tuple[int, ...]) -> Tensor:
     return x
 
 
+@autocast_op("conv_transpose2d")
 def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: IntOrPair = 1,
                      padding: IntOrPair = 0, output_padding: IntOrPair = 0, groups: int = 1,
                      dilation: IntOrPair = 1) -> Tensor:

@@ -9,6 +9,7 @@ from ..autograd import no_grad
 from ..errors import DTypeError, ShapeError
 from ..tensor import Tensor, where
 from ..creation import arange
+from ..ops.autocast import autocast_op
 from ..ops.scatter import gather_rows
 from .conv import expand_over_batch as _expand_over_batch
 from .conv import (adaptive_avg_pool2d, avg_pool2d, conv1d, conv2d, conv_transpose2d,  # noqa: F401
@@ -28,12 +29,14 @@ from .functional_loss import (cosine_embedding_loss, ctc_loss, gaussian_nll_loss
 # ---- activations and simple layers -------------------------------------------------------
 
 
+@autocast_op("linear")
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """input @ weight.T + bias."""
     out = input @ weight.T
     return out + bias if bias is not None else out
 
 
+@autocast_op("bilinear")
 def bilinear(input1: Tensor, input2: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """out[..., o] = sum_ij input1[..., i] weight[o, i, j] input2[..., j] + bias[o]: one product, one reduction."""
     out_f, in1, in2 = weight.shape
@@ -73,13 +76,11 @@ def sigmoid(input: Tensor) -> Tensor:
 
 
 def softmax(input: Tensor, dim: int = -1, dtype: Any = None) -> Tensor:
-    x = input.to(dtype) if dtype is not None else input
-    return x.softmax(dim)
+    return input.softmax(dim, dtype=dtype)  # the dtype passed on: under autocast a call's own dtype wins
 
 
 def log_softmax(input: Tensor, dim: int = -1, dtype: Any = None) -> Tensor:
-    x = input.to(dtype) if dtype is not None else input
-    return x.log_softmax(dim)
+    return input.log_softmax(dim, dtype=dtype)
 
 
 def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
@@ -117,6 +118,7 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None) -> 
 # ---- normalization -------------------------------------------------------------------------
 
 
+@autocast_op("layer_norm")
 def layer_norm(input: Tensor, normalized_shape: Sequence[int], weight: Tensor | None = None,
                bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
@@ -132,6 +134,7 @@ def layer_norm(input: Tensor, normalized_shape: Sequence[int], weight: Tensor | 
     return out + bias if bias is not None else out
 
 
+@autocast_op("rms_norm")
 def rms_norm(input: Tensor, normalized_shape: Sequence[int], weight: Tensor | None = None,
              eps: float | None = None) -> Tensor:
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
@@ -146,6 +149,7 @@ def dtypes_eps(t: Tensor) -> float:
         t.dtype.name, 1.1920928955078125e-07)
 
 
+@autocast_op("group_norm")
 def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None, bias: Tensor | None = None,
                eps: float = 1e-5) -> Tensor:
     n, c = input.shape[0], input.shape[1]
@@ -168,6 +172,7 @@ def _batch_stat(x: Tensor) -> Tensor:
     return (x.mean(spatial, keepdim=True) if spatial else x).mean(0, keepdim=True)
 
 
+@autocast_op("batch_norm")
 def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
                weight: Tensor | None = None, bias: Tensor | None = None, training: bool = False,
                momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
@@ -252,6 +257,7 @@ def _check_index_target(name: str, input: Tensor, target: Tensor) -> None:
         raise ShapeError(f"{name}: target shape {target.shape} does not match input shape {input.shape}")
 
 
+@autocast_op("nll_loss")
 def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, ignore_index: int = -100,
              reduction: str = "mean") -> Tensor:
     """Negative log-likelihood of class indices given log-probabilities (N, C, ...)."""
@@ -294,6 +300,7 @@ def _index_cross_entropy(input: Tensor, target: Tensor, ignore_index: int, reduc
     return loss.sum() / counted.sum().to(loss.dtype)
 
 
+@autocast_op("cross_entropy")
 def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, ignore_index: int = -100,
                   reduction: str = "mean", label_smoothing: float = 0.0) -> Tensor:
     """log_softmax + nll for class indices, or soft cross entropy for class probabilities (like torch)."""
@@ -337,15 +344,18 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, i
     return nll * (1 - label_smoothing) + smooth_loss * label_smoothing
 
 
+@autocast_op("mse_loss")
 def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
     diff = input - target
     return _reduce(diff * diff, reduction)
 
 
+@autocast_op("l1_loss")
 def l1_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
     return _reduce((input - target).abs(), reduction)
 
 
+@autocast_op("smooth_l1_loss")
 def smooth_l1_loss(input: Tensor, target: Tensor, reduction: str = "mean", beta: float = 1.0) -> Tensor:
     diff = (input - target).abs()
     if beta == 0:
@@ -353,11 +363,13 @@ def smooth_l1_loss(input: Tensor, target: Tensor, reduction: str = "mean", beta:
     return _reduce(where(diff < beta, diff * diff * (0.5 / beta), diff - 0.5 * beta), reduction)
 
 
+@autocast_op("huber_loss")
 def huber_loss(input: Tensor, target: Tensor, reduction: str = "mean", delta: float = 1.0) -> Tensor:
     diff = (input - target).abs()
     return _reduce(where(diff < delta, diff * diff * 0.5, (diff - 0.5 * delta) * delta), reduction)
 
 
+@autocast_op("binary_cross_entropy")
 def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
                          reduction: str = "mean") -> Tensor:
     """-(y log p + (1-y) log(1-p)), logs clamped at -100 like torch."""
@@ -367,6 +379,7 @@ def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = 
     return _reduce(loss * weight if weight is not None else loss, reduction)
 
 
+@autocast_op("binary_cross_entropy_with_logits")
 def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tensor | None = None,
                                      reduction: str = "mean", pos_weight: Tensor | None = None) -> Tensor:
     """Stable for any logit: only exp(-|x|) is ever computed."""
@@ -382,6 +395,7 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tens
     return _reduce(loss * weight if weight is not None else loss, reduction)
 
 
+@autocast_op("kl_div")
 def kl_div(input: Tensor, target: Tensor, reduction: str = "mean", log_target: bool = False) -> Tensor:
     """KL(target || exp(input)) with input given as log-probabilities."""
     if log_target:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import ShapeError
+from ..ops.autocast import autocast_op
 from ..tensor import Tensor, where
 
 _SELU_ALPHA = 1.6732632423543772848170429916717
@@ -25,11 +26,13 @@ def relu6(input: Tensor, inplace: bool = False) -> Tensor:
     return hardtanh(input, 0.0, 6.0)
 
 
+@autocast_op("selu")
 def selu(input: Tensor, inplace: bool = False) -> Tensor:
     """scale * elu(x, alpha) with the self-normalizing constants."""
     return input.elu(_SELU_ALPHA) * _SELU_SCALE
 
 
+@autocast_op("celu")
 def celu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
     """max(0, x) + min(0, alpha * (exp(x / alpha) - 1))."""
     if alpha == 0:
@@ -54,6 +57,7 @@ def hardswish(input: Tensor, inplace: bool = False) -> Tensor:
     return where(input < -3, 0.0, where(input > 3, input, input * (input + 3) / 6))
 
 
+@autocast_op("logsigmoid")
 def logsigmoid(input: Tensor) -> Tensor:
     """log(sigmoid(x)) = -softplus(-x), stable for large |x|."""
     neg = input < 0
@@ -100,6 +104,7 @@ def threshold(input: Tensor, threshold: float, value: float, inplace: bool = Fal
     return where(input > threshold, input, value)
 
 
+@autocast_op("prelu")
 def prelu(input: Tensor, weight: Tensor) -> Tensor:
     """max(0, x) + weight * min(0, x), with one weight per channel (dim 1) or one shared."""
     if weight.numel() != 1:

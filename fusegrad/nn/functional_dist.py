@@ -1,6 +1,7 @@
 """Normalization by a norm, and similarities and distances between vectors, from tensor ops."""
 from __future__ import annotations
 
+from ..ops.autocast import autocast_op
 from ..tensor import Tensor
 
 
@@ -9,6 +10,7 @@ def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12, o
     return input / input.norm(p, dim, keepdim=True).clamp(min=eps)
 
 
+@autocast_op("cosine_similarity")
 def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
     """sum(x1 / max(||x1||, eps) * x2 / max(||x2||, eps)) along dim (each norm clamped alone, like torch)."""
     n1, n2 = _clamped(x1.norm(2, dim, keepdim=True), eps), _clamped(x2.norm(2, dim, keepdim=True), eps)

@@ -13,6 +13,7 @@ from typing import Any
 from ..errors import ShapeError
 from ..tensor import Tensor, cat, stack, where
 from ..creation import empty, zeros
+from ..ops.autocast import autocast_call
 from ..ops.recurrence import fused_recurrence
 from . import functional as F
 from .conv import _gradient_buffer
@@ -22,6 +23,7 @@ from .utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 from .parameter import Parameter
 
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
+_AUTOCAST_OPS = {"RNN_TANH": "rnn_tanh", "RNN_RELU": "rnn_relu", "LSTM": "lstm", "GRU": "gru"}
 
 
 class RNNBase(Module):
@@ -136,13 +138,20 @@ class RNNBase(Module):
 
     def _run(self, x: Tensor, states: list[Tensor], lengths: Tensor | None) -> tuple[Tensor, list[list[Tensor]]]:
         """All layers over x (L, N, H_in); states holds h0 (and c0) in (layers*dirs, N, *) layout. With
-        lengths (N, 1), a sequence's state changes only at its own steps (t < length), in both directions."""
+        lengths (N, 1), a sequence's state changes only at its own steps (t < length), in both directions.
+        Under autocast the layers are one op, as torch's fused recurrent kernels are: inputs, states and
+        weights cast together."""
+        weights = [[self._weights(layer, d) for d in range(self._directions)] for layer in range(self.num_layers)]
+        return autocast_call(_AUTOCAST_OPS[self.mode], self._layers, x, states, lengths, weights)
+
+    def _layers(self, x: Tensor, states: list[Tensor], lengths: Tensor | None,
+                weights: list[list[dict[str, Tensor | None]]]) -> tuple[Tensor, list[list[Tensor]]]:
         length = x.shape[0]
         finals: list[list[Tensor]] = [[] for _ in states]
         for layer in range(self.num_layers):
             outs = []
             for direction in range(self._directions):
-                w = self._weights(layer, direction)
+                w = weights[layer][direction]
                 # the recurrent weights transposed once for all steps: each step's gradient then adds up in
                 # the products' own layout, one transpose at the end (32 transposed reads of every step's
                 # product took 14 ms of an LSTM's 29 ms jitted iteration)

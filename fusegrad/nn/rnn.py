@@ -5,6 +5,7 @@ import math
 from typing import Any
 
 from ..errors import ShapeError
+from ..ops.autocast import autocast_call
 from ..tensor import Tensor
 from ..creation import empty, zeros
 from . import functional as F
@@ -54,8 +55,34 @@ class _RNNCellBase(Module):
                              f"{(like.shape[0], self.hidden_size)}")
         return hx
 
+    def _params(self) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+        return self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh
+
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else ", bias=False")
+
+
+# one step of each cell from explicit tensors: under autocast a cell is one op, its tensors cast together
+def _lstm_step(x: Tensor, h: Tensor, c: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None,
+               b_hh: Tensor | None) -> tuple[Tensor, Tensor]:
+    i, f, g, o = (F.linear(x, w_ih, b_ih) + F.linear(h, w_hh, b_hh)).chunk(4, 1)
+    c_next = f.sigmoid() * c + i.sigmoid() * g.tanh()
+    return o.sigmoid() * c_next.tanh(), c_next
+
+
+def _gru_step(x: Tensor, h: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None, b_hh: Tensor | None) -> Tensor:
+    xr, xz, xn = F.linear(x, w_ih, b_ih).chunk(3, 1)
+    hr, hz, hn = F.linear(h, w_hh, b_hh).chunk(3, 1)
+    r = (xr + hr).sigmoid()
+    z = (xz + hz).sigmoid()
+    n = (xn + r * hn).tanh()
+    return (1 - z) * n + z * h
+
+
+def _rnn_step(x: Tensor, h: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None, b_hh: Tensor | None, *,
+              relu: bool) -> Tensor:
+    pre = F.linear(x, w_ih, b_ih) + F.linear(h, w_hh, b_hh)
+    return pre.relu() if relu else pre.tanh()
 
 
 class LSTMCell(_RNNCellBase):
@@ -70,10 +97,7 @@ class LSTMCell(_RNNCellBase):
         x, unbatched = self._check(input, None if hx is None else hx[0])
         h = self._hidden(None if hx is None else hx[0], x)
         c = self._hidden(None if hx is None else hx[1], x)
-        gates = F.linear(x, self.weight_ih, self.bias_ih) + F.linear(h, self.weight_hh, self.bias_hh)
-        i, f, g, o = gates.chunk(4, 1)
-        c_next = f.sigmoid() * c + i.sigmoid() * g.tanh()
-        h_next = o.sigmoid() * c_next.tanh()
+        h_next, c_next = autocast_call("lstm_cell", _lstm_step, x, h, c, *self._params())
         if unbatched:
             return h_next.squeeze(0), c_next.squeeze(0)
         return h_next, c_next
@@ -89,13 +113,7 @@ class GRUCell(_RNNCellBase):
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
         """h' from input (N, input_size) or (input_size,) and an optional hidden state h."""
         x, unbatched = self._check(input, hx)
-        h = self._hidden(hx, x)
-        xr, xz, xn = F.linear(x, self.weight_ih, self.bias_ih).chunk(3, 1)
-        hr, hz, hn = F.linear(h, self.weight_hh, self.bias_hh).chunk(3, 1)
-        r = (xr + hr).sigmoid()
-        z = (xz + hz).sigmoid()
-        n = (xn + r * hn).tanh()
-        h_next = (1 - z) * n + z * h
+        h_next = autocast_call("gru_cell", _gru_step, x, self._hidden(hx, x), *self._params())
         return h_next.squeeze(0) if unbatched else h_next
 
 
@@ -112,9 +130,9 @@ class RNNCell(_RNNCellBase):
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
         """h' from input (N, input_size) or (input_size,) and an optional hidden state h."""
         x, unbatched = self._check(input, hx)
-        h = self._hidden(hx, x)
-        pre = F.linear(x, self.weight_ih, self.bias_ih) + F.linear(h, self.weight_hh, self.bias_hh)
-        h_next = pre.tanh() if self.nonlinearity == "tanh" else pre.relu()
+        relu = self.nonlinearity == "relu"
+        h_next = autocast_call("rnn_relu_cell" if relu else "rnn_tanh_cell", _rnn_step, x, self._hidden(hx, x),
+                               *self._params(), relu=relu)
         return h_next.squeeze(0) if unbatched else h_next
 
     def extra_repr(self) -> str:

@@ -9,6 +9,7 @@ import math
 from typing import Sequence
 
 from ..errors import ShapeError
+from ..ops.autocast import autocast_call, autocast_op
 from ..tensor import Tensor, cat
 from ..creation import arange
 from .conv import IntOrPair, _dilate_input, _pad_spatial, _tuple, adaptive_avg_pool2d, avg_pool2d, max_pool2d
@@ -43,6 +44,9 @@ def _pad_dim(x: Tensor, dim: int, lo: int, hi: int, mode: str) -> Tensor:
     return cat(parts, dim) if len(parts) > 1 else x
 
 
+_PAD_OPS = {"reflect": "reflection_pad", "replicate": "replication_pad", "circular": "circular_pad"}
+
+
 def pad(input: Tensor, pad: Sequence[int], mode: str = "constant", value: float | None = None) -> Tensor:
     """F.pad: constant, reflect, replicate or circular, pairs (left, right, top, bottom, ...) from the last dim."""
     if mode == "constant":
@@ -59,9 +63,15 @@ def pad(input: Tensor, pad: Sequence[int], mode: str = "constant", value: float 
                                   f"(got {len(pad)} pads for a {input.ndim}-D input)")
     if any(p < 0 for p in pad):
         raise NotImplementedError(f"pad: negative {mode} padding is not supported, got {tuple(pad)}")
-    x = input
-    for i in range(dims):
-        x = _pad_dim(x, input.ndim - 1 - i, int(pad[2 * i]), int(pad[2 * i + 1]), mode)
+    # one op under autocast as torch's pad kernels are (their reflection and replication pads run in float32
+    # under CPU autocast): the concatenations inside cast nothing
+    return autocast_call(_PAD_OPS[mode], _pad_dims, input, pad, mode)
+
+
+def _pad_dims(x: Tensor, pad: Sequence[int], mode: str) -> Tensor:
+    ndim = x.ndim
+    for i in range(len(pad) // 2):
+        x = _pad_dim(x, ndim - 1 - i, int(pad[2 * i]), int(pad[2 * i + 1]), mode)
     return x
 
 
@@ -83,6 +93,7 @@ def _source(out: int, size: int, scale: float | None, align_corners: bool, like:
     return ((dst + 0.5) * step - 0.5).clamp(min=0)
 
 
+@autocast_op("interpolate")
 def interpolate(input: Tensor, size: int | Sequence[int] | None = None,
                 scale_factor: float | Sequence[float] | None = None, mode: str = "nearest",
                 align_corners: bool | None = None, recompute_scale_factor: bool | None = None,

@@ -15,6 +15,7 @@ import math
 from .. import dtypes
 from ..creation import arange
 from ..errors import DTypeError, ShapeError
+from ..ops.autocast import autocast_op
 from ..ops.extra import broadcast_shapes
 from ..ops.attention import fused_attention, prefers_fused
 from ..tensor import Tensor
@@ -53,6 +54,7 @@ def _repeat_heads(t: Tensor, groups: int) -> Tensor:
     return t.unsqueeze(-3).expand(*lead, h, groups, s, e).reshape(*lead, h * groups, s, e)
 
 
+@autocast_op("scaled_dot_product_attention")
 def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None = None,
                                  dropout_p: float = 0.0, is_causal: bool = False, scale: float | None = None,
                                  enable_gqa: bool = False) -> Tensor:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from .. import dtypes
 from ..errors import DTypeError
 from ..graph.ops import COMPARISON, Op
+from .autocast import autocast_op
 
 if TYPE_CHECKING:
     from ..tensor import Tensor
@@ -71,6 +72,7 @@ class ArithmeticMixin:
     def __rpow__(self: "Tensor", other: Any) -> "Tensor":
         return self._binary(Op.POW, other, reverse=True)
 
+    @autocast_op("pow")
     def pow(self: "Tensor", exponent: Any) -> "Tensor":
         if isinstance(exponent, (int, float)) and not isinstance(exponent, bool):
             # int ** 2.0 is a float, as in torch (float tensors keep their dtype: skip the promotion)
@@ -105,9 +107,11 @@ class ArithmeticMixin:
     def maximum(self: "Tensor", other: Any) -> "Tensor":
         return self._binary(Op.MAX, other)
 
+    @autocast_op("exp")
     def exp(self: "Tensor") -> "Tensor":
         return self._unary(Op.EXP)
 
+    @autocast_op("log")
     def log(self: "Tensor") -> "Tensor":
         return self._unary(Op.LOG)
 

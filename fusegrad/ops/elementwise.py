@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import autograd, dtypes
 from ..errors import DTypeError
+from .autocast import autocast_op
 
 if TYPE_CHECKING:
     from ..tensor import Tensor
@@ -150,10 +151,12 @@ class ElementwiseMixin:
         x = self.cast(dtypes.int64) if self.dtype is dtypes.bool_ else self
         return x * x
 
+    @autocast_op("reciprocal")
     def reciprocal(self: "Tensor") -> "Tensor":
         """1 / x, always floating."""
         return 1 / _float(self)
 
+    @autocast_op("rsqrt")
     def rsqrt(self: "Tensor") -> "Tensor":
         """1 / sqrt(x)."""
         return 1 / self.sqrt()
@@ -163,14 +166,17 @@ class ElementwiseMixin:
         """2 ** x (pow keeps integer powers of two exact)."""
         return 2.0 ** _float(self)
 
+    @autocast_op("log2")
     def log2(self: "Tensor") -> "Tensor":
         """Base-2 logarithm."""
         return self.log() * (1 / math.log(2))
 
+    @autocast_op("log10")
     def log10(self: "Tensor") -> "Tensor":
         """Base-10 logarithm."""
         return self.log() * (1 / math.log(10))
 
+    @autocast_op("expm1")
     def expm1(self: "Tensor") -> "Tensor":
         """exp(x) - 1, accurate near 0."""
         x = _float(self)
@@ -182,6 +188,7 @@ class ElementwiseMixin:
         value = _where(u == 1, x, _where(x * x < 1, near, um1))
         return _with_grad_of(value, um1)
 
+    @autocast_op("log1p")
     def log1p(self: "Tensor") -> "Tensor":
         """log(1 + x), accurate near 0."""
         x = _float(self)
@@ -193,10 +200,12 @@ class ElementwiseMixin:
         return _with_grad_of(value, u.log())
 
     # ---- trigonometric and hyperbolic ---------------------------------------------------
+    @autocast_op("tan")
     def tan(self: "Tensor") -> "Tensor":
         """Tangent."""
         return self.sin() / self.cos()
 
+    @autocast_op("tanh")
     def tanh(self: "Tensor") -> "Tensor":
         """Hyperbolic tangent: -expm1(-2|x|) / (2 + expm1(-2|x|)), mirrored for x < 0."""
         x = _float(self)
@@ -212,6 +221,7 @@ class ElementwiseMixin:
         _no_bool(self, "relu")
         return _where(self <= 0, 0, self)  # NaN stays NaN
 
+    @autocast_op("sigmoid")
     def sigmoid(self: "Tensor") -> "Tensor":
         """1 / (1 + exp(-x)), exponentiating only -|x| so no branch overflows."""
         x = _float(self)
@@ -224,6 +234,7 @@ class ElementwiseMixin:
         _need_float(self, "leaky_relu")
         return self.where(self > 0, self * negative_slope)
 
+    @autocast_op("elu")
     def elu(self: "Tensor", alpha: float = 1.0) -> "Tensor":
         """x for x > 0, else alpha * (exp(x) - 1)."""
         _need_float(self, "elu")
@@ -231,6 +242,7 @@ class ElementwiseMixin:
         negative_part = _where(pos, 0, self)  # exp of the positive side would overflow unused
         return self.where(pos, negative_part.expm1() * alpha)
 
+    @autocast_op("gelu")
     def gelu(self: "Tensor", approximate: str = "none") -> "Tensor":
         """x * Phi(x), exactly with erf ('none') or with the tanh approximation ('tanh')."""
         _need_float(self, "gelu")
@@ -241,11 +253,13 @@ class ElementwiseMixin:
             return self * 0.5 * (1 + inner.tanh())
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
 
+    @autocast_op("silu")
     def silu(self: "Tensor") -> "Tensor":
         """x * sigmoid(x) (swish)."""
         _need_float(self, "silu")
         return self * self.sigmoid()
 
+    @autocast_op("softplus")
     def softplus(self: "Tensor", beta: float = 1.0, threshold: float = 20.0) -> "Tensor":
         """log(1 + exp(beta * x)) / beta, and x itself where beta * x > threshold."""
         _need_float(self, "softplus")
@@ -254,6 +268,7 @@ class ElementwiseMixin:
         soft = _where(linear, 0, bx).exp().log1p()
         return self.where(linear, soft / beta if beta != 1 else soft)
 
+    @autocast_op("mish")
     def mish(self: "Tensor") -> "Tensor":
         """x * tanh(softplus(x))."""
         _need_float(self, "mish")

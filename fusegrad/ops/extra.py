@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
 from .. import dtypes
 from ..errors import DTypeError, GradError, ShapeError
 from ..graph.shapes import broadcast_shape, normalize_dim
+from .autocast import autocast_op
 from .extra_math import ExtraMathMixin
 from .inplace import _inplace
 
@@ -226,6 +227,7 @@ class ExtraMixin(ExtraMathMixin):
         return x
 
     # ---- products -------------------------------------------------------------------------
+    @autocast_op("trace")
     def trace(self: "Tensor") -> "Tensor":
         """Sum of the main diagonal of a 2-D tensor (int64 for integers)."""
         _need_dims("trace", self, 2)
@@ -252,32 +254,38 @@ class ExtraMixin(ExtraMathMixin):
                              f"{self.shape} and {other.shape}")
         return tensordot(self, other, ([-1], [-1]))
 
+    @autocast_op("vdot")
     def vdot(self: "Tensor", other: Any) -> "Tensor":
         """Dot product of two 1-D tensors (no conjugation: fusegrad is real)."""
         return self.dot(other)
 
+    @autocast_op("addmm")
     def addmm(self: "Tensor", mat1: "Tensor", mat2: "Tensor", *, beta: Any = 1, alpha: Any = 1) -> "Tensor":
         """beta * self + alpha * (mat1 @ mat2) for 2-D mat1 and mat2."""
         _need_dims("addmm", mat1, 2)
         _need_dims("addmm", mat2, 2)
         return _add_product("addmm", self, mat1.matmul(mat2), beta, alpha)
 
+    @autocast_op("addmv")
     def addmv(self: "Tensor", mat: "Tensor", vec: "Tensor", *, beta: Any = 1, alpha: Any = 1) -> "Tensor":
         """beta * self + alpha * (mat @ vec)."""
         _need_dims("addmv", mat, 2)
         _need_dims("addmv", vec, 1)
         return _add_product("addmv", self, mat.matmul(vec), beta, alpha)
 
+    @autocast_op("addr")
     def addr(self: "Tensor", vec1: "Tensor", vec2: "Tensor", *, beta: Any = 1, alpha: Any = 1) -> "Tensor":
         """beta * self + alpha * outer(vec1, vec2)."""
         _need_dims("addr", vec1, 1)
         _need_dims("addr", vec2, 1)
         return _add_product("addr", self, vec1.outer(vec2), beta, alpha)
 
+    @autocast_op("baddbmm")
     def baddbmm(self: "Tensor", batch1: "Tensor", batch2: "Tensor", *, beta: Any = 1, alpha: Any = 1) -> "Tensor":
         """beta * self + alpha * bmm(batch1, batch2)."""
         return _add_product("baddbmm", self, batch1.bmm(batch2), beta, alpha)
 
+    @autocast_op("addbmm")
     def addbmm(self: "Tensor", batch1: "Tensor", batch2: "Tensor", *, beta: Any = 1, alpha: Any = 1) -> "Tensor":
         """beta * self + alpha * (the sum over the batch of batch1[b] @ batch2[b])."""
         return _add_product("addbmm", self, batch1.bmm(batch2).sum(0, dtype=batch1.dtype), beta, alpha)
@@ -436,6 +444,7 @@ def triu_indices(row: int, col: int, offset: int = 0, *, dtype: Any = None, devi
     return _tri_indices(row, col, offset, False, dtype, device)
 
 
+@autocast_op("tensordot")
 def tensordot(a: "Tensor", b: "Tensor", dims: Any = 2, out: Any = None) -> "Tensor":
     """Contract a's dims dims[0] with b's dims[1] (an int n: a's last n with b's first n)."""
     from ..tensor import Tensor

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import dtypes
 from ..errors import DTypeError, ShapeError
+from .autocast import autocast_op
 
 if TYPE_CHECKING:
     from ..tensor import Tensor
@@ -102,6 +103,7 @@ class ExtraMathMixin:
         tail = x >= _ERFC_CF_FROM
         return _erfc_tail(x.clamp(min=_ERFC_CF_FROM)).where(tail, 1.0 - x.erf()).cast(out)
 
+    @autocast_op("erfinv")
     def erfinv(self: "Tensor") -> "Tensor":
         """The inverse of erf on [-1, 1] (+-inf at +-1, NaN outside)."""
         x, out = _wide(self)
@@ -139,12 +141,14 @@ class ExtraMathMixin:
         return result.cast(out)
 
     # ---- statistics -----------------------------------------------------------------------------
+    @autocast_op("quantile")
     def quantile(self: "Tensor", q: Any, dim: int | None = None, keepdim: bool = False, *,
                  interpolation: str = "linear") -> "Tensor":
         """The q-th quantiles along dim (all elements when None); a row with NaN gives NaN. q: a number
         or a 0-d/1-D tensor (its values are read on the host, as torch does, to check them)."""
         return self._quantile("quantile", q, dim, keepdim, interpolation, ignore_nan=False)
 
+    @autocast_op("nanquantile")
     def nanquantile(self: "Tensor", q: Any, dim: int | None = None, keepdim: bool = False, *,
                     interpolation: str = "linear") -> "Tensor":
         """quantile that ignores NaN (a row of NaN only gives NaN)."""

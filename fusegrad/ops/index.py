@@ -28,6 +28,7 @@ from ..errors import DTypeError, IndexOutOfRangeError, ShapeError
 from ..graph import node as G
 from ..graph.shapes import broadcast_shape
 from ..runtime import device_errors, registry
+from .autocast import autocast_op
 
 if TYPE_CHECKING:
     from ..tensor import Tensor
@@ -468,6 +469,7 @@ class IndexMixin:
         hit, val = _last_write(eq, src.unsqueeze(d + 1), d)
         return _place(val, self.shape).where(_place(hit, self.shape, False), self)
 
+    @autocast_op("scatter_add")
     def scatter_add(self: "Tensor", dim: int, index: Any, src: "Tensor") -> "Tensor":
         """self plus src summed into the positions `index` along `dim` (duplicates accumulate)."""
         return self.scatter(dim, index, src, reduce="add")

@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import dtypes
 from ..errors import ShapeError
+from .autocast import autocast_op
 from .index import _checked, _eq_arange, _index_tensor, _pick, _place
 from .scatter import SCATTER_DTYPES, index_add_rows
 
@@ -135,6 +136,7 @@ class IndexReduceMixin:
         full = checked.reshape(tuple(-1 if i == d else 1 for i in range(self.ndim))).expand(source.shape)
         return _scatter_reduce(self, d, full, src, "sum", include_self=True)
 
+    @autocast_op("index_copy")
     def index_copy(self: "Tensor", dim: int, index: Any, source: "Tensor") -> "Tensor":
         """self with source's slices written to the entries `index` (1-D) of `dim`."""
         d, source = _dim_source(self, dim, source)

@@ -13,6 +13,7 @@ import math
 from typing import TYPE_CHECKING, Any, Callable
 
 from .. import dtypes, views
+from ..autocast_state import suspended
 from ..errors import DTypeError, ShapeError
 from ..graph.shapes import shape_arg
 from .random import Generator, integers, uniform, zero_gradient_link
@@ -39,7 +40,8 @@ INPLACE = (
 
 def _inplace(name: str) -> Callable[..., "Tensor"]:
     def method(self: "Tensor", *args: Any, **kwargs: Any) -> "Tensor":
-        return _write(self, getattr(self._snapshot(), name)(*args, **kwargs), name)
+        with suspended():  # as torch's, in-place variants do not autocast: the op runs in the operands' dtypes
+            return _write(self, getattr(self._snapshot(), name)(*args, **kwargs), name)
     method.__name__ = method.__qualname__ = f"{name}_"
     method.__doc__ = f"In-place {name}: self becomes self.{name}(...)."
     return method

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from .. import dtypes
 from ..errors import DTypeError, Error, ShapeError
 from ..graph.ops import Op
+from .autocast import autocast_args, autocast_op, autocasts
 
 if TYPE_CHECKING:
     from ..tensor import Tensor
@@ -87,6 +88,7 @@ class LinalgMixin:
         from ..linalg.legacy import qr
         return qr(self, some)
 
+    @autocast_op("matmul")
     def matmul(self: "Tensor", other: "Tensor") -> "Tensor":
         """torch.matmul semantics: 1-D vectors, 2-D matrices and broadcast batches."""
         a, b = self, self._operand(other)
@@ -113,6 +115,7 @@ class LinalgMixin:
     def __rmatmul__(self: "Tensor", other: "Tensor") -> "Tensor":
         return self._operand(other).matmul(self)
 
+    @autocast_op("dot")
     def dot(self: "Tensor", other: "Tensor") -> "Tensor":
         """Inner product of two 1-D tensors of the same length."""
         other = self._operand(other)
@@ -122,6 +125,7 @@ class LinalgMixin:
         _same_dtype("dot", self, other)
         return _contract(self, other, 0)
 
+    @autocast_op("mm")
     def mm(self: "Tensor", mat2: "Tensor") -> "Tensor":
         """Product of two 2-D matrices."""
         mat2 = self._operand(mat2)
@@ -129,6 +133,7 @@ class LinalgMixin:
             raise ShapeError(f"mm: expected 2-D matrices, got shapes {self.shape} and {mat2.shape}")
         return self.matmul(mat2)
 
+    @autocast_op("bmm")
     def bmm(self: "Tensor", mat2: "Tensor") -> "Tensor":
         """Batched product of 3-D tensors with equal batch sizes (no broadcasting)."""
         mat2 = self._operand(mat2)
@@ -137,6 +142,7 @@ class LinalgMixin:
                              f"and {mat2.shape}")
         return self.matmul(mat2)
 
+    @autocast_op("mv")
     def mv(self: "Tensor", vec: "Tensor") -> "Tensor":
         """Product of a 2-D matrix and a 1-D vector."""
         vec = self._operand(vec)
@@ -238,8 +244,9 @@ def einsum(equation: str, *operands: Any) -> "Tensor":
         operands = tuple(operands[0])
     if not operands:
         raise EinsumError("einsum: needs at least one operand")
-    ops: Sequence["Tensor"] = operands
-    _same_dtype("einsum", *ops)
+    ops: Sequence["Tensor"] = autocast_args("einsum", *operands)
+    if not autocasts(*ops):  # under autocast, torch's einsum casts its products' operands and promotes the rest
+        _same_dtype("einsum", *ops)
     eq = equation.replace(" ", "")
     lhs, arrow, rhs = eq.partition("->")
     terms = lhs.split(",")
@@ -289,9 +296,15 @@ def einsum(equation: str, *operands: Any) -> "Tensor":
     acc = aligned[0]
     half = acc.dtype if acc.dtype in HALF_DTYPES else None
     for k in range(len(aligned)):
-        if k:
-            acc = acc.float() * aligned[k].float() if half else acc * aligned[k]
         later = {lab for _, labels in prepared[k + 1:] for lab in labels}
+        if k:
+            right = aligned[k]
+            # a product summing labels both sides hold is a bmm in torch's einsum, which autocast casts
+            if any(lab not in out and lab not in later and acc.shape[i] != 1 and right.shape[i] != 1
+                   for i, lab in enumerate(order)):
+                acc, right = autocast_args("bmm", acc, right)
+            half = acc.dtype if acc.dtype in HALF_DTYPES and right.dtype is acc.dtype else None
+            acc = acc.float() * right.float() if half else acc * right
         done = tuple(i for i, lab in enumerate(order) if lab not in out and lab not in later and acc.shape[i] != 1)
         if done:
             acc = acc.sum(done, keepdim=True, dtype=acc.dtype)

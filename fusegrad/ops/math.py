@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import dtypes
 from ..errors import DTypeError
+from .autocast import autocast_op
 from .elementwise import _where, _with_grad_of
 
 if TYPE_CHECKING:
@@ -117,6 +118,7 @@ class MathMixin:
 
     arctan = atan
 
+    @autocast_op("atan2")
     def atan2(self: "Tensor", other: Any) -> "Tensor":
         """Angle of the point (other, self) in (-pi, pi], with C's signed zeros and infinities."""
         y, x, out = _binary_float(self, other, "atan2", allow_int=True)
@@ -124,6 +126,7 @@ class MathMixin:
 
     arctan2 = atan2
 
+    @autocast_op("asin")
     def asin(self: "Tensor") -> "Tensor":
         """Arcsine: atan2(x, sqrt((1 - x)(1 + x))), accurate up to |x| = 1."""
         x, out = _compute(self)
@@ -131,6 +134,7 @@ class MathMixin:
 
     arcsin = asin
 
+    @autocast_op("acos")
     def acos(self: "Tensor") -> "Tensor":
         """Arccosine: atan2(sqrt((1 - x)(1 + x)), x)."""
         x, out = _compute(self)
@@ -139,6 +143,7 @@ class MathMixin:
     arccos = acos
 
     # ---- hyperbolic -------------------------------------------------------------------------
+    @autocast_op("sinh")
     def sinh(self: "Tensor") -> "Tensor":
         """Hyperbolic sine: (expm1(x) - expm1(-x)) / 2 for |x| < 1, else e/2 - 1/(2e) from exp(|x|/2)."""
         x, out = _compute(self)
@@ -153,6 +158,7 @@ class MathMixin:
 
         return _where(small, near, _mirror(x, far)).cast(out)
 
+    @autocast_op("cosh")
     def cosh(self: "Tensor") -> "Tensor":
         """Hyperbolic cosine: e/2 + 1/(2e) with e/2 = (exp(|x|/2)/2) * exp(|x|/2)."""
         x, out = _compute(self)
@@ -201,6 +207,7 @@ class MathMixin:
         # other never gets the branch: its gradient is zero, as in torch (not absent)
         return _where(b._const(True, dtypes.bool_), result, b).cast(out)
 
+    @autocast_op("logaddexp")
     def logaddexp(self: "Tensor", other: Any) -> "Tensor":
         """log(exp(self) + exp(other)) without overflow: max + log1p(exp(-|self - other|))."""
         a, b, out = _binary_float(self, other, "logaddexp", allow_int=False)
@@ -208,6 +215,7 @@ class MathMixin:
         d = _where(same_inf, 0, a - b)
         return _where(same_inf, a, a.maximum(b) + (-d.abs()).exp().log1p()).cast(out)
 
+    @autocast_op("logaddexp2")
     def logaddexp2(self: "Tensor", other: Any) -> "Tensor":
         """log2(2**self + 2**other) without overflow."""
         a, b, out = _binary_float(self, other, "logaddexp2", allow_int=False)
@@ -306,6 +314,7 @@ class MathMixin:
         px = _where(zero, 1, x) * math.pi
         return _where(zero, 1, px.sin() / px).cast(out)
 
+    @autocast_op("logit")
     def logit(self: "Tensor", eps: float | None = None) -> "Tensor":
         """log(x / (1 - x)), with x clamped to [eps, 1 - eps] when eps is given."""
         x = self.cast(dtypes.least_float(self.dtype))
@@ -324,6 +333,7 @@ class MathMixin:
         e = self._operand(other)
         return self.cast(dtypes.least_float(self.dtype)) * e.exp2()
 
+    @autocast_op("xlogy")
     def xlogy(self: "Tensor", other: Any) -> "Tensor":
         """self * log(other), 0 where self is 0 (unless other is NaN)."""
         x, y, out = _binary_float(self, other, "xlogy", allow_int=True)
@@ -355,11 +365,13 @@ class MathMixin:
             return a & b
         return _where((a <= b) | b.isnan(), a, b)
 
+    @autocast_op("nansum")
     def nansum(self: "Tensor", dim: Any = None, keepdim: bool = False, dtype: Any = None) -> "Tensor":
         """sum() counting NaN as 0."""
         x = _where(self.isnan(), 0, self) if self.dtype.is_floating_point else self
         return x.sum(dim, keepdim, dtype=dtype)
 
+    @autocast_op("nanmean")
     def nanmean(self: "Tensor", dim: Any = None, keepdim: bool = False, dtype: Any = None) -> "Tensor":
         """mean() of the elements that are not NaN."""
         x = self.cast(dtypes.to_dtype(dtype)) if dtype is not None else self
@@ -367,6 +379,7 @@ class MathMixin:
             raise DTypeError(f"nanmean() needs a floating point tensor, got {x.dtype.name}")
         return x.nansum(dim, keepdim) / (~x.isnan()).sum(dim, keepdim)
 
+    @autocast_op("addcmul")
     def addcmul(self: "Tensor", tensor1: Any, tensor2: Any, *, value: Any = 1) -> "Tensor":
         """self + value * tensor1 * tensor2."""
         _, dt = self._promote(tensor1, tensor2)
@@ -375,6 +388,7 @@ class MathMixin:
         product = self._operand(tensor1) * tensor2
         return (self + (product * value if value != 1 else product)).cast(dt)
 
+    @autocast_op("addcdiv")
     def addcdiv(self: "Tensor", tensor1: Any, tensor2: Any, *, value: Any = 1) -> "Tensor":
         """self + value * tensor1 / tensor2 (floating tensors only, like torch)."""
         _, dt = self._promote(tensor1, tensor2)
@@ -384,6 +398,7 @@ class MathMixin:
         quotient = t1 / tensor2
         return (self + (quotient * value if value != 1 else quotient)).cast(dtypes.promote_types(dt, quotient.dtype))
 
+    @autocast_op("dist")
     def dist(self: "Tensor", other: Any, p: float = 2) -> "Tensor":
         """The p-norm of self - other."""
         return (self - other).norm(p)

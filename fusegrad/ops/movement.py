@@ -14,6 +14,7 @@ from .. import dtypes
 from ..errors import DeviceError, IndexOutOfRangeError, ShapeError
 from ..graph.ops import Op
 from ..graph.shapes import normalize_dim, shape_tuple
+from .autocast import autocast_op
 
 if TYPE_CHECKING:
     from ..tensor import Tensor
@@ -372,6 +373,7 @@ def _check_same_device(tensors: Sequence["Tensor"], what: str) -> None:
         raise DeviceError(f"{what}: expected all tensors on the same device, got {sorted(devices)}")
 
 
+@autocast_op("cat")
 def cat(tensors: Sequence["Tensor"], dim: int = 0) -> "Tensor":
     """Join tensors along an existing dimension: each is padded into place and selected in (one fused kernel)."""
     from ..tensor import Tensor
@@ -414,6 +416,7 @@ def cat(tensors: Sequence["Tensor"], dim: int = 0) -> "Tensor":
 concat = concatenate = cat
 
 
+@autocast_op("stack")
 def stack(tensors: Sequence["Tensor"], dim: int = 0) -> "Tensor":
     """Join equal-shaped tensors along a new dimension."""
     tensors = list(tensors)

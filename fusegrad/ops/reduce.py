@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from .. import autograd, dtypes
 from ..errors import DTypeError
 from ..graph.shapes import normalize_dim
+from .autocast import autocast_op
 from .elementwise import FLOAT_MAX
 
 if TYPE_CHECKING:
@@ -139,6 +140,7 @@ class ReduceMixin:
         return self.bool().sum(dim)
 
     # ---- statistics ---------------------------------------------------------------------------
+    @autocast_op("mean")
     def mean(self: "Tensor", dim: Any = None, keepdim: bool = False, dtype: Any = None) -> "Tensor":
         """The sum over `dim` divided by the count (NaN for an empty reduction, as torch)."""
         x = self.cast(dtypes.to_dtype(dtype)) if dtype is not None else self
@@ -148,21 +150,25 @@ class ReduceMixin:
         count = math.prod(x.shape[a] for a in axes) if x.ndim else 1
         return x.sum(dim, keepdim) / (count if count else float("nan"))
 
+    @autocast_op("var")
     def var(self: "Tensor", dim: Any = None, unbiased: bool | None = None, keepdim: bool = False, *,
             correction: float | None = None) -> "Tensor":
         """Variance with `correction` (1 by default: Bessel's) subtracted from the count."""
         return self._var_mean(dim, unbiased, keepdim, correction, "var")[0]
 
+    @autocast_op("std")
     def std(self: "Tensor", dim: Any = None, unbiased: bool | None = None, keepdim: bool = False, *,
             correction: float | None = None) -> "Tensor":
         """Standard deviation: sqrt(var)."""
         return self._var_mean(dim, unbiased, keepdim, correction, "std")[0].sqrt()
 
+    @autocast_op("var_mean")
     def var_mean(self: "Tensor", dim: Any = None, unbiased: bool | None = None, keepdim: bool = False, *,
                  correction: float | None = None) -> tuple["Tensor", "Tensor"]:
         """(var, mean) from one pass over the mean."""
         return self._var_mean(dim, unbiased, keepdim, correction, "var_mean")
 
+    @autocast_op("std_mean")
     def std_mean(self: "Tensor", dim: Any = None, unbiased: bool | None = None, keepdim: bool = False, *,
                  correction: float | None = None) -> tuple["Tensor", "Tensor"]:
         """(std, mean) from one pass over the mean."""
@@ -186,6 +192,7 @@ class ReduceMixin:
         return var, mean if keepdim else mean.reshape(_reduced_shape(self.shape, axes, False))
 
     # ---- softmax family -----------------------------------------------------------------------
+    @autocast_op("logsumexp")
     def logsumexp(self: "Tensor", dim: Any = None, keepdim: bool = False) -> "Tensor":
         """log(sum(exp(x))) along dim, shifted by the maximum so nothing overflows."""
         x = self.cast(dtypes.least_float(self.dtype))
@@ -199,6 +206,7 @@ class ReduceMixin:
         total = (x - shift).exp().sum(axes, keepdim).log()
         return total + (shift if keepdim else shift.reshape(total.shape))
 
+    @autocast_op("softmax")
     def softmax(self: "Tensor", dim: int, dtype: Any = None) -> "Tensor":
         """exp(x) / sum(exp(x)) along dim (3 kernels: max, sum, normalize)."""
         x = self._softmax_input(dtype, "softmax")
@@ -207,6 +215,7 @@ class ReduceMixin:
         e = (x - x.detach().amax(dim, keepdim=True)).exp()
         return e / e.sum(dim, keepdim=True)
 
+    @autocast_op("log_softmax")
     def log_softmax(self: "Tensor", dim: int, dtype: Any = None) -> "Tensor":
         """x - logsumexp(x) along dim, without forming exp(x) / sum."""
         x = self._softmax_input(dtype, "log_softmax")
@@ -221,10 +230,12 @@ class ReduceMixin:
         return x
 
     # ---- scans ----------------------------------------------------------------------------------
+    @autocast_op("cumsum")
     def cumsum(self: "Tensor", dim: int, dtype: Any = None) -> "Tensor":
         """Running sum along dim (integers and bool accumulate in int64, like torch)."""
         return self._scan(dim, dtype, product=False)
 
+    @autocast_op("cumprod")
     def cumprod(self: "Tensor", dim: int, dtype: Any = None) -> "Tensor":
         """Running product along dim (integers and bool accumulate in int64, like torch)."""
         return self._scan(dim, dtype, product=True)
@@ -245,6 +256,7 @@ class ReduceMixin:
         return picked.prod(d + 1) if product else picked.sum(d + 1)
 
     # ---- norms ------------------------------------------------------------------------------------
+    @autocast_op("norm")
     def norm(self: "Tensor", p: Any = "fro", dim: Any = None, keepdim: bool = False, dtype: Any = None) -> "Tensor":
         """Vector p-norm over dim (all elements by default): p = 'fro', 2, 1, inf, -inf, 0 or any number."""
         x = self.cast(dtypes.to_dtype(dtype)) if dtype is not None else self

@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import autograd, dtypes
 from ..errors import DTypeError
+from .autocast import autocast_op
 from .sorting import ValuesIndices, _from_last, _iota, _select_slots, _to_last
 
 if TYPE_CHECKING:
@@ -67,6 +68,7 @@ class ScanMixin:
         """(values, indices) of the running minimum along dim (NaN propagates). O(n^2) per row."""
         return _running_extreme(self, dim, largest=False)
 
+    @autocast_op("logcumsumexp")
     def logcumsumexp(self: "Tensor", dim: int) -> "Tensor":
         """log(cumsum(exp(x))) along dim, each prefix shifted by its own maximum (no overflow). O(n^2)."""
         if not self.dtype.is_floating_point:

@@ -32,9 +32,9 @@ _DESCRIPTOR = re.compile(r"^// fusegrad cublas (\w+) (\{.*\})$", re.MULTILINE)
 WORKSPACE = 32 << 20  # bytes: cuBLAS's own workspace, given at creation so graph capture never allocates
 MARGIN = 0.9  # cuBLAS is kept when it takes under this fraction of the generated kernel's time
 _OP_N, _OP_T = 0, 1
-# cudaDataType_t of the half-precision operands, cublasComputeType_t CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT
-_CUDA_TYPES = {"float16": 2, "bfloat16": 14}
-_COMPUTE_32F, _GEMM_DEFAULT = 68, -1
+# cudaDataType_t of the operands, cublasComputeType_t CUBLAS_COMPUTE_32F(_FAST_TF32), CUBLAS_GEMM_DEFAULT
+_CUDA_TYPES = {"float16": 2, "bfloat16": 14, "float32": 0}
+_COMPUTE_32F, _COMPUTE_32F_FAST_TF32, _GEMM_DEFAULT = 68, 77, -1
 
 
 def descriptor_comment(name: str, descriptor: dict) -> str:
@@ -94,8 +94,11 @@ class CublasProgram:
         self._itemsize = np.dtype(_host_dtype(dtype)).itemsize
         real = ctypes.c_double if dtype == "float64" else ctypes.c_float  # halves scale by float32 alpha/beta
         self._one, self._zero = real(1.0), real(0.0)
-        if dtype in _CUDA_TYPES:
-            self._gemm = functools.partial(_gemm_ex, lib.cublasGemmStridedBatchedEx, _CUDA_TYPES[dtype])
+        if descriptor.get("tf32"):  # float32 operands on the TF32 tensor cores
+            self._gemm = functools.partial(_gemm_ex, lib.cublasGemmStridedBatchedEx, _CUDA_TYPES[dtype],
+                                           _COMPUTE_32F_FAST_TF32)
+        elif dtype in _CUDA_TYPES and dtype != "float32":
+            self._gemm = functools.partial(_gemm_ex, lib.cublasGemmStridedBatchedEx, _CUDA_TYPES[dtype], _COMPUTE_32F)
         else:
             self._gemm = lib.cublasDgemmStridedBatched if dtype == "float64" else lib.cublasSgemmStridedBatched
         self._handle = device.cublas_handle()
@@ -126,13 +129,13 @@ class CublasProgram:
         return self._device.timed(lambda: self.launch_pointers(pointers))
 
 
-def _gemm_ex(fn: Any, cuda_type: int, handle: Any, op_b: int, op_a: int, n: int, m: int, k: int, alpha: Any,
-             b: int, ldb: int, b_stride: int, a: int, lda: int, a_stride: int, beta: Any, c: int, ldc: int,
-             c_stride: int, batch: int) -> int:
+def _gemm_ex(fn: Any, cuda_type: int, compute: int, handle: Any, op_b: int, op_a: int, n: int, m: int, k: int,
+             alpha: Any, b: int, ldb: int, b_stride: int, a: int, lda: int, a_stride: int, beta: Any, c: int,
+             ldc: int, c_stride: int, batch: int) -> int:
     """cublasGemmStridedBatchedEx in the argument order of cublas{S,D}gemmStridedBatched: every
-    matrix of one half type, float32 accumulation and scalars."""
+    matrix of one type, float32 scalars, the given compute type."""
     return fn(handle, op_b, op_a, n, m, k, alpha, b, cuda_type, ldb, b_stride, a, cuda_type, lda, a_stride, beta,
-              c, cuda_type, ldc, c_stride, batch, _COMPUTE_32F, _GEMM_DEFAULT)
+              c, cuda_type, ldc, c_stride, batch, compute, _GEMM_DEFAULT)
 
 
 def _host_dtype(name: str) -> np.dtype:

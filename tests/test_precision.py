@@ -1,0 +1,45 @@
+"""fg.set_float32_matmul_precision and fg.backends.cuda.matmul.allow_tf32 against torch's."""
+import pytest
+import torch
+
+import fusegrad as fg
+
+
+@pytest.fixture(autouse=True)
+def _restore():
+    yield
+    fg.set_float32_matmul_precision("highest")
+    torch.set_float32_matmul_precision("highest")
+
+
+def test_precision_and_allow_tf32_are_one_switch_as_in_torch():
+    assert fg.get_float32_matmul_precision() == torch.get_float32_matmul_precision() == "highest"
+    for lib in (fg, torch):
+        lib.backends.cuda.matmul.allow_tf32 = True
+    assert fg.get_float32_matmul_precision() == torch.get_float32_matmul_precision() == "high"
+    for p in ("medium", "highest", "high"):
+        fg.set_float32_matmul_precision(p)
+        torch.set_float32_matmul_precision(p)
+        assert fg.backends.cuda.matmul.allow_tf32 is torch.backends.cuda.matmul.allow_tf32 is (p != "highest")
+
+
+def test_bad_settings_warn_or_raise_as_in_torch():
+    fg.set_float32_matmul_precision("high")
+    with pytest.warns(UserWarning, match="not one of"):
+        fg.set_float32_matmul_precision("fast")
+    assert fg.get_float32_matmul_precision() == "high"  # unchanged
+    for lib in (fg, torch):
+        with pytest.raises(RuntimeError, match="bool"):
+            lib.backends.cuda.matmul.allow_tf32 = "yes"
+
+
+@pytest.mark.skipif(not fg.cuda.is_available(), reason="TF32 products need a CUDA device")
+def test_tf32_products_on_cuda_stay_within_tf32_precision():
+    """With TF32 allowed a float32 product may lose the mantissa bits past the 10th, no more."""
+    rng = torch.Generator().manual_seed(0)
+    a, b = torch.randn(256, 512, generator=rng), torch.randn(512, 384, generator=rng)
+    want = (a.double() @ b.double()).numpy()
+    fg.backends.cuda.matmul.allow_tf32 = True
+    got = (fg.tensor(a.numpy(), device="cuda") @ fg.tensor(b.numpy(), device="cuda")).numpy()
+    scale = abs(want).max()
+    assert abs(got - want).max() <= 2.0 ** -10 * 4 * scale
