@@ -383,3 +383,21 @@ def test_bfloat16_products_run_on_amx_tiles():
     source = CRenderer().render_kernel(use_gemm(lower(item.spec, "k")))
     assert f"{gemm_c.AMX_MICRO}(" in source and "fg_amx_begin();" in source
     np.testing.assert_array_equal((a @ b).float().numpy(), np.full((64, 80), 96.0))
+
+
+@pytest.mark.parametrize("tiles", ["amx", "float32 panels"])
+def test_float32_operands_rounded_to_bfloat16_in_the_kernel_are_gemms(tiles, monkeypatch):
+    """autocast's cast of a float32 weight fuses into the product's kernel: the GEMM packs the weight
+    rounded to bfloat16 (no plain loops), as the product of the rounded values."""
+    if tiles == "amx" and not gemm_c.amx():
+        pytest.skip("this CPU has no AMX tiles for bfloat16 (or Linux did not grant them)")
+    monkeypatch.setattr(gemm_c, "amx", lambda: tiles == "amx")
+    rng = np.random.default_rng(3)
+    x = _bf16(rng.uniform(-2, 2, (150, 96)))
+    w = fg.tensor(rng.uniform(-2, 2, (70, 96)).astype(np.float32)).realize()
+    out = x @ w.to(fg.bfloat16).T
+    (item,) = create_schedule([out._node])
+    assert any(isinstance(s, Gemm) for s in use_gemm(lower(item.spec, "k")).stmts)
+    exact = x.float().numpy().astype(np.float64) @ _round_bf16(w.numpy().astype(np.float64)).T
+    want = fg.tensor(exact.astype(np.float32)).to(fg.bfloat16).float().numpy()
+    np.testing.assert_allclose(out.float().numpy(), want, rtol=2.0 ** -7, atol=1e-6)

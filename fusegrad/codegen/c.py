@@ -250,9 +250,9 @@ class CRenderer(CStyleRenderer):
         t, nr = self.storage_type(s.dtype), gemm_c.nr(s.dtype.name)
         rows, depth = tiles_for(s.m, s.n, s.k, s.dtype.name)
         if not load_vars(s.a) & batch:
-            which, (load, outer, width, size) = "a", (s.a, s.i_vars, rows, s.m)
+            which, (load, outer, width, size, rounded) = "a", (s.a, s.i_vars, rows, s.m, s.a_round)
         elif not load_vars(s.b) & batch:
-            which, (load, outer, width, size) = "b", (s.b, s.j_vars, nr, s.n)
+            which, (load, outer, width, size, rounded) = "b", (s.b, s.j_vars, nr, s.n, s.b_round)
         else:
             return []
         self._hoisted[id(s)] = which
@@ -261,7 +261,8 @@ class CRenderer(CStyleRenderer):
                 f"for (int64_t pc = 0; pc < {s.k}; pc += {depth}) {{",
                 f"  const int64_t kc = {s.k} - pc < {depth} ? {s.k} - pc : {depth};",
                 *["  " + line.removeprefix("    ") for line in
-                  self._pack(f"(hp + pc * {blocks * width})", load, outer, s.k_vars, "0", str(blocks), width, size)],
+                  self._pack(f"(hp + pc * {blocks * width})", load, outer, s.k_vars, "0", str(blocks), width, size,
+                             rounded=rounded)],
                 "}"]
 
     def compute_type(self, dtype: DType) -> str:
@@ -301,9 +302,11 @@ class CRenderer(CStyleRenderer):
         ap = f"hp + pc * {mb * rows}" if hoisted == "a" else "ap"
         bp = f"hp + pc * {nb * nr}" if hoisted == "b" else "bp"
         pack_b = [] if hoisted == "b" else ["    #pragma omp for schedule(static)",
-                                            *self._pack("bp", s.b, s.j_vars, s.k_vars, "0", str(nb), nr, s.n)]
+                                            *self._pack("bp", s.b, s.j_vars, s.k_vars, "0", str(nb), nr, s.n,
+                                                                rounded=s.b_round)]
         pack_a = [] if hoisted == "a" else ["      #pragma omp for schedule(static)",
-                                            *self._pack("ap", s.a, s.i_vars, s.k_vars, "ic", "ie", rows, s.m)]
+                                            *self._pack("ap", s.a, s.i_vars, s.k_vars, "ic", "ie", rows, s.m,
+                                                                rounded=s.a_round)]
         return "\n".join([
             "{",
             *([] if hoisted == "a" else [f"  {t}* ap = ({t}*)fg_pack_scratch(0, sizeof({t}) * {mb * rows * depth});"]),
@@ -349,11 +352,11 @@ class CRenderer(CStyleRenderer):
             f"    const int64_t kc = {s.k} - pc < {depth} ? {s.k} - pc : {depth};",
             f"    const int64_t kp = (kc + {gemm_c.AMX_K - 1}) / {gemm_c.AMX_K} * {gemm_c.AMX_K};",
             "    #pragma omp for schedule(static)",
-            *self._amx_pack("bp", s.b, s.j_vars, s.k_vars, "0", str(nb), cols, s.n, b_slot),
+            *self._amx_pack("bp", s.b, s.j_vars, s.k_vars, "0", str(nb), cols, s.n, b_slot, s.b_round),
             f"    for (int64_t ic = 0; ic < {mb}; ic += {block}) {{",
             f"      const int64_t ie = ic + {block} < {mb} ? ic + {block} : {mb};",
             "      #pragma omp for schedule(static)",
-            *self._amx_pack("ap", s.a, s.i_vars, s.k_vars, "ic", "ie", rows, s.m, a_slot),
+            *self._amx_pack("ap", s.a, s.i_vars, s.k_vars, "ic", "ie", rows, s.m, a_slot, s.a_round),
             "      #pragma omp for collapse(2) schedule(static)",
             f"      for (int64_t jb = 0; jb < {nb}; jb++) for (int64_t ib = ic; ib < ie; ib++) {{",
             f"        const int64_t mr = {s.m} - ib * {rows} < {rows} ? {s.m} - ib * {rows} : {rows};",
@@ -378,21 +381,25 @@ class CRenderer(CStyleRenderer):
                 f"p{s.c_param} + {s.c_base.render()}, {s.n});")
 
     def _pack(self, buf: str, load: Load, outer: tuple, ks: tuple, first: str, end: str, width: int,
-              size: int, slot: str | None = None) -> list[str]:
+              size: int, slot: str | None = None, rounded: DType | None = None) -> list[str]:
         """Loops copying `load` into panels of `width` rows/columns: buf[(blk*kc + k)*width + w].
         A linear index in plain variables takes `_pack_gather`. Otherwise the loop over whichever
         of k and w reads memory contiguously runs innermost. Coordinates
         are decomposed from the flat index once per row or panel and then stepped with carries,
         so packing a convolution window costs no division per element. With `slot` (an index in
         blk, w and kk), the panels hold the stored bits at that index instead and K runs to `kp`
-        (kc padded with zeros: the AMX layouts)."""
+        (kc padded with zeros: the AMX layouts). `rounded`: the half type each value rounds to first."""
         coefficients = dict(load.index.terms)
-        if slot is None and not load.valid and all(isinstance(a, Var) for a in coefficients) \
+        if slot is None and rounded is None and not load.valid and all(isinstance(a, Var) for a in coefficients) \
                 and load.index.hi < 1 << 31:
             return self._pack_gather(buf, load, outer, ks, first, end, width, size)
         k_contiguous = coefficients.get(ks[-1]) == 1 and coefficients.get(outer[-1]) != 1
         store = f"{buf}[{slot or f'(blk * kc + kk) * {width} + w'}]"
-        value = self.load(load) if slot is None else self._stored(load)
+        if rounded is None:
+            value = self.load(load) if slot is None else self._stored(load)
+        else:  # the rounding as the kernel's CAST renders it; AMX panels take its bfloat16 bits
+            value = self.expr(Alu(Op.CAST, (load,), rounded))
+            value = value if slot is None else f"fg_f32_to_bf16({value})"
         k_start = _declare(ks, "pc")
         if k_contiguous:  # e.g. the weight of x @ W.T: rows of W are contiguous along k
             return [f"      for (int64_t blk = {first}; blk < {end}; blk++) for (int64_t w = 0; w < {width}; w++) {{",
@@ -424,16 +431,16 @@ class CRenderer(CStyleRenderer):
                 "      }"]
 
     def _amx_pack(self, buf: str, load: Load, outer: tuple, ks: tuple, first: str, end: str, width: int,
-                  size: int, slot: str) -> list[str]:
+                  size: int, slot: str, rounded: DType | None) -> list[str]:
         """AMX panels of `load`: one support-library call per block when the operand is a plain strided
-        matrix (one outer and one reduction variable, one of them of unit stride, no guards), else
-        `_pack`'s loops into `slot`."""
+        matrix (its outer and its reduction variables each one strided run, one of the two of unit
+        stride, no guards), else `_pack`'s loops into `slot`."""
         coef = dict(load.index.terms)
-        if len(outer) != 1 or len(ks) != 1 or load.valid or any(not isinstance(a, Var) for a in coef) \
-                or 1 not in (coef.get(outer[0]), coef.get(ks[0])):
-            return self._pack(buf, load, outer, ks, first, end, width, size, slot)
+        ws, kstride = _flat_stride(coef, outer), _flat_stride(coef, ks)  # (a weight gradient's k: batch, time)
+        if load.valid or any(not isinstance(a, Var) for a in coef) or 1 not in (ws, kstride) \
+                or None in (ws, kstride) or rounded is not None:
+            return self._pack(buf, load, outer, ks, first, end, width, size, slot, rounded)
         rest = Lin(tuple((v, c) for v, c in load.index.terms if v not in outer and v not in ks), load.index.const)
-        ws, kstride = coef.get(outer[0], 0), coef.get(ks[0], 0)
         pairs = int(buf == "bp")
         return [f"      for (int64_t blk = {first}; blk < {end}; blk++)",
                 f"        fg_amx_pack({buf} + blk * kp * {width}, p{load.param} + {rest.render()} + "
@@ -496,8 +503,10 @@ class CRenderer(CStyleRenderer):
 
 
 def _amx(s: Gemm) -> bool:
-    """Whether the product runs on the AMX tiles: bfloat16 operands summed in float32, on a CPU that has them."""
-    return s.a.dtype is s.b.dtype is dtypes.bfloat16 and s.dtype is dtypes.float32 and gemm_c.amx()
+    """Whether the product runs on the AMX tiles: bfloat16 operands (loaded, or float32 rounded to
+    bfloat16) summed in float32, on a CPU that has them."""
+    return all((r or load.dtype) is dtypes.bfloat16 for load, r in ((s.a, s.a_round), (s.b, s.b_round))) \
+        and s.dtype is dtypes.float32 and gemm_c.amx()
 
 
 def _vendor(s: Gemm) -> bool:
@@ -517,6 +526,16 @@ def _compares(body: list) -> bool:
     """Whether the statements compute a comparison (a mask that gcc may turn into branches)."""
     return any(isinstance(e, Alu) and e.op in (Op.CMPLT, Op.CMPEQ)
                for s in body if isinstance(s, (Define, Accumulate)) for e in subexpressions(s.value))
+
+
+def _flat_stride(coefficients: dict, variables: tuple) -> int | None:
+    """The stride of the variables' flat row-major index when they step through memory as one strided
+    run (each variable's stride the next one's times its extent), else None."""
+    stride = coefficients.get(variables[-1], 0)
+    for inner, v in zip(variables[::-1], variables[-2::-1]):
+        if coefficients.get(v, 0) != coefficients.get(inner, 0) * inner.extent:
+            return None
+    return stride or None
 
 
 def _contiguous(coefficients: dict, ks: tuple) -> bool:

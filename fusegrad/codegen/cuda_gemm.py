@@ -128,7 +128,7 @@ def plan(ir: LoopIR) -> TiledGemm | None:
     # (the guards are folded above: this plan reads the folded statements too)
     gemm = next((s for s in recognize_gemm(ir).stmts if isinstance(s, Gemm)), None)
     nest = single_reduction_nest(ir)
-    if gemm is None or nest is None:
+    if gemm is None or nest is None or gemm.a_round or gemm.b_round:  # (operands rounded as read: plain loops)
         return None
     n_glob, body, a0 = nest
     found = match_contraction(body, a0)

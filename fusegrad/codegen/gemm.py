@@ -51,10 +51,14 @@ def load_vars(load: Load) -> set[Var]:
     return found
 
 
-def match_contraction(body: list, a0: int) -> tuple[int, int, Load, Load] | None:
-    """(number of reduce loops, index past the nest, load A, load B) when body[a0:] is acc = sum of a
-    product of loads. Loads of a half type widened to a float32 accumulator (torch's half products:
-    exact products summed in float32) count as loads; the packing converts them."""
+Operand = tuple[Load, "dtypes.DType | None"]  # a load and the half type its value rounds to first, if any
+
+
+def match_contraction(body: list, a0: int) -> tuple[int, int, Operand, Operand] | None:
+    """(number of reduce loops, index past the nest, operand A, operand B) when body[a0:] is acc = sum
+    of a product of loads. Loads of a half type widened to a float32 accumulator (torch's half
+    products: exact products summed in float32) count as loads, and so do float32 loads rounded to a
+    half type and widened back (autocast's cast of a float32 weight); the packing converts them."""
     acc = body[a0]
     n_red = 0
     while a0 + 1 + n_red < len(body) and isinstance(body[a0 + 1 + n_red], Loop):
@@ -62,28 +66,34 @@ def match_contraction(body: list, a0: int) -> tuple[int, int, Load, Load] | None
     if n_red == 0 or acc.op is not Op.SUM or acc.dtype.name not in GEMM_DTYPES:
         return None
     first = a0 + 1 + n_red
-    loads: dict[Ref, Load] = {}
+    operands: dict[Ref, Operand] = {}
     i = first
-    while i < len(body) and isinstance(body[i], Define) and i - first < 4:
+    while i < len(body) and isinstance(body[i], Define) and i - first < 6:
         d = body[i]
+        source = d.value.args[0] if isinstance(d.value, Alu) and d.value.op is Op.CAST else None
         if isinstance(d.value, Load) and d.value.param != 0:
-            loads[Ref(d.name, d.dtype)] = d.value
-        elif (isinstance(d.value, Alu) and d.value.op is Op.CAST and d.dtype == acc.dtype == dtypes.float32
-              and d.value.args[0] in loads and loads[d.value.args[0]].dtype in HALF_DTYPES):
-            loads[Ref(d.name, d.dtype)] = loads.pop(d.value.args[0])
+            operands[Ref(d.name, d.dtype)] = (d.value, None)
+        elif source in operands and acc.dtype == dtypes.float32 and d.dtype in (dtypes.float32, *HALF_DTYPES):
+            load, rounded = operands.pop(source)
+            if d.dtype == dtypes.float32 and (rounded or load.dtype) in HALF_DTYPES:  # widened: the product's
+                operands[Ref(d.name, d.dtype)] = (load, rounded)
+            elif d.dtype in HALF_DTYPES and rounded is None and load.dtype == dtypes.float32:  # rounded first
+                operands[Ref(d.name, d.dtype)] = (load, d.dtype)
+            else:
+                return None
         else:
             break
         i += 1
-    if len(loads) != 2 or i + 2 + n_red > len(body):
+    if len(operands) != 2 or i + 2 + n_red > len(body):
         return None
     mul, accum = body[i], body[i + 1]
     if not (isinstance(mul, Define) and isinstance(mul.value, Alu) and mul.value.op is Op.MUL
             and isinstance(accum, Accumulate) and accum.name == acc.name and accum.value == Ref(mul.name, mul.dtype)
             and all(isinstance(s, EndLoop) for s in body[i + 2:i + 2 + n_red])
-            and set(mul.value.args) == set(loads) and all(r.dtype == acc.dtype for r in loads)):
+            and set(mul.value.args) == set(operands) and all(r.dtype == acc.dtype for r in operands)):
         return None
-    la, lb = (loads[r] for r in loads)
-    return n_red, i + 2 + n_red, la, lb
+    oa, ob = (operands[r] for r in operands)
+    return n_red, i + 2 + n_red, oa, ob
 
 
 def fold_guards(ir: LoopIR) -> LoopIR:
@@ -127,7 +137,7 @@ def recognize_gemm(ir: LoopIR) -> LoopIR:
     found = match_contraction(body, a0)
     if found is None:
         return ir
-    n_red, end, la, lb = found
+    n_red, end, (la, ra), (lb, rb) = found
     if any(isinstance(s, (Loop, DefineAcc)) for s in body[end:]):
         return ir
     acc = body[a0]
@@ -135,12 +145,12 @@ def recognize_gemm(ir: LoopIR) -> LoopIR:
     globals_ = [s.var for s in stmts[:n_glob]]
     va, vb = load_vars(la), load_vars(lb)
     if globals_[-1] in va and globals_[-1] not in vb:  # columns: the operand the innermost loop reads
-        la, lb, va, vb = lb, la, vb, va
+        la, lb, va, vb, ra, rb = lb, la, vb, va, rb, ra
     rows = [v for v in globals_ if v in va and v not in vb]
     cols = [v for v in globals_ if v in vb and v not in va]
     m, n = math.prod(v.extent for v in rows), math.prod(v.extent for v in cols)
     if n < nr(acc.dtype.name) <= m:  # a narrow product (a 3x3 kernel's 9 weight-gradient columns) fills
-        la, lb, va, vb, rows, cols = lb, la, vb, va, cols, rows  # whole tiles the other way round
+        la, lb, va, vb, rows, cols, ra, rb = lb, la, vb, va, cols, rows, rb, ra  # whole tiles the other way round
     batch = [v for v in globals_ if v not in rows and v not in cols]
     batch, rows, cols = _direct_layout(globals_, batch, rows, cols, math.prod(v.extent for v in k_vars))
     store = body[-1]
@@ -157,7 +167,7 @@ def recognize_gemm(ir: LoopIR) -> LoopIR:
         params = params + [Param(acc.dtype, math.prod(v.extent for v in batch) * m * n, True, scratch=True)]
         c_read = _flat(batch + rows + cols)
         c_base = _only(c_read, batch)
-    gemm = Gemm(acc.dtype, tuple(rows), tuple(cols), k_vars, la, lb, c_base, c_param)
+    gemm = Gemm(acc.dtype, tuple(rows), tuple(cols), k_vars, la, lb, c_base, c_param, ra, rb)
     if gemm.m * gemm.n * gemm.k < MIN_GEMM_WORK or gemm.n < MIN_COLUMNS or gemm.m < MIN_ROWS:
         return ir
     epilogue = body[:a0] + [Define(acc.name, Load(c_param, c_read, (), acc.dtype), acc.dtype)] + body[end:]
@@ -230,7 +240,7 @@ def blas_operands(g: Gemm) -> tuple[tuple[bool, int, Lin], tuple[bool, int, Lin]
     is not a plain strided matrix (one row, one column and one reduction variable, unit stride
     along one of its two dimensions, no padding bounds)."""
     if len(g.i_vars) != 1 or len(g.j_vars) != 1 or len(g.k_vars) != 1 or g.a.valid or g.b.valid \
-            or not g.a.dtype == g.b.dtype == g.dtype:  # (half operands widened as packed: not a BLAS call)
+            or not g.a.dtype == g.b.dtype == g.dtype or g.a_round or g.b_round:  # (converted as packed: no BLAS)
         return None
     out = []
     for load, outer, inner in ((g.a, g.i_vars[0], g.k_vars[0]), (g.b, g.k_vars[0], g.j_vars[0])):

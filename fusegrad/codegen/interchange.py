@@ -70,12 +70,13 @@ def interchange_reduction(ir: LoopIR) -> LoopIR:
         return ir
     n_glob, body, a0 = nest
     acc = body[a0]
-    # the reduce loops open one inside the other; values read between two openings (lowered where
-    # first seen) join the innermost body, where each lane of the block reads its own
+    # the reduce loops open one inside the other; values read before or between their openings
+    # (lowered where first seen: a bias added to each term) join the innermost body, where each lane
+    # of the block reads its own
     red_vars: list[Var] = []
     between: list[Stmt] = []
     j = a0 + 1
-    while isinstance(body[j], Loop) or (red_vars and isinstance(body[j], Define) and _loop_follows(body, j)):
+    while isinstance(body[j], Loop) or (isinstance(body[j], Define) and _loop_follows(body, j)):
         if isinstance(body[j], Loop):
             red_vars.append(body[j].var)
         else:
@@ -106,25 +107,31 @@ def interchange_reduction(ir: LoopIR) -> LoopIR:
     if not along or not all(coefficient(ld.index, gi) in (0, 1) for ld in reads) or \
             any(coefficient(ld.index, red_vars[-1]) == 1 for ld in along):
         return ir
-    if store.dtype != acc.dtype or coefficient(store.index, gi) != 1 or acc.op not in _COMBINE \
-            or acc.dtype.name in ("bool", "float16", "bfloat16"):
+    # partial sums accumulate in the output buffer: of the accumulator's type, or float32 for a half
+    # sum widened as stored (the plain loops keep that sum in float too)
+    half_sum = acc.dtype.name in ("float16", "bfloat16") and store.dtype.name == "float32"
+    if (store.dtype != acc.dtype and not half_sum) or coefficient(store.index, gi) != 1 or acc.op not in _COMBINE \
+            or (acc.dtype.name in ("bool", "float16", "bfloat16") and not half_sum):
         return ir
+    partial = store.dtype
     block = _block_size(gi.extent)
     if block == 0:
         return ir
     blocks, lane = Var(gi.name + "b", gi.extent // block), Var(gi.name + "l", block)
     split = (atom(blocks) * block if blocks.extent > 1 else Lin((), 0)) + (atom(lane) if block > 1 else Lin((), 0))
     out_index = substitute(store.index, gi, split)
-    current = Load(0, out_index, (), acc.dtype)
+    current = Load(0, out_index, (), partial)
     value = _sub(inner[-1].value, gi, split)
+    if half_sum:  # the term joins the float32 partial sum unrounded
+        value = Alu(Op.CAST, (value,), partial)
     outer = [Loop(s.var, "global") for s in stmts[:n_glob - 1]]
     if blocks.extent > 1:
         outer.append(Loop(blocks, "global"))
-    new: list[Stmt] = outer + [acc, Loop(lane, "inner"), Store(0, out_index, Ref(acc.name, acc.dtype), acc.dtype),
+    new: list[Stmt] = outer + [acc, Loop(lane, "inner"), Store(0, out_index, Ref(acc.name, acc.dtype), partial),
                                EndLoop("inner")]
     new += [Loop(v, "reduce") for v in red_vars] + [Loop(lane, "inner")]
     new += [_sub_stmt(s, gi, split) for s in inner[:-1]]
-    new += [Store(0, out_index, Alu(_COMBINE[acc.op], (current, value), acc.dtype), acc.dtype), EndLoop("inner")]
+    new += [Store(0, out_index, Alu(_COMBINE[acc.op], (current, value), partial), partial), EndLoop("inner")]
     new += [EndLoop("reduce") for _ in red_vars]
     if body[:a0] or rest != [Store(store.param, store.index, Ref(acc.name, acc.dtype), store.dtype)]:
         # the epilogue re-reads each finished value; the inner block scope shadows the accumulator

@@ -127,6 +127,10 @@ class Gemm:
     b: Load
     c_base: Lin
     c_param: int = 0  # 0: the sums land in the output itself; else in this scratch parameter
+    # the half type an operand's loaded value rounds to before the product (a float32 weight that
+    # autocast casts to bfloat16 inside the kernel), or None
+    a_round: DType | None = None
+    b_round: DType | None = None
 
     @property
     def m(self) -> int:

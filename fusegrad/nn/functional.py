@@ -10,6 +10,7 @@ from ..errors import DTypeError, ShapeError
 from ..tensor import Tensor, where
 from ..creation import arange
 from ..ops.autocast import autocast_op
+from ..ops.composite import rounds_once
 from ..ops.scatter import gather_rows
 from .conv import expand_over_batch as _expand_over_batch
 from .conv import (adaptive_avg_pool2d, avg_pool2d, conv1d, conv2d, conv_transpose2d,  # noqa: F401
@@ -119,6 +120,7 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None) -> 
 
 
 @autocast_op("layer_norm")
+@rounds_once
 def layer_norm(input: Tensor, normalized_shape: Sequence[int], weight: Tensor | None = None,
                bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
@@ -135,6 +137,7 @@ def layer_norm(input: Tensor, normalized_shape: Sequence[int], weight: Tensor | 
 
 
 @autocast_op("rms_norm")
+@rounds_once
 def rms_norm(input: Tensor, normalized_shape: Sequence[int], weight: Tensor | None = None,
              eps: float | None = None) -> Tensor:
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
@@ -150,6 +153,7 @@ def dtypes_eps(t: Tensor) -> float:
 
 
 @autocast_op("group_norm")
+@rounds_once
 def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None, bias: Tensor | None = None,
                eps: float = 1e-5) -> Tensor:
     n, c = input.shape[0], input.shape[1]

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from .. import autograd, dtypes
 from ..errors import DTypeError
 from .autocast import autocast_op
+from .composite import rounds_once
 
 if TYPE_CHECKING:
     from ..tensor import Tensor
@@ -201,11 +202,13 @@ class ElementwiseMixin:
 
     # ---- trigonometric and hyperbolic ---------------------------------------------------
     @autocast_op("tan")
+    @rounds_once
     def tan(self: "Tensor") -> "Tensor":
         """Tangent."""
         return self.sin() / self.cos()
 
     @autocast_op("tanh")
+    @rounds_once
     def tanh(self: "Tensor") -> "Tensor":
         """Hyperbolic tangent: -expm1(-2|x|) / (2 + expm1(-2|x|)), mirrored for x < 0."""
         x = _float(self)
@@ -222,6 +225,7 @@ class ElementwiseMixin:
         return _where(self <= 0, 0, self)  # NaN stays NaN
 
     @autocast_op("sigmoid")
+    @rounds_once
     def sigmoid(self: "Tensor") -> "Tensor":
         """1 / (1 + exp(-x)), exponentiating only -|x| so no branch overflows."""
         x = _float(self)
@@ -235,6 +239,7 @@ class ElementwiseMixin:
         return self.where(self > 0, self * negative_slope)
 
     @autocast_op("elu")
+    @rounds_once
     def elu(self: "Tensor", alpha: float = 1.0) -> "Tensor":
         """x for x > 0, else alpha * (exp(x) - 1)."""
         _need_float(self, "elu")
@@ -243,6 +248,7 @@ class ElementwiseMixin:
         return self.where(pos, negative_part.expm1() * alpha)
 
     @autocast_op("gelu")
+    @rounds_once
     def gelu(self: "Tensor", approximate: str = "none") -> "Tensor":
         """x * Phi(x), exactly with erf ('none') or with the tanh approximation ('tanh')."""
         _need_float(self, "gelu")
@@ -254,12 +260,14 @@ class ElementwiseMixin:
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
 
     @autocast_op("silu")
+    @rounds_once
     def silu(self: "Tensor") -> "Tensor":
         """x * sigmoid(x) (swish)."""
         _need_float(self, "silu")
         return self * self.sigmoid()
 
     @autocast_op("softplus")
+    @rounds_once
     def softplus(self: "Tensor", beta: float = 1.0, threshold: float = 20.0) -> "Tensor":
         """log(1 + exp(beta * x)) / beta, and x itself where beta * x > threshold."""
         _need_float(self, "softplus")
@@ -269,6 +277,7 @@ class ElementwiseMixin:
         return self.where(linear, soft / beta if beta != 1 else soft)
 
     @autocast_op("mish")
+    @rounds_once
     def mish(self: "Tensor") -> "Tensor":
         """x * tanh(softplus(x))."""
         _need_float(self, "mish")

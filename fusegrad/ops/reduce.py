@@ -13,6 +13,7 @@ from .. import autograd, dtypes
 from ..errors import DTypeError
 from ..graph.shapes import normalize_dim
 from .autocast import autocast_op
+from .composite import in_float32, rounds_once
 from .elementwise import FLOAT_MAX
 
 if TYPE_CHECKING:
@@ -193,6 +194,7 @@ class ReduceMixin:
 
     # ---- softmax family -----------------------------------------------------------------------
     @autocast_op("logsumexp")
+    @rounds_once
     def logsumexp(self: "Tensor", dim: Any = None, keepdim: bool = False) -> "Tensor":
         """log(sum(exp(x))) along dim, shifted by the maximum so nothing overflows."""
         x = self.cast(dtypes.least_float(self.dtype))
@@ -212,8 +214,11 @@ class ReduceMixin:
         x = self._softmax_input(dtype, "softmax")
         if x.numel() == 0:
             return x
-        e = (x - x.detach().amax(dim, keepdim=True)).exp()
-        return e / e.sum(dim, keepdim=True)
+
+        def softmax(x: "Tensor") -> "Tensor":
+            e = (x - x.detach().amax(dim, keepdim=True)).exp()
+            return e / e.sum(dim, keepdim=True)
+        return in_float32(softmax, x)
 
     @autocast_op("log_softmax")
     def log_softmax(self: "Tensor", dim: int, dtype: Any = None) -> "Tensor":
@@ -221,8 +226,11 @@ class ReduceMixin:
         x = self._softmax_input(dtype, "log_softmax")
         if x.numel() == 0:
             return x
-        shifted = x - x.detach().amax(dim, keepdim=True)
-        return shifted - shifted.exp().sum(dim, keepdim=True).log()
+
+        def log_softmax(x: "Tensor") -> "Tensor":
+            shifted = x - x.detach().amax(dim, keepdim=True)
+            return shifted - shifted.exp().sum(dim, keepdim=True).log()
+        return in_float32(log_softmax, x)
 
     def _softmax_input(self: "Tensor", dtype: Any, name: str) -> "Tensor":
         x = self.cast(dtypes.to_dtype(dtype)) if dtype is not None else self
