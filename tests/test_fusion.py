@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import fusegrad as fg
+from fusegrad.engine.schedule import create_schedule
 from tests import helpers
 
 
@@ -294,3 +295,17 @@ def test_staged_sums_keep_shapes_and_values(shape, dim, keepdim):
     (got * fg.tensor(w)).sum().backward()
     (want * torch.tensor(w)).sum().backward()
     np.testing.assert_allclose(t.grad.numpy(), tt.grad.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_sums_read_through_a_cast_to_a_half_type_are_stored_as_that_type():
+    """A product that two kernels read only through its cast to bfloat16 (a Linear's output under
+    autocast, read by its consumers) is stored as bfloat16: its kernel rounds the sums as it writes them."""
+    a, b = fg.randn(256, 384).realize(), fg.randn(384, 320).realize()
+    y = (a @ b).to(fg.bfloat16)
+    z1, z2 = y.float().sum(0), y.float().sum(1)
+    roots = [it.spec.root for it in create_schedule([z1._node, z2._node])]
+    assert [r.dtype for r in roots if r.shape == (256, 320)] == [fg.bfloat16]
+    rounded = torch.from_numpy(a.numpy() @ b.numpy()).bfloat16().double().numpy()
+    # (a sum on either side of a rounding tie may round the other way: a bfloat16 unit in a few terms)
+    np.testing.assert_allclose(z1.numpy(), rounded.sum(0), rtol=1e-3, atol=2.0)
+    np.testing.assert_allclose(z2.numpy(), rounded.sum(1), rtol=1e-3, atol=2.0)

@@ -231,7 +231,25 @@ def materialized_nodes(order: list[Node], targets: list[Node]) -> set[int]:
         inner[id(node)] = frozenset() if id(node) in keep else below
     keep.update(assembled)  # read as the operand of a product, it must be a plain buffer, not guarded pieces
     _share_reductions(order, keep)
+    _store_narrowed(order, keep, consumers, {id(t) for t in targets})
     return keep
+
+
+def _store_narrowed(order: list[Node], keep: set[int], consumers: dict[int, int], targets: set[int]) -> None:
+    """A kept float32 value read only through a cast to a half type (a product's sums or an activation
+    under autocast) stores the cast instead: its kernel rounds the values as it writes them, and every
+    reader loads half the bytes (the float32 values stored, each reader rounded them again)."""
+    for node in order:
+        if node.op is Op.CAST and node.dtype in (dtypes.float16, dtypes.bfloat16) and id(node) not in keep \
+                and node.buffer is None:
+            source = node.srcs[0]
+            while source.op in MOVEMENT and source.buffer is None and consumers.get(id(source), 0) == 1:
+                source = source.srcs[0]  # (the product's sums reshaped into the output's shape)
+            if id(source) in keep and id(source) not in targets and source.buffer is None \
+                    and source.op in REDUCE | ELEMENTWISE and source.dtype is dtypes.float32 \
+                    and consumers.get(id(source), 0) == 1:
+                keep.discard(id(source))
+                keep.add(id(node))
 
 
 def _share_reductions(order: list[Node], keep: set[int]) -> None:
