@@ -157,12 +157,16 @@ def gpt_outputs() -> list[fg.Tensor]:
 
 
 def attention_outputs() -> list[fg.Tensor]:
-    """The fused attention kernels: forward and both gradients, causal, head dims of 8 and 5."""
+    """The fused attention kernels: forward and both gradients, causal, head dims of 8 and 5; and heads
+    of 300 (32 lanes a row: fewer rows a block, shorter tiles)."""
     from fusegrad.ops.attention import fused_attention
-    q, k, v = (fg.tensor(RNG.standard_normal(s).astype(np.float32), requires_grad=True)
-               for s in ((2, 3, 16, 8), (2, 3, 12, 8), (2, 3, 12, 5)))
-    out = fused_attention(q, k, v, 0.3, True)
-    return [out, *fg.autograd.grad(out.square().sum(), [q, k, v])]
+    outs = []
+    for shapes, causal in ((((2, 3, 16, 8), (2, 3, 12, 8), (2, 3, 12, 5)), True),
+                           (((1, 5, 300), (1, 6, 300), (1, 6, 3)), False)):
+        q, k, v = (fg.tensor(RNG.standard_normal(s).astype(np.float32), requires_grad=True) for s in shapes)
+        out = fused_attention(q, k, v, 0.3, causal)
+        outs += [out, *fg.autograd.grad(out.square().sum(), [q, k, v])]
+    return outs
 
 
 def recurrence_outputs() -> list[fg.Tensor]:
