@@ -596,3 +596,24 @@ def test_cuda_ops_match_torch_autocast(name):
     tol = TOL["float16"]
     np.testing.assert_allclose(got.double().numpy(), ref, rtol=tol, atol=tol * max(1.0, float(np.abs(ref).max())))
 
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+@pytest.mark.parametrize("op", ["gelu", "silu", "tanh", "sigmoid", "softplus", "mish", "softmax", "log_softmax",
+                                "layer_norm"])
+def test_composite_ops_round_half_inputs_once(op, dtype):
+    """An activation, a softmax or a norm of half values is computed in float32 and rounded once, as
+    torch's kernels do: the float64 result of the same inputs rounded to the half type, but for the odd
+    value a float32 ulp moves across a rounding boundary (rounded after each of its primitives, a GELU
+    of bfloat16 values missed that in a few percent of the values)."""
+    x = np.random.default_rng(4).uniform(-4, 4, (64, 48)).astype(np.float32)
+    fx, tx = fg.tensor(x).to(dtype), torch.from_numpy(x).to(getattr(torch, dtype))
+    calls = {"softmax": lambda lib, t: lib.nn.functional.softmax(t, -1),
+             "log_softmax": lambda lib, t: lib.nn.functional.log_softmax(t, -1),
+             "layer_norm": lambda lib, t: lib.nn.functional.layer_norm(t, (48,))}
+    call = calls.get(op, lambda lib, t: getattr(lib.nn.functional, op)(t))
+    got = call(fg, fx)
+    assert got.dtype == getattr(fg, dtype) and call(torch, tx).dtype == getattr(torch, dtype)
+    exact = call(torch, tx.double()).to(getattr(torch, dtype)).float().numpy()
+    same = got.float().numpy() == exact
+    assert same.mean() > 0.98, f"{op}: {1 - same.mean():.2%} of the values are not the exact result rounded"
