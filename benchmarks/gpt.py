@@ -24,7 +24,9 @@ Four parts (`--parts`), each a race of contestants in one child process per thre
   for (a user's first step has the whole machine: its compiler runs on every core); and the sampling of
   --tokens tokens in a fresh process with another empty cache.
 
-`--device opencl` runs fusegrad there and PyTorch on the CPU. `--quick` leaves torch.compile out: compiling
+`--autocast bfloat16` (or float16) runs each training step's forward and loss under `fg.autocast` and
+`torch.autocast` of that dtype (the mixed-precision issue's comparison). `--device opencl` runs
+fusegrad there and PyTorch on the CPU. `--quick` leaves torch.compile out: compiling
 the GPT step takes it 40-100 s on a loaded 2-core machine (name it in `--peers` to race it anyway). The summary
 gives median times, fusegrad's speedups (peer time / fusegrad time: above 1, fusegrad is faster) and the
 targets of the GPT issue; the last line is the whole result as JSON.
@@ -79,6 +81,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=10, help="turns the timed seconds are split into")
     p.add_argument("--peers", default=None, help=f"subset of {','.join(PEERS)} (default all; --quick: no compile)")
     p.add_argument("--parts", default=",".join(PARTS), help=f"subset of {','.join(PARTS)}")
+    p.add_argument("--autocast", default=None, choices=("bfloat16", "float16"),
+                   help="train: forward and loss under fg.autocast / torch.autocast in this dtype on both sides")
     p.add_argument("--compile-modes", default=None,
                    help="torch.compile modes to race (default: default, and on CUDA also "
                         "max-autotune-no-cudagraphs,reduce-overhead)")
@@ -196,7 +200,9 @@ def fusegrad_train(args: argparse.Namespace, config: Any, batches: list, skipped
 
         def train_step(x: Any, y: Any) -> Any:
             opt.zero_grad()
-            _, loss = model(x, y)
+            with fg.autocast(fg.device(args.device).type, dtype=getattr(fg, args.autocast or "bfloat16"),
+                             enabled=args.autocast is not None):
+                _, loss = model(x, y)
             loss.backward()
             clip_grad_norm_(params, CLIP)
             opt.step()
@@ -227,7 +233,9 @@ def torch_train(torch: Any, args: argparse.Namespace, config: Any, state: dict[s
 
         def train_step(x: Any, y: Any, model: Any = model, opt: Any = opt, params: list = params) -> Any:
             opt.zero_grad(set_to_none=True)
-            _, loss = model(x, y)
+            with torch.autocast(dev, dtype=getattr(torch, args.autocast or "bfloat16"),
+                                enabled=args.autocast is not None):
+                _, loss = model(x, y)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, CLIP)
             opt.step()
