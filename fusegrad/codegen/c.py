@@ -437,13 +437,15 @@ class CRenderer(CStyleRenderer):
         stride, no guards), else `_pack`'s loops into `slot`."""
         coef = dict(load.index.terms)
         ws, kstride = _flat_stride(coef, outer), _flat_stride(coef, ks)  # (a weight gradient's k: batch, time)
+        plain = rounded is None or load.dtype is dtypes.float32  # bfloat16 bits, or float32 to round to them
         if load.valid or any(not isinstance(a, Var) for a in coef) or 1 not in (ws, kstride) \
-                or None in (ws, kstride) or rounded is not None:
+                or None in (ws, kstride) or not plain:
             return self._pack(buf, load, outer, ks, first, end, width, size, slot, rounded)
+        routine = "fg_amx_pack" if rounded is None else "fg_amx_pack_f32"
         rest = Lin(tuple((v, c) for v, c in load.index.terms if v not in outer and v not in ks), load.index.const)
         pairs = int(buf == "bp")
         return [f"      for (int64_t blk = {first}; blk < {end}; blk++)",
-                f"        fg_amx_pack({buf} + blk * kp * {width}, p{load.param} + {rest.render()} + "
+                f"        {routine}({buf} + blk * kp * {width}, p{load.param} + {rest.render()} + "
                 f"blk * {width * ws} + pc * {kstride}, {ws}, {kstride}, {size} - blk * {width} < {width} ? "
                 f"{size} - blk * {width} : {width}, kc, kp, {pairs});"]
 

@@ -257,6 +257,8 @@ AMX_DECLARATIONS = (
     "void fg_amx_begin(void);\nvoid fg_amx_end(void);\n"
     "void fg_amx_pack(uint16_t* dst, const uint16_t* src, int64_t ws, int64_t ks, int64_t count, int64_t kc, "
     "int64_t kp, int pairs);\n"
+    "void fg_amx_pack_f32(uint16_t* dst, const float* src, int64_t ws, int64_t ks, int64_t count, int64_t kc, "
+    "int64_t kp, int pairs);\n"
     f"void {AMX_MICRO}(int64_t kp, const uint16_t* ap, const uint16_t* bp, float* c, int64_t ldc, int64_t mr, "
     "int64_t nr, int first);\n")
 
@@ -280,35 +282,48 @@ void fg_amx_end(void) { _tile_release(); }
 /* One block of 32 rows (A's layout) or, with `pairs`, 32 columns (B's) of an operand whose element (w, k)
    is src[w * ws + k * ks], one of the strides 1: `count` of the 32 exist, k runs to kc, zeros to kp.
    Each case walks the source contiguously (a strided operand packed element by element with carries
-   took a third of a 1024^3 product's time). */
-void fg_amx_pack(uint16_t* restrict dst, const uint16_t* restrict src, int64_t ws, int64_t ks, int64_t count,
-                 int64_t kc, int64_t kp, int pairs) {
-  memset(dst, 0, 2 * 32 * kp);
-  if (!pairs && ks == 1) {  /* A's rows contiguous along k: 64-byte runs */
-    for (int64_t w = 0; w < count; w++)
-      for (int64_t k0 = 0; k0 < kc; k0 += 32)
-        memcpy(dst + k0 * 32 + w * 32, src + w * ws + k0, 2 * (kc - k0 < 32 ? kc - k0 : 32));
-  } else if (!pairs) {  /* A stored k-major */
-    for (int64_t k = 0; k < kc; k++)
-      for (int64_t w = 0; w < count; w++) dst[(k >> 5) * 1024 + w * 32 + (k & 31)] = src[w + k * ks];
-  } else if (ws == 1) {  /* B's rows along the columns: two rows of k interleaved into 32-bit words */
-    for (int64_t k = 0; k < kc; k += 2) {
-      uint32_t* d = (uint32_t*)(dst + k * 32);
-      const uint16_t* r0 = src + k * ks;
-      const uint16_t* r1 = k + 1 < kc ? r0 + ks : NULL;
-      if (r1) for (int64_t w = 0; w < count; w++) d[w] = (uint32_t)r0[w] | (uint32_t)r1[w] << 16;
-      else for (int64_t w = 0; w < count; w++) d[w] = r0[w];
-    }
-  } else {  /* B's columns contiguous along k (W of x @ W.T): a pair of k is one 32-bit word */
-    uint32_t* d = (uint32_t*)dst;
-    for (int64_t w = 0; w < count; w++) {
-      const uint16_t* col = src + w * ws;
-      int64_t k = 0;
-      for (; k + 1 < kc; k += 2) { uint32_t pair; memcpy(&pair, col + k, 4); d[k * 16 + w] = pair; }
-      if (k < kc) d[k * 16 + w] = col[k];
-    }
-  }
+   took a third of a 1024^3 product's time). fg_amx_pack reads bfloat16 bits; fg_amx_pack_f32 rounds
+   float32 values to them (a float32 weight that autocast casts inside the product's kernel). */
+static inline uint16_t fg_amx_bits(float f) {  /* round to nearest even, NaN kept NaN */
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
+  return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 }
+#define FG_DEFINE_AMX_PACK(NAME, T, BITS)                                                               \
+void NAME(uint16_t* restrict dst, const T* restrict src, int64_t ws, int64_t ks, int64_t count,         \
+          int64_t kc, int64_t kp, int pairs) {                                                          \
+  memset(dst, 0, 2 * 32 * kp);                                                                          \
+  if (!pairs && ks == 1) {  /* A's rows contiguous along k: runs of 32 */                               \
+    for (int64_t w = 0; w < count; w++)                                                                 \
+      for (int64_t k0 = 0; k0 < kc; k0 += 32) {                                                         \
+        const int64_t n = kc - k0 < 32 ? kc - k0 : 32;                                                  \
+        for (int64_t t = 0; t < n; t++) dst[k0 * 32 + w * 32 + t] = BITS(src[w * ws + k0 + t]);         \
+      }                                                                                                 \
+  } else if (!pairs) {  /* A stored k-major */                                                          \
+    for (int64_t k = 0; k < kc; k++)                                                                    \
+      for (int64_t w = 0; w < count; w++) dst[(k >> 5) * 1024 + w * 32 + (k & 31)] = BITS(src[w + k * ks]); \
+  } else if (ws == 1) {  /* B's rows along the columns: two rows of k interleaved into 32-bit words */ \
+    for (int64_t k = 0; k < kc; k += 2) {                                                               \
+      uint32_t* d = (uint32_t*)(dst + k * 32);                                                          \
+      const T* r0 = src + k * ks;                                                                       \
+      if (k + 1 < kc) for (int64_t w = 0; w < count; w++)                                               \
+        d[w] = (uint32_t)BITS(r0[w]) | (uint32_t)BITS(r0[w + ks]) << 16;                                \
+      else for (int64_t w = 0; w < count; w++) d[w] = BITS(r0[w]);                                     \
+    }                                                                                                   \
+  } else {  /* B's columns contiguous along k (W of x @ W.T): a pair of k is one 32-bit word */         \
+    uint32_t* d = (uint32_t*)dst;                                                                       \
+    for (int64_t w = 0; w < count; w++) {                                                               \
+      const T* col = src + w * ws;                                                                      \
+      int64_t k = 0;                                                                                    \
+      for (; k + 1 < kc; k += 2) d[k * 16 + w] = (uint32_t)BITS(col[k]) | (uint32_t)BITS(col[k + 1]) << 16; \
+      if (k < kc) d[k * 16 + w] = BITS(col[k]);                                                         \
+    }                                                                                                   \
+  }                                                                                                     \
+}
+#define FG_AMX_SAME(x) (x)
+FG_DEFINE_AMX_PACK(fg_amx_pack, uint16_t, FG_AMX_SAME)
+FG_DEFINE_AMX_PACK(fg_amx_pack_f32, float, fg_amx_bits)
 
 /* C[0:mr, 0:nr] (=, or += unless first) A (kp x 32 rows) * B (kp x 32 columns), kp a multiple of 32:
    tiles 0-3 accumulate C's four 16 x 16 quarters, 4-5 hold A's two row halves, 6-7 B's column halves */
