@@ -27,6 +27,9 @@ Fusion rules (which nodes get their own buffer, "materialized"):
   _share_reductions);
 - a node whose fused chain has grown past MAX_FUSED_DEPTH ops, so kernels stay compilable;
 - a fused op (ATTENTION, RECURRENCE) and its operands: its template reads buffers, through views without padding.
+A float32 value kept by these rules but read only through its cast to a half type is stored as that
+cast instead (`_store_narrowed`), and a half value widened to float32 counts as a plain load where a
+broadcast decides (`_widens_half`): half products read their operands that way.
 Everything else is fused: elementwise chains, elementwise producers into reductions, and
 elementwise consumers after a reduction (the reduction becomes a loop inside their kernel).
 Movement ops are never kernels; a requested view of a buffer that is already contiguous in
