@@ -383,6 +383,12 @@ def test_bfloat16_products_run_on_amx_tiles():
     source = CRenderer().render_kernel(use_gemm(lower(item.spec, "k")))
     assert f"{gemm_c.AMX_MICRO}(" in source and "fg_amx_begin();" in source
     np.testing.assert_array_equal((a @ b).float().numpy(), np.full((64, 80), 96.0))
+    # a convolution's weights, the same for every image, are packed into the tiles' layout once
+    x, w = _bf16(np.ones((3, 8, 12, 12))), _bf16(np.ones((32, 8, 3, 3)))
+    conv = fg.nn.functional.conv2d(x, w)
+    sources = [CRenderer().render_kernel(use_gemm(lower(it.spec, "k"))) for it in create_schedule([conv._node])]
+    assert any("fg_pack_scratch(2" in src and gemm_c.AMX_MICRO in src for src in sources)
+    np.testing.assert_array_equal(conv.float().numpy(), np.full((3, 32, 10, 10), 72.0))
 
 
 @pytest.mark.parametrize("tiles", ["amx", "float32 panels"])

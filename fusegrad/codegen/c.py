@@ -243,10 +243,11 @@ class CRenderer(CStyleRenderer):
         the calling thread; the batch loops' threads read it) instead of once per batch element."""
         i = next((j for j, s in enumerate(ir.stmts) if not isinstance(s, Loop)), 0)
         s = ir.stmts[i]
-        if i == 0 or not isinstance(s, Gemm) or _vendor(s) or _amx(s) or \
-                any(lp.kind != "global" for lp in ir.stmts[:i]):
+        if i == 0 or not isinstance(s, Gemm) or _vendor(s) or any(lp.kind != "global" for lp in ir.stmts[:i]):
             return []
         batch = {lp.var for lp in ir.stmts[:i]}
+        if _amx(s):
+            return self._hoist_amx_packing(s, batch)
         t, nr = self.storage_type(s.dtype), gemm_c.nr(s.dtype.name)
         rows, depth = tiles_for(s.m, s.n, s.k, s.dtype.name)
         if not load_vars(s.a) & batch:
@@ -263,6 +264,28 @@ class CRenderer(CStyleRenderer):
                 *["  " + line.removeprefix("    ") for line in
                   self._pack(f"(hp + pc * {blocks * width})", load, outer, s.k_vars, "0", str(blocks), width, size,
                              rounded=rounded)],
+                "}"]
+
+    def _hoist_amx_packing(self, s: Gemm, batch: set) -> list[str]:
+        """`_hoist_packing` for a product on the AMX tiles: the batch-invariant operand in their layout."""
+        depth = _amx_depth(s.k)
+        if not load_vars(s.a) & batch:
+            which, args = "a", (s.a, s.i_vars, gemm_c.AMX_ROWS, s.m, s.a_round, False)
+        elif not load_vars(s.b) & batch:
+            which, args = "b", (s.b, s.j_vars, gemm_c.AMX_COLS, s.n, s.b_round, True)
+        else:
+            return []
+        load, outer, width, size, rounded, pairs = args
+        self._hoisted[id(s)] = which
+        blocks = -(-size // width)
+        return ["uint16_t* hp = (uint16_t*)fg_pack_scratch(2, 2 * "
+                f"{blocks * width * -(-s.k // depth) * depth});",
+                f"for (int64_t pc = 0; pc < {s.k}; pc += {depth}) {{",
+                f"  const int64_t kc = {s.k} - pc < {depth} ? {s.k} - pc : {depth};",
+                f"  const int64_t kp = (kc + {gemm_c.AMX_K - 1}) / {gemm_c.AMX_K} * {gemm_c.AMX_K};",
+                *["  " + line.removeprefix("    ") for line in
+                  self._amx_pack(f"(hp + pc * {blocks * width})", load, outer, s.k_vars, "0", str(blocks), width,
+                                 size, _amx_slot(width, pairs), rounded, pairs)],
                 "}"]
 
     def compute_type(self, dtype: DType) -> str:
@@ -334,34 +357,40 @@ class CRenderer(CStyleRenderer):
         """A bfloat16 product on the AMX tiles (layouts and micro-kernel: gemm_c.py), in the loop
         structure of `gemm`: per K panel all of B packed, then per L2 block of A rows that block."""
         rows, cols = gemm_c.AMX_ROWS, gemm_c.AMX_COLS
-        panels = -(-s.k // gemm_c.AMX_MAX_DEPTH)
-        depth = -(-(-(-s.k // panels)) // gemm_c.AMX_K) * gemm_c.AMX_K
+        depth = _amx_depth(s.k)
         mb, nb = -(-s.m // rows), -(-s.n // cols)
         block = max(1, min(mb, L2_PANEL_BYTES // (rows * depth * 2)))
         parallel = int(s.m * s.n * s.k >= PARALLEL_GRAIN * 8)
-        a_slot = f"blk * kp * {rows} + (kk >> 5) * {rows * 32} + w * 32 + (kk & 31)"
-        b_slot = f"blk * kp * {cols} + (kk >> 1) * {cols * 2} + w * 2 + (kk & 1)"
+        hoisted = self._hoisted.get(id(s))  # "a" or "b": packed once before the batch loops, into hp
+        ap = f"hp + pc * {mb * rows}" if hoisted == "a" else "ap"
+        bp = f"hp + pc * {nb * cols}" if hoisted == "b" else "bp"
+        pack_b = [] if hoisted == "b" else [
+            "    #pragma omp for schedule(static)",
+            *self._amx_pack("bp", s.b, s.j_vars, s.k_vars, "0", str(nb), cols, s.n, _amx_slot(cols, True), s.b_round,
+                            True)]
+        pack_a = [] if hoisted == "a" else [
+            "      #pragma omp for schedule(static)",
+            *self._amx_pack("ap", s.a, s.i_vars, s.k_vars, "ic", "ie", rows, s.m, _amx_slot(rows, False), s.a_round,
+                            False)]
         return "\n".join([
             "{",
-            f"  uint16_t* ap = (uint16_t*)fg_pack_scratch(0, 2 * {mb * rows * depth});",
-            f"  uint16_t* bp = (uint16_t*)fg_pack_scratch(1, 2 * {nb * cols * depth});",
+            *([] if hoisted == "a" else [f"  uint16_t* ap = (uint16_t*)fg_pack_scratch(0, 2 * {mb * rows * depth});"]),
+            *([] if hoisted == "b" else [f"  uint16_t* bp = (uint16_t*)fg_pack_scratch(1, 2 * {nb * cols * depth});"]),
             f"  #pragma omp parallel if({parallel})",
             "  {",
             "  fg_amx_begin();",
             f"  for (int64_t pc = 0; pc < {s.k}; pc += {depth}) {{",
             f"    const int64_t kc = {s.k} - pc < {depth} ? {s.k} - pc : {depth};",
             f"    const int64_t kp = (kc + {gemm_c.AMX_K - 1}) / {gemm_c.AMX_K} * {gemm_c.AMX_K};",
-            "    #pragma omp for schedule(static)",
-            *self._amx_pack("bp", s.b, s.j_vars, s.k_vars, "0", str(nb), cols, s.n, b_slot, s.b_round),
+            *pack_b,
             f"    for (int64_t ic = 0; ic < {mb}; ic += {block}) {{",
             f"      const int64_t ie = ic + {block} < {mb} ? ic + {block} : {mb};",
-            "      #pragma omp for schedule(static)",
-            *self._amx_pack("ap", s.a, s.i_vars, s.k_vars, "ic", "ie", rows, s.m, a_slot, s.a_round),
+            *pack_a,
             "      #pragma omp for collapse(2) schedule(static)",
             f"      for (int64_t jb = 0; jb < {nb}; jb++) for (int64_t ib = ic; ib < ie; ib++) {{",
             f"        const int64_t mr = {s.m} - ib * {rows} < {rows} ? {s.m} - ib * {rows} : {rows};",
             f"        const int64_t nr = {s.n} - jb * {cols} < {cols} ? {s.n} - jb * {cols} : {cols};",
-            f"        {gemm_c.AMX_MICRO}(kp, ap + ib * {rows} * kp, bp + jb * {cols} * kp, "
+            f"        {gemm_c.AMX_MICRO}(kp, {ap} + ib * {rows} * kp, {bp} + jb * {cols} * kp, "
             f"p{s.c_param} + {s.c_base.render()} + ib * {rows * s.n} + jb * {cols}, {s.n}, mr, nr, pc == 0);",
             "      }",
             "    }",
@@ -431,7 +460,7 @@ class CRenderer(CStyleRenderer):
                 "      }"]
 
     def _amx_pack(self, buf: str, load: Load, outer: tuple, ks: tuple, first: str, end: str, width: int,
-                  size: int, slot: str, rounded: DType | None) -> list[str]:
+                  size: int, slot: str, rounded: DType | None, pairs: bool) -> list[str]:
         """AMX panels of `load`: one support-library call per block when the operand is a plain strided
         matrix (its outer and its reduction variables each one strided run, one of the two of unit
         stride, no guards), else `_pack`'s loops into `slot`."""
@@ -443,11 +472,10 @@ class CRenderer(CStyleRenderer):
             return self._pack(buf, load, outer, ks, first, end, width, size, slot, rounded)
         routine = "fg_amx_pack" if rounded is None else "fg_amx_pack_f32"
         rest = Lin(tuple((v, c) for v, c in load.index.terms if v not in outer and v not in ks), load.index.const)
-        pairs = int(buf == "bp")
         return [f"      for (int64_t blk = {first}; blk < {end}; blk++)",
                 f"        {routine}({buf} + blk * kp * {width}, p{load.param} + {rest.render()} + "
                 f"blk * {width * ws} + pc * {kstride}, {ws}, {kstride}, {size} - blk * {width} < {width} ? "
-                f"{size} - blk * {width} : {width}, kc, kp, {pairs});"]
+                f"{size} - blk * {width} : {width}, kc, kp, {int(pairs)});"]
 
     def _stored(self, load: Load) -> str:
         """The element's stored bits (a half type unconverted), 0 outside its guards."""
@@ -502,6 +530,19 @@ class CRenderer(CStyleRenderer):
                 *["          " + line for line in _step(ks)],
                 "        }",
                 "      }"]
+
+
+def _amx_depth(k: int) -> int:
+    """K per panel of an AMX product: equal panels of at most AMX_MAX_DEPTH, in whole tile steps."""
+    panels = -(-k // gemm_c.AMX_MAX_DEPTH)
+    return -(-(-(-k // panels)) // gemm_c.AMX_K) * gemm_c.AMX_K
+
+
+def _amx_slot(width: int, pairs: bool) -> str:
+    """Where element (w, kk) of block blk goes in AMX panels: A's layout, or B's pairs of k."""
+    if pairs:
+        return f"blk * kp * {width} + (kk >> 1) * {width * 2} + w * 2 + (kk & 1)"
+    return f"blk * kp * {width} + (kk >> 5) * {width * 32} + w * 32 + (kk & 31)"
 
 
 def _amx(s: Gemm) -> bool:
