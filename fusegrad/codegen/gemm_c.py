@@ -281,8 +281,8 @@ void fg_amx_end(void) { _tile_release(); }
 
 /* One block of 32 rows (A's layout) or, with `pairs`, 32 columns (B's) of an operand whose element (w, k)
    is src[w * ws + k * ks], one of the strides 1: `count` of the 32 exist, k runs to kc, zeros to kp.
-   Each case walks the source contiguously (a strided operand packed element by element with carries
-   took a third of a 1024^3 product's time). fg_amx_pack reads bfloat16 bits; fg_amx_pack_f32 rounds
+   Each case walks the source contiguously (packed element by element with carries, a large product
+   spent much of its time packing). fg_amx_pack reads bfloat16 bits; fg_amx_pack_f32 rounds
    float32 values to them (a float32 weight that autocast casts inside the product's kernel). */
 static inline uint16_t fg_amx_bits(float f) {  /* round to nearest even, NaN kept NaN */
   uint32_t u;

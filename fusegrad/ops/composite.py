@@ -4,7 +4,7 @@ torch runs an activation, a softmax or a norm as one kernel that computes float1
 float and rounds its output once. fusegrad composes the same op from primitives, each of which rounds
 its half-precision result (as torch rounds every op's output), so a GELU of bfloat16 values rounded
 ten times: numbers further from torch's, and per-element rounding code in every fused kernel of its
-forward and backward (a bfloat16 GPT step ran three times slower than in float32). `rounds_once`
+forward and backward (docs/amp.md has the step times). `rounds_once`
 widens an op's half-precision tensor arguments to float32, runs the composition, and rounds its
 floating results back once; the gradients flow through the two casts the same way.
 """
