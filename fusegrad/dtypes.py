@@ -52,6 +52,7 @@ float32 = DType("float32", 4, "f", 2, np.dtype(np.float32))
 float64 = DType("float64", 8, "f", 3, np.dtype(np.float64))
 
 ALL: tuple[DType, ...] = (bool_, uint8, int8, int16, int32, int64, float16, bfloat16, float32, float64)
+HALF: tuple[DType, ...] = (float16, bfloat16)  # computed in float32, rounded to their type
 _BY_NAME = {d.name: d for d in ALL}
 _BY_NAME.update({"float": float32, "double": float64, "half": float16, "long": int64, "int": int32,
                  "short": int16, "bool_": bool_})

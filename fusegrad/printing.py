@@ -71,7 +71,7 @@ class _Formatter:
 def _host_values(t: "Tensor") -> np.ndarray:
     """The values as a numpy array whose .tolist() gives Python bools, ints or floats."""
     arr = t.numpy()
-    if t.dtype in (dtypes.float16, dtypes.bfloat16):
+    if t.dtype in dtypes.HALF:
         arr = arr.astype(np.float32)  # half types print through float32, as in PyTorch
     return arr
 

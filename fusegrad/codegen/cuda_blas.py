@@ -17,7 +17,6 @@ from ..graph.symbolic import Lin, Var
 from .gemm import blas_operands, use_gemm
 from .ir import Accumulate, Alu, Define, DefineAcc, EndLoop, Gemm, Load, Loop, LoopIR, Ref, Store
 
-HALF_DTYPES = ("float16", "bfloat16")
 
 
 def _offset(base: Lin, batch: Var | None) -> tuple[int, int] | None:
@@ -32,9 +31,9 @@ def half_product(ir: LoopIR) -> tuple[LoopIR, str] | None:
     products do (operands widened to float32, summed in float32, the sums rounded as stored): the same
     kernel typed float32 without those casts, and the half type's name; else None. gemm.py's pass then
     sees a plain float32 product whose cuBLAS call takes half operands and output."""
-    halves = {p.dtype.name for p in ir.params}
+    halves = {p.dtype for p in ir.params}
     acc = next((s for s in ir.stmts if isinstance(s, DefineAcc)), None)
-    if len(halves) != 1 or not halves <= set(HALF_DTYPES) or acc is None or acc.dtype is not dtypes.float32:
+    if len(halves) != 1 or not halves <= set(dtypes.HALF) or acc is None or acc.dtype is not dtypes.float32:
         return None
     alias: dict[str, str] = {}
     stmts = []
@@ -45,15 +44,15 @@ def half_product(ir: LoopIR) -> tuple[LoopIR, str] | None:
             alias[s.name] = alias.get(s.value.args[0].name, s.value.args[0].name)
             continue
         stmts.append(_widened(s, alias) if isinstance(s, (Define, DefineAcc, Accumulate, Store)) else s)
-    return LoopIR(ir.name, ir.params, stmts, ir.work), halves.pop()
+    return LoopIR(ir.name, ir.params, stmts, ir.work), halves.pop().name
 
 
 def _widened(value: object, alias: dict[str, str]) -> object:
     """A statement or expression with its half types float32 and its references through `alias`."""
     if isinstance(value, Ref):
-        return Ref(alias.get(value.name, value.name), dtypes.float32 if value.dtype.name in HALF_DTYPES else value.dtype)
+        return Ref(alias.get(value.name, value.name), dtypes.float32 if value.dtype in dtypes.HALF else value.dtype)
     changes = {}
-    if getattr(value, "dtype", None) in (dtypes.float16, dtypes.bfloat16):
+    if getattr(value, "dtype", None) in dtypes.HALF:
         changes["dtype"] = dtypes.float32
     if isinstance(value, (Define, Accumulate, Store)) and isinstance(value.value, (Load, Alu, Ref)):
         changes["value"] = _widened(value.value, alias)

@@ -22,7 +22,6 @@ from .ir import (Accumulate, Alu, Cond, Const, Define, DefineAcc, EndLoop, Gemm,
                  Store, single_reduction_nest, subexpressions)
 
 GEMM_DTYPES = ("float32", "float64")
-HALF_DTYPES = (dtypes.float16, dtypes.bfloat16)
 MIN_GEMM_WORK = 1 << 14  # multiply-adds below which the plain loops win (no packing, no call)
 MIN_COLUMNS = 8  # narrower outputs waste most of a 32-wide tile
 MIN_ROWS = 4  # fewer rows waste most of a 6-row tile; a dot product per output is better as plain loops
@@ -73,11 +72,11 @@ def match_contraction(body: list, a0: int) -> tuple[int, int, Operand, Operand] 
         source = d.value.args[0] if isinstance(d.value, Alu) and d.value.op is Op.CAST else None
         if isinstance(d.value, Load) and d.value.param != 0:
             operands[Ref(d.name, d.dtype)] = (d.value, None)
-        elif source in operands and acc.dtype == dtypes.float32 and d.dtype in (dtypes.float32, *HALF_DTYPES):
+        elif source in operands and acc.dtype == dtypes.float32 and d.dtype in (dtypes.float32, *dtypes.HALF):
             load, rounded = operands.pop(source)
-            if d.dtype == dtypes.float32 and (rounded or load.dtype) in HALF_DTYPES:  # widened: the product's
+            if d.dtype == dtypes.float32 and (rounded or load.dtype) in dtypes.HALF:  # widened: the product's
                 operands[Ref(d.name, d.dtype)] = (load, rounded)
-            elif d.dtype in HALF_DTYPES and rounded is None and load.dtype == dtypes.float32:  # rounded first
+            elif d.dtype in dtypes.HALF and rounded is None and load.dtype == dtypes.float32:  # rounded first
                 operands[Ref(d.name, d.dtype)] = (load, d.dtype)
             else:
                 return None

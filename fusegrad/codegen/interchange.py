@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+from .. import dtypes
 from ..graph.ops import Op
 from ..graph.symbolic import Bound, Lin, Var, atom, substitute
 from .ir import (Accumulate, Alu, Cond, Define, DefineAcc, EndLoop, Expr, Index, Load, Loop, LoopIR, Rand, Ref, Stmt,
@@ -109,7 +110,7 @@ def interchange_reduction(ir: LoopIR) -> LoopIR:
         return ir
     # partial sums accumulate in the output buffer: of the accumulator's type, or float32 for a half
     # sum widened as stored (the plain loops keep that sum in float too)
-    half_sum = acc.dtype.name in ("float16", "bfloat16") and store.dtype.name == "float32"
+    half_sum = acc.dtype in dtypes.HALF and store.dtype is dtypes.float32
     if (store.dtype != acc.dtype and not half_sum) or coefficient(store.index, gi) != 1 or acc.op not in _COMBINE \
             or (acc.dtype.name in ("bool", "float16", "bfloat16") and not half_sum):
         return ir

@@ -113,8 +113,7 @@ def _is_cheap(node: Node, keep: set[int], copies: int) -> bool:
 
 def _widens_half(node: Node) -> bool:
     """A float16/bfloat16 value cast to float32: how half products read their operands (ops/linalg.py)."""
-    return node.op is Op.CAST and node.dtype is dtypes.float32 and node.srcs[0].dtype in (dtypes.float16,
-                                                                                           dtypes.bfloat16)
+    return node.op is Op.CAST and node.dtype is dtypes.float32 and node.srcs[0].dtype in dtypes.HALF
 
 
 def _is_large(reduction: Node) -> bool:
@@ -243,7 +242,7 @@ def _store_narrowed(order: list[Node], keep: set[int], consumers: dict[int, int]
     under autocast) stores the cast instead: its kernel rounds the values as it writes them, and every
     reader loads half the bytes (the float32 values stored, each reader rounded them again)."""
     for node in order:
-        if node.op is Op.CAST and node.dtype in (dtypes.float16, dtypes.bfloat16) and id(node) not in keep \
+        if node.op is Op.CAST and node.dtype in dtypes.HALF and id(node) not in keep \
                 and node.buffer is None:
             source = node.srcs[0]
             while source.op in MOVEMENT and source.buffer is None and consumers.get(id(source), 0) == 1:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+from .. import dtypes
 from ..errors import ShapeError
 from ..ops.autocast import autocast_op
 from ..tensor import Tensor
@@ -132,7 +133,7 @@ def _convnd(x: Tensor, weight: Tensor, bias: Tensor | None, stride: IntOrPair, p
     g_in = g_in.reshape(batch, groups, 1, cin_g, *kernel, *outs)
     g_w = weight.reshape(1, groups, cout // groups, cin_g, *kernel, *([1] * n))
     reduce_axes = tuple(range(3, 4 + n))
-    if weight.dtype.is_floating_point and weight.dtype.itemsize == 2:  # half products exact, summed in float32
+    if weight.dtype in dtypes.HALF:  # half products exact, summed in float32
         out = (g_in.float() * g_w.float()).sum(reduce_axes).to(weight.dtype).reshape(batch, cout, *outs)
     else:
         out = (g_in * g_w).sum(reduce_axes).reshape(batch, cout, *outs)

@@ -15,7 +15,6 @@ from typing import Any, Callable, TypeVar
 
 from .. import dtypes
 
-HALF = (dtypes.float16, dtypes.bfloat16)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -24,12 +23,12 @@ def in_float32(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     arguments are computed as float32 and the float32 results rounded once to the first argument's
     dtype (torch's norms, too, give their input's dtype whatever their weights' is)."""
     from ..tensor import Tensor
-    half = args[0].dtype if args and isinstance(args[0], Tensor) and args[0].dtype in HALF else None
+    half = args[0].dtype if args and isinstance(args[0], Tensor) and args[0].dtype in dtypes.HALF else None
     if half is None:
         return fn(*args, **kwargs)
 
     def widen(v: Any) -> Any:
-        return v.float() if isinstance(v, Tensor) and v.dtype in HALF else v
+        return v.float() if isinstance(v, Tensor) and v.dtype in dtypes.HALF else v
 
     def narrow(v: Any) -> Any:
         if isinstance(v, Tensor):

@@ -20,14 +20,11 @@ def _same_dtype(what: str, *ts: "Tensor") -> None:
         raise DTypeError(f"{what}: bool tensors are not supported")
 
 
-HALF_DTYPES = (dtypes.float16, dtypes.bfloat16)
-
-
 def _contract(a: "Tensor", b: "Tensor", axis: int) -> "Tensor":
     """Sum over `axis` of a * b. float16/bfloat16 operands multiply and sum in float32 and the sums round
     once, as torch's (and cuBLAS's) half-precision products do: a half times a half is exact in float32,
     where a product rounded to the half type would lose half its bits before the sum."""
-    if a.dtype in HALF_DTYPES:
+    if a.dtype in dtypes.HALF:
         return _contract(a.float(), b.float(), axis).to(a.dtype)
     prod = a * b
     return prod._reduce(Op.SUM, axis, False)  # operands of one non-bool dtype: no cast to make
@@ -294,7 +291,7 @@ def einsum(equation: str, *operands: Any) -> "Tensor":
     # multiply left to right, summing a label away once no later operand uses it
     # (half operands: each pairwise product exact in float32 and rounded once, as torch's bmm steps round)
     acc = aligned[0]
-    half = acc.dtype if acc.dtype in HALF_DTYPES else None
+    half = acc.dtype if acc.dtype in dtypes.HALF else None
     for k in range(len(aligned)):
         later = {lab for _, labels in prepared[k + 1:] for lab in labels}
         if k:
@@ -303,7 +300,7 @@ def einsum(equation: str, *operands: Any) -> "Tensor":
             if any(lab not in out and lab not in later and acc.shape[i] != 1 and right.shape[i] != 1
                    for i, lab in enumerate(order)):
                 acc, right = autocast_args("bmm", acc, right)
-            half = acc.dtype if acc.dtype in HALF_DTYPES and right.dtype is acc.dtype else None
+            half = acc.dtype if acc.dtype in dtypes.HALF and right.dtype is acc.dtype else None
             acc = acc.float() * right.float() if half else acc * right
         done = tuple(i for i, lab in enumerate(order) if lab not in out and lab not in later and acc.shape[i] != 1)
         if done:
