@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .gemm import blas_operands, load_vars
 from . import c_attention, c_recurrence, gemm_c
-from .gemm_c import gemm_declarations, gemm_source, micro_kernel, pack_rows, tiles_for
+from .gemm_c import BF16_CONVERSIONS, gemm_declarations, gemm_source, micro_kernel, pack_rows, tiles_for
 from ..graph.ops import Op
 from .. import dtypes
 from ..dtypes import DType
@@ -47,15 +47,7 @@ double cos(double);
 #pragma omp declare simd notinbranch
 double erf(double);
 #endif
-static inline float fg_bf16_to_f32(uint16_t x) {
-  union { uint32_t u; float f; } v; v.u = (uint32_t)x << 16; return v.f;
-}
-static inline uint16_t fg_f32_to_bf16(float f) {
-  union { uint32_t u; float f; } v; v.f = f;
-  if ((v.u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((v.u >> 16) | 0x40u);
-  return (uint16_t)((v.u + 0x7fffu + ((v.u >> 16) & 1u)) >> 16);
-}
-/* bits of a float as an unsigned integer of its width and back (BITCAST; float16 computes as float) */
+""" + BF16_CONVERSIONS + r"""/* bits of a float as an unsigned integer of its width and back (BITCAST; float16 computes as float) */
 static inline uint32_t fg_f32_bits(float f) { union { uint32_t u; float f; } v; v.f = f; return v.u; }
 static inline float fg_bits_f32(uint32_t u) { union { uint32_t u; float f; } v; v.u = u; return v.f; }
 static inline uint64_t fg_f64_bits(double f) { union { uint64_t u; double f; } v; v.f = f; return v.u; }

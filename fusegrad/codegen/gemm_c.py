@@ -114,7 +114,7 @@ def gemm_declarations() -> str:
 
 def gemm_source() -> str:
     """The support library, with micro-kernels for this machine's vector registers."""
-    return _GEMM_LIBRARY + (_AMX_LIBRARY if simd().amx else "") + "".join(
+    return _GEMM_LIBRARY + (BF16_CONVERSIONS + _AMX_LIBRARY if simd().amx else "") + "".join(
         f"FG_DEFINE_MICRO({micro_kernel(dt, rows)}, {t}, {nr(dt) // 2}, {rows})\n"
         for dt, t in _TYPES for rows in micro_rows())
 
@@ -262,6 +262,17 @@ AMX_DECLARATIONS = (
     f"void {AMX_MICRO}(int64_t kp, const uint16_t* ap, const uint16_t* bp, float* c, int64_t ldc, int64_t mr, "
     "int64_t nr, int first);\n")
 
+# bfloat16 <-> float32 (round to nearest even, NaN kept NaN), shared by the kernels' preamble (codegen/c.py)
+BF16_CONVERSIONS = r"""static inline float fg_bf16_to_f32(uint16_t x) {
+  union { uint32_t u; float f; } v; v.u = (uint32_t)x << 16; return v.f;
+}
+static inline uint16_t fg_f32_to_bf16(float f) {
+  union { uint32_t u; float f; } v; v.f = f;
+  if ((v.u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((v.u >> 16) | 0x40u);
+  return (uint16_t)((v.u + 0x7fffu + ((v.u >> 16) & 1u)) >> 16);
+}
+"""
+
 _AMX_LIBRARY = r"""
 #include <immintrin.h>
 
@@ -284,12 +295,6 @@ void fg_amx_end(void) { _tile_release(); }
    Each case walks the source contiguously (packed element by element with carries, a large product
    spent much of its time packing). fg_amx_pack reads bfloat16 bits; fg_amx_pack_f32 rounds
    float32 values to them (a float32 weight that autocast casts inside the product's kernel). */
-static inline uint16_t fg_amx_bits(float f) {  /* round to nearest even, NaN kept NaN */
-  uint32_t u;
-  memcpy(&u, &f, 4);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
-  return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
 #define FG_DEFINE_AMX_PACK(NAME, T, BITS)                                                               \
 void NAME(uint16_t* restrict dst, const T* restrict src, int64_t ws, int64_t ks, int64_t count,         \
           int64_t kc, int64_t kp, int pairs) {                                                          \
@@ -323,7 +328,7 @@ void NAME(uint16_t* restrict dst, const T* restrict src, int64_t ws, int64_t ks,
 }
 #define FG_AMX_SAME(x) (x)
 FG_DEFINE_AMX_PACK(fg_amx_pack, uint16_t, FG_AMX_SAME)
-FG_DEFINE_AMX_PACK(fg_amx_pack_f32, float, fg_amx_bits)
+FG_DEFINE_AMX_PACK(fg_amx_pack_f32, float, fg_f32_to_bf16)
 
 /* C[0:mr, 0:nr] (=, or += unless first) A (kp x 32 rows) * B (kp x 32 columns), kp a multiple of 32:
    tiles 0-3 accumulate C's four 16 x 16 quarters, 4-5 hold A's two row halves, 6-7 B's column halves */
