@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from .gemm import blas_operands, load_vars
-from . import c_attention, c_recurrence, gemm_c
-from .gemm_c import BF16_CONVERSIONS, gemm_declarations, gemm_source, micro_kernel, pack_rows, tiles_for
+from . import c_amx, c_attention, c_recurrence, gemm_c
+from .gemm_c import (BF16_CONVERSIONS, L2_PANEL_BYTES, PARALLEL_WORK, gemm_declarations, gemm_source, micro_kernel,
+                     pack_rows, tiles_for)
 from ..graph.ops import Op
 from .. import dtypes
 from ..dtypes import DType
@@ -15,7 +16,6 @@ from .render import CStyleRenderer
 # work (output elements x reduce length) below which a kernel stays single-threaded: thread
 # start-up costs more than it saves on small kernels
 PARALLEL_GRAIN = 1 << 16
-L2_PANEL_BYTES = 256 << 10  # packed A rows reused across all of B: a quarter to half of a core's L2
 _SIMD_SUM_TYPES = ("float32", "float64", "int32", "int64")
 SPLIT_UNROLL = 4  # innermost loops this short are unrolled, not vectorized
 
@@ -47,7 +47,8 @@ double cos(double);
 #pragma omp declare simd notinbranch
 double erf(double);
 #endif
-""" + BF16_CONVERSIONS + r"""/* bits of a float as an unsigned integer of its width and back (BITCAST; float16 computes as float) */
+""" + BF16_CONVERSIONS + \
+    r"""/* bits of a float as an unsigned integer of its width and back (BITCAST; float16 computes as float) */
 static inline uint32_t fg_f32_bits(float f) { union { uint32_t u; float f; } v; v.f = f; return v.u; }
 static inline float fg_bits_f32(uint32_t u) { union { uint32_t u; float f; } v; v.u = u; return v.f; }
 static inline uint64_t fg_f64_bits(double f) { union { uint64_t u; double f; } v; v.f = f; return v.u; }
@@ -141,7 +142,7 @@ class CRenderer(CStyleRenderer):
     scatter_threads = 64
     # per kernel, set by render_kernel: GEMMs whose operand ("a"/"b") is packed before the batch loops,
     # and reduce loops that are the inner dims of a window
-    _hoisted: dict[int, str] = {}
+    hoisted: dict[int, str] = {}
     _window_rows: set[int] = set()
 
     def math_fn(self, name: str, dtype: DType) -> str:
@@ -211,7 +212,7 @@ class CRenderer(CStyleRenderer):
         return self._render(ir)
 
     def _render(self, ir: LoopIR) -> str:
-        self._hoisted = {}
+        self.hoisted = {}
         self._lane_max: dict[int, str] = {}  # reduce loops whose max runs in SIMD lanes: their accumulator
         pre = self._hoist_packing(ir)
         self._window_rows = set()  # reduce loops directly inside another reduce loop
@@ -238,8 +239,8 @@ class CRenderer(CStyleRenderer):
         if i == 0 or not isinstance(s, Gemm) or _vendor(s) or any(lp.kind != "global" for lp in ir.stmts[:i]):
             return []
         batch = {lp.var for lp in ir.stmts[:i]}
-        if _amx(s):
-            return self._hoist_amx_packing(s, batch)
+        if c_amx.uses_amx(s):
+            return c_amx.hoist_packing(self, s, batch)
         t, nr = self.storage_type(s.dtype), gemm_c.nr(s.dtype.name)
         rows, depth = tiles_for(s.m, s.n, s.k, s.dtype.name)
         if not load_vars(s.a) & batch:
@@ -248,36 +249,14 @@ class CRenderer(CStyleRenderer):
             which, (load, outer, width, size, rounded) = "b", (s.b, s.j_vars, nr, s.n, s.b_round)
         else:
             return []
-        self._hoisted[id(s)] = which
+        self.hoisted[id(s)] = which
         blocks = -(-size // width)
         return [f"{t}* hp = ({t}*)fg_pack_scratch(2, sizeof({t}) * {blocks * width * s.k});",
                 f"for (int64_t pc = 0; pc < {s.k}; pc += {depth}) {{",
                 f"  const int64_t kc = {s.k} - pc < {depth} ? {s.k} - pc : {depth};",
                 *["  " + line.removeprefix("    ") for line in
-                  self._pack(f"(hp + pc * {blocks * width})", load, outer, s.k_vars, "0", str(blocks), width, size,
+                  self.pack(f"(hp + pc * {blocks * width})", load, outer, s.k_vars, "0", str(blocks), width, size,
                              rounded=rounded)],
-                "}"]
-
-    def _hoist_amx_packing(self, s: Gemm, batch: set) -> list[str]:
-        """`_hoist_packing` for a product on the AMX tiles: the batch-invariant operand in their layout."""
-        depth = _amx_depth(s.k)
-        if not load_vars(s.a) & batch:
-            which, args = "a", (s.a, s.i_vars, gemm_c.AMX_ROWS, s.m, s.a_round, False)
-        elif not load_vars(s.b) & batch:
-            which, args = "b", (s.b, s.j_vars, gemm_c.AMX_COLS, s.n, s.b_round, True)
-        else:
-            return []
-        load, outer, width, size, rounded, pairs = args
-        self._hoisted[id(s)] = which
-        blocks = -(-size // width)
-        return ["uint16_t* hp = (uint16_t*)fg_pack_scratch(2, 2 * "
-                f"{blocks * width * -(-s.k // depth) * depth});",
-                f"for (int64_t pc = 0; pc < {s.k}; pc += {depth}) {{",
-                f"  const int64_t kc = {s.k} - pc < {depth} ? {s.k} - pc : {depth};",
-                f"  const int64_t kp = (kc + {gemm_c.AMX_K - 1}) / {gemm_c.AMX_K} * {gemm_c.AMX_K};",
-                *["  " + line.removeprefix("    ") for line in
-                  self._amx_pack(f"(hp + pc * {blocks * width})", load, outer, s.k_vars, "0", str(blocks), width,
-                                 size, _amx_slot(width, pairs), rounded, pairs)],
                 "}"]
 
     def compute_type(self, dtype: DType) -> str:
@@ -305,22 +284,22 @@ class CRenderer(CStyleRenderer):
         t = self.storage_type(s.dtype)  # the panels hold the product's type (half operands widen as packed)
         if _vendor(s):
             return self.vendor_gemm(s)
-        if _amx(s):
-            return self.amx_gemm(s)
+        if c_amx.uses_amx(s):
+            return c_amx.render(self, s)
         nr = gemm_c.nr(s.dtype.name)
         rows, depth = tiles_for(s.m, s.n, s.k, s.dtype.name)
         micro = micro_kernel(s.dtype.name, rows)
         mb, nb = -(-s.m // rows), -(-s.n // nr)
         block = max(1, min(mb, L2_PANEL_BYTES // (rows * depth * s.dtype.itemsize)))  # row tiles per A block
-        parallel = int(s.m * s.n * s.k >= PARALLEL_GRAIN * 8)
-        hoisted = self._hoisted.get(id(s))  # "a" or "b": packed once before the batch loops, into hp
+        parallel = int(s.m * s.n * s.k >= PARALLEL_WORK)
+        hoisted = self.hoisted.get(id(s))  # "a" or "b": packed once before the batch loops, into hp
         ap = f"hp + pc * {mb * rows}" if hoisted == "a" else "ap"
         bp = f"hp + pc * {nb * nr}" if hoisted == "b" else "bp"
         pack_b = [] if hoisted == "b" else ["    #pragma omp for schedule(static)",
-                                            *self._pack("bp", s.b, s.j_vars, s.k_vars, "0", str(nb), nr, s.n,
+                                            *self.pack("bp", s.b, s.j_vars, s.k_vars, "0", str(nb), nr, s.n,
                                                                 rounded=s.b_round)]
         pack_a = [] if hoisted == "a" else ["      #pragma omp for schedule(static)",
-                                            *self._pack("ap", s.a, s.i_vars, s.k_vars, "ic", "ie", rows, s.m,
+                                            *self.pack("ap", s.a, s.i_vars, s.k_vars, "ic", "ie", rows, s.m,
                                                                 rounded=s.a_round)]
         return "\n".join([
             "{",
@@ -345,53 +324,6 @@ class CRenderer(CStyleRenderer):
             "}",
         ])
 
-    def amx_gemm(self, s: Gemm) -> str:
-        """A bfloat16 product on the AMX tiles (layouts and micro-kernel: gemm_c.py), in the loop
-        structure of `gemm`: per K panel all of B packed, then per L2 block of A rows that block."""
-        rows, cols = gemm_c.AMX_ROWS, gemm_c.AMX_COLS
-        depth = _amx_depth(s.k)
-        mb, nb = -(-s.m // rows), -(-s.n // cols)
-        block = max(1, min(mb, L2_PANEL_BYTES // (rows * depth * 2)))
-        parallel = int(s.m * s.n * s.k >= PARALLEL_GRAIN * 8)
-        hoisted = self._hoisted.get(id(s))  # "a" or "b": packed once before the batch loops, into hp
-        ap = f"hp + pc * {mb * rows}" if hoisted == "a" else "ap"
-        bp = f"hp + pc * {nb * cols}" if hoisted == "b" else "bp"
-        pack_b = [] if hoisted == "b" else [
-            "    #pragma omp for schedule(static)",
-            *self._amx_pack("bp", s.b, s.j_vars, s.k_vars, "0", str(nb), cols, s.n, _amx_slot(cols, True), s.b_round,
-                            True)]
-        pack_a = [] if hoisted == "a" else [
-            "      #pragma omp for schedule(static)",
-            *self._amx_pack("ap", s.a, s.i_vars, s.k_vars, "ic", "ie", rows, s.m, _amx_slot(rows, False), s.a_round,
-                            False)]
-        return "\n".join([
-            "{",
-            *([] if hoisted == "a" else [f"  uint16_t* ap = (uint16_t*)fg_pack_scratch(0, 2 * {mb * rows * depth});"]),
-            *([] if hoisted == "b" else [f"  uint16_t* bp = (uint16_t*)fg_pack_scratch(1, 2 * {nb * cols * depth});"]),
-            f"  #pragma omp parallel if({parallel})",
-            "  {",
-            "  fg_amx_begin();",
-            f"  for (int64_t pc = 0; pc < {s.k}; pc += {depth}) {{",
-            f"    const int64_t kc = {s.k} - pc < {depth} ? {s.k} - pc : {depth};",
-            f"    const int64_t kp = (kc + {gemm_c.AMX_K - 1}) / {gemm_c.AMX_K} * {gemm_c.AMX_K};",
-            *pack_b,
-            f"    for (int64_t ic = 0; ic < {mb}; ic += {block}) {{",
-            f"      const int64_t ie = ic + {block} < {mb} ? ic + {block} : {mb};",
-            *pack_a,
-            "      #pragma omp for collapse(2) schedule(static)",
-            f"      for (int64_t jb = 0; jb < {nb}; jb++) for (int64_t ib = ic; ib < ie; ib++) {{",
-            f"        const int64_t mr = {s.m} - ib * {rows} < {rows} ? {s.m} - ib * {rows} : {rows};",
-            f"        const int64_t nr = {s.n} - jb * {cols} < {cols} ? {s.n} - jb * {cols} : {cols};",
-            f"        {gemm_c.AMX_MICRO}(kp, {ap} + ib * {rows} * kp, {bp} + jb * {cols} * kp, "
-            f"p{s.c_param} + {s.c_base.render()} + ib * {rows * s.n} + jb * {cols}, {s.n}, mr, nr, pc == 0);",
-            "      }",
-            "    }",
-            "  }",
-            "  fg_amx_end();",
-            "  }",
-            "}",
-        ])
-
     def vendor_gemm(self, s: Gemm) -> str:
         """The product as one call of the vendor BLAS (row-major CBLAS; 111/112: no/transpose)."""
         (ta, lda, a_base), (tb, ldb, b_base) = blas_operands(s)
@@ -401,7 +333,7 @@ class CRenderer(CStyleRenderer):
                 f"p{s.a.param} + {a_base.render()}, {lda}, p{s.b.param} + {b_base.render()}, {ldb}, {zero}, "
                 f"p{s.c_param} + {s.c_base.render()}, {s.n});")
 
-    def _pack(self, buf: str, load: Load, outer: tuple, ks: tuple, first: str, end: str, width: int,
+    def pack(self, buf: str, load: Load, outer: tuple, ks: tuple, first: str, end: str, width: int,
               size: int, slot: str | None = None, rounded: DType | None = None) -> list[str]:
         """Loops copying `load` into panels of `width` rows/columns: buf[(blk*kc + k)*width + w].
         A linear index in plain variables takes `_pack_gather`. Otherwise the loop over whichever
@@ -417,7 +349,7 @@ class CRenderer(CStyleRenderer):
         k_contiguous = coefficients.get(ks[-1]) == 1 and coefficients.get(outer[-1]) != 1
         store = f"{buf}[{slot or f'(blk * kc + kk) * {width} + w'}]"
         if rounded is None:
-            value = self.load(load) if slot is None else self._stored(load)
+            value = self.load(load) if slot is None else self.stored(load)
         else:  # the rounding as the kernel's CAST renders it; AMX panels take its bfloat16 bits
             value = self.expr(Alu(Op.CAST, (load,), rounded))
             value = value if slot is None else f"fg_f32_to_bf16({value})"
@@ -451,25 +383,7 @@ class CRenderer(CStyleRenderer):
                 *padding,
                 "      }"]
 
-    def _amx_pack(self, buf: str, load: Load, outer: tuple, ks: tuple, first: str, end: str, width: int,
-                  size: int, slot: str, rounded: DType | None, pairs: bool) -> list[str]:
-        """AMX panels of `load`: one support-library call per block when the operand is a plain strided
-        matrix (its outer and its reduction variables each one strided run, one of the two of unit
-        stride, no guards), else `_pack`'s loops into `slot`."""
-        coef = dict(load.index.terms)
-        ws, kstride = _flat_stride(coef, outer), _flat_stride(coef, ks)  # (a weight gradient's k: batch, time)
-        plain = rounded is None or load.dtype is dtypes.float32  # bfloat16 bits, or float32 to round to them
-        if load.valid or any(not isinstance(a, Var) for a in coef) or 1 not in (ws, kstride) \
-                or None in (ws, kstride) or not plain:
-            return self._pack(buf, load, outer, ks, first, end, width, size, slot, rounded)
-        routine = "fg_amx_pack" if rounded is None else "fg_amx_pack_f32"
-        rest = Lin(tuple((v, c) for v, c in load.index.terms if v not in outer and v not in ks), load.index.const)
-        return [f"      for (int64_t blk = {first}; blk < {end}; blk++)",
-                f"        {routine}({buf} + blk * kp * {width}, p{load.param} + {rest.render()} + "
-                f"blk * {width * ws} + pc * {kstride}, {ws}, {kstride}, {size} - blk * {width} < {width} ? "
-                f"{size} - blk * {width} : {width}, kc, kp, {int(pairs)});"]
-
-    def _stored(self, load: Load) -> str:
+    def stored(self, load: Load) -> str:
         """The element's stored bits (a half type unconverted), 0 outside its guards."""
         text = f"p{load.param}[{load.index.render()}]"
         return f"(({' && '.join(b.render() for b in load.valid)}) ? {text} : 0)" if load.valid else text
@@ -524,26 +438,6 @@ class CRenderer(CStyleRenderer):
                 "      }"]
 
 
-def _amx_depth(k: int) -> int:
-    """K per panel of an AMX product: equal panels of at most AMX_MAX_DEPTH, in whole tile steps."""
-    panels = -(-k // gemm_c.AMX_MAX_DEPTH)
-    return -(-(-(-k // panels)) // gemm_c.AMX_K) * gemm_c.AMX_K
-
-
-def _amx_slot(width: int, pairs: bool) -> str:
-    """Where element (w, kk) of block blk goes in AMX panels: A's layout, or B's pairs of k."""
-    if pairs:
-        return f"blk * kp * {width} + (kk >> 1) * {width * 2} + w * 2 + (kk & 1)"
-    return f"blk * kp * {width} + (kk >> 5) * {width * 32} + w * 32 + (kk & 31)"
-
-
-def _amx(s: Gemm) -> bool:
-    """Whether the product runs on the AMX tiles: bfloat16 operands (loaded, or float32 rounded to
-    bfloat16) summed in float32, on a CPU that has them."""
-    return all((r or load.dtype) is dtypes.bfloat16 for load, r in ((s.a, s.a_round), (s.b, s.b_round))) \
-        and s.dtype is dtypes.float32 and gemm_c.amx()
-
-
 def _vendor(s: Gemm) -> bool:
     """Whether the product runs as one vendor BLAS call (chosen by the race in engine/tune.py)."""
     return (s.dtype.name, s.m, s.n, s.k) in gemm_c.VENDOR and blas_operands(s) is not None
@@ -561,16 +455,6 @@ def _compares(body: list) -> bool:
     """Whether the statements compute a comparison (a mask that gcc may turn into branches)."""
     return any(isinstance(e, Alu) and e.op in (Op.CMPLT, Op.CMPEQ)
                for s in body if isinstance(s, (Define, Accumulate)) for e in subexpressions(s.value))
-
-
-def _flat_stride(coefficients: dict, variables: tuple) -> int | None:
-    """The stride of the variables' flat row-major index when they step through memory as one strided
-    run (each variable's stride the next one's times its extent), else None."""
-    stride = coefficients.get(variables[-1], 0)
-    for inner, v in zip(variables[::-1], variables[-2::-1]):
-        if coefficients.get(v, 0) != coefficients.get(inner, 0) * inner.extent:
-            return None
-    return stride or None
 
 
 def _contiguous(coefficients: dict, ks: tuple) -> bool:

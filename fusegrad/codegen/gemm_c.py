@@ -25,6 +25,8 @@ from ..runtime.cpu import Simd
 ROW_PREFERENCE = (8, 6, 12, 14, 4)  # C tile heights with a micro-kernel, preferred first on padding ties
 _ITEMSIZE = {"float32": 4, "float64": 8}
 L1_BYTES = 32 << 10
+L2_PANEL_BYTES = 256 << 10  # packed A rows reused across all of B: a quarter to half of a core's L2
+PARALLEL_WORK = 1 << 19  # multiply-adds from which a product runs on all threads
 
 
 @functools.cache

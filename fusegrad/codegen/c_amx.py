@@ -1,0 +1,139 @@
+"""The C renderer's products on the AMX tile unit: bfloat16 operands (loaded, or float32 rounded to
+bfloat16 as read) summed in float32, on CPUs with AMX-BF16 whose kernel granted the tile state.
+
+The loop structure is the float32 GEMM's (codegen/c.py, `CRenderer.gemm`): per K panel all of B
+packed, then per L2 block of A rows that block, then the micro-kernel on each 32 x 32 tile of C; the
+panels hold bfloat16 bits in the layouts the tile loads read (gemm_c.py), K zero-padded to whole tile
+steps. Plain strided operands are packed by the support library's routines, others by the renderer's
+generated packing loops into the same layouts.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .. import dtypes
+from ..dtypes import DType
+from ..graph.symbolic import Lin, Var
+from . import gemm_c
+from .gemm import load_vars
+from .ir import Gemm, Load
+
+if TYPE_CHECKING:
+    from .c import CRenderer
+
+
+def uses_amx(s: Gemm) -> bool:
+    """Whether the product runs on the AMX tiles: bfloat16 operands (loaded, or float32 rounded to
+    bfloat16) summed in float32, on a CPU that has them."""
+    return all((r or load.dtype) is dtypes.bfloat16 for load, r in ((s.a, s.a_round), (s.b, s.b_round))) \
+        and s.dtype is dtypes.float32 and gemm_c.amx()
+
+
+def depth(k: int) -> int:
+    """K per panel: equal panels of at most AMX_MAX_DEPTH, in whole tile steps."""
+    panels = -(-k // gemm_c.AMX_MAX_DEPTH)
+    return -(-(-(-k // panels)) // gemm_c.AMX_K) * gemm_c.AMX_K
+
+
+def slot(width: int, pairs: bool) -> str:
+    """Where element (w, kk) of block blk goes in the panels: A's layout, or B's pairs of k."""
+    if pairs:
+        return f"blk * kp * {width} + (kk >> 1) * {width * 2} + w * 2 + (kk & 1)"
+    return f"blk * kp * {width} + (kk >> 5) * {width * 32} + w * 32 + (kk & 31)"
+
+
+def hoist_packing(r: "CRenderer", s: Gemm, batch: set) -> list[str]:
+    """`CRenderer.hoist_packing` for a product on the tiles: the batch-invariant operand in their layout."""
+    k_depth = depth(s.k)
+    if not load_vars(s.a) & batch:
+        which, args = "a", (s.a, s.i_vars, gemm_c.AMX_ROWS, s.m, s.a_round, False)
+    elif not load_vars(s.b) & batch:
+        which, args = "b", (s.b, s.j_vars, gemm_c.AMX_COLS, s.n, s.b_round, True)
+    else:
+        return []
+    load, outer, width, size, rounded, pairs = args
+    r.hoisted[id(s)] = which
+    blocks = -(-size // width)
+    return ["uint16_t* hp = (uint16_t*)fg_pack_scratch(2, 2 * "
+            f"{blocks * width * -(-s.k // k_depth) * k_depth});",
+            f"for (int64_t pc = 0; pc < {s.k}; pc += {k_depth}) {{",
+            f"  const int64_t kc = {s.k} - pc < {k_depth} ? {s.k} - pc : {k_depth};",
+            f"  const int64_t kp = (kc + {gemm_c.AMX_K - 1}) / {gemm_c.AMX_K} * {gemm_c.AMX_K};",
+            *["  " + line.removeprefix("    ") for line in
+              pack(r, f"(hp + pc * {blocks * width})", load, outer, s.k_vars, "0", str(blocks), width, size,
+                   slot(width, pairs), rounded, pairs)],
+            "}"]
+
+
+def render(r: "CRenderer", s: Gemm) -> str:
+    """The product's lines: per K panel all of B packed, then per L2 block of A rows that block."""
+    rows, cols = gemm_c.AMX_ROWS, gemm_c.AMX_COLS
+    k_depth = depth(s.k)
+    mb, nb = -(-s.m // rows), -(-s.n // cols)
+    block = max(1, min(mb, gemm_c.L2_PANEL_BYTES // (rows * k_depth * 2)))
+    parallel = int(s.m * s.n * s.k >= gemm_c.PARALLEL_WORK)
+    hoisted = r.hoisted.get(id(s))  # "a" or "b": packed once before the batch loops, into hp
+    ap = f"hp + pc * {mb * rows}" if hoisted == "a" else "ap"
+    bp = f"hp + pc * {nb * cols}" if hoisted == "b" else "bp"
+    pack_b = [] if hoisted == "b" else [
+        "    #pragma omp for schedule(static)",
+        *pack(r, "bp", s.b, s.j_vars, s.k_vars, "0", str(nb), cols, s.n, slot(cols, True), s.b_round, True)]
+    pack_a = [] if hoisted == "a" else [
+        "      #pragma omp for schedule(static)",
+        *pack(r, "ap", s.a, s.i_vars, s.k_vars, "ic", "ie", rows, s.m, slot(rows, False), s.a_round, False)]
+    return "\n".join([
+        "{",
+        *([] if hoisted == "a" else [f"  uint16_t* ap = (uint16_t*)fg_pack_scratch(0, 2 * {mb * rows * k_depth});"]),
+        *([] if hoisted == "b" else [f"  uint16_t* bp = (uint16_t*)fg_pack_scratch(1, 2 * {nb * cols * k_depth});"]),
+        f"  #pragma omp parallel if({parallel})",
+        "  {",
+        "  fg_amx_begin();",
+        f"  for (int64_t pc = 0; pc < {s.k}; pc += {k_depth}) {{",
+        f"    const int64_t kc = {s.k} - pc < {k_depth} ? {s.k} - pc : {k_depth};",
+        f"    const int64_t kp = (kc + {gemm_c.AMX_K - 1}) / {gemm_c.AMX_K} * {gemm_c.AMX_K};",
+        *pack_b,
+        f"    for (int64_t ic = 0; ic < {mb}; ic += {block}) {{",
+        f"      const int64_t ie = ic + {block} < {mb} ? ic + {block} : {mb};",
+        *pack_a,
+        "      #pragma omp for collapse(2) schedule(static)",
+        f"      for (int64_t jb = 0; jb < {nb}; jb++) for (int64_t ib = ic; ib < ie; ib++) {{",
+        f"        const int64_t mr = {s.m} - ib * {rows} < {rows} ? {s.m} - ib * {rows} : {rows};",
+        f"        const int64_t nr = {s.n} - jb * {cols} < {cols} ? {s.n} - jb * {cols} : {cols};",
+        f"        {gemm_c.AMX_MICRO}(kp, {ap} + ib * {rows} * kp, {bp} + jb * {cols} * kp, "
+        f"p{s.c_param} + {s.c_base.render()} + ib * {rows * s.n} + jb * {cols}, {s.n}, mr, nr, pc == 0);",
+        "      }",
+        "    }",
+        "  }",
+        "  fg_amx_end();",
+        "  }",
+        "}",
+    ])
+
+
+def pack(r: "CRenderer", buf: str, load: Load, outer: tuple, ks: tuple, first: str, end: str, width: int,
+         size: int, layout: str, rounded: DType | None, pairs: bool) -> list[str]:
+    """Panels of `load` in the tiles' layout `layout`: one support-library call per block when the
+    operand is a plain strided matrix (its outer and its reduction variables each one strided run, one
+    of the two of unit stride, no guards), else the renderer's packing loops."""
+    coef = dict(load.index.terms)
+    ws, kstride = _flat_stride(coef, outer), _flat_stride(coef, ks)  # (a weight gradient's k: batch, time)
+    plain = rounded is None or load.dtype is dtypes.float32  # bfloat16 bits, or float32 to round to them
+    if load.valid or any(not isinstance(a, Var) for a in coef) or 1 not in (ws, kstride) \
+            or None in (ws, kstride) or not plain:
+        return r.pack(buf, load, outer, ks, first, end, width, size, layout, rounded)
+    routine = "fg_amx_pack" if rounded is None else "fg_amx_pack_f32"
+    rest = Lin(tuple((v, c) for v, c in load.index.terms if v not in outer and v not in ks), load.index.const)
+    return [f"      for (int64_t blk = {first}; blk < {end}; blk++)",
+            f"        {routine}({buf} + blk * kp * {width}, p{load.param} + {rest.render()} + "
+            f"blk * {width * ws} + pc * {kstride}, {ws}, {kstride}, {size} - blk * {width} < {width} ? "
+            f"{size} - blk * {width} : {width}, kc, kp, {int(pairs)});"]
+
+
+def _flat_stride(coefficients: dict, variables: tuple) -> int | None:
+    """The stride of the variables' flat row-major index when they step through memory as one strided
+    run (each variable's stride the next one's times its extent), else None."""
+    stride = coefficients.get(variables[-1], 0)
+    for inner, v in zip(variables[::-1], variables[-2::-1]):
+        if coefficients.get(v, 0) != coefficients.get(inner, 0) * inner.extent:
+            return None
+    return stride or None
