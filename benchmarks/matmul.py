@@ -180,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
             line += f"; 1024^3: fusegrad {big['fusegrad_gflops']:.0f} GFLOP/s = " \
                     f"{100 * big['fusegrad_gflops'] / big['numpy_gflops']:.0f}% of numpy's {big['numpy_gflops']:.0f}"
         print(line)
-    print(json.dumps({"benchmark": "matmul", "dtype": args.dtype, "seconds": args.seconds, "rounds": args.rounds, "runs": runs}))
+    print(json.dumps({"benchmark": "matmul", "dtype": args.dtype, "seconds": args.seconds, "rounds": args.rounds,
+                      "runs": runs}))
     return 0
 
 
