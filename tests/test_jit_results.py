@@ -64,6 +64,36 @@ def test_results_of_ten_calls_all_stay_correct(dtype: str) -> None:
         np.testing.assert_allclose(p.numpy(), (tx @ tw).numpy() * 10, rtol=1e-5)
 
 
+def test_kept_results_move_where_replays_keep_their_pointers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a device whose replays bake pointers in (CUDA graphs), results a loop keeps are copied out of
+    the output pools, so the replays cycle through a few pointer tables instead of a new one per call."""
+    from fusegrad.runtime import registry
+    from fusegrad.runtime.cpu import CPUSequence
+    device = registry.get("cpu")
+    monkeypatch.setattr(type(device), "sequence_keeps_pointers", True)
+    tables: list[tuple[int, ...]] = []
+    run = CPUSequence.run
+    monkeypatch.setattr(CPUSequence, "run", lambda self, slots: (tables.append(tuple(slots)), run(self, slots))[1])
+    calls = fg.zeros(())
+
+    @fg.jit
+    def f(x: fg.Tensor, w: fg.Tensor) -> tuple[fg.Tensor, fg.Tensor]:
+        calls.add_(1)  # carried state: each call's results differ, the input buffers stay the same
+        return (x @ w).relu() * calls, x.sum(0) + calls
+
+    x, w = RNG.standard_normal((4, 5)).astype(np.float32), RNG.standard_normal((5, 3)).astype(np.float32)
+    tx, tw = fg.tensor(x), fg.tensor(w)
+    kept = [f(tx, tw) for _ in range(12)]
+    pending = [a * 10 for a, _ in kept]
+    assert f.replays == 11
+    assert len(set(tables)) <= 6 < len(tables)  # two state parities by three pool buffers; else one per call
+    for n, ((a, b), p) in enumerate(zip(kept, pending), 1):
+        expected = np.maximum(x @ w, 0) * n
+        np.testing.assert_allclose(a.numpy(), expected, rtol=1e-5)
+        np.testing.assert_allclose(b.numpy(), x.sum(0) + n, rtol=1e-5)
+        np.testing.assert_allclose(p.numpy(), expected * 10, rtol=1e-5)
+
+
 def test_kept_losses_of_a_training_loop_match_torch() -> None:
     model, twin = mlp()
     step = fg.jit(training_step(model, fg.optim.SGD(model.parameters(), lr=0.1)))

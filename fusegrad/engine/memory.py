@@ -81,16 +81,31 @@ class OutputPool:
             if all(user() is None for user in users):
                 break
         else:
-            fresh = device.alloc(self.buffers[0].nbytes)
             if len(self.buffers) < POOL_SIZE:
                 i = len(self.buffers)
-                self.buffers.append(fresh)
+                self.buffers.append(device.alloc(self.buffers[0].nbytes))
                 self.users.append([])
+            elif device.sequence_keeps_pointers:  # results kept across many calls move, the pointers stay
+                i = (self.current + 1) % POOL_SIZE
+                self._relocate(device, i)
             else:  # results kept across many calls: the replaced buffer lives on in them
                 i = (self.current + 1) % POOL_SIZE
-                self.buffers[i] = fresh
+                self.buffers[i] = device.alloc(self.buffers[0].nbytes)
         self.current = i
         return self.buffers[i]
+
+    def _relocate(self, device: Any, i: int) -> None:
+        """Copy the live results in buffer i to memory of their own (each result's buffer object is
+        repointed, so every tensor over it follows), freeing buffer i for the next replay: where a
+        replay is a graph with its pointers baked in, a loop that keeps every result (tokens, losses)
+        then replays the same few graphs instead of capturing a new one each call."""
+        for ref in self.users[i]:
+            result = ref()
+            if result is not None:
+                own = device.alloc(result.nbytes)
+                device.copy_within(own, result, result.nbytes)
+                result.handle, result.base, result.offset, result.address = own.handle, own, 0, None
+        self.users[i] = []
 
     def hand_out(self, device: Any) -> list[Buffer]:
         """Buffers for the results (one per range) over the memory the last call wrote; each keeps

@@ -255,7 +255,8 @@ class CPUProgram:
 
 class CPUDevice:
     kind = "cpu"
-    host_memory = True  # buffers live in host memory: reading one back costs no synchronization
+    host_memory = True  # whether buffers live in host memory (reading one back then needs no synchronization)
+    sequence_keeps_pointers = False  # a replay reads its pointer table afresh every run
 
     def __init__(self, name: str = "cpu"):
         self.name = name
@@ -283,6 +284,9 @@ class CPUDevice:
     def copy_in(self, buf: Buffer, data: np.ndarray) -> None:
         raw = np.ascontiguousarray(data).reshape(-1).view(np.uint8)
         buf.handle[: raw.size] = raw
+
+    def copy_within(self, dst: Buffer, src: Buffer, nbytes: int) -> None:
+        dst.handle[:nbytes] = src.handle[:nbytes]
 
     def copy_out(self, buf: Buffer, np_dtype: np.dtype, count: int) -> np.ndarray:
         return buf.handle[: count * np_dtype.itemsize].view(np_dtype).copy()

@@ -136,7 +136,9 @@ class CUDADevice:
     """One GPU: its primary context, one stream, a caching allocator and NVRTC-built programs."""
 
     kind = "cuda"
-    host_memory = False  # buffers live in host memory: reading one back costs no synchronization
+    host_memory = False  # whether buffers live in host memory (reading one back then needs no synchronization)
+    # a replayed sequence is a CUDA graph with its pointers baked in: a new pointer costs a new graph
+    sequence_keeps_pointers = True
 
     def __init__(self, name: str = "cuda:0"):
         reason = unavailable_reason()
@@ -256,6 +258,14 @@ class CUDADevice:
             with self.enqueue_lock:
                 _check(_bindings()[0].cuMemcpyHtoDAsync(buf.handle.ptr, raw.ctypes.data, raw.size, self.stream),
                        "copy to the GPU")
+
+    def copy_within(self, dst: Buffer, src: Buffer, nbytes: int) -> None:
+        """Enqueue a copy of `nbytes` from `src` to `dst` on the stream (ordered with the kernels)."""
+        if nbytes:
+            self.make_current()
+            with self.enqueue_lock:
+                _check(_bindings()[0].cuMemcpyDtoDAsync(dst.handle.ptr, src.handle.ptr, nbytes, self.stream),
+                       "copy on the GPU")
 
     def copy_out(self, buf: Buffer, np_dtype: np.dtype, count: int) -> np.ndarray:
         out = np.empty(count, dtype=np_dtype)

@@ -176,7 +176,8 @@ class OpenCLDevice:
     """One OpenCL device with its own context and in-order queue."""
 
     kind = "opencl"
-    host_memory = False  # buffers live in host memory: reading one back costs no synchronization
+    host_memory = False  # whether buffers live in host memory (reading one back then needs no synchronization)
+    sequence_keeps_pointers = False  # a replay reads its pointer table afresh every run
 
     def __init__(self, name: str = "opencl:0"):
         reason = unavailable_reason()
@@ -236,6 +237,12 @@ class OpenCLDevice:
             raise DeviceError(f"copy of {raw.size} bytes into a {buf.nbytes}-byte buffer on {self.name}")
         if raw.size:  # blocking: `data` may be freed as soon as this returns
             _cl().enqueue_copy(self.queue, cl_memory(buf), raw, is_blocking=True, dst_offset=buf.offset)
+
+    def copy_within(self, dst: Buffer, src: Buffer, nbytes: int) -> None:
+        """Enqueue a copy of `nbytes` from `src` to `dst` (the queue is in order: after every kernel before it)."""
+        if nbytes:
+            _cl().enqueue_copy(self.queue, cl_memory(dst), cl_memory(src), byte_count=nbytes,
+                               src_offset=src.offset, dst_offset=dst.offset)
 
     def copy_out(self, buf: Buffer, np_dtype: np.dtype, count: int) -> np.ndarray:
         out = np.empty(count, dtype=np_dtype)
