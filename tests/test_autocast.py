@@ -26,6 +26,15 @@ AMP_DTYPES = ("bfloat16", "float16")
 TOL = {"bfloat16": 5e-2, "float16": 5e-3}
 
 
+@pytest.fixture(autouse=True)
+def cpu_default_device():
+    """fg.autocast("cpu") casts CPU tensors only (as torch's): the CPU rules are checked on CPU tensors
+    whatever FUSEGRAD_DEVICE says; the CUDA checks name their device."""
+    fg.set_default_device("cpu")
+    yield
+    fg.set_default_device(None)
+
+
 def R(*s):
     return lambda: RNG.standard_normal(s).astype(np.float32)
 
