@@ -83,22 +83,25 @@ def _signature(args: tuple, kwargs: dict) -> tuple[tuple, list[Tensor]]:
     state, and the argument tensors in order."""
     tensors: list[Tensor] = []
     firsts: dict[int, int] = {}
-
-    def sig(x: Any) -> Any:
-        if isinstance(x, Tensor):
-            index = firsts.setdefault(id(x), len(tensors))
-            tensors.append(x)
-            return (x._node.shape, x._node.dtype, x._node.device, x.requires_grad, index)
-        if x is None or isinstance(x, (bool, int, float, complex, str, bytes)):
-            return (type(x), x)
-        if isinstance(x, (tuple, list)):
-            return (type(x), tuple(sig(v) for v in x))
-        if isinstance(x, dict):
-            return (dict, tuple((k, sig(v)) for k, v in x.items()))
-        return (object, id(x))  # modules, optimizers and other objects: by identity
-
     # the autocast state decides which casts the recorded ops made: a replay needs the same one
-    return (sig(args), sig(kwargs), autocast_state.key()), tensors
+    return (_sig(args, tensors, firsts), _sig(kwargs, tensors, firsts), autocast_state.key()), tensors
+
+
+def _sig(x: Any, tensors: list[Tensor], firsts: dict[int, int]) -> Any:
+    """One argument's part of the key, its tensors appended to `tensors`. A module-level function, not a
+    closure: a recursive closure is a reference cycle, which kept every call's argument tensors alive
+    until the cyclic collector ran (and their memory from the output pools)."""
+    if isinstance(x, Tensor):
+        index = firsts.setdefault(id(x), len(tensors))
+        tensors.append(x)
+        return (x._node.shape, x._node.dtype, x._node.device, x.requires_grad, index)
+    if x is None or isinstance(x, (bool, int, float, complex, str, bytes)):
+        return (type(x), x)
+    if isinstance(x, (tuple, list)):
+        return (type(x), tuple(_sig(v, tensors, firsts) for v in x))
+    if isinstance(x, dict):
+        return (dict, tuple((k, _sig(v, tensors, firsts)) for k, v in x.items()))
+    return (object, id(x))  # modules, optimizers and other objects: by identity
 
 
 def _flatten_outputs(out: Any, leaves: list[Tensor]) -> Any:

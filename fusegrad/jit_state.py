@@ -101,6 +101,7 @@ def reachable(fn: Callable, args: tuple, kwargs: dict) -> tuple[list[Slot], list
 
     for r in roots:
         visit(r, 0)
+    visit = None  # type: ignore[assignment]  # a recursive closure is a reference cycle: broken here
     for m in modules.values():
         for name, p in m._parameters.items():
             add(m._parameters, name, False)

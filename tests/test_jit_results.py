@@ -74,7 +74,7 @@ def test_kept_results_move_where_replays_keep_their_pointers(monkeypatch: pytest
     tables: list[tuple[int, ...]] = []
     run = CPUSequence.run
     monkeypatch.setattr(CPUSequence, "run", lambda self, slots: (tables.append(tuple(slots)), run(self, slots))[1])
-    calls = fg.zeros(())
+    calls = fg.zeros((), device="cpu")
 
     @fg.jit
     def f(x: fg.Tensor, w: fg.Tensor) -> tuple[fg.Tensor, fg.Tensor]:
@@ -82,7 +82,7 @@ def test_kept_results_move_where_replays_keep_their_pointers(monkeypatch: pytest
         return (x @ w).relu() * calls, x.sum(0) + calls
 
     x, w = RNG.standard_normal((4, 5)).astype(np.float32), RNG.standard_normal((5, 3)).astype(np.float32)
-    tx, tw = fg.tensor(x), fg.tensor(w)
+    tx, tw = fg.tensor(x, device="cpu"), fg.tensor(w, device="cpu")
     kept = [f(tx, tw) for _ in range(12)]
     pending = [a * 10 for a, _ in kept]
     assert f.replays == 11
@@ -92,6 +92,25 @@ def test_kept_results_move_where_replays_keep_their_pointers(monkeypatch: pytest
         np.testing.assert_allclose(a.numpy(), expected, rtol=1e-5)
         np.testing.assert_allclose(b.numpy(), x.sum(0) + n, rtol=1e-5)
         np.testing.assert_allclose(p.numpy(), expected * 10, rtol=1e-5)
+
+
+def test_arguments_die_with_the_callers_last_reference() -> None:
+    """No reference cycle holds a call's argument tensors (or their memory) until the cyclic collector runs."""
+    import gc
+    import weakref
+    f = fg.jit(lambda xs: [x * 2 for x in xs])
+    f([fg.ones(4), fg.ones(4)])  # the capture: its buffers stay with the replay
+    gc.disable()
+    try:
+        for _ in range(3):
+            xs = [fg.tensor(RNG.standard_normal(4).astype(np.float32)).realize() for _ in range(2)]
+            refs = [weakref.ref(x._node.buffer) for x in xs]
+            out = f(xs)
+            del xs
+            assert all(r() is None for r in refs)
+            assert out[0].shape == (4,)
+    finally:
+        gc.enable()
 
 
 def test_kept_losses_of_a_training_loop_match_torch() -> None:

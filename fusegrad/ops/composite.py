@@ -30,11 +30,15 @@ def in_float32(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     def widen(v: Any) -> Any:
         return v.float() if isinstance(v, Tensor) and v.dtype in dtypes.HALF else v
 
-    def narrow(v: Any) -> Any:
-        if isinstance(v, Tensor):
-            return v.to(half) if v.dtype is dtypes.float32 else v
-        return type(v)(narrow(x) for x in v) if isinstance(v, tuple) else v
-    return narrow(fn(*(widen(a) for a in args), **{k: widen(v) for k, v in kwargs.items()}))
+    return _narrow(fn(*(widen(a) for a in args), **{k: widen(v) for k, v in kwargs.items()}), half)
+
+
+def _narrow(v: Any, half: Any) -> Any:
+    """float32 results (in tuples too) back to `half` (module-level: a recursive closure is a reference cycle)."""
+    from ..tensor import Tensor
+    if isinstance(v, Tensor):
+        return v.to(half) if v.dtype is dtypes.float32 else v
+    return type(v)(_narrow(x, half) for x in v) if isinstance(v, tuple) else v
 
 
 def rounds_once(fn: F) -> F:
