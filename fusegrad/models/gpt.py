@@ -185,9 +185,10 @@ class GPT(nn.Module):
         return AdamW(groups, lr=learning_rate, betas=betas, **kwargs)
 
     def _cached_step(self, token: Tensor, at: Tensor, caches: list[Tensor], temperature: float, top_k: int | None,
-                     sample: bool) -> tuple[Tensor, list[Tensor]]:
-        """After `token` (B, 1) at position `at` (1,): the caches updated, and the next token sampled
-        (or, for a prompt's tokens, the logits: a prompt draws no random numbers, as without a cache)."""
+                     sample: bool) -> tuple[Tensor, list[Tensor], Tensor]:
+        """After `token` (B, 1) at position `at` (1,): the caches updated, the next token sampled (or, for
+        a prompt's tokens, the logits: a prompt draws no random numbers, as without a cache), and the
+        next position."""
         tr = self.transformer
         x = tr.wte(token) + tr.wpe(at)
         new: list[Tensor] = []
@@ -195,7 +196,7 @@ class GPT(nn.Module):
             x, keys, values = block.cached(x, at, caches[2 * i], caches[2 * i + 1])
             new += [keys, values]
         logits = self.lm_head(tr.ln_f(x))[:, -1, :]
-        return (_sample(logits, temperature, top_k) if sample else logits), new
+        return (_sample(logits, temperature, top_k) if sample else logits), new, at + 1
 
     def _sliding_step(self, window: Tensor, temperature: float, top_k: int | None) -> tuple[Tensor, Tensor]:
         """The token after a full window (B, block_size), and the window moved on by it."""
@@ -222,9 +223,11 @@ class GPT(nn.Module):
                 self._step = jit(self._cached_step, check_errors="at_sync")
             head = cfg.n_embd // cfg.n_head
             caches = [zeros(b, cfg.n_head, cfg.block_size, head, device=idx.device) for _ in range(2 * cfg.n_layer)]
+            # the position stays on the device, advanced by the step: no upload per token, and on a GPU
+            # the replays' pointers repeat, so their graphs are launched again, not captured anew
+            at = tensor([0], device=idx.device)
             for pos in range(min(t + max_new_tokens, cfg.block_size) - 1):
-                nxt, caches = self._step(out[pos], tensor([pos], device=idx.device), caches, temperature, top_k,
-                                         pos + 1 >= t)
+                nxt, caches, at = self._step(out[pos], at, caches, temperature, top_k, pos + 1 >= t)
                 if pos + 1 >= t:
                     out.append(nxt)
         if use_cache and len(out) < t + max_new_tokens:
