@@ -64,6 +64,21 @@ def test_resume_continues_exactly(full_run, text_file, tmp_path):
     assert second.sample == full_run[0].sample
 
 
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_autocast_runs_track_float32_and_resume_exactly(full_run, text_file, tmp_path, dtype):
+    """--autocast trains close to float32 (the same data and dropout; the products rounded to the half
+    type); float16's loss scaler is part of the checkpoint, so a resumed run continues exactly."""
+    ckpt = str(tmp_path / "amp.safetensors")
+    base = ["--text", str(text_file), *SMALL, "--autocast", dtype, "--checkpoint", ckpt]
+    whole = gpt.train(gpt.parse_args(base + ["--steps", "6"]))
+    np.testing.assert_allclose(whole.losses, full_run[0].losses, rtol=0.03)
+    assert whole.losses != full_run[0].losses  # the products did run in the half type
+    first = gpt.train(gpt.parse_args(base + ["--steps", "3", "--decay-steps", "6"]))
+    second = gpt.train(gpt.parse_args(base + ["--steps", "6", "--resume", ckpt]))
+    np.testing.assert_allclose(first.losses + second.losses, whole.losses, rtol=1e-6)
+    assert second.sample == whole.sample
+
+
 def test_sample_only_from_checkpoint_with_and_without_cache(full_run, text_file, capsys):
     """The cached step and the whole window draw the same characters; the sample after training is the
     same too, as the checkpoint holds the random stream of the end of the run."""
@@ -100,8 +115,8 @@ def test_prompt_outside_vocabulary_is_refused(full_run, text_file, capsys):
 
 
 @pytest.mark.parametrize("argv", [["--steps", "0"], ["--config", "huge"], ["--lr", "-1"], ["--dropout", "1"],
-                                  ["--sample-only"], ["--top-k", "-2"]],
-                         ids=["steps", "config", "lr", "dropout", "sample-only-alone", "top-k"])
+                                  ["--sample-only"], ["--top-k", "-2"], ["--autocast", "float64"]],
+                         ids=["steps", "config", "lr", "dropout", "sample-only-alone", "top-k", "autocast"])
 def test_bad_arguments_exit_with_usage(argv, capsys):
     with pytest.raises(SystemExit) as e:
         gpt.main(argv)

@@ -48,6 +48,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--eval-iters", type=int, default=10, help="batches per validation estimate")
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--device", default="cpu", help="cpu, cuda or opencl")
+    p.add_argument("--autocast", choices=("bfloat16", "float16"), default=None,
+                   help="mixed precision: forward and loss under fg.autocast of this dtype (float16 with loss scaling)")
     p.add_argument("--no-jit", dest="jit", action="store_false",
                    help="run each training step eagerly instead of replaying it with fg.jit")
     p.add_argument("--checkpoint", metavar="PATH", default=None, help="save everything here at each eval and the end")
@@ -110,13 +112,17 @@ class Run:
 
 
 def save_checkpoint(path: str, model: GPT, opt: Any, step: int, data_rng: np.random.Generator,
-                    vocab: list[str]) -> None:
-    fg.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                    vocab: list[str], scaler: Any = None) -> None:
+    state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
              "data_rng": data_rng.bit_generator.state, "rng": fg.get_rng_state(),
-             "config": dataclasses.asdict(model.config), "vocab": "".join(vocab)}, path)
+             "config": dataclasses.asdict(model.config), "vocab": "".join(vocab)}
+    if scaler is not None:
+        state["scaler"] = scaler.state_dict()
+    fg.save(state, path)
 
 
-def load_checkpoint(path: str, model: GPT, opt: Any, data_rng: np.random.Generator, vocab: list[str]) -> int:
+def load_checkpoint(path: str, model: GPT, opt: Any, data_rng: np.random.Generator, vocab: list[str],
+                    scaler: Any = None) -> int:
     """Restore a checkpoint into the run after checking it was written for this model and vocabulary;
     returns the number of steps it had done."""
     state = fg.load(path)
@@ -133,6 +139,8 @@ def load_checkpoint(path: str, model: GPT, opt: Any, data_rng: np.random.Generat
     opt.load_state_dict(state["optimizer"])
     data_rng.bit_generator.state = state["data_rng"]
     fg.set_rng_state(state["rng"])
+    if scaler is not None and "scaler" in state:
+        scaler.load_state_dict(state["scaler"])
     return int(state["step"])
 
 
@@ -174,13 +182,15 @@ def train(args: argparse.Namespace) -> Run:
     train_set, val_set = corpus.split("train", config.block_size), corpus.split("val", config.block_size)
     model = GPT(config).to(args.device)
     opt = model.configure_optimizers(args.weight_decay, args.lr, betas=(0.9, 0.95))
-    step = load_checkpoint(args.resume, model, opt, data_rng, corpus.vocab) if args.resume else 0
+    # float16's narrow exponent range needs loss scaling; bfloat16 has float32's range and needs none
+    scaler = fg.amp.GradScaler(args.device.split(":")[0]) if args.autocast == "float16" else None
+    step = load_checkpoint(args.resume, model, opt, data_rng, corpus.vocab, scaler) if args.resume else 0
     print(f"{corpus.name}: {len(corpus.tokens):,} characters, vocabulary of {corpus.vocab_size}; "
           f"GPT {config.n_layer} layers x {config.n_head} heads x {config.n_embd}, block {config.block_size}, "
           f"{model.num_parameters():,} parameters", flush=True)
     run = Run()
     if not args.sample_only:
-        train_loop(args, model, opt, step, data_rng, train_set, val_set, corpus.vocab, run)
+        train_loop(args, model, opt, step, data_rng, train_set, val_set, corpus.vocab, run, scaler)
         print(f"{run.summary}, wall time {time.perf_counter() - began:.1f}s", flush=True)
     run.sample = sample(model, corpus, args)
     print(f"---- sample ({args.max_new_tokens} characters, temperature {args.temperature}) ----", flush=True)
@@ -189,23 +199,51 @@ def train(args: argparse.Namespace) -> Run:
 
 
 def train_loop(args: argparse.Namespace, model: GPT, opt: Any, start: int, data_rng: np.random.Generator,
-               train_set: Any, val_set: Any, vocab: list[str], run: Run) -> None:
+               train_set: Any, val_set: Any, vocab: list[str], run: Run, scaler: Any = None) -> None:
     """Steps `start` to --steps, evaluating and checkpointing every --eval-interval steps and at the end."""
     params = list(model.parameters())
+    device_type = args.device.split(":")[0]
+
+    def mixed() -> Any:
+        """The forward's precision: fg.autocast of --autocast's dtype, or float32 throughout."""
+        if args.autocast is None:
+            return contextlib.nullcontext()
+        return fg.autocast(device_type, dtype=getattr(fg, args.autocast))
 
     def train_step(x: fg.Tensor, y: fg.Tensor) -> fg.Tensor:
         opt.zero_grad()
-        _, loss = model(x, y)
+        with mixed():
+            _, loss = model(x, y)
         loss.backward()
         if args.grad_clip:
             fg.nn.utils.clip_grad_norm_(params, args.grad_clip)
         opt.step()
         return loss
 
-    def val_loss_of(x: fg.Tensor, y: fg.Tensor) -> fg.Tensor:
-        return model(x, y)[1]
+    def scaled_backward(x: fg.Tensor, y: fg.Tensor) -> fg.Tensor:
+        opt.zero_grad()
+        with mixed():
+            _, loss = model(x, y)
+        scaler.scale(loss).backward()
+        return loss
 
-    step_fn = fg.jit(train_step) if args.jit else train_step
+    def scaled_step(x: fg.Tensor, y: fg.Tensor) -> fg.Tensor:
+        """float16: the optimizer runs only when the scaler found every gradient finite, a host decision
+        (one value read back), so this part stays outside fg.jit (torch.amp's recipe)."""
+        loss = backward_fn(x, y)
+        scaler.unscale_(opt)
+        if args.grad_clip:
+            fg.nn.utils.clip_grad_norm_(params, args.grad_clip)
+        scaler.step(opt)
+        scaler.update()
+        return loss
+
+    def val_loss_of(x: fg.Tensor, y: fg.Tensor) -> fg.Tensor:
+        with mixed():
+            return model(x, y)[1]
+
+    backward_fn = fg.jit(scaled_backward) if args.jit else scaled_backward
+    step_fn = scaled_step if scaler is not None else fg.jit(train_step) if args.jit else train_step
     eval_fn = fg.jit(val_loss_of) if args.jit else val_loss_of  # reads the parameters the step updates
     writer = fg.tensorboard.SummaryWriter(args.tensorboard) if args.tensorboard else None
     tokens = args.batch_size * model.config.block_size
@@ -235,7 +273,7 @@ def train_loop(args: argparse.Namespace, model: GPT, opt: Any, start: int, data_
                     writer.add_scalar("loss/val", val_loss, step + 1)
                     writer.flush()
                 if args.checkpoint:
-                    save_checkpoint(args.checkpoint, model, opt, step + 1, data_rng, vocab)
+                    save_checkpoint(args.checkpoint, model, opt, step + 1, data_rng, vocab, scaler)
     bar.close()
     if args.profile:
         print(f"kernel profile of the training loop:\n{profile.table()}", flush=True)
