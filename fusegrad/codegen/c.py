@@ -9,8 +9,8 @@ from ..graph.ops import Op
 from .. import dtypes
 from ..dtypes import DType
 from ..graph.symbolic import Lin, Var
-from .ir import (Accumulate, Alu, Attention, Const, Define, EndLoop, Gemm, Index, Load, Loop, LoopIR, Recurrence,
-                 subexpressions)
+from .ir import (Accumulate, Alu, Attention, Const, Define, DefineAcc, EndLoop, Gemm, Index, Load, Loop, LoopIR,
+                 Recurrence, Store, subexpressions)
 from .render import CStyleRenderer
 
 # work (output elements x reduce length) below which a kernel stays single-threaded: thread
@@ -18,6 +18,8 @@ from .render import CStyleRenderer
 PARALLEL_GRAIN = 1 << 16
 _SIMD_SUM_TYPES = ("float32", "float64", "int32", "int64")
 SPLIT_UNROLL = 4  # innermost loops this short are unrolled, not vectorized
+COLUMN_CHUNK = 64  # fewest columns a thread takes of a sum over rows into columns
+COLUMN_CHUNKS = 16  # at most this many column ranges, shared out among the threads
 
 C_PREAMBLE_HEAD = """#include <math.h>
 #include <stdint.h>
@@ -129,6 +131,40 @@ static inline float fg_rand(uint64_t seed, uint64_t ctr) {
 """
 
 
+def column_var(ir: LoopIR) -> Var | None:
+    """The variable of a sum over rows into columns: a kernel with no parallel loops whose loops are
+    reduce loops and `inner` loops over one variable (the interchange pass's layout, the columns
+    innermost so they vectorize), storing only inside those. Its columns are independent outputs, so
+    ranges of them can go to threads; without this the kernel ran on one thread (a bias gradient over
+    2,048 rows). None for any other kernel, or one too small to share."""
+    var, depth = None, 0
+    for s in ir.stmts:
+        if isinstance(s, Loop):
+            if s.kind == "global" or (s.kind == "inner" and var not in (None, s.var)):
+                return None
+            if s.kind == "inner":
+                var, depth = s.var, depth + 1
+        elif isinstance(s, EndLoop):
+            depth -= s.kind == "inner"
+        elif not isinstance(s, (Define, DefineAcc, Accumulate, Store)) or (isinstance(s, Store) and not depth):
+            return None
+    if var is None or var.extent < 2 * COLUMN_CHUNK or ir.work < PARALLEL_GRAIN:
+        return None
+    return var
+
+
+def _split_columns(source: str, var: Var) -> str:
+    """The kernel's body run once per range of `var` (fg_lo to fg_hi), the ranges shared by the threads."""
+    per = -(-var.extent // COLUMN_CHUNKS)
+    chunk = max(COLUMN_CHUNK, -(-per // 16) * 16)  # whole vectors of 16 floats
+    head, body = source.split("\n", 1)
+    return "\n".join([head, "  #pragma omp parallel for schedule(static)",
+                      f"  for (int64_t fg_c = 0; fg_c < {-(-var.extent // chunk)}; fg_c++) {{",
+                      f"    const int64_t fg_lo = fg_c * {chunk}, fg_hi = fg_lo + {chunk} < {var.extent} ? "
+                      f"fg_lo + {chunk} : {var.extent};",
+                      *("  " + line for line in body.split("\n")[:-1]), "  }", "}"])
+
+
 class CRenderer(CStyleRenderer):
     supports_gemm = True
     interchange_reductions = True
@@ -141,9 +177,10 @@ class CRenderer(CStyleRenderer):
     scatter_width = 1 << 31
     scatter_threads = 64
     # per kernel, set by render_kernel: GEMMs whose operand ("a"/"b") is packed before the batch loops,
-    # and reduce loops that are the inner dims of a window
+    # reduce loops that are the inner dims of a window, and the columns a sum into columns splits
     hoisted: dict[int, str] = {}
     _window_rows: set[int] = set()
+    _columns: Var | None = None
 
     def math_fn(self, name: str, dtype: DType) -> str:
         return "fg_expf" if name == "exp" and dtype.name != "float64" else super().math_fn(name, dtype)
@@ -157,6 +194,8 @@ class CRenderer(CStyleRenderer):
         return gemm_source()
 
     def loop_open(self, loop: Loop, nest: int, work: int, body: list) -> list[str]:
+        if loop.var == self._columns:  # this thread's range of the columns (_render)
+            return [f"for (int64_t {loop.var.name} = fg_lo; {loop.var.name} < fg_hi; {loop.var.name}++) {{"]
         lines = super().loop_open(loop, nest, work, body)
         if nest and work >= PARALLEL_GRAIN:
             # every global loop of the nest but the innermost, which vectorizes; tiny innermost loops
@@ -212,6 +251,7 @@ class CRenderer(CStyleRenderer):
         return self._render(ir)
 
     def _render(self, ir: LoopIR) -> str:
+        self._columns = column_var(ir)
         self.hoisted = {}
         self._lane_max: dict[int, str] = {}  # reduce loops whose max runs in SIMD lanes: their accumulator
         pre = self._hoist_packing(ir)
@@ -225,6 +265,8 @@ class CRenderer(CStyleRenderer):
             elif isinstance(s, EndLoop):
                 open_loops.pop()
         source = super().render_kernel(ir)
+        if self._columns is not None:  # no GEMM, so nothing hoisted
+            return _split_columns(source, self._columns)
         if not pre:
             return source
         head, body = source.split("\n", 1)
