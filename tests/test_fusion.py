@@ -309,3 +309,45 @@ def test_sums_read_through_a_cast_to_a_half_type_are_stored_as_that_type():
     # (a sum on either side of a rounding tie may round the other way: a bfloat16 unit in a few terms)
     np.testing.assert_allclose(z1.numpy(), rounded.sum(0), rtol=1e-3, atol=2.0)
     np.testing.assert_allclose(z2.numpy(), rounded.sum(1), rtol=1e-3, atol=2.0)
+
+
+def test_a_half_operand_of_a_product_is_stored_once_as_half_for_every_reader():
+    """Under autocast, a GELU's gradient is the half operand of the weight gradient's product and the
+    input of the bias gradient's sum: stored once, as bfloat16, and read by both (it was stored widened
+    for the product and computed again inside the sum)."""
+    rng = np.random.default_rng(5)
+    x = fg.tensor(rng.standard_normal((256, 32)).astype(np.float32))
+    w1 = fg.tensor(rng.standard_normal((64, 32)).astype(np.float32) * 0.2, requires_grad=True)
+    b1 = fg.tensor(rng.standard_normal(64).astype(np.float32), requires_grad=True)
+    w2 = fg.tensor(rng.standard_normal((16, 64)).astype(np.float32) * 0.2, requires_grad=True)
+    with fg.profile() as p:
+        with fg.autocast("cpu", dtype=fg.bfloat16):
+            loss = fg.nn.functional.linear(fg.nn.functional.gelu(fg.nn.functional.linear(x, w1, b1)), w2).float()
+            loss = loss.square().mean()
+        loss.backward()
+        fg.realize(w1.grad, b1.grad, w2.grad)
+    with_erf = [k for k in p.kernels if "ERF" in k.op]
+    assert len(with_erf) == 2, [k.op for k in with_erf]  # the forward's GELU, and its gradient once
+    tx, tw1, tb1, tw2 = (torch.tensor(t.detach().numpy(), requires_grad=True) for t in (x, w1, b1, w2))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        tloss = torch.nn.functional.linear(torch.nn.functional.gelu(torch.nn.functional.linear(tx, tw1, tb1)), tw2)
+        tloss = tloss.float().square().mean()
+    tloss.backward()
+    for got, want in ((w1.grad, tw1.grad), (b1.grad, tb1.grad), (w2.grad, tw2.grad)):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=0.02, atol=0.02 * float(want.abs().max()))
+
+
+@pytest.mark.parametrize("shape", [(2048, 512), (700, 130), (1000, 384)])
+def test_sums_over_rows_into_columns_split_the_columns_among_threads(shape):
+    """A sum over rows into columns (the bias gradient's layout: rows outside, columns vectorized inside)
+    gives ranges of columns to threads (it ran on one); the values stay those of a plain sum."""
+    from fusegrad.codegen.c import CRenderer, column_var
+    from fusegrad.engine.realize import kernel_ir
+    x = np.random.default_rng(6).standard_normal(shape).astype(np.float32)
+    t = fg.tensor(x)
+    out = (t * 2).sum(0) + (t * t).amax(0)
+    irs = [kernel_ir(it.spec, f"k{i}", CRenderer()) for i, it in enumerate(create_schedule([out._node]))]
+    split = [ir for ir in irs if column_var(ir) is not None]
+    assert split and all(column_var(ir).extent == shape[1] for ir in split)
+    assert all("#pragma omp parallel for" in CRenderer().render_kernel(ir) for ir in split)
+    np.testing.assert_allclose(out.numpy(), (x * 2).sum(0) + (x * x).max(0), rtol=1e-4, atol=1e-3)

@@ -233,8 +233,22 @@ def materialized_nodes(order: list[Node], targets: list[Node]) -> set[int]:
         inner[id(node)] = frozenset() if id(node) in keep else below
     keep.update(assembled)  # read as the operand of a product, it must be a plain buffer, not guarded pieces
     _share_reductions(order, keep)
+    _store_half_not_widened(order, keep, {id(t) for t in targets})
     _store_narrowed(order, keep, consumers, {id(t) for t in targets})
     return keep
+
+
+def _store_half_not_widened(order: list[Node], keep: set[int], targets: set[int]) -> None:
+    """A kept float32 widening of a half value (a half product's operand, widened as it is read) stores the
+    half value instead: half the bytes, the product's packing widens it, and every other reader of the
+    half value loads it rather than recomputing it (under autocast a GELU's gradient, the operand of the
+    weight gradient's product and the input of the bias gradient's sum, was computed twice)."""
+    for node in order:
+        if id(node) in keep and id(node) not in targets and node.buffer is None and _widens_half(node):
+            half = _view_base(node.srcs[0])
+            if half.numel == node.numel and half.buffer is None and half.op in ELEMENTWISE | REDUCE:
+                keep.discard(id(node))
+                keep.add(id(half))
 
 
 def _store_narrowed(order: list[Node], keep: set[int], consumers: dict[int, int], targets: set[int]) -> None:
