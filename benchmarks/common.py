@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import ctypes
 import gc
@@ -308,19 +309,21 @@ Skipped = dict[str, str]  # contestant name -> why it did not run
 
 
 def fusegrad_contestants(make_model: Callable[[], Any], xs: list[np.ndarray], ys: list[np.ndarray], lr: float,
-                         skipped: Skipped, device: str = "cpu") -> list[Contestant]:
+                         skipped: Skipped, device: str = "cpu", autocast: str | None = None) -> list[Contestant]:
     """fusegrad eager (graph built and realized every step) and, when fusegrad has it, `fg.jit` of that
-    step, with the model and the batches on `device`."""
+    step, with the model and the batches on `device`; with `autocast` (a dtype name) also the jitted step
+    with its forward and loss under `fg.autocast` of that dtype ("fusegrad jit autocast")."""
     import fusegrad as fg
     from fusegrad import optim
     from fusegrad.nn import functional as F
 
-    def make_step() -> Callable[[Any, Any], Any]:
+    def make_step(amp: str | None = None) -> Callable[[Any, Any], Any]:
         model = make_model().to(device)
         opt = optim.SGD(model.parameters(), lr=lr)
 
         def train_step(x: Any, y: Any) -> Any:
-            loss = F.cross_entropy(model(x), y)
+            with fg.autocast(fg.device(device).type, dtype=getattr(fg, amp)) if amp else contextlib.nullcontext():
+                loss = F.cross_entropy(model(x), y)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -329,11 +332,15 @@ def fusegrad_contestants(make_model: Callable[[], Any], xs: list[np.ndarray], ys
 
     tx, ty = [fg.tensor(x, device=device) for x in xs], [fg.tensor(y, device=device) for y in ys]
     out = []
-    for name, wrap in (("fusegrad eager", None), ("fusegrad jit", getattr(fg, "jit", None))):
-        if name == "fusegrad jit" and wrap is None:
+    variants = [("fusegrad eager", None), ("fusegrad jit", getattr(fg, "jit", None))]
+    if autocast is not None:
+        variants.append(("fusegrad jit autocast", getattr(fg, "jit", None)))
+    for name, wrap in variants:
+        if name.startswith("fusegrad jit") and wrap is None:
             skipped[name] = "not available (this fusegrad has no fg.jit)"
             continue
-        fn = make_step() if wrap is None else wrap(make_step())
+        step_fn = make_step(autocast if name.endswith("autocast") else None)
+        fn = step_fn if wrap is None else wrap(step_fn)
         nxt = cycler(len(xs))
 
         def step(fn: Callable[[Any, Any], Any] = fn, nxt: Callable[[], int] = nxt) -> Any:
@@ -344,8 +351,9 @@ def fusegrad_contestants(make_model: Callable[[], Any], xs: list[np.ndarray], ys
 
 
 def torch_train_step(torch: Any, make_model: Callable[[], Any], weights: list[np.ndarray], lr: float,
-                     device: str = "cpu") -> Callable[[Any, Any], Any]:
-    """A PyTorch training step (SGD, cross-entropy) of a fresh model on `device` holding `weights`."""
+                     device: str = "cpu", autocast: str | None = None) -> Callable[[Any, Any], Any]:
+    """A PyTorch training step (SGD, cross-entropy) of a fresh model on `device` holding `weights`, its
+    forward and loss under torch.autocast of `autocast` when given."""
     F = torch.nn.functional
     model = make_model().to(device)
     with torch.no_grad():
@@ -355,7 +363,9 @@ def torch_train_step(torch: Any, make_model: Callable[[], Any], weights: list[np
 
     def train_step(x: Any, y: Any) -> Any:
         opt.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(x), y)
+        with torch.autocast(device.split(":")[0], dtype=getattr(torch, autocast)) if autocast else \
+                contextlib.nullcontext():
+            loss = F.cross_entropy(model(x), y)
         loss.backward()
         opt.step()
         return loss
@@ -363,16 +373,20 @@ def torch_train_step(torch: Any, make_model: Callable[[], Any], weights: list[np
 
 
 def torch_contestants(torch: Any, make_model: Callable[[], Any], weights: list[np.ndarray], xs: list[np.ndarray],
-                      ys: list[np.ndarray], lr: float, peers: set[str], skipped: Skipped) -> list[Contestant]:
-    """PyTorch eager ("torch" in peers) and `torch.compile` of the whole step ("torch.compile" in peers)."""
+                      ys: list[np.ndarray], lr: float, peers: set[str], skipped: Skipped,
+                      autocast: str | None = None) -> list[Contestant]:
+    """PyTorch eager ("torch" in peers) and `torch.compile` of the whole step ("torch.compile" in peers);
+    with `autocast`, also the eager step under torch.autocast ("torch eager autocast")."""
     if torch is None:
         skipped["torch eager"] = skipped["torch.compile"] = "torch not installed"
         return []
     tx, ty = [torch.from_numpy(x) for x in xs], [torch.from_numpy(y) for y in ys]
     out = []
     variants = [v for v in (("torch eager", False), ("torch.compile", True)) if v[0].split()[0] in peers]
+    if autocast is not None and "torch" in peers:
+        variants.append(("torch eager autocast", False))
     for name, compiled in variants:
-        fn = torch_train_step(torch, make_model, weights, lr)
+        fn = torch_train_step(torch, make_model, weights, lr, autocast=autocast if name.endswith("autocast") else None)
         if compiled:
             torch._dynamo.reset()
             fn = torch.compile(fn, dynamic=False)  # mode "default"; one static graph per batch size
@@ -439,7 +453,8 @@ def training_child(args: argparse.Namespace, workload: str, builders: Callable[.
                    step_flops: Callable[[int], float]) -> None:
     """A child's work: every batch size at its thread count, contestants interleaved; reports to the parent.
 
-    `builders(batch, peers, torch)` gives the functions making each peer's contestants, and the data source.
+    `builders(batch, peers, torch, autocast=...)` gives the functions making each peer's contestants, and the
+    data source.
     """
     torch = optional_import("torch")  # before fusegrad: torch's OpenMP keeps its default wait policy
     set_threads(args.child_threads, torch)
@@ -450,7 +465,7 @@ def training_child(args: argparse.Namespace, workload: str, builders: Callable[.
     for batch in args.batch_sizes:
         # re-measured before each configuration, keeping the best: a moment of load must not lower the floor
         gemm = {k: max(v, gemm.get(k, 0.0)) for k, v in gemm_rate(torch).items()}
-        made, source = builders(batch, set(args.peers), torch)
+        made, source = builders(batch, set(args.peers), torch, autocast=args.autocast)
         title = f"{workload}, B={batch}, {args.child_threads} thread(s)"
         result = run_config(title, made, step_flops(batch), gemm, args.seconds, args.rounds)
         configs[f"B={batch},threads={args.child_threads}"] = {"batch": batch, "threads": args.child_threads, **result}
@@ -500,6 +515,8 @@ def parse_training_args(argv: Sequence[str], doc: str, peers: Sequence[str], bat
     p.add_argument("--peers", default=",".join(peers), help=f"subset of {','.join(peers)}")
     p.add_argument("--quick", action="store_true", help="smoke run: first batch size, 1 thread, 0.5 s in 2 rounds")
     p.add_argument("--profile", action="store_true", help="cProfile fusegrad eager steps instead of racing")
+    p.add_argument("--autocast", default=None, choices=("bfloat16", "float16"),
+                   help="also race the jitted step (and torch eager) with forward and loss under autocast")
     p.add_argument("--child-threads", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
@@ -540,6 +557,13 @@ def print_training_summary(runs: list[dict[str, Any]]) -> None:
     print(table(["config", "floor"] + names, rows))
     print("\nfusegrad eager's speedup over each peer (peer time / fusegrad time; above 1: fusegrad faster)")
     print(table(["config"] + peers, speedups))
+    if "fusegrad jit autocast" in names:  # the mixed-precision target: autocast no slower than float32
+        rows = [[key, ratio(cfg["results"].get("fusegrad jit", {}).get("ms"),
+                            cfg["results"].get("fusegrad jit autocast", {}).get("ms")),
+                 ratio(cfg["results"].get("torch eager", {}).get("ms"),
+                       cfg["results"].get("torch eager autocast", {}).get("ms"))] for key, cfg in configs.items()]
+        print("\nautocast's speedup over float32 (float32 time / autocast time; target for fusegrad: >= 1)")
+        print(table(["config", "fusegrad jit", "torch eager"], rows))
 
 
 # ---- printing --------------------------------------------------------------------------

@@ -3,6 +3,7 @@
     python3 benchmarks/mnist_cnn.py [--batch-sizes 64] [--threads 1,2] [--seconds 3] [--rounds 10]
     python3 benchmarks/mnist_cnn.py --quick      # a smoke run
     python3 benchmarks/mnist_cnn.py --profile    # cProfile of fusegrad eager steps instead of the race
+    python3 benchmarks/mnist_cnn.py --autocast bfloat16  # also the steps under autocast, and its speedup
 
 The network: conv 3x3 (1->32) + batch norm + ReLU + max-pool 2, conv 3x3 (32->64) + batch norm +
 ReLU + max-pool 2, linear 1600->10; one step = forward (training-mode batch norm), cross-entropy,
@@ -56,16 +57,17 @@ def make_torch_model(torch: Any) -> Any:
         nn.Flatten(), nn.Linear(64 * 5 * 5, 10))
 
 
-def builders(batch: int, peers: set[str], torch: Any) -> tuple[list[Callable[[Skipped], list[Contestant]]], str]:
+def builders(batch: int, peers: set[str], torch: Any,
+             autocast: str | None = None) -> tuple[list[Callable[[Skipped], list[Contestant]]], str]:
     """Functions making each peer's contestants for one batch size, and where the data came from."""
     xs, ys, source = common.load_batches(batch, BATCHES)
     weights = [p.numpy() for p in make_fusegrad_model().parameters()]
     out: list[Callable[[Skipped], list[Contestant]]] = []
     if "fusegrad" in peers:
-        out.append(partial(common.fusegrad_contestants, make_fusegrad_model, xs, ys, LR))
+        out.append(partial(common.fusegrad_contestants, make_fusegrad_model, xs, ys, LR, autocast=autocast))
     if peers & {"torch", "torch.compile"}:
         out.append(partial(common.torch_contestants, torch, partial(make_torch_model, torch), weights, xs, ys, LR,
-                           peers))
+                           peers, autocast=autocast))
     return out, source
 
 

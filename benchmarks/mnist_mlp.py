@@ -3,6 +3,7 @@
     python3 benchmarks/mnist_mlp.py [--batch-sizes 64,256] [--threads 1,2] [--seconds 3] [--rounds 10]
     python3 benchmarks/mnist_mlp.py --quick      # smoke run: B=64, 1 thread, 0.5 s per contestant
     python3 benchmarks/mnist_mlp.py --profile    # cProfile of fusegrad eager steps instead of the race
+    python3 benchmarks/mnist_mlp.py --autocast bfloat16  # also the steps under autocast, and its speedup
 
 One step = forward, cross-entropy, backward, SGD update, on Fashion-MNIST batches (random data of
 the same shapes when the data set is not installed). Contestants, each when available: fusegrad
@@ -135,16 +136,17 @@ def tinygrad_contestants(xs: list[np.ndarray], ys: list[np.ndarray], weights: li
     return [Contestant("tinygrad jit", step, lambda loss: loss.numpy())]
 
 
-def builders(batch: int, peers: set[str], torch: Any) -> tuple[list[Callable[[Skipped], list[Contestant]]], str]:
+def builders(batch: int, peers: set[str], torch: Any,
+             autocast: str | None = None) -> tuple[list[Callable[[Skipped], list[Contestant]]], str]:
     """Functions making each peer's contestants for one batch size, and where the data came from."""
     xs, ys, source = common.load_batches(batch, BATCHES)
     weights = [p.numpy() for p in make_fusegrad_model().parameters()]
     out: list[Callable[[Skipped], list[Contestant]]] = []
     if "fusegrad" in peers:
-        out.append(partial(common.fusegrad_contestants, make_fusegrad_model, xs, ys, LR))
+        out.append(partial(common.fusegrad_contestants, make_fusegrad_model, xs, ys, LR, autocast=autocast))
     if peers & {"torch", "torch.compile"}:
         out.append(partial(common.torch_contestants, torch, partial(make_torch_model, torch), weights, xs, ys, LR,
-                           peers))
+                           peers, autocast=autocast))
     if "jax" in peers:
         out.append(partial(jax_contestants, xs, ys, weights))
     if "tinygrad" in peers:
