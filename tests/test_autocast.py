@@ -609,7 +609,7 @@ def test_cuda_ops_match_torch_autocast(name):
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
 @pytest.mark.parametrize("op", ["gelu", "silu", "tanh", "sigmoid", "softplus", "mish", "softmax", "log_softmax",
-                                "layer_norm"])
+                                "layer_norm", "batch_norm"])
 def test_composite_ops_round_half_inputs_once(op, dtype):
     """An activation, a softmax or a norm of half values is computed in float32 and rounded once, as
     torch's kernels do: the float64 result of the same inputs rounded to the half type, but for the odd
@@ -619,7 +619,8 @@ def test_composite_ops_round_half_inputs_once(op, dtype):
     fx, tx = fg.tensor(x).to(dtype), torch.from_numpy(x).to(getattr(torch, dtype))
     calls = {"softmax": lambda lib, t: lib.nn.functional.softmax(t, -1),
              "log_softmax": lambda lib, t: lib.nn.functional.log_softmax(t, -1),
-             "layer_norm": lambda lib, t: lib.nn.functional.layer_norm(t, (48,))}
+             "layer_norm": lambda lib, t: lib.nn.functional.layer_norm(t, (48,)),
+             "batch_norm": lambda lib, t: lib.nn.functional.batch_norm(t, None, None, training=True)}
     call = calls.get(op, lambda lib, t: getattr(lib.nn.functional, op)(t))
     got = call(fg, fx)
     assert got.dtype == getattr(fg, dtype) and call(torch, tx).dtype == getattr(torch, dtype)

@@ -177,6 +177,7 @@ def _batch_stat(x: Tensor) -> Tensor:
 
 
 @autocast_op("batch_norm")
+@rounds_once  # as torch's kernel: half inputs normalized in float32 (running statistics too), rounded once
 def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
                weight: Tensor | None = None, bias: Tensor | None = None, training: bool = False,
                momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
