@@ -16,7 +16,7 @@ from .render import CStyleRenderer
 # work (output elements x reduce length) below which a kernel stays single-threaded: thread
 # start-up costs more than it saves on small kernels
 PARALLEL_GRAIN = 1 << 16
-_SIMD_SUM_TYPES = ("float32", "float64", "int32", "int64")
+_SIMD_SUM_TYPES = ("float32", "float64", "int32", "int64", "bfloat16", "float16")  # (half sums add in float)
 SPLIT_UNROLL = 4  # innermost loops this short are unrolled, not vectorized
 COLUMN_CHUNK = 64  # fewest columns a thread takes of a sum over rows into columns
 COLUMN_CHUNKS = 16  # at most this many column ranges, shared out among the threads
