@@ -19,7 +19,7 @@ from .graph.ops import Op
 from .runtime import registry
 from .tensor import Tensor, cat
 
-__all__ = ["bind", "flat_of", "is_bound", "store"]
+__all__ = ["bind", "flat_of", "is_bound", "reads_in_place", "store"]
 
 # the view node the first tensor of a group was last bound to by `bind`, and the flat node it views
 # (the group's other tensors are checked against that node by their own views' structure)
@@ -61,6 +61,12 @@ def _packed(tensors: Sequence[Tensor]) -> Tensor | None:
         return None
     first = tensors[0]._node
     return Tensor._from_node(G.buffer_node(base, (sum(t.numel() for t in tensors),), first.dtype, first.device))
+
+
+def reads_in_place(tensors: Sequence[Tensor]) -> bool:
+    """Whether `flat_of(tensors)` is a view (bound slices, packed gradients, a single tensor), not a
+    concatenation: a reduction over a concatenation evaluates a guard per piece for every element."""
+    return len(tensors) == 1 or _bound_base(tensors) is not None or _packed(tensors) is not None
 
 
 def flat_of(tensors: Sequence[Tensor]) -> Tensor:

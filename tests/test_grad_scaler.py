@@ -78,7 +78,7 @@ def test_unscale_before_clipping_matches_torch():
     assert fs.state_dict() == ts.state_dict()
 
 
-def test_unscale_is_lazy_and_a_step_reads_one_value(monkeypatch):
+def test_unscale_is_lazy_and_a_step_reads_nothing_back(monkeypatch):
     fm, _ = _models()
     opt = fg.optim.SGD(fm.parameters(), lr=0.1)
     scaler = fg.amp.GradScaler("cpu")
@@ -91,7 +91,7 @@ def test_unscale_is_lazy_and_a_step_reads_one_value(monkeypatch):
     monkeypatch.setattr(fg.Tensor, "item", lambda self: reads.append(self) or item(self))
     scaler.step(opt)
     scaler.update()
-    assert len(reads) == 1  # whether to skip, for all four gradients at once
+    assert reads == []  # whether to skip and the next scale are decided on the device
 
 
 def test_scaled_outputs_and_state_dict_round_trip():
@@ -193,3 +193,43 @@ def test_jitted_function_reads_each_new_scale():
         scaler.update(new_scale=value)  # written into the scale's own buffer: the replays read it
         assert scaled(x).tolist() == [value, -2 * value]
     assert scaled.captures == 2 and scaled.replays == 3
+
+
+def test_a_whole_scaled_step_under_jit_matches_eager_and_skips_on_the_device():
+    """scale, backward, unscale_, clipping, step and update in one jitted function: replayed (the scale,
+    its growth count and the skip live on the device), the same scales and parameters as the eager steps,
+    overflowed steps skipped."""
+    models = [_models()[0] for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    opts = [fg.optim.AdamW(m.parameters(), lr=0.05) for m in models]
+    kwargs = dict(init_scale=2.0 ** 10, growth_factor=2.0, backoff_factor=0.25, growth_interval=2)
+    scalers = [fg.amp.GradScaler("cpu", **kwargs) for _ in models]
+
+    def step(model, opt, scaler, x, y, poison):
+        opt.zero_grad()
+        loss = fg.nn.functional.cross_entropy(model(x), y)
+        scaler.scale(loss).backward()
+        first = next(iter(model.parameters()))
+        first.grad = first.grad + poison  # 0, or inf/nan in every element: an overflow
+        scaler.unscale_(opt)
+        fg.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        scaler.step(opt)
+        scaler.update()
+        return loss
+
+    jitted = fg.jit(step)
+    poisons = {4: math.inf, 7: math.nan}
+    for i in range(10):
+        x, y = fg.tensor(RNG.standard_normal((5, 6)).astype(np.float32)), fg.tensor(RNG.integers(0, 3, 5))
+        poison = fg.tensor(poisons.get(i, 0.0))
+        before = [p.numpy().copy() for p in models[1].parameters()]
+        eager = step(models[0], opts[0], scalers[0], x, y, poison)
+        replayed = jitted(models[1], opts[1], scalers[1], x, y, poison)
+        np.testing.assert_allclose(replayed.item(), eager.item(), rtol=1e-5)
+        assert scalers[1].get_scale() == scalers[0].get_scale(), i
+        for p, q, old in zip(models[1].parameters(), models[0].parameters(), before):
+            np.testing.assert_allclose(p.numpy(), q.numpy(), rtol=1e-5, atol=1e-6)
+            if i in poisons:
+                np.testing.assert_array_equal(p.numpy(), old)
+    assert jitted.replays >= 7
+    assert scalers[1].get_scale() == 2.0 ** 10 * 2.0 ** 4 * 0.25 ** 2  # grown four times, backed off twice

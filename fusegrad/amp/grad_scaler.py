@@ -6,14 +6,15 @@ inverse scale and checks them for inf and NaN; `step(optimizer)` unscales (unles
 `optimizer.step()` only if every gradient was finite; `update()` backs the scale off after a
 skipped step and grows it after `growth_interval` finite ones.
 
-The per-step work stays lazy: the check is one reduction over each device's gradients of one
-dtype (over the packed gradients of a backward pass, read in place), and the unscaled gradients
-are lazy products the optimizer's update kernels read. `step` reads the check's result once
-(one device-to-host synchronization per step), since skipping the optimizer is a host decision;
-`update` then works on host numbers, in float32 as torch's kernel does, and writes the scale into
-its device scalar only when it changes. The scale lives in one device buffer across steps, so a
-function captured by `fg.jit` that scales by it reads each new scale without being captured again.
-`step` reads a value back, so it (and the optimizer step it decides) runs outside `fg.jit`.
+The per-step work stays lazy and on the device: the check is one reduction over each device's
+gradients of one dtype where they are packed (a backward pass's gradients, read in place), else one
+per gradient; the unscaled gradients are lazy products the optimizer's update kernels read. `step`
+runs a fusegrad optimizer's `step_unless(found_inf)`, whose every write keeps the old value where an
+inf or NaN was found, and `update` computes the next scale and growth count with device ops (torch's
+rule, in float32): nothing is read back, so a whole scaled training step (scale, backward,
+`unscale_`, clipping, `step`, `update`) can be one `fg.jit` function. `update(new_scale)` and
+`load_state_dict` write the scale into its device buffer, where a jitted function that reads it sees
+it without being captured again; `get_scale()` reads it back, as torch's does.
 """
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ import numpy as np
 from .. import dtypes
 from ..autograd import no_grad
 from ..creation import full
-from ..flat import flat_of, store
+from ..flat import flat_of, reads_in_place, store
+from ..optim.optimizer import Optimizer
 from ..runtime import registry
 from ..tensor import Tensor
 
@@ -71,10 +73,12 @@ class GradScaler:
             self._backoff_factor = backoff_factor
             self._growth_interval = growth_interval
             self._init_growth_tracker = 0
-            # the scale and its inverse as device scalars (None until the first scale()); host copies of
-            # the scale and the count of finite steps since the last change, which update() computes with
+            # the scale, its inverse and the count of finite steps since the scale last changed, as device
+            # scalars (None until the first scale(); the host values stand in until then): update()
+            # computes their next values on the device, so a step reads nothing back
             self._scale: Tensor | None = None
             self._inv_scale: Tensor | None = None
+            self._tracker: Tensor | None = None
             self._host_scale = np.float32(init_scale)
             self._growth_tracker = 0
             self._per_optimizer_states: dict[int, dict[str, Any]] = defaultdict(_fresh_state)
@@ -89,12 +93,10 @@ class GradScaler:
     def _scale_on(self, device: str) -> Tensor:
         if self._scale is None:
             self._scale = full((), float(self._host_scale), dtype=dtypes.float32, device=device).realize()
-            self._inv_scale = full((), self._inverse(), dtype=dtypes.float32, device=device).realize()
+            self._inv_scale = full((), _inverse(float(self._host_scale)), dtype=dtypes.float32,
+                                   device=device).realize()
+            self._tracker = full((), float(self._growth_tracker), dtype=dtypes.float32, device=device).realize()
         return self._scale if self._scale.device == device else self._scale.to(device)
-
-    def _inverse(self) -> float:
-        # the reciprocal in float64, then rounded to float32, as torch computes it
-        return float(np.float32(1.0 / float(self._host_scale)))
 
     def scale(self, outputs: Any) -> Any:
         """The outputs (a tensor, or tensors in lists, tuples and iterables) times the scale."""
@@ -140,8 +142,13 @@ class GradScaler:
         found_per_device: dict[str, Tensor] = {}
         with no_grad():
             for (device, _), grads in groups.items():
-                # one reduction over the group's gradients, read as one flat tensor (packed: no copy)
-                found = flat_of(grads).isfinite().logical_not().any().float()
+                # one reduction over the group's gradients read as one flat tensor where they are packed (no
+                # copy), else one per gradient, added
+                if reads_in_place(grads):
+                    found = flat_of(grads).isfinite().logical_not().any().float()
+                else:
+                    found = sum((g.isfinite().logical_not().any().float() for g in grads[1:]),
+                                grads[0].isfinite().logical_not().any().float())
                 found_per_device[device] = found_per_device[device] + found if device in found_per_device else found
                 inv_scale = self._inv_scale if self._inv_scale.device == device else self._inv_scale.to(device)
                 for g in grads:
@@ -163,11 +170,22 @@ class GradScaler:
             self.unscale_(optimizer)
         if not optimizer_state["found_inf_per_device"]:
             raise AssertionError("no gradient of this optimizer was checked for inf/NaN: none has a gradient")
-        # the one value a step reads back: whether to skip the optimizer
-        optimizer_state["found_inf"] = sum(v.item() for v in optimizer_state["found_inf_per_device"].values())
-        retval = None if optimizer_state["found_inf"] else optimizer.step(*args, **kwargs)
+        found = self._found_on_scale_device(optimizer_state["found_inf_per_device"].values())
+        optimizer_state["found_inf"] = found
+        if isinstance(optimizer, Optimizer) and not args and not kwargs:
+            retval = optimizer.step_unless(found)  # skipped on the device: nothing read back
+        else:  # another optimizer: whether to skip it is read back
+            retval = None if found.item() else optimizer.step(*args, **kwargs)
         optimizer_state["stage"] = OptState.STEPPED
         return retval
+
+    def _found_on_scale_device(self, found: Any) -> Tensor:
+        """1.0 where any of the per-device checks found an inf or NaN, else 0.0, on the scale's device."""
+        total = None
+        for v in found:
+            v = v if v.device == self._scale.device else v.to(self._scale.device)
+            total = v if total is None else total + v
+        return (total > 0).float()
 
     def update(self, new_scale: float | Tensor | None = None) -> None:
         """Back the scale off after a skipped step, grow it after `growth_interval` finite steps in a row;
@@ -186,36 +204,45 @@ class GradScaler:
             self._set_scale(np.float32(new_scale))
         else:
             found = [state["found_inf"] if state["found_inf"] is not None
-                     else sum(v.item() for v in state["found_inf_per_device"].values())
+                     else self._found_on_scale_device(state["found_inf_per_device"].values())
                      for state in self._per_optimizer_states.values() if state["found_inf_per_device"]]
             if not found:
                 raise AssertionError("update() found no step or unscale_() in this iteration to take the inf/NaN "
                                      "check from")
-            scale = self._host_scale
-            if sum(found):
-                scale = np.float32(scale * np.float32(self._backoff_factor))
-                self._growth_tracker = 0
-            elif self._growth_tracker + 1 == self._growth_interval:
-                grown = np.float32(scale * np.float32(self._growth_factor))
-                scale = grown if math.isfinite(grown) else scale
-                self._growth_tracker = 0
-            else:
-                self._growth_tracker += 1
-            self._set_scale(scale)
+            self._update_on_device(self._found_on_scale_device(found))
         self._per_optimizer_states = defaultdict(_fresh_state)
 
+    def _update_on_device(self, found: Tensor) -> None:
+        """torch's update rule in device ops: after an inf/NaN the scale backs off and the count restarts;
+        after `growth_interval` finite steps in a row it grows (unless that overflows) and the count
+        restarts; else the count goes up. The scale, its inverse and the count become these lazy values."""
+        with no_grad():
+            scale, counted = self._scale, self._tracker + 1
+            inf = found != 0
+            grow = inf.logical_not() & (counted == float(self._growth_interval))
+            grown = scale * float(np.float32(self._growth_factor))
+            grown = grown.where(grow & grown.isfinite(), scale)
+            self._scale = (scale * float(np.float32(self._backoff_factor))).where(inf, grown)
+            # float32's correctly rounded reciprocal: torch's float64 one rounded to float32 but for double
+            # rounding, which never differs for the powers of two that scales are
+            self._inv_scale = 1.0 / self._scale
+            self._tracker = full((), 0.0, dtype=dtypes.float32, device=scale.device).where(inf | grow, counted)
+
     def _set_scale(self, scale: np.float32) -> None:
-        """The new scale in the host copy and, when it changed, into the device scalars' own buffers."""
-        changed = scale != self._host_scale
+        """A scale set from the host: into the host value and the device scalars' own buffers (a jitted
+        function reading the scale sees it without being captured again)."""
         self._host_scale = np.float32(scale)
-        if changed and self._scale is not None:
+        if self._scale is not None:
+            self._scale, self._inv_scale = self._scale.realize(), self._inv_scale.realize()
             store(self._scale, float(self._host_scale))
-            store(self._inv_scale, self._inverse())
+            store(self._inv_scale, _inverse(float(self._host_scale)))
 
     # ---- settings and state --------------------------------------------------------------------
     def get_scale(self) -> float:
-        """The current scale (1.0 when disabled); no synchronization."""
-        return float(self._host_scale) if self._enabled else 1.0
+        """The current scale (1.0 when disabled); read from the device once scale() has run, as torch does."""
+        if not self._enabled:
+            return 1.0
+        return float(self._host_scale) if self._scale is None else float(self._scale.item())
 
     def get_growth_factor(self) -> float:
         return self._growth_factor
@@ -236,7 +263,9 @@ class GradScaler:
         self._growth_interval = new_interval
 
     def _get_growth_tracker(self) -> int:
-        return self._growth_tracker if self._enabled else 0
+        if not self._enabled:
+            return 0
+        return self._growth_tracker if self._tracker is None else int(self._tracker.item())
 
     def is_enabled(self) -> bool:
         return self._enabled
@@ -260,3 +289,11 @@ class GradScaler:
         self._backoff_factor = float(state_dict["backoff_factor"])
         self._growth_interval = int(state_dict["growth_interval"])
         self._growth_tracker = self._init_growth_tracker = int(state_dict["_growth_tracker"])
+        if self._tracker is not None:
+            self._tracker = full((), float(self._growth_tracker), dtype=dtypes.float32,
+                                 device=self._tracker.device).realize()
+
+
+def _inverse(scale: float) -> float:
+    """1 / scale in float64, rounded to float32, as torch computes it."""
+    return float(np.float32(1.0 / scale))

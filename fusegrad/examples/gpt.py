@@ -214,36 +214,25 @@ def train_loop(args: argparse.Namespace, model: GPT, opt: Any, start: int, data_
         opt.zero_grad()
         with mixed():
             _, loss = model(x, y)
-        loss.backward()
+        if scaler is None:
+            loss.backward()
+        else:  # torch.amp's recipe; the skip of an overflowed step and the next scale are decided on the device
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
         if args.grad_clip:
             fg.nn.utils.clip_grad_norm_(params, args.grad_clip)
-        opt.step()
-        return loss
-
-    def scaled_backward(x: fg.Tensor, y: fg.Tensor) -> fg.Tensor:
-        opt.zero_grad()
-        with mixed():
-            _, loss = model(x, y)
-        scaler.scale(loss).backward()
-        return loss
-
-    def scaled_step(x: fg.Tensor, y: fg.Tensor) -> fg.Tensor:
-        """float16: the optimizer runs only when the scaler found every gradient finite, a host decision
-        (one value read back), so this part stays outside fg.jit (torch.amp's recipe)."""
-        loss = backward_fn(x, y)
-        scaler.unscale_(opt)
-        if args.grad_clip:
-            fg.nn.utils.clip_grad_norm_(params, args.grad_clip)
-        scaler.step(opt)
-        scaler.update()
+        if scaler is None:
+            opt.step()
+        else:
+            scaler.step(opt)
+            scaler.update()
         return loss
 
     def val_loss_of(x: fg.Tensor, y: fg.Tensor) -> fg.Tensor:
         with mixed():
             return model(x, y)[1]
 
-    backward_fn = fg.jit(scaled_backward) if args.jit else scaled_backward
-    step_fn = scaled_step if scaler is not None else fg.jit(train_step) if args.jit else train_step
+    step_fn = fg.jit(train_step) if args.jit else train_step
     eval_fn = fg.jit(val_loss_of) if args.jit else val_loss_of  # reads the parameters the step updates
     writer = fg.tensorboard.SummaryWriter(args.tensorboard) if args.tensorboard else None
     tokens = args.batch_size * model.config.block_size

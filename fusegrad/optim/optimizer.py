@@ -29,6 +29,7 @@ class Optimizer:
     # float32 device scalars a group keeps besides its step count (NAdam's mu_product), in the state of the
     # group's first parameter: state dicts and fg.jit carry them like any state; `advance_group` replaces them
     group_scalars: tuple[str, ...] = ()
+    _skip_if: Tensor | None = None  # set by step_unless for one step
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any]):
         self.defaults = dict(defaults)
@@ -114,12 +115,23 @@ class Optimizer:
         return True
 
     def _step_counter(self, group: dict[str, Any], like: Tensor) -> Tensor:
-        """The group's step count as a device tensor, incremented inside the step's kernels."""
+        """The group's step count as a device tensor, incremented inside the step's kernels (not when the
+        step is skipped: see step_unless)."""
         count = group.get("_step")
         if count is None or count.device != like.device:
             count = tensor(0.0, dtype=dtypes.float32, device=like.device)
-        group["_step"] = count + 1
-        return group["_step"]
+        group["_step"] = count + 1 if self._skip_if is None else _unless(self._skip_if, count, count + 1)
+        return count + 1
+
+    def step_unless(self, found_inf: Tensor) -> Any:
+        """`step()`, except that where the device scalar `found_inf` is nonzero every value it writes
+        (parameters, state, step counts) keeps its old value: a skip decided on the device, so nothing is
+        read back and fg.jit can capture it (GradScaler.step's inf/NaN skipping)."""
+        self._skip_if = found_inf
+        try:
+            return self.step()
+        finally:
+            self._skip_if = None
 
     def group_state(self, group: dict[str, Any]) -> dict[str, Tensor]:
         """The state dict that holds the group's `group_scalars` (its first parameter's)."""
@@ -168,8 +180,14 @@ class Optimizer:
             if step is not None:
                 outputs.append(step)
             if self.group_scalars:
+                held = self.group_state(group)
+                before = {name: held.get(name) for name in self.group_scalars}
                 self.advance_group(group, gi, active[0], step)
-                outputs.extend(self.group_state(group)[name] for name in self.group_scalars)
+                if self._skip_if is not None:
+                    for name, old in before.items():
+                        if old is not None:
+                            held[name] = _unless(self._skip_if, old, held[name])
+                outputs.extend(held[name] for name in self.group_scalars)
             for chunk in _chunks(active):
                 states = [self.state.setdefault(id(p), {}) for p in chunk]
                 for p, st in zip(chunk, states):
@@ -181,6 +199,9 @@ class Optimizer:
                 flat_g = flat_of([g if g.dtype == p.dtype else g.to(p.dtype) for p, g in zip(chunk, chunk_grads)])
                 flat_s = {name: flat_of([st[name] for st in states]) for name in names}
                 new_p, new_s = self.update(group, gi, flat_p, flat_g, flat_s, step)
+                if self._skip_if is not None:
+                    new_p = _unless(self._skip_if, flat_p, new_p)
+                    new_s = {name: _unless(self._skip_if, flat_s[name], v) for name, v in new_s.items()}
                 outputs.append(new_p)
                 outputs.extend(new_s.values())
                 rebinds.append((chunk, states, new_p, new_s))
@@ -264,6 +285,11 @@ class Optimizer:
 # how each device-scalar hyperparameter is read from its param group
 _HYPERPARAMETERS: dict[str, Callable[[dict[str, Any]], float]] = {
     "lr": lambda g: g["lr"], "momentum": lambda g: g["momentum"], "beta1": lambda g: g["betas"][0]}
+
+
+def _unless(skip: Tensor, old: Tensor, new: Tensor) -> Tensor:
+    """`old` where the scalar `skip` is nonzero, else `new` (in new's dtype)."""
+    return old.to(new.dtype).where(skip != 0, new)
 
 
 def _chunks(params: list[Tensor]) -> list[list[Tensor]]:
