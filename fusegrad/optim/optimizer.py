@@ -120,8 +120,9 @@ class Optimizer:
         count = group.get("_step")
         if count is None or count.device != like.device:
             count = tensor(0.0, dtype=dtypes.float32, device=like.device)
-        group["_step"] = count + 1 if self._skip_if is None else _unless(self._skip_if, count, count + 1)
-        return count + 1
+        counted = count + 1
+        group["_step"] = counted if self._skip_if is None else _unless(self._skip_if, count, counted)
+        return counted
 
     def step_unless(self, found_inf: Tensor) -> Any:
         """`step()`, except that where the device scalar `found_inf` is nonzero every value it writes
@@ -178,7 +179,7 @@ class Optimizer:
                 continue
             step = self._step_counter(group, active[0]) if self.counts_steps(group) else None
             if step is not None:
-                outputs.append(step)
+                outputs.append(group["_step"])
             if self.group_scalars:
                 held = self.group_state(group)
                 before = {name: held.get(name) for name in self.group_scalars}
