@@ -18,7 +18,6 @@ it without being captured again; `get_scale()` reads it back, as torch's does.
 """
 from __future__ import annotations
 
-import math
 import warnings
 from collections import abc, defaultdict
 from enum import Enum
