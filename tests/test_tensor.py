@@ -82,6 +82,23 @@ def test_conversions():
     assert t.to("float64").dtype == fg.float64 and t.double().dtype == fg.float64
 
 
+@pytest.mark.parametrize("source", ["bool", "int8", "uint8"])
+@pytest.mark.parametrize("half", ["float16", "bfloat16"])
+def test_small_integers_convert_to_half_types_exactly(source, half):
+    """Every bool, int8 and uint8 value is a float16 and a bfloat16: converted in a fused kernel (with no
+    rounding step), each comes out as torch converts it, and arithmetic on it still rounds."""
+    values = {"bool": np.array([True, False]), "int8": np.arange(-128, 128, dtype=np.int8),
+              "uint8": np.arange(256, dtype=np.uint8)}[source]
+    t = fg.tensor(values)
+    computed = t.logical_and(t) if source == "bool" else t * 1  # (the cast then follows an op in a kernel)
+    assert computed.dtype == t.dtype
+    got = computed.to(getattr(fg, half))
+    want = torch.from_numpy(values).to(getattr(torch, half))
+    np.testing.assert_array_equal(got.float().numpy(), want.float().numpy())
+    third = computed.to(getattr(fg, half)) / 3
+    np.testing.assert_array_equal(third.float().numpy(), (want / 3).float().numpy())
+
+
 def test_random_reproducible_and_distributed():
     fg.manual_seed(123)
     a, b = fg.rand(1000).numpy(), fg.randn(20000).numpy()

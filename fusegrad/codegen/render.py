@@ -60,6 +60,7 @@ def decompose(flat: str, variables: Sequence[Var], declare: str, suffix: str = "
 # operations whose float result may fall between two values of a half dtype
 _ROUNDED = frozenset({Op.CAST, Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.MOD, Op.POW, Op.EXP, Op.LOG, Op.SIN, Op.COS,
                       Op.SQRT, Op.ERF})
+_EXACT_IN_HALF = frozenset({"bool", "int8", "uint8"})  # every value of these is a float16 and a bfloat16
 
 
 class CStyleRenderer:
@@ -145,7 +146,8 @@ class CStyleRenderer:
             state = f"p{e.state_param}"
             return f"fg_rand((uint64_t){state}[0], (uint64_t){state}[1] + (uint64_t){e.index.render()})"
         text = self.alu(e)
-        if e.op in _ROUNDED and e.dtype.name in ("float16", "bfloat16"):
+        exact = e.op is Op.CAST and getattr(e.args[0], "dtype", e.dtype).name in _EXACT_IN_HALF
+        if e.op in _ROUNDED and e.dtype.name in ("float16", "bfloat16") and not exact:
             # computed in float: the result is rounded to its dtype after each operation, as PyTorch
             # rounds every operation's output (fused or not, the same numbers)
             to_bits, from_bits = self.float_bits[e.dtype.name]
