@@ -99,6 +99,32 @@ def test_small_integers_convert_to_half_types_exactly(source, half):
     np.testing.assert_array_equal(third.float().numpy(), (want / 3).float().numpy())
 
 
+def test_float16_conversions_in_kernels_match_numpy_for_every_value():
+    """float16 to float: all 65,536 bit patterns; float to float16 (round to nearest even): every float16
+    value, the midpoints between neighbours (ties) and the floats next to them, subnormals, overflow
+    to inf, NaN, and random floats over 50 binades, each converted inside a fused kernel."""
+    h = np.arange(65536, dtype=np.uint16).view(np.float16)
+    widened = (fg.tensor(h) * 1).float().numpy()
+    want = h.astype(np.float32)
+    assert np.array_equal(np.isnan(widened), np.isnan(want))
+    finite = ~np.isnan(want)
+    assert np.array_equal(widened[finite].view(np.uint32), want[finite].view(np.uint32))
+    values = np.unique(want[np.isfinite(want)].astype(np.float64))
+    mids = ((values[1:] + values[:-1]) / 2).astype(np.float32)
+    rng = np.random.default_rng(9)
+    spread = (rng.standard_normal(100_000) * np.exp2(rng.uniform(-30, 20, 100_000))).astype(np.float32)
+    edges = np.array([65504, 65519.996, 65520, 1e9, np.inf, np.nan, 1e-45, 2.9802322e-08, 6.1035156e-05], np.float32)
+    xs = np.concatenate([values.astype(np.float32), mids, np.nextafter(mids, np.float32(np.inf)),
+                         np.nextafter(mids, np.float32(-np.inf)), spread, edges])
+    xs = np.concatenate([xs, -xs])
+    narrowed = (fg.tensor(xs) * 1).half().numpy()
+    with np.errstate(over="ignore"):
+        want = xs.astype(np.float16)
+    assert np.array_equal(np.isnan(narrowed), np.isnan(want))
+    finite = ~np.isnan(want)
+    assert np.array_equal(narrowed[finite].view(np.uint16), want[finite].view(np.uint16))
+
+
 def test_random_reproducible_and_distributed():
     fg.manual_seed(123)
     a, b = fg.rand(1000).numpy(), fg.randn(20000).numpy()

@@ -55,8 +55,25 @@ static inline uint32_t fg_f32_bits(float f) { union { uint32_t u; float f; } v; 
 static inline float fg_bits_f32(uint32_t u) { union { uint32_t u; float f; } v; v.u = u; return v.f; }
 static inline uint64_t fg_f64_bits(double f) { union { uint64_t u; double f; } v; v.f = f; return v.u; }
 static inline double fg_bits_f64(uint64_t u) { union { uint64_t u; double f; } v; v.u = u; return v.f; }
-static inline uint16_t fg_f16_bits(float f) { union { uint16_t u; _Float16 h; } v; v.h = (_Float16)f; return v.u; }
-static inline float fg_bits_f16(uint16_t u) { union { uint16_t u; _Float16 h; } v; v.u = u; return (float)v.h; }
+/* float <-> float16 bits, round to nearest even, NaN kept NaN (quiet, the payload's top bits), in selects
+   rather than _Float16 conversions, which gcc does not vectorize: loops over float16 data then do.
+   Subnormal results: |f| + 0.5 rounds |f| to a multiple of 2^-24, the float16 subnormals' spacing. */
+static inline uint16_t fg_f16_bits(float f) {
+  uint32_t x = fg_f32_bits(f), a = x & 0x7fffffffu, sign = (x >> 16) & 0x8000u;
+  uint32_t r = (a - 0x38000000u + 0x0fffu + ((a >> 13) & 1u)) >> 13;  /* normal: rebias, round */
+  uint32_t subnormal = fg_f32_bits(fg_bits_f32(a) + 0.5f) - 0x3f000000u;
+  r = a >= 0x477ff000u ? 0x7c00u : r;  /* from 65520 on: inf (one select each: gcc vectorizes these) */
+  r = a < 0x38800000u ? subnormal : r;
+  r = a > 0x7f800000u ? 0x7e00u | ((a >> 13) & 0x3ffu) : r;
+  return (uint16_t)(sign | r);
+}
+static inline float fg_bits_f16(uint16_t h) {
+  uint32_t em = h & 0x7fffu, normal = (em << 13) + 0x38000000u;
+  normal = em >= 0x7c00u ? normal + 0x38000000u : normal;  /* inf and NaN: the widest exponent */
+  float subnormal = fg_bits_f32(normal + 0x00800000u) - 6.103515625e-05f;  /* 2^-14 (1 + m/1024) - 2^-14 */
+  uint32_t r = em < 0x400u ? fg_f32_bits(subnormal) : normal;
+  return fg_bits_f32(((uint32_t)(h & 0x8000u) << 16) | r);
+}
 /* e^x in float32 without branches, so loops of it vectorize whatever their inputs: libmvec's expf
    leaves its vector path for arguments outside its fast range (softmax's masked -inf), and a result
    that underflows costs a microcode assist, so x < -104 is computed as 0 and then replaced by 0.

@@ -69,7 +69,7 @@ class CStyleRenderer:
     kernel_prefix = "void"
     restrict = "restrict"
     storage_types = {"bool": "_Bool", "uint8": "uint8_t", "int8": "int8_t", "int16": "int16_t",
-                     "int32": "int32_t", "int64": "int64_t", "float16": "_Float16", "bfloat16": "uint16_t",
+                     "int32": "int32_t", "int64": "int64_t", "float16": "uint16_t", "bfloat16": "uint16_t",
                      "float32": "float", "float64": "double"}
     # BITCAST goes through an unsigned integer of the width: the preamble's fg_<f>_bits / fg_bits_<f>
     unsigned_types = {1: "uint8_t", 2: "uint16_t", 4: "uint32_t", 8: "uint64_t"}
@@ -123,7 +123,7 @@ class CStyleRenderer:
         """A stored element's value in its compute type (the half types are computed in float)."""
         if dtype.name == "bfloat16":
             return f"fg_bf16_to_f32({text})"
-        return f"(float){text}" if dtype.name == "float16" else text
+        return f"fg_bits_f16({text})" if dtype.name == "float16" else text
 
     def load(self, e: Load) -> str:
         text = self.widened(f"p{e.param}[{e.index.render()}]", e.dtype)
@@ -243,7 +243,7 @@ class CStyleRenderer:
         if s.dtype.name == "bfloat16":
             v = f"fg_f32_to_bf16({v})"
         elif s.dtype.name == "float16":
-            v = f"(_Float16)({v})"
+            v = f"fg_f16_bits({v})"
         return f"p{s.param}[{s.index.render()}] = {v};"
 
     def loop_open(self, loop: Loop, nest: int, work: int, body: list) -> list[str]:
