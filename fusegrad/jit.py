@@ -205,15 +205,17 @@ class _Replay:
         _materialize(tensors)
         device = registry.get(self.device)
         table = self.slot_arrays[self.parity]
+        # outputs first: choosing a pool buffer may move kept results out of it (sequence_keeps_pointers),
+        # and one of them may be an argument of this call, read where it moved to
+        for pool in self.pools:
+            buf = pool.choose(device)
+            if pool.slot is not None:
+                table[pool.slot] = device.pointer(buf)
         for t, index in zip(tensors, self.input_slots):
             if index is not None:
                 table[index] = device.pointer(t._node.buffer)
         for _, index, _, _, root in self.followed:  # read where the state lives now
             table[index] = device.pointer(root)
-        for pool in self.pools:
-            buf = pool.choose(device)
-            if pool.slot is not None:
-                table[pool.slot] = device.pointer(buf)
         if self.random_states:
             gen = fgrandom._gen
             for buf, count in self.random_states:  # device memory on GPUs: written through the device

@@ -94,6 +94,23 @@ def test_kept_results_move_where_replays_keep_their_pointers(monkeypatch: pytest
         np.testing.assert_allclose(p.numpy(), expected * 10, rtol=1e-5)
 
 
+def test_a_kept_result_passed_back_in_is_read_where_it_moved(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where replays keep their pointers, the pool buffer a replay writes may hold a kept result that is
+    also this call's argument: the result moves first, and the replay reads it where it moved (read in
+    place, a reversal would read values the replay had already overwritten)."""
+    from fusegrad.runtime import registry
+    monkeypatch.setattr(type(registry.get("cpu")), "sequence_keeps_pointers", True)
+    f = fg.jit(lambda x: x.flip(0) * 2)
+    x = RNG.standard_normal(64).astype(np.float32)
+    kept = [f(fg.tensor(x, device="cpu"))]
+    for _ in range(4):
+        kept.append(f(kept[-3] if len(kept) >= 3 else fg.tensor(x, device="cpu")))
+    want = [x[::-1] * 2] * 3
+    want += [want[-3][::-1] * 2, want[-2][::-1] * 2]
+    for got, expected in zip(kept, want):
+        np.testing.assert_allclose(got.numpy(), expected, rtol=1e-6)
+
+
 def test_arguments_die_with_the_callers_last_reference() -> None:
     """No reference cycle holds a call's argument tensors (or their memory) until the cyclic collector runs."""
     import gc
