@@ -164,6 +164,7 @@ class _Replay:
         self.checks: list[Callable[[], bool]] = []
         self.reports_errors = False  # a kernel checks data through the device's error word
         self.state: list[tuple[Slot, int, Any, Node | None, bool]] = []
+        self.state_checks: Any = None  # the state's getters for `valid`, made on its first call
         # state read and left in place, whose memory something else may swap (another jitted function
         # updating the same parameters): (slot, pointer-table index, root bytes, offset, root now)
         self.followed: list[list[Any]] = []
@@ -182,12 +183,17 @@ class _Replay:
         for module, training in self.training:
             if module.training is not training:
                 return False
-        for slot, start, _, end_node, requires_grad in self.state:
-            current = slot.get()
-            if start == _START_READ:
-                if current is None or current._node is not end_node or current.requires_grad is not requires_grad:
-                    return False
-            elif start == _START_NONE and current is not None:
+        if self.state_checks is None:
+            self.state_checks = ([(slot.getter(), end_node, grad) for slot, start, _, end_node, grad in self.state
+                                  if start == _START_READ],
+                                 [slot.getter() for slot, start, *_ in self.state if start == _START_NONE])
+        reads, nones = self.state_checks
+        for get, end_node, requires_grad in reads:
+            current = get()
+            if current is None or current._node is not end_node or current.requires_grad is not requires_grad:
+                return False
+        for get in nones:
+            if get() is not None:
                 return False
         for node, start_buffer, end_buffer in self.swaps:  # state another function moved since: capture again
             if node.buffer is not (end_buffer if self.parity == 0 else start_buffer):

@@ -4,6 +4,7 @@ of those, plus the parameters, buffers, gradients and optimizer state inside the
 docstring says what a replay carries)."""
 from __future__ import annotations
 
+import functools
 import inspect
 import types
 from dataclasses import dataclass
@@ -26,6 +27,13 @@ class Slot:
         if self.attribute:
             return getattr(self.holder, self.key, None)
         return self.holder.get(self.key)
+
+    def getter(self) -> Callable[[], Any]:
+        """`get` as a C-level callable (a partial of getattr or dict.get): a replay checks hundreds of
+        slots before it runs, and a Python method call per slot was most of that check's time."""
+        if self.attribute:
+            return functools.partial(getattr, self.holder, self.key, None)
+        return functools.partial(self.holder.get, self.key)
 
     def set(self, value: Any) -> None:
         if self.attribute:
