@@ -164,7 +164,9 @@ class _Replay:
         self.checks: list[Callable[[], bool]] = []
         self.reports_errors = False  # a kernel checks data through the device's error word
         self.state: list[tuple[Slot, int, Any, Node | None, bool]] = []
-        self.state_checks: Any = None  # the state's getters for `valid`, made on its first call
+        # for `valid`: (getter, end node, requires_grad) of the state read, and getters of state that was None
+        self.read_checks: list[tuple[Callable[[], Any], Node | None, bool]] = []
+        self.none_checks: list[Callable[[], Any]] = []
         # state read and left in place, whose memory something else may swap (another jitted function
         # updating the same parameters): (slot, pointer-table index, root bytes, offset, root now)
         self.followed: list[list[Any]] = []
@@ -183,16 +185,11 @@ class _Replay:
         for module, training in self.training:
             if module.training is not training:
                 return False
-        if self.state_checks is None:
-            self.state_checks = ([(slot.getter(), end_node, grad) for slot, start, _, end_node, grad in self.state
-                                  if start == _START_READ],
-                                 [slot.getter() for slot, start, *_ in self.state if start == _START_NONE])
-        reads, nones = self.state_checks
-        for get, end_node, requires_grad in reads:
+        for get, end_node, requires_grad in self.read_checks:
             current = get()
             if current is None or current._node is not end_node or current.requires_grad is not requires_grad:
                 return False
-        for get in nones:
+        for get in self.none_checks:
             if get() is not None:
                 return False
         for node, start_buffer, end_buffer in self.swaps:  # state another function moved since: capture again
@@ -434,8 +431,12 @@ def _carried_state(replay: _Replay, slots: list[Slot], start_nodes: dict[int, No
                     raise JitError(f"fg.jit cannot carry the state held in {describe(slot)}: its memory is "
                                    "replaced by two different buffers")
                 swaps[id(end_base)] = (end_base, start_buffer, end_buffer)
-        replay.state.append((slot, kind, end, end._node if end is not None else None,
-                             end.requires_grad if end is not None else False))
+        end_node, requires_grad = (end._node, end.requires_grad) if end is not None else (None, False)
+        replay.state.append((slot, kind, end, end_node, requires_grad))
+        if kind == _START_READ:
+            replay.read_checks.append((slot.getter(), end_node, requires_grad))
+        elif kind == _START_NONE:
+            replay.none_checks.append(slot.getter())
     replay.pairs = list(root_pairs.values())
     replay.swaps = list(swaps.values())
 
