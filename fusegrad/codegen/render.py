@@ -146,8 +146,8 @@ class CStyleRenderer:
             state = f"p{e.state_param}"
             return f"fg_rand((uint64_t){state}[0], (uint64_t){state}[1] + (uint64_t){e.index.render()})"
         text = self.alu(e)
-        exact = e.op is Op.CAST and getattr(e.args[0], "dtype", e.dtype).name in _EXACT_IN_HALF
-        if e.op in _ROUNDED and e.dtype.name in ("float16", "bfloat16") and not exact:
+        if e.op in _ROUNDED and e.dtype.name in ("float16", "bfloat16") and \
+                not (e.op is Op.CAST and getattr(e.args[0], "dtype", e.dtype).name in _EXACT_IN_HALF):
             # computed in float: the result is rounded to its dtype after each operation, as PyTorch
             # rounds every operation's output (fused or not, the same numbers)
             to_bits, from_bits = self.float_bits[e.dtype.name]
