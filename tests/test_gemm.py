@@ -392,6 +392,23 @@ def test_bfloat16_products_run_on_amx_tiles():
 
 
 @pytest.mark.parametrize("tiles", ["amx", "float32 panels"])
+def test_a_strided_float32_operand_rounded_in_the_kernel_packs_its_rounded_values(tiles, monkeypatch):
+    """An operand no packing routine takes (strided along both its rows and its sums) is packed by the
+    generated loops, each float32 value rounded to bfloat16 as it is packed: the product equals the
+    product of the rounded values, summed in float32 and rounded once."""
+    if tiles == "amx" and not gemm_c.amx():
+        pytest.skip("this CPU has no AMX tiles for bfloat16 (or Linux did not grant them)")
+    monkeypatch.setattr(gemm_c, "amx", lambda: tiles == "amx")
+    rng = np.random.default_rng(4)
+    xa = rng.uniform(-2, 2, (192, 300)).astype(np.float32)
+    w = _bf16(rng.uniform(-2, 2, (70, 96)))
+    out = fg.tensor(xa)[::2, ::2].T.to(fg.bfloat16) @ w.T
+    exact = _round_bf16(xa[::2, ::2].T.astype(np.float64)) @ w.float().numpy().astype(np.float64).T
+    want = fg.tensor(exact.astype(np.float32)).to(fg.bfloat16).float().numpy()
+    np.testing.assert_allclose(out.float().numpy(), want, rtol=2.0 ** -7, atol=1e-6)
+
+
+@pytest.mark.parametrize("tiles", ["amx", "float32 panels"])
 def test_float32_operands_rounded_to_bfloat16_in_the_kernel_are_gemms(tiles, monkeypatch):
     """autocast's cast of a float32 weight fuses into the product's kernel: the GEMM packs the weight
     rounded to bfloat16 (no plain loops), as the product of the rounded values."""

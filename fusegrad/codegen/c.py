@@ -409,9 +409,10 @@ class CRenderer(CStyleRenderer):
         store = f"{buf}[{slot or f'(blk * kc + kk) * {width} + w'}]"
         if rounded is None:
             value = self.load(load) if slot is None else self.stored(load)
-        else:  # the rounding as the kernel's CAST renders it; AMX panels take its bfloat16 bits
+        elif slot is None:  # the rounding as the kernel's CAST renders it
             value = self.expr(Alu(Op.CAST, (load,), rounded))
-            value = value if slot is None else f"fg_f32_to_bf16({value})"
+        else:  # AMX panels: the bfloat16 bits of the rounded value
+            value = f"fg_f32_to_bf16({self.load(load)})"
         k_start = _declare(ks, "pc")
         if k_contiguous:  # e.g. the weight of x @ W.T: rows of W are contiguous along k
             return [f"      for (int64_t blk = {first}; blk < {end}; blk++) for (int64_t w = 0; w < {width}; w++) {{",
