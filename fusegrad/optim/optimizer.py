@@ -182,12 +182,11 @@ class Optimizer:
                 outputs.append(group["_step"])
             if self.group_scalars:
                 held = self.group_state(group)
-                before = {name: held.get(name) for name in self.group_scalars}
+                before = {name: held.get(name) for name in self.group_scalars} if self._skip_if is not None else {}
                 self.advance_group(group, gi, active[0], step)
-                if self._skip_if is not None:
-                    for name, old in before.items():
-                        if old is not None:
-                            held[name] = _unless(self._skip_if, old, held[name])
+                for name, old in before.items():
+                    if old is not None:
+                        held[name] = _unless(self._skip_if, old, held[name])
                 outputs.extend(held[name] for name in self.group_scalars)
             for chunk in _chunks(active):
                 states = [self.state.setdefault(id(p), {}) for p in chunk]
