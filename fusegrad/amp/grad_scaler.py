@@ -67,11 +67,9 @@ class GradScaler:
                 raise AssertionError(f"growth_factor must be above 1.0, got {growth_factor}")
             if backoff_factor >= 1.0:
                 raise AssertionError(f"backoff_factor must be below 1.0, got {backoff_factor}")
-            self._init_scale = float(init_scale)
             self._growth_factor = growth_factor
             self._backoff_factor = backoff_factor
             self._growth_interval = growth_interval
-            self._init_growth_tracker = 0
             # the scale, its inverse and the count of finite steps since the scale last changed, as device
             # scalars (None until the first scale(); the host values stand in until then): update()
             # computes their next values on the device, so a step reads nothing back
@@ -144,10 +142,9 @@ class GradScaler:
                 # one reduction over the group's gradients read as one flat tensor where they are packed (no
                 # copy), else one per gradient, added
                 if reads_in_place(grads):
-                    found = flat_of(grads).isfinite().logical_not().any().float()
+                    found = _any_nonfinite(flat_of(grads))
                 else:
-                    found = sum((g.isfinite().logical_not().any().float() for g in grads[1:]),
-                                grads[0].isfinite().logical_not().any().float())
+                    found = sum(map(_any_nonfinite, grads[1:]), _any_nonfinite(grads[0]))
                 found_per_device[device] = found_per_device[device] + found if device in found_per_device else found
                 inv_scale = self._inv_scale if self._inv_scale.device == device else self._inv_scale.to(device)
                 for g in grads:
@@ -282,15 +279,19 @@ class GradScaler:
             return
         if len(state_dict) == 0:
             raise RuntimeError("the state dict is empty (a disabled GradScaler saves an empty one)")
-        self._init_scale = float(state_dict["scale"])
         self._set_scale(np.float32(state_dict["scale"]))
         self._growth_factor = float(state_dict["growth_factor"])
         self._backoff_factor = float(state_dict["backoff_factor"])
         self._growth_interval = int(state_dict["growth_interval"])
-        self._growth_tracker = self._init_growth_tracker = int(state_dict["_growth_tracker"])
-        if self._tracker is not None:
-            self._tracker = full((), float(self._growth_tracker), dtype=dtypes.float32,
-                                 device=self._tracker.device).realize()
+        self._growth_tracker = int(state_dict["_growth_tracker"])
+        if self._tracker is not None:  # into its own buffer, as the scale
+            self._tracker = self._tracker.realize()
+            store(self._tracker, float(self._growth_tracker))
+
+
+def _any_nonfinite(t: Tensor) -> Tensor:
+    """1.0 if `t` holds an inf or NaN, else 0.0 (lazy)."""
+    return t.isfinite().logical_not().any().float()
 
 
 def _inverse(scale: float) -> float:
