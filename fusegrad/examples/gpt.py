@@ -112,17 +112,17 @@ class Run:
 
 
 def save_checkpoint(path: str, model: GPT, opt: Any, step: int, data_rng: np.random.Generator,
-                    vocab: list[str], scaler: Any = None) -> None:
+                    vocab: list[str], scaler: Any) -> None:
     state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
              "data_rng": data_rng.bit_generator.state, "rng": fg.get_rng_state(),
              "config": dataclasses.asdict(model.config), "vocab": "".join(vocab)}
-    if scaler is not None:
+    if scaler.is_enabled():
         state["scaler"] = scaler.state_dict()
     fg.save(state, path)
 
 
 def load_checkpoint(path: str, model: GPT, opt: Any, data_rng: np.random.Generator, vocab: list[str],
-                    scaler: Any = None) -> int:
+                    scaler: Any) -> int:
     """Restore a checkpoint into the run after checking it was written for this model and vocabulary;
     returns the number of steps it had done."""
     state = fg.load(path)
@@ -139,7 +139,7 @@ def load_checkpoint(path: str, model: GPT, opt: Any, data_rng: np.random.Generat
     opt.load_state_dict(state["optimizer"])
     data_rng.bit_generator.state = state["data_rng"]
     fg.set_rng_state(state["rng"])
-    if scaler is not None and "scaler" in state:
+    if scaler.is_enabled() and "scaler" in state:
         scaler.load_state_dict(state["scaler"])
     return int(state["step"])
 
@@ -182,8 +182,9 @@ def train(args: argparse.Namespace) -> Run:
     train_set, val_set = corpus.split("train", config.block_size), corpus.split("val", config.block_size)
     model = GPT(config).to(args.device)
     opt = model.configure_optimizers(args.weight_decay, args.lr, betas=(0.9, 0.95))
-    # float16's narrow exponent range needs loss scaling; bfloat16 has float32's range and needs none
-    scaler = fg.amp.GradScaler(args.device.split(":")[0]) if args.autocast == "float16" else None
+    # float16's narrow exponent range needs loss scaling; bfloat16 has float32's range and needs none (a
+    # disabled scaler passes everything through, as torch's does)
+    scaler = fg.amp.GradScaler(args.device.split(":")[0], enabled=args.autocast == "float16")
     step = load_checkpoint(args.resume, model, opt, data_rng, corpus.vocab, scaler) if args.resume else 0
     print(f"{corpus.name}: {len(corpus.tokens):,} characters, vocabulary of {corpus.vocab_size}; "
           f"GPT {config.n_layer} layers x {config.n_head} heads x {config.n_embd}, block {config.block_size}, "
@@ -199,7 +200,7 @@ def train(args: argparse.Namespace) -> Run:
 
 
 def train_loop(args: argparse.Namespace, model: GPT, opt: Any, start: int, data_rng: np.random.Generator,
-               train_set: Any, val_set: Any, vocab: list[str], run: Run, scaler: Any = None) -> None:
+               train_set: Any, val_set: Any, vocab: list[str], run: Run, scaler: Any) -> None:
     """Steps `start` to --steps, evaluating and checkpointing every --eval-interval steps and at the end."""
     params = list(model.parameters())
     device_type = args.device.split(":")[0]
@@ -214,18 +215,13 @@ def train_loop(args: argparse.Namespace, model: GPT, opt: Any, start: int, data_
         opt.zero_grad()
         with mixed():
             _, loss = model(x, y)
-        if scaler is None:
-            loss.backward()
-        else:  # torch.amp's recipe; the skip of an overflowed step and the next scale are decided on the device
-            scaler.scale(loss).backward()
-            scaler.unscale_(opt)
+        # torch.amp's recipe; the skip of an overflowed step and the next scale are decided on the device
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt)
         if args.grad_clip:
             fg.nn.utils.clip_grad_norm_(params, args.grad_clip)
-        if scaler is None:
-            opt.step()
-        else:
-            scaler.step(opt)
-            scaler.update()
+        scaler.step(opt)
+        scaler.update()
         return loss
 
     def val_loss_of(x: fg.Tensor, y: fg.Tensor) -> fg.Tensor:
