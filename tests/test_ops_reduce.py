@@ -266,3 +266,15 @@ def test_kernel_counts():
     assert _kernels(lambda: a.argmax(1), a) <= 2
     assert _kernels(lambda: a.max(1), a) <= 2
     assert _kernels(lambda: (a - b).norm(dim=1), a, b) == 1
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32", "int64"])
+def test_pairwise_equal_counts(dtype):
+    """For each element, how many elements of its row equal it: a sum over a compare of two reads of
+    one row, accumulated in the output (the kernel `mode` builds). Rows of 6 against a vector width of
+    8 doubles is the case GCC 12 vectorized wrongly 512 bits wide."""
+    a = np.array([[1, 2, -2, 2, 0, 0], [1, -1, 2, -2, -1, -1], [0, 0, -2, -2, -2, -2], [-2, 2, -2, 1, 1, -1]],
+                 dtype=dtype)
+    c = fg.tensor(a)
+    got = (c.unsqueeze(-1) == c.unsqueeze(-2)).sum(-1).numpy()
+    np.testing.assert_array_equal(got, (a[:, :, None] == a[:, None, :]).sum(-1))

@@ -308,8 +308,12 @@ class CPUDevice:
         return self._simd
 
     def kernel_cflags(self) -> tuple[str, ...]:
-        """The flags translation units of kernels compile with."""
-        return self.compiler()[2] + KERNEL_CFLAGS
+        """The flags translation units of kernels compile with. On AVX-512 targets loops are
+        vectorized 256 bits wide: GCC 12's 512-bit loop vectorizer miscompiles a count accumulated
+        in memory over a short inner loop (tests/test_ops_reduce.py); explicit 512-bit vector types
+        (the GEMM micro-kernels, the lanes of sums) keep their width."""
+        wide = ("-mprefer-vector-width=256",) if self.simd().width == 64 else ()
+        return self.compiler()[2] + KERNEL_CFLAGS + wide
 
     def cache_key(self, source: str, cflags: tuple[str, ...] | None = None) -> str:
         """The disk cache's key of one translation unit: source, compiler identity and flags."""
