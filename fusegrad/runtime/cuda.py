@@ -15,10 +15,10 @@ from typing import Any, Callable, NamedTuple, Sequence
 import numpy as np
 
 from ..errors import CompileError, DeviceError
-from . import cache, cublas
+from . import cache, cublas, cuda_tma
 from .buffer import Buffer, CountingAllocator
 from .cuda_driver import bindings as _bindings
-from .cuda_driver import LoadedModule
+from .cuda_driver import CUDAProgram, LoadedModule
 from .cuda_driver import check as _check
 from .cuda_graph import CUDASequence
 
@@ -45,8 +45,8 @@ def nvrtc_version() -> tuple[int, int]:
     return major, minor
 
 
-def compile_cuda(source: str, arch: int, ptx: bool = False) -> bytes:
-    """NVRTC: CUDA C -> CUBIN for sm_<arch> (or PTX for compute_<arch>). Needs no GPU."""
+def compile_cuda(source: str, arch: int | str, ptx: bool = False) -> bytes:
+    """NVRTC: CUDA C -> CUBIN for sm_<arch> (or PTX for compute_<arch>; arch e.g. 80, 90 or "90a"). Needs no GPU."""
     nvrtc = _bindings()[1]
     ok = nvrtc.nvrtcResult.NVRTC_SUCCESS
     status, prog = nvrtc.nvrtcCreateProgram(source.encode(), b"fusegrad.cu", 0, [], [])
@@ -97,41 +97,6 @@ class DeviceMemory(NamedTuple):
     size: int
 
 
-class CUDAProgram:
-    """A loaded kernel: call with device buffers in parameter order; returns its seconds on the GPU."""
-
-    __slots__ = ("name", "_fn", "_device", "_grid", "_block", "_args", "_params", "_module")
-
-    def __init__(self, name: str, fn: Any, device: "CUDADevice", grid: int, block: int, nargs: int,
-                 module: LoadedModule | None = None):
-        self.name = name
-        self._fn, self._device, self._grid, self._block = fn, device, grid, block
-        self._module = module  # keeps the code loaded while the program lives
-        # the driver reads the arguments through an array of pointers to them, at launch time
-        self._args = np.zeros(max(nargs, 1), dtype=np.uint64)
-        self._params = self._args.ctypes.data + 8 * np.arange(max(nargs, 1), dtype=np.uint64)
-
-    def launch(self, buffers: Sequence[Buffer]) -> None:
-        """Enqueue the kernel on the device's stream without waiting for it."""
-        self.launch_pointers([b.handle.ptr for b in buffers])
-
-    def launch_pointers(self, pointers: Sequence[int]) -> None:
-        """Enqueue the kernel on raw device addresses (the driver copies the arguments at the call)."""
-        self._device.make_current()
-        with self._device.enqueue_lock:  # the argument array is the program's, shared by threads
-            self._args[:len(pointers)] = pointers
-            _check(_bindings()[0].cuLaunchKernel(self._fn, self._grid, 1, 1, self._block, 1, 1, 0,
-                                                 self._device.stream, self._params.ctypes.data, 0),
-                   f"launch of {self.name}")
-
-    def __call__(self, buffers: Sequence[Buffer]) -> float:
-        return self.call_pointers([b.handle.ptr for b in buffers])
-
-    def call_pointers(self, pointers: Sequence[int]) -> float:
-        """Run on raw device addresses and wait; returns the kernel's seconds (from two events)."""
-        return self._device.timed(lambda: self.launch_pointers(pointers))
-
-
 class CUDADevice:
     """One GPU: its primary context, one stream, a caching allocator and NVRTC-built programs."""
 
@@ -158,7 +123,10 @@ class CUDADevice:
         capability = (attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR,
                       attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)
         major, minor = (_check(driver.cuDeviceGetAttribute(a, self._dev), "cuDeviceGetAttribute") for a in capability)
-        self.arch = major * 10 + minor  # e.g. 90 on Hopper: kernels are compiled for sm_90
+        self.arch = major * 10 + minor  # e.g. 90 on Hopper
+        # sm_90a: Hopper with its architecture-specific instructions (wgmma, setmaxnreg), which
+        # cuda_wgmma.py's kernels use; their tensor-map programs exist only there
+        self.target = "90a" if self.arch == 90 else str(self.arch)
         self.device_name = _check(driver.cuDeviceGetName(256, self._dev), "cuDeviceGetName").split(b"\0")[0].decode()
         self.memory = _check(driver.cuDeviceTotalMem(self._dev), "cuDeviceTotalMem")
         self.driver_version = _check(driver.cuDriverGetVersion(), "cuDriverGetVersion")
@@ -282,11 +250,11 @@ class CUDADevice:
         """The unit compiled for this GPU, and whether it came from the disk cache (when built before by
         the same NVRTC and `cached`: with False it is compiled again and replaces the cached one)."""
         ext = "ptx" if ptx else "cubin"
-        key = cache.cache_key(source, f"sm_{self.arch}", ext, "nvrtc %d.%d" % nvrtc_version())
+        key = cache.cache_key(source, f"sm_{self.target}", ext, "nvrtc %d.%d" % nvrtc_version())
         image = cache.find(key, ext, cache.read) if cached else None
         if image is not None:
             return image, True
-        image = compile_cuda(source, self.arch, ptx)
+        image = compile_cuda(source, self.target, ptx)
         cache.store(key, ext, lambda out: out.write_bytes(image))
         return image, False
 
@@ -312,7 +280,7 @@ class CUDADevice:
                     break
             if status not in rejected:
                 break
-        _check((status, None), f"loading kernels for sm_{self.arch}")
+        _check((status, None), f"loading kernels for sm_{self.target}")
 
     def _lower_ptx_version(self, ptx: bytes) -> bytes:
         isa = _PTX_ISA.get(self.driver_version // 10 * 10, (8, 0))
@@ -324,13 +292,25 @@ class CUDADevice:
             raise CompileError("the CUDA device has no support library", support)
         launches = parse_launches(source)
         vendor = cublas.parse_descriptors(source) if cublas.unavailable_reason() is None else {}
+        tensor_maps = cuda_tma.parse(source)
         module = self._load(source)
         owner = LoadedModule(module, self.synchronize)
+
+        def function(name: str) -> Any:
+            return _check(_bindings()[0].cuModuleGetFunction(module, name.encode()), f"cuModuleGetFunction({name})")
+
+        def program_of(name: str, n: int) -> CUDAProgram:
+            # a kernel without a launch comment still runs right, as one thread looping over its grid
+            return CUDAProgram(name, function(name), self, *launches.get(name, (1, 1)), n, owner)
         programs: list[Any] = []
         for name, n in zip(names, nargs):
-            fn = _check(_bindings()[0].cuModuleGetFunction(module, name.encode()), f"cuModuleGetFunction({name})")
-            # a kernel without a launch comment still runs right, as one thread looping over its grid
-            program = CUDAProgram(name, fn, self, *launches.get(name, (1, 1)), n, owner)
+            if name in tensor_maps:  # the Hopper kernel, or on other GPUs the kernel it falls back to
+                program: Any = program_of(f"{name}_fallback", n)
+                if self.target == "90a":
+                    program = cuda_tma.TensorMapProgram(name, function(name), self, *launches[name], n, owner,
+                                                        tensor_maps[name], program)
+            else:
+                program = program_of(name, n)
             if name in vendor and self.gemm_choice != "generated":
                 program = self._gemm_program(program, vendor[name])
             programs.append(program)
