@@ -14,7 +14,7 @@ import fusegrad as fg
 import fusegrad.nn.functional as F
 from fusegrad import dtypes
 from fusegrad.codegen import renderer_for
-from fusegrad.codegen import cuda_gemm, cuda_mma, cuda_vector, gemm
+from fusegrad.codegen import cuda_gemm, cuda_mma, cuda_vector, cuda_wgmma, gemm
 from fusegrad.codegen.cuda import MAX_BLOCKS, launch_dims
 from fusegrad.codegen.ir import Accumulate, DefineAcc, EndLoop, Load, Loop, LoopIR, Ref, Store
 from fusegrad.codegen.lanes import LaneLoop, LaneStore, plan_lanes, thread_plan
@@ -27,6 +27,7 @@ from fusegrad.graph.ops import Op
 from fusegrad.graph.symbolic import Lin, Var
 from fusegrad.runtime import cublas as cublas_rt
 from fusegrad.runtime import cuda as cuda_rt
+from fusegrad.runtime import cuda_tma
 from fusegrad.runtime import registry
 from fusegrad.runtime.cuda_graph import CUDASequence
 from tests.helpers import RNG, training_step
@@ -157,13 +158,15 @@ def gpt_outputs() -> list[fg.Tensor]:
 
 
 def attention_outputs() -> list[fg.Tensor]:
-    """The fused attention kernels: forward and both gradients, causal, head dims of 8 and 5; and heads
-    of 300 (32 lanes a row: fewer rows a block, shorter tiles)."""
+    """The fused attention kernels: forward and both gradients, causal, head dims of 8 and 5; heads
+    of 300 (32 lanes a row: fewer rows a block, shorter tiles); bfloat16 heads of 64."""
     from fusegrad.ops.attention import fused_attention
     outs = []
-    for shapes, causal in ((((2, 3, 16, 8), (2, 3, 12, 8), (2, 3, 12, 5)), True),
-                           (((1, 5, 300), (1, 6, 300), (1, 6, 3)), False)):
-        q, k, v = (fg.tensor(RNG.standard_normal(s).astype(np.float32), requires_grad=True) for s in shapes)
+    for shapes, causal, dtype in ((((2, 3, 16, 8), (2, 3, 12, 8), (2, 3, 12, 5)), True, "float32"),
+                                  (((1, 5, 300), (1, 6, 300), (1, 6, 3)), False, "float32"),
+                                  (((2, 2, 40, 64),) * 3, True, "bfloat16")):
+        q, k, v = (fg.tensor(RNG.standard_normal(s).astype(np.float32), dtype=dtype, requires_grad=True)
+                   for s in shapes)
         out = fused_attention(q, k, v, 0.3, causal)
         outs += [out, *fg.autograd.grad(out.square().sum(), [q, k, v])]
     return outs
@@ -212,9 +215,17 @@ def test_nvrtc_compiles_generated_cuda(case: str) -> None:
     assert cubin[:4] == b"\x7fELF"
     launches = cuda_rt.parse_launches(unit)
     descriptors = cublas_rt.parse_descriptors(unit)
+    hopper = cuda_tma.parse(unit)
+    if hopper:  # the tensor-map kernels' bodies exist for sm_90a only
+        assert b"wgmma.mma_async" in cuda_rt.compile_cuda(unit, "90a", ptx=True)
     for ir in irs:
         assert ir.name.encode() in cubin, f"{ir.name} missing from the CUBIN"
         blocks, threads = launches[ir.name]
+        if ir.name in hopper:  # a block per output tile (and split), three warpgroups; the fallback kept
+            wgmma = cuda_wgmma.plan(ir, cuda_gemm.plan(ir))
+            assert (blocks, threads) == (wgmma.blocks, cuda_wgmma.THREADS) and hopper[ir.name]["smem"] == wgmma.smem
+            assert f"{ir.name}_fallback" in launches
+            continue
         if ir.name in descriptors and cuda_mma.fits(descriptors[ir.name]):  # a block per output tile
             assert (blocks, threads) == (cuda_mma.blocks(descriptors[ir.name]), cuda_mma.THREADS)
             continue
@@ -336,8 +347,9 @@ def test_tf32_is_named_in_float32_descriptors_and_kernel_keys() -> None:
 
 @needs_nvrtc
 def test_half_products_render_tensor_core_kernels() -> None:
-    """float16/bfloat16 products carry a cuBLAS descriptor and render as the wmma kernel, with the
-    plain kernel kept for GPUs older than sm_80 (compiled for sm_75 and as PTX for compute_80)."""
+    """float16/bfloat16 products carry a cuBLAS descriptor and render as the wmma kernel (the
+    fallback of the Hopper kernel where that applies), with the plain kernel kept for GPUs older
+    than sm_80 (compiled for sm_75 and as PTX for compute_80)."""
     irs = kernel_irs(*half_product_outputs())
     renderer = renderer_for("cuda")
     sources = [renderer.render_kernel(ir) for ir in irs]
@@ -345,7 +357,8 @@ def test_half_products_render_tensor_core_kernels() -> None:
         (d,) = cublas_rt.parse_descriptors(source).values()
         assert d["dtype"] == ir.params[0].dtype.name and cuda_mma.fits(d)
         assert "fg_wmma_mma_" in source and "#else" in source
-        assert cuda_rt.parse_launches(source)[ir.name] == (cuda_mma.blocks(d), cuda_mma.THREADS)
+        wmma = f"{ir.name}_fallback" if ir.name in cuda_tma.parse(source) else ir.name  # Hopper's first
+        assert cuda_rt.parse_launches(source)[wmma] == (cuda_mma.blocks(d), cuda_mma.THREADS)
     (first,) = cublas_rt.parse_descriptors(sources[0]).values()
     assert (first["m"], first["n"], first["k"], first["ta"], first["tb"]) == (129, 63, 257, False, False)
     (batched,) = cublas_rt.parse_descriptors(sources[3]).values()

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from ..graph.symbolic import Var
 from ..runtime.cublas import descriptor_comment
 from ..runtime.cuda import launch_comment
-from . import cuda_attention, cuda_gemm, cuda_vector
+from . import cuda_attention, cuda_gemm, cuda_vector, cuda_wgmma
 from .cuda_blas import blas_descriptor
 from .cuda_mma import MMA_PREAMBLE, THREADS as MMA_THREADS, blocks as mma_blocks, fits as mma_fits, render_mma
 from .ir import Accumulate, Attention, EndLoop, IndexAdd, Load, Loop, LoopIR, Recurrence, Ref, Store
@@ -94,7 +94,7 @@ FG_DEVICE float fg_rand(uint64_t seed, uint64_t ctr) {
   }
   return (float)(c0 >> 8) * (1.0f / 16777216.0f);
 }
-""" + MMA_PREAMBLE + "\n"
+""" + MMA_PREAMBLE + "\n" + cuda_wgmma.WGMMA_PREAMBLE
 
 
 @dataclass(frozen=True)
@@ -225,7 +225,7 @@ class CUDARenderer(CStyleRenderer):
             return "\n".join([launch_comment(ir.name, recurrence.block.extent, threads),
                               self.signature(ir) + " {", *body, "}"])
         attention = next((s for s in ir.stmts if isinstance(s, Attention)), None)
-        if attention is not None and attention.dtype.name == "float32":  # tiles in shared memory
+        if attention is not None and attention.dtype.name in ("float32", "bfloat16", "float16"):  # tiles in shared memory
             blocks, per_block = cuda_attention.launch(ir, attention)
             return launch_comment(ir.name, blocks, per_block) + "\n" + cuda_attention.render(self, ir, attention)
         if attention is not None or recurrence is not None or any(isinstance(s, IndexAdd) for s in ir.stmts):
@@ -236,26 +236,38 @@ class CUDARenderer(CStyleRenderer):
             stmts = [_Grid(Var("gid", 1), "grid", threads, 1), *body, EndLoop("grid")]
             rendered = super().render_kernel(LoopIR(ir.name, ir.params, stmts, ir.work))
             return launch_comment(ir.name, blocks, per_block) + "\n" + rendered
-        threads, body, lanes = thread_plan(ir)
         descriptor = blas_descriptor(ir)
-        mma = descriptor is not None and mma_fits(descriptor)
-        tiled = None if mma else cuda_gemm.plan(ir)
-        vector = None if mma or tiled is not None else cuda_vector.plan(threads, body, lanes)
-        if tiled is not None:  # any other contraction (convolutions, epilogues): the tiled SIMT product
-            blocks, per_block = tiled.blocks, cuda_gemm.THREADS
-            rendered = cuda_gemm.render(self, ir, tiled)
-        elif vector is not None:  # 4 elements per thread
-            blocks, per_block = _launch_dims(vector.threads, 1, 0)
-            rendered = cuda_vector.render(self, ir, body, vector)
-        else:
-            stmts = [_Grid(Var("gid", 1), "grid", threads, lanes), *body, EndLoop("grid")]
-            blocks, per_block = _launch_dims(threads, lanes, ir.work)
-            rendered = super().render_kernel(LoopIR(ir.name, ir.params, stmts, ir.work))
-            if mma:  # tensor cores; the plain body for older GPUs
-                blocks, per_block = mma_blocks(descriptor), MMA_THREADS
-                plain = rendered.split("\n")[1:-1]  # without the signature line and the closing brace
-                rendered = render_mma(self.signature(ir), ir.name, descriptor, "\n".join(plain))
-        header = [launch_comment(ir.name, blocks, per_block)]
+        tiled = cuda_gemm.plan(ir)
+        hopper = cuda_wgmma.plan(ir, tiled)
+        if hopper is None:
+            blocks, per_block, rendered = self._render_product(ir, descriptor, tiled)
+            header = [launch_comment(ir.name, blocks, per_block)]
+        else:  # tensor cores through TMA on sm_90; the kernel that would be rendered otherwise elsewhere
+            fallback = LoopIR(f"{ir.name}_fallback", ir.params, ir.stmts, ir.work)
+            blocks, per_block, plain = self._render_product(fallback, descriptor, tiled)
+            rendered = cuda_wgmma.render(self, ir, hopper) + "\n" + launch_comment(fallback.name, blocks, per_block) \
+                + "\n" + plain
+            header = [launch_comment(ir.name, hopper.blocks, cuda_wgmma.THREADS), cuda_wgmma.tma_comment(ir.name, hopper)]
         if descriptor is not None:  # cuBLAS may compute this product instead; the runtime measures
             header.append(descriptor_comment(ir.name, descriptor))
         return "\n".join(header) + "\n" + rendered
+
+    def _render_product(self, ir: LoopIR, descriptor: dict | None, tiled: cuda_gemm.TiledGemm | None) \
+            -> tuple[int, int, str]:
+        """(blocks, threads per block, source) of a kernel without the Hopper product: the wmma
+        product, the tiled SIMT product, 4 elements per thread, or the plain grid-stride loop."""
+        threads, body, lanes = thread_plan(ir)
+        mma = descriptor is not None and mma_fits(descriptor)
+        tiled = None if mma else tiled
+        vector = None if mma or tiled is not None else cuda_vector.plan(threads, body, lanes)
+        if tiled is not None:  # any other contraction (convolutions, epilogues): the tiled SIMT product
+            return tiled.blocks, cuda_gemm.THREADS, cuda_gemm.render(self, ir, tiled)
+        if vector is not None:  # 4 elements per thread
+            return *_launch_dims(vector.threads, 1, 0), cuda_vector.render(self, ir, body, vector)
+        stmts = [_Grid(Var("gid", 1), "grid", threads, lanes), *body, EndLoop("grid")]
+        rendered = super().render_kernel(LoopIR(ir.name, ir.params, stmts, ir.work))
+        if mma:  # tensor cores; the plain body for older GPUs
+            plain = rendered.split("\n")[1:-1]  # without the signature line and the closing brace
+            return mma_blocks(descriptor), MMA_THREADS, render_mma(self.signature(ir), ir.name, descriptor,
+                                                                   "\n".join(plain))
+        return *_launch_dims(threads, lanes, ir.work), rendered

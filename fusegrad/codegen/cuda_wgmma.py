@@ -1,0 +1,388 @@
+"""Half-precision products on Hopper's tensor cores: `wgmma` fed by the tensor memory accelerator.
+
+A tiled product (cuda_gemm.plan: a sum of products and any elementwise epilogue) whose operands
+are float16 or bfloat16 matrices read without padding guards renders, for sm_90a, as a kernel of
+three warpgroups. The first is the producer: one thread issues bulk tensor copies (TMA) of each
+operand's BK-deep slice into a ring of shared-memory stages and arms the stage's "full" barrier
+with the bytes to expect. The other two are consumers: each waits for a stage, multiplies its half
+of the BM x BN tile with 64 x BN x 16 `wgmma` steps into float32 registers, and releases the
+stage through its "empty" barrier once the step after it has been issued (one group in flight).
+The copies use the 128-byte swizzle, which `wgmma`'s shared-memory descriptors read without bank
+conflicts; an operand stored with the reduction contiguous is K-major, otherwise it is MN-major
+and `wgmma` transposes it (both are exact for 16-bit types). Copies past a matrix edge are zero
+filled by the hardware, so any size is right.
+
+The accumulators then go through shared memory to an epilogue loop in which consecutive threads
+take consecutive outputs: the statements after the sum run per element with the loop variables
+recovered from its row and column, so every fused epilogue (bias, activation, residual, casts,
+scaling) runs on the tile without a second pass, and stores are coalesced. Products with few
+tiles and a long reduction split it over blocks as the SIMT kernel does (partial tiles added into
+a zeroed workspace; the block finishing a tile last runs the epilogue).
+
+A tensor map (the TMA's description of an operand: base address, sizes, strides, box) depends on
+the buffer's address, so the runtime encodes it at launch and passes it by value
+(runtime/cuda_tma.py, from the `// fusegrad tma` line). Where a base is not 16-byte aligned, or
+the GPU is not sm_90, the runtime launches the kernel's fallback (`<name>_fallback`, the kernel
+that would otherwise have been rendered) instead.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+from .. import dtypes
+from ..graph.symbolic import Lin, Var
+from .cuda_gemm import TiledGemm, _declare
+from .ir import Define, LoopIR
+from .render import CStyleRenderer
+
+BM, BK = 128, 64  # tile rows (two consumer warpgroups of 64) and reduction slice (128 bytes of halves)
+CONSUMERS = 2
+THREADS = 128 * (1 + CONSUMERS)
+SMEM = 227 * 1024  # shared memory a multiprocessor gives its resident blocks
+MAX_STAGES = 8
+# blocks a multiprocessor holds at once for each tile width: a 64-wide tile's consumers fit in half
+# the register file (80 registers a thread), so a second block's products run while the first one's
+# epilogue stores; wider tiles need more
+RESIDENT = {256: 1, 128: 1, 64: 2}
+SMS = 132  # multiprocessors of an H100/H200
+MIN_WORK = 1 << 22  # multiply-adds below which the SIMT kernel's launch is as fast
+SPLIT_MIN_K = 512  # reduction length each split keeps at least
+MAX_WORKSPACE = 1 << 21  # float32 elements of a split product's accumulation buffer
+TILE_PAD = 8  # floats of padding per row of the epilogue's tile: a warp's rows land on other banks
+GROUP = 8  # tile rows swept together, so resident blocks share operand panels in L2
+_PTX = {"bfloat16": "bf16", "float16": "f16"}
+_INT32 = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class TensorMap:
+    """One operand as the TMA sees it: dimensions innermost first (the contiguous one, then the other
+    matrix dimension, then batch variables), byte strides of all but the first, the copy's box."""
+
+    param: int
+    offset: int  # elements from the buffer's start to element [0, 0]
+    dims: tuple[int, ...]
+    strides: tuple[int, ...]
+    box: tuple[int, int]
+    k_major: bool  # the reduction is the contiguous dimension
+    batch: tuple[Var, ...]  # the batch variables of dimensions 2..
+
+    def spec(self, dtype: str) -> dict:
+        return {"param": self.param, "offset": self.offset, "dims": list(self.dims),
+                "strides": list(self.strides), "box": list(self.box), "dtype": dtype}
+
+
+@dataclass(frozen=True)
+class WgmmaPlan:
+    tiled: TiledGemm
+    dtype: str
+    bn: int
+    stages: int
+    resident: int  # blocks per multiprocessor (the launch bounds)
+    splits: int
+    a: TensorMap
+    b: TensorMap
+
+    @property
+    def tiles(self) -> int:
+        t = self.tiled
+        return t.nbatch * -(-t.m // BM) * -(-t.n // self.bn)
+
+    @property
+    def blocks(self) -> int:
+        return self.tiles * self.splits
+
+    @property
+    def k_split(self) -> int:
+        k = self.tiled.k
+        return -(-k // self.splits // BK) * BK if self.splits > 1 else k
+
+    @property
+    def smem(self) -> int:
+        """Dynamic shared memory: the stages (reused by the epilogue's tile), and 1 KiB to align them."""
+        tile = BM * (self.bn + TILE_PAD) * 4
+        return max(self.stages * (BM + self.bn) * BK * 2, tile) + 1024
+
+
+def _flat(coefs: dict, variables: tuple[Var, ...]) -> tuple[int, int] | None:
+    """(extent, stride) of row-major variables read as one dimension, or None when their strides
+    do not nest."""
+    stride = coefs.get(variables[-1], 0)
+    expect = stride
+    for v in reversed(variables):
+        if stride == 0 or coefs.get(v) != expect:
+            return None
+        expect *= v.extent
+    return math.prod(v.extent for v in variables), stride
+
+
+def _tensor_map(load, outer: tuple[Var, ...], ks: tuple[Var, ...], batch: tuple[Var, ...], tile: int) \
+        -> TensorMap | None:
+    index: Lin = load.index
+    if load.valid or not all(isinstance(a, Var) for a, _ in index.terms):
+        return None
+    coefs = dict(index.terms)
+    mat, red = _flat(coefs, outer), _flat(coefs, ks)
+    used = tuple(v for v in batch if coefs.get(v))
+    if mat is None or red is None or set(coefs) != set(outer) | set(ks) | set(used) or len(used) > 3:
+        return None
+    if red[1] == 1:
+        first, second, k_major, box = red, mat, True, (BK, tile)
+    elif mat[1] == 1:
+        first, second, k_major, box = mat, red, False, (64, BK)
+    else:
+        return None
+    strides = (second[1] * 2, *(coefs[v] * 2 for v in used))
+    if any(s % 16 or s >= 1 << 40 for s in strides) or index.const < 0:
+        return None
+    dims = (first[0], second[0], *(v.extent for v in used))
+    return TensorMap(load.param, index.const, dims, strides, box, k_major, used)
+
+
+def _choose_bn(nbatch: int, m: int, n: int) -> int:
+    """The tile width whose waves of blocks cost least, a wave of BN-wide tiles taking time
+    proportional to BN plus a fixed part."""
+    def cost(bn: int) -> int:
+        return -(-nbatch * -(-m // BM) * -(-n // bn) // SMS) * (bn + 32)
+    return min((256, 128, 64), key=cost)
+
+
+def plan(ir: LoopIR, tiled: TiledGemm | None) -> WgmmaPlan | None:
+    """The Hopper kernel for a tiled product of half operands, or None where it does not apply."""
+    if tiled is None or tiled.acc.dtype is not dtypes.float32:
+        return None
+    dtype = ir.params[tiled.a.load.param].dtype.name
+    if dtype not in _PTX or ir.params[tiled.b.load.param].dtype.name != dtype:
+        return None
+    t = tiled
+    if t.m < 64 or t.n < 64 or t.nbatch * t.m * t.n * t.k < MIN_WORK or t.nbatch * t.m * t.n > _INT32:
+        return None
+    bn = _choose_bn(t.nbatch, t.m, t.n)
+    a = _tensor_map(t.a.load, t.a.outer, t.ks, t.batch, BM)
+    b = _tensor_map(t.b.load, t.b.outer, t.ks, t.batch, bn)
+    if a is None or b is None:
+        return None
+    tiles = t.nbatch * -(-t.m // BM) * -(-t.n // bn)
+    splits = 1
+    if tiles < SMS and t.k >= 2 * SPLIT_MIN_K and t.nbatch * t.m * t.n <= MAX_WORKSPACE:
+        splits = min(-(-SMS // tiles), t.k // SPLIT_MIN_K)
+        splits = -(-t.k // (-(-t.k // splits // BK) * BK))  # whole slices per split; none left empty
+    resident = RESIDENT[bn]
+    # each block's share of shared memory, less its barriers and the alignment slack
+    stages = (SMEM // resident - 2048) // ((BM + bn) * BK * 2)
+    steps = -(-(t.k if splits == 1 else -(-t.k // splits)) // BK)
+    stages = max(2, min(stages, MAX_STAGES, steps))  # no more stages than slices to fill them
+    return WgmmaPlan(t, dtype, bn, stages, resident, splits, a, b)
+
+
+def tma_comment(name: str, p: WgmmaPlan) -> str:
+    """The line telling the runtime to launch kernel `name` with tensor maps and dynamic shared memory."""
+    spec = {"smem": p.smem, "maps": [p.a.spec(p.dtype), p.b.spec(p.dtype)]}
+    return f"// fusegrad tma {name} {json.dumps(spec, separators=(',', ':'))}"
+
+
+def _acc_list(first: int, count: int) -> str:
+    return "{" + ", ".join(f"%{first + i}" for i in range(count)) + "}"
+
+
+def _wgmma_helper(ptx: str, bn: int) -> str:
+    """One warpgroup's 64 x bn x 16 product into float32 registers; TA/TB: the operand is MN-major."""
+    regs = bn // 2
+    binds = ", ".join(f'"+f"(d[{i}])' for i in range(regs))
+    return (f"template <int TA, int TB> FG_DEVICE void fg_wgmma_{ptx}_n{bn}(float (&d)[{regs}], uint64_t da, "
+            f"uint64_t db) {{\n  asm volatile(\"{{ .reg .pred p; setp.ne.b32 p, %{regs + 2}, 0; "
+            f"wgmma.mma_async.sync.aligned.m64n{bn}k16.f32.{ptx}.{ptx} "
+            f"{_acc_list(0, regs)}, %{regs}, %{regs + 1}, p, 1, 1, %{regs + 3}, %{regs + 4}; }}\"\n"
+            f"    : {binds}\n    : \"l\"(da), \"l\"(db), \"r\"(1), \"n\"(TA), \"n\"(TB));\n}}")
+
+
+WGMMA_PREAMBLE = r"""struct __align__(64) fg_tensor_map { unsigned long long bits[16]; };
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+FG_DEVICE unsigned fg_shared(const void* p) { return (unsigned)__cvta_generic_to_shared(p); }
+FG_DEVICE void fg_bar_init(uint64_t* bar, unsigned count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" :: "r"(fg_shared(bar)), "r"(count) : "memory");
+}
+FG_DEVICE void fg_bar_expect(uint64_t* bar, unsigned bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" :: "r"(fg_shared(bar)), "r"(bytes) : "memory");
+}
+FG_DEVICE void fg_bar_arrive(uint64_t* bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" :: "r"(fg_shared(bar)) : "memory");
+}
+FG_DEVICE void fg_bar_wait(uint64_t* bar, unsigned parity) {
+  unsigned done = 0;
+  while (!done) {
+    asm volatile("{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2; selp.u32 %0, 1, 0, p; }"
+                 : "=r"(done) : "r"(fg_shared(bar)), "r"(parity) : "memory");
+  }
+}
+#define FG_TMA(rank, coords, ...) asm volatile("cp.async.bulk.tensor." #rank "d.shared::cluster.global.tile" \
+  ".mbarrier::complete_tx::bytes [%0], [%1, {" coords "}], [%2];" \
+  :: "r"(fg_shared(dst)), "l"((uint64_t)map), "r"(fg_shared(bar)), __VA_ARGS__ : "memory")
+FG_DEVICE void fg_tma(void* dst, const fg_tensor_map* map, uint64_t* bar, int c0, int c1) {
+  FG_TMA(2, "%3, %4", "r"(c0), "r"(c1));
+}
+FG_DEVICE void fg_tma(void* dst, const fg_tensor_map* map, uint64_t* bar, int c0, int c1, int c2) {
+  FG_TMA(3, "%3, %4, %5", "r"(c0), "r"(c1), "r"(c2));
+}
+FG_DEVICE void fg_tma(void* dst, const fg_tensor_map* map, uint64_t* bar, int c0, int c1, int c2, int c3) {
+  FG_TMA(4, "%3, %4, %5, %6", "r"(c0), "r"(c1), "r"(c2), "r"(c3));
+}
+FG_DEVICE void fg_tma(void* dst, const fg_tensor_map* map, uint64_t* bar, int c0, int c1, int c2, int c3, int c4) {
+  FG_TMA(5, "%3, %4, %5, %6, %7", "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(c4));
+}
+/* a shared-memory matrix descriptor: 128-byte swizzle; LBO and SBO in bytes */
+FG_DEVICE uint64_t fg_wgmma_desc(const void* p, unsigned lbo, unsigned sbo) {
+  return (uint64_t)((fg_shared(p) & 0x3FFFF) >> 4) | ((uint64_t)(lbo >> 4) << 16) | ((uint64_t)(sbo >> 4) << 32)
+         | (1ull << 62);
+}
+""" + "\n".join(_wgmma_helper(ptx, bn) for ptx in _PTX.values() for bn in (64, 128, 256)) + "\n#endif\n"
+
+
+def _copies(p: WgmmaPlan, label: str, tmap: TensorMap, origin: str) -> list[str]:
+    """The producer's bulk copies of one operand's slice at reduction index `fg_k` into stage `fg_s`."""
+    tile = BM if label == "a" else p.bn
+    stage = f"fg_s{label} + fg_s * {tile * BK}"
+    batch = "".join(f", (int){v.name}" for v in tmap.batch)
+    if tmap.k_major:  # one box: BK reduction steps (128 bytes) by the whole tile
+        return [f"fg_tma({stage}, &fg_map_{label}, &fg_full[fg_s], fg_k, {origin}{batch});"]
+    return [f"fg_tma({stage} + {64 * BK * j}, &fg_map_{label}, &fg_full[fg_s], {origin} + {64 * j}, fg_k{batch});"
+            for j in range(tile // 64)]  # boxes of 64 rows or columns by BK steps
+
+
+def _descriptor(p: WgmmaPlan, label: str, tmap: TensorMap) -> str:
+    """The descriptor of this warpgroup's operand at step fg_kk of stage fg_s."""
+    tile = BM if label == "a" else p.bn
+    base = f"fg_s{label} + fg_s * {tile * BK}" + (" + fg_c * 64 * 64" if label == "a" else "")
+    if tmap.k_major:  # rows of 128 bytes, 8-row groups 1 KiB apart; a step is 16 halves along a row
+        return f"fg_wgmma_desc({base} + fg_kk * 16, 16, 1024)"
+    # 64-wide boxes of BK rows, 8 KiB apart; a step is 16 rows of 128 bytes
+    return f"fg_wgmma_desc({base} + fg_kk * 16 * 64, {64 * BK * 2}, 1024)"
+
+
+def render(renderer: CStyleRenderer, ir: LoopIR, p: WgmmaPlan) -> str:
+    """The kernel's source (without launch lines): workspace declarations, then the kernel."""
+    t, name, bn = p.tiled, ir.name, p.bn
+    tiles_m, tiles_n = -(-t.m // BM), -(-t.n // bn)
+    ld = bn + TILE_PAD
+    regs = bn // 2
+    ptx = _PTX[p.dtype]
+    stage_bytes = (BM + bn) * BK * 2
+    head = []
+    if p.splits > 1:
+        head = [f"__device__ float fg_ws_{name}[{t.nbatch * t.m * t.n}];",
+                f"__device__ unsigned int fg_cnt_{name}[{p.tiles}];"]
+    where = f"((int64_t)fg_batch * {t.m} + fg_m0 + fg_r) * {t.n} + fg_n0 + fg_col"
+    if p.splits > 1:
+        value = [f"const float {t.acc.name} = __ldcg(&fg_ws_{name}[{where}]);", f"fg_ws_{name}[{where}] = 0.0f;"]
+    else:
+        value = [f"const float {t.acc.name} = fg_tile[fg_r * {ld} + fg_col];"]
+    epilogue = [*_declare(t.a.outer, "fg_m0 + fg_r", "const int64_t"),
+                *_declare(t.b.outer, "fg_n0 + fg_col", "const int64_t"), *value]
+    for s in t.epilogue:
+        epilogue.append(f"const {renderer.compute_type(s.dtype)} {s.name} = {renderer.expr(s.value)};"
+                        if isinstance(s, Define) else renderer.store(s))
+    split = []
+    if p.splits > 1:  # partial tiles meet in the workspace; the block finishing a tile last goes on
+        split = [
+            "__shared__ bool fg_last;",
+            f"for (int fg_e = fg_ct; fg_e < {BM * bn}; fg_e += {128 * CONSUMERS}) {{",
+            f"  const int fg_r = fg_e / {bn}, fg_col = fg_e % {bn};",
+            f"  if (fg_m0 + fg_r < {t.m} && fg_n0 + fg_col < {t.n}) "
+            f"atomicAdd(&fg_ws_{name}[{where}], fg_tile[fg_r * {ld} + fg_col]);",
+            "}",
+            "__threadfence();  /* this block's additions are seen before its count */",
+            f"asm volatile(\"bar.sync 1, {128 * CONSUMERS};\" ::: \"memory\");",
+            f"if (fg_ct == 0) fg_last = atomicAdd(&fg_cnt_{name}[fg_tile_id], 1u) == {p.splits - 1}u;",
+            f"asm volatile(\"bar.sync 1, {128 * CONSUMERS};\" ::: \"memory\");",
+            "if (!fg_last) return;",
+            "__threadfence();",
+            f"if (fg_ct == 0) fg_cnt_{name}[fg_tile_id] = 0u;"]
+    ta, tb = int(not p.a.k_major), int(not p.b.k_major)
+    fence = [f"for (int fg_i = 0; fg_i < {regs}; fg_i++) asm volatile(\"\" : \"+f\"(fg_acc[fg_i]) :: \"memory\");"]
+    body = [
+        "extern __shared__ uint8_t fg_dynamic[];",
+        f"__shared__ __align__(8) uint64_t fg_full[{p.stages}], fg_empty[{p.stages}];",
+        "uint8_t* fg_base = (uint8_t*)(((unsigned long long)fg_dynamic + 1023) & ~1023ull);  /* swizzle atoms */",
+        "uint16_t* fg_sa = (uint16_t*)fg_base;",
+        f"uint16_t* fg_sb = (uint16_t*)(fg_base + {p.stages * BM * BK * 2});",
+        "const int fg_wg = threadIdx.x / 128, fg_tid = threadIdx.x % 128;",
+        "/* the block's tile: batch element and split, then groups of tile rows swept column by column */",
+        f"const unsigned int fg_tile_id = blockIdx.x / {p.splits}u, fg_split = blockIdx.x % {p.splits}u;",
+        f"const unsigned int fg_batch = fg_tile_id / {tiles_m * tiles_n}u, fg_t = fg_tile_id % {tiles_m * tiles_n}u;",
+        f"const unsigned int fg_first = fg_t / {GROUP * tiles_n}u * {GROUP}u, fg_in = fg_t % {GROUP * tiles_n}u;",
+        f"const unsigned int fg_rows = min({tiles_m}u - fg_first, {GROUP}u);",
+        f"const int fg_m0 = (int)(fg_first + fg_in % fg_rows) * {BM}, fg_n0 = (int)(fg_in / fg_rows) * {bn};",
+        *(_declare(t.batch, "fg_batch", "const int64_t") if t.batch else ["(void)fg_batch;"]),
+        f"const int fg_k0 = (int)fg_split * {p.k_split};",
+        f"const int fg_steps = (min(fg_k0 + {p.k_split}, {t.k}) - fg_k0 + {BK - 1}) / {BK};",
+        "if (threadIdx.x == 0) {",
+        f"  for (int fg_i = 0; fg_i < {p.stages}; fg_i++) {{",
+        "    fg_bar_init(&fg_full[fg_i], 1);",
+        f"    fg_bar_init(&fg_empty[fg_i], {4 * CONSUMERS});  /* a release per consumer warp */",
+        "  }",
+        "  asm volatile(\"fence.mbarrier_init.release.cluster;\" ::: \"memory\");",
+        "}",
+        "__syncthreads();",
+        "if (fg_wg == 0) {  /* the producer */",
+        "  if (fg_tid == 0) {",
+        "    for (int fg_step = 0; fg_step < fg_steps; fg_step++) {",
+        f"      const int fg_s = fg_step % {p.stages}, fg_k = fg_k0 + fg_step * {BK};",
+        f"      if (fg_step >= {p.stages}) fg_bar_wait(&fg_empty[fg_s], (fg_step / {p.stages} + 1) & 1);",
+        f"      fg_bar_expect(&fg_full[fg_s], {stage_bytes});",
+        *["      " + line for line in _copies(p, "a", p.a, "fg_m0")],
+        *["      " + line for line in _copies(p, "b", p.b, "fg_n0")],
+        "    }",
+        "  }",
+        "  return;",
+        "}",
+        "const int fg_c = fg_wg - 1, fg_ct = threadIdx.x - 128;  /* consumer warpgroup, consumer thread */",
+        f"float fg_acc[{regs}];",
+        "#pragma unroll",
+        f"for (int fg_i = 0; fg_i < {regs}; fg_i++) fg_acc[fg_i] = 0.0f;",
+        "for (int fg_step = 0; fg_step < fg_steps; fg_step++) {",
+        f"  const int fg_s = fg_step % {p.stages};",
+        f"  fg_bar_wait(&fg_full[fg_s], (fg_step / {p.stages}) & 1);",
+        "  #pragma unroll",
+        *["  " + line for line in fence],
+        "  asm volatile(\"wgmma.fence.sync.aligned;\" ::: \"memory\");",
+        "  #pragma unroll",
+        f"  for (int fg_kk = 0; fg_kk < {BK // 16}; fg_kk++)",
+        f"    fg_wgmma_{ptx}_n{bn}<{ta}, {tb}>(fg_acc, {_descriptor(p, 'a', p.a)}, {_descriptor(p, 'b', p.b)});",
+        "  asm volatile(\"wgmma.commit_group.sync.aligned;\" ::: \"memory\");",
+        "  asm volatile(\"wgmma.wait_group.sync.aligned 1;\" ::: \"memory\");  /* the previous step's group is done */",
+        "  #pragma unroll",
+        *["  " + line for line in fence],
+        f"  if (fg_step > 0 && fg_tid % 32 == 0) fg_bar_arrive(&fg_empty[(fg_step - 1) % {p.stages}]);",
+        "}",
+        "asm volatile(\"wgmma.wait_group.sync.aligned 0;\" ::: \"memory\");",
+        "#pragma unroll",
+        *fence,
+        "/* the tile through shared memory (the stages are all consumed): consecutive threads, consecutive outputs */",
+        f"asm volatile(\"bar.sync 1, {128 * CONSUMERS};\" ::: \"memory\");",
+        "float* fg_tile = (float*)fg_base;",
+        "{",
+        "  const int fg_row = fg_c * 64 + fg_tid / 32 * 16 + fg_tid % 32 / 4, fg_col = fg_tid % 4 * 2;",
+        "  #pragma unroll",
+        f"  for (int fg_i = 0; fg_i < {bn // 8}; fg_i++) {{",
+        f"    float* fg_at = fg_tile + fg_row * {ld} + fg_i * 8 + fg_col;",
+        "    fg_at[0] = fg_acc[4 * fg_i]; fg_at[1] = fg_acc[4 * fg_i + 1];",
+        f"    fg_at[8 * {ld}] = fg_acc[4 * fg_i + 2]; fg_at[8 * {ld} + 1] = fg_acc[4 * fg_i + 3];",
+        "  }",
+        "}",
+        f"asm volatile(\"bar.sync 1, {128 * CONSUMERS};\" ::: \"memory\");",
+        *split,
+        f"for (int fg_e = fg_ct; fg_e < {BM * bn}; fg_e += {128 * CONSUMERS}) {{",
+        f"  const int fg_r = fg_e / {bn}, fg_col = fg_e % {bn};",
+        f"  if (fg_m0 + fg_r < {t.m} && fg_n0 + fg_col < {t.n}) {{",
+        *["    " + line for line in epilogue],
+        "  }",
+        "}",
+    ]
+    maps = "const __grid_constant__ fg_tensor_map fg_map_a, const __grid_constant__ fg_tensor_map fg_map_b"
+    signature = renderer.signature(ir)
+    signature = signature[:-1] + f", {maps})"
+    signature = signature.replace(f" {name}(", f" __launch_bounds__({THREADS}, {p.resident}) {name}(", 1)
+    return "\n".join(head + [signature + " {", "#if defined(__CUDA_ARCH_FEAT_SM90_ALL)"]
+                     + ["  " + line for line in body] + ["#endif", "}"])
