@@ -25,7 +25,8 @@ Four parts (`--parts`), each a race of contestants in one child process per thre
   --tokens tokens in a fresh process with another empty cache.
 
 `--autocast bfloat16` (or float16) runs each training step's forward and loss under `fg.autocast` and
-`torch.autocast` of that dtype (the mixed-precision issue's comparison). `--device opencl` runs
+`torch.autocast` of that dtype (the mixed-precision issue's comparison), and the attention part on
+q, k, v and the output's gradient of that dtype. `--device opencl` runs
 fusegrad there and PyTorch on the CPU. `--quick` leaves torch.compile out: compiling
 the GPT step takes it 40-100 s on a loaded 2-core machine (name it in `--peers` to race it anyway). The summary
 gives median times, fusegrad's speedups (peer time / fusegrad time: above 1, fusegrad is faster) and the
@@ -277,8 +278,9 @@ def attention_inputs(shape: tuple[int, ...]) -> list[np.ndarray]:
 def fusegrad_attention(args: argparse.Namespace, arrays: list[np.ndarray]) -> list[Contestant]:
     import fusegrad as fg
     from fusegrad.nn import functional as F
-    q, k, v = (fg.tensor(a, device=args.device, requires_grad=True) for a in arrays[:3])
-    dout = fg.tensor(arrays[3], device=args.device)
+    dtype = args.autocast or "float32"  # under --autocast the attention part runs in that dtype
+    q, k, v = (fg.tensor(a, dtype=dtype, device=args.device, requires_grad=True) for a in arrays[:3])
+    dout = fg.tensor(arrays[3], dtype=dtype, device=args.device)
 
     def fwd_bwd(q: Any, k: Any, v: Any, dout: Any) -> tuple[Any, ...]:
         out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
@@ -299,8 +301,9 @@ def fusegrad_attention(args: argparse.Namespace, arrays: list[np.ndarray]) -> li
 def torch_attention(torch: Any, args: argparse.Namespace, arrays: list[np.ndarray]) -> tuple[list[Contestant], str]:
     """torch's SDPA forward and backward; on CUDA the first backend of flash, efficient, math that runs."""
     dev = torch_device(args)
-    q, k, v = (torch.from_numpy(a).to(dev).requires_grad_() for a in arrays[:3])
-    dout = torch.from_numpy(arrays[3]).to(dev)
+    dtype = getattr(torch, args.autocast or "float32")
+    q, k, v = (torch.from_numpy(a).to(dev, dtype).requires_grad_() for a in arrays[:3])
+    dout = torch.from_numpy(arrays[3]).to(dev, dtype)
     F = torch.nn.functional
 
     def fwd_bwd() -> tuple[Any, ...]:

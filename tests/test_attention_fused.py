@@ -7,6 +7,7 @@ import torch
 import fusegrad as fg
 from fusegrad import nn
 from fusegrad.ops import attention
+from fusegrad.runtime import cuda as cuda_rt
 from tests.helpers import RNG
 
 sdpa = nn.functional.scaled_dot_product_attention
@@ -136,3 +137,25 @@ def test_jitted_attention_step_equals_eager() -> None:
     for _ in range(3):
         for a, b in zip(jitted(q, k, v), eager):
             np.testing.assert_allclose(a.numpy(), b, atol=1e-6)
+
+
+@pytest.mark.skipif(cuda_rt.unavailable_reason() is not None, reason=f"no CUDA GPU: {cuda_rt.unavailable_reason()}")
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+@pytest.mark.parametrize("shapes", [((2, 3, 70, 64),) * 3, ((1, 2, 37, 160), (1, 2, 21, 160), (1, 2, 21, 40))])
+def test_half_attention_on_cuda_matches_float64(dtype: str, shapes: tuple) -> None:
+    """bfloat16/float16 attention on the GPU's tiled kernel (float32 inside, rounded once at the
+    store), causal, forward and the three gradients against float64 on the same rounded inputs."""
+    arrays = [RNG.standard_normal(s).astype(np.float32) for s in shapes]
+    ours = [fg.tensor(a, dtype=dtype, device="cuda", requires_grad=True) for a in arrays]
+    exact = [torch.tensor(t.float().numpy().astype(np.float64), requires_grad=True) for t in ours]
+    weights = RNG.standard_normal(shapes[0][:-1] + (shapes[2][-1],)).astype(np.float32)
+    out = sdpa(*ours, is_causal=True)
+    ref = torch.nn.functional.scaled_dot_product_attention(*exact, is_causal=True)
+    (out.float() * fg.tensor(weights, device="cuda")).sum().backward()
+    (ref * torch.tensor(weights, dtype=torch.float64)).sum().backward()
+    tol = {"bfloat16": 2e-2, "float16": 4e-3}[dtype]
+    for got, want in [(out, ref), *((a.grad, b.grad) for a, b in zip(ours, exact))]:
+        assert got.dtype == getattr(fg, dtype)
+        want = want.detach().numpy()
+        error = np.linalg.norm(got.float().numpy() - want) / np.linalg.norm(want)
+        assert error < tol, error
