@@ -137,7 +137,6 @@ def torch_directions(torch: Any, shape: Shape, x: np.ndarray, w: np.ndarray, gy:
 
 
 def child(args: argparse.Namespace) -> None:
-    import fusegrad as fg  # noqa: F401  (imported before torch sets its threads)
     torch = common.optional_import("torch")
     common.set_threads(args.child_threads, torch)
     if torch is not None and args.device == "cuda":
