@@ -37,6 +37,14 @@ LAYER_CASES = [
      lambda L, x, w, b: L.F.conv_transpose2d(x, w, b, stride=2, padding=1, output_padding=1)),
     ("conv_transpose2d_groups", [(2, 4, 5, 5), (4, 2, 2, 3)],
      lambda L, x, w: L.F.conv_transpose2d(x, w, stride=(1, 2), groups=2, dilation=2)),
+    # strided ones run as one stride-1 product per output phase: phases of unequal taps, phases
+    # without taps (stride above the kernel), crops, output padding past the phases, groups
+    ("conv_transpose2d_phases", [(2, 4, 5, 6), (4, 2, 5, 3), (4,)],
+     lambda L, x, w, b: L.F.conv_transpose2d(x, w, b, stride=(2, 3), padding=(2, 1), output_padding=(1, 2), groups=2)),
+    ("conv_transpose2d_sparse_phases", [(2, 3, 4, 4), (3, 2, 2, 2)],
+     lambda L, x, w: L.F.conv_transpose2d(x, w, stride=3, output_padding=2)),
+    ("conv_transpose2d_dcgan", [(1, 4, 6, 5), (4, 3, 4, 4)],
+     lambda L, x, w: L.F.conv_transpose2d(x, w, stride=2, padding=1)),
     ("max_pool2d", [(2, 3, 7, 7)], lambda L, x: L.F.max_pool2d(x, 3, 2, 1)),
     ("max_pool2d_rect_ceil", [(2, 3, 7, 7)], lambda L, x: L.F.max_pool2d(x, (2, 3), (2, 2), ceil_mode=True)),
     ("avg_pool2d", [(2, 3, 7, 7)], lambda L, x: L.F.avg_pool2d(x, 2)),
