@@ -184,7 +184,7 @@ def _fits_int32(*exprs: Lin) -> bool:
     return all(-_INT32 <= e.lo and e.hi <= _INT32 for e in exprs)
 
 
-def _declare(variables: tuple[Var, ...], flat: str, kind: str = "const int") -> list[str]:
+def declare_vars(variables: tuple[Var, ...], flat: str, kind: str = "const int") -> list[str]:
     """Declarations of row-major variables recovered from the flat index `flat` (unsigned math:
     division by a constant is a multiply and a shift)."""
     lines, stride = [], 1
@@ -239,7 +239,7 @@ class _OperandCode:
                  f"const int {x}_{side}i{slot} = {flat};",
                  f"const bool {x}_{side}ok{slot} = {x}_{side}i{slot} < {end};",
                  "{",
-                 *["  " + line for line in _declare(variables, f"{x}_{side}ok{slot} ? {x}_{side}i{slot} : 0")],
+                 *["  " + line for line in declare_vars(variables, f"{x}_{side}ok{slot} ? {x}_{side}i{slot} : 0")],
                  f"  {x}_{side}o{slot} = {self.index[which].render()};"]
         lines += [f"  {x}_{side}b{slot}_{j} = {parts[which].render()};" for j, (_, parts) in enumerate(self.bounds)]
         return lines + ["}"]
@@ -263,8 +263,8 @@ class _OperandCode:
         x = f"fg_{self.label}"
         scope: list[str] = []
         if self.mixed:  # terms mixing outer and reduction variables need both sets by name
-            scope = _declare(self.op.outer, f"{x}_rok{r} ? {x}_ri{r} : 0") + \
-                _declare(self.ks, f"{x}_kok{s} ? {x}_ki{s} : 0")
+            scope = declare_vars(self.op.outer, f"{x}_rok{r} ? {x}_ri{r} : 0") + \
+                declare_vars(self.ks, f"{x}_kok{s} ? {x}_ki{s} : 0")
         conds = [f"{x}_rok{r}", f"{x}_kok{s}"]
         for j, (b, parts) in enumerate(self.bounds):
             value = f"{x}_rb{r}_{j} + {x}_kb{s}_{j}" + (f" + {parts[2].render()}" if parts[2].terms else "")
@@ -316,10 +316,10 @@ def _epilogue(plan: TiledGemm, renderer: CStyleRenderer, ct: str, m_of: list[str
     lines = []
     for a, row in enumerate(m_of):
         lines.append(f"if (fg_m0 + {row} < {plan.m}) {{")
-        lines += ["  " + line for line in _declare(plan.a.outer, f"fg_m0 + {row}", "const int64_t")]
+        lines += ["  " + line for line in declare_vars(plan.a.outer, f"fg_m0 + {row}", "const int64_t")]
         for b, col in enumerate(n_of):
             lines.append(f"  if (fg_n0 + {col} < {plan.n}) {{")
-            lines += ["    " + line for line in _declare(plan.b.outer, f"fg_n0 + {col}", "const int64_t")]
+            lines += ["    " + line for line in declare_vars(plan.b.outer, f"fg_n0 + {col}", "const int64_t")]
             lines.append(f"    const {ct} {plan.acc.name} = fg_c[{a}][{b}];")
             for s in plan.epilogue:
                 if isinstance(s, Define):
@@ -383,7 +383,7 @@ def render(renderer: CStyleRenderer, ir: LoopIR, plan: TiledGemm) -> str:
         f"const int fg_tm = fg_bid % {tiles_m}u; fg_bid /= {tiles_m}u;",
         f"const int fg_split = fg_bid % {plan.splits}u;",
         f"const int fg_batch = fg_bid / {plan.splits}u;",
-        *(_declare(plan.batch, "fg_batch", "const int64_t") if plan.batch else ["(void)fg_batch;"]),
+        *(declare_vars(plan.batch, "fg_batch", "const int64_t") if plan.batch else ["(void)fg_batch;"]),
         f"const int fg_m0 = fg_tm * {plan.bm}, fg_n0 = fg_tn * {plan.bn};",
         f"const int fg_k0 = fg_split * {plan.k_split};",
         f"const int fg_kend = min(fg_k0 + {plan.k_split}, {plan.k});",

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from .. import dtypes
 from ..graph.symbolic import Lin, Var
-from .cuda_gemm import TiledGemm, _declare
+from .cuda_gemm import TiledGemm, declare_vars
 from .ir import Define, LoopIR
 from .render import CStyleRenderer
 
@@ -278,8 +278,8 @@ def render(renderer: CStyleRenderer, ir: LoopIR, p: WgmmaPlan) -> str:
         value = [f"const float {t.acc.name} = __ldcg(&fg_ws_{name}[{where}]);", f"fg_ws_{name}[{where}] = 0.0f;"]
     else:
         value = [f"const float {t.acc.name} = fg_tile[fg_r * {ld} + fg_col];"]
-    epilogue = [*_declare(t.a.outer, "fg_m0 + fg_r", "const int64_t"),
-                *_declare(t.b.outer, "fg_n0 + fg_col", "const int64_t"), *value]
+    epilogue = [*declare_vars(t.a.outer, "fg_m0 + fg_r", "const int64_t"),
+                *declare_vars(t.b.outer, "fg_n0 + fg_col", "const int64_t"), *value]
     for s in t.epilogue:
         epilogue.append(f"const {renderer.compute_type(s.dtype)} {s.name} = {renderer.expr(s.value)};"
                         if isinstance(s, Define) else renderer.store(s))
@@ -314,7 +314,7 @@ def render(renderer: CStyleRenderer, ir: LoopIR, p: WgmmaPlan) -> str:
         f"const unsigned int fg_first = fg_t / {GROUP * tiles_n}u * {GROUP}u, fg_in = fg_t % {GROUP * tiles_n}u;",
         f"const unsigned int fg_rows = min({tiles_m}u - fg_first, {GROUP}u);",
         f"const int fg_m0 = (int)(fg_first + fg_in % fg_rows) * {BM}, fg_n0 = (int)(fg_in / fg_rows) * {bn};",
-        *(_declare(t.batch, "fg_batch", "const int64_t") if t.batch else ["(void)fg_batch;"]),
+        *(declare_vars(t.batch, "fg_batch", "const int64_t") if t.batch else ["(void)fg_batch;"]),
         f"const int fg_k0 = (int)fg_split * {p.k_split};",
         f"const int fg_steps = (min(fg_k0 + {p.k_split}, {t.k}) - fg_k0 + {BK - 1}) / {BK};",
         "if (threadIdx.x == 0) {",
