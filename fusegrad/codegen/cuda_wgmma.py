@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from .. import dtypes
 from ..graph.symbolic import Lin, Var
 from .cuda_gemm import TiledGemm, declare_vars
-from .ir import Define, LoopIR
+from .ir import Define, Load, LoopIR
 from .render import CStyleRenderer
 
 BM, BK = 128, 64  # tile rows (two consumer warpgroups of 64) and reduction slice (128 bytes of halves)
@@ -118,8 +118,10 @@ def _flat(coefs: dict, variables: tuple[Var, ...]) -> tuple[int, int] | None:
     return math.prod(v.extent for v in variables), stride
 
 
-def _tensor_map(load, outer: tuple[Var, ...], ks: tuple[Var, ...], batch: tuple[Var, ...], tile: int) \
+def _tensor_map(load: Load, outer: tuple[Var, ...], ks: tuple[Var, ...], batch: tuple[Var, ...], tile: int) \
         -> TensorMap | None:
+    """The operand `load` as a tensor map: a plain strided read (no guard) whose reduction or outer
+    variables are contiguous, the other strides positive multiples of 16 bytes; else None."""
     index: Lin = load.index
     if load.valid or not all(isinstance(a, Var) for a, _ in index.terms):
         return None
@@ -135,7 +137,7 @@ def _tensor_map(load, outer: tuple[Var, ...], ks: tuple[Var, ...], batch: tuple[
     else:
         return None
     strides = (second[1] * 2, *(coefs[v] * 2 for v in used))
-    if any(s % 16 or s >= 1 << 40 for s in strides) or index.const < 0:
+    if any(s <= 0 or s % 16 or s >= 1 << 40 for s in strides) or index.const < 0:
         return None
     dims = (first[0], second[0], *(v.extent for v in used))
     return TensorMap(load.param, index.const, dims, strides, box, k_major, used)
