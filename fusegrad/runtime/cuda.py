@@ -124,7 +124,7 @@ class CUDADevice:
                       attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)
         major, minor = (_check(driver.cuDeviceGetAttribute(a, self._dev), "cuDeviceGetAttribute") for a in capability)
         self.arch = major * 10 + minor  # e.g. 90 on Hopper
-        # sm_90a: Hopper with its architecture-specific instructions (wgmma, setmaxnreg), which
+        # sm_90a: Hopper with its architecture-specific instructions (wgmma), which
         # cuda_wgmma.py's kernels use; their tensor-map programs exist only there
         self.target = "90a" if self.arch == 90 else str(self.arch)
         self.device_name = _check(driver.cuDeviceGetName(256, self._dev), "cuDeviceGetName").split(b"\0")[0].decode()
