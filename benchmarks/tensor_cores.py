@@ -84,7 +84,10 @@ def _programs(dev: Any, ir: Any) -> tuple[Any, Any, list[Any]]:
         buf = dev.alloc(p.numel * p.dtype.itemsize)
         if not p.output:
             values = rng.standard_normal(p.numel).astype(np.float32)
-            bits = values.view(np.uint32) >> 16 if p.dtype.name == "bfloat16" else values.astype(np.float16).view(np.uint16)
+            if p.dtype.name == "bfloat16":
+                bits = values.view(np.uint32) >> 16
+            else:
+                bits = values.astype(np.float16).view(np.uint16)
             dev.copy_in(buf, bits.astype(np.uint16))
         buffers.append(buf)
     return generated, vendor, buffers

@@ -225,7 +225,7 @@ class CUDARenderer(CStyleRenderer):
             return "\n".join([launch_comment(ir.name, recurrence.block.extent, threads),
                               self.signature(ir) + " {", *body, "}"])
         attention = next((s for s in ir.stmts if isinstance(s, Attention)), None)
-        if attention is not None and attention.dtype.name in ("float32", "bfloat16", "float16"):  # tiles in shared memory
+        if attention is not None and attention.dtype.name in ("float32", "bfloat16", "float16"):  # shared tiles
             blocks, per_block = cuda_attention.launch(ir, attention)
             return launch_comment(ir.name, blocks, per_block) + "\n" + cuda_attention.render(self, ir, attention)
         if attention is not None or recurrence is not None or any(isinstance(s, IndexAdd) for s in ir.stmts):
@@ -247,7 +247,8 @@ class CUDARenderer(CStyleRenderer):
             blocks, per_block, plain = self._render_product(fallback, descriptor, tiled)
             rendered = cuda_wgmma.render(self, ir, hopper) + "\n" + launch_comment(fallback.name, blocks, per_block) \
                 + "\n" + plain
-            header = [launch_comment(ir.name, hopper.blocks, cuda_wgmma.THREADS), cuda_wgmma.tma_comment(ir.name, hopper)]
+            header = [launch_comment(ir.name, hopper.blocks, cuda_wgmma.THREADS),
+                      cuda_wgmma.tma_comment(ir.name, hopper)]
         if descriptor is not None:  # cuBLAS may compute this product instead; the runtime measures
             header.append(descriptor_comment(ir.name, descriptor))
         return "\n".join(header) + "\n" + rendered

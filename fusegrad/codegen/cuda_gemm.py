@@ -100,7 +100,17 @@ class TiledGemm:
     @property
     def k_split(self) -> int:
         """Reduction steps per split, a whole number of slices."""
-        return -(-self.k // self.splits // BK) * BK if self.splits > 1 else self.k
+        return split_length(self.k, self.splits, BK)
+
+
+def split_length(k: int, splits: int, depth: int) -> int:
+    """Reduction steps each of `splits` blocks takes: whole slices of `depth`, or all of k unsplit."""
+    return -(-k // splits // depth) * depth if splits > 1 else k
+
+
+def whole_slice_splits(k: int, splits: int, depth: int) -> int:
+    """The number of splits left when each takes whole slices of `depth`: none is left empty."""
+    return -(-k // split_length(k, splits, depth))
 
 
 def _run(load: Load, variables: tuple[Var, ...]) -> int:
@@ -158,7 +168,7 @@ def plan(ir: LoopIR) -> TiledGemm | None:
     splits = 1
     if tiles < SMS and k >= 2 * SPLIT_MIN_K and nbatch * m * n <= MAX_WORKSPACE:
         splits = min(-(-2 * SMS // tiles), k // SPLIT_MIN_K)
-        splits = -(-k // (-(-k // splits // BK) * BK))  # whole slices per split; none left empty
+        splits = whole_slice_splits(k, splits, BK)
     params = ir.params
     a = Operand(gemm.a, rows, params[gemm.a.param].dtype, _run(gemm.a, rows) >= _run(gemm.a, gemm.k_vars))
     b = Operand(gemm.b, cols, params[gemm.b.param].dtype, _run(gemm.b, cols) >= _run(gemm.b, gemm.k_vars))

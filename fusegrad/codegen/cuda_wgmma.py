@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from .. import dtypes
 from ..graph.symbolic import Lin, Var
-from .cuda_gemm import TiledGemm, declare_vars
+from .cuda_gemm import TiledGemm, declare_vars, split_length, whole_slice_splits
 from .ir import Define, Load, LoopIR
 from .render import CStyleRenderer
 
@@ -96,8 +96,7 @@ class WgmmaPlan:
 
     @property
     def k_split(self) -> int:
-        k = self.tiled.k
-        return -(-k // self.splits // BK) * BK if self.splits > 1 else k
+        return split_length(self.tiled.k, self.splits, BK)
 
     @property
     def smem(self) -> int:
@@ -170,11 +169,11 @@ def plan(ir: LoopIR, tiled: TiledGemm | None) -> WgmmaPlan | None:
     splits = 1
     if tiles < SMS and t.k >= 2 * SPLIT_MIN_K and t.nbatch * t.m * t.n <= MAX_WORKSPACE:
         splits = min(-(-SMS // tiles), t.k // SPLIT_MIN_K)
-        splits = -(-t.k // (-(-t.k // splits // BK) * BK))  # whole slices per split; none left empty
+        splits = whole_slice_splits(t.k, splits, BK)
     resident = RESIDENT[bn]
     # each block's share of shared memory, less its barriers and the alignment slack
     stages = (SMEM // resident - 2048) // ((BM + bn) * BK * 2)
-    steps = -(-(t.k if splits == 1 else -(-t.k // splits)) // BK)
+    steps = -(-split_length(t.k, splits, BK) // BK)
     stages = max(2, min(stages, MAX_STAGES, steps))  # no more stages than slices to fill them
     return WgmmaPlan(t, dtype, bn, stages, resident, splits, a, b)
 
@@ -242,10 +241,19 @@ FG_DEVICE uint64_t fg_wgmma_desc(const void* p, unsigned lbo, unsigned sbo) {
 """ + "\n".join(_wgmma_helper(ptx, bn) for ptx in _PTX.values() for bn in (64, 128, 256)) + "\n#endif\n"
 
 
+def _tile(p: WgmmaPlan, label: str) -> int:
+    """Rows (a) or columns (b) of the block's tile that operand `label` covers."""
+    return BM if label == "a" else p.bn
+
+
+def _stage(p: WgmmaPlan, label: str) -> str:
+    """Where stage `fg_s` of operand `label` starts in shared memory."""
+    return f"fg_s{label} + fg_s * {_tile(p, label) * BK}"
+
+
 def _copies(p: WgmmaPlan, label: str, tmap: TensorMap, origin: str) -> list[str]:
     """The producer's bulk copies of one operand's slice at reduction index `fg_k` into stage `fg_s`."""
-    tile = BM if label == "a" else p.bn
-    stage = f"fg_s{label} + fg_s * {tile * BK}"
+    tile, stage = _tile(p, label), _stage(p, label)
     batch = "".join(f", (int){v.name}" for v in tmap.batch)
     if tmap.k_major:  # one box: BK reduction steps (128 bytes) by the whole tile
         return [f"fg_tma({stage}, &fg_map_{label}, &fg_full[fg_s], fg_k, {origin}{batch});"]
@@ -255,8 +263,7 @@ def _copies(p: WgmmaPlan, label: str, tmap: TensorMap, origin: str) -> list[str]
 
 def _descriptor(p: WgmmaPlan, label: str, tmap: TensorMap) -> str:
     """The descriptor of this warpgroup's operand at step fg_kk of stage fg_s."""
-    tile = BM if label == "a" else p.bn
-    base = f"fg_s{label} + fg_s * {tile * BK}" + (" + fg_c * 64 * 64" if label == "a" else "")
+    base = _stage(p, label) + (" + fg_c * 64 * 64" if label == "a" else "")
     if tmap.k_major:  # rows of 128 bytes, 8-row groups 1 KiB apart; a step is 16 halves along a row
         return f"fg_wgmma_desc({base} + fg_kk * 16, 16, 1024)"
     # 64-wide boxes of BK rows, 8 KiB apart; a step is 16 rows of 128 bytes
