@@ -1,8 +1,11 @@
-"""fg.set_float32_matmul_precision and fg.backends.cuda.matmul.allow_tf32 against torch's."""
+"""fg.set_float32_matmul_precision and fg.backends.cuda.matmul.allow_tf32 against torch's; half sums
+rounded as torch rounds them."""
+import numpy as np
 import pytest
 import torch
 
 import fusegrad as fg
+from tests.helpers import RNG
 
 
 @pytest.fixture(autouse=True)
@@ -43,3 +46,13 @@ def test_tf32_products_on_cuda_stay_within_tf32_precision():
     got = (fg.tensor(a.numpy(), device="cuda") @ fg.tensor(b.numpy(), device="cuda")).numpy()
     scale = abs(want).max()
     assert abs(got - want).max() <= 2.0 ** -10 * 4 * scale
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_half_sum_read_in_the_same_kernel_is_rounded(dtype: str) -> None:
+    """A half sum is accumulated in float32 and rounded once, also where the kernel that sums goes on
+    to widen it (`x.sum(1).float()`, one fused kernel), as PyTorch's rounded output would read."""
+    a = (RNG.standard_normal((6, 7)) * 4).astype(np.float32)
+    want = torch.from_numpy(a).to(getattr(torch, dtype)).sum(1).float().numpy()
+    got = fg.tensor(a, dtype=dtype).sum(1).float().numpy()
+    np.testing.assert_array_equal(got, want)
