@@ -5,7 +5,8 @@ from typing import Any
 
 from . import dtypes
 from .autograd import GradientTape, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
-from .dtypes import (DType, bfloat16, float16, float32, float64, int8, int16, int32, int64, uint8)
+from .dtypes import (DType, bfloat16, float8_e4m3fn, float8_e5m2, float16, float32, float64, int8, int16, int32, int64,
+                     uint8)
 from .dtypes import bool_ as bool  # noqa: A001  (fg.bool like torch.bool)
 from .engine.profile import KernelLaunch, Profile
 from .errors import (CacheWarning, CompileError, DeviceError, DTypeError, Error, GradError, IndexOutOfRangeError,
@@ -18,6 +19,7 @@ from .ops.extra import (atleast_1d, atleast_2d, atleast_3d, block_diag, broadcas
 from .ops.index import gather, index_select, masked_fill, one_hot, scatter, scatter_add, take_along_dim
 from .ops.index_reduce import index_add, index_copy, index_fill, index_reduce, scatter_reduce
 from .ops.linalg import bmm, dot, einsum, matmul, mm, mv, outer
+from .ops.linalg import scaled_mm as _scaled_mm
 from .ops.inplace import addcdiv, addcmul
 from .ops.movement import (chunk, concat, concatenate, diag, diag_embed, diagonal, flatten, flip, hstack, meshgrid,
                            movedim, narrow, roll, split, squeeze, transpose, tril, triu, unbind, unsqueeze, vstack)

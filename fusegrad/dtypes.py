@@ -50,13 +50,19 @@ float16 = DType("float16", 2, "f", 1, np.dtype(np.float16))
 bfloat16 = DType("bfloat16", 2, "f", 1, np.dtype(np.uint16))
 float32 = DType("float32", 4, "f", 2, np.dtype(np.float32))
 float64 = DType("float64", 8, "f", 3, np.dtype(np.float64))
+# 8-bit floats (float8.py), stored as their codes; they promote with no other dtype (as in PyTorch)
+float8_e4m3fn = DType("float8_e4m3fn", 1, "f", 0, np.dtype(np.uint8))
+float8_e5m2 = DType("float8_e5m2", 1, "f", 0, np.dtype(np.uint8))
 
-ALL: tuple[DType, ...] = (bool_, uint8, int8, int16, int32, int64, float16, bfloat16, float32, float64)
+ALL: tuple[DType, ...] = (bool_, uint8, int8, int16, int32, int64, float16, bfloat16, float32, float64,
+                          float8_e4m3fn, float8_e5m2)
 HALF: tuple[DType, ...] = (float16, bfloat16)  # computed in float32, rounded to their type
+FLOAT8: tuple[DType, ...] = (float8_e4m3fn, float8_e5m2)
+NARROW: tuple[DType, ...] = HALF + FLOAT8  # floats computed in float32 and rounded to their type after each op
 _BY_NAME = {d.name: d for d in ALL}
 _BY_NAME.update({"float": float32, "double": float64, "half": float16, "long": int64, "int": int32,
                  "short": int16, "bool_": bool_})
-_FROM_NP = {d.np: d for d in ALL if d is not bfloat16}
+_FROM_NP = {d.np: d for d in ALL if d is not bfloat16 and d not in FLOAT8}
 
 
 def _by_name(name: str) -> DType:
@@ -96,6 +102,8 @@ def promote_types(a: DType, b: DType) -> DType:
     """The smallest dtype that holds both (torch.promote_types)."""
     if a is b:
         return a
+    if a in FLOAT8 or b in FLOAT8:
+        raise DTypeError(f"promotion for float8 types is not supported: {a.name} and {b.name} (cast one first)")
     if a.category != b.category:
         return a if a.category > b.category else b
     if a.kind == "f":
@@ -147,7 +155,7 @@ def least_float(d: DType) -> DType:
 
 
 # the largest finite value of each float dtype narrower than float64 (torch rejects fills above it)
-_FLOAT_MAX = {"float16": 65504.0, "bfloat16": 2.0 ** 128 * (1 - 2.0 ** -8), "float32": 2.0 ** 128 * (1 - 2.0 ** -24)}
+_FLOAT_MAX = {"float8_e4m3fn": 448.0, "float8_e5m2": 57344.0, "float16": 65504.0, "bfloat16": 2.0 ** 128 * (1 - 2.0 ** -8), "float32": 2.0 ** 128 * (1 - 2.0 ** -24)}
 
 
 def check_python_int(value: int) -> int:

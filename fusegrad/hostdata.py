@@ -5,7 +5,7 @@ from typing import Any
 
 import numpy as np
 
-from . import dtypes
+from . import dtypes, float8
 from .dtypes import DType
 from .errors import DTypeError, IntegerOverflowError, ValueRangeError
 from .graph import node as G
@@ -41,6 +41,8 @@ def node_from_data(data: Any, dtype: DType | None, device: str) -> Node:
         bits = f32.view(np.uint32).astype(np.uint64)
         rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
         arr = np.where(np.isnan(f32), np.uint16(0x7FC0), rounded)
+    elif dtype in dtypes.FLOAT8:
+        arr = float8.encode(arr, float8.FORMATS[dtype.name])
     else:
         arr = arr.astype(dtype.np, copy=False)
     arr = np.require(arr, requirements="C")  # ascontiguousarray would make 0-d arrays 1-d

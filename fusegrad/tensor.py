@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import autograd, dtypes, views
+from . import autograd, dtypes, float8, views
 from .dtypes import DType
 from .engine import capture
 from .engine.realize import realize as _realize_nodes
@@ -196,7 +196,7 @@ class Tensor(ArithmeticMixin, ElementwiseMixin, MathMixin, ReduceMixin, Movement
         return self
 
     def numpy(self) -> np.ndarray:
-        """A numpy copy of the value (bfloat16 is returned as float32)."""
+        """A numpy copy of the value (bfloat16 and the float8 types are returned as float32)."""
         capture.forbid_host_read("reading a tensor's value (.numpy(), .item(), .tolist(), bool(), float())")
         node = self._node
         if node.buffer is None:
@@ -209,6 +209,8 @@ class Tensor(ArithmeticMixin, ElementwiseMixin, MathMixin, ReduceMixin, Movement
         device_errors.raise_pending(node.device)  # a value computed from bad indices is never returned
         if node.dtype is dtypes.bfloat16:
             arr = (arr.astype(np.uint32) << 16).view(np.float32)
+        elif node.dtype in dtypes.FLOAT8:
+            arr = float8.decode(arr, float8.FORMATS[node.dtype.name])
         return arr
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:

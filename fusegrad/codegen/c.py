@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .gemm import blas_operands, load_vars
-from . import c_amx, c_attention, c_recurrence, gemm_c
+from . import c_amx, c_attention, c_recurrence, float8, gemm_c
 from .gemm_c import (BF16_CONVERSIONS, L2_PANEL_BYTES, PARALLEL_WORK, gemm_declarations, gemm_source, micro_kernel,
                      pack_rows, tiles_for)
 from ..graph.ops import Op
@@ -145,7 +145,7 @@ static inline float fg_rand(uint64_t seed, uint64_t ctr) {
   return (float)(c0 >> 8) * (1.0f / 16777216.0f);
 }
 
-"""
+""" + float8.helpers("static inline")
 
 
 def column_var(ir: LoopIR) -> Var | None:

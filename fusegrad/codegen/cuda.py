@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from ..graph.symbolic import Var
 from ..runtime.cublas import descriptor_comment
 from ..runtime.cuda import launch_comment
-from . import cuda_attention, cuda_gemm, cuda_vector, cuda_wgmma
+from . import cuda_attention, cuda_gemm, cuda_vector, cuda_wgmma, float8
 from .cuda_blas import blas_descriptor
 from .cuda_mma import MMA_PREAMBLE, THREADS as MMA_THREADS, blocks as mma_blocks, fits as mma_fits, render_mma
 from .ir import Accumulate, Attention, EndLoop, IndexAdd, Load, Loop, LoopIR, Recurrence, Ref, Store
@@ -94,7 +94,7 @@ FG_DEVICE float fg_rand(uint64_t seed, uint64_t ctr) {
   }
   return (float)(c0 >> 8) * (1.0f / 16777216.0f);
 }
-""" + MMA_PREAMBLE + "\n" + cuda_wgmma.WGMMA_PREAMBLE
+""" + float8.helpers("FG_DEVICE") + MMA_PREAMBLE + "\n" + cuda_wgmma.WGMMA_PREAMBLE
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,7 @@ class CUDARenderer(CStyleRenderer):
     # computed in float, like bfloat16
     storage_types = {"bool": "bool", "uint8": "uint8_t", "int8": "int8_t", "int16": "int16_t",
                      "int32": "int32_t", "int64": "int64_t", "float16": "uint16_t", "bfloat16": "uint16_t",
-                     "float32": "float", "float64": "double"}
+                     "float32": "float", "float64": "double", "float8_e4m3fn": "uint8_t", "float8_e5m2": "uint8_t"}
     preamble = CUDA_PREAMBLE
     supports_gemm = False
     cooperative = ("threadIdx.x", "blockDim.x", "__syncthreads();", "__shared__")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..dtypes import HALF, DType, bool_, int32, int64
+from ..dtypes import NARROW, DType, bool_, int32, int64
 from ..graph.node import Node
 from ..graph.ops import ELEMENTWISE, REDUCE, Op
 from ..graph.symbolic import ZERO, Bound, Lin, bound, flat_index, fold_bounded_mod, replace_atoms, unflatten, var
@@ -171,7 +171,7 @@ class _Builder:
                 self.stmts.extend(EndLoop("reduce") for _ in range(loops))
                 self.scopes.pop()
                 # a narrow float's sum is kept in float32: its readers see it rounded, as if stored
-                ref = Ref(acc, node.dtype) if node.dtype not in HALF else Alu(Op.CAST, (Ref(acc, node.dtype),),
+                ref = Ref(acc, node.dtype) if node.dtype not in NARROW else Alu(Op.CAST, (Ref(acc, node.dtype),),
                                                                               node.dtype)
                 self.scopes[-1][key] = ref
                 values.append(ref)

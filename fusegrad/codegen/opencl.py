@@ -10,6 +10,7 @@ from ..dtypes import DType
 from ..graph.symbolic import Var
 from ..runtime.opencl import LANES_MACRO, lanes_comment
 from .ir import Accumulate, Attention, EndLoop, Expr, Index, Load, Loop, LoopIR, Rand, Recurrence, Ref, Store
+from . import float8
 from .lanes import LaneCombine, LaneLoop, LaneStore, thread_plan
 from .recurrence import row_bytes
 from .render import CStyleRenderer, decompose
@@ -81,7 +82,7 @@ static inline float fg_rand(ulong seed, ulong ctr) {
   return (float)(c0 >> 8) * (1.0f / 16777216.0f);
 }
 
-"""
+""" + float8.helpers("static inline", "uchar", "uint", "rint")
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,7 @@ class OpenCLRenderer(CStyleRenderer):
     # (vload_half/vstore_half), so devices without cl_khr_fp16 run float16 too.
     storage_types = {"bool": "uchar", "uint8": "uchar", "int8": "char", "int16": "short", "int32": "int",
                      "int64": "long", "float16": "half", "bfloat16": "ushort", "float32": "float",
-                     "float64": "double"}
+                     "float64": "double", "float8_e4m3fn": "uchar", "float8_e5m2": "uchar"}
     unsigned_types = {1: "uchar", 2: "ushort", 4: "uint", 8: "ulong"}
     preamble = OPENCL_PREAMBLE
     supports_gemm = False
@@ -164,10 +165,8 @@ class OpenCLRenderer(CStyleRenderer):
         index = e.index.render()
         if e.dtype.name == "float16":
             text = f"vload_half({index}, p{e.param})"
-        elif e.dtype.name == "bfloat16":
-            text = f"fg_bf16_to_f32(p{e.param}[{index}])"
         else:
-            text = f"p{e.param}[{index}]"
+            text = self.widened(f"p{e.param}[{index}]", e.dtype)
         if e.valid:
             text = f"(({' && '.join(b.render() for b in e.valid)}) ? {text} : 0)"
         return text

@@ -4,9 +4,11 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+from .. import dtypes
 from ..dtypes import DType
 from ..graph.ops import Op
 from ..graph.symbolic import Var
+from . import float8
 from .attention import attention_lines
 from .recurrence import plain_product, recurrence_lines
 from .scatter import index_add_lines
@@ -61,6 +63,7 @@ def decompose(flat: str, variables: Sequence[Var], declare: str, suffix: str = "
 _ROUNDED = frozenset({Op.CAST, Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.MOD, Op.POW, Op.EXP, Op.LOG, Op.SIN, Op.COS,
                       Op.SQRT, Op.ERF})
 _EXACT_IN_HALF = frozenset({"bool", "int8", "uint8"})  # every value of these is a float16 and a bfloat16
+_NARROW = frozenset(d.name for d in dtypes.NARROW)
 
 
 class CStyleRenderer:
@@ -70,11 +73,12 @@ class CStyleRenderer:
     restrict = "restrict"
     storage_types = {"bool": "_Bool", "uint8": "uint8_t", "int8": "int8_t", "int16": "int16_t",
                      "int32": "int32_t", "int64": "int64_t", "float16": "uint16_t", "bfloat16": "uint16_t",
-                     "float32": "float", "float64": "double"}
+                     "float32": "float", "float64": "double", "float8_e4m3fn": "uint8_t", "float8_e5m2": "uint8_t"}
     # BITCAST goes through an unsigned integer of the width: the preamble's fg_<f>_bits / fg_bits_<f>
     unsigned_types = {1: "uint8_t", 2: "uint16_t", 4: "uint32_t", 8: "uint64_t"}
     float_bits = {"float16": ("fg_f16_bits", "fg_bits_f16"), "bfloat16": ("fg_f32_to_bf16", "fg_bf16_to_f32"),
-                  "float32": ("fg_f32_bits", "fg_bits_f32"), "float64": ("fg_f64_bits", "fg_bits_f64")}
+                  "float32": ("fg_f32_bits", "fg_bits_f32"), "float64": ("fg_f64_bits", "fg_bits_f64"),
+                  **float8.FLOAT_BITS}
     preamble = ""
     support_source = ""  # a library compiled once and loaded before kernels (e.g. the GEMM routine)
     supports_gemm = False
@@ -97,7 +101,7 @@ class CStyleRenderer:
         return self.storage_types[dtype.name]
 
     def compute_type(self, dtype: DType) -> str:
-        return "float" if dtype.name in ("float16", "bfloat16") else self.storage_type(dtype)
+        return "float" if dtype.name in _NARROW else self.storage_type(dtype)
 
     # expressions
     def literal(self, value: object, dtype: DType) -> str:
@@ -121,9 +125,7 @@ class CStyleRenderer:
 
     def widened(self, text: str, dtype: DType) -> str:
         """A stored element's value in its compute type (the half types are computed in float)."""
-        if dtype.name == "bfloat16":
-            return f"fg_bf16_to_f32({text})"
-        return f"fg_bits_f16({text})" if dtype.name == "float16" else text
+        return f"{self.float_bits[dtype.name][1]}({text})" if dtype.name in _NARROW else text
 
     def load(self, e: Load) -> str:
         text = self.widened(f"p{e.param}[{e.index.render()}]", e.dtype)
@@ -146,8 +148,8 @@ class CStyleRenderer:
             state = f"p{e.state_param}"
             return f"fg_rand((uint64_t){state}[0], (uint64_t){state}[1] + (uint64_t){e.index.render()})"
         text = self.alu(e)
-        if e.op in _ROUNDED and e.dtype.name in ("float16", "bfloat16") and \
-                not (e.op is Op.CAST and getattr(e.args[0], "dtype", e.dtype).name in _EXACT_IN_HALF):
+        if e.op in _ROUNDED and e.dtype.name in _NARROW and not (e.op is Op.CAST and e.dtype in dtypes.HALF and
+                                                                  getattr(e.args[0], "dtype", e.dtype).name in _EXACT_IN_HALF):
             # computed in float: the result is rounded to its dtype after each operation, as PyTorch
             # rounds every operation's output (fused or not, the same numbers)
             to_bits, from_bits = self.float_bits[e.dtype.name]
@@ -240,10 +242,8 @@ class CStyleRenderer:
 
     def store(self, s: Store) -> str:
         v = self.expr(s.value)
-        if s.dtype.name == "bfloat16":
-            v = f"fg_f32_to_bf16({v})"
-        elif s.dtype.name == "float16":
-            v = f"fg_f16_bits({v})"
+        if s.dtype.name in _NARROW:
+            v = f"{self.float_bits[s.dtype.name][0]}({v})"
         return f"p{s.param}[{s.index.render()}] = {v};"
 
     def loop_open(self, loop: Loop, nest: int, work: int, body: list) -> list[str]:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import dtypes
+from .. import dtypes, float8
 from ..errors import Error
 from ..tensor import Tensor, tensor
 
@@ -32,7 +32,9 @@ FROM_SAFETENSORS = {"F64": dtypes.float64, "F32": dtypes.float32, "F16": dtypes.
                     "I64": dtypes.int64, "I32": dtypes.int32, "I16": dtypes.int16, "I8": dtypes.int8,
                     "U8": dtypes.uint8, "BOOL": dtypes.bool_}
 NUMPY_OF = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2", "I64": "<i8", "I32": "<i4", "I16": "<i2",
-            "I8": "i1", "U8": "u1", "BOOL": "?", "U16": "<u2", "U32": "<u4", "U64": "<u8"}
+            "I8": "i1", "U8": "u1", "BOOL": "?", "U16": "<u2", "U32": "<u4", "U64": "<u8", "F8_E4M3": "u1",
+            "F8_E5M2": "u1"}
+FLOAT8_KINDS = {"F8_E4M3": dtypes.float8_e4m3fn, "F8_E5M2": dtypes.float8_e5m2}  # stored as their codes
 
 
 class CheckpointError(Error):
@@ -67,6 +69,9 @@ def _encode(obj: Any, path: tuple[str, ...], arrays: dict[str, np.ndarray]) -> A
             # numpy() widened the bits to float32 exactly; the upper 16 bits are the bfloat16 value
             arrays[key] = np.asarray(value.view(np.uint32) >> 16, dtype=np.uint16)  # asarray: 0-d stays an array
             return {"$tensor": key, "dtype": "bfloat16"}
+        if obj.dtype in dtypes.FLOAT8:  # the codes, marked with their format
+            arrays[key] = np.asarray(obj.detach().view(dtypes.uint8).numpy())
+            return {"$tensor": key, "dtype": obj.dtype.name}
         arrays[key] = value
         return {"$tensor": key}
     if isinstance(obj, np.generic):
@@ -155,8 +160,12 @@ def _read(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str], dict[str, 
     return arrays, metadata, kinds
 
 
-def _to_tensor(array: np.ndarray, kind: str, bfloat16: bool, name: str, device: Any) -> Tensor:
-    if bfloat16 or kind == "BF16":
+def _to_tensor(array: np.ndarray, kind: str, marked: str | None, name: str, device: Any) -> Tensor:
+    """The tensor of a stored array: its safetensors `kind`, or the dtype the structure `marked` it with."""
+    float8_dtype = FLOAT8_KINDS.get(kind) or next((d for d in dtypes.FLOAT8 if d.name == marked), None)
+    if float8_dtype is not None:  # decoding is exact, so uploading encodes the same codes
+        return tensor(float8.decode(array, float8.FORMATS[float8_dtype.name]), dtype=float8_dtype, device=device)
+    if marked == "bfloat16" or kind == "BF16":
         # the bits widened to float32 are exact; uploading as bfloat16 rounds them back to the same bits
         return tensor((array.astype(np.uint32) << 16).view(np.float32), dtype=dtypes.bfloat16, device=device)
     if kind not in FROM_SAFETENSORS:
@@ -172,7 +181,7 @@ def _decode(node: Any, arrays: dict[str, np.ndarray], kinds: dict[str, str], dev
         return node
     if "$tensor" in node:
         name = node["$tensor"]
-        return _to_tensor(arrays[name], kinds[name], node.get("dtype") == "bfloat16", name, device)
+        return _to_tensor(arrays[name], kinds[name], node.get("dtype"), name, device)
     if "$ndarray" in node:
         return arrays[node["$ndarray"]].copy()
     if "$tuple" in node:

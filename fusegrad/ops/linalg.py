@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Sequence
 
 from .. import dtypes
-from ..errors import DTypeError, Error, ShapeError
+from ..errors import DTypeError, Error, InvalidValueError, ShapeError
 from ..graph.ops import Op
 from .autocast import autocast_args, autocast_op, autocasts
 
@@ -21,10 +21,10 @@ def _same_dtype(what: str, *ts: "Tensor") -> None:
 
 
 def _contract(a: "Tensor", b: "Tensor", axis: int) -> "Tensor":
-    """Sum over `axis` of a * b. float16/bfloat16 operands multiply and sum in float32 and the sums round
-    once, as torch's (and cuBLAS's) half-precision products do: a half times a half is exact in float32,
+    """Sum over `axis` of a * b. float16/bfloat16/float8 operands multiply and sum in float32 and the sums
+    round once, as torch's (and cuBLAS's) narrow products do: a half times a half is exact in float32,
     where a product rounded to the half type would lose half its bits before the sum."""
-    if a.dtype in dtypes.HALF:
+    if a.dtype in dtypes.NARROW:
         return _contract(a.float(), b.float(), axis).to(a.dtype)
     prod = a * b
     return prod._reduce(Op.SUM, axis, False)  # operands of one non-bool dtype: no cast to make
@@ -165,6 +165,37 @@ def matmul(input: "Tensor", other: "Tensor") -> "Tensor":
 
 def dot(input: "Tensor", other: "Tensor") -> "Tensor":
     return input.dot(other)
+
+
+def scaled_mm(input: "Tensor", mat2: "Tensor", scale_a: "Tensor", scale_b: "Tensor", bias: "Tensor | None" = None,
+              scale_result: "Tensor | None" = None, out_dtype: Any = None, use_fast_accum: bool = False) -> "Tensor":
+    """torch._scaled_mm: float8 matrices times their float32 scales (one per tensor, or one per row of
+    `input` (m, 1) and column of `mat2` (1, n)), multiplied and summed in float32, plus `bias`, in
+    `out_dtype` (input's dtype by default); a float8 result is divided by `scale_result` first, as
+    PyTorch's CPU kernel does. `use_fast_accum` changes nothing: the sums are float32 either way."""
+    if input.ndim != 2 or mat2.ndim != 2:
+        raise ShapeError(f"_scaled_mm: both operands must be matrices, got shapes {input.shape} and {mat2.shape}")
+    m, k = input.shape
+    if mat2.shape[0] != k:
+        raise ShapeError(f"_scaled_mm: shapes {input.shape} and {mat2.shape} cannot be multiplied")
+    n = mat2.shape[1]
+    tensorwise = scale_a.numel() == 1 and scale_b.numel() == 1
+    rowwise = scale_a.shape == (m, 1) and scale_b.shape == (1, n)
+    if input.dtype not in dtypes.FLOAT8 or mat2.dtype not in dtypes.FLOAT8 or not (tensorwise or rowwise) \
+            or scale_a.dtype is not dtypes.float32 or scale_b.dtype is not dtypes.float32:
+        raise InvalidValueError(
+            "_scaled_mm: operands must be float8 matrices with float32 scales, one per tensor (single "
+            f"elements) or per row of input (m, 1) and column of mat2 (1, n); got {input.dtype.name} "
+            f"{input.shape}, {mat2.dtype.name} {mat2.shape}, scales {scale_a.dtype.name} {scale_a.shape} and "
+            f"{scale_b.dtype.name} {scale_b.shape}")
+    out = dtypes.to_dtype(out_dtype) if out_dtype is not None else input.dtype
+    scales = [s.reshape(()) if tensorwise else s for s in (scale_a, scale_b)]
+    result = input.float().matmul(mat2.float()) * scales[0] * scales[1]
+    if bias is not None:
+        result = result + bias.float()
+    if scale_result is not None and out in dtypes.FLOAT8:
+        result = result / scale_result.float().reshape(())
+    return result.to(out)
 
 
 def mm(input: "Tensor", mat2: "Tensor") -> "Tensor":
