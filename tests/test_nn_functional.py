@@ -462,3 +462,19 @@ def test_batch_norm_training_second_derivative_matches_torch():
     want = torch.autograd.grad((gx ** 2).sum(), (tx, tw))
     for got, ref in zip(d2, want):
         np.testing.assert_allclose(got.numpy(), ref.numpy(), rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("kernel,stride,padding,dilation", [(2, 2, 0, 1), (3, 2, 1, 1), (3, 1, 1, 1), (2, 1, 0, 2)])
+def test_max_pool_gradient_goes_to_the_first_maximum(kernel, stride, padding, dilation):
+    """After a ReLU most windows tie at zero: torch gives each window's gradient whole to its first
+    maximum (row-major in the window), not shared among the ties."""
+    x = np.maximum(RNG.standard_normal((2, 3, 9, 8)).astype(np.float32), 0)
+    x[0, 0, :3, :3] = 1.5  # ties above zero too
+    tx, px = fg.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    y = fg.nn.functional.max_pool2d(tx, kernel, stride, padding, dilation)
+    g = RNG.standard_normal(y.shape).astype(np.float32)
+    (y * fg.tensor(g)).sum().backward()
+    py = torch.nn.functional.max_pool2d(px, kernel, stride, padding, dilation)
+    (py * torch.tensor(g)).sum().backward()
+    np.testing.assert_array_equal(y.numpy(), py.detach().numpy())
+    np.testing.assert_allclose(tx.grad.numpy(), px.grad.numpy(), rtol=1e-6, atol=1e-6)

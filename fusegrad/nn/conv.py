@@ -283,7 +283,9 @@ def max_pool2d(input: Tensor, kernel_size: IntOrPair, stride: IntOrPair | None =
     if return_indices:
         raise NotImplementedError("max_pool2d(return_indices=True) is not supported")
     win, _ = _pool(input, kernel_size, stride, padding, dilation, ceil_mode, float("-inf"))
-    return win.amax((-2, -1))
+    # max over the flattened window: its gradient goes whole to the window's first maximum, as
+    # torch's does (amax's would be shared among ties, common after a ReLU)
+    return win.flatten(-2).max(-1).values
 
 
 def avg_pool2d(input: Tensor, kernel_size: IntOrPair, stride: IntOrPair | None = None, padding: IntOrPair = 0,
