@@ -155,7 +155,8 @@ def least_float(d: DType) -> DType:
 
 
 # the largest finite value of each float dtype narrower than float64 (torch rejects fills above it)
-_FLOAT_MAX = {"float8_e4m3fn": 448.0, "float8_e5m2": 57344.0, "float16": 65504.0, "bfloat16": 2.0 ** 128 * (1 - 2.0 ** -8), "float32": 2.0 ** 128 * (1 - 2.0 ** -24)}
+_FLOAT_MAX = {"float8_e4m3fn": 448.0, "float8_e5m2": 57344.0, "float16": 65504.0,
+              "bfloat16": 2.0 ** 128 * (1 - 2.0 ** -8), "float32": 2.0 ** 128 * (1 - 2.0 ** -24)}
 
 
 def check_python_int(value: int) -> int:

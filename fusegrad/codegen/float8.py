@@ -17,7 +17,8 @@ def _helpers(fmt: Format, qualifier: str, u8: str, u32: str, rint: str) -> str:
   if (a > 0x7f800000u) return ({u8})(sign | {NAN}u);
   if (a >= {fmt.overflow_from}u) return ({u8})(sign | {fmt.overflow}u);
   if (a < {fmt.normal_from}u) return ({u8})(sign | ({u32}){rint}(fg_bits_f32(a) * {fmt.subnormal_scale!r}f));
-  return ({u8})(sign | (((a + {(1 << (fmt.shift - 1)) - 1}u + ((a >> {fmt.shift}) & 1u)) >> {fmt.shift}) - {fmt.rebias}u));
+  const {u32} rounded = (a + {(1 << (fmt.shift - 1)) - 1}u + ((a >> {fmt.shift}) & 1u)) >> {fmt.shift};
+  return ({u8})(sign | (rounded - {fmt.rebias}u));
 }}
 {qualifier} float fg_{s}_to_f32({u8} x) {{
   const {u32} sign = ({u32})(x & 0x80u) << 24, e = (x >> {m}) & {top}u, m = x & {(1 << m) - 1}u;

@@ -148,8 +148,9 @@ class CStyleRenderer:
             state = f"p{e.state_param}"
             return f"fg_rand((uint64_t){state}[0], (uint64_t){state}[1] + (uint64_t){e.index.render()})"
         text = self.alu(e)
-        if e.op in _ROUNDED and e.dtype.name in _NARROW and not (e.op is Op.CAST and e.dtype in dtypes.HALF and
-                                                                  getattr(e.args[0], "dtype", e.dtype).name in _EXACT_IN_HALF):
+        source = getattr(e.args[0], "dtype", e.dtype) if e.args else e.dtype
+        exact = e.op is Op.CAST and e.dtype in dtypes.HALF and source.name in _EXACT_IN_HALF
+        if e.op in _ROUNDED and e.dtype.name in _NARROW and not exact:
             # computed in float: the result is rounded to its dtype after each operation, as PyTorch
             # rounds every operation's output (fused or not, the same numbers)
             to_bits, from_bits = self.float_bits[e.dtype.name]
