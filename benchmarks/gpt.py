@@ -335,7 +335,9 @@ def _first_sdpa_backend(fwd_bwd: Callable[[], Any]) -> tuple[str, Callable[[], A
 def max_difference(a: Sequence[Any], b: Sequence[Any]) -> float:
     """Largest absolute difference between two results' tensors (fusegrad or torch), as numpy."""
     def arr(t: Any) -> np.ndarray:
-        return t.detach().cpu().numpy() if hasattr(t, "detach") and hasattr(t, "cpu") else t.numpy()
+        if hasattr(t, "detach") and hasattr(t, "cpu"):  # torch: numpy has no bfloat16
+            return t.detach().float().cpu().numpy()
+        return t.numpy()
     return max(float(np.abs(arr(x) - arr(y)).max()) for x, y in zip(a, b, strict=True))
 
 

@@ -54,6 +54,17 @@ def test_tile_width_follows_waves() -> None:
 
 
 @needs_nvrtc
+def test_clusters_pair_row_tiles() -> None:
+    """Two blocks of neighbouring row tiles share operand b's copies where the rows pair up (an odd
+    count only when few of them would idle); each copies half of b's box."""
+    for m, cluster in ((1024, 2), (1000, 2), (384, 1), (128, 1), (2176, 2)):
+        (p,) = _plans(cpu_array((m, 256), "bfloat16") @ cpu_array((256, 512), "bfloat16"))
+        assert p is not None and p.cluster == cluster, (m, p)
+        assert p.blocks % cluster == 0 and p.tiles >= -(-m // cuda_wgmma.BM) * -(-512 // p.bn)
+        assert p.b.box == ((64, cuda_wgmma.BK // cluster) if not p.b.k_major else (cuda_wgmma.BK, p.bn // cluster))
+
+
+@needs_nvrtc
 def test_sm90a_compilation_and_launch_line() -> None:
     """The unit compiles for sm_90a with wgmma, bulk tensor copies and mbarriers; the launch line
     carries the shared memory and both tensor maps."""
@@ -68,9 +79,13 @@ def test_sm90a_compilation_and_launch_line() -> None:
     assert [m["strides"] for m in spec["maps"]] == [[1040], [1040]]
     ptx = cuda_rt.compile_cuda(unit, "90a", ptx=True).decode()
     for instruction in ("wgmma.mma_async.sync.aligned.m64n", "cp.async.bulk.tensor.2d", "mbarrier.try_wait.parity",
-                        "wgmma.wait_group"):
+                        "wgmma.wait_group", ".multicast::cluster", "mapa.shared::cluster", "barrier.cluster.wait"):
         assert instruction in ptx, instruction
     assert cuda_rt.compile_cuda(unit, "90a")[:4] == b"\x7fELF"
+    assert spec["cluster"] == plan.cluster == 2 and ".reqnctapercluster 2, 1, 1" in ptx
+    (ir,) = kernel_irs(cpu_array((2048, 2048), "float16") @ cpu_array((2048, 2048), "float16"))
+    wide = renderer.render_unit([renderer.render_kernel(ir)])
+    assert "setmaxnreg.inc" in cuda_rt.compile_cuda(wide, "90a", ptx=True).decode()  # 256-wide tiles, one block
 
 
 # ---- on an sm_90 GPU ----------------------------------------------------------------------------
@@ -176,7 +191,7 @@ def test_fused_epilogues(dtype: str, launches: list) -> None:
 
 @needs_hopper
 def test_jit_replays_tensor_map_kernels(launches: list) -> None:
-    """A jitted bf16 training step of a linear layer (all three products on the tensor cores) replays
+    """A jitted bf16 training step of a linear layer (its two products on the tensor cores) replays
     as CUDA graphs whose launches carry the tensor maps; losses equal the eager step's."""
     def make_step():  # noqa: ANN202
         fg.manual_seed(3)
@@ -195,4 +210,4 @@ def test_jit_replays_tensor_map_kernels(launches: list) -> None:
     eager, jitted = make_step(), fg.jit(make_step())
     losses = [(eager(x).item(), jitted(x).item()) for _ in range(5)]
     np.testing.assert_allclose([j for _, j in losses], [e for e, _ in losses], rtol=1e-3)
-    assert jitted.replays >= 2 and len({name for name, _ in launches}) >= 3
+    assert jitted.replays >= 2 and len({name for name, _ in launches}) == 2  # the forward and the weight gradient

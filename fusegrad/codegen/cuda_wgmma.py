@@ -10,14 +10,22 @@ stage through its "empty" barrier once the step after it has been issued (one gr
 The copies use the 128-byte swizzle, which `wgmma`'s shared-memory descriptors read without bank
 conflicts; an operand stored with the reduction contiguous is K-major, otherwise it is MN-major
 and `wgmma` transposes it (both are exact for 16-bit types). Copies past a matrix edge are zero
-filled by the hardware, so any size is right.
+filled by the hardware, so any size is right. With one block per multiprocessor the producer
+hands most of its registers to the consumers (`setmaxnreg`).
 
-The accumulators then go through shared memory to an epilogue loop in which consecutive threads
+Blocks are persistent (as many as fit, each taking tiles gridDim.x apart), so the producer loads
+the next tile's first slices while the consumers finish the last one. Two blocks working on
+neighbouring rows of tiles form a cluster and share operand b's slices: each copies half of every
+slice into both blocks' shared memory (TMA multicast) and a stage is refilled once the consumers of
+both have released it, which cuts the operand traffic from L2 by a third for a 128 x 256 tile.
+
+The accumulators then go, 32 columns at a time, through a per-warpgroup chunk of shared memory
+(not the stages, which the producer is refilling) to an epilogue loop in which consecutive threads
 take consecutive outputs: the statements after the sum run per element with the loop variables
 recovered from its row and column, so every fused epilogue (bias, activation, residual, casts,
 scaling) runs on the tile without a second pass, and stores are coalesced. Products with few
-tiles and a long reduction split it over blocks as the SIMT kernel does (partial tiles added into
-a zeroed workspace; the block finishing a tile last runs the epilogue).
+tiles and a long reduction split it over work items as the SIMT kernel does (partial tiles added
+into a zeroed workspace; the warpgroup adding the last part of its rows runs the epilogue).
 
 A tensor map (the TMA's description of an operand: base address, sizes, strides, box) depends on
 the buffer's address, so the runtime encodes it at launch and passes it by value
@@ -50,7 +58,9 @@ SMS = 132  # multiprocessors of an H100/H200
 MIN_WORK = 1 << 22  # multiply-adds below which the SIMT kernel's launch is as fast
 SPLIT_MIN_K = 512  # reduction length each split keeps at least
 MAX_WORKSPACE = 1 << 21  # float32 elements of a split product's accumulation buffer
-TILE_PAD = 8  # floats of padding per row of the epilogue's tile: a warp's rows land on other banks
+CHUNK = 32  # columns of a consumer's epilogue chunk in shared memory
+CHUNK_LD = CHUNK + 8  # its row stride: a half-warp's float2 stores of four fragment rows hit 32 banks
+EPILOGUE_BYTES = CONSUMERS * 64 * CHUNK_LD * 4
 GROUP = 8  # tile rows swept together, so resident blocks share operand panels in L2
 _PTX = {"bfloat16": "bf16", "float16": "f16"}
 _INT32 = 2**31 - 1
@@ -82,17 +92,25 @@ class WgmmaPlan:
     stages: int
     resident: int  # blocks per multiprocessor (the launch bounds)
     splits: int
+    cluster: int  # blocks of consecutive tile rows sharing operand b's copies (TMA multicast)
     a: TensorMap
     b: TensorMap
 
     @property
     def tiles(self) -> int:
+        """Tiles computed, a cluster's worth of rows at a time (an odd last one computes nothing)."""
         t = self.tiled
-        return t.nbatch * -(-t.m // BM) * -(-t.n // self.bn)
+        return t.nbatch * -(-(-(-t.m // BM)) // self.cluster) * self.cluster * -(-t.n // self.bn)
+
+    @property
+    def work(self) -> int:
+        """Work items: a cluster's tiles, or one split of them."""
+        return self.tiles // self.cluster * self.splits
 
     @property
     def blocks(self) -> int:
-        return self.tiles * self.splits
+        """Blocks to launch for one work item each; the runtime launches as many as fit at once."""
+        return self.work * self.cluster
 
     @property
     def k_split(self) -> int:
@@ -100,9 +118,8 @@ class WgmmaPlan:
 
     @property
     def smem(self) -> int:
-        """Dynamic shared memory: the stages (reused by the epilogue's tile), and 1 KiB to align them."""
-        tile = BM * (self.bn + TILE_PAD) * 4
-        return max(self.stages * (BM + self.bn) * BK * 2, tile) + 1024
+        """Dynamic shared memory: the stages, the consumers' epilogue chunks, and 1 KiB to align them."""
+        return self.stages * (BM + self.bn) * BK * 2 + EPILOGUE_BYTES + 1024
 
 
 def _flat(coefs: dict, variables: tuple[Var, ...]) -> tuple[int, int] | None:
@@ -117,10 +134,11 @@ def _flat(coefs: dict, variables: tuple[Var, ...]) -> tuple[int, int] | None:
     return math.prod(v.extent for v in variables), stride
 
 
-def _tensor_map(load: Load, outer: tuple[Var, ...], ks: tuple[Var, ...], batch: tuple[Var, ...], tile: int) \
-        -> TensorMap | None:
+def _tensor_map(load: Load, outer: tuple[Var, ...], ks: tuple[Var, ...], batch: tuple[Var, ...], tile: int,
+                share: int = 1) -> TensorMap | None:
     """The operand `load` as a tensor map: a plain strided read (no guard) whose reduction or outer
-    variables are contiguous, the other strides positive multiples of 16 bytes; else None."""
+    variables are contiguous, the other strides positive multiples of 16 bytes; else None. The box's
+    outer dimension is divided among `share` blocks, each copying its part to all of them."""
     index: Lin = load.index
     if load.valid or not all(isinstance(a, Var) for a, _ in index.terms):
         return None
@@ -130,9 +148,9 @@ def _tensor_map(load: Load, outer: tuple[Var, ...], ks: tuple[Var, ...], batch: 
     if mat is None or red is None or set(coefs) != set(outer) | set(ks) | set(used) or len(used) > 3:
         return None
     if red[1] == 1:
-        first, second, k_major, box = red, mat, True, (BK, tile)
+        first, second, k_major, box = red, mat, True, (BK, tile // share)
     elif mat[1] == 1:
-        first, second, k_major, box = mat, red, False, (64, BK)
+        first, second, k_major, box = mat, red, False, (64, BK // share)
     else:
         return None
     strides = (second[1] * 2, *(coefs[v] * 2 for v in used))
@@ -162,25 +180,28 @@ def plan(ir: LoopIR, tiled: TiledGemm | None) -> WgmmaPlan | None:
         return None
     bn = _choose_bn(t.nbatch, t.m, t.n)
     a = _tensor_map(t.a.load, t.a.outer, t.ks, t.batch, BM)
-    b = _tensor_map(t.b.load, t.b.outer, t.ks, t.batch, bn)
+    if a is None:
+        return None
+    tiles_m = -(-t.m // BM)
+    # pairs of row tiles share b's copies, unless pairing would add many idle tiles
+    cluster = 2 if tiles_m % 2 == 0 or tiles_m >= 8 else 1
+    b = _tensor_map(t.b.load, t.b.outer, t.ks, t.batch, bn, cluster)
     if a is None or b is None:
         return None
-    tiles = t.nbatch * -(-t.m // BM) * -(-t.n // bn)
+    tiles = t.nbatch * tiles_m * -(-t.n // bn)
     splits = 1
     if tiles < SMS and t.k >= 2 * SPLIT_MIN_K and t.nbatch * t.m * t.n <= MAX_WORKSPACE:
         splits = min(-(-SMS // tiles), t.k // SPLIT_MIN_K)
         splits = whole_slice_splits(t.k, splits, BK)
     resident = RESIDENT[bn]
-    # each block's share of shared memory, less its barriers and the alignment slack
-    stages = (SMEM // resident - 2048) // ((BM + bn) * BK * 2)
-    steps = -(-split_length(t.k, splits, BK) // BK)
-    stages = max(2, min(stages, MAX_STAGES, steps))  # no more stages than slices to fill them
-    return WgmmaPlan(t, dtype, bn, stages, resident, splits, a, b)
+    # each block's share of shared memory, less its barriers, epilogue chunks and alignment slack
+    stages = max(2, min(MAX_STAGES, (SMEM // resident - 2048 - EPILOGUE_BYTES - 1024) // ((BM + bn) * BK * 2)))
+    return WgmmaPlan(t, dtype, bn, stages, resident, splits, cluster, a, b)
 
 
 def tma_comment(name: str, p: WgmmaPlan) -> str:
     """The line telling the runtime to launch kernel `name` with tensor maps and dynamic shared memory."""
-    spec = {"smem": p.smem, "maps": [p.a.spec(p.dtype), p.b.spec(p.dtype)]}
+    spec = {"smem": p.smem, "cluster": p.cluster, "maps": [p.a.spec(p.dtype), p.b.spec(p.dtype)]}
     return f"// fusegrad tma {name} {json.dumps(spec, separators=(',', ':'))}"
 
 
@@ -233,165 +254,259 @@ FG_DEVICE void fg_tma(void* dst, const fg_tensor_map* map, uint64_t* bar, int c0
 FG_DEVICE void fg_tma(void* dst, const fg_tensor_map* map, uint64_t* bar, int c0, int c1, int c2, int c3, int c4) {
   FG_TMA(5, "%3, %4, %5, %6, %7", "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(c4));
 }
+#define FG_TMA_MULTICAST(rank, coords, mask, ...) asm volatile("cp.async.bulk.tensor." #rank "d.shared::cluster" \
+  ".global.tile.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1, {" coords "}], [%2], " mask ";" \
+  :: "r"(fg_shared(dst)), "l"((uint64_t)map), "r"(fg_shared(bar)), "h"(blocks), __VA_ARGS__ : "memory")
+FG_DEVICE void fg_tma_multicast(void* dst, const fg_tensor_map* map, uint64_t* bar, uint16_t blocks, int c0, int c1) {
+  FG_TMA_MULTICAST(2, "%4, %5", "%3", "r"(c0), "r"(c1));
+}
+FG_DEVICE void fg_tma_multicast(void* dst, const fg_tensor_map* map, uint64_t* bar, uint16_t blocks, int c0, int c1,
+                                int c2) {
+  FG_TMA_MULTICAST(3, "%4, %5, %6", "%3", "r"(c0), "r"(c1), "r"(c2));
+}
+FG_DEVICE void fg_tma_multicast(void* dst, const fg_tensor_map* map, uint64_t* bar, uint16_t blocks, int c0, int c1,
+                                int c2, int c3) {
+  FG_TMA_MULTICAST(4, "%4, %5, %6, %7", "%3", "r"(c0), "r"(c1), "r"(c2), "r"(c3));
+}
+FG_DEVICE void fg_tma_multicast(void* dst, const fg_tensor_map* map, uint64_t* bar, uint16_t blocks, int c0, int c1,
+                                int c2, int c3, int c4) {
+  FG_TMA_MULTICAST(5, "%4, %5, %6, %7, %8", "%3", "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(c4));
+}
+/* an arrival on the barrier at the same place in block `rank` of the cluster */
+FG_DEVICE void fg_bar_arrive_remote(uint64_t* bar, unsigned rank) {
+  asm volatile("{ .reg .b32 a; mapa.shared::cluster.u32 a, %0, %1; mbarrier.arrive.shared::cluster.b64 _, [a]; }"
+               :: "r"(fg_shared(bar)), "r"(rank) : "memory");
+}
+FG_DEVICE void fg_cluster_sync() {
+  asm volatile("barrier.cluster.arrive.release;\nbarrier.cluster.wait.acquire;" ::: "memory");
+}
 /* a shared-memory matrix descriptor: 128-byte swizzle; LBO and SBO in bytes */
 FG_DEVICE uint64_t fg_wgmma_desc(const void* p, unsigned lbo, unsigned sbo) {
   return (uint64_t)((fg_shared(p) & 0x3FFFF) >> 4) | ((uint64_t)(lbo >> 4) << 16) | ((uint64_t)(sbo >> 4) << 32)
          | (1ull << 62);
 }
-""" + "\n".join(_wgmma_helper(ptx, bn) for ptx in _PTX.values() for bn in (64, 128, 256)) + "\n#endif\n"
+""" + "\n".join(_wgmma_helper(ptx, bn) for ptx in _PTX.values() for bn in (64, 128, 256)) + """
+#define FG_CLUSTER_DIMS(n) __cluster_dims__(n, 1, 1)
+#else
+#define FG_CLUSTER_DIMS(n)
+#endif
+"""
 
 
-def _tile(p: WgmmaPlan, label: str) -> int:
-    """Rows (a) or columns (b) of the block's tile that operand `label` covers."""
-    return BM if label == "a" else p.bn
-
-
-def _stage(p: WgmmaPlan, label: str) -> str:
-    """Where stage `fg_s` of operand `label` starts in shared memory."""
-    return f"fg_s{label} + fg_s * {_tile(p, label) * BK}"
+def _stage(label: str, rows: int) -> str:
+    """Where stage `fg_s` of operand `label` (`rows` rows or columns of the tile) starts in shared memory."""
+    return f"fg_s{label} + fg_s * {rows * BK}"
 
 
 def _copies(p: WgmmaPlan, label: str, tmap: TensorMap, origin: str) -> list[str]:
-    """The producer's bulk copies of one operand's slice at reduction index `fg_k` into stage `fg_s`."""
-    tile, stage = _tile(p, label), _stage(p, label)
-    batch = "".join(f", (int){v.name}" for v in tmap.batch)
-    if tmap.k_major:  # one box: BK reduction steps (128 bytes) by the whole tile
-        return [f"fg_tma({stage}, &fg_map_{label}, &fg_full[fg_s], fg_k, {origin}{batch});"]
-    return [f"fg_tma({stage} + {64 * BK * j}, &fg_map_{label}, &fg_full[fg_s], {origin} + {64 * j}, fg_k{batch});"
-            for j in range(tile // 64)]  # boxes of 64 rows or columns by BK steps
+    """The producer's bulk copies of one operand's slice at reduction index `fg_k` into stage `fg_s`.
+    Operand b is shared by the cluster's blocks (the same columns, other rows): each copies the
+    half of it given by its rank (its boxes' outer half) to the same place in every block."""
+    rows = BM if label == "a" else p.bn
+    stage, batch = _stage(label, rows), "".join(f", (int){v.name}" for v in tmap.batch)
+    shared = label == "b" and p.cluster > 1
+    call = "fg_tma_multicast" if shared else "fg_tma"
+    mask = f", {(1 << p.cluster) - 1}" if shared else ""
+    if tmap.k_major:  # boxes of BK reduction steps (128 bytes) by the tile's rows, or by this block's share
+        share = rows // p.cluster if shared else rows
+        at, outer = (f" + fg_rank * {share * BK}", f" + (int)fg_rank * {share}") if shared else ("", "")
+        return [f"{call}({stage}{at}, &fg_map_{label}, &fg_full[fg_s]{mask}, fg_k, {origin}{outer}{batch});"]
+    share = BK // p.cluster if shared else BK  # boxes of 64 rows or columns by BK steps, or this block's share
+    at, outer = (f" + fg_rank * {share * 64}", f" + (int)fg_rank * {share}") if shared else ("", "")
+    return [f"{call}({stage} + {64 * BK * j}{at}, &fg_map_{label}, &fg_full[fg_s]{mask}, {origin} + {64 * j}, "
+            f"fg_k{outer}{batch});" for j in range(rows // 64)]
 
 
 def _descriptor(p: WgmmaPlan, label: str, tmap: TensorMap) -> str:
     """The descriptor of this warpgroup's operand at step fg_kk of stage fg_s."""
-    base = _stage(p, label) + (" + fg_c * 64 * 64" if label == "a" else "")
+    base = _stage(label, BM if label == "a" else p.bn) + (" + fg_c * 64 * 64" if label == "a" else "")
     if tmap.k_major:  # rows of 128 bytes, 8-row groups 1 KiB apart; a step is 16 halves along a row
         return f"fg_wgmma_desc({base} + fg_kk * 16, 16, 1024)"
     # 64-wide boxes of BK rows, 8 KiB apart; a step is 16 rows of 128 bytes
     return f"fg_wgmma_desc({base} + fg_kk * 16 * 64, {64 * BK * 2}, 1024)"
 
 
+def _work(p: WgmmaPlan) -> list[str]:
+    """Decode work item fg_w: batch element, this block's tile (groups of cluster rows swept column
+    by column, so the blocks working at once share operand panels in L2), split and its steps."""
+    t = p.tiled
+    pairs, tiles_n = -(-(-(-t.m // BM)) // p.cluster), -(-t.n // p.bn)
+    return [
+        f"const unsigned int fg_tile = fg_w / {p.splits}u, fg_split = fg_w % {p.splits}u;",
+        f"const unsigned int fg_batch = fg_tile / {pairs * tiles_n}u, fg_t = fg_tile % {pairs * tiles_n}u;",
+        f"const unsigned int fg_first = fg_t / {GROUP * tiles_n}u * {GROUP}u, fg_in = fg_t % {GROUP * tiles_n}u;",
+        f"const unsigned int fg_rows = min({pairs}u - fg_first, {GROUP}u);",
+        f"const int fg_m0 = (int)((fg_first + fg_in % fg_rows) * {p.cluster}u + fg_rank) * {BM};",
+        f"const int fg_n0 = (int)(fg_in / fg_rows) * {p.bn};",
+        *(declare_vars(t.batch, "fg_batch", "const int64_t") if t.batch else ["(void)fg_batch;"]),
+        f"const int fg_k0 = (int)fg_split * {p.k_split};",
+        f"const int fg_steps = (min(fg_k0 + {p.k_split}, {t.k}) - fg_k0 + {BK - 1}) / {BK};",
+    ]
+
+
+def _epilogue(renderer: CStyleRenderer, p: WgmmaPlan, name: str) -> list[str]:
+    """A consumer warpgroup's 64 rows of the tile, after its products: the statements after the sum,
+    per element, consecutive threads on consecutive outputs. Without a split, the accumulators go
+    through this warpgroup's chunk buffer 32 columns at a time (the stages stay the producer's, which
+    is already loading the next tile); with one, they are added into the workspace, and the
+    warpgroup adding the last part of its rows reads them back."""
+    t, bn = p.tiled, p.bn
+    where = f"((int64_t)fg_batch * {t.m} + fg_m0 + fg_r) * {t.n} + fg_n0 + fg_col"
+    sync = "asm volatile(\"bar.sync %0, 128;\" :: \"r\"(1 + fg_c) : \"memory\");"  # this warpgroup only
+
+    def per_element(value: list[str]) -> list[str]:
+        lines = [*declare_vars(t.a.outer, "fg_m0 + fg_r", "const int64_t"),
+                 *declare_vars(t.b.outer, "fg_n0 + fg_col", "const int64_t"), *value]
+        for s in t.epilogue:
+            lines.append(f"const {renderer.compute_type(s.dtype)} {s.name} = {renderer.expr(s.value)};"
+                         if isinstance(s, Define) else renderer.store(s))
+        return ["  if (fg_m0 + fg_r < %d && fg_n0 + fg_col < %d) {" % (t.m, t.n),
+                *["    " + line for line in lines], "  }"]
+    if p.splits > 1:
+        counter = f"fg_cnt_{name}[(fg_tile * {p.cluster}u + fg_rank) * {CONSUMERS}u + fg_c]"
+        return [
+            "#pragma unroll",
+            f"for (int fg_i = 0; fg_i < {bn // 2}; fg_i++) {{",
+            "  const int fg_r = fg_c * 64 + fg_row + fg_i % 4 / 2 * 8, fg_col = fg_i / 4 * 8 + fg_fc + fg_i % 2;",
+            f"  if (fg_m0 + fg_r < {t.m} && fg_n0 + fg_col < {t.n}) atomicAdd(&fg_ws_{name}[{where}], fg_acc[fg_i]);",
+            "}",
+            "__threadfence();  /* this warpgroup's additions are seen before its count */",
+            sync,
+            f"if (fg_tid == 0) fg_last[fg_c] = atomicAdd(&{counter}, 1u) == {p.splits - 1}u;",
+            sync,
+            "if (fg_last[fg_c]) {",
+            "  __threadfence();",
+            f"  if (fg_tid == 0) {counter} = 0u;",
+            f"  for (int fg_e = fg_tid; fg_e < {64 * bn}; fg_e += 128) {{",
+            f"    const int fg_r = fg_c * 64 + fg_e / {bn}, fg_col = fg_e % {bn};",
+            *["  " + line for line in per_element([f"const float {t.acc.name} = __ldcg(&fg_ws_{name}[{where}]);",
+                                                    f"fg_ws_{name}[{where}] = 0.0f;"])],
+            "  }",
+            "}",
+        ]
+    return [
+        f"float* fg_buf = fg_out + fg_c * {64 * CHUNK_LD};",
+        f"for (int fg_chunk = 0; fg_chunk < {bn // CHUNK}; fg_chunk++) {{",
+        "  " + sync + "  /* the previous chunk has been read */",
+        "  #pragma unroll",
+        f"  for (int fg_i = 0; fg_i < {bn // 8}; fg_i++) {{  /* fragment rows fg_row and fg_row + 8 */",
+        f"    if (fg_i / {CHUNK // 8} != fg_chunk) continue;",
+        f"    float* fg_at = fg_buf + fg_row * {CHUNK_LD} + fg_i % {CHUNK // 8} * 8 + fg_fc;",
+        "    *(float2*)fg_at = make_float2(fg_acc[4 * fg_i], fg_acc[4 * fg_i + 1]);",
+        f"    *(float2*)(fg_at + {8 * CHUNK_LD}) = make_float2(fg_acc[4 * fg_i + 2], fg_acc[4 * fg_i + 3]);",
+        "  }",
+        "  " + sync,
+        f"  for (int fg_e = fg_tid; fg_e < {64 * CHUNK}; fg_e += 128) {{",
+        f"    const int fg_r = fg_c * 64 + fg_e / {CHUNK}, fg_col = fg_chunk * {CHUNK} + fg_e % {CHUNK};",
+        *["  " + line for line in per_element(
+            [f"const float {t.acc.name} = fg_buf[fg_e / {CHUNK} * {CHUNK_LD} + fg_e % {CHUNK}];"])],
+        "  }",
+        "}",
+    ]
+
+
 def render(renderer: CStyleRenderer, ir: LoopIR, p: WgmmaPlan) -> str:
-    """The kernel's source (without launch lines): workspace declarations, then the kernel."""
+    """The kernel's source (without launch lines): workspace declarations, then the kernel. Blocks are
+    persistent: each takes work items (a tile, or a split of one) `gridDim.x / cluster` apart, its
+    producer running ahead into the next item while the consumers finish the last one."""
     t, name, bn = p.tiled, ir.name, p.bn
-    tiles_m, tiles_n = -(-t.m // BM), -(-t.n // bn)
-    ld = bn + TILE_PAD
     regs = bn // 2
     ptx = _PTX[p.dtype]
     stage_bytes = (BM + bn) * BK * 2
     head = []
     if p.splits > 1:
         head = [f"__device__ float fg_ws_{name}[{t.nbatch * t.m * t.n}];",
-                f"__device__ unsigned int fg_cnt_{name}[{p.tiles}];"]
-    where = f"((int64_t)fg_batch * {t.m} + fg_m0 + fg_r) * {t.n} + fg_n0 + fg_col"
-    if p.splits > 1:
-        value = [f"const float {t.acc.name} = __ldcg(&fg_ws_{name}[{where}]);", f"fg_ws_{name}[{where}] = 0.0f;"]
-    else:
-        value = [f"const float {t.acc.name} = fg_tile[fg_r * {ld} + fg_col];"]
-    epilogue = [*declare_vars(t.a.outer, "fg_m0 + fg_r", "const int64_t"),
-                *declare_vars(t.b.outer, "fg_n0 + fg_col", "const int64_t"), *value]
-    for s in t.epilogue:
-        epilogue.append(f"const {renderer.compute_type(s.dtype)} {s.name} = {renderer.expr(s.value)};"
-                        if isinstance(s, Define) else renderer.store(s))
-    split = []
-    if p.splits > 1:  # partial tiles meet in the workspace; the block finishing a tile last goes on
-        split = [
-            "__shared__ bool fg_last;",
-            f"for (int fg_e = fg_ct; fg_e < {BM * bn}; fg_e += {128 * CONSUMERS}) {{",
-            f"  const int fg_r = fg_e / {bn}, fg_col = fg_e % {bn};",
-            f"  if (fg_m0 + fg_r < {t.m} && fg_n0 + fg_col < {t.n}) "
-            f"atomicAdd(&fg_ws_{name}[{where}], fg_tile[fg_r * {ld} + fg_col]);",
-            "}",
-            "__threadfence();  /* this block's additions are seen before its count */",
-            f"asm volatile(\"bar.sync 1, {128 * CONSUMERS};\" ::: \"memory\");",
-            f"if (fg_ct == 0) fg_last = atomicAdd(&fg_cnt_{name}[fg_tile_id], 1u) == {p.splits - 1}u;",
-            f"asm volatile(\"bar.sync 1, {128 * CONSUMERS};\" ::: \"memory\");",
-            "if (!fg_last) return;",
-            "__threadfence();",
-            f"if (fg_ct == 0) fg_cnt_{name}[fg_tile_id] = 0u;"]
+                f"__device__ unsigned int fg_cnt_{name}[{p.tiles * CONSUMERS}];"]
     ta, tb = int(not p.a.k_major), int(not p.b.k_major)
     fence = [f"for (int fg_i = 0; fg_i < {regs}; fg_i++) asm volatile(\"\" : \"+f\"(fg_acc[fg_i]) :: \"memory\");"]
+    release = ("fg_bar_arrive(&fg_empty[fg_done]);" if p.cluster == 1 else
+               f"for (unsigned int fg_to = 0; fg_to < {p.cluster}u; fg_to++) "
+               "fg_bar_arrive_remote(&fg_empty[fg_done], fg_to);")  # the stage is written by the whole cluster
+    registers = RESIDENT[bn] == 1  # one block per multiprocessor: the producer gives its registers to the consumers
+    items = (f"for (unsigned int fg_w = blockIdx.x / {p.cluster}u; fg_w < {p.work}u; "
+             f"fg_w += gridDim.x / {p.cluster}u) {{")
     body = [
         "extern __shared__ uint8_t fg_dynamic[];",
         f"__shared__ __align__(8) uint64_t fg_full[{p.stages}], fg_empty[{p.stages}];",
+        *([f"__shared__ bool fg_last[{CONSUMERS}];"] if p.splits > 1 else []),
         "uint8_t* fg_base = (uint8_t*)(((unsigned long long)fg_dynamic + 1023) & ~1023ull);  /* swizzle atoms */",
         "uint16_t* fg_sa = (uint16_t*)fg_base;",
         f"uint16_t* fg_sb = (uint16_t*)(fg_base + {p.stages * BM * BK * 2});",
+        *([f"float* fg_out = (float*)(fg_base + {p.stages * stage_bytes});  /* the epilogue's chunks */"]
+          if p.splits == 1 else []),
         "const int fg_wg = threadIdx.x / 128, fg_tid = threadIdx.x % 128;",
-        "/* the block's tile: batch element and split, then groups of tile rows swept column by column */",
-        f"const unsigned int fg_tile_id = blockIdx.x / {p.splits}u, fg_split = blockIdx.x % {p.splits}u;",
-        f"const unsigned int fg_batch = fg_tile_id / {tiles_m * tiles_n}u, fg_t = fg_tile_id % {tiles_m * tiles_n}u;",
-        f"const unsigned int fg_first = fg_t / {GROUP * tiles_n}u * {GROUP}u, fg_in = fg_t % {GROUP * tiles_n}u;",
-        f"const unsigned int fg_rows = min({tiles_m}u - fg_first, {GROUP}u);",
-        f"const int fg_m0 = (int)(fg_first + fg_in % fg_rows) * {BM}, fg_n0 = (int)(fg_in / fg_rows) * {bn};",
-        *(declare_vars(t.batch, "fg_batch", "const int64_t") if t.batch else ["(void)fg_batch;"]),
-        f"const int fg_k0 = (int)fg_split * {p.k_split};",
-        f"const int fg_steps = (min(fg_k0 + {p.k_split}, {t.k}) - fg_k0 + {BK - 1}) / {BK};",
+        f"const unsigned int fg_rank = blockIdx.x % {p.cluster}u;  /* in the cluster: the rows' parity */",
         "if (threadIdx.x == 0) {",
         f"  for (int fg_i = 0; fg_i < {p.stages}; fg_i++) {{",
         "    fg_bar_init(&fg_full[fg_i], 1);",
-        f"    fg_bar_init(&fg_empty[fg_i], {4 * CONSUMERS});  /* a release per consumer warp */",
+        f"    fg_bar_init(&fg_empty[fg_i], {4 * CONSUMERS * p.cluster});  /* a release per consumer warp */",
         "  }",
         "  asm volatile(\"fence.mbarrier_init.release.cluster;\" ::: \"memory\");",
         "}",
-        "__syncthreads();",
+        "fg_cluster_sync();  /* no copy reaches a block before its barriers exist */" if p.cluster > 1
+        else "__syncthreads();",
         "if (fg_wg == 0) {  /* the producer */",
+        *(["  asm volatile(\"setmaxnreg.dec.sync.aligned.u32 40;\");"] if registers else []),
         "  if (fg_tid == 0) {",
-        "    for (int fg_step = 0; fg_step < fg_steps; fg_step++) {",
-        f"      const int fg_s = fg_step % {p.stages}, fg_k = fg_k0 + fg_step * {BK};",
-        f"      if (fg_step >= {p.stages}) fg_bar_wait(&fg_empty[fg_s], (fg_step / {p.stages} + 1) & 1);",
-        f"      fg_bar_expect(&fg_full[fg_s], {stage_bytes});",
-        *["      " + line for line in _copies(p, "a", p.a, "fg_m0")],
-        *["      " + line for line in _copies(p, "b", p.b, "fg_n0")],
+        "    unsigned int fg_it = 0;",
+        "    " + items,
+        *["      " + line for line in _work(p)],
+        "      for (int fg_step = 0; fg_step < fg_steps; fg_step++, fg_it++) {",
+        f"        const unsigned int fg_s = fg_it % {p.stages}u;",
+        f"        const int fg_k = fg_k0 + fg_step * {BK};",
+        f"        if (fg_it >= {p.stages}u) fg_bar_wait(&fg_empty[fg_s], (fg_it / {p.stages}u + 1) & 1);",
+        f"        fg_bar_expect(&fg_full[fg_s], {stage_bytes});",
+        *["        " + line for line in _copies(p, "a", p.a, "fg_m0")],
+        *["        " + line for line in _copies(p, "b", p.b, "fg_n0")],
+        "      }",
         "    }",
         "  }",
-        "  return;",
-        "}",
-        "const int fg_c = fg_wg - 1, fg_ct = threadIdx.x - 128;  /* consumer warpgroup, consumer thread */",
-        f"float fg_acc[{regs}];",
-        "#pragma unroll",
-        f"for (int fg_i = 0; fg_i < {regs}; fg_i++) fg_acc[fg_i] = 0.0f;",
-        "for (int fg_step = 0; fg_step < fg_steps; fg_step++) {",
-        f"  const int fg_s = fg_step % {p.stages};",
-        f"  fg_bar_wait(&fg_full[fg_s], (fg_step / {p.stages}) & 1);",
-        "  #pragma unroll",
-        *["  " + line for line in fence],
-        "  asm volatile(\"wgmma.fence.sync.aligned;\" ::: \"memory\");",
-        "  #pragma unroll",
-        f"  for (int fg_kk = 0; fg_kk < {BK // 16}; fg_kk++)",
-        f"    fg_wgmma_{ptx}_n{bn}<{ta}, {tb}>(fg_acc, {_descriptor(p, 'a', p.a)}, {_descriptor(p, 'b', p.b)});",
-        "  asm volatile(\"wgmma.commit_group.sync.aligned;\" ::: \"memory\");",
-        "  asm volatile(\"wgmma.wait_group.sync.aligned 1;\" ::: \"memory\");  /* the previous step's group is done */",
-        "  #pragma unroll",
-        *["  " + line for line in fence],
-        f"  if (fg_step > 0 && fg_tid % 32 == 0) fg_bar_arrive(&fg_empty[(fg_step - 1) % {p.stages}]);",
-        "}",
-        "asm volatile(\"wgmma.wait_group.sync.aligned 0;\" ::: \"memory\");",
-        "#pragma unroll",
-        *fence,
-        "/* the tile through shared memory (the stages are all consumed): consecutive threads, consecutive outputs */",
-        f"asm volatile(\"bar.sync 1, {128 * CONSUMERS};\" ::: \"memory\");",
-        "float* fg_tile = (float*)fg_base;",
-        "{",
-        "  const int fg_row = fg_c * 64 + fg_tid / 32 * 16 + fg_tid % 32 / 4, fg_col = fg_tid % 4 * 2;",
-        "  #pragma unroll",
-        f"  for (int fg_i = 0; fg_i < {bn // 8}; fg_i++) {{",
-        f"    float* fg_at = fg_tile + fg_row * {ld} + fg_i * 8 + fg_col;",
-        "    fg_at[0] = fg_acc[4 * fg_i]; fg_at[1] = fg_acc[4 * fg_i + 1];",
-        f"    fg_at[8 * {ld}] = fg_acc[4 * fg_i + 2]; fg_at[8 * {ld} + 1] = fg_acc[4 * fg_i + 3];",
+        "} else {  /* the consumers */",
+        *(["  asm volatile(\"setmaxnreg.inc.sync.aligned.u32 232;\");"] if registers else []),
+        "  const int fg_c = fg_wg - 1;",
+        "  const int fg_row = fg_tid / 32 * 16 + fg_tid % 32 / 4, fg_fc = fg_tid % 4 * 2;  /* fragment, in 64 rows */",
+        "  (void)fg_row; (void)fg_fc;",
+        "  unsigned int fg_it = 0;",
+        "  " + items,
+        *["    " + line for line in _work(p)],
+        f"    float fg_acc[{regs}];",
+        "    #pragma unroll",
+        f"    for (int fg_i = 0; fg_i < {regs}; fg_i++) fg_acc[fg_i] = 0.0f;",
+        "    for (int fg_step = 0; fg_step < fg_steps; fg_step++, fg_it++) {",
+        f"      const unsigned int fg_s = fg_it % {p.stages}u;",
+        f"      fg_bar_wait(&fg_full[fg_s], (fg_it / {p.stages}u) & 1);",
+        "      #pragma unroll",
+        *["      " + line for line in fence],
+        "      asm volatile(\"wgmma.fence.sync.aligned;\" ::: \"memory\");",
+        "      #pragma unroll",
+        f"      for (int fg_kk = 0; fg_kk < {BK // 16}; fg_kk++)",
+        f"        fg_wgmma_{ptx}_n{bn}<{ta}, {tb}>(fg_acc, {_descriptor(p, 'a', p.a)}, {_descriptor(p, 'b', p.b)});",
+        "      asm volatile(\"wgmma.commit_group.sync.aligned;\" ::: \"memory\");",
+        "      asm volatile(\"wgmma.wait_group.sync.aligned 1;\" ::: \"memory\");  /* the previous step is done */",
+        "      #pragma unroll",
+        *["      " + line for line in fence],
+        "      if (fg_step > 0 && fg_tid % 32 == 0) {",
+        f"        const unsigned int fg_done = (fg_it - 1) % {p.stages}u;",
+        "        " + release,
+        "      }",
+        "    }",
+        "    asm volatile(\"wgmma.wait_group.sync.aligned 0;\" ::: \"memory\");",
+        "    #pragma unroll",
+        *["    " + line for line in fence],
+        "    if (fg_tid % 32 == 0) {",
+        f"      const unsigned int fg_done = (fg_it - 1) % {p.stages}u;",
+        "      " + release,
+        "    }",
+        *["    " + line for line in _epilogue(renderer, p, name)],
         "  }",
         "}",
-        f"asm volatile(\"bar.sync 1, {128 * CONSUMERS};\" ::: \"memory\");",
-        *split,
-        f"for (int fg_e = fg_ct; fg_e < {BM * bn}; fg_e += {128 * CONSUMERS}) {{",
-        f"  const int fg_r = fg_e / {bn}, fg_col = fg_e % {bn};",
-        f"  if (fg_m0 + fg_r < {t.m} && fg_n0 + fg_col < {t.n}) {{",
-        *["    " + line for line in epilogue],
-        "  }",
-        "}",
+        *(["fg_cluster_sync();  /* no block leaves while the other may still write to it */"]
+          if p.cluster > 1 else []),
     ]
     maps = "const __grid_constant__ fg_tensor_map fg_map_a, const __grid_constant__ fg_tensor_map fg_map_b"
     signature = renderer.signature(ir)
     signature = signature[:-1] + f", {maps})"
-    signature = signature.replace(f" {name}(", f" __launch_bounds__({THREADS}, {p.resident}) {name}(", 1)
+    signature = signature.replace(
+        f" {name}(", f" __launch_bounds__({THREADS}, {p.resident}) FG_CLUSTER_DIMS({p.cluster}) {name}(", 1)
     return "\n".join(head + [signature + " {", "#if defined(__CUDA_ARCH_FEAT_SM90_ALL)"]
                      + ["  " + line for line in body] + ["#endif", "}"])

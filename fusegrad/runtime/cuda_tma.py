@@ -6,7 +6,9 @@ The address changes from call to call, so the maps are encoded at launch, and ke
 (the caching allocator hands the same addresses out again, and a jit replay launches the same
 ones every step). An operand whose address is not 16-byte aligned (a view at an odd offset) cannot
 be described by a map: that call runs the kernel's fallback instead. The kernel's shared memory
-is dynamic (more than the 48 KiB a static declaration may take).
+is dynamic (more than the 48 KiB a static declaration may take). Its blocks are persistent: it is
+launched with as many as the GPU holds at once (asked of the driver for its shared memory and
+cluster size), each taking work items until none is left.
 """
 from __future__ import annotations
 
@@ -81,6 +83,22 @@ class TensorMapProgram(CUDAProgram):
         pointers = [self._args.ctypes.data + 8 * i for i in range(nargs)]
         self._params = np.array(pointers + [row.ctypes.data for row in self._maps], dtype=np.uint64)
         self._encoded: dict[tuple[int, int], np.ndarray] = {}
+        self._grid = min(grid, self._resident_blocks(spec.get("cluster", 1)))
+
+    def _resident_blocks(self, cluster: int) -> int:
+        """The blocks of this kernel the GPU holds at once (its blocks take work items until none is
+        left, so more would only queue behind them), in whole clusters; unlimited where the driver
+        cannot say."""
+        driver = _bindings()[0]
+        config = driver.CUlaunchConfig()
+        config.gridDimX, config.gridDimY, config.gridDimZ = self._grid, 1, 1
+        config.blockDimX, config.blockDimY, config.blockDimZ = self._block, 1, 1
+        config.sharedMemBytes, config.hStream, config.numAttrs = self._smem, self._device.stream, 0
+        self._device.make_current()
+        status, clusters = driver.cuOccupancyMaxActiveClusters(self._fn, config)
+        if status != driver.CUresult.CUDA_SUCCESS or clusters <= 0:
+            return self._grid
+        return clusters * cluster
 
     def _map(self, i: int, address: int) -> np.ndarray:
         key = (i, address)
