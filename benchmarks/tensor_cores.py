@@ -1,6 +1,6 @@
 """Tensor-core products on a CUDA GPU: fusegrad's generated kernel alone against cuBLAS and torch.matmul.
 
-    python3 benchmarks/tensor_cores.py [--dtypes bfloat16,float16] [--calls 20] [--quick]
+    python3 benchmarks/tensor_cores.py [--dtypes bfloat16,float16,tf32] [--calls 20] [--quick]
 
 For each product shape (square n^3, the GPT `baby` config's linear layers forward and both
 gradients, LLM-sized linear layers, attention-shaped batched products, an odd size) and each half
@@ -11,7 +11,10 @@ chosen with `gemm_choice = "generated"`), the cuBLAS call fusegrad would race it
 times back to back between two CUDA events after a warm-up, so host overhead is not counted; the
 TFLOP/s and the ratio generated / cuBLAS are printed. The epilogue rows time `gelu(x @ W.T + b)`
 without autograd: fusegrad's one kernel (bias and GELU fused into the product) against PyTorch's
-`gelu(addmm(b, x, W.T))` (cuBLAS with its bias epilogue, then a GELU kernel). The last line is JSON.
+`gelu(addmm(b, x, W.T))` (cuBLAS with its bias epilogue, then a GELU kernel). `tf32` races float32
+products with TF32 allowed on both sides (`fg.backends.cuda.matmul.allow_tf32`, cuBLAS's
+`CUBLAS_COMPUTE_32F_FAST_TF32`, torch's `allow_tf32`) over the shapes whose second operand is stored
+transposed (TF32_SHAPES: `wgmma` reads float32 operands only K-major). The last line is JSON.
 """
 from __future__ import annotations
 
@@ -36,7 +39,16 @@ SHAPES = [
     ("attention p@v", 1024, 64, 1024, 96, False, False),
     ("odd 5000x3000x2000", 5000, 3000, 2000, 1, False, False),
 ]
-QUICK = {"square 4096", "gpt linear fwd x@W.T", "gpt weight grad g.T@x", "attention q@k.T"}
+QUICK = {"square 4096", "gpt linear fwd x@W.T", "gpt weight grad g.T@x", "attention q@k.T", "square 4096 x@W.T"}
+# TF32 (float32 operands, `--dtypes tf32`): wgmma reads them only K-major, so the products whose second
+# operand is stored transposed (a Linear's forward, q @ k.T)
+TF32_SHAPES = [
+    ("square 4096 x@W.T", 4096, 4096, 4096, 1, False, True),
+    ("square 8192 x@W.T", 8192, 8192, 8192, 1, False, True),
+    ("gpt linear fwd x@W.T", 16384, 1536, 384, 1, False, True),
+    ("llm mlp x@W.T", 8192, 11008, 4096, 1, False, True),
+    ("attention q@k.T", 1024, 1024, 64, 96, False, True),
+]
 
 
 def _operands(m: int, n: int, k: int, batch: int, ta: bool, tb: bool) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -84,6 +96,10 @@ def _programs(dev: Any, ir: Any) -> tuple[Any, Any, list[Any]]:
         buf = dev.alloc(p.numel * p.dtype.itemsize)
         if not p.output:
             values = rng.standard_normal(p.numel).astype(np.float32)
+            if p.dtype.name == "float32":
+                dev.copy_in(buf, values)
+                buffers.append(buf)
+                continue
             if p.dtype.name == "bfloat16":
                 bits = values.view(np.uint32) >> 16
             else:
@@ -162,19 +178,26 @@ def main(argv: list[str] | None = None) -> int:
             "fusegrad": common.fusegrad_commit(), "torch": getattr(torch, "__version__", None)}
     print(f"# {info}")
     rows, epilogues = [], []
-    for dtype in args.dtypes.split(","):
-        for shape in SHAPES:
+    for name in args.dtypes.split(","):
+        tf32 = name == "tf32"  # float32 products on the TF32 tensor cores, allowed on both sides
+        dtype = "float32" if tf32 else name
+        fg.backends.cuda.matmul.allow_tf32 = tf32
+        if torch is not None:
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+        for shape in TF32_SHAPES if tf32 else SHAPES:
             if args.quick and shape[0] not in QUICK:
                 continue
             r = product(fg, dev, torch, dtype, shape, args.calls)
+            r["dtype"] = name
             rows.append(r)
             share = f" = {r['generated_TFLOPs'] / r['cublas_TFLOPs']:.0%} of cuBLAS" if "cublas_TFLOPs" in r else ""
             peers = ", ".join(f"{who} {r[f'{who}_TFLOPs']:.0f}" for who in ("cublas", "torch") if f"{who}_TFLOPs" in r)
-            print(f"{dtype:9} {r['shape']:24} generated {r['generated_TFLOPs']:6.0f} TFLOP/s{share} ({peers}) "
+            print(f"{name:9} {r['shape']:24} generated {r['generated_TFLOPs']:6.0f} TFLOP/s{share} ({peers}) "
                   f"[{r['generated']}]", flush=True)
         e = epilogue(fg, dev, torch, dtype, 8192, 8192, 8192 if not args.quick else 4096, args.calls)
+        e["dtype"] = name
         epilogues.append(e)
-        line = f"{dtype:9} {e['shape']:24} fused {e['fused_ms']:.3f} ms"
+        line = f"{name:9} {e['shape']:24} fused {e['fused_ms']:.3f} ms"
         if "torch_ms" in e:
             line += f" vs torch addmm+gelu {e['torch_ms']:.3f} ms ({e['torch_ms'] / e['fused_ms']:.2f}x)"
         print(line, flush=True)

@@ -3,6 +3,8 @@ compilation here; on an sm_90 GPU, results against float64 for every operand lay
 batches, misaligned operands, split reductions, fused epilogues and jit replays."""
 from __future__ import annotations
 
+from typing import Iterator
+
 import numpy as np
 import pytest
 import torch
@@ -51,6 +53,30 @@ def test_tile_width_follows_waves() -> None:
     """Wide products take 256-column tiles; a 384-wide one takes 128 (three full tiles, not 1.5)."""
     assert cuda_wgmma._choose_bn(1, 8192, 8192) == 256
     assert cuda_wgmma._choose_bn(1, 16384, 384) == 128
+
+
+@pytest.fixture
+def tf32() -> Iterator[None]:
+    fg.backends.cuda.matmul.allow_tf32 = True
+    yield
+    fg.backends.cuda.matmul.allow_tf32 = False
+
+
+@needs_nvrtc
+def test_tf32_plans_need_both_operands_k_major(tf32: None) -> None:
+    """float32 products take the TF32 kernel only where TF32 is allowed and both operands have the
+    reduction contiguous (wgmma has no transpose for TF32): a Linear's forward, not its gradients."""
+    x, w = cpu_array((512, 384), "float32").requires_grad_(), cpu_array((768, 384), "float32").requires_grad_()
+    y = fg.nn.functional.linear(x, w)
+    plans = [p for p in _plans(y, *fg.autograd.grad(y.square().sum(), [x, w])) if p is not None]
+    assert len(plans) == 1 and plans[0].a.k_major and plans[0].b.k_major and plans[0].slice == 32
+    assert plans[0].a.spec("float32")["dtype"] == "tfloat32" and plans[0].a.box == (32, cuda_wgmma.BM)
+    (ir,) = kernel_irs(y)
+    renderer = renderer_for("cuda")
+    ptx = cuda_rt.compile_cuda(renderer.render_unit([renderer.render_kernel(ir)]), "90a", ptx=True).decode()
+    assert "wgmma.mma_async.sync.aligned.m64n" in ptx and ".tf32.tf32" in ptx
+    fg.backends.cuda.matmul.allow_tf32 = False
+    assert _plans(y) == [None]
 
 
 @needs_nvrtc
@@ -114,7 +140,7 @@ def launches(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, bool]]:
     original = cuda_tma.TensorMapProgram.launch_pointers
 
     def record(self: cuda_tma.TensorMapProgram, pointers: list[int]) -> None:
-        seen.append((self.name, all((pointers[s["param"]] + 2 * s["offset"]) % 16 == 0 for s in self._specs)))
+        seen.append((self.name, all((pointers[s["param"]] + s["itemsize"] * s["offset"]) % 16 == 0 for s in self._specs)))
         original(self, pointers)
     monkeypatch.setattr(cuda_tma.TensorMapProgram, "launch_pointers", record)
     return seen
@@ -142,6 +168,19 @@ def test_products_every_layout_and_odd_sizes(dtype: str, launches: list) -> None
         error = _half_product_error(fn, [_random(s) for s in shapes], dtype)
         assert error < TOL[dtype], (shapes, error)
     assert len(launches) == len(cases) and all(aligned for _, aligned in launches)
+
+
+@needs_hopper
+def test_tf32_products(launches: list, tf32: None) -> None:
+    """float32 products with TF32 allowed: K-major operands on the TF32 kernel (a split one too), within
+    TF32's precision of float64 (operands rounded to 10-bit mantissas, float32 sums); a fused bias."""
+    for shapes in ([(1000, 520), (300, 520)], [(256, 8192), (384, 8192)], [(3, 130, 96), (3, 72, 96)]):
+        a, b = (_random(s) for s in shapes)
+        with fg.no_grad():
+            got = (fg.tensor(a, device=GPU) @ fg.tensor(b, device=GPU).transpose(-1, -2) + 1.0).numpy()
+        want = a.astype(np.float64) @ np.swapaxes(b, -1, -2).astype(np.float64) + 1.0
+        assert np.linalg.norm(got - want) / np.linalg.norm(want) < 2e-3, shapes
+    assert len(launches) == 3 and all(aligned for _, aligned in launches)
 
 
 @needs_hopper

@@ -39,13 +39,14 @@ import json
 import math
 from dataclasses import dataclass
 
-from .. import dtypes
+from .. import dtypes, precision
 from ..graph.symbolic import Lin, Var
 from .cuda_gemm import TiledGemm, declare_vars, split_length, whole_slice_splits
 from .ir import Define, Load, LoopIR
 from .render import CStyleRenderer
 
-BM, BK = 128, 64  # tile rows (two consumer warpgroups of 64) and reduction slice (128 bytes of halves)
+BM = 128  # tile rows (two consumer warpgroups of 64)
+BK = 64  # a stage row: 128 bytes, in the 16-bit units shared memory is addressed in (64 halves, 32 floats)
 CONSUMERS = 2
 THREADS = 128 * (1 + CONSUMERS)
 SMEM = 227 * 1024  # shared memory a multiprocessor gives its resident blocks
@@ -62,7 +63,7 @@ CHUNK = 32  # columns of a consumer's epilogue chunk in shared memory
 CHUNK_LD = CHUNK + 8  # its row stride: a half-warp's float2 stores of four fragment rows hit 32 banks
 EPILOGUE_BYTES = CONSUMERS * 64 * CHUNK_LD * 4
 GROUP = 8  # tile rows swept together, so resident blocks share operand panels in L2
-_PTX = {"bfloat16": "bf16", "float16": "f16"}
+_PTX = {"bfloat16": "bf16", "float16": "f16", "float32": "tf32"}  # float32 operands: TF32, when allowed
 _INT32 = 2**31 - 1
 
 
@@ -80,8 +81,10 @@ class TensorMap:
     batch: tuple[Var, ...]  # the batch variables of dimensions 2..
 
     def spec(self, dtype: str) -> dict:
-        return {"param": self.param, "offset": self.offset, "dims": list(self.dims),
-                "strides": list(self.strides), "box": list(self.box), "dtype": dtype}
+        """The runtime's description; float32 operands are copied as TF32 (rounded to nearest)."""
+        return {"param": self.param, "offset": self.offset, "dims": list(self.dims), "strides": list(self.strides),
+                "box": list(self.box), "dtype": "tfloat32" if dtype == "float32" else dtype,
+                "itemsize": 4 if dtype == "float32" else 2}
 
 
 @dataclass(frozen=True)
@@ -114,12 +117,21 @@ class WgmmaPlan:
 
     @property
     def k_split(self) -> int:
-        return split_length(self.tiled.k, self.splits, BK)
+        return split_length(self.tiled.k, self.splits, self.slice)
+
+    @property
+    def itemsize(self) -> int:
+        return 4 if self.dtype == "float32" else 2
+
+    @property
+    def slice(self) -> int:
+        """Reduction elements a stage holds: a 128-byte row of the operand's type."""
+        return 128 // self.itemsize
 
     @property
     def smem(self) -> int:
         """Dynamic shared memory: the stages, the consumers' epilogue chunks, and 1 KiB to align them."""
-        return self.stages * (BM + self.bn) * BK * 2 + EPILOGUE_BYTES + 1024
+        return self.stages * (BM + self.bn) * 128 + EPILOGUE_BYTES + 1024
 
 
 def _flat(coefs: dict, variables: tuple[Var, ...]) -> tuple[int, int] | None:
@@ -135,7 +147,7 @@ def _flat(coefs: dict, variables: tuple[Var, ...]) -> tuple[int, int] | None:
 
 
 def _tensor_map(load: Load, outer: tuple[Var, ...], ks: tuple[Var, ...], batch: tuple[Var, ...], tile: int,
-                share: int = 1) -> TensorMap | None:
+                itemsize: int, share: int = 1) -> TensorMap | None:
     """The operand `load` as a tensor map: a plain strided read (no guard) whose reduction or outer
     variables are contiguous, the other strides positive multiples of 16 bytes; else None. The box's
     outer dimension is divided among `share` blocks, each copying its part to all of them."""
@@ -148,12 +160,12 @@ def _tensor_map(load: Load, outer: tuple[Var, ...], ks: tuple[Var, ...], batch: 
     if mat is None or red is None or set(coefs) != set(outer) | set(ks) | set(used) or len(used) > 3:
         return None
     if red[1] == 1:
-        first, second, k_major, box = red, mat, True, (BK, tile // share)
+        first, second, k_major, box = red, mat, True, (128 // itemsize, tile // share)
     elif mat[1] == 1:
         first, second, k_major, box = mat, red, False, (64, BK // share)
     else:
         return None
-    strides = (second[1] * 2, *(coefs[v] * 2 for v in used))
+    strides = (second[1] * itemsize, *(coefs[v] * itemsize for v in used))
     if any(s <= 0 or s % 16 or s >= 1 << 40 for s in strides) or index.const < 0:
         return None
     dims = (first[0], second[0], *(v.extent for v in used))
@@ -169,33 +181,37 @@ def _choose_bn(nbatch: int, m: int, n: int) -> int:
 
 
 def plan(ir: LoopIR, tiled: TiledGemm | None) -> WgmmaPlan | None:
-    """The Hopper kernel for a tiled product of half operands, or None where it does not apply."""
+    """The Hopper kernel for a tiled product of half operands, or of float32 ones where TF32 is allowed
+    (both K-major: `wgmma` transposes only 16-bit types), or None where it does not apply."""
     if tiled is None or tiled.acc.dtype is not dtypes.float32:
         return None
     dtype = ir.params[tiled.a.load.param].dtype.name
     if dtype not in _PTX or ir.params[tiled.b.load.param].dtype.name != dtype:
         return None
+    if dtype == "float32" and not precision.allow_tf32():
+        return None
+    itemsize = 4 if dtype == "float32" else 2
     t = tiled
     if t.m < 64 or t.n < 64 or t.nbatch * t.m * t.n * t.k < MIN_WORK or t.nbatch * t.m * t.n > _INT32:
         return None
     bn = _choose_bn(t.nbatch, t.m, t.n)
-    a = _tensor_map(t.a.load, t.a.outer, t.ks, t.batch, BM)
-    if a is None:
+    a = _tensor_map(t.a.load, t.a.outer, t.ks, t.batch, BM, itemsize)
+    if a is None or (itemsize == 4 and not a.k_major):
         return None
     tiles_m = -(-t.m // BM)
     # pairs of row tiles share b's copies, unless pairing would add many idle tiles
     cluster = 2 if tiles_m % 2 == 0 or tiles_m >= 8 else 1
-    b = _tensor_map(t.b.load, t.b.outer, t.ks, t.batch, bn, cluster)
-    if a is None or b is None:
+    b = _tensor_map(t.b.load, t.b.outer, t.ks, t.batch, bn, itemsize, cluster)
+    if b is None or (itemsize == 4 and not b.k_major):
         return None
     tiles = t.nbatch * tiles_m * -(-t.n // bn)
     splits = 1
     if tiles < SMS and t.k >= 2 * SPLIT_MIN_K and t.nbatch * t.m * t.n <= MAX_WORKSPACE:
         splits = min(-(-SMS // tiles), t.k // SPLIT_MIN_K)
-        splits = whole_slice_splits(t.k, splits, BK)
+        splits = whole_slice_splits(t.k, splits, 128 // itemsize)
     resident = RESIDENT[bn]
     # each block's share of shared memory, less its barriers, epilogue chunks and alignment slack
-    stages = max(2, min(MAX_STAGES, (SMEM // resident - 2048 - EPILOGUE_BYTES - 1024) // ((BM + bn) * BK * 2)))
+    stages = max(2, min(MAX_STAGES, (SMEM // resident - 2048 - EPILOGUE_BYTES - 1024) // ((BM + bn) * 128)))
     return WgmmaPlan(t, dtype, bn, stages, resident, splits, cluster, a, b)
 
 
@@ -210,14 +226,17 @@ def _acc_list(first: int, count: int) -> str:
 
 
 def _wgmma_helper(ptx: str, bn: int) -> str:
-    """One warpgroup's 64 x bn x 16 product into float32 registers; TA/TB: the operand is MN-major."""
+    """One warpgroup's product of a 32-byte reduction step (16 halves or 8 TF32 values) into float32
+    registers, 64 x bn; TA/TB: the operand is MN-major (16-bit types only: TF32 has no transpose)."""
     regs = bn // 2
     binds = ", ".join(f'"+f"(d[{i}])' for i in range(regs))
+    k, transposes, inputs = (8, "", "") if ptx == "tf32" else \
+        (16, f", %{regs + 3}, %{regs + 4}", ', "n"(TA), "n"(TB)')
     return (f"template <int TA, int TB> FG_DEVICE void fg_wgmma_{ptx}_n{bn}(float (&d)[{regs}], uint64_t da, "
             f"uint64_t db) {{\n  asm volatile(\"{{ .reg .pred p; setp.ne.b32 p, %{regs + 2}, 0; "
-            f"wgmma.mma_async.sync.aligned.m64n{bn}k16.f32.{ptx}.{ptx} "
-            f"{_acc_list(0, regs)}, %{regs}, %{regs + 1}, p, 1, 1, %{regs + 3}, %{regs + 4}; }}\"\n"
-            f"    : {binds}\n    : \"l\"(da), \"l\"(db), \"r\"(1), \"n\"(TA), \"n\"(TB));\n}}")
+            f"wgmma.mma_async.sync.aligned.m64n{bn}k{k}.f32.{ptx}.{ptx} "
+            f"{_acc_list(0, regs)}, %{regs}, %{regs + 1}, p, 1, 1{transposes}; }}\"\n"
+            f"    : {binds}\n    : \"l\"(da), \"l\"(db), \"r\"(1){inputs});\n}}")
 
 
 WGMMA_PREAMBLE = r"""struct __align__(64) fg_tensor_map { unsigned long long bits[16]; };
@@ -340,7 +359,7 @@ def _work(p: WgmmaPlan) -> list[str]:
         f"const int fg_n0 = (int)(fg_in / fg_rows) * {p.bn};",
         *(declare_vars(t.batch, "fg_batch", "const int64_t") if t.batch else ["(void)fg_batch;"]),
         f"const int fg_k0 = (int)fg_split * {p.k_split};",
-        f"const int fg_steps = (min(fg_k0 + {p.k_split}, {t.k}) - fg_k0 + {BK - 1}) / {BK};",
+        f"const int fg_steps = (min(fg_k0 + {p.k_split}, {t.k}) - fg_k0 + {p.slice - 1}) / {p.slice};",
     ]
 
 
@@ -412,7 +431,7 @@ def render(renderer: CStyleRenderer, ir: LoopIR, p: WgmmaPlan) -> str:
     t, name, bn = p.tiled, ir.name, p.bn
     regs = bn // 2
     ptx = _PTX[p.dtype]
-    stage_bytes = (BM + bn) * BK * 2
+    stage_bytes = (BM + bn) * 128
     head = []
     if p.splits > 1:
         head = [f"__device__ float fg_ws_{name}[{t.nbatch * t.m * t.n}];",
@@ -453,7 +472,7 @@ def render(renderer: CStyleRenderer, ir: LoopIR, p: WgmmaPlan) -> str:
         *["      " + line for line in _work(p)],
         "      for (int fg_step = 0; fg_step < fg_steps; fg_step++, fg_it++) {",
         f"        const unsigned int fg_s = fg_it % {p.stages}u;",
-        f"        const int fg_k = fg_k0 + fg_step * {BK};",
+        f"        const int fg_k = fg_k0 + fg_step * {p.slice};",
         f"        if (fg_it >= {p.stages}u) fg_bar_wait(&fg_empty[fg_s], (fg_it / {p.stages}u + 1) & 1);",
         f"        fg_bar_expect(&fg_full[fg_s], {stage_bytes});",
         *["        " + line for line in _copies(p, "a", p.a, "fg_m0")],

@@ -111,7 +111,7 @@ class TensorMapProgram(CUDAProgram):
         return found
 
     def launch_pointers(self, pointers: Sequence[int]) -> None:
-        addresses = [pointers[s["param"]] + 2 * s["offset"] for s in self._specs]  # 16-bit elements
+        addresses = [pointers[s["param"]] + s["itemsize"] * s["offset"] for s in self._specs]
         if any(a % 16 for a in addresses):
             self.fallback.launch_pointers(pointers)
             return
