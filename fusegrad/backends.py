@@ -1,7 +1,7 @@
 """`fg.backends`: the switches of torch.backends that training scripts set, accepted so the scripts
-run unchanged. Only `cuda.matmul.allow_tf32` acts (fusegrad/precision.py: float32 products that
-cuBLAS computes may use TF32); the others change nothing: fusegrad generates its own kernels (no
-cuDNN), which are deterministic. The `is_available()` queries give fusegrad's answers."""
+run unchanged. Only `cuda.matmul.allow_tf32` acts (fusegrad/precision.py: float32 products on CUDA
+may use TF32, in cuBLAS or in the Hopper kernel); the others change nothing: fusegrad generates its
+own kernels (no cuDNN). The `is_available()` queries give fusegrad's answers."""
 from __future__ import annotations
 
 from types import SimpleNamespace
