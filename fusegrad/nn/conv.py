@@ -7,11 +7,13 @@ from typing import Sequence
 
 from .. import dtypes
 from ..errors import ShapeError
+from ..function import Function
 from ..ops.autocast import autocast_op
 from ..tensor import Tensor, stack
 from ..creation import arange, zeros
 
 IntOrPair = int | Sequence[int]
+THIN_GROUP = 16  # output channels per group below which a strided convolution's input gradient is transposed
 
 
 def _tuple(v: IntOrPair, n: int) -> tuple[int, ...]:
@@ -119,27 +121,95 @@ def _convnd(x: Tensor, weight: Tensor, bias: Tensor | None, stride: IntOrPair, p
         raise ShapeError(f"conv{n}d: input {x.shape} with {groups} groups does not fit weight {weight.shape}")
     kernel = tuple(weight.shape[2:])
     st, dil = _tuple(stride, n), _tuple(dilation, n)
-    x = _pad_spatial(x, _conv_padding(padding, kernel, st, dil))
-    win = windows(x, kernel, st, dil)  # (N, Cin, O..., k...)
+    pads = tuple(_conv_padding(padding, kernel, st, dil))
+    if n == 2 and weight.dtype not in dtypes.HALF and (st == (1, 1) or cout // groups < THIN_GROUP):
+        out = _Convolution.apply(x, weight, st, pads, dil, groups)
+    else:
+        out = _product(x, weight, st, pads, dil, groups)
+    if bias is not None:
+        out = out + expand_over_batch(bias.reshape(1, cout, *([1] * n)), x.shape[0])
+    return out
+
+
+def _window_operand(x: Tensor, kernel: tuple[int, ...], stride: tuple[int, ...], pads: Sequence[tuple[int, int]],
+                    dilation: tuple[int, ...], groups: int) -> Tensor:
+    """The input's side of a convolution's product: its windows laid out (N, groups, 1, Cin/groups, k..., O...)."""
+    n = len(kernel)
+    win = windows(_pad_spatial(x, pads), kernel, stride, dilation)  # (N, Cin, O..., k...)
     outs = win.shape[2:2 + n]
-    batch = x.shape[0]
     # product laid out (N, groups, Cout/groups, Cin/groups, k..., O...): each GEMM of the step then writes its
     # sums in its output's own order (forward (N, Cout, O...), window gradient (N, Cin, k..., O...), weight
     # gradient (Cout, Cin, k...)) instead of into a scratch that a second pass scatters. With the outputs
     # last, the window gradient's GEMM packs both operands by plain copies and the col2im pass after it
     # reads along output rows (the CNN step's: 2.0 -> 0.5-0.8 ms; (N, O..., Cin, k...) read 3168 apart)
-    g_in = win.reshape(batch, groups, cin_g, *outs, *kernel)
+    g_in = win.reshape(x.shape[0], groups, x.shape[1] // groups, *outs, *kernel)
     g_in = g_in.permute(0, 1, 2, *range(3 + n, 3 + 2 * n), *range(3, 3 + n))
-    g_in = g_in.reshape(batch, groups, 1, cin_g, *kernel, *outs)
-    g_w = weight.reshape(1, groups, cout // groups, cin_g, *kernel, *([1] * n))
+    return g_in.reshape(x.shape[0], groups, 1, x.shape[1] // groups, *kernel, *outs)
+
+
+def _product(x: Tensor, weight: Tensor, stride: tuple[int, ...], pads: Sequence[tuple[int, int]],
+             dilation: tuple[int, ...], groups: int) -> Tensor:
+    """The convolution without bias: one broadcast product of windows and weights, summed."""
+    kernel = tuple(weight.shape[2:])
+    n, cout = len(kernel), weight.shape[0]
+    g_in = _window_operand(x, kernel, stride, pads, dilation, groups)
+    outs = g_in.shape[4 + n:]
+    g_w = weight.reshape(1, groups, cout // groups, weight.shape[1], *kernel, *([1] * n))
     reduce_axes = tuple(range(3, 4 + n))
     if weight.dtype in dtypes.HALF:  # half products exact, summed in float32
-        out = (g_in.float() * g_w.float()).sum(reduce_axes).to(weight.dtype).reshape(batch, cout, *outs)
-    else:
-        out = (g_in * g_w).sum(reduce_axes).reshape(batch, cout, *outs)
-    if bias is not None:
-        out = out + expand_over_batch(bias.reshape(1, cout, *([1] * n)), batch)
-    return out
+        return (g_in.float() * g_w.float()).sum(reduce_axes).to(weight.dtype).reshape(x.shape[0], cout, *outs)
+    return (g_in * g_w).sum(reduce_axes).reshape(x.shape[0], cout, *outs)
+
+
+class _Convolution(Function):
+    """A 2-D convolution whose input gradient is the transposed convolution of the output gradient with
+    the same weight, as torch computes it: a product over windows of the gradient. Through the windows
+    view's own derivative each tap's products are scattered back instead: a product summing over the
+    output channels of a group into a buffer of taps x input, then a sum over the taps reading it across
+    rows. That pays only for a strided convolution whose groups have many output channels (the
+    transposed one is then stride x stride products and an interleave); with stride 1 the scatter is
+    pure overhead, and with few output channels per group its product is too thin for the GEMM tiles
+    (grouped and depthwise layers ran at 0.12-0.2x torch's time). The weight gradient is the product
+    the forward's autograd builds."""
+
+    replayable = True
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, stride: tuple[int, int], pads: tuple[tuple[int, int], ...],
+                dilation: tuple[int, int], groups: int) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.geometry = (stride, pads, dilation, groups)
+        return _product(x, weight, stride, pads, dilation, groups)
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> tuple:
+        # both, whatever needs_input_grad says (a GradientTape's sources need not require grad): lazy, a
+        # gradient no one asked for is never computed
+        x, weight = ctx.saved_tensors
+        stride, pads, dilation, groups = ctx.geometry
+        gx = _input_gradient(g, weight, x.shape[2:], stride, pads, dilation, groups)
+        kernel = tuple(weight.shape[2:])
+        g_in = _window_operand(x, kernel, stride, pads, dilation, groups)
+        n, outs = len(kernel), g.shape[2:]
+        gy = g.reshape(g.shape[0], groups, weight.shape[0] // groups, 1, *([1] * n), *outs)
+        gw = (g_in * gy).sum((0, *range(4 + n, 4 + 2 * n))).reshape(weight.shape)
+        return gx, gw, None, None, None, None
+
+
+def _input_gradient(g: Tensor, weight: Tensor, size: Sequence[int], stride: tuple[int, int],
+                    pads: Sequence[tuple[int, int]], dilation: tuple[int, int], groups: int) -> Tensor:
+    """The gradient of conv2d with respect to its unpadded input of spatial `size`: conv_transpose2d of
+    the output gradient, its output padding restoring the rows the forward's stride dropped and
+    uneven padding ('same') cropped after."""
+    common = tuple(min(lo, hi) for lo, hi in pads)
+    kernel = weight.shape[2:]
+    extra = [length + lo + hi - ((o - 1) * s + d * (k - 1) + 1)
+             for length, (lo, hi), o, s, d, k in zip(size, pads, g.shape[2:], stride, dilation, kernel)]
+    gx = conv_transpose2d(g, weight, None, stride, common, tuple(extra), groups, dilation)
+    if any(lo != hi for lo, hi in pads):
+        gx = gx.shrink([(0, gx.shape[0]), (0, gx.shape[1])] +
+                       [(lo - c, lo - c + length) for (lo, _), c, length in zip(pads, common, size)])
+    return gx
 
 
 def expand_over_batch(v: Tensor, batch: int) -> Tensor:
@@ -215,34 +285,37 @@ def _transposed_by_phases(x: Tensor, weight: Tensor, bias: Tensor | None, stride
                           padding: tuple[int, int], output_padding: tuple[int, int], groups: int) -> Tensor:
     """A strided transposed convolution as stride x stride stride-1 ones, one per output phase.
 
-    An output row s*u + c (before the padding is cropped) sums only the kernel taps c, c + s, ...,
-    so each phase is a stride-1 transposed convolution with that slice of the kernel, and no product
-    meets the zeros a dilated input would hold (a quarter of the work for stride 2). The phases are
-    then interleaved and cropped; a phase without taps (stride above the kernel) is zeros."""
+    Output row s*v + a is row s*v + a + p before the padding is cropped, which sums only the kernel
+    taps c, c + s, ... with c = (a + p) % s: each phase is a stride-1 transposed convolution with that
+    slice of the kernel, its rows shifted by (a + p) // s, and no product meets the zeros a dilated
+    input would hold (a quarter of the work for stride 2). The phases are taken in the cropped output's
+    own order, so interleaving them is a plain reshape (row s*v + a: phase a's row v) and only rows past
+    the end are cropped; a phase without taps (stride above the kernel) is zeros."""
     (sy, sx), (kh, kw) = stride, weight.shape[2:]
-    spans = [-(-k // s) for k, s in zip((kh, kw), stride)]  # taps of the widest phase each way
-    full = [(length + span - 1) for length, span in zip(x.shape[2:], spans)]  # a phase's rows and columns
-    rows = []
-    for cy in range(sy):
-        row = []
-        for cx in range(sx):
-            taps = weight[:, :, cy::sy, cx::sx]
-            if taps.shape[2] == 0 or taps.shape[3] == 0:
-                phase = zeros(x.shape[0], weight.shape[1] * groups, *full, dtype=x.dtype, device=x.device)
-            else:
-                # its own product: fused into the interleave, the four sums would each run masked per output
-                phase = conv_transpose2d(x, taps, groups=groups).contiguous()
-                phase = _pad_spatial(phase, [(0, f - n) for f, n in zip(full, phase.shape[2:])])
-            row.append(phase)
-        rows.append(row)
-    n, c = x.shape[0], weight.shape[1] * groups
-    out = stack([stack(row, 4) for row in rows], 3)  # (n, c, uy, sy, ux, sx): interleaved as stored
-    out = out.reshape(n, c, full[0] * sy, full[1] * sx)
     sizes = [(length - 1) * s - 2 * p + k + op
              for length, s, p, k, op in zip(x.shape[2:], stride, padding, (kh, kw), output_padding)]
-    out = _pad_spatial(out, [(0, max(0, p + size - have)) for p, size, have in zip(padding, sizes, out.shape[2:])])
+    rows = [-(-size // s) for size, s in zip(sizes, stride)]  # rows and columns of every phase
+    n, c = x.shape[0], weight.shape[1] * groups
+    phases = []
+    for a in range(sy):
+        row = []
+        for b in range(sx):
+            (cy, qy), (cx, qx) = divmod(a + padding[0], sy)[::-1], divmod(b + padding[1], sx)[::-1]
+            taps = weight[:, :, cy::sy, cx::sx]
+            if taps.shape[2] == 0 or taps.shape[3] == 0:
+                row.append(zeros(n, c, *rows, dtype=x.dtype, device=x.device))
+                continue
+            # phase rows qy, qy + 1, ... of the full stride-1 product: padding qy crops the first qy, the
+            # output padding (of either sign) sets how many follow
+            extra = [r - (length - 1 - 2 * q + t)
+                     for r, length, q, t in zip(rows, x.shape[2:], (qy, qx), taps.shape[2:])]
+            # its own product: fused into the interleave, the sums would each run masked per output
+            row.append(conv_transpose2d(x, taps, None, 1, (qy, qx), tuple(extra), groups).contiguous())
+        phases.append(row)
+    out = stack([stack(row, 4) for row in phases], 3)  # (n, c, vy, sy, vx, sx): interleaved as stored
+    out = out.reshape(n, c, rows[0] * sy, rows[1] * sx)
     if tuple(sizes) != out.shape[2:]:
-        out = out[:, :, padding[0]:padding[0] + sizes[0], padding[1]:padding[1] + sizes[1]]
+        out = out[:, :, :sizes[0], :sizes[1]]
     return out if bias is None else out + expand_over_batch(bias.reshape(1, c, 1, 1), n)
 
 
