@@ -81,3 +81,21 @@ def test_transposed_convolution_phases_match_torch(size, stride, padding, output
     want = torch.nn.functional.conv_transpose2d(torch.tensor(x), torch.tensor(w), **kw)
     got = F.conv_transpose2d(fg.tensor(x), fg.tensor(w), **kw)
     np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("padding, kernels", [(2, 1), (0, 3)])
+def test_input_gradient_is_transposed_only_where_it_pads_no_more(padding, kernels):
+    """A 5x5 convolution with 32 output channels: padded by 2 its input gradient is one product over the
+    gradient's windows (padded by 2 too); unpadded the transposed one would pad the gradient by 4, so the
+    windows' scatter (a product into taps x input, then a sum over each dim's taps) stays."""
+    x = fg.randn(2, 8, 12, 12).realize().requires_grad_()
+    w = fg.randn(32, 8, 5, 5).realize()
+    y = F.conv2d(x, w, padding=padding)
+    gy = fg.randn(*y.shape).realize()
+    (gx,) = fg.autograd.grad(y, [x], gy)
+    with fg.profile() as p:
+        gx.realize()
+    assert len(p.kernels) == kernels
+    px = torch.tensor(x.numpy(), requires_grad=True)
+    torch.nn.functional.conv2d(px, torch.tensor(w.numpy()), padding=padding).backward(torch.tensor(gy.numpy()))
+    np.testing.assert_allclose(gx.numpy(), px.grad.numpy(), rtol=1e-4, atol=1e-4)

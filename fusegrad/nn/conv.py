@@ -122,7 +122,10 @@ def _convnd(x: Tensor, weight: Tensor, bias: Tensor | None, stride: IntOrPair, p
     kernel = tuple(weight.shape[2:])
     st, dil = _tuple(stride, n), _tuple(dilation, n)
     pads = tuple(_conv_padding(padding, kernel, st, dil))
-    if n == 2 and weight.dtype not in dtypes.HALF and (st == (1, 1) or cout // groups < THIN_GROUP):
+    # the transposed convolution pads the output gradient by d*(k-1) - p a side: no more than the forward
+    # pads the input, its product packs no more than the forward's
+    padded_alike = all(d * (k - 1) - lo <= lo and d * (k - 1) - hi <= hi for (lo, hi), k, d in zip(pads, kernel, dil))
+    if n == 2 and weight.dtype not in dtypes.HALF and (cout // groups < THIN_GROUP or (st == (1, 1) and padded_alike)):
         out = _Convolution.apply(x, weight, st, pads, dil, groups)
     else:
         out = _product(x, weight, st, pads, dil, groups)
@@ -166,11 +169,12 @@ class _Convolution(Function):
     the same weight, as torch computes it: a product over windows of the gradient. Through the windows
     view's own derivative each tap's products are scattered back instead: a product summing over the
     output channels of a group into a buffer of taps x input, then a sum over the taps reading it across
-    rows. That pays only for a strided convolution whose groups have many output channels (the
-    transposed one is then stride x stride products and an interleave); with stride 1 the scatter is
-    pure overhead, and with few output channels per group its product is too thin for the GEMM tiles
-    (grouped and depthwise layers ran at 0.12-0.2x torch's time). The weight gradient is the product
-    the forward's autograd builds."""
+    rows. That pays for a strided convolution whose groups have many output channels (the transposed
+    one is then stride x stride products and an interleave); with stride 1 the scatter is
+    overhead unless the transposed convolution pads the gradient more than the forward pads the input (a
+    valid 5x5 convolution of an 8x8 map: 16x16 windows to pack), and with few output channels per group
+    the scatter's product is too thin for the GEMM tiles (grouped and depthwise layers ran at 0.12-0.2x
+    torch's time). The weight gradient is the product the forward's autograd builds."""
 
     replayable = True
 
