@@ -99,3 +99,35 @@ def test_input_gradient_is_transposed_only_where_it_pads_no_more(padding, kernel
     px = torch.tensor(x.numpy(), requires_grad=True)
     torch.nn.functional.conv2d(px, torch.tensor(w.numpy()), padding=padding).backward(torch.tensor(gy.numpy()))
     np.testing.assert_allclose(gx.numpy(), px.grad.numpy(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("stride, padding, output_padding, dilation, groups", [
+    (2, 0, 0, 1, 1), (2, 1, 1, 1, 2), (3, 2, 2, 1, 1), (1, 1, 0, 2, 2), (2, 1, 1, 2, 1), (4, 0, 0, 1, 1)])
+def test_transposed_convolution_gradients_of_gradients_match_torch(stride, padding, output_padding, dilation, groups):
+    """The input gradient is conv2d of the output gradient, the weight gradient that convolution's with
+    input and output gradient exchanged; a penalty on the input gradient differentiates both again."""
+    x, w = _pair((2, 4, 5, 6), (4, 3, 3, 2), stride * 10 + padding)
+    kw = dict(stride=stride, padding=padding, output_padding=output_padding, dilation=dilation, groups=groups)
+    px, pw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    py = torch.nn.functional.conv_transpose2d(px, pw, **kw)
+    gy = np.random.default_rng(0).standard_normal(tuple(py.shape))
+    pgx, pgw = torch.autograd.grad(py, (px, pw), torch.tensor(gy), create_graph=True)
+    ((pgx ** 2).sum() + (pgw ** 2).sum()).backward()
+    tx, tw = fg.tensor(x, requires_grad=True), fg.tensor(w, requires_grad=True)
+    y = F.conv_transpose2d(tx, tw, **kw)
+    gx, gw = fg.autograd.grad(y, [tx, tw], fg.tensor(gy), create_graph=True)
+    ((gx ** 2).sum() + (gw ** 2).sum()).backward()
+    for ours, theirs in ((y, py), (gx, pgx), (gw, pgw), (tx.grad, px.grad), (tw.grad, pw.grad)):
+        np.testing.assert_allclose(ours.numpy(), theirs.detach().numpy(), rtol=1e-9, atol=1e-9)
+
+
+def test_strided_transposed_convolution_input_gradient_is_one_product():
+    """U-Net's 2x2/2 up-convolution: its input gradient is one strided convolution of the output gradient
+    (through its four phases' autograd it was a copy and a product per phase, then their sum)."""
+    x = fg.randn(2, 16, 7, 7).realize().requires_grad_()
+    w = fg.randn(16, 8, 2, 2).realize()
+    y = F.conv_transpose2d(x, w, stride=2)
+    (gx,) = fg.autograd.grad(y, [x], fg.randn(*y.shape).realize())
+    with fg.profile() as p:
+        gx.realize()
+    assert len(p.kernels) == 1

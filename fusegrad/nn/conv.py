@@ -192,12 +192,18 @@ class _Convolution(Function):
         x, weight = ctx.saved_tensors
         stride, pads, dilation, groups = ctx.geometry
         gx = _input_gradient(g, weight, x.shape[2:], stride, pads, dilation, groups)
-        kernel = tuple(weight.shape[2:])
-        g_in = _window_operand(x, kernel, stride, pads, dilation, groups)
-        n, outs = len(kernel), g.shape[2:]
-        gy = g.reshape(g.shape[0], groups, weight.shape[0] // groups, 1, *([1] * n), *outs)
-        gw = (g_in * gy).sum((0, *range(4 + n, 4 + 2 * n))).reshape(weight.shape)
-        return gx, gw, None, None, None, None
+        return gx, _weight_gradient(x, g, weight.shape, stride, pads, dilation, groups), None, None, None, None
+
+
+def _weight_gradient(x: Tensor, g: Tensor, shape: Sequence[int], stride: tuple[int, ...],
+                     pads: Sequence[tuple[int, int]], dilation: tuple[int, ...], groups: int) -> Tensor:
+    """The gradient of a convolution's weight (of `shape`) given its input x and output gradient g: the
+    product of x's windows and g summed over the images and output positions."""
+    kernel = tuple(shape[2:])
+    n = len(kernel)
+    g_in = _window_operand(x, kernel, stride, pads, dilation, groups)
+    gy = g.reshape(g.shape[0], groups, shape[0] // groups, 1, *([1] * n), *g.shape[2:])
+    return (g_in * gy).sum((0, *range(4 + n, 4 + 2 * n))).reshape(shape)
 
 
 def _input_gradient(g: Tensor, weight: Tensor, size: Sequence[int], stride: tuple[int, int],
@@ -264,13 +270,58 @@ def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, 
                      dilation: IntOrPair = 1) -> Tensor:
     """The gradient of conv2d with respect to its input, as a layer (weight: (Cin, Cout/groups, kh, kw))."""
     st, pad, opad, dil = (_tuple(v, 2) for v in (stride, padding, output_padding, dilation))
-    cin, cout_g = weight.shape[0], weight.shape[1]
-    kernel = tuple(weight.shape[2:])
+    cin = weight.shape[0]
     if input.ndim != 4 or input.shape[1] != cin or cin % groups:
         raise ShapeError(f"conv_transpose2d: input {input.shape} does not fit weight {weight.shape}")
+    if weight.dtype in dtypes.HALF:
+        out = _transposed(input, weight, st, pad, opad, dil, groups)
+    else:
+        out = _TransposedConvolution.apply(input, weight, st, pad, opad, dil, groups)
+    if bias is None:
+        return out
+    return out + expand_over_batch(bias.reshape(1, out.shape[1], 1, 1), input.shape[0])
+
+
+class _TransposedConvolution(Function):
+    """conv_transpose2d, whose gradients are those of the convolution it is the adjoint of: the input's is
+    conv2d of the output gradient with the same weight (one product; through the phases' autograd it was
+    a de-interleaving copy and a product per phase), the weight's is that convolution's weight gradient
+    with the roles of input and output gradient exchanged."""
+
+    replayable = True
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, stride: tuple[int, int], padding: tuple[int, int],
+                output_padding: tuple[int, int], dilation: tuple[int, int], groups: int) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.geometry = (stride, padding, output_padding, dilation, groups)
+        return _transposed(x, weight, stride, padding, output_padding, dilation, groups)
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> tuple:
+        x, weight = ctx.saved_tensors
+        stride, padding, output_padding, dilation, groups = ctx.geometry
+        # a negative output padding cropped the end: its rows are zeros of the gradient
+        g = _pad_spatial(g, [(0, max(0, -op)) for op in output_padding])
+        gx = conv2d(g, weight, None, stride, padding, dilation, groups)
+        # an output padding past the stride added positions no input reaches
+        outs = gx.shape[2:]
+        if outs != x.shape[2:]:
+            gx = gx[:, :, :x.shape[2], :x.shape[3]]
+        x = _pad_spatial(x, [(0, o - length) for o, length in zip(outs, x.shape[2:])])
+        gw = _weight_gradient(g, x, weight.shape, stride, [(p, p) for p in padding], dilation, groups)
+        return gx, gw, None, None, None, None, None
+
+
+def _transposed(x: Tensor, weight: Tensor, stride: tuple[int, int], padding: tuple[int, int],
+                output_padding: tuple[int, int], dilation: tuple[int, int], groups: int) -> Tensor:
+    """conv_transpose2d without bias: by phases when strided, else a convolution of the padded input."""
+    cin, cout_g = weight.shape[0], weight.shape[1]
+    kernel = tuple(weight.shape[2:])
+    st, pad, opad, dil = stride, padding, output_padding, dilation
     if any(s > 1 for s in st) and dil == (1, 1):
-        return _transposed_by_phases(input, weight, bias, st, pad, opad, groups)
-    x = _dilate_input(input, st)
+        return _transposed_by_phases(x, weight, st, pad, opad, groups)
+    x = _dilate_input(x, st)
     pads = []
     for k, p, op, d in zip(kernel, pad, opad, dil):
         edge = d * (k - 1) - p
@@ -282,11 +333,11 @@ def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, 
                      [(lo, s - hi) for (lo, hi), s in zip(crop, x.shape[2:])])
     w = weight.reshape(groups, cin // groups, cout_g, *kernel).transpose(1, 2)
     w = w.reshape(groups * cout_g, cin // groups, *kernel).flip((-2, -1))
-    return conv2d(x, w, bias, 1, 0, dil, groups)
+    return conv2d(x, w, None, 1, 0, dil, groups)
 
 
-def _transposed_by_phases(x: Tensor, weight: Tensor, bias: Tensor | None, stride: tuple[int, int],
-                          padding: tuple[int, int], output_padding: tuple[int, int], groups: int) -> Tensor:
+def _transposed_by_phases(x: Tensor, weight: Tensor, stride: tuple[int, int], padding: tuple[int, int],
+                          output_padding: tuple[int, int], groups: int) -> Tensor:
     """A strided transposed convolution as stride x stride stride-1 ones, one per output phase.
 
     Output row s*v + a is row s*v + a + p before the padding is cropped, which sums only the kernel
@@ -314,13 +365,13 @@ def _transposed_by_phases(x: Tensor, weight: Tensor, bias: Tensor | None, stride
             extra = [r - (length - 1 - 2 * q + t)
                      for r, length, q, t in zip(rows, x.shape[2:], (qy, qx), taps.shape[2:])]
             # its own product: fused into the interleave, the sums would each run masked per output
-            row.append(conv_transpose2d(x, taps, None, 1, (qy, qx), tuple(extra), groups).contiguous())
+            row.append(_transposed(x, taps, (1, 1), (qy, qx), tuple(extra), (1, 1), groups).contiguous())
         phases.append(row)
     out = stack([stack(row, 4) for row in phases], 3)  # (n, c, vy, sy, vx, sx): interleaved as stored
     out = out.reshape(n, c, rows[0] * sy, rows[1] * sx)
     if tuple(sizes) != out.shape[2:]:
         out = out[:, :, :sizes[0], :sizes[1]]
-    return out if bias is None else out + expand_over_batch(bias.reshape(1, c, 1, 1), n)
+    return out
 
 
 def _pool_geometry(length: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> tuple[int, int]:
