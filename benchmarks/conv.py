@@ -3,6 +3,7 @@
     python3 benchmarks/conv.py [--threads 1,2] [--rounds 5] [--seconds 0.3]   # CPU: oneDNN's convolutions
     python3 benchmarks/conv.py --device cuda --batch 32                       # CUDA: cuDNN, TF32 off
     python3 benchmarks/conv.py --quick                                        # a smoke run: 4 shapes
+    python3 benchmarks/conv.py --threads 1 --shapes depthwise,grouped         # shapes whose name has one of these
 
 The shapes are layers of real networks (`SHAPES`: LeNet-style and the example's MNIST nets, AlexNet's
 first layer, VGG-16, ResNet-18/50, MobileNetV2's depthwise and pointwise layers, a dilated layer, a
@@ -136,6 +137,13 @@ def torch_directions(torch: Any, shape: Shape, x: np.ndarray, w: np.ndarray, gy:
             "input_grad": backward([True, False, False]), "weight_grad": backward([False, True, False])}
 
 
+def selected(name: str, args: argparse.Namespace) -> bool:
+    """Is the shape in this run: among the --quick ones when quick, and naming one of --shapes' substrings?"""
+    if args.quick and name not in QUICK:
+        return False
+    return not args.shapes or any(part in name for part in args.shapes.split(","))
+
+
 def child(args: argparse.Namespace) -> None:
     torch = common.optional_import("torch")
     common.set_threads(args.child_threads, torch)
@@ -148,7 +156,7 @@ def child(args: argparse.Namespace) -> None:
         sync = lambda out: (torch.cuda.synchronize(), out)[1]  # noqa: E731
     rows = []
     for shape in SHAPES:
-        if args.quick and shape.name not in QUICK:
+        if not selected(shape.name, args):
             continue
         x, w, _ = _arrays(shape, args.batch)
         gy = torch.nn.functional.conv_transpose2d(torch.from_numpy(x), torch.from_numpy(w), **_keywords(shape)) \
@@ -192,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=0.6, help="timed seconds per contestant and direction")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--quick", action="store_true", help="4 shapes, batch 2, 1 thread, 0.1 s, 2 rounds")
+    p.add_argument("--shapes", default="", help="comma-separated substrings: only shapes whose name holds one")
     p.add_argument("--child-threads", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:

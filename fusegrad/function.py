@@ -19,6 +19,12 @@ entry whose derivative rule calls `backward`. A function with several outputs ca
 per output that receives a gradient, with zeros for the others (backward must be linear in its
 gradients, as a derivative is). `backward` runs under autograd when the caller asked for
 create_graph, so it differentiates again unless decorated with `once_differentiable`.
+
+A Function whose backward builds its gradients from its tensor inputs and its other arguments alone
+(no saved outputs or values computed in forward, no Python decisions on values) may set
+`replayable = True`: its history entries are then keyed by the class, those arguments and which
+inputs need a gradient, so a plain `backward` over a graph of the same structure replays the plan it
+recorded the first time instead of calling backward again (as it does for the primitives' rules).
 """
 from __future__ import annotations
 
@@ -77,15 +83,17 @@ class FunctionCtx:
 class _Backward:
     """The history entry of one output of one call: its derivative rule calls the Function's backward."""
 
-    __slots__ = ("function", "ctx", "output", "outputs", "positions", "name")
+    __slots__ = ("function", "ctx", "output", "outputs", "positions", "name", "key")
 
-    def __init__(self, function: type, ctx: FunctionCtx, output: int, outputs: list[Any], positions: list[int]):
+    def __init__(self, function: type, ctx: FunctionCtx, output: int, outputs: list[Any], positions: tuple[int, ...],
+                 key: tuple | None):
         self.function = function
         self.ctx = ctx
         self.output = output
         self.outputs = outputs  # the forward's results (for the shapes of the zero gradients)
         self.positions = positions  # argument positions of the tensor inputs
         self.name = f"{function.__name__}Backward"
+        self.key = key  # what the backward reads besides the inputs, for a replayable Function (else None)
 
     def rule(self, hist: autograd.Ctx, out: Tensor, g: Tensor) -> tuple:
         grads: list[Any] = []
@@ -123,7 +131,9 @@ class Function:
     """Subclass with static `forward(ctx, *args)` and `backward(ctx, *grads)`, call with `.apply(*args)`.
 
     torch's other style works too: `forward(*args)` without ctx plus
-    `setup_context(ctx, inputs, output)`."""
+    `setup_context(ctx, inputs, output)`. `replayable`: see the module docstring."""
+
+    replayable = False
 
     @staticmethod
     def forward(ctx: FunctionCtx, *args: Any, **kwargs: Any) -> Any:
@@ -147,15 +157,17 @@ class Function:
         if separate:
             cls.setup_context(ctx, args, result)
         outputs = list(result) if isinstance(result, tuple) else [result]
-        positions = [i for i, a in enumerate(args) if isinstance(a, Tensor)]
+        positions = tuple(i for i, a in enumerate(args) if isinstance(a, Tensor))
         inputs = tuple(args[i] for i in positions)
         if not (autograd.is_grad_enabled() and (any(needs) or autograd._state.tapes)):
             return result
         wrapped = []
+        statics = tuple(a for a in args if not isinstance(a, Tensor)) + tuple(sorted(kwargs.items()))
         for k, o in enumerate(outputs):
             if isinstance(o, Tensor) and o.dtype.is_floating_point and id(o) not in ctx._non_differentiable:
                 t = Tensor._from_node(o._node)
-                t._ctx = autograd.Ctx(_Backward(cls, ctx, k, outputs, positions), inputs, None)  # type: ignore
+                key = (cls, k, positions, statics, needs) if cls.replayable else None
+                t._ctx = autograd.Ctx(_Backward(cls, ctx, k, outputs, positions, key), inputs, None)  # type: ignore
                 t.requires_grad = True
                 wrapped.append(t)
             elif isinstance(o, Tensor):

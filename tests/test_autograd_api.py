@@ -204,3 +204,35 @@ def test_func_transforms() -> None:
     np.testing.assert_allclose(g.numpy(), [2.0, 4.0])
     d2 = fg.func.grad(fg.func.grad(lambda t: t.sin()))(fg.tensor(0.3))
     assert d2.item() == pytest.approx(-np.sin(0.3), rel=1e-6)
+
+
+@pytest.mark.parametrize("replayable", [False, True])
+def test_replayable_function_backward_runs_once_per_structure(replayable):
+    """A replayable Function's backward builds the plan once; later backwards of that structure replay it
+    (with the new inputs' values), where an ordinary Function's backward runs every time."""
+    calls = []
+
+    class Scale(fg.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, w, k):
+            ctx.save_for_backward(x, w)
+            ctx.k = k
+            return x * w * k
+
+        @staticmethod
+        def backward(ctx, g):
+            calls.append(1)
+            x, w = ctx.saved_tensors
+            return g * w * ctx.k, (g * x * ctx.k).sum(0), None
+
+    Scale.replayable = replayable
+    rng = np.random.default_rng(7)
+    for _ in range(3):
+        x_np, w_np = rng.standard_normal((4, 3)), rng.standard_normal(3)
+        x, w = fg.tensor(x_np, requires_grad=True), fg.tensor(w_np, requires_grad=True)
+        Scale.apply(x, w, 2.5).square().sum().backward()
+        np.testing.assert_allclose(x.grad.numpy(), 2 * (x_np * w_np * 2.5) * w_np * 2.5, rtol=1e-12)
+        np.testing.assert_allclose(w.grad.numpy(), (2 * (x_np * w_np * 2.5) * x_np * 2.5).sum(0), rtol=1e-12)
+    assert len(calls) == (1 if replayable else 3)
+    Scale.apply(x, w, 3.0).sum().backward()  # another argument is another structure
+    assert len(calls) == (2 if replayable else 4)

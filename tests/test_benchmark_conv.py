@@ -25,3 +25,15 @@ def test_quick_run_reports_every_direction() -> None:
         summary = run["summary"][direction]
         assert math.isclose(summary["geomean"], math.prod(ratios) ** (1 / len(ratios)))
         assert summary["worst"] == min(ratios)
+
+
+def test_shapes_filter_keeps_the_shapes_naming_a_substring() -> None:
+    sys.path.insert(0, str(BENCHMARKS))
+    import conv
+    args = conv.argparse.Namespace(quick=False, shapes="depthwise,g32")
+    names = [s.name for s in conv.SHAPES if conv.selected(s.name, args)]
+    assert names == ["mobilenetv2 depthwise 3x3", "mobilenetv2 depthwise 3x3/2", "resnext grouped 3x3 g32"]
+    args = conv.argparse.Namespace(quick=True, shapes="depthwise")
+    assert [s.name for s in conv.SHAPES if conv.selected(s.name, args)] == ["mobilenetv2 depthwise 3x3"]
+    args = conv.argparse.Namespace(quick=False, shapes="")
+    assert len([s for s in conv.SHAPES if conv.selected(s.name, args)]) == len(conv.SHAPES)

@@ -376,3 +376,77 @@ def test_position_compares_render_in_32_bits_and_keep_their_values():
     assert "(int32_t)" in src
     np.testing.assert_array_equal(masked.numpy(), torch.tensor(x.numpy()).tril().masked_fill(
         ~torch.ones(40, 40, dtype=torch.bool).tril(), float("-inf")).numpy())
+
+
+def _kernels(t: fg.Tensor) -> list:
+    from fusegrad.codegen import renderer_for
+    from fusegrad.engine.realize import kernel_ir
+    renderer = renderer_for("cpu")
+    return [kernel_ir(it.spec, "k", renderer).stmts for it in create_schedule([t._node])]
+
+
+def _innermost_guards(stmts: list) -> list:
+    """The bounds read inside loops that open no loop, per such loop, that mention its own variable."""
+    from fusegrad.codegen.peel import _body_bounds
+    from fusegrad.codegen.merge import _end
+    found = []
+    for i, s in enumerate(stmts):
+        if isinstance(s, Loop):
+            body = stmts[i + 1:_end(stmts, i)]
+            if not any(isinstance(b, Loop) for b in body):
+                found += [b for b in _body_bounds(body) if s.var in dict(b.expr.terms)]
+    return found
+
+
+@pytest.mark.parametrize("groups, per_group, out_per_group", [(8, 1, 1), (3, 4, 2), (5, 2, 3)])
+@pytest.mark.parametrize("kernel, stride, padding, dilation", [(3, 1, 1, 1), (3, 2, 1, 1), (5, 2, 2, 1),
+                                                               (7, 1, 3, 1), (3, 1, 2, 2)])
+def test_grouped_and_depthwise_convolutions_match_torch(groups, per_group, out_per_group, kernel, stride, padding,
+                                                        dilation):
+    """The window passes (interchanged output rows, taps unrolled and cut at their edges) on odd planes."""
+    rng = np.random.default_rng(groups * 100 + kernel * 10 + stride)
+    x = rng.standard_normal((2, groups * per_group, 13, 17)).astype(np.float32)
+    w = rng.standard_normal((groups * out_per_group, per_group, kernel, kernel)).astype(np.float32)
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    px, pw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    py = torch.nn.functional.conv2d(px, pw, **kw)
+    gy = rng.standard_normal(tuple(py.shape)).astype(np.float32)
+    py.backward(torch.tensor(gy))
+    tx, tw = fg.tensor(x, requires_grad=True), fg.tensor(w, requires_grad=True)
+    y = fg.nn.functional.conv2d(tx, tw, **kw)
+    gx, gw = fg.autograd.grad(y, [tx, tw], fg.tensor(gy))
+    np.testing.assert_allclose(y.numpy(), py.detach().numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(gx.numpy(), px.grad.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(gw.numpy(), pw.grad.numpy(), rtol=1e-4, atol=2e-4)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_depthwise_forward_and_weight_gradient_run_unguarded_rows(stride):
+    """A depthwise convolution is one kernel whose output rows accumulate tap by tap, and its weight
+    gradient one kernel summing along input rows: no innermost loop tests a bound on its own variable."""
+    x = fg.randn(2, 6, 15, 15).realize()
+    w = fg.randn(6, 1, 3, 3).realize().requires_grad_()
+    y = fg.nn.functional.conv2d(x, w, stride=stride, padding=1, groups=6)
+    (forward,) = _kernels(y)
+    assert _innermost_guards(forward) == []
+    # a row's three taps of one window row added per output in one inner loop
+    from fusegrad.codegen.ir import Store
+    from fusegrad.codegen.merge import _end
+    rows = [forward[i + 1:_end(forward, i)] for i, s in enumerate(forward) if isinstance(s, Loop) and s.kind == "inner"]
+    assert max(sum(isinstance(s, Store) for s in row) for row in rows) == 3
+    gy = fg.randn(*y.shape).realize()
+    (gw,) = fg.autograd.grad(y, [w], gy)
+    (weight_grad,) = _kernels(gw)
+    assert _innermost_guards(weight_grad) == []
+
+
+def test_window_unrolling_stops_at_long_loops():
+    """A guard shared by two loops longer than a window row is left to the plain loops."""
+    from fusegrad.codegen.peel import UNROLL
+    taps, length = UNROLL + 1, 3 * UNROLL
+    x, w = fg.randn(3, 1, length).realize(), fg.randn(1, 1, taps).realize()
+    y = fg.nn.functional.conv1d(x, w, padding=2)  # out[i, j] = sum_r x[i, j + r - 2]: j and r both long
+    (kernel,) = _kernels(y)
+    assert _innermost_guards(kernel)
+    want = torch.nn.functional.conv1d(torch.tensor(x.numpy()), torch.tensor(w.numpy()), padding=2)
+    np.testing.assert_allclose(y.numpy(), want.numpy(), rtol=1e-5, atol=1e-5)

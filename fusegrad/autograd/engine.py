@@ -215,9 +215,11 @@ def backward(target: "Tensor", gradient: "Tensor | None" = None, create_graph: b
 
 
 def _has_callbacks(order: list["Tensor"]) -> bool:
-    """Python code runs during this backward (hooks, custom Functions): no recorded plan can replay it."""
+    """Python code runs during this backward (hooks, custom Functions but replayable ones): no recorded
+    plan can replay it."""
     for t in order:
-        if t._hooks is not None or (t._ctx is not None and not isinstance(t._ctx.op, Op)):
+        if t._hooks is not None or (t._ctx is not None and not isinstance(t._ctx.op, Op)
+                                    and getattr(t._ctx.op, "key", None) is None):
             return True
     return False
 
@@ -268,7 +270,8 @@ def _structure(order: list["Tensor"], chosen: list[bool], seed: "Tensor") -> tup
         if ctx is None:
             tape.append((type(t), w, h))
         else:
-            tape.append((type(t), w, h, ctx.op, ctx.arg, tuple(map(position, ctx.inputs))))
+            op = ctx.op if isinstance(ctx.op, Op) else ctx.op.key  # a replayable Function: its class and arguments
+            tape.append((type(t), w, h, op, ctx.arg, tuple(map(position, ctx.inputs))))
     return (graph_key(base, roots), tuple(tape)), base
 
 

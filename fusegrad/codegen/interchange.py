@@ -5,7 +5,10 @@ loads inside a reduction are contiguous in the innermost output index and not in
 reduction index, the pass accumulates a block of outputs in the output buffer instead:
     for block: out[block] = init; for r: for i in block: out[i] op= f(i, r); epilogue
 so the inner loop streams through memory and vectorizes. The summation order per output
-element is unchanged, so results are bit-identical to the plain loops.
+element is unchanged, so results are bit-identical to the plain loops. A sliding window's sum
+(a grouped or depthwise convolution, a pool) reads along the outputs and along its last window
+dim both; its window rows are too short to vectorize, so it is interchanged too, and its outputs
+may read the input at a stride.
 """
 from __future__ import annotations
 
@@ -20,6 +23,9 @@ from .ir import (Accumulate, Alu, Cond, Define, DefineAcc, EndLoop, Expr, Index,
 _COMBINE = {Op.SUM: Op.ADD, Op.RMAX: Op.MAX, Op.PROD: Op.MUL}
 BLOCK = 512  # outputs accumulated at once: 2 KiB of float32 partial results stay in L1
 FEW_TERMS = 4  # reductions this short gain nothing from streaming (gcc unrolls them in place)
+WINDOW = 16  # a window row this short, read along the outputs too, is a stencil: the outputs vectorize
+MIN_BLOCK = 8  # fewer outputs than a vector gain nothing from running side by side
+MAX_STRIDE = 4  # outputs read this far apart (a strided window) still vectorize
 
 
 def _sub_bound(b: Bound, v: Var, value: Lin) -> Bound:
@@ -105,9 +111,16 @@ def interchange_reduction(ir: LoopIR) -> LoopIR:
     # reduction; reads the same for every output (a row's mean) may run along the reduction
     reads = [ld for s in inner if isinstance(s, Define) for ld in loads(s.value)]
     along = [ld for ld in reads if coefficient(ld.index, gi) == 1]
-    if not along or not all(coefficient(ld.index, gi) in (0, 1) for ld in reads) or \
-            any(coefficient(ld.index, red_vars[-1]) == 1 for ld in along):
+    # a sliding window (a convolution's or pool's row of taps) reads along both, but its taps are too
+    # few to vectorize the sum; its outputs, read at the stride, are not
+    window = red_vars[-1].extent <= WINDOW
+    if window:
+        along = [ld for ld in reads if 1 <= coefficient(ld.index, gi) <= MAX_STRIDE]
+    if not along or not all(coefficient(ld.index, gi) in (0, 1) or (window and ld in along) for ld in reads) or \
+            (not window and any(coefficient(ld.index, red_vars[-1]) == 1 for ld in along)):
         return ir
+    if gi.extent < MIN_BLOCK and any(coefficient(ld.index, red_vars[-1]) for ld in along):
+        return ir  # the outputs are a window's taps (a weight gradient): the reduction along the input vectorizes
     # partial sums accumulate in the output buffer: of the accumulator's type, or float32 for a half
     # sum widened as stored (the plain loops keep that sum in float too)
     half_sum = acc.dtype in dtypes.HALF and store.dtype is dtypes.float32

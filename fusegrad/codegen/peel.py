@@ -6,18 +6,29 @@ with control flow in it. Cut at each edge of the bounds that read the variable a
 decides those bounds statically: the inside runs unguarded (and can be split and vectorized by
 the merge pass), the outside reads constant zeros. A CPU pass: GPU renderers map global loops to
 threads and keep the guards.
+
+A window's guard reads two variables: `2*i3 + r4 >= 1` (an output column and a tap of a padded
+strided convolution) or `i3 + r4 >= 1` (a tap and an input column of its weight gradient). When one
+of them is a short loop around the innermost loop that reads the other, that loop is unrolled
+(a piece of one iteration per tap, the tap a constant in it) and each copy of the innermost loop is
+cut at its own edges, so every tap's row runs unguarded and vectorizes. A tap loop around nothing but
+a row of outputs (the interchange pass's `inner` loop) moves inside the row instead: each output then
+adds all the taps, in their order, with one read and write of its partial sum.
 """
 from __future__ import annotations
 
 from dataclasses import replace
 
 from .. import dtypes
-from ..graph.symbolic import Bound, Var, atom, bound
+from ..graph.symbolic import Bound, Lin, Var, atom, bound
 from .interchange import _sub_stmt
-from .ir import Accumulate, Alu, Cond, Const, Define, EndLoop, Expr, Gemm, Load, Loop, LoopIR, Stmt, Store
+from .ir import Accumulate, Alu, Cond, Const, Define, EndLoop, Expr, Gemm, Load, Loop, LoopIR, Ref, Stmt, Store
+from .gemm import lin_vars
 from .merge import _end
 
 MAX_PIECES = 16  # a loop cut into more pieces costs more code than the guards do
+UNROLL = 16  # taps of a window row unrolled so the loop inside them can be cut
+MAX_STATEMENTS = 4096  # unrolled copies past this cost more compile time than the guards cost run time
 
 
 def _bounds(e: Expr) -> list[Bound]:
@@ -30,14 +41,17 @@ def _bounds(e: Expr) -> list[Bound]:
     return []
 
 
+def _body_bounds(body: list[Stmt]) -> list[Bound]:
+    return [b for s in body if isinstance(s, (Define, Accumulate, Store)) for b in _bounds(s.value)]
+
+
 def _cuts(body: list[Stmt], v: Var) -> list[int]:
-    """Where the bounds on `v` alone change value, strictly inside (0, extent)."""
+    """Where the bounds on `v` alone (times a positive step) change value, strictly inside (0, extent)."""
     found: set[int] = set()
-    for s in body:
-        value = s.value if isinstance(s, (Define, Accumulate, Store)) else None
-        for b in _bounds(value) if value is not None else []:
-            if b.expr.terms == ((v, 1),):
-                found |= {edge - b.expr.const for edge in (b.lo, b.hi)}
+    for b in _body_bounds(body):
+        if len(b.expr.terms) == 1 and b.expr.terms[0][0] == v and b.expr.terms[0][1] > 0:
+            step = b.expr.terms[0][1]
+            found |= {-(-(edge - b.expr.const) // step) for edge in (b.lo, b.hi)}
     return sorted(c for c in found if 0 < c < v.extent)
 
 
@@ -66,10 +80,15 @@ def _decide_stmt(s: Stmt) -> Stmt:
 
 
 def peel_loops(ir: LoopIR) -> LoopIR:
-    """`ir` with its innermost global loop cut into pieces at the edges of its bounds (see above)."""
-    stmts = ir.stmts
-    if any(isinstance(s, Gemm) for s in stmts):
+    """`ir` with its innermost global loop cut into pieces at the edges of its bounds, then its windows'
+    innermost loops (see above)."""
+    if any(isinstance(s, Gemm) for s in ir.stmts):
         return ir
+    return peel_windows(_peel_global(ir))
+
+
+def _peel_global(ir: LoopIR) -> LoopIR:
+    stmts = ir.stmts
     opened = [i for i, s in enumerate(stmts) if isinstance(s, Loop) and s.kind == "global"]
     if not opened:
         return ir
@@ -79,9 +98,109 @@ def peel_loops(ir: LoopIR) -> LoopIR:
     edges = _cuts(body, v)
     if not edges or len(edges) + 1 > MAX_PIECES:
         return ir
-    pieces: list[Stmt] = []
+    return LoopIR(ir.name, ir.params, stmts[:i] + _pieces(stmts[i], body, edges) + stmts[j + 1:], ir.work)
+
+
+def _pieces(loop: Loop, body: list[Stmt], edges: list[int]) -> list[Stmt]:
+    """The loop cut at the edges, the bounds each piece settles decided; a piece of one iteration
+    takes its variable as a constant, so bounds that also read another variable become its alone."""
+    v, out = loop.var, []
     for n, (lo, hi) in enumerate(zip([0, *edges], [*edges, v.extent])):
         piece = Var(f"{v.name}p{n}", hi - lo)
-        inner = [_decide_stmt(_sub_stmt(s, v, atom(piece) + lo)) for s in body]
-        pieces += [Loop(piece, "global"), *inner, EndLoop("global")]
-    return LoopIR(ir.name, ir.params, stmts[:i] + pieces + stmts[j + 1:], ir.work)
+        at = Lin((), lo) if hi - lo == 1 else atom(piece) + lo
+        out += [Loop(piece, loop.kind), *(_decide_stmt(_sub_stmt(s, v, at)) for s in body), EndLoop(loop.kind)]
+    return out
+
+
+def peel_windows(ir: LoopIR) -> LoopIR:
+    """`ir` with each innermost loop whose guards read it with the variable of a short loop around
+    it cut at its edges, after unrolling that loop (module docstring); unchanged past MAX_STATEMENTS."""
+    stmts, done = list(ir.stmts), 0
+    while True:
+        step = _window_step(stmts, done)
+        if step is None:
+            return ir if len(stmts) > MAX_STATEMENTS or stmts == ir.stmts else LoopIR(ir.name, ir.params, stmts,
+                                                                                       ir.work)
+        stmts, done = step
+        if len(stmts) > MAX_STATEMENTS:
+            return ir
+
+
+def _window_step(stmts: list[Stmt], start: int) -> tuple[list[Stmt], int] | None:
+    """One unrolling or cut for the first innermost loop from `start` that needs one, and where to look
+    on; None when none does."""
+    opened: list[int] = []
+    for i in range(len(stmts)):
+        if isinstance(stmts[i], EndLoop):
+            opened.pop()
+            continue
+        if not isinstance(stmts[i], Loop):
+            continue
+        opened.append(i)
+        j = _end(stmts, i)
+        if i < start or any(isinstance(s, Loop) for s in stmts[i + 1:j]):
+            continue
+        v, body = stmts[i].var, stmts[i + 1:j]
+        shared = [b for b in _body_bounds(body) if v in dict(b.expr.terms) and len(b.expr.terms) > 1]
+        if not shared:
+            edges = _cuts(body, v)
+            if edges and len(edges) < MAX_PIECES and _steps_only(body, v):
+                return stmts[:i] + _pieces(stmts[i], body, edges) + stmts[j + 1:], i + 1
+            continue
+        around = {stmts[k].var: k for k in opened[:-1]}
+        others = {a for b in shared for a, _ in b.expr.terms if a != v}
+        if not others <= set(around) or not _steps_only(body, v):
+            continue
+        k = min(around[a] for a in others)
+        loop, end = stmts[k], _end(stmts, k)
+        if stmts[i].kind == "inner" and others == {loop.var} and (k + 1, end - 1) == (i, j):
+            jammed = _jam(loop, stmts[i], body)
+            if jammed is not None:
+                return stmts[:k] + jammed + stmts[end + 1:], k + 1
+        inside_globals = any(isinstance(s, Loop) and s.kind == "global" for s in stmts[k + 1:end])
+        if loop.var.extent > UNROLL or (loop.kind == "global" and inside_globals):
+            continue
+        return stmts[:k] + _pieces(loop, stmts[k + 1:end], list(range(1, loop.var.extent))) + stmts[end + 1:], k
+    return None
+
+
+def _jam(taps: Loop, leaf: Loop, body: list[Stmt]) -> list[Stmt] | None:
+    """A short reduce loop around an `inner` loop of disjoint outputs, moved inside it and unrolled: the
+    inner loop cut at the edges of every tap, each piece adding all taps to an output in the taps'
+    order (so each output sums its terms in the same order), one read and write of it for all of them.
+    None when that takes more than MAX_PIECES pieces."""
+    r, v = taps.var, leaf.var
+    copies = [[_sub_stmt(s, r, Lin((), t)) for s in body] for t in range(r.extent)]
+    edges = sorted({e for copy in copies for e in _cuts(copy, v)})
+    if len(edges) >= MAX_PIECES:
+        return None
+    local = {s.name for s in body if isinstance(s, Define)}
+    out: list[Stmt] = []
+    for n, (lo, hi) in enumerate(zip([0, *edges], [*edges, v.extent])):
+        piece = Var(f"{v.name}j{n}", hi - lo)
+        at = Lin((), lo) if hi - lo == 1 else atom(piece) + lo
+        out.append(Loop(piece, leaf.kind))
+        for t, copy in enumerate(copies):
+            out += [_renamed(_decide_stmt(_sub_stmt(s, v, at)), f"_{t}", local) for s in copy]
+        out.append(EndLoop(leaf.kind))
+    return out
+
+
+def _renamed(s: Stmt, suffix: str, local: set[str]) -> Stmt:
+    """`s` with the local names it defines and reads suffixed, so unrolled copies share one scope."""
+    def expr(e: Expr) -> Expr:
+        if isinstance(e, Ref) and e.name in local:
+            return Ref(e.name + suffix, e.dtype)
+        if isinstance(e, Alu):
+            return Alu(e.op, tuple(expr(a) for a in e.args), e.dtype)
+        return e
+    if isinstance(s, Define):
+        return Define(s.name + suffix, expr(s.value), s.dtype)
+    if isinstance(s, (Accumulate, Store)):
+        return replace(s, value=expr(s.value))
+    return s
+
+
+def _steps_only(body: list[Stmt], v: Var) -> bool:
+    """Does `v` appear in the bounds only as a plain term (never inside a division or remainder)?"""
+    return not any(v in lin_vars(a.num) for b in _body_bounds(body) for a, _ in b.expr.terms if not isinstance(a, Var))

@@ -7,11 +7,13 @@ from typing import Sequence
 
 from .. import dtypes
 from ..errors import ShapeError
+from ..function import Function
 from ..ops.autocast import autocast_op
 from ..tensor import Tensor, stack
 from ..creation import arange, zeros
 
 IntOrPair = int | Sequence[int]
+THIN_GROUP = 16  # output channels per group below which a strided convolution's input gradient is transposed
 
 
 def _tuple(v: IntOrPair, n: int) -> tuple[int, ...]:
@@ -119,27 +121,105 @@ def _convnd(x: Tensor, weight: Tensor, bias: Tensor | None, stride: IntOrPair, p
         raise ShapeError(f"conv{n}d: input {x.shape} with {groups} groups does not fit weight {weight.shape}")
     kernel = tuple(weight.shape[2:])
     st, dil = _tuple(stride, n), _tuple(dilation, n)
-    x = _pad_spatial(x, _conv_padding(padding, kernel, st, dil))
-    win = windows(x, kernel, st, dil)  # (N, Cin, O..., k...)
+    pads = tuple(_conv_padding(padding, kernel, st, dil))
+    # the transposed convolution pads the output gradient by d*(k-1) - p a side: no more than the forward
+    # pads the input, its product packs no more than the forward's
+    padded_alike = all(d * (k - 1) - lo <= lo and d * (k - 1) - hi <= hi for (lo, hi), k, d in zip(pads, kernel, dil))
+    if n == 2 and weight.dtype not in dtypes.HALF and (cout // groups < THIN_GROUP or (st == (1, 1) and padded_alike)):
+        out = _Convolution.apply(x, weight, st, pads, dil, groups)
+    else:
+        out = _product(x, weight, st, pads, dil, groups)
+    if bias is not None:
+        out = out + expand_over_batch(bias.reshape(1, cout, *([1] * n)), x.shape[0])
+    return out
+
+
+def _window_operand(x: Tensor, kernel: tuple[int, ...], stride: tuple[int, ...], pads: Sequence[tuple[int, int]],
+                    dilation: tuple[int, ...], groups: int) -> Tensor:
+    """The input's side of a convolution's product: its windows laid out (N, groups, 1, Cin/groups, k..., O...)."""
+    n = len(kernel)
+    win = windows(_pad_spatial(x, pads), kernel, stride, dilation)  # (N, Cin, O..., k...)
     outs = win.shape[2:2 + n]
-    batch = x.shape[0]
     # product laid out (N, groups, Cout/groups, Cin/groups, k..., O...): each GEMM of the step then writes its
     # sums in its output's own order (forward (N, Cout, O...), window gradient (N, Cin, k..., O...), weight
     # gradient (Cout, Cin, k...)) instead of into a scratch that a second pass scatters. With the outputs
     # last, the window gradient's GEMM packs both operands by plain copies and the col2im pass after it
     # reads along output rows (the CNN step's: 2.0 -> 0.5-0.8 ms; (N, O..., Cin, k...) read 3168 apart)
-    g_in = win.reshape(batch, groups, cin_g, *outs, *kernel)
+    g_in = win.reshape(x.shape[0], groups, x.shape[1] // groups, *outs, *kernel)
     g_in = g_in.permute(0, 1, 2, *range(3 + n, 3 + 2 * n), *range(3, 3 + n))
-    g_in = g_in.reshape(batch, groups, 1, cin_g, *kernel, *outs)
-    g_w = weight.reshape(1, groups, cout // groups, cin_g, *kernel, *([1] * n))
+    return g_in.reshape(x.shape[0], groups, 1, x.shape[1] // groups, *kernel, *outs)
+
+
+def _product(x: Tensor, weight: Tensor, stride: tuple[int, ...], pads: Sequence[tuple[int, int]],
+             dilation: tuple[int, ...], groups: int) -> Tensor:
+    """The convolution without bias: one broadcast product of windows and weights, summed."""
+    kernel = tuple(weight.shape[2:])
+    n, cout = len(kernel), weight.shape[0]
+    g_in = _window_operand(x, kernel, stride, pads, dilation, groups)
+    outs = g_in.shape[4 + n:]
+    g_w = weight.reshape(1, groups, cout // groups, weight.shape[1], *kernel, *([1] * n))
     reduce_axes = tuple(range(3, 4 + n))
     if weight.dtype in dtypes.HALF:  # half products exact, summed in float32
-        out = (g_in.float() * g_w.float()).sum(reduce_axes).to(weight.dtype).reshape(batch, cout, *outs)
-    else:
-        out = (g_in * g_w).sum(reduce_axes).reshape(batch, cout, *outs)
-    if bias is not None:
-        out = out + expand_over_batch(bias.reshape(1, cout, *([1] * n)), batch)
-    return out
+        return (g_in.float() * g_w.float()).sum(reduce_axes).to(weight.dtype).reshape(x.shape[0], cout, *outs)
+    return (g_in * g_w).sum(reduce_axes).reshape(x.shape[0], cout, *outs)
+
+
+class _Convolution(Function):
+    """A 2-D convolution whose input gradient is the transposed convolution of the output gradient with
+    the same weight, as torch computes it: a product over windows of the gradient. Through the windows
+    view's own derivative each tap's products are scattered back instead: a product summing over the
+    output channels of a group into a buffer of taps x input, then a sum over the taps reading it across
+    rows. That pays for a strided convolution whose groups have many output channels (the transposed
+    one is then stride x stride products and an interleave); with stride 1 the scatter is
+    overhead unless the transposed convolution pads the gradient more than the forward pads the input (a
+    valid 5x5 convolution of an 8x8 map: 16x16 windows to pack), and with few output channels per group
+    the scatter's product is too thin for the GEMM tiles (grouped and depthwise layers ran at 0.12-0.2x
+    torch's time). The weight gradient is the product the forward's autograd builds."""
+
+    replayable = True
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, stride: tuple[int, int], pads: tuple[tuple[int, int], ...],
+                dilation: tuple[int, int], groups: int) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.geometry = (stride, pads, dilation, groups)
+        return _product(x, weight, stride, pads, dilation, groups)
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> tuple:
+        # both, whatever needs_input_grad says (a GradientTape's sources need not require grad): lazy, a
+        # gradient no one asked for is never computed
+        x, weight = ctx.saved_tensors
+        stride, pads, dilation, groups = ctx.geometry
+        gx = _input_gradient(g, weight, x.shape[2:], stride, pads, dilation, groups)
+        return gx, _weight_gradient(x, g, weight.shape, stride, pads, dilation, groups), None, None, None, None
+
+
+def _weight_gradient(x: Tensor, g: Tensor, shape: Sequence[int], stride: tuple[int, ...],
+                     pads: Sequence[tuple[int, int]], dilation: tuple[int, ...], groups: int) -> Tensor:
+    """The gradient of a convolution's weight (of `shape`) given its input x and output gradient g: the
+    product of x's windows and g summed over the images and output positions."""
+    kernel = tuple(shape[2:])
+    n = len(kernel)
+    g_in = _window_operand(x, kernel, stride, pads, dilation, groups)
+    gy = g.reshape(g.shape[0], groups, shape[0] // groups, 1, *([1] * n), *g.shape[2:])
+    return (g_in * gy).sum((0, *range(4 + n, 4 + 2 * n))).reshape(shape)
+
+
+def _input_gradient(g: Tensor, weight: Tensor, size: Sequence[int], stride: tuple[int, int],
+                    pads: Sequence[tuple[int, int]], dilation: tuple[int, int], groups: int) -> Tensor:
+    """The gradient of conv2d with respect to its unpadded input of spatial `size`: conv_transpose2d of
+    the output gradient, its output padding restoring the rows the forward's stride dropped and
+    uneven padding ('same') cropped after."""
+    common = tuple(min(lo, hi) for lo, hi in pads)
+    kernel = weight.shape[2:]
+    extra = [length + lo + hi - ((o - 1) * s + d * (k - 1) + 1)
+             for length, (lo, hi), o, s, d, k in zip(size, pads, g.shape[2:], stride, dilation, kernel)]
+    gx = conv_transpose2d(g, weight, None, stride, common, tuple(extra), groups, dilation)
+    if any(lo != hi for lo, hi in pads):
+        gx = gx.shrink([(0, gx.shape[0]), (0, gx.shape[1])] +
+                       [(lo - c, lo - c + length) for (lo, _), c, length in zip(pads, common, size)])
+    return gx
 
 
 def expand_over_batch(v: Tensor, batch: int) -> Tensor:
@@ -190,13 +270,58 @@ def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, 
                      dilation: IntOrPair = 1) -> Tensor:
     """The gradient of conv2d with respect to its input, as a layer (weight: (Cin, Cout/groups, kh, kw))."""
     st, pad, opad, dil = (_tuple(v, 2) for v in (stride, padding, output_padding, dilation))
-    cin, cout_g = weight.shape[0], weight.shape[1]
-    kernel = tuple(weight.shape[2:])
+    cin = weight.shape[0]
     if input.ndim != 4 or input.shape[1] != cin or cin % groups:
         raise ShapeError(f"conv_transpose2d: input {input.shape} does not fit weight {weight.shape}")
+    if weight.dtype in dtypes.HALF:
+        out = _transposed(input, weight, st, pad, opad, dil, groups)
+    else:
+        out = _TransposedConvolution.apply(input, weight, st, pad, opad, dil, groups)
+    if bias is None:
+        return out
+    return out + expand_over_batch(bias.reshape(1, out.shape[1], 1, 1), input.shape[0])
+
+
+class _TransposedConvolution(Function):
+    """conv_transpose2d, whose gradients are those of the convolution it is the adjoint of: the input's is
+    conv2d of the output gradient with the same weight (one product; through the phases' autograd it was
+    a de-interleaving copy and a product per phase), the weight's is that convolution's weight gradient
+    with the roles of input and output gradient exchanged."""
+
+    replayable = True
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, stride: tuple[int, int], padding: tuple[int, int],
+                output_padding: tuple[int, int], dilation: tuple[int, int], groups: int) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.geometry = (stride, padding, output_padding, dilation, groups)
+        return _transposed(x, weight, stride, padding, output_padding, dilation, groups)
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> tuple:
+        x, weight = ctx.saved_tensors
+        stride, padding, output_padding, dilation, groups = ctx.geometry
+        # a negative output padding cropped the end: its rows are zeros of the gradient
+        g = _pad_spatial(g, [(0, max(0, -op)) for op in output_padding])
+        gx = conv2d(g, weight, None, stride, padding, dilation, groups)
+        # an output padding past the stride added positions no input reaches
+        outs = gx.shape[2:]
+        if outs != x.shape[2:]:
+            gx = gx[:, :, :x.shape[2], :x.shape[3]]
+        x = _pad_spatial(x, [(0, o - length) for o, length in zip(outs, x.shape[2:])])
+        gw = _weight_gradient(g, x, weight.shape, stride, [(p, p) for p in padding], dilation, groups)
+        return gx, gw, None, None, None, None, None
+
+
+def _transposed(x: Tensor, weight: Tensor, stride: tuple[int, int], padding: tuple[int, int],
+                output_padding: tuple[int, int], dilation: tuple[int, int], groups: int) -> Tensor:
+    """conv_transpose2d without bias: by phases when strided, else a convolution of the padded input."""
+    cin, cout_g = weight.shape[0], weight.shape[1]
+    kernel = tuple(weight.shape[2:])
+    st, pad, opad, dil = stride, padding, output_padding, dilation
     if any(s > 1 for s in st) and dil == (1, 1):
-        return _transposed_by_phases(input, weight, bias, st, pad, opad, groups)
-    x = _dilate_input(input, st)
+        return _transposed_by_phases(x, weight, st, pad, opad, groups)
+    x = _dilate_input(x, st)
     pads = []
     for k, p, op, d in zip(kernel, pad, opad, dil):
         edge = d * (k - 1) - p
@@ -208,42 +333,45 @@ def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, 
                      [(lo, s - hi) for (lo, hi), s in zip(crop, x.shape[2:])])
     w = weight.reshape(groups, cin // groups, cout_g, *kernel).transpose(1, 2)
     w = w.reshape(groups * cout_g, cin // groups, *kernel).flip((-2, -1))
-    return conv2d(x, w, bias, 1, 0, dil, groups)
+    return conv2d(x, w, None, 1, 0, dil, groups)
 
 
-def _transposed_by_phases(x: Tensor, weight: Tensor, bias: Tensor | None, stride: tuple[int, int],
-                          padding: tuple[int, int], output_padding: tuple[int, int], groups: int) -> Tensor:
+def _transposed_by_phases(x: Tensor, weight: Tensor, stride: tuple[int, int], padding: tuple[int, int],
+                          output_padding: tuple[int, int], groups: int) -> Tensor:
     """A strided transposed convolution as stride x stride stride-1 ones, one per output phase.
 
-    An output row s*u + c (before the padding is cropped) sums only the kernel taps c, c + s, ...,
-    so each phase is a stride-1 transposed convolution with that slice of the kernel, and no product
-    meets the zeros a dilated input would hold (a quarter of the work for stride 2). The phases are
-    then interleaved and cropped; a phase without taps (stride above the kernel) is zeros."""
+    Output row s*v + a is row s*v + a + p before the padding is cropped, which sums only the kernel
+    taps c, c + s, ... with c = (a + p) % s: each phase is a stride-1 transposed convolution with that
+    slice of the kernel, its rows shifted by (a + p) // s, and no product meets the zeros a dilated
+    input would hold (a quarter of the work for stride 2). The phases are taken in the cropped output's
+    own order, so interleaving them is a plain reshape (row s*v + a: phase a's row v) and only rows past
+    the end are cropped; a phase without taps (stride above the kernel) is zeros."""
     (sy, sx), (kh, kw) = stride, weight.shape[2:]
-    spans = [-(-k // s) for k, s in zip((kh, kw), stride)]  # taps of the widest phase each way
-    full = [(length + span - 1) for length, span in zip(x.shape[2:], spans)]  # a phase's rows and columns
-    rows = []
-    for cy in range(sy):
-        row = []
-        for cx in range(sx):
-            taps = weight[:, :, cy::sy, cx::sx]
-            if taps.shape[2] == 0 or taps.shape[3] == 0:
-                phase = zeros(x.shape[0], weight.shape[1] * groups, *full, dtype=x.dtype, device=x.device)
-            else:
-                # its own product: fused into the interleave, the four sums would each run masked per output
-                phase = conv_transpose2d(x, taps, groups=groups).contiguous()
-                phase = _pad_spatial(phase, [(0, f - n) for f, n in zip(full, phase.shape[2:])])
-            row.append(phase)
-        rows.append(row)
-    n, c = x.shape[0], weight.shape[1] * groups
-    out = stack([stack(row, 4) for row in rows], 3)  # (n, c, uy, sy, ux, sx): interleaved as stored
-    out = out.reshape(n, c, full[0] * sy, full[1] * sx)
     sizes = [(length - 1) * s - 2 * p + k + op
              for length, s, p, k, op in zip(x.shape[2:], stride, padding, (kh, kw), output_padding)]
-    out = _pad_spatial(out, [(0, max(0, p + size - have)) for p, size, have in zip(padding, sizes, out.shape[2:])])
+    rows = [-(-size // s) for size, s in zip(sizes, stride)]  # rows and columns of every phase
+    n, c = x.shape[0], weight.shape[1] * groups
+    phases = []
+    for a in range(sy):
+        row = []
+        for b in range(sx):
+            (cy, qy), (cx, qx) = divmod(a + padding[0], sy)[::-1], divmod(b + padding[1], sx)[::-1]
+            taps = weight[:, :, cy::sy, cx::sx]
+            if taps.shape[2] == 0 or taps.shape[3] == 0:
+                row.append(zeros(n, c, *rows, dtype=x.dtype, device=x.device))
+                continue
+            # phase rows qy, qy + 1, ... of the full stride-1 product: padding qy crops the first qy, the
+            # output padding (of either sign) sets how many follow
+            extra = [r - (length - 1 - 2 * q + t)
+                     for r, length, q, t in zip(rows, x.shape[2:], (qy, qx), taps.shape[2:])]
+            # its own product: fused into the interleave, the sums would each run masked per output
+            row.append(_transposed(x, taps, (1, 1), (qy, qx), tuple(extra), (1, 1), groups).contiguous())
+        phases.append(row)
+    out = stack([stack(row, 4) for row in phases], 3)  # (n, c, vy, sy, vx, sx): interleaved as stored
+    out = out.reshape(n, c, rows[0] * sy, rows[1] * sx)
     if tuple(sizes) != out.shape[2:]:
-        out = out[:, :, padding[0]:padding[0] + sizes[0], padding[1]:padding[1] + sizes[1]]
-    return out if bias is None else out + expand_over_batch(bias.reshape(1, c, 1, 1), n)
+        out = out[:, :, :sizes[0], :sizes[1]]
+    return out
 
 
 def _pool_geometry(length: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> tuple[int, int]:
