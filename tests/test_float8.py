@@ -168,8 +168,22 @@ def test_printing_and_checkpoints(tmp_path) -> None:  # noqa: ANN001
     assert w.dtype is fg.float8_e5m2 and w.float().numpy().tolist() == t.float().tolist()
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_products_read_float8_operands_in_one_kernel(device: str) -> None:
+    """A product of float8 matrices (mixed formats too, as torch._scaled_mm takes them) reads the codes
+    and widens them as it packs: one kernel, equal to torch's product of the widened values."""
+    from tests.test_cuda import kernel_irs
+    a, w = (RNG.standard_normal(s).astype(np.float32) for s in ((96, 400), (72, 400)))  # broadcast operands
+    fa, fw = fg.tensor(a, dtype=fg.float8_e4m3fn, device=device), fg.tensor(w, dtype=fg.float8_e5m2, device=device)
+    y = fg._scaled_mm(fa, fw.T, fg.tensor(0.5, device=device), fg.tensor(2.0, device=device), out_dtype="float32")
+    assert len(kernel_irs(y)) == 1
+    ta, tw = torch.from_numpy(a).to(torch.float8_e4m3fn).float(), torch.from_numpy(w).to(torch.float8_e5m2).float()
+    np.testing.assert_allclose(y.numpy(), (ta @ tw.T).numpy(), rtol=1e-5, atol=1e-4)
+
+
 @needs_nvrtc
 def test_cuda_kernels_with_float8_compile() -> None:
+    from fusegrad.codegen import cuda_gemm
     from fusegrad.engine.realize import renderer_for
     from fusegrad.runtime import cuda as cuda_rt
     from tests.test_cuda import cpu_array, kernel_irs
@@ -178,3 +192,8 @@ def test_cuda_kernels_with_float8_compile() -> None:
     renderer = renderer_for("cuda")
     unit = renderer.render_unit([renderer.render_kernel(ir) for ir in irs])
     assert "fg_f32_to_e5m2" in unit and cuda_rt.compile_cuda(unit, 80)[:4] == b"\x7fELF"
+    a, w = cpu_array((1024, 512), "float32").to(fg.float8_e4m3fn), cpu_array((768, 512), "float32").to(fg.float8_e5m2)
+    (ir,) = kernel_irs(a.realize().float() @ w.realize().float().T)
+    assert cuda_gemm.plan(ir) is not None  # the tiled product widens the codes as it loads them
+    unit = renderer.render_unit([renderer.render_kernel(ir)])
+    assert "fg_e5m2_to_f32" in unit and cuda_rt.compile_cuda(unit, 80)[:4] == b"\x7fELF"

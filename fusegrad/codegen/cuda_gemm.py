@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from .. import dtypes
 from ..dtypes import DType
 from ..graph.symbolic import Bound, Lin, Var
 from .gemm import fold_guards, lin_vars, load_vars, match_contraction, recognize_gemm
@@ -297,8 +298,8 @@ class _OperandCode:
 def _convert(text: str, storage: DType) -> str:
     if storage.name == "float16":
         return f"fg_h2f({text})"
-    if storage.name == "bfloat16":
-        return f"fg_bf16_to_f32({text})"
+    if storage in dtypes.NARROW:
+        return f"{CStyleRenderer.float_bits[storage.name][1]}({text})"
     return text
 
 

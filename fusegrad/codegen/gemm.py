@@ -55,8 +55,8 @@ Operand = tuple[Load, "dtypes.DType | None"]  # a load and the half type its val
 
 def match_contraction(body: list, a0: int) -> tuple[int, int, Operand, Operand] | None:
     """(number of reduce loops, index past the nest, operand A, operand B) when body[a0:] is acc = sum
-    of a product of loads. Loads of a half type widened to a float32 accumulator (torch's half
-    products: exact products summed in float32) count as loads, and so do float32 loads rounded to a
+    of a product of loads. Loads of a half or float8 type widened to a float32 accumulator (torch's
+    narrow products: exact products summed in float32) count as loads, and so do float32 loads rounded to a
     half type and widened back (autocast's cast of a float32 weight); the packing converts them."""
     acc = body[a0]
     n_red = 0
@@ -74,7 +74,7 @@ def match_contraction(body: list, a0: int) -> tuple[int, int, Operand, Operand] 
             operands[Ref(d.name, d.dtype)] = (d.value, None)
         elif source in operands and acc.dtype == dtypes.float32 and d.dtype in (dtypes.float32, *dtypes.HALF):
             load, rounded = operands.pop(source)
-            if d.dtype == dtypes.float32 and (rounded or load.dtype) in dtypes.HALF:  # widened: the product's
+            if d.dtype == dtypes.float32 and (rounded or load.dtype) in dtypes.NARROW:  # widened: the product's
                 operands[Ref(d.name, d.dtype)] = (load, rounded)
             elif d.dtype in dtypes.HALF and rounded is None and load.dtype == dtypes.float32:  # rounded first
                 operands[Ref(d.name, d.dtype)] = (load, d.dtype)

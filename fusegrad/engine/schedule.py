@@ -28,8 +28,8 @@ Fusion rules (which nodes get their own buffer, "materialized"):
 - a node whose fused chain has grown past MAX_FUSED_DEPTH ops, so kernels stay compilable;
 - a fused op (ATTENTION, RECURRENCE) and its operands: its template reads buffers, through views without padding.
 A float32 value kept by these rules but read only through its cast to a half type is stored as that
-cast instead (`_store_narrowed`), and a half value widened to float32 counts as a plain load where a
-broadcast decides (`_widens_half`): half products read their operands that way.
+cast instead (`_store_narrowed`), and a half or float8 value widened to float32 counts as a plain load
+where a broadcast decides (`_widens_half`): narrow products read their operands that way.
 Everything else is fused: elementwise chains, elementwise producers into reductions, and
 elementwise consumers after a reduction (the reduction becomes a loop inside their kernel).
 Movement ops are never kernels; a requested view of a buffer that is already contiguous in
@@ -112,8 +112,8 @@ def _is_cheap(node: Node, keep: set[int], copies: int) -> bool:
 
 
 def _widens_half(node: Node) -> bool:
-    """A float16/bfloat16 value cast to float32: how half products read their operands (ops/linalg.py)."""
-    return node.op is Op.CAST and node.dtype is dtypes.float32 and node.srcs[0].dtype in dtypes.HALF
+    """A float16/bfloat16/float8 value cast to float32: how narrow products read their operands (ops/linalg.py)."""
+    return node.op is Op.CAST and node.dtype is dtypes.float32 and node.srcs[0].dtype in dtypes.NARROW
 
 
 def _is_large(reduction: Node) -> bool:
