@@ -29,7 +29,7 @@ Fusion rules (which nodes get their own buffer, "materialized"):
 - a fused op (ATTENTION, RECURRENCE) and its operands: its template reads buffers, through views without padding.
 A float32 value kept by these rules but read only through its cast to a half type is stored as that
 cast instead (`_store_narrowed`), and a half or float8 value widened to float32 counts as a plain load
-where a broadcast decides (`_widens_half`): narrow products read their operands that way.
+where a broadcast decides (`_widens_narrow`): narrow products read their operands that way.
 Everything else is fused: elementwise chains, elementwise producers into reductions, and
 elementwise consumers after a reduction (the reduction becomes a loop inside their kernel).
 Movement ops are never kernels; a requested view of a buffer that is already contiguous in
@@ -101,7 +101,7 @@ def _is_cheap(node: Node, keep: set[int], copies: int) -> bool:
         node = _view_base(stack.pop())
         if _is_loaded(node, keep):
             continue
-        if _widens_half(node):  # read as a load (the GEMM routine's packing converts): stored, twice the bytes
+        if _widens_narrow(node):  # read as a load (the GEMM routine's packing converts): stored, twice the bytes
             stack.extend(node.srcs)
             continue
         if node.op not in ELEMENTWISE or budget == 0:
@@ -111,7 +111,7 @@ def _is_cheap(node: Node, keep: set[int], copies: int) -> bool:
     return True
 
 
-def _widens_half(node: Node) -> bool:
+def _widens_narrow(node: Node) -> bool:
     """A float16/bfloat16/float8 value cast to float32: how narrow products read their operands (ops/linalg.py)."""
     return node.op is Op.CAST and node.dtype is dtypes.float32 and node.srcs[0].dtype in dtypes.NARROW
 
@@ -244,7 +244,7 @@ def _store_half_not_widened(order: list[Node], keep: set[int], targets: set[int]
     half value loads it rather than recomputing it (under autocast a GELU's gradient, the operand of the
     weight gradient's product and the input of the bias gradient's sum, was computed twice)."""
     for node in order:
-        if id(node) in keep and id(node) not in targets and node.buffer is None and _widens_half(node):
+        if id(node) in keep and id(node) not in targets and node.buffer is None and _widens_narrow(node):
             half = _view_base(node.srcs[0])
             if half.numel == node.numel and half.buffer is None and half.op in ELEMENTWISE | REDUCE:
                 keep.discard(id(node))
