@@ -140,7 +140,8 @@ def launches(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, bool]]:
     original = cuda_tma.TensorMapProgram.launch_pointers
 
     def record(self: cuda_tma.TensorMapProgram, pointers: list[int]) -> None:
-        seen.append((self.name, all((pointers[s["param"]] + s["itemsize"] * s["offset"]) % 16 == 0 for s in self._specs)))
+        aligned = all((pointers[s["param"]] + s["itemsize"] * s["offset"]) % 16 == 0 for s in self._specs)
+        seen.append((self.name, aligned))
         original(self, pointers)
     monkeypatch.setattr(cuda_tma.TensorMapProgram, "launch_pointers", record)
     return seen
