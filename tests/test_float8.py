@@ -16,6 +16,10 @@ from tests.helpers import RNG
 from tests.test_cuda import needs_nvrtc
 
 FORMATS = [("float8_e4m3fn", torch.float8_e4m3fn), ("float8_e5m2", torch.float8_e5m2)]
+# the oracle's float8 semantics are PyTorch 2.13's (the pinned test dependency): earlier versions turn an
+# e4m3fn magnitude from 480 up into NaN where 2.13 saturates to 448, and lack row-wise _scaled_mm on the CPU
+torch_2_13 = pytest.mark.skipif(tuple(int(v) for v in torch.__version__.split("+")[0].split(".")[:2]) < (2, 13),
+                                reason=f"float8 casts compare with PyTorch 2.13's; this is {torch.__version__}")
 DEVICES = [pytest.param(d, marks=pytest.mark.skipif(d not in registry.available(), reason=f"no {d} device here"))
            for d in ("cpu", "opencl", "cuda")]
 
@@ -42,6 +46,7 @@ def _same(got: np.ndarray, want: np.ndarray) -> bool:
     return bool(np.all((got == want) | (np.isnan(got) & np.isnan(want))))
 
 
+@torch_2_13
 @pytest.mark.parametrize("name,dt", FORMATS)
 def test_host_codec_matches_torch(name: str, dt: torch.dtype) -> None:
     fmt = float8.FORMATS[name]
@@ -51,6 +56,7 @@ def test_host_codec_matches_torch(name: str, dt: torch.dtype) -> None:
     assert _same(float8.decode(codes, fmt), torch.from_numpy(codes).view(dt).float().numpy())
 
 
+@torch_2_13
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name,dt", FORMATS)
 def test_casts_in_kernels_match_torch(device: str, name: str, dt: torch.dtype) -> None:
@@ -120,6 +126,7 @@ def test_promotion_and_scaled_mm_errors() -> None:
             fg._scaled_mm(*bad)
 
 
+@torch_2_13
 @pytest.mark.parametrize("rowwise", [False, True])
 @pytest.mark.parametrize("out", [None, "float32", "bfloat16"])
 def test_scaled_mm_matches_torch(rowwise: bool, out: str | None) -> None:
