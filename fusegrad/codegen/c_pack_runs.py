@@ -8,8 +8,8 @@ each bound is linear in the position, so it holds on an interval of the run: the
 strided (mostly unit-stride, vectorized) loop and the positions outside the interval are zeroed, with
 no test per element. Runs along w (the panel's rows/columns: a forward's output columns) land
 contiguously in the panel; runs along k (a weight gradient's output positions) land one panel row
-apart, so with a panel a whole number of vectors wide they are copied into rows of a scratch first and
-transposed in registers by the support library's `fg_pack_rows`.
+apart, so they are copied into rows of a scratch first and transposed in registers by the support
+library's `fg_pack_rows`, whatever the panel's width (one element per panel row at a time was no faster).
 """
 from __future__ import annotations
 
@@ -103,30 +103,26 @@ def render(r: CRenderer, buf: str, load: Load, outer: tuple[Var, ...], ks: tuple
                 *[f"  int64_t {v.name} = {v.name}_row;" for v in run.coordinates],
                 f"  const int64_t live = {size} - blk * {width} < {width} ? {size} - blk * {width} : {width};",
                 "  int64_t w = 0;",
-                *["  " + line for line in _runs(r, load, run, "w", "live", "1")],
+                *["  " + line for line in _runs(r, load, run, "w", "live")],
                 f"  for (; w < {width}; w++) dst[w] = 0;",
                 *["  " + line for line in step(ks)],
                 "}"]
         return _in_blocks(first, end, declare(ks, "pc"), body)
-    rows = whole_vectors(t, width)
-    target = "fg_rows + w * kc" if rows else f"{buf} + blk * kc * {width} + w"
-    gap = "1" if rows else str(width)
     body = [f"for (int64_t w = 0; w < {width}; w++) {{",
-            f"  {t}* restrict dst = {target};",
+            f"  {t}* restrict dst = fg_rows + w * kc;",
             f"  const int64_t flat = blk * {width} + w;",
-            f"  if (flat >= {size}) {{ for (int64_t kk = 0; kk < kc; kk++) {_at('kk', gap)} = 0; continue; }}",
+            f"  if (flat >= {size}) {{ for (int64_t kk = 0; kk < kc; kk++) dst[kk] = 0; continue; }}",
             *["  " + line for line in declare(outer, "flat")],
             *["  " + line for line in declare(run.coordinates, "pc")],
             "  int64_t kk = 0;",
-            *["  " + line for line in _runs(r, load, run, "kk", "kc", gap)],
-            "}"]
-    if rows:  # rows of the scratch transposed into the panel
-        body += [f"int32_t fg_off[{width}];",
-                 f"for (int64_t w = 0; w < {width}; w++) fg_off[w] = (int32_t)(w * kc);",
-                 f"{pack_rows('float32' if t == 'float' else 'float64')}({buf} + blk * kc * {width}, fg_rows, fg_off, "
-                 f"{width}, kc);"]
-    scratch = [f"{t}* fg_rows = ({t}*)fg_pack_scratch(3, sizeof({t}) * {width} * kc);"] if rows else []
-    return _in_blocks(first, end, scratch, body)
+            *["  " + line for line in _runs(r, load, run, "kk", "kc")],
+            "}",
+            # the scratch rows transposed into the panel (8 x 8 blocks in registers, a partial last block too)
+            f"int32_t fg_off[{width}];",
+            f"for (int64_t w = 0; w < {width}; w++) fg_off[w] = (int32_t)(w * kc);",
+            f"{pack_rows('float32' if t == 'float' else 'float64')}({buf} + blk * kc * {width}, fg_rows, fg_off, "
+            f"{width}, kc);"]
+    return _in_blocks(first, end, [f"{t}* fg_rows = ({t}*)fg_pack_scratch(3, sizeof({t}) * {width} * kc);"], body)
 
 
 def whole_vectors(type_name: str, width: int) -> bool:
@@ -140,11 +136,11 @@ def _in_blocks(first: str, end: str, head: list[str], body: list[str]) -> list[s
             "      }"]
 
 
-def _runs(r: CRenderer, load: Load, run: Run, counter: str, limit: str, gap: str) -> list[str]:
-    """Runs from `counter` to `limit` into dst[counter * gap]: each the rest of the suffix or of the
-    range, its valid interval [t0, t1) copied and the rest zeroed; the coordinates then advance."""
+def _runs(r: CRenderer, load: Load, run: Run, counter: str, limit: str) -> list[str]:
+    """Runs from `counter` to `limit` into dst[counter]: each the rest of the suffix or of the range,
+    its valid interval [t0, t1) copied and the rest zeroed; the coordinates then advance."""
     value = r.widened(f"src[{run.stride} * t]", load.dtype)
-    d = _at(f"{counter} + t", gap)
+    d = f"dst[{counter} + t]"
     u, last = run.position, run.suffix[-1]
     return [f"while ({counter} < {limit}) {{",
             f"  const int64_t n = {limit} - {counter} < {run.extent} - {u} ? {limit} - {counter} : "
@@ -165,11 +161,6 @@ def _runs(r: CRenderer, load: Load, run: Run, counter: str, limit: str, gap: str
             f"  {u} += n;",
             *([f"  if ({u} == {run.extent}) {{ {u} = 0; {_carry(run.prefix)} }}"] if run.prefix else []),
             "}"]
-
-
-def _at(position: str, gap: str) -> str:
-    """The destination element of a position, its neighbours `gap` apart."""
-    return f"dst[{position}]" if gap == "1" else f"dst[({position}) * {gap}]"
 
 
 def _interval(b: Bound, v: Var) -> list[str]:
