@@ -72,6 +72,19 @@ def test_a_padded_weight_gradient_packs_runs_along_the_reduction():
     assert "? p1[" not in source and "? p2[" not in source  # no element read under a guard
 
 
+def test_an_output_gradient_is_transposed_from_the_source_where_a_panel_lies_in_one_run():
+    """The MNIST net's first weight gradient (32 x 9 outputs): the output gradient's rows are contiguous
+    along each image's 26 x 26 positions, so a panel of k within one image is transposed straight from
+    it and one crossing images goes through the scratch rows; both kinds occur here, values as torch."""
+    rng = np.random.default_rng(6)
+    x, w = rng.standard_normal((5, 1, 28, 28)).astype(np.float32), rng.standard_normal((32, 1, 3, 3))
+    ours, theirs = conv_directions(x, w.astype(np.float32))
+    (source,) = [s for s in sources(ours[2]) if "fg_micro" in s]
+    assert "fg_pack_rows_f32(bp + blk * kc * 32, p1 + " in source and "fg_pack_rows_f32(bp + blk * kc * 32, fg_rows" \
+        in source
+    np.testing.assert_allclose(ours[2].numpy(), theirs[2], rtol=1e-4, atol=1e-3)
+
+
 def test_a_padded_forward_packs_runs_along_output_rows():
     """The forward's window operand (im2col's panel) is copied in runs along each output row, which land
     contiguously in the panel."""

@@ -108,6 +108,7 @@ def render(r: CRenderer, buf: str, load: Load, outer: tuple[Var, ...], ks: tuple
                 *["  " + line for line in step(ks)],
                 "}"]
         return _in_blocks(first, end, declare(ks, "pc"), body)
+    transpose = pack_rows("float32" if t == "float" else "float64")
     body = [f"for (int64_t w = 0; w < {width}; w++) {{",
             f"  {t}* restrict dst = fg_rows + w * kc;",
             f"  const int64_t flat = blk * {width} + w;",
@@ -120,9 +121,35 @@ def render(r: CRenderer, buf: str, load: Load, outer: tuple[Var, ...], ks: tuple
             # the scratch rows transposed into the panel (8 x 8 blocks in registers, a partial last block too)
             f"int32_t fg_off[{width}];",
             f"for (int64_t w = 0; w < {width}; w++) fg_off[w] = (int32_t)(w * kc);",
-            f"{pack_rows('float32' if t == 'float' else 'float64')}({buf} + blk * kc * {width}, fg_rows, fg_off, "
-            f"{width}, kc);"]
-    return _in_blocks(first, end, [f"{t}* fg_rows = ({t}*)fg_pack_scratch(3, sizeof({t}) * {width} * kc);"], body)
+            f"{transpose}({buf} + blk * kc * {width}, fg_rows, fg_off, {width}, kc);"]
+    head = [f"{t}* fg_rows = ({t}*)fg_pack_scratch(3, sizeof({t}) * {width} * kc);"]
+    return _in_blocks(first, end, head + _in_place(load, outer, run, buf, width, size, transpose), body)
+
+
+def _in_place(load: Load, outer: tuple[Var, ...], run: Run, buf: str, width: int, size: int,
+              transpose: str) -> list[str]:
+    """For rows read contiguously along k with no bounds (an output gradient), lines transposing a
+    panel straight from the source when it lies within one run of every row (the run's position
+    depends on k alone), skipping the copy into scratch rows; none for other loads."""
+    index = _index(load, run)
+    if load.valid or run.stride != 1 or load.dtype.name not in ("float32", "float64") or index.hi >= 1 << 31 \
+            or not all(isinstance(a, Var) for a, _ in index.terms):
+        return []
+    across = Lin(tuple((a, c) for a, c in index.terms if a in outer), 0)
+    along = index - across
+    return ["{",
+            *["  " + line for line in declare(run.coordinates, "pc")],
+            f"  if ({run.position} + kc <= {run.extent}) {{",
+            f"    int32_t fg_off[{width}];",
+            f"    for (int64_t w = 0; w < {width}; w++) {{",
+            f"      const int64_t flat = blk * {width} + w < {size} ? blk * {width} + w : 0;",  # (sums never stored)
+            *["      " + line for line in declare(outer, "flat")],
+            f"      fg_off[w] = (int32_t)({across.render()});",
+            "    }",
+            f"    {transpose}({buf} + blk * kc * {width}, p{load.param} + {along.render()}, fg_off, {width}, kc);",
+            "    continue;",
+            "  }",
+            "}"]
 
 
 def whole_vectors(type_name: str, width: int) -> bool:
