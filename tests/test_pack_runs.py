@@ -109,6 +109,28 @@ def test_reversed_strided_windows_narrow_their_runs_by_floor_division():
         np.testing.assert_allclose(got.numpy(), want, rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_convolution_weight_gradients_pack_runs(dtype):
+    """A half-precision convolution's weight gradient sums float32 products of its half values: the window
+    operand packs by runs into scratch rows, and the sums match float64 ones of the same half values to
+    the output's rounding."""
+    rng = np.random.default_rng(8)
+    x = getattr(fg, dtype)
+    xs, ws = (fg.tensor(rng.standard_normal(shape).astype(np.float32)).to(x) for shape in ((4, 16, 27, 29),
+                                                                                            (32, 16, 5, 5)))
+    gy = fg.tensor(rng.standard_normal((4, 32, 14, 15)).astype(np.float32)).to(x)
+    fx, fw = xs.detach().requires_grad_(), ws.detach().requires_grad_()
+    (gw,) = fg.autograd.grad(F.conv2d(fx, fw, padding=2, stride=2), [fw], gy)
+    assert any("fg_rows" in s and "fg_micro" in s for s in sources(gw))
+    tx = torch.tensor(xs.float().numpy(), dtype=torch.float64)
+    tw = torch.tensor(ws.float().numpy(), dtype=torch.float64, requires_grad=True)
+    torch.nn.functional.conv2d(tx, tw, padding=2, stride=2).backward(torch.tensor(gy.float().numpy(),
+                                                                                   dtype=torch.float64))
+    want = tw.grad.numpy()
+    np.testing.assert_allclose(gw.float().numpy(), want, rtol=1e-2 if dtype == "bfloat16" else 2e-3,
+                               atol=1e-2 * np.abs(want).max())
+
+
 def test_runs_join_a_contiguous_unbounded_stretch_and_stop_at_a_bound():
     """An output gradient (n, c, 26, 26) read along (n, y, x): y and x are one run of 676; a window read
     along (n, y, x) under a bound on x runs along x alone, starting at the first bounded variable."""
