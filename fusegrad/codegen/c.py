@@ -396,7 +396,9 @@ class CRenderer(CStyleRenderer):
     def pack(self, buf: str, load: Load, outer: tuple, ks: tuple, first: str, end: str, width: int,
               size: int, slot: str | None = None, rounded: DType | None = None) -> list[str]:
         """Loops copying `load` into panels of `width` rows/columns: buf[(blk*kc + k)*width + w].
-        A linear index in plain variables takes `_pack_gather`. Otherwise the loop over whichever
+        Runs along one side with the padding as intervals (`c_pack_runs`: convolution windows) come
+        first, except for the two plain layouts `_pack_gather` copies; a linear index in plain
+        variables with short runs takes its gathers. Otherwise the loop over whichever
         of k and w reads memory contiguously runs innermost. Coordinates
         are decomposed from the flat index once per row or panel and then stepped with carries,
         so packing a convolution window costs no division per element. With `slot` (an index in
