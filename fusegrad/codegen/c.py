@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from .gemm import blas_operands, load_vars
-from . import c_amx, c_attention, c_recurrence, float8, gemm_c
+from . import c_amx, c_attention, c_pack_runs, c_recurrence, float8, gemm_c
+from .c_pack_runs import declare, step
 from .gemm_c import (BF16_CONVERSIONS, L2_PANEL_BYTES, PARALLEL_WORK, gemm_declarations, gemm_source, micro_kernel,
                      pack_rows, tiles_for)
 from ..graph.ops import Op
@@ -395,15 +396,24 @@ class CRenderer(CStyleRenderer):
     def pack(self, buf: str, load: Load, outer: tuple, ks: tuple, first: str, end: str, width: int,
               size: int, slot: str | None = None, rounded: DType | None = None) -> list[str]:
         """Loops copying `load` into panels of `width` rows/columns: buf[(blk*kc + k)*width + w].
-        A linear index in plain variables takes `_pack_gather`. Otherwise the loop over whichever
+        Runs along one side with the padding as intervals (`c_pack_runs`: convolution windows) come
+        first, except for the two plain layouts `_pack_gather` copies; a linear index in plain
+        variables with short runs takes its gathers. Otherwise the loop over whichever
         of k and w reads memory contiguously runs innermost. Coordinates
         are decomposed from the flat index once per row or panel and then stepped with carries,
         so packing a convolution window costs no division per element. With `slot` (an index in
         blk, w and kk), the panels hold the stored bits at that index instead and K runs to `kp`
         (kc padded with zeros: the AMX layouts). `rounded`: the half type each value rounds to first."""
         coefficients = dict(load.index.terms)
-        if slot is None and rounded is None and not load.valid and all(isinstance(a, Var) for a in coefficients) \
-                and load.index.hi < 1 << 31:
+        plain = not load.valid and all(isinstance(a, Var) for a in coefficients) and load.index.hi < 1 << 31
+        whole_vectors = c_pack_runs.whole_vectors(self.storage_type(load.dtype), width)
+        runs = None
+        if slot is None and rounded is None and not (plain and (_contiguous(coefficients, outer) or (
+                whole_vectors and _contiguous(coefficients, ks)))):  # (those two layouts are copies already)
+            runs = c_pack_runs.choose(load, outer, ks, width)
+        if runs is not None:
+            return c_pack_runs.render(self, buf, load, outer, ks, first, end, width, size, *runs)
+        if slot is None and rounded is None and plain:
             return self._pack_gather(buf, load, outer, ks, first, end, width, size)
         k_contiguous = coefficients.get(ks[-1]) == 1 and coefficients.get(outer[-1]) != 1
         store = f"{buf}[{slot or f'(blk * kc + kk) * {width} + w'}]"
@@ -413,21 +423,21 @@ class CRenderer(CStyleRenderer):
             value = self.expr(Alu(Op.CAST, (load,), rounded))
         else:  # AMX panels: the bfloat16 bits of the rounded value
             value = f"fg_f32_to_bf16({self.load(load)})"
-        k_start = _declare(ks, "pc")
+        k_start = declare(ks, "pc")
         if k_contiguous:  # e.g. the weight of x @ W.T: rows of W are contiguous along k
             return [f"      for (int64_t blk = {first}; blk < {end}; blk++) for (int64_t w = 0; w < {width}; w++) {{",
                     f"        const int64_t flat = blk * {width} + w;",
                     "        int64_t kk = 0;",
                     f"        if (flat < {size}) {{",
-                    *["          " + line for line in _declare(outer, "flat") + k_start],
+                    *["          " + line for line in declare(outer, "flat") + k_start],
                     "          for (; kk < kc; kk++) {",
                     f"            {store} = {value};",
-                    *["            " + line for line in _step(ks)],
+                    *["            " + line for line in step(ks)],
                     "          }",
                     "        }",
                     f"        for (; kk < {'kc' if slot is None else 'kp'}; kk++) {store} = 0;",
                     "      }"]
-        row_start = _declare(outer, f"blk * {width}", suffix="_row")
+        row_start = declare(outer, f"blk * {width}", suffix="_row")
         padding = [] if slot is None else [
             f"        for (int64_t kk = kc; kk < kp; kk++) for (int64_t w = 0; w < {width}; w++) {store} = 0;"]
         return [f"      for (int64_t blk = {first}; blk < {end}; blk++) {{",
@@ -436,9 +446,9 @@ class CRenderer(CStyleRenderer):
                 *[f"          int64_t {v.name} = {v.name}_row;" for v in outer],
                 f"          for (int64_t w = 0; w < {width}; w++) {{",
                 f"            {store} = blk * {width} + w < {size} ? {value} : 0;",
-                *["            " + line for line in _step(outer)],
+                *["            " + line for line in step(outer)],
                 "          }",
-                *["          " + line for line in _step(ks)],
+                *["          " + line for line in step(ks)],
                 "        }",
                 *padding,
                 "      }"]
@@ -467,12 +477,12 @@ class CRenderer(CStyleRenderer):
                    f"        int32_t off[{width}];",
                    f"        for (int64_t w = 0; w < {width}; w++) {{",
                    f"          const int64_t flat = blk * {width} + w < {size} ? blk * {width} + w : 0;",
-                   *["          " + line for line in _declare(outer, "flat")],
+                   *["          " + line for line in declare(outer, "flat")],
                    f"          off[w] = (int32_t)({w_off});",
                    "        }"]
         # rows contiguous along k, a whole number of 32-byte vectors wide (the transposing routine
         # measured no faster than gathers on 6-row panels, 14% faster on x @ W.T's 16-column ones)
-        whole_vectors = load.dtype.name in ("float32", "float64") and width * load.dtype.itemsize % 32 == 0
+        whole_vectors = c_pack_runs.whole_vectors(self.storage_type(load.dtype), width)
         if whole_vectors and _contiguous(coef, ks):
             return [*offsets,
                     f"        {pack_rows(load.dtype.name)}({buf} + blk * kc * {width}, p{load.param} + {rest.render()} "
@@ -487,13 +497,13 @@ class CRenderer(CStyleRenderer):
         # a true gather is left to the compiler's cost model for the target: forced into vector gathers
         # (omp simd), the CNN's window panels packed ~20% slower on Zen 3, whose gathers are microcoded
         return [*offsets,
-                *["        " + line for line in _declare(ks, "pc")],
+                *["        " + line for line in declare(ks, "pc")],
                 "        for (int64_t kk = 0; kk < kc; kk++) {",
                 f"          const {t}* src = p{load.param} + {rest.render()} + ({k_off});",
                 f"          {wide}* dst = {buf} + (blk * kc + kk) * {width};",
                 *(["          #pragma omp simd"] if adjacent else []),
                 f"          for (int64_t w = 0; w < {width}; w++) dst[w] = {copy};",
-                *["          " + line for line in _step(ks)],
+                *["          " + line for line in step(ks)],
                 "        }",
                 "      }"]
 
@@ -525,28 +535,3 @@ def _contiguous(coefficients: dict, ks: tuple) -> bool:
             return False
         stride *= v.extent
     return True
-
-
-def _declare(variables: tuple, flat: str, suffix: str = "") -> list[str]:
-    """Mutable row-major coordinates of the flat index `flat` (computed once)."""
-    return [f"int64_t {v.name}{suffix} = {d};" for v, d in _decompose(variables, f"({flat})")]
-
-
-def _step(variables: tuple) -> list[str]:
-    """Advance row-major coordinates by one: the last variable counts, carrying into the ones
-    before it (the first one is never wrapped: a guard on the flat index bounds it)."""
-    text = f"++{variables[0].name};"
-    for v in variables[1:]:
-        text = f"if (++{v.name} == {v.extent}) {{ {v.name} = 0; {text} }}"
-    return [text]
-
-
-def _decompose(variables: tuple, flat: str) -> list:
-    """Row-major coordinates of the flat index `flat` in the variables' extents."""
-    out = []
-    stride = 1
-    for v in reversed(variables):
-        div = f"{flat} / {stride}" if stride > 1 else flat
-        out.append((v, f"({div}) % {v.extent}" if v is not variables[0] else f"{div}"))
-        stride *= v.extent
-    return out

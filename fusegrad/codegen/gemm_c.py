@@ -132,9 +132,10 @@ void (*fg_blas_dgemm)(int, int, int, int64_t, int64_t, int64_t, double, const do
                      int64_t, double, double*, int64_t);
 
 /* per-thread packing buffers, grown on demand and kept: steady state allocates nothing (slots 0 and 1:
-   the panels of A and B; 2: an operand packed once for every batch element of a batched product) */
-static _Thread_local void* fg_pack_buf[3];
-static _Thread_local size_t fg_pack_cap[3];
+   the panels of A and B; 2: an operand packed once for every batch element of a batched product;
+   3: rows packed by runs along k before their transpose into a panel) */
+static _Thread_local void* fg_pack_buf[4];
+static _Thread_local size_t fg_pack_cap[4];
 
 void* fg_pack_scratch(int slot, size_t bytes) {
   if (fg_pack_cap[slot] < bytes) {
