@@ -173,8 +173,8 @@ class _Convolution(Function):
     one is then stride x stride products and an interleave); with stride 1 the scatter is
     overhead unless the transposed convolution pads the gradient more than the forward pads the input (a
     valid 5x5 convolution of an 8x8 map: 16x16 windows to pack), and with few output channels per group
-    the scatter's product is too thin for the GEMM tiles (grouped and depthwise layers ran at 0.12-0.2x
-    torch's time). The weight gradient is the product the forward's autograd builds."""
+    the scatter's product is too thin for the GEMM tiles (docs/benchmarks.md, "Convolutions", has the
+    numbers). The weight gradient is the product the forward's autograd builds."""
 
     replayable = True
 
