@@ -20,6 +20,7 @@ from .ops.index import gather, index_select, masked_fill, one_hot, scatter, scat
 from .ops.index_reduce import index_add, index_copy, index_fill, index_reduce, scatter_reduce
 from .ops.linalg import bmm, dot, einsum, matmul, mm, mv, outer
 from .ops.linalg import scaled_mm as _scaled_mm
+from .typeinfo import finfo, iinfo
 from .ops.inplace import addcdiv, addcmul
 from .ops.movement import (chunk, concat, concatenate, diag, diag_embed, diagonal, flatten, flip, hstack, meshgrid,
                            movedim, narrow, roll, split, squeeze, transpose, tril, triu, unbind, unsqueeze, vstack)

@@ -1,7 +1,7 @@
 """Lower layers never import higher ones (design.md: data flows top to bottom).
 
 Layers, lowest first, by rank:
-  0 foundation  errors, flags, dtypes, float8, autocast_state, precision
+  0 foundation  errors, flags, dtypes, float8, typeinfo, autocast_state, precision
   1 graph       the lazy graph: ops, nodes, symbolic index math
   1 runtime     devices, buffers, compilers, kernel cache (knows nothing of graphs or kernels' meaning)
   2 codegen     kernel -> loop IR -> source text
@@ -31,6 +31,7 @@ RANKS = {"foundation": 0, "graph": 1, "runtime": 1, "codegen": 2, "engine": 3, "
 FRONTEND = {"autograd", "ops", "printing", "tensor"}
 # layers of the modules and folders directly under fusegrad/, other than the PACKAGES below
 TOP_LEVEL = {"errors": "foundation", "flags": "foundation", "dtypes": "foundation", "float8": "foundation",
+             "typeinfo": "foundation",
              "autocast_state": "foundation",
              "precision": "foundation",
              "autograd": "autograd",
