@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -154,9 +155,10 @@ def least_float(d: DType) -> DType:
     return d if d.is_floating_point else float32
 
 
-# the largest finite value of each float dtype narrower than float64 (torch rejects fills above it)
-_FLOAT_MAX = {"float8_e4m3fn": 448.0, "float8_e5m2": 57344.0, "float16": 65504.0,
-              "bfloat16": 2.0 ** 128 * (1 - 2.0 ** -8), "float32": 2.0 ** 128 * (1 - 2.0 ** -24)}
+# the largest finite value of each float dtype (torch rejects fills above it; nan_to_num's default for inf)
+FLOAT_MAX = {"float8_e4m3fn": 448.0, "float8_e5m2": 57344.0, "float16": 65504.0,
+             "bfloat16": 2.0 ** 128 * (1 - 2.0 ** -8), "float32": 2.0 ** 128 * (1 - 2.0 ** -24),
+             "float64": sys.float_info.max}
 
 
 def check_python_int(value: int) -> int:
@@ -191,7 +193,7 @@ def checked_scalar(value: Any, dtype: DType, half_range: bool = True) -> Any:
         low, high = int_range(dtype, strict=isinstance(value, float))
         fits = low <= value <= high  # False for NaN
     else:
-        fits = not abs(value) > _FLOAT_MAX.get(dtype.name, math.inf) or math.isinf(value)  # NaN fits
+        fits = not abs(value) > FLOAT_MAX[dtype.name] or math.isinf(value)  # NaN fits
     if not fits:
         raise ValueRangeError(f"value {value!r} cannot be converted to type {dtype.name} without overflow")
     return value

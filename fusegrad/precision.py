@@ -4,8 +4,8 @@ TF32 tensor cores: 10-bit mantissas, float32 sums). `fg.backends.cuda.matmul.all
 switch seen as a bool.
 
 It sits with the foundation so that the CUDA renderer reads it when it writes a product's cuBLAS
-descriptor and plans its Hopper kernel. Kernels are keyed by their source, which names the choice, so changing it never reuses a
-kernel compiled under the other.
+descriptor and plans its Hopper kernel. Kernels are keyed by their source, which names the choice,
+so changing it never reuses a kernel compiled under the other.
 """
 from __future__ import annotations
 

@@ -8,12 +8,9 @@ import numpy as np
 
 from . import dtypes, float8
 
-# bits, eps, max, smallest normal, resolution (10 ** -decimal digits) of the types numpy lacks
-_NARROW = {"bfloat16": (16, 2.0 ** -7, float(2.0 ** 128 * (1 - 2.0 ** -8)), 2.0 ** -126, 0.01)}
-for _fmt in float8.FORMATS.values():
-    _largest = np.array([0x7B if _fmt.infinity else 0x7E], np.uint8)  # the largest finite code
-    _NARROW[_fmt.name] = (8, 2.0 ** -_fmt.mantissa, float(float8.decode(_largest, _fmt)[0]), 2.0 ** (1 - _fmt.bias),
-                          1.0)
+# bits, eps, smallest normal, resolution (10 ** -decimal digits) of the types numpy lacks
+_NARROW = {"bfloat16": (16, 2.0 ** -7, 2.0 ** -126, 0.01),
+           **{f.name: (8, 2.0 ** -f.mantissa, 2.0 ** (1 - f.bias), 1.0) for f in float8.FORMATS.values()}}
 
 
 class finfo:  # noqa: N801  (torch's name)
@@ -26,7 +23,8 @@ class finfo:  # noqa: N801  (torch's name)
         if not dtype.is_floating_point:
             raise TypeError(f"fg.finfo() requires a floating point input type, got {dtype.name}; use fg.iinfo")
         if dtype.name in _NARROW:
-            self.bits, self.eps, self.max, self.smallest_normal, self.resolution = _NARROW[dtype.name]
+            self.bits, self.eps, self.smallest_normal, self.resolution = _NARROW[dtype.name]
+            self.max = dtypes.FLOAT_MAX[dtype.name]
         else:
             info = np.finfo(dtype.np)
             self.bits, self.eps, self.max = info.bits, float(info.eps), float(info.max)

@@ -21,9 +21,6 @@ from .composite import rounds_once
 if TYPE_CHECKING:
     from ..tensor import Tensor
 
-# the largest finite value per float dtype: nan_to_num's default replacement for +-inf
-FLOAT_MAX = {"float16": 65504.0, "bfloat16": 3.3895313892515355e38, "float32": 3.4028234663852886e38,
-              "float64": 1.7976931348623157e308}
 
 
 def _where(cond: "Tensor", a: Any, b: Any) -> "Tensor":
@@ -407,7 +404,7 @@ class ElementwiseMixin:
         """NaN -> nan, +inf -> posinf, -inf -> neginf (defaults: the dtype's largest/lowest finite value)."""
         if not self.dtype.is_floating_point:
             return self.detach()
-        big = FLOAT_MAX[self.dtype.name]
+        big = dtypes.FLOAT_MAX[self.dtype.name]
         hi = big if posinf is None else posinf
         lo = -big if neginf is None else neginf
         out = _where(self == math.inf, hi, _where(self == -math.inf, lo, self))

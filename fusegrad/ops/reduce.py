@@ -14,7 +14,6 @@ from ..errors import DTypeError
 from ..graph.shapes import normalize_dim
 from .autocast import autocast_op
 from .composite import in_float32, rounds_once
-from .elementwise import FLOAT_MAX
 
 if TYPE_CHECKING:
     from ..tensor import Tensor
@@ -203,7 +202,7 @@ class ReduceMixin:
             return x.exp().sum(axes, keepdim).log()  # log(0) = -inf, like torch
         # the shift is the maximum clamped to finite values: a row of -inf (or holding +inf) must not
         # compute -inf - -inf (or inf - inf); clamping inside the max keeps this to 2 kernels
-        big = FLOAT_MAX[x.dtype.name]
+        big = dtypes.FLOAT_MAX[x.dtype.name]
         shift = x.detach().clamp(-big, big).amax(axes, keepdim=True)
         total = (x - shift).exp().sum(axes, keepdim).log()
         return total + (shift if keepdim else shift.reshape(total.shape))
