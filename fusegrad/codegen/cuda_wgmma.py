@@ -46,7 +46,8 @@ from .ir import Define, Load, LoopIR
 from .render import CStyleRenderer
 
 BM = 128  # tile rows (two consumer warpgroups of 64)
-BK = 64  # a stage row: 128 bytes, in the 16-bit units shared memory is addressed in (64 halves, 32 floats)
+ROW = 128  # bytes of a stage row: the 128-byte swizzle's width (64 halves or 32 floats of the reduction)
+BK = ROW // 2  # a stage row in the 16-bit units shared memory is addressed in
 CONSUMERS = 2
 THREADS = 128 * (1 + CONSUMERS)
 SMEM = 227 * 1024  # shared memory a multiprocessor gives its resident blocks
@@ -84,7 +85,7 @@ class TensorMap:
         """The runtime's description; float32 operands are copied as TF32 (rounded to nearest)."""
         return {"param": self.param, "offset": self.offset, "dims": list(self.dims), "strides": list(self.strides),
                 "box": list(self.box), "dtype": "tfloat32" if dtype == "float32" else dtype,
-                "itemsize": 4 if dtype == "float32" else 2}
+                "itemsize": dtypes.to_dtype(dtype).itemsize}
 
 
 @dataclass(frozen=True)
@@ -121,17 +122,17 @@ class WgmmaPlan:
 
     @property
     def itemsize(self) -> int:
-        return 4 if self.dtype == "float32" else 2
+        return dtypes.to_dtype(self.dtype).itemsize
 
     @property
     def slice(self) -> int:
         """Reduction elements a stage holds: a 128-byte row of the operand's type."""
-        return 128 // self.itemsize
+        return ROW // self.itemsize
 
     @property
     def smem(self) -> int:
         """Dynamic shared memory: the stages, the consumers' epilogue chunks, and 1 KiB to align them."""
-        return self.stages * (BM + self.bn) * 128 + EPILOGUE_BYTES + 1024
+        return self.stages * _stage_bytes(self.bn) + EPILOGUE_BYTES + 1024
 
 
 def _flat(coefs: dict, variables: tuple[Var, ...]) -> tuple[int, int] | None:
@@ -160,7 +161,7 @@ def _tensor_map(load: Load, outer: tuple[Var, ...], ks: tuple[Var, ...], batch: 
     if mat is None or red is None or set(coefs) != set(outer) | set(ks) | set(used) or len(used) > 3:
         return None
     if red[1] == 1:
-        first, second, k_major, box = red, mat, True, (128 // itemsize, tile // share)
+        first, second, k_major, box = red, mat, True, (ROW // itemsize, tile // share)
     elif mat[1] == 1:
         first, second, k_major, box = mat, red, False, (64, BK // share)
     else:
@@ -180,6 +181,11 @@ def _choose_bn(nbatch: int, m: int, n: int) -> int:
     return min((256, 128, 64), key=cost)
 
 
+def _stage_bytes(bn: int) -> int:
+    """Shared memory of one stage: a row of each of the tile's BM rows of a and bn columns of b."""
+    return (BM + bn) * ROW
+
+
 def plan(ir: LoopIR, tiled: TiledGemm | None) -> WgmmaPlan | None:
     """The Hopper kernel for a tiled product of half operands, or of float32 ones where TF32 is allowed
     (both K-major: `wgmma` transposes only 16-bit types), or None where it does not apply."""
@@ -190,28 +196,29 @@ def plan(ir: LoopIR, tiled: TiledGemm | None) -> WgmmaPlan | None:
         return None
     if dtype == "float32" and not precision.allow_tf32():
         return None
-    itemsize = 4 if dtype == "float32" else 2
+    itemsize = ir.params[tiled.a.load.param].dtype.itemsize
+    transposes = itemsize == 2
     t = tiled
     if t.m < 64 or t.n < 64 or t.nbatch * t.m * t.n * t.k < MIN_WORK or t.nbatch * t.m * t.n > _INT32:
         return None
     bn = _choose_bn(t.nbatch, t.m, t.n)
     a = _tensor_map(t.a.load, t.a.outer, t.ks, t.batch, BM, itemsize)
-    if a is None or (itemsize == 4 and not a.k_major):
+    if a is None or not (a.k_major or transposes):
         return None
     tiles_m = -(-t.m // BM)
     # pairs of row tiles share b's copies, unless pairing would add many idle tiles
     cluster = 2 if tiles_m % 2 == 0 or tiles_m >= 8 else 1
     b = _tensor_map(t.b.load, t.b.outer, t.ks, t.batch, bn, itemsize, cluster)
-    if b is None or (itemsize == 4 and not b.k_major):
+    if b is None or not (b.k_major or transposes):
         return None
     tiles = t.nbatch * tiles_m * -(-t.n // bn)
     splits = 1
     if tiles < SMS and t.k >= 2 * SPLIT_MIN_K and t.nbatch * t.m * t.n <= MAX_WORKSPACE:
         splits = min(-(-SMS // tiles), t.k // SPLIT_MIN_K)
-        splits = whole_slice_splits(t.k, splits, 128 // itemsize)
+        splits = whole_slice_splits(t.k, splits, ROW // itemsize)
     resident = RESIDENT[bn]
     # each block's share of shared memory, less its barriers, epilogue chunks and alignment slack
-    stages = max(2, min(MAX_STAGES, (SMEM // resident - 2048 - EPILOGUE_BYTES - 1024) // ((BM + bn) * 128)))
+    stages = max(2, min(MAX_STAGES, (SMEM // resident - 2048 - EPILOGUE_BYTES - 1024) // _stage_bytes(bn)))
     return WgmmaPlan(t, dtype, bn, stages, resident, splits, cluster, a, b)
 
 
@@ -431,7 +438,7 @@ def render(renderer: CStyleRenderer, ir: LoopIR, p: WgmmaPlan) -> str:
     t, name, bn = p.tiled, ir.name, p.bn
     regs = bn // 2
     ptx = _PTX[p.dtype]
-    stage_bytes = (BM + bn) * 128
+    stage_bytes = _stage_bytes(bn)
     head = []
     if p.splits > 1:
         head = [f"__device__ float fg_ws_{name}[{t.nbatch * t.m * t.n}];",
@@ -450,7 +457,7 @@ def render(renderer: CStyleRenderer, ir: LoopIR, p: WgmmaPlan) -> str:
         *([f"__shared__ bool fg_last[{CONSUMERS}];"] if p.splits > 1 else []),
         "uint8_t* fg_base = (uint8_t*)(((unsigned long long)fg_dynamic + 1023) & ~1023ull);  /* swizzle atoms */",
         "uint16_t* fg_sa = (uint16_t*)fg_base;",
-        f"uint16_t* fg_sb = (uint16_t*)(fg_base + {p.stages * BM * BK * 2});",
+        f"uint16_t* fg_sb = (uint16_t*)(fg_base + {p.stages * BM * ROW});",
         *([f"float* fg_out = (float*)(fg_base + {p.stages * stage_bytes});  /* the epilogue's chunks */"]
           if p.splits == 1 else []),
         "const int fg_wg = threadIdx.x / 128, fg_tid = threadIdx.x % 128;",
