@@ -41,14 +41,9 @@ SHAPES = [
 ]
 QUICK = {"square 4096", "gpt linear fwd x@W.T", "gpt weight grad g.T@x", "attention q@k.T", "square 4096 x@W.T"}
 # TF32 (float32 operands, `--dtypes tf32`): wgmma reads them only K-major, so the products whose second
-# operand is stored transposed (a Linear's forward, q @ k.T)
-TF32_SHAPES = [
-    ("square 4096 x@W.T", 4096, 4096, 4096, 1, False, True),
-    ("square 8192 x@W.T", 8192, 8192, 8192, 1, False, True),
-    ("gpt linear fwd x@W.T", 16384, 1536, 384, 1, False, True),
-    ("llm mlp x@W.T", 8192, 11008, 4096, 1, False, True),
-    ("attention q@k.T", 1024, 1024, 64, 96, False, True),
-]
+# operand is stored transposed (a Linear's forward, q @ k.T), the squares among them
+TF32_SHAPES = [(f"square {n} x@W.T", n, n, n, 1, False, True) for n in (4096, 8192)] + \
+    [shape for shape in SHAPES if not shape[5] and shape[6]]
 
 
 def _operands(m: int, n: int, k: int, batch: int, ta: bool, tb: bool) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -96,15 +91,11 @@ def _programs(dev: Any, ir: Any) -> tuple[Any, Any, list[Any]]:
         buf = dev.alloc(p.numel * p.dtype.itemsize)
         if not p.output:
             values = rng.standard_normal(p.numel).astype(np.float32)
-            if p.dtype.name == "float32":
-                dev.copy_in(buf, values)
-                buffers.append(buf)
-                continue
             if p.dtype.name == "bfloat16":
-                bits = values.view(np.uint32) >> 16
-            else:
-                bits = values.astype(np.float16).view(np.uint16)
-            dev.copy_in(buf, bits.astype(np.uint16))
+                values = (values.view(np.uint32) >> 16).astype(np.uint16)
+            elif p.dtype.name == "float16":
+                values = values.astype(np.float16)
+            dev.copy_in(buf, values)
         buffers.append(buf)
     return generated, vendor, buffers
 
