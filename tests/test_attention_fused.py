@@ -7,7 +7,6 @@ import torch
 import fusegrad as fg
 from fusegrad import nn
 from fusegrad.ops import attention
-from fusegrad.runtime import cuda as cuda_rt
 from tests.helpers import RNG
 
 sdpa = nn.functional.scaled_dot_product_attention
@@ -139,23 +138,85 @@ def test_jitted_attention_step_equals_eager() -> None:
             np.testing.assert_allclose(a.numpy(), b, atol=1e-6)
 
 
-@pytest.mark.skipif(cuda_rt.unavailable_reason() is not None, reason=f"no CUDA GPU: {cuda_rt.unavailable_reason()}")
-@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
-@pytest.mark.parametrize("shapes", [((2, 3, 70, 64),) * 3, ((1, 2, 37, 160), (1, 2, 21, 160), (1, 2, 21, 40))])
-def test_half_attention_on_cuda_matches_float64(dtype: str, shapes: tuple) -> None:
-    """bfloat16/float16 attention on the GPU's tiled kernel (float32 inside, rounded once at the
-    store), causal, forward and the three gradients against float64 on the same rounded inputs."""
-    arrays = [RNG.standard_normal(s).astype(np.float32) for s in shapes]
-    ours = [fg.tensor(a, dtype=dtype, device="cuda", requires_grad=True) for a in arrays]
-    exact = [torch.tensor(t.float().numpy().astype(np.float64), requires_grad=True) for t in ours]
-    weights = RNG.standard_normal(shapes[0][:-1] + (shapes[2][-1],)).astype(np.float32)
-    out = sdpa(*ours, is_causal=True)
-    ref = torch.nn.functional.scaled_dot_product_attention(*exact, is_causal=True)
-    (out.float() * fg.tensor(weights, device="cuda")).sum().backward()
+HALF_CASES = {  # q, k, v shapes: tiles of 64 rows with tails, head dims padded to 16, wide heads
+    "tails": ((2, 3, 70, 64),) * 3,
+    "heads_of_128": ((2, 2, 130, 128),) * 3,
+    "padded_heads": ((1, 3, 50, 24), (1, 3, 75, 24), (1, 3, 75, 40)),
+    "more_queries": ((1, 1, 90, 8), (1, 1, 20, 8), (1, 1, 20, 16)),
+    "unbatched": ((33, 32), (33, 32), (33, 32)),
+    "broadcast_batch": ((3, 2, 40, 32), (1, 2, 40, 32), (3, 1, 40, 32)),
+    "wide_heads": ((1, 2, 37, 160), (1, 2, 21, 160), (1, 2, 21, 40)),  # past the tensor-core kernel's heads
+}
+HALF_TOLERANCE = {"bfloat16": 2e-2, "float16": 4e-3}  # relative errors, as norms
+
+
+def _half_against_float64(ours: list, weights: np.ndarray, dtype: str, causal: bool, leaves: list | None = None) \
+        -> None:
+    """Forward and gradients of half attention against float64 on the same rounded inputs (or, with
+    `leaves`, on those tensors the inputs are views of)."""
+    leaves = ours if leaves is None else leaves
+    exact = [torch.tensor(x.float().numpy().astype(np.float64), requires_grad=True) for x in leaves]
+    views = exact if leaves is ours else None
+    out = sdpa(*ours, is_causal=causal)
+    ref = torch.nn.functional.scaled_dot_product_attention(*(views or _gpt_heads(exact[0], ours[0].shape)),
+                                                           is_causal=causal)
+    (out.float() * fg.tensor(weights)).sum().backward()
     (ref * torch.tensor(weights, dtype=torch.float64)).sum().backward()
-    tol = {"bfloat16": 2e-2, "float16": 4e-3}[dtype]
-    for got, want in [(out, ref), *((a.grad, b.grad) for a, b in zip(ours, exact))]:
+    for got, want in [(out, ref), *((a.grad, b.grad) for a, b in zip(leaves, exact))]:
         assert got.dtype == getattr(fg, dtype)
         want = want.detach().numpy()
         error = np.linalg.norm(got.float().numpy() - want) / np.linalg.norm(want)
-        assert error < tol, error
+        assert error < HALF_TOLERANCE[dtype], error
+
+
+def _gpt_heads(qkv, shape: tuple) -> list:
+    """q, k and v (B, H, T, D) as views of one (B, T, 3 H D) projection."""
+    b, h, t, d = shape
+    return [y.reshape(b, t, h, d).transpose(1, 2) for y in qkv.split(h * d, dim=2)]
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("case", sorted(HALF_CASES))
+def test_half_attention_matches_float64(case: str, causal: bool, dtype: str) -> None:
+    """bfloat16/float16 attention (on CUDA the tensor-core kernel, float32 accumulation; elsewhere in
+    float32), forward and the three gradients against float64 on the same rounded inputs."""
+    shapes = HALF_CASES[case]
+    ours = [fg.tensor(RNG.standard_normal(s).astype(np.float32), dtype=dtype, requires_grad=True) for s in shapes]
+    batch = np.broadcast_shapes(*(s[:-2] for s in shapes))
+    weights = RNG.standard_normal(batch + (shapes[0][-2], shapes[2][-1])).astype(np.float32)
+    _half_against_float64(ours, weights, dtype, causal)
+
+
+@pytest.mark.parametrize("offset", [0, 1], ids=["aligned", "misaligned"])
+def test_half_attention_reads_heads_split_from_one_projection(offset: int) -> None:
+    """bfloat16 q, k and v as views of one projection, as a GPT makes them; with `offset` the views start
+    one element into their buffer (rows no longer 16-byte aligned: element copies)."""
+    b, t, h, d = 2, 80, 3, 32
+    x = fg.tensor(RNG.standard_normal((b, t, 3 * h * d + offset)).astype(np.float32), dtype="bfloat16",
+                  requires_grad=True)
+    qkv = x[..., offset:]
+    weights = RNG.standard_normal((b, h, t, d)).astype(np.float32)
+    ours = _gpt_heads(qkv, (b, h, t, d))
+    exact = torch.tensor(qkv.float().numpy().astype(np.float64), requires_grad=True)
+    out = sdpa(*ours, is_causal=True)
+    ref = torch.nn.functional.scaled_dot_product_attention(*_gpt_heads(exact, (b, h, t, d)), is_causal=True)
+    (out.float() * fg.tensor(weights)).sum().backward()
+    (ref * torch.tensor(weights, dtype=torch.float64)).sum().backward()
+    for got, want in ((out, ref), (x.grad[..., offset:], exact.grad)):
+        want = want.detach().numpy()
+        error = np.linalg.norm(got.float().numpy() - want) / np.linalg.norm(want)
+        assert error < HALF_TOLERANCE["bfloat16"], error
+
+
+def test_half_attention_is_one_kernel_a_direction_with_float32_statistics() -> None:
+    """The forward of bfloat16 operands writes float32 rows and log-sum-exp (one ATTENTION kernel); the
+    backward runs the two gradient kernels."""
+    q, k, v = (fg.tensor(RNG.standard_normal((1, 2, 96, 32)).astype(np.float32), dtype="bfloat16",
+                         requires_grad=True) for _ in range(3))
+    forward = _kernels(lambda: sdpa(q, k, v, is_causal=True).realize())
+    assert [kl.op for kl in forward].count("ATTENTION") == 1
+    out = sdpa(q, k, v, is_causal=True)
+    assert out.dtype == fg.bfloat16 and out._node.srcs[0].srcs[0].dtype == fg.float32
+    backward = _kernels(lambda: out.float().sum().backward())
+    assert [kl.op for kl in backward].count("ATTENTION") == 3

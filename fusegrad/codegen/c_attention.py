@@ -10,7 +10,7 @@ is compiled with contracted multiply-adds (the rest of a translation unit is not
 """
 from __future__ import annotations
 
-from ..dtypes import int64
+from ..dtypes import NARROW, int64
 from ..graph.symbolic import Lin, atom
 from .ir import Attention, Ref, Store
 
@@ -19,8 +19,8 @@ CONTRACTED = ('#pragma GCC push_options\n#pragma GCC optimize("fp-contract=fast"
 
 
 def lanes(s: Attention) -> int:
-    """Elements of the dtype in a 64-byte vector: the tile width."""
-    return 64 // s.dtype.itemsize
+    """Elements of the computed type in a 64-byte vector: the tile width (half types compute in float32)."""
+    return 64 // (4 if s.dtype in NARROW else s.dtype.itemsize)
 
 
 def render_lines(r, s: Attention) -> list[str]:

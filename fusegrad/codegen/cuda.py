@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from ..graph.symbolic import Var
 from ..runtime.cublas import descriptor_comment
 from ..runtime.cuda import launch_comment
-from . import cuda_attention, cuda_gemm, cuda_vector, cuda_wgmma, float8
+from . import cuda_attention, cuda_flash, cuda_gemm, cuda_vector, cuda_wgmma, float8
 from .cuda_blas import blas_descriptor
 from .cuda_mma import MMA_PREAMBLE, THREADS as MMA_THREADS, blocks as mma_blocks, fits as mma_fits, render_mma
 from .ir import Accumulate, Attention, EndLoop, IndexAdd, Load, Loop, LoopIR, Recurrence, Ref, Store
@@ -94,7 +94,7 @@ FG_DEVICE float fg_rand(uint64_t seed, uint64_t ctr) {
   }
   return (float)(c0 >> 8) * (1.0f / 16777216.0f);
 }
-""" + float8.helpers("FG_DEVICE") + MMA_PREAMBLE + "\n" + cuda_wgmma.WGMMA_PREAMBLE
+""" + float8.helpers("FG_DEVICE") + MMA_PREAMBLE + cuda_flash.FLASH_PREAMBLE + "\n" + cuda_wgmma.WGMMA_PREAMBLE
 
 
 @dataclass(frozen=True)
@@ -225,6 +225,10 @@ class CUDARenderer(CStyleRenderer):
             return "\n".join([launch_comment(ir.name, recurrence.block.extent, threads),
                               self.signature(ir) + " {", *body, "}"])
         attention = next((s for s in ir.stmts if isinstance(s, Attention)), None)
+        flash = None if attention is None else cuda_flash.plan(ir, attention)
+        if flash is not None:  # half operands on the tensor cores
+            return launch_comment(ir.name, flash.blocks, cuda_flash.THREADS, flash.smem) + "\n" + \
+                cuda_flash.render(self, ir, attention, flash)
         if attention is not None and attention.dtype.name in ("float32", "bfloat16", "float16"):  # shared tiles
             blocks, per_block = cuda_attention.launch(ir, attention)
             return launch_comment(ir.name, blocks, per_block) + "\n" + cuda_attention.render(self, ir, attention)

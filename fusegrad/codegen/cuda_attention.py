@@ -27,7 +27,7 @@ SHARED_BYTES = 48 << 10  # static shared memory a block may declare
 
 def lanes_per_row(s: Attention) -> int:
     """Threads sharing a row: the fewest (a power of two, at most a warp) whose share of the row's
-    vectors fits REGISTERS floats."""
+    vectors fits REGISTERS floats (a kernel laid out for another launch may be given other lanes)."""
     vectors = {"forward": 2, "grad_q": 3, "grad_kv": 4}[s.direction]
     lanes = 1
     while lanes < 32 and vectors * -(-max(s.d.extent, s.e.extent) // lanes) > REGISTERS:
@@ -35,10 +35,10 @@ def lanes_per_row(s: Attention) -> int:
     return lanes
 
 
-def blocking(s: Attention) -> tuple[int, int]:
-    """(rows per block, rows per staged tile): ROWS and TILE, fewer where wide heads would pass the
-    threads a block may have or the shared memory its tiles may take (heads of 300: 32 lanes a row)."""
-    lanes = lanes_per_row(s)
+def blocking(s: Attention, lanes: int) -> tuple[int, int]:
+    """(rows per block, rows per staged tile) at `lanes` a row: ROWS and TILE, fewer where wide heads
+    would pass the threads a block may have or the shared memory its tiles may take (heads of 300:
+    32 lanes a row)."""
     row_bytes = 4 * lanes * (-(-s.d.extent // lanes) + -(-s.e.extent // lanes)) + (8 if s.direction == "grad_kv" else 0)
     tile = TILE
     while tile > 1 and tile * row_bytes > SHARED_BYTES:
@@ -50,15 +50,22 @@ def launch(ir: LoopIR, s: Attention) -> tuple[int, int]:
     """(blocks, threads per block)."""
     rows = s.j.extent if s.direction == "grad_kv" else s.i.extent
     batch = math.prod(lp.var.extent for lp in ir.stmts if isinstance(lp, Loop)) // rows
-    block_rows = blocking(s)[0]
-    return batch * -(-rows // block_rows), block_rows * lanes_per_row(s)
+    lanes = lanes_per_row(s)
+    block_rows = blocking(s, lanes)[0]
+    return batch * -(-rows // block_rows), block_rows * lanes
 
 
 def render(r, ir: LoopIR, s: Attention) -> str:
     """The kernel's source (a __global__ function named ir.name) for CUDA renderer `r`."""
-    lanes = lanes_per_row(s)
-    blocks, threads = launch(ir, s)
-    block_rows, tile = blocking(s)
+    threads = launch(ir, s)[1]
+    return "\n".join([f"extern \"C\" __global__ void __launch_bounds__({threads}) {ir.name}("
+                      + r.signature(ir).split("(", 1)[1] + " {", *kernel_body(r, ir, s, lanes_per_row(s)), "}"])
+
+
+def kernel_body(r, ir: LoopIR, s: Attention, lanes: int) -> list[str]:
+    """The kernel's statements (inside its braces) with `lanes` threads a row."""
+    block_rows, tile = blocking(s, lanes)
+    threads = block_rows * lanes
     nd, ne, nt, ns = s.d.extent, s.e.extent, s.i.extent, s.j.extent
     cd, ce = -(-nd // lanes), -(-ne // lanes)  # each lane's share of a head dim
     wd, we = cd * lanes, ce * lanes  # tile row widths (the head dims rounded up; the rest holds zeros)
@@ -94,9 +101,7 @@ def render(r, ir: LoopIR, s: Attention) -> str:
     def store(offset: Lin, value: str) -> str:
         return r.store(Store(0, s.out + offset, Ref(value, s.dtype), s.dtype))
 
-    head = [f"extern \"C\" __global__ void __launch_bounds__({threads}) {ir.name}("
-            + r.signature(ir).split("(", 1)[1] + " {",
-            f"  const int64_t fg_block = blockIdx.x % {per_batch}u;",
+    head = [f"  const int64_t fg_block = blockIdx.x % {per_batch}u;",
             *("  " + x for x in decompose(f"(blockIdx.x / {per_batch}u)", batch_vars,
                                           "const int64_t {name} = (int64_t)({value});", "u")),
             f"  const int fg_lane = threadIdx.x % {lanes};",
@@ -197,4 +202,4 @@ def render(r, ir: LoopIR, s: Attention) -> str:
                 "if (!fg_live) return;",
                 *mine(d, cd, nd, f"if ({d} < {nd}) {{ {store(atom(s.d), 'fg_dk[fg_u]')} }}"),
                 *mine(e, ce, ne, f"if ({e} < {ne}) {{ {store(atom(s.e) + nd, 'fg_dv[fg_u]')} }}")]
-    return "\n".join(head + ["  " + x for x in body] + ["}"])
+    return head + ["  " + x for x in body]

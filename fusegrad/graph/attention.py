@@ -1,12 +1,14 @@
 """The ATTENTION node: its argument, its sources and the shape of its output, per direction.
 
 forward  srcs (q, k, v)                    out (*B, T, E + 1): the output rows, then each row's
-                                           log-sum-exp of the scaled scores (the backward's softmax)
+                                           log-sum-exp of the scaled scores (the backward's softmax);
+                                           float32 for float16/bfloat16 operands (an lse rounded to
+                                           8 bits would skew every recomputed probability)
 grad_q   srcs (q, k, v, lse, delta, dout)  out (*B, T, D): the query gradient
 grad_kv  srcs (q, k, v, lse, delta, dout)  out (*B, S, D + E): the key gradient, then the value gradient
 
 q is (*B, T, D), k (*B, S, D), v (*B, S, E), lse and delta (*B, T), dout (*B, T, E), all of one float
-dtype and device; delta is the row sum of dout * out. With `causal`, query i sees keys j <= i
+dtype and device (lse and delta float32 for half operands); delta is the row sum of dout * out. With `causal`, query i sees keys j <= i
 (top-left aligned, as PyTorch's is_causal).
 """
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ..dtypes import bfloat16, float16, float32
 from .node import Node
 from .ops import Op
 
@@ -35,8 +38,9 @@ def attention_node(direction: str, srcs: tuple[Node, ...], scale: float, causal:
     assert direction in DIRECTIONS and len(srcs) == (3 if direction == "forward" else 6)
     assert k.shape == (*batch, s, d) and v.shape == (*batch, s, e)
     rows, width = {"forward": (t, e + 1), "grad_q": (t, d), "grad_kv": (s, d + e)}[direction]
+    dtype = float32 if direction == "forward" and q.dtype in (float16, bfloat16) else q.dtype
     return Node(Op.ATTENTION, tuple(srcs), AttentionArg(direction, float(scale), bool(causal)),
-                (*batch, rows, width), q.dtype, q.device)
+                (*batch, rows, width), dtype, q.device)
 
 
 def attention_flops(node: Node) -> int:

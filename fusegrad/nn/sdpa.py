@@ -20,7 +20,7 @@ from ..ops.extra import broadcast_shapes
 from ..ops.attention import fused_attention, prefers_fused
 from ..tensor import Tensor
 
-FUSED_DTYPES = ("float32", "float64")
+FUSED_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
 
 def _check(query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None, is_causal: bool,

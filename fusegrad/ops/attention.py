@@ -32,7 +32,7 @@ def fused_attention(q: "Tensor", k: "Tensor", v: "Tensor", scale: float, causal:
     """softmax(q @ k^T * scale) @ v in one kernel (causal: query i sees keys j <= i); q (*B, T, D),
     k (*B, S, D), v (*B, S, E) of one float dtype and device, with equal batch dims."""
     node = attention_node("forward", (q._node, k._node, v._node), scale, causal)
-    return q._apply(node, Op.ATTENTION, (q, k, v), node.arg)[..., :-1]
+    return q._apply(node, Op.ATTENTION, (q, k, v), node.arg)[..., :-1].to(q.dtype)
 
 
 def attention_gradients(inputs: tuple["Tensor", ...], arg: AttentionArg, out: "Tensor",
@@ -43,7 +43,7 @@ def attention_gradients(inputs: tuple["Tensor", ...], arg: AttentionArg, out: "T
         raise AssertionError("the gradient kernels of fused attention record no history")
     q, k, v = inputs
     d, e = q.shape[-1], v.shape[-1]
-    dout = g[..., :e]
+    dout = g[..., :e].to(q.dtype)  # float32 from the forward's rows of half operands
     if autograd.is_grad_enabled():
         return _composite_gradients(q, k, v, dout, arg)
     delta = (dout * out[..., :e]).sum(-1)

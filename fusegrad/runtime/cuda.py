@@ -23,20 +23,26 @@ from .cuda_driver import check as _check
 from .cuda_graph import CUDASequence
 
 ALIGN = 256  # allocation granularity: sizes are rounded up so the free lists reuse more blocks
-_LAUNCH = re.compile(r"^// fusegrad launch (\w+) (\d+) (\d+)$", re.MULTILINE)
+_LAUNCH = re.compile(r"^// fusegrad launch (\w+) (\d+) (\d+)(?: (\d+))?$", re.MULTILINE)
 # the newest PTX ISA each CUDA driver version loads (driver version // 10 -> (major, minor))
 _PTX_ISA = {1200: (8, 0), 1210: (8, 1), 1220: (8, 2), 1230: (8, 3), 1240: (8, 4), 1250: (8, 5), 1260: (8, 5),
             1270: (8, 6), 1280: (8, 7), 1290: (8, 8), 1300: (9, 0)}
 
 
-def launch_comment(name: str, blocks: int, threads: int) -> str:
-    """The line a renderer puts before a kernel to say how it is launched (a 1-D grid)."""
-    return f"// fusegrad launch {name} {blocks} {threads}"
+def launch_comment(name: str, blocks: int, threads: int, smem: int = 0) -> str:
+    """The line a renderer puts before a kernel to say how it is launched (a 1-D grid, and the bytes
+    of dynamic shared memory a block takes where it declares any)."""
+    return f"// fusegrad launch {name} {blocks} {threads}" + (f" {smem}" if smem else "")
 
 
 def parse_launches(source: str) -> dict[str, tuple[int, int]]:
     """(blocks, threads per block) of every kernel in a translation unit, from its launch comments."""
     return {m[1]: (int(m[2]), int(m[3])) for m in _LAUNCH.finditer(source)}
+
+
+def parse_shared_bytes(source: str) -> dict[str, int]:
+    """The dynamic shared memory of the kernels whose launch comments give it."""
+    return {m[1]: int(m[4]) for m in _LAUNCH.finditer(source) if m[4]}
 
 
 def nvrtc_version() -> tuple[int, int]:
@@ -290,7 +296,7 @@ class CUDADevice:
         """Compile one translation unit holding every named kernel (launch sizes from its comments)."""
         if support:
             raise CompileError("the CUDA device has no support library", support)
-        launches = parse_launches(source)
+        launches, shared = parse_launches(source), parse_shared_bytes(source)
         vendor = cublas.parse_descriptors(source) if cublas.unavailable_reason() is None else {}
         tensor_maps = cuda_tma.parse(source)
         module = self._load(source)
@@ -301,7 +307,7 @@ class CUDADevice:
 
         def program_of(name: str, n: int) -> CUDAProgram:
             # a kernel without a launch comment still runs right, as one thread looping over its grid
-            return CUDAProgram(name, function(name), self, *launches.get(name, (1, 1)), n, owner)
+            return CUDAProgram(name, function(name), self, *launches.get(name, (1, 1)), n, owner, shared.get(name, 0))
         programs: list[Any] = []
         for name, n in zip(names, nargs):
             if name in tensor_maps:  # the Hopper kernel, or on other GPUs the kernel it falls back to
