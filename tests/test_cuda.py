@@ -14,9 +14,9 @@ import fusegrad as fg
 import fusegrad.nn.functional as F
 from fusegrad import dtypes
 from fusegrad.codegen import renderer_for
-from fusegrad.codegen import cuda_gemm, cuda_mma, cuda_vector, cuda_wgmma, gemm
+from fusegrad.codegen import cuda_flash, cuda_gemm, cuda_mma, cuda_vector, cuda_wgmma, gemm
 from fusegrad.codegen.cuda import MAX_BLOCKS, launch_dims
-from fusegrad.codegen.ir import Accumulate, DefineAcc, EndLoop, Load, Loop, LoopIR, Ref, Store
+from fusegrad.codegen.ir import Accumulate, Attention, DefineAcc, EndLoop, Load, Loop, LoopIR, Ref, Store
 from fusegrad.codegen.lanes import LaneLoop, LaneStore, plan_lanes, thread_plan
 from fusegrad.engine import realize as realize_mod
 from fusegrad.engine.realize import _kernel_name, kernel_ir, kernel_key
@@ -238,6 +238,42 @@ def test_nvrtc_compiles_generated_cuda(case: str) -> None:
         total = math.prod(v.extent for v in (vector.threads if vector else threads_of)) * lanes
         assert 1 <= threads <= 1024 and 1 <= blocks < 2**31
         assert blocks * threads >= total or blocks == MAX_BLOCKS  # else the grid-stride loop covers the rest
+
+
+def _attention_irs(shapes: tuple, dtype: str, views=lambda q, k, v: (q, k, v)) -> list[LoopIR]:
+    """The forward and gradient kernels of causal attention of `dtype` operands shaped `shapes`."""
+    from fusegrad.ops.attention import fused_attention
+    q, k, v = (cpu_array(s, "float32").to(dtype).detach().requires_grad_() for s in shapes)
+    out = fused_attention(*views(q, k, v), 0.3, True)
+    irs = kernel_irs(out, *fg.autograd.grad(out.float().square().sum(), [q, k, v]))
+    return [ir for ir in irs if any(isinstance(s, Attention) for s in ir.stmts)]
+
+
+def _flash_plans(irs: list[LoopIR]) -> list:
+    return [cuda_flash.plan(ir, next(s for s in ir.stmts if isinstance(s, Attention))) for ir in irs]
+
+
+@needs_nvrtc
+def test_half_attention_takes_the_tensor_core_kernel() -> None:
+    """float16/bfloat16 attention with rows of contiguous elements and heads up to 128 renders the
+    mma.sync kernel (its shared memory on the launch line, the CUDA-core body kept for older GPUs);
+    float32, wider heads and heads strided along their features keep the CUDA-core kernel."""
+    irs = _attention_irs(((2, 3, 70, 40), (2, 3, 90, 40), (2, 3, 90, 24)), "bfloat16")
+    plans = _flash_plans(irs)
+    assert len(irs) == 3 and all(p is not None for p in plans)
+    assert [(p.dp, p.ep) for p in plans] == [(48, 32)] * 3
+    renderer = renderer_for("cuda")
+    unit = renderer.render_unit([renderer.render_kernel(ir) for ir in irs])
+    assert cuda_rt.parse_shared_bytes(unit) == {ir.name: p.smem for ir, p in zip(irs, plans)}
+    assert {cuda_rt.parse_launches(unit)[ir.name] for ir in irs} == {(2 * 3 * 2, cuda_flash.THREADS)}  # 2 blocks a head
+    ptx = cuda_rt.compile_cuda(unit, 80, ptx=True).decode()
+    assert "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32" in ptx and "ldmatrix.sync.aligned" in ptx
+    assert "cp.async" in ptx and "ex2.approx" in ptx
+    cuda_rt.compile_cuda(unit, 75)  # the CUDA-core body under #else
+    assert _flash_plans(_attention_irs(((1, 2, 40, 64),) * 3, "float32")) == [None] * 3
+    assert _flash_plans(_attention_irs(((1, 2, 40, 160),) * 3, "float16")) == [None] * 3
+    strided = _attention_irs(((1, 2, 64, 40),) * 3, "float16", lambda *t: (x.transpose(-2, -1) for x in t))
+    assert _flash_plans(strided) == [None] * 3
 
 
 @needs_nvrtc

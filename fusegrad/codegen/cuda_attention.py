@@ -35,15 +35,15 @@ def lanes_per_row(s: Attention) -> int:
     return lanes
 
 
-def blocking(s: Attention, lanes: int) -> tuple[int, int]:
-    """(rows per block, rows per staged tile) at `lanes` a row: ROWS and TILE, fewer where wide heads
+def blocking(s: Attention, lanes: int, rows: int = ROWS) -> tuple[int, int]:
+    """(rows per block, rows per staged tile) at `lanes` a row: `rows` and TILE, fewer where wide heads
     would pass the threads a block may have or the shared memory its tiles may take (heads of 300:
     32 lanes a row)."""
     row_bytes = 4 * lanes * (-(-s.d.extent // lanes) + -(-s.e.extent // lanes)) + (8 if s.direction == "grad_kv" else 0)
     tile = TILE
     while tile > 1 and tile * row_bytes > SHARED_BYTES:
         tile //= 2
-    return min(ROWS, MAX_THREADS // lanes), tile
+    return min(rows, MAX_THREADS // lanes), tile
 
 
 def launch(ir: LoopIR, s: Attention) -> tuple[int, int]:
@@ -62,9 +62,9 @@ def render(r, ir: LoopIR, s: Attention) -> str:
                       + r.signature(ir).split("(", 1)[1] + " {", *kernel_body(r, ir, s, lanes_per_row(s)), "}"])
 
 
-def kernel_body(r, ir: LoopIR, s: Attention, lanes: int) -> list[str]:
-    """The kernel's statements (inside its braces) with `lanes` threads a row."""
-    block_rows, tile = blocking(s, lanes)
+def kernel_body(r, ir: LoopIR, s: Attention, lanes: int, rows: int = ROWS) -> list[str]:
+    """The kernel's statements (inside its braces) with `lanes` threads a row and `rows` a block."""
+    block_rows, tile = blocking(s, lanes, rows)
     threads = block_rows * lanes
     nd, ne, nt, ns = s.d.extent, s.e.extent, s.i.extent, s.j.extent
     cd, ce = -(-nd // lanes), -(-ne // lanes)  # each lane's share of a head dim

@@ -30,7 +30,6 @@ BN = 64  # rows of the other side per staged tile
 THREADS = 128
 PAD = 8  # elements of padding per shared row
 MAX_HEAD = 128
-FALLBACK_LANES = THREADS // BM  # the CUDA-core body's threads per row under the same launch
 LOG2E = 1.4426950408889634
 _PTX = {"bfloat16": "bf16", "float16": "f16"}
 
@@ -52,6 +51,10 @@ def _preamble() -> str:
         # the first float goes to the low half: the lower column of the pair
         lines.append(f"FG_DEVICE unsigned fg_pack_{ptx}(float lo, float hi) {{\n"
                      f'  unsigned r; asm("cvt.rn.{ptx}x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo)); return r;\n}}')
+    # the hardware's 2^x (relative error about 2^-22; -inf gives 0): exp2f's exact version costs a
+    # range reduction per score
+    lines.append('FG_DEVICE float fg_exp2(float x) { float y; asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x)); '
+                 'return y; }')
     lines.append("#endif")
     return "\n".join(lines) + "\n"
 
@@ -127,7 +130,7 @@ def render(r, ir: LoopIR, s: Attention, p: FlashPlan) -> str:
     body = {"forward": _Writer.forward, "grad_q": _Writer.grad_q, "grad_kv": _Writer.grad_kv}[s.direction]
     writer = _Writer(r, ir, s, p)
     return "\n".join([head + " {", "#if __CUDA_ARCH__ >= 800", *("  " + x for x in writer.head() + body(writer)),
-                      "#else", *cuda_core_body(r, ir, s, FALLBACK_LANES), "#endif", "}"])
+                      "#else", *cuda_core_body(r, ir, s, THREADS // BM, BM), "#endif", "}"])
 
 
 class _Writer:
@@ -269,13 +272,13 @@ class _Writer:
                    "  fg_mx = fmaxf(fg_mx, __shfl_xor_sync(0xffffffffu, fg_mx, 1));",
                    "  fg_mx = fmaxf(fg_mx, __shfl_xor_sync(0xffffffffu, fg_mx, 2));",
                    "  const float fg_base = fg_mx == (-INFINITY) ? 0.0f : fg_mx;  // no key seen yet",
-                   "  const float fg_corr = exp2f(fg_m[fg_h] - fg_base);",
+                   "  const float fg_corr = fg_exp2(fg_m[fg_h] - fg_base);",
                    "  fg_m[fg_h] = fg_mx;", "  fg_l[fg_h] *= fg_corr;", "  #pragma unroll",
                    f"  for (int fg_n = 0; fg_n < {p.ep // 8}; fg_n++) {{ fg_o[fg_n][fg_h * 2] *= fg_corr; "
                    "fg_o[fg_n][fg_h * 2 + 1] *= fg_corr; }", "  #pragma unroll",
                    f"  for (int fg_n = 0; fg_n < {BN // 8}; fg_n++)", "    #pragma unroll",
                    "    for (int fg_c = 0; fg_c < 2; fg_c++) {",
-                   "      const float fg_p = exp2f(fg_s[fg_n][fg_h * 2 + fg_c] - fg_base);",
+                   "      const float fg_p = fg_exp2(fg_s[fg_n][fg_h * 2 + fg_c] - fg_base);",
                    "      fg_s[fg_n][fg_h * 2 + fg_c] = fg_p;", "      fg_l[fg_h] += fg_p;", "    }", "}",
                    *self.product_from_scores("fg_o", "fg_s", "fg_vt", lv, p.ep // 16)]
         lse = self.r.store(Store(0, s.out + ne, Ref("fg_x", s.dtype), s.dtype))
@@ -313,7 +316,7 @@ class _Writer:
                    *self.product("fg_dp", "fg_sdo", lv, p.ep // 16, "fg_vt", lv, BN // 16),
                    *self.each_element(BN // 8, [
                        "const int fg_key = fg_c0 + fg_col; float& fg_x = fg_s[fg_n][fg_h * 2 + fg_c];",
-                       f"const float fg_p = {mask} ? exp2f(fg_x * {self.sl2} - fg_lse2[fg_h]) : 0.0f;",
+                       f"const float fg_p = {mask} ? fg_exp2(fg_x * {self.sl2} - fg_lse2[fg_h]) : 0.0f;",
                        f"fg_x = fg_p * (fg_dp[fg_n][fg_h * 2 + fg_c] - fg_dl[fg_h]) * {r.literal(s.scale, s.dtype)};"]),
                    *self.product_from_scores("fg_dq", "fg_s", "fg_kt", lq, p.dp // 16)]
         return own_tiles + lse_delta + self.zeros("fg_dq", p.dp // 8) + self.walk("0", end, staging, compute) + \
@@ -342,7 +345,7 @@ class _Writer:
                    *self.product("fg_dp", "fg_sv", lv, p.ep // 16, "fg_dot", lv, BN // 16),
                    *self.each_element(BN // 8, [
                        "const int fg_query = fg_c0 + fg_col; float& fg_x = fg_s[fg_n][fg_h * 2 + fg_c];",
-                       f"const float fg_p = {mask} ? exp2f(fg_x * {self.sl2} - fg_lt[fg_col]) : 0.0f;",
+                       f"const float fg_p = {mask} ? fg_exp2(fg_x * {self.sl2} - fg_lt[fg_col]) : 0.0f;",
                        f"fg_x = fg_p * (fg_dp[fg_n][fg_h * 2 + fg_c] - fg_dt[fg_col]) * {r.literal(s.scale, s.dtype)};",
                        "fg_dp[fg_n][fg_h * 2 + fg_c] = fg_p;"]),
                    *self.product_from_scores("fg_dv", "fg_dp", "fg_dot", lv, p.ep // 16),
