@@ -188,6 +188,22 @@ def test_half_attention_matches_float64(case: str, causal: bool, dtype: str) -> 
     _half_against_float64(ours, weights, dtype, causal)
 
 
+def test_half_attention_with_grouped_key_heads() -> None:
+    """enable_gqa: four query heads share each key/value head, read in place (no repeated copy)."""
+    shapes = ((2, 8, 70, 32), (2, 2, 70, 32), (2, 2, 70, 32))
+    ours = [fg.tensor(RNG.standard_normal(s).astype(np.float32), dtype="bfloat16", requires_grad=True) for s in shapes]
+    exact = [torch.tensor(x.float().numpy().astype(np.float64), requires_grad=True) for x in ours]
+    weights = RNG.standard_normal((2, 8, 70, 32)).astype(np.float32)
+    out = sdpa(*ours, is_causal=True, enable_gqa=True)
+    ref = torch.nn.functional.scaled_dot_product_attention(*exact, is_causal=True, enable_gqa=True)
+    (out.float() * fg.tensor(weights)).sum().backward()
+    (ref * torch.tensor(weights, dtype=torch.float64)).sum().backward()
+    for got, want in [(out, ref), *((a.grad, b.grad) for a, b in zip(ours, exact))]:
+        want = want.detach().numpy()
+        error = np.linalg.norm(got.float().numpy() - want) / np.linalg.norm(want)
+        assert error < HALF_TOLERANCE["bfloat16"], error
+
+
 @pytest.mark.parametrize("offset", [0, 1], ids=["aligned", "misaligned"])
 def test_half_attention_reads_heads_split_from_one_projection(offset: int) -> None:
     """bfloat16 q, k and v as views of one projection, as a GPT makes them; with `offset` the views start

@@ -277,6 +277,19 @@ def test_half_attention_takes_the_tensor_core_kernel() -> None:
 
 
 @needs_nvrtc
+def test_grouped_key_heads_take_the_tensor_core_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With enable_gqa the key and value heads are read in place, each by its group of query heads."""
+    from fusegrad.ops import attention
+    monkeypatch.setattr(attention, "CPU_FUSED_SCORES", 0)
+    q = cpu_array((2, 8, 70, 64), "float32").to("bfloat16").detach().requires_grad_()
+    k, v = (cpu_array((2, 2, 70, 64), "float32").to("bfloat16").detach().requires_grad_() for _ in range(2))
+    out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+    irs = kernel_irs(out, *fg.autograd.grad(out.float().sum(), [q, k, v]))
+    plans = _flash_plans([ir for ir in irs if any(isinstance(s, Attention) for s in ir.stmts)])
+    assert len(plans) == 3 and all(p is not None and "/4" in p.matrices["k"].base for p in plans)
+
+
+@needs_nvrtc
 def test_nvrtc_ptx_for_an_older_architecture() -> None:
     irs = kernel_irs(cpu_array((4, 5), "float32").sum(1), fg.rand(3))
     renderer = renderer_for("cuda")

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from ..graph.symbolic import Lin, Var, atom, num, substitute
 from .cuda_attention import kernel_body as cuda_core_body
+from .gemm import lin_vars
 from .ir import Attention, Load, Loop, LoopIR, Ref, Store
 from .render import decompose
 
@@ -83,12 +84,13 @@ class FlashPlan:
 
 
 def _matrix(load: Load, row: Var, col: Var) -> Matrix | None:
-    """`load` as rows of `row` with `col` contiguous, or None where it is not such a plain read."""
+    """`load` as rows of `row` with `col` contiguous, or None where it is not such a plain read. The
+    batch part of the index may be any atoms (heads shared by groups of query heads divide theirs)."""
     index = load.index
-    if load.valid or not all(isinstance(a, Var) for a, _ in index.terms):
-        return None
     coefs = dict(index.terms)
-    if coefs.get(col) != 1:
+    plain = {a for a in coefs if isinstance(a, Var)}
+    if load.valid or coefs.get(col) != 1 or any((row in lin_vars(a.num) or col in lin_vars(a.num))
+                                                for a in coefs if a not in plain):
         return None
     base = substitute(substitute(index, row, num(0)), col, num(0))
     aligned = index.const % 8 == 0 and all(c % 8 == 0 for a, c in index.terms if a != col)
