@@ -20,12 +20,15 @@ from __future__ import annotations
 from dataclasses import replace
 
 from .. import dtypes
+from ..graph.ops import Op
 from ..graph.symbolic import Bound, Lin, Var, atom, bound
 from .interchange import _sub_stmt
-from .ir import Accumulate, Alu, Cond, Const, Define, EndLoop, Expr, Gemm, Load, Loop, LoopIR, Ref, Stmt, Store
+from .ir import (Accumulate, Alu, Cond, Const, Define, DefineAcc, EndLoop, Expr, Gemm, Load, Loop, LoopIR, Ref, Stmt,
+                 Store, subexpressions)
 from .gemm import lin_vars
-from .merge import _end
+from .merge import _end, _stmt_lins
 
+SHORT = 4  # global loops this short are unrolled where bounds read them (stacked parts)
 MAX_PIECES = 16  # a loop cut into more pieces costs more code than the guards do
 UNROLL = 16  # taps of a window row unrolled so the loop inside them can be cut
 MAX_STATEMENTS = 4096  # unrolled copies past this cost more compile time than the guards cost run time
@@ -84,7 +87,33 @@ def peel_loops(ir: LoopIR) -> LoopIR:
     innermost loops (see above)."""
     if any(isinstance(s, Gemm) for s in ir.stmts):
         return ir
-    return peel_windows(_peel_global(ir))
+    return peel_windows(_peel_global(_peel_short(ir)))
+
+
+def _peel_short(ir: LoopIR) -> LoopIR:
+    """`ir` with every short global loop cut at the edges of the bounds on its variable alone, pieces of one
+    iteration unrolled, so each part of a stack or cat along a short axis runs its own loops without the
+    others' guards and selections (Winograd's transforms stack 4 x 4 parts along their two leading axes).
+    Unchanged past MAX_STATEMENTS."""
+    stmts, i = list(ir.stmts), 0
+    while i < len(stmts):
+        s = stmts[i]
+        if isinstance(s, Loop) and s.kind == "global" and s.var.extent <= SHORT:
+            j = _end(stmts, i)
+            body = stmts[i + 1:j]
+            edges = _cuts(body, s.var)
+            # elementwise bodies only: unrolled, each piece's names must differ, and accumulators and one-hot
+            # positions are named where renaming does not reach
+            plain = not any(isinstance(d, DefineAcc) for d in body) and not _indexed_names(body) & {
+                d.name for d in body if isinstance(d, Define)}
+            if edges and plain and _steps_only(body, s.var):
+                cut = stmts[:i] + _unrolled(s, body, edges) + stmts[j + 1:]
+                if len(cut) > MAX_STATEMENTS:
+                    return ir
+                stmts = cut
+                continue
+        i += 1
+    return ir if stmts == ir.stmts else LoopIR(ir.name, ir.params, stmts, ir.work)
 
 
 def _peel_global(ir: LoopIR) -> LoopIR:
@@ -110,6 +139,60 @@ def _pieces(loop: Loop, body: list[Stmt], edges: list[int]) -> list[Stmt]:
         at = Lin((), lo) if hi - lo == 1 else atom(piece) + lo
         out += [Loop(piece, loop.kind), *(_decide_stmt(_sub_stmt(s, v, at)) for s in body), EndLoop(loop.kind)]
     return out
+
+
+def _indexed_names(stmts: list[Stmt]) -> set[str]:
+    """Names that indices read (a one-hot read's defined position)."""
+    return {v.name for s in stmts for lin in _stmt_lins(s) for v in lin_vars(lin)}
+
+
+def _unrolled(loop: Loop, body: list[Stmt], edges: list[int]) -> list[Stmt]:
+    """The loop cut at the edges, the bounds each piece settles decided; a piece of one iteration is its body
+    with the variable a constant, its names suffixed apart from the other pieces'."""
+    v, out = loop.var, []
+    local = {s.name for s in body if isinstance(s, Define)}
+    for n, (lo, hi) in enumerate(zip([0, *edges], [*edges, v.extent])):
+        if hi - lo > 1:
+            piece = Var(f"{v.name}u{n}", hi - lo)
+            out += [Loop(piece, loop.kind), *(_decide_stmt(_sub_stmt(s, v, atom(piece) + lo)) for s in body),
+                    EndLoop(loop.kind)]
+            continue
+        out += [_renamed(_decide_stmt(_sub_stmt(s, v, Lin((), lo))), f"_{v.name}u{n}", local) for s in body]
+    return _pruned(out)
+
+
+def _pruned(stmts: list[Stmt]) -> list[Stmt]:
+    """`stmts` with selections on a settled condition replaced by the branch taken, and values no one reads dropped."""
+    known: dict[str, Expr] = {}
+
+    def fold(e: Expr) -> Expr:
+        if isinstance(e, Ref):
+            return known.get(e.name, e)
+        if not isinstance(e, Alu):
+            return e
+        args = tuple(fold(a) for a in e.args)
+        if e.op is Op.WHERE and isinstance(args[0], Const):
+            return args[1] if args[0].value else args[2]
+        return Alu(e.op, args, e.dtype)
+
+    folded: list[Stmt] = []
+    for s in stmts:
+        if isinstance(s, (Define, Accumulate, Store)):
+            s = replace(s, value=fold(s.value))
+            if isinstance(s, Define):
+                # pieces that are loops keep their names: one piece's constant is not another's
+                known.pop(s.name, None)
+                if isinstance(s.value, (Const, Ref)):
+                    known[s.name] = s.value
+                    continue
+        folded.append(s)
+    while True:
+        read = {x.name for s in folded if isinstance(s, (Define, Accumulate, Store))
+                for x in subexpressions(s.value) if isinstance(x, Ref)}
+        kept = [s for s in folded if not isinstance(s, Define) or s.name in read]
+        if len(kept) == len(folded):
+            return kept
+        folded = kept
 
 
 def peel_windows(ir: LoopIR) -> LoopIR:

@@ -3,7 +3,7 @@ and a convolution is one broadcast multiply + sum that the scheduler fuses into 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 from .. import dtypes
 from ..errors import ShapeError
@@ -13,6 +13,8 @@ from ..tensor import Tensor, stack
 from ..creation import arange, zeros
 
 IntOrPair = int | Sequence[int]
+WINOGRAD_CHANNELS = 64  # Winograd F(2x2, 3x3) for channels and work from here (winograd_applies)
+WINOGRAD_WORK = 1 << 26
 THIN_GROUP = 16  # output channels per group below which a strided convolution's input gradient is transposed
 
 
@@ -125,7 +127,9 @@ def _convnd(x: Tensor, weight: Tensor, bias: Tensor | None, stride: IntOrPair, p
     # the transposed convolution pads the output gradient by d*(k-1) - p a side: no more than the forward
     # pads the input, its product packs no more than the forward's
     padded_alike = all(d * (k - 1) - lo <= lo and d * (k - 1) - hi <= hi for (lo, hi), k, d in zip(pads, kernel, dil))
-    if n == 2 and weight.dtype not in dtypes.HALF and (cout // groups < THIN_GROUP or (st == (1, 1) and padded_alike)):
+    transposed_pays = weight.dtype not in dtypes.HALF and (cout // groups < THIN_GROUP or
+                                                           (st == (1, 1) and padded_alike))
+    if n == 2 and (transposed_pays or winograd_applies(x, weight, st, dil, groups)):
         out = _Convolution.apply(x, weight, st, pads, dil, groups)
     else:
         out = _product(x, weight, st, pads, dil, groups)
@@ -183,6 +187,8 @@ class _Convolution(Function):
                 dilation: tuple[int, int], groups: int) -> Tensor:
         ctx.save_for_backward(x, weight)
         ctx.geometry = (stride, pads, dilation, groups)
+        if winograd_applies(x, weight, stride, dilation, groups):
+            return _winograd(x, weight, pads)
         return _product(x, weight, stride, pads, dilation, groups)
 
     @staticmethod
@@ -191,8 +197,84 @@ class _Convolution(Function):
         # gradient no one asked for is never computed
         x, weight = ctx.saved_tensors
         stride, pads, dilation, groups = ctx.geometry
-        gx = _input_gradient(g, weight, x.shape[2:], stride, pads, dilation, groups)
+        if winograd_applies(x, weight, stride, dilation, groups) and all(p <= 2 for pair in pads for p in pair):
+            # the transposed convolution pads the output gradient by 2 - p a side
+            gx = _winograd(g, weight, [(2 - lo, 2 - hi) for lo, hi in pads], transposed=True)
+        else:
+            gx = _input_gradient(g, weight, x.shape[2:], stride, pads, dilation, groups)
         return gx, _weight_gradient(x, g, weight.shape, stride, pads, dilation, groups), None, None, None, None
+
+
+def winograd_applies(x: Tensor, weight: Tensor, stride: tuple[int, ...], dilation: tuple[int, ...],
+                     groups: int) -> bool:
+    """Does conv2d of x with weight run as Winograd F(2x2, 3x3) (`_winograd`)? On the CPU, for float32 and
+    float64 3x3 convolutions of stride and dilation 1 without groups, with at least WINOGRAD_CHANNELS input
+    and output channels and N * H * W * Cin * Cout of at least WINOGRAD_WORK: with fewer channels the
+    transforms, with less work the weight's transform and the host's graph cost more than the products save
+    (docs/benchmarks.md, "Convolutions", has the measurements behind the rule)."""
+    if x.ndim != 4 or weight.shape[2:] != (3, 3) or stride != (1, 1) or dilation != (1, 1) or groups != 1:
+        return False
+    if not x.device.startswith("cpu") or weight.dtype not in (dtypes.float32, dtypes.float64):
+        return False
+    n, cin, h, w = x.shape
+    cout = weight.shape[0]
+    return min(cin, cout) >= WINOGRAD_CHANNELS and n * h * w * cin * cout >= WINOGRAD_WORK
+
+
+def _four_rows(d: list[Tensor]) -> list[Tensor]:
+    """B^T d of F(2x2, 3x3) for the four rows d of an input tile: sums and differences."""
+    return [d[0] - d[2], d[1] + d[2], d[2] - d[1], d[1] - d[3]]
+
+
+def _weight_rows(g: list[Tensor]) -> list[Tensor]:
+    """G g of F(2x2, 3x3) for the three rows g of a kernel."""
+    return [g[0], (g[0] + g[1] + g[2]) * 0.5, (g[0] - g[1] + g[2]) * 0.5, g[2]]
+
+
+def _output_rows(m: list[Tensor]) -> list[Tensor]:
+    """A^T m of F(2x2, 3x3) for the four rows m of a tile's products."""
+    return [m[0] + m[1] + m[2], m[1] - m[2] - m[3]]
+
+
+def _transform(t: Tensor, rows: Callable[[list[Tensor]], list[Tensor]], before: Sequence[int] = (0, 1, 2, 3),
+               after: Sequence[int] = (0, 1, 2, 3)) -> Tensor:
+    """`rows` applied along t's first two axes (a tile's rows, then its columns) to their parts taken in the
+    order `before`, the results in the order `after`."""
+    for axis in (0, 1):
+        parts = [t.select(axis, i) for i in range(t.shape[axis])]  # views whose index along axis is a constant
+        results = rows([parts[i] for i in before[:len(parts)]])
+        t = stack([results[i] for i in after[:len(results)]], axis)
+    return t
+
+
+def _winograd(x: Tensor, weight: Tensor, pads: Sequence[tuple[int, int]], transposed: bool = False) -> Tensor:
+    """conv2d of stride 1 with a 3x3 weight as Winograd F(2x2, 3x3) (Lavin and Gray, 2015): the padded input
+    cut into 4x4 tiles at stride 2, each transformed to V = B^T d B, the weight to U = G g G^T, then one
+    product per tile position over the channels, M = U V (16 GEMMs batched), and each 2x2 output tile
+    A^T M A. The transforms are sums and differences stacked along leading axes, which the CPU's peeling
+    unrolls into straight loops; both transformed operands and the products get buffers of their own.
+
+    `transposed`: the convolution with the flipped kernels of weight's transpose (a stride-1 input
+    gradient). G flips a kernel by swapping its positions 0 and 3, so that product is U^T at the swapped
+    positions: the tile positions are taken in that order, and U is the forward's, read transposed (the
+    flipped transpose of the weight, transformed itself, read it 9 x Cin floats apart)."""
+    n, c, h, w = x.shape
+    k = weight.shape[1] if transposed else weight.shape[0]
+    order = (3, 1, 2, 0) if transposed else (0, 1, 2, 3)
+    outs = [length + lo + hi - 2 for length, (lo, hi) in zip((h, w), pads)]
+    tiles = [-(-o // 2) for o in outs]
+    # padded at the end to whole tiles: rows past the output read zeros and are cropped
+    xp = _pad_spatial(x, [(lo, 2 * t + 2 - length - lo) for length, (lo, _), t in zip((h, w), pads, tiles)])
+    d = windows(xp, (4, 4), (2, 2), (1, 1)).permute(4, 5, 1, 0, 2, 3)  # (4, 4, C, N, tiles...)
+    v = _transform(d, _four_rows, after=order).contiguous()
+    g = weight.permute(2, 3, 0, 1).contiguous()  # (3, 3, Cout, Cin): the transform then reads whole planes
+    u = _transform(g, _weight_rows).contiguous().reshape(16, *weight.shape[:2])
+    m = ((u.transpose(1, 2) if transposed else u) @ v.reshape(16, c, -1)).reshape(4, 4, k, n, *tiles)
+    y = _transform(m, _output_rows, before=order)  # (2, 2, Cout, N, tiles...)
+    y = y.permute(3, 2, 4, 0, 5, 1).contiguous().reshape(n, k, 2 * tiles[0], 2 * tiles[1])
+    if [2 * t for t in tiles] != outs:
+        y = y[:, :, :outs[0], :outs[1]]
+    return y
 
 
 def _weight_gradient(x: Tensor, g: Tensor, shape: Sequence[int], stride: tuple[int, ...],
