@@ -44,7 +44,8 @@ def _preamble() -> str:
                      f'  asm volatile("ldmatrix.sync.aligned.m8n8.x4{trans}.shared.b16 {{%0, %1, %2, %3}}, [%4];"\n'
                      f'               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : {shared} : "memory");\n}}')
     for ptx in _PTX.values():
-        lines.append(f"FG_DEVICE void fg_mma_{ptx}(float (&d)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {{\n"
+        lines.append(f"FG_DEVICE void fg_mma_{ptx}(float (&d)[4], const unsigned (&a)[4], unsigned b0, "
+                     "unsigned b1) {\n"
                      f'  asm("mma.sync.aligned.m16n8k16.row.col.f32.{ptx}.{ptx}.f32 {{%0, %1, %2, %3}}, '
                      '{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"\n'
                      '      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])\n'
@@ -114,16 +115,18 @@ def plan(ir: LoopIR, s: Attention) -> FlashPlan | None:
     if max(dp, ep) > MAX_HEAD:
         return None
     matrices = {name: _matrix(*read) for name, read in reads.items()}
-    if any(m is None for m in matrices.values()):
-        return None
     own, _ = _rows(s)
-    batch = math.prod(lp.var.extent for lp in ir.stmts if isinstance(lp, Loop)) // own
-    blocks = batch * -(-own // BM)
-    tiles = {"forward": BM * (dp + PAD) + 2 * BN * (dp + ep + 2 * PAD)}.get(s.direction, (BM + 2 * BN) * (dp + ep + 2 * PAD))
-    smem = 2 * tiles + (4 * 2 * 2 * BN if s.direction == "grad_kv" else 0)
-    if blocks >= 1 << 31:
+    blocks = math.prod(lp.var.extent for lp in ir.stmts if isinstance(lp, Loop)) // own * -(-own // BM)
+    if any(m is None for m in matrices.values()) or blocks >= 1 << 31:
         return None
-    return FlashPlan(dtype, dp, ep, matrices, blocks, smem)  # type: ignore[arg-type]
+    # elements staged: the forward's own rows of q and double-buffered tiles of k and v; a gradient's
+    # own rows and double-buffered tiles of both pairs (q, dout and k, v), and grad_kv's lse and delta
+    if s.direction == "forward":
+        elements = BM * (dp + PAD) + 2 * BN * (dp + ep + 2 * PAD)
+    else:
+        elements = (BM + 2 * BN) * (dp + ep + 2 * PAD)
+    smem = 2 * elements + (4 * 2 * 2 * BN if s.direction == "grad_kv" else 0)
+    return FlashPlan(dtype, dp, ep, {name: m for name, m in matrices.items() if m is not None}, blocks, smem)
 
 
 def render(r, ir: LoopIR, s: Attention, p: FlashPlan) -> str:
@@ -152,8 +155,8 @@ class _Writer:
         batch_vars = [lp.var for lp in self.ir.stmts if isinstance(lp, Loop)][:-1]
         nbatch = math.prod(v.extent for v in batch_vars)
         # causal query rows walk keys up to their own position: the longest blocks first
-        heavy_last = s.causal and s.direction != "grad_kv"
-        rb = f"{per_batch - 1}u - blockIdx.x / {nbatch}u" if heavy_last else f"blockIdx.x / {nbatch}u"
+        last_first = s.causal and s.direction != "grad_kv"
+        rb = f"{per_batch - 1}u - blockIdx.x / {nbatch}u" if last_first else f"blockIdx.x / {nbatch}u"
         lines = ["extern __shared__ __align__(16) uint16_t fg_smem[];",
                  "const int fg_warp = threadIdx.x / 32, fg_lane = threadIdx.x % 32, fg_g = fg_lane / 4, "
                  "fg_t = fg_lane % 4;",

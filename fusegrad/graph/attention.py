@@ -8,8 +8,8 @@ grad_q   srcs (q, k, v, lse, delta, dout)  out (*B, T, D): the query gradient
 grad_kv  srcs (q, k, v, lse, delta, dout)  out (*B, S, D + E): the key gradient, then the value gradient
 
 q is (*B, T, D), k (*B, S, D), v (*B, S, E), lse and delta (*B, T), dout (*B, T, E), all of one float
-dtype and device (lse and delta float32 for half operands); delta is the row sum of dout * out. With `causal`, query i sees keys j <= i
-(top-left aligned, as PyTorch's is_causal).
+dtype and device (lse and delta float32 for half operands); delta is the row sum of dout * out. With
+`causal`, query i sees keys j <= i (top-left aligned, as PyTorch's is_causal).
 """
 from __future__ import annotations
 
