@@ -28,7 +28,7 @@ from .ir import (Accumulate, Alu, Cond, Const, Define, DefineAcc, EndLoop, Expr,
 from .gemm import lin_vars
 from .merge import _end, _stmt_lins
 
-SHORT = 4  # global loops this short are unrolled where bounds read them (stacked parts)
+SHORT = 6  # global loops this short are unrolled where bounds read them (stacked parts)
 MAX_PIECES = 16  # a loop cut into more pieces costs more code than the guards do
 UNROLL = 16  # taps of a window row unrolled so the loop inside them can be cut
 MAX_STATEMENTS = 4096  # unrolled copies past this cost more compile time than the guards cost run time
@@ -93,7 +93,7 @@ def peel_loops(ir: LoopIR) -> LoopIR:
 def _peel_short(ir: LoopIR) -> LoopIR:
     """`ir` with every short global loop cut at the edges of the bounds on its variable alone, pieces of one
     iteration unrolled, so each part of a stack or cat along a short axis runs its own loops without the
-    others' guards and selections (Winograd's transforms stack 4 x 4 parts along their two leading axes).
+    others' guards and selections (Winograd's transforms stack up to 6 x 6 parts along their two leading axes).
     Unchanged past MAX_STATEMENTS."""
     stmts, i = list(ir.stmts), 0
     while i < len(stmts):

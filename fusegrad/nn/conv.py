@@ -15,6 +15,7 @@ from ..creation import arange, zeros
 IntOrPair = int | Sequence[int]
 WINOGRAD_CHANNELS = 64  # Winograd F(2x2, 3x3) for channels and work from here (winograd_applies)
 WINOGRAD_WORK = 1 << 26
+WINOGRAD_F4_SIZE = 28  # F(4x4, 3x3) for outputs from this height and width on, else F(2x2) (winograd_tile)
 THIN_GROUP = 16  # output channels per group below which a strided convolution's input gradient is transposed
 
 
@@ -236,43 +237,86 @@ def _output_rows(m: list[Tensor]) -> list[Tensor]:
     return [m[0] + m[1] + m[2], m[1] - m[2] - m[3]]
 
 
-def _transform(t: Tensor, rows: Callable[[list[Tensor]], list[Tensor]], before: Sequence[int] = (0, 1, 2, 3),
-               after: Sequence[int] = (0, 1, 2, 3)) -> Tensor:
+def _six_rows(d: list[Tensor]) -> list[Tensor]:
+    """B^T d of F(4x4, 3x3) (points 0, 1, -1, 2, -2 and infinity) for the six rows d of an input tile."""
+    a, b = d[4] - d[2] * 4, d[3] - d[1] * 4
+    c, e = d[4] - d[2], (d[3] - d[1]) * 2
+    return [d[0] * 4 - d[2] * 5 + d[4], a + b, a - b, c + e, c - e, d[1] * 4 - d[3] * 5 + d[5]]
+
+
+def _weight_rows6(g: list[Tensor]) -> list[Tensor]:
+    """G g of F(4x4, 3x3) for the three rows g of a kernel: the kernel's polynomial at the six points, scaled."""
+    even, odd = g[0] + g[2], g[1]
+    near, far = g[0] + g[2] * 4, g[1] * 2
+    return [g[0] * 0.25, (even + odd) * (-1 / 6), (even - odd) * (-1 / 6), (near + far) * (1 / 24),
+            (near - far) * (1 / 24), g[2]]
+
+
+def _output_rows6(m: list[Tensor]) -> list[Tensor]:
+    """A^T m of F(4x4, 3x3) for the six rows m of a tile's products."""
+    a, b = m[1] + m[2], m[1] - m[2]
+    c, e = m[3] + m[4], m[3] - m[4]
+    return [m[0] + a + c, b + e * 2, a + c * 4, b + e * 8 + m[5]]
+
+
+WINOGRAD_ROWS = {2: (_four_rows, _weight_rows, _output_rows), 4: (_six_rows, _weight_rows6, _output_rows6)}
+
+
+def _transform(t: Tensor, rows: Callable[[list[Tensor]], list[Tensor]], before: Sequence[int] | None = None,
+               staged: bool = False) -> Tensor:
     """`rows` applied along t's first two axes (a tile's rows, then its columns) to their parts taken in the
-    order `before`, the results in the order `after`."""
+    order `before` (all in order if None). `staged`: the rows' results get a buffer before the columns are
+    transformed (F(4x4)'s sums of 6 x 6 parts, fused, would each read up to 36 values, F(2x2)'s up to 9)."""
     for axis in (0, 1):
         parts = [t.select(axis, i) for i in range(t.shape[axis])]  # views whose index along axis is a constant
-        results = rows([parts[i] for i in before[:len(parts)]])
-        t = stack([results[i] for i in after[:len(results)]], axis)
+        t = stack(rows(parts if before is None else [parts[i] for i in before]), axis)
+        if staged and axis == 0:
+            t = t.contiguous()
     return t
 
 
+def winograd_tile(outs: Sequence[int]) -> int:
+    """The output tile m of F(m x m, 3x3) for an output of spatial size outs: 4 from WINOGRAD_F4_SIZE on, where
+    its products (4x fewer positions per tile for 2.25x more of them) save more than its larger transforms of
+    the weight and of partial tiles at the edges cost; else 2 (docs/benchmarks.md, "Winograd")."""
+    return 4 if min(outs) >= WINOGRAD_F4_SIZE else 2
+
+
 def _winograd(x: Tensor, weight: Tensor, pads: Sequence[tuple[int, int]], transposed: bool = False) -> Tensor:
-    """conv2d of stride 1 with a 3x3 weight as Winograd F(2x2, 3x3) (Lavin and Gray, 2015): the padded input
-    cut into 4x4 tiles at stride 2, each transformed to V = B^T d B, the weight to U = G g G^T, then one
-    product per tile position over the channels, M = U V (16 GEMMs batched), and each 2x2 output tile
-    A^T M A. The transforms are sums and differences stacked along leading axes, which the CPU's peeling
-    unrolls into straight loops; both transformed operands and the products get buffers of their own.
+    """conv2d of stride 1 with a 3x3 weight as Winograd F(m x m, 3x3), m 2 or 4 (`winograd_tile`; Lavin and
+    Gray, 2015): the padded input cut into (m+2)x(m+2) tiles at stride m, each transformed to V = B^T d B, the
+    weight to U = G g G^T, then one product per tile position over the channels, M = U V ((m+2)^2 GEMMs
+    batched), and each m x m output tile A^T M A. The transforms are sums and differences stacked along
+    leading axes, which the CPU's peeling unrolls into straight loops; both transformed operands and the
+    products get buffers of their own, and F(4x4)'s transforms a buffer between rows and columns.
 
     `transposed`: the convolution with the flipped kernels of weight's transpose (a stride-1 input
-    gradient). G flips a kernel by swapping its positions 0 and 3, so that product is U^T at the swapped
-    positions: the tile positions are taken in that order, and U is the forward's, read transposed (the
-    flipped transpose of the weight, transformed itself, read it 9 x Cin floats apart)."""
+    gradient): U of the kernels taken flipped (the weight's rows in reverse order), read transposed."""
     n, c, h, w = x.shape
     k = weight.shape[1] if transposed else weight.shape[0]
-    order = (3, 1, 2, 0) if transposed else (0, 1, 2, 3)
     outs = [length + lo + hi - 2 for length, (lo, hi) in zip((h, w), pads)]
-    tiles = [-(-o // 2) for o in outs]
+    m = winograd_tile(outs)
+    rows_in, rows_w, rows_out = WINOGRAD_ROWS[m]
+    t = m + 2
+    tiles = [-(-o // m) for o in outs]
     # padded at the end to whole tiles: rows past the output read zeros and are cropped
-    xp = _pad_spatial(x, [(lo, 2 * t + 2 - length - lo) for length, (lo, _), t in zip((h, w), pads, tiles)])
-    d = windows(xp, (4, 4), (2, 2), (1, 1)).permute(4, 5, 1, 0, 2, 3)  # (4, 4, C, N, tiles...)
-    v = _transform(d, _four_rows, after=order).contiguous()
+    xp = _pad_spatial(x, [(lo, m * n_t + 2 - length - lo) for length, (lo, _), n_t in zip((h, w), pads, tiles)])
+    if m == 4:
+        # rows of tiles first, read along whole padded rows, then the columns of that buffer's tiles
+        d = windows(xp, (t, 1), (m, 1), (1, 1))[..., 0].permute(4, 1, 0, 2, 3)  # (t, C, N, tile rows, width)
+        d = stack(rows_in([d.select(0, a) for a in range(t)]), 0).contiguous()
+        d = _windows_last(d, t, m, 1).permute(5, 0, 1, 2, 3, 4)  # (t, t, C, N, tiles...)
+        v = stack(rows_in([d.select(0, b) for b in range(t)]), 1).contiguous()
+    else:
+        d = windows(xp, (t, t), (m, m), (1, 1)).permute(4, 5, 1, 0, 2, 3)  # (t, t, C, N, tiles...)
+        v = _transform(d, rows_in).contiguous()
     g = weight.permute(2, 3, 0, 1).contiguous()  # (3, 3, Cout, Cin): the transform then reads whole planes
-    u = _transform(g, _weight_rows).contiguous().reshape(16, *weight.shape[:2])
-    m = ((u.transpose(1, 2) if transposed else u) @ v.reshape(16, c, -1)).reshape(4, 4, k, n, *tiles)
-    y = _transform(m, _output_rows, before=order)  # (2, 2, Cout, N, tiles...)
-    y = y.permute(3, 2, 4, 0, 5, 1).contiguous().reshape(n, k, 2 * tiles[0], 2 * tiles[1])
-    if [2 * t for t in tiles] != outs:
+    u = _transform(g, rows_w, (2, 1, 0) if transposed else None, staged=m == 4).contiguous()
+    u = u.reshape(t * t, *weight.shape[:2])
+    prod = ((u.transpose(1, 2) if transposed else u) @ v.reshape(t * t, c, -1)).reshape(t, t, k, n, *tiles)
+    y = _transform(prod, rows_out, staged=m == 4)  # (m, m, Cout, N, tiles...)
+    y = y.permute(3, 2, 4, 0, 5, 1).contiguous().reshape(n, k, m * tiles[0], m * tiles[1])
+    if [m * n_t for n_t in tiles] != outs:
         y = y[:, :, :outs[0], :outs[1]]
     return y
 
