@@ -424,3 +424,70 @@ def test_float32_operands_rounded_to_bfloat16_in_the_kernel_are_gemms(tiles, mon
     exact = x.float().numpy().astype(np.float64) @ _round_bf16(w.numpy().astype(np.float64)).T
     want = fg.tensor(exact.astype(np.float32)).to(fg.bfloat16).float().numpy()
     np.testing.assert_allclose(out.float().numpy(), want, rtol=2.0 ** -7, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int64"])
+@pytest.mark.parametrize("m, k, n", [(9, 43264, 32), (7, 20011, 40), (14, 5001, 48)])
+def test_few_tiles_over_a_long_k_split_k_among_threads(dtype, m, k, n, monkeypatch):
+    """A product of few C tiles and many K panels (a first convolution layer's weight gradient) sums
+    K ranges into partial Cs added in order: results match numpy on odd sizes with a K not divisible
+    by the ranges, and are the same bits at one and two threads. Integer products are no GEMM."""
+    from fusegrad.engine import tune
+    monkeypatch.setattr(realize_module, "_programs", {})
+    monkeypatch.setattr(realize_module, "_plans", {})
+    monkeypatch.setattr(tune, "_vendor_decided", {})
+    monkeypatch.setattr(gemm_c, "VENDOR", set())
+    for shape in ((dtype, m, n, k), (dtype, n, m, k)):  # the generated kernel, not the vendor BLAS's sums
+        tune._decide(shape, False)
+    rng = np.random.default_rng(5)
+    a, b = rng.standard_normal((m, k)), rng.standard_normal((k, n))
+    if dtype == "int64":
+        a, b = (a * 4).astype(dtype), (b * 4).astype(dtype)
+    product = fg.tensor(a.astype(dtype)) @ fg.tensor(b.astype(dtype))
+    (item,) = create_schedule([product._node])
+    source = CRenderer().render_kernel(use_gemm(lower(item.spec, "k")))
+    floating = dtype != "int64"
+    assert ("fg_pack_scratch(4" in source) == floating
+    assert not floating or gemm_c.k_splits(m, n, k, dtype) > 1
+    before = fg.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2):
+            fg.set_num_threads(threads)
+            results.append((fg.tensor(a.astype(dtype)) @ fg.tensor(b.astype(dtype))).numpy())
+    finally:
+        fg.set_num_threads(before)
+    want = a.astype(dtype) @ b.astype(dtype)
+    if floating:
+        tol = dict(rtol=1e-4, atol=1e-2) if dtype == "float32" else dict(rtol=1e-10, atol=1e-9)
+        np.testing.assert_allclose(results[0], want, **tol)
+        np.testing.assert_array_equal(results[0], results[1])
+    else:
+        np.testing.assert_array_equal(results[0], want)
+        np.testing.assert_array_equal(results[1], want)
+
+
+def test_split_k_is_left_to_products_of_many_tiles_or_short_k():
+    """Products with tiles for every thread, or too few panels to split, keep the shared panels."""
+    assert gemm_c.k_splits(256, 256, 100000, "float32") == 1
+    assert gemm_c.k_splits(9, 32, 300, "float32") == 1
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_first_layer_weight_gradient_splits_k(dtype):
+    """The weight gradient of a one-channel convolution (few outputs, batch x positions terms) takes
+    the split path and matches torch, stride and padding included."""
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal((37, 1, 29, 31)), rng.standard_normal((7, 1, 5, 5))
+    tx, tw = torch.tensor(x, dtype=dtype), torch.tensor(w, dtype=dtype, requires_grad=True)
+    ty = torch.nn.functional.conv2d(tx, tw, padding=2)
+    gy = rng.standard_normal(tuple(ty.shape))
+    ty.backward(torch.tensor(gy, dtype=dtype))
+    name = str(dtype).removeprefix("torch.")
+    b = fg.tensor(w.astype(name)).requires_grad_()
+    grad = fg.autograd.grad(fg.nn.functional.conv2d(fg.tensor(x.astype(name)), b, padding=2), [b],
+                            fg.tensor(gy.astype(name)))[0]
+    sources = [CRenderer().render_kernel(use_gemm(lower(it.spec, "k"))) for it in create_schedule([grad._node])]
+    assert any("fg_pack_scratch(4" in src for src in sources)
+    tol = dict(rtol=1e-4, atol=1e-3) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-9)
+    np.testing.assert_allclose(grad.numpy(), tw.grad.numpy(), **tol)

@@ -4,8 +4,8 @@ from __future__ import annotations
 from .gemm import blas_operands, load_vars
 from . import c_amx, c_attention, c_pack_runs, c_recurrence, float8, gemm_c
 from .c_pack_runs import declare, step
-from .gemm_c import (BF16_CONVERSIONS, L2_PANEL_BYTES, PARALLEL_WORK, gemm_declarations, gemm_source, micro_kernel,
-                     pack_rows, tiles_for)
+from .gemm_c import (BF16_CONVERSIONS, L2_PANEL_BYTES, PARALLEL_WORK, gemm_declarations, gemm_source, k_splits,
+                     micro_kernel, pack_rows, tiles_for)
 from ..graph.ops import Op
 from .. import dtypes
 from ..dtypes import DType
@@ -198,6 +198,7 @@ class CRenderer(CStyleRenderer):
     # reduce loops that are the inner dims of a window, and the columns a sum into columns splits
     hoisted: dict[int, str] = {}
     _window_rows: set[int] = set()
+    _outermost: set[int] = set()
     _columns: Var | None = None
 
     def math_fn(self, name: str, dtype: DType) -> str:
@@ -274,8 +275,11 @@ class CRenderer(CStyleRenderer):
         self._lane_max: dict[int, str] = {}  # reduce loops whose max runs in SIMD lanes: their accumulator
         pre = self._hoist_packing(ir)
         self._window_rows = set()  # reduce loops directly inside another reduce loop
+        self._outermost = set()  # GEMMs in no loop: their threads may split K (a batch loop's are taken)
         open_loops: list[Loop] = []
         for s in ir.stmts:
+            if isinstance(s, Gemm) and not open_loops:
+                self._outermost.add(id(s))
             if isinstance(s, Loop):
                 if s.kind == "reduce" and open_loops and open_loops[-1].kind == "reduce":
                     self._window_rows.add(id(s))
@@ -346,6 +350,8 @@ class CRenderer(CStyleRenderer):
             return self.vendor_gemm(s)
         if c_amx.uses_amx(s):
             return c_amx.render(self, s)
+        if id(s) in self._outermost and k_splits(s.m, s.n, s.k, s.dtype.name) > 1:
+            return self.split_gemm(s)
         nr = gemm_c.nr(s.dtype.name)
         rows, depth = tiles_for(s.m, s.n, s.k, s.dtype.name)
         micro = micro_kernel(s.dtype.name, rows)
@@ -381,6 +387,45 @@ class CRenderer(CStyleRenderer):
             "      }",
             "    }",
             "  }",
+            "}",
+        ])
+
+    def split_gemm(self, s: Gemm) -> str:
+        """A GEMM with few C tiles and a long K: each K range (whole panels, a count fixed by the shape)
+        is one thread's product of all tiles into its own C, with its own panels and no barrier; the
+        partial Cs are then added in range order, so the result is the same at any thread count."""
+        t, nr = self.storage_type(s.dtype), gemm_c.nr(s.dtype.name)
+        rows, depth = tiles_for(s.m, s.n, s.k, s.dtype.name)
+        splits, mn = k_splits(s.m, s.n, s.k, s.dtype.name), s.m * s.n
+        mb, nb = -(-s.m // rows), -(-s.n // nr)
+        span = -(-(-(-s.k // depth)) // splits) * depth  # K of one range
+        c = f"p{s.c_param} + {s.c_base.render()}"
+        return "\n".join([
+            "{",
+            f"  {t}* part = ({t}*)fg_pack_scratch(4, sizeof({t}) * {splits * mn});",
+            "  #pragma omp parallel for schedule(static)",
+            f"  for (int64_t sk = 0; sk < {splits}; sk++) {{",
+            f"    {t}* ap = ({t}*)fg_pack_scratch(0, sizeof({t}) * {mb * rows * depth});",
+            f"    {t}* bp = ({t}*)fg_pack_scratch(1, sizeof({t}) * {nb * nr * depth});",
+            f"    {t}* cs = part + sk * {mn};",
+            f"    const int64_t k0 = sk * {span}, k1 = k0 + {span} < {s.k} ? k0 + {span} : {s.k};",
+            f"    for (int64_t pc = k0; pc < k1; pc += {depth}) {{",
+            f"      const int64_t kc = k1 - pc < {depth} ? k1 - pc : {depth};",
+            *["  " + line for line in self.pack("bp", s.b, s.j_vars, s.k_vars, "0", str(nb), nr, s.n,
+                                                  rounded=s.b_round)],
+            *["  " + line for line in self.pack("ap", s.a, s.i_vars, s.k_vars, "0", str(mb), rows, s.m,
+                                                  rounded=s.a_round)],
+            f"      for (int64_t jb = 0; jb < {nb}; jb++) for (int64_t ib = 0; ib < {mb}; ib++) {{",
+            f"        const int64_t mr = {s.m} - ib * {rows} < {rows} ? {s.m} - ib * {rows} : {rows};",
+            f"        const int64_t nr = {s.n} - jb * {nr} < {nr} ? {s.n} - jb * {nr} : {nr};",
+            f"        {micro_kernel(s.dtype.name, rows)}(kc, ap + ib * {rows} * kc, bp + jb * {nr} * kc, "
+            f"cs + ib * {rows * s.n} + jb * {nr}, {s.n}, mr, nr, pc == k0);",
+            "      }",
+            "    }",
+            "  }",
+            f"  for (int64_t e = 0; e < {mn}; e++) ({c})[e] = part[e];",
+            f"  for (int64_t sk = 1; sk < {splits}; sk++) for (int64_t e = 0; e < {mn}; e++) "
+            f"({c})[e] += part[sk * {mn} + e];",
             "}",
         ])
 

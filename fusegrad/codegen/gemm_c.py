@@ -27,6 +27,8 @@ _ITEMSIZE = {"float32": 4, "float64": 8}
 L1_BYTES = 32 << 10
 L2_PANEL_BYTES = 256 << 10  # packed A rows reused across all of B: a quarter to half of a core's L2
 PARALLEL_WORK = 1 << 19  # multiply-adds from which a product runs on all threads
+SPLIT_TILES = 16  # products with fewer C tiles than this split a long K among the threads
+SPLIT_MAX = 16  # at most this many K ranges: a fixed count, so the sum's order does not depend on the threads
 
 
 @functools.cache
@@ -66,6 +68,19 @@ VENDOR: set[tuple[str, int, int, int]] = set()
 
 def tiles_for(m: int, n: int, k: int, dtype_name: str) -> tuple[int, int]:
     return TUNED.get((dtype_name, m, n, k)) or default_tiles(m, n, k, dtype_name)
+
+
+def k_splits(m: int, n: int, k: int, dtype_name: str) -> int:
+    """How many K ranges a product's threads take, each into a C of its own that are then added in
+    order: 1 (tiles shared out per panel) unless C has few tiles and K many panels (a first convolution
+    layer's weight gradient: 9 x 32 outputs over batch x positions terms), whose threads would otherwise
+    wait at every panel's barrier for one or two tiles' work. Each range spans at least two panels."""
+    rows, depth = tiles_for(m, n, k, dtype_name)
+    panels = -(-k // depth)
+    if -(-m // rows) * -(-n // nr(dtype_name)) >= SPLIT_TILES or panels < 4 or m * n * k < PARALLEL_WORK:
+        return 1
+    per = -(-panels // min(SPLIT_MAX, panels // 2))
+    return -(-panels // per)
 
 
 def max_depth(dtype_name: str) -> int:
@@ -133,9 +148,10 @@ void (*fg_blas_dgemm)(int, int, int, int64_t, int64_t, int64_t, double, const do
 
 /* per-thread packing buffers, grown on demand and kept: steady state allocates nothing (slots 0 and 1:
    the panels of A and B; 2: an operand packed once for every batch element of a batched product;
-   3: rows packed by runs along k before their transpose into a panel) */
-static _Thread_local void* fg_pack_buf[4];
-static _Thread_local size_t fg_pack_cap[4];
+   3: rows packed by runs along k before their transpose into a panel; 4: the partial C of each K range
+   of a split product) */
+static _Thread_local void* fg_pack_buf[5];
+static _Thread_local size_t fg_pack_cap[5];
 
 void* fg_pack_scratch(int slot, size_t bytes) {
   if (fg_pack_cap[slot] < bytes) {
