@@ -1,5 +1,5 @@
-"""nn/conv.py's convolution history: the input gradient as a transposed convolution (stride 1, or few
-output channels per group), replayed by structure, differentiable again."""
+"""nn/conv.py's convolution history: the input gradient as a transposed convolution (stride 1, strided over
+many output positions, or few output channels per group), replayed by structure, differentiable again."""
 import numpy as np
 import pytest
 import torch
@@ -31,7 +31,8 @@ def test_gradients_of_gradients_match_torch(groups, cin_g, cout_g, stride, paddi
     np.testing.assert_allclose(tw.grad.numpy(), pw.grad.numpy(), rtol=1e-9, atol=1e-9)
 
 
-def test_a_second_backward_of_the_same_structure_replays_without_the_rule(monkeypatch):
+def _count_backward(monkeypatch) -> list:
+    """_Convolution's backward, counting its calls in the list returned."""
     calls = []
     backward = conv_module._Convolution.backward
 
@@ -39,6 +40,11 @@ def test_a_second_backward_of_the_same_structure_replays_without_the_rule(monkey
         calls.append(1)
         return backward(ctx, g)
     monkeypatch.setattr(conv_module._Convolution, "backward", staticmethod(counted))
+    return calls
+
+
+def test_a_second_backward_of_the_same_structure_replays_without_the_rule(monkeypatch):
+    calls = _count_backward(monkeypatch)
     w = fg.randn(8, 1, 3, 3, dtype=fg.float64).realize().requires_grad_()
     grads = []
     for seed in range(3):
@@ -99,6 +105,27 @@ def test_input_gradient_is_transposed_only_where_it_pads_no_more(padding, kernel
     px = torch.tensor(x.numpy(), requires_grad=True)
     torch.nn.functional.conv2d(px, torch.tensor(w.numpy()), padding=padding).backward(torch.tensor(gy.numpy()))
     np.testing.assert_allclose(gx.numpy(), px.grad.numpy(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("batch, kernel, stride, padding, transposed", [
+    (5, 3, 2, 1, True), (4, 3, 2, 1, False), (5, 5, 2, 2, True), (11, 5, 3, 2, True), (5, 3, 2, 0, False),
+    (5, 1, 2, 0, False)])
+def test_strided_input_gradient_is_transposed_from_many_output_positions(monkeypatch, batch, kernel, stride,
+                                                                        padding, transposed):
+    """Strided and padded alike, 16 output channels: from STRIDED_POSITIONS output positions (5 * 30 * 29 of
+    a 59x57 map at stride 2, 11 * 20 * 19 at stride 3) the input gradient is the transposed convolution; with
+    fewer (4 * 30 * 29), unpadded or a 1x1 kernel it stays the windows' scatter. Both match torch."""
+    calls = _count_backward(monkeypatch)
+    x, w = _pair((batch, 3, 59, 57), (16, 3, kernel, kernel), batch + kernel)
+    gy = np.random.default_rng(kernel).standard_normal(
+        torch.nn.functional.conv2d(torch.tensor(x), torch.tensor(w), stride=stride, padding=padding).shape)
+    tx, tw = fg.tensor(x, requires_grad=True), fg.tensor(w, requires_grad=True)
+    F.conv2d(tx, tw, stride=stride, padding=padding).backward(fg.tensor(gy))
+    assert len(calls) == transposed
+    px, pw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    torch.nn.functional.conv2d(px, pw, stride=stride, padding=padding).backward(torch.tensor(gy))
+    np.testing.assert_allclose(tx.grad.numpy(), px.grad.numpy(), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(tw.grad.numpy(), pw.grad.numpy(), rtol=1e-9, atol=1e-9)
 
 
 @pytest.mark.parametrize("stride, padding, output_padding, dilation, groups", [

@@ -17,6 +17,7 @@ WINOGRAD_CHANNELS = 64  # Winograd F(2x2, 3x3) for channels and work from here (
 WINOGRAD_WORK = 1 << 26
 WINOGRAD_F4_SIZE = 28  # F(4x4, 3x3) for outputs from this height and width on, else F(2x2) (winograd_tile)
 THIN_GROUP = 16  # output channels per group below which a strided convolution's input gradient is transposed
+STRIDED_POSITIONS = 4096  # output positions (N * Ho * Wo) from which a padded strided one's is transposed too
 
 
 def _tuple(v: IntOrPair, n: int) -> tuple[int, ...]:
@@ -128,8 +129,9 @@ def _convnd(x: Tensor, weight: Tensor, bias: Tensor | None, stride: IntOrPair, p
     # the transposed convolution pads the output gradient by d*(k-1) - p a side: no more than the forward
     # pads the input, its product packs no more than the forward's
     padded_alike = all(d * (k - 1) - lo <= lo and d * (k - 1) - hi <= hi for (lo, hi), k, d in zip(pads, kernel, dil))
+    many_positions = min(kernel) > 1 and _positions(x, kernel, st, pads, dil) >= STRIDED_POSITIONS
     transposed_pays = weight.dtype not in dtypes.HALF and (cout // groups < THIN_GROUP or
-                                                           (st == (1, 1) and padded_alike))
+                                                           (padded_alike and (st == (1, 1) or many_positions)))
     if n == 2 and (transposed_pays or winograd_applies(x, weight, st, dil, groups)):
         out = _Convolution.apply(x, weight, st, pads, dil, groups)
     else:
@@ -137,6 +139,13 @@ def _convnd(x: Tensor, weight: Tensor, bias: Tensor | None, stride: IntOrPair, p
     if bias is not None:
         out = out + expand_over_batch(bias.reshape(1, cout, *([1] * n)), x.shape[0])
     return out
+
+
+def _positions(x: Tensor, kernel: tuple[int, ...], stride: tuple[int, ...], pads: Sequence[tuple[int, int]],
+               dilation: tuple[int, ...]) -> int:
+    """The convolution's output positions over the batch: N * O1 * ... * On."""
+    return x.shape[0] * math.prod(_out_size(length + lo + hi, k, s, d) for length, (lo, hi), k, s, d
+                                  in zip(x.shape[2:], pads, kernel, stride, dilation))
 
 
 def _window_operand(x: Tensor, kernel: tuple[int, ...], stride: tuple[int, ...], pads: Sequence[tuple[int, int]],
@@ -174,12 +183,14 @@ class _Convolution(Function):
     the same weight, as torch computes it: a product over windows of the gradient. Through the windows
     view's own derivative each tap's products are scattered back instead: a product summing over the
     output channels of a group into a buffer of taps x input, then a sum over the taps reading it across
-    rows. That pays for a strided convolution whose groups have many output channels (the transposed
-    one is then stride x stride products and an interleave); with stride 1 the scatter is
-    overhead unless the transposed convolution pads the gradient more than the forward pads the input (a
-    valid 5x5 convolution of an 8x8 map: 16x16 windows to pack), and with few output channels per group
-    the scatter's product is too thin for the GEMM tiles (docs/benchmarks.md, "Convolutions", has the
-    numbers). The weight gradient is the product the forward's autograd builds."""
+    rows. That pays where the transposed convolution pads the gradient more than the forward pads the
+    input (a valid 5x5 convolution of an 8x8 map: 16x16 windows to pack; a valid 3x3/2 one), and for a
+    strided convolution padded alike (3x3/2 with padding 1) of few output positions (N * Ho * Wo below
+    STRIDED_POSITIONS: the transposed one is stride x stride products too small to keep the threads busy,
+    and an interleave) or of a 1x1 kernel (a plain scatter). Otherwise the scatter is overhead, and with
+    few output channels per group its product is too thin for the GEMM tiles whatever the padding
+    (docs/benchmarks.md, "Convolutions", has the numbers). The weight gradient is the product the
+    forward's autograd builds."""
 
     replayable = True
 
