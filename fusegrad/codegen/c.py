@@ -5,7 +5,7 @@ from .gemm import blas_operands, load_vars
 from . import c_amx, c_attention, c_pack_runs, c_recurrence, float8, gemm_c
 from .c_pack_runs import declare, step
 from .gemm_c import (BF16_CONVERSIONS, L2_PANEL_BYTES, PARALLEL_WORK, gemm_declarations, gemm_source, k_splits,
-                     micro_kernel, pack_rows, tiles_for)
+                     micro_kernel, micro_tiles, pack_rows, tiles_for)
 from ..graph.ops import Op
 from .. import dtypes
 from ..dtypes import DType
@@ -379,12 +379,8 @@ class CRenderer(CStyleRenderer):
             f"      const int64_t ie = ic + {block} < {mb} ? ic + {block} : {mb};",
             *pack_a,
             "      #pragma omp for collapse(2) schedule(static)",
-            f"      for (int64_t jb = 0; jb < {nb}; jb++) for (int64_t ib = ic; ib < ie; ib++) {{",
-            f"        const int64_t mr = {s.m} - ib * {rows} < {rows} ? {s.m} - ib * {rows} : {rows};",
-            f"        const int64_t nr = {s.n} - jb * {nr} < {nr} ? {s.n} - jb * {nr} : {nr};",
-            f"        {micro}(kc, {ap} + ib * {rows} * kc, {bp} + jb * {nr} * kc, "
-            f"p{s.c_param} + {s.c_base.render()} + ib * {rows * s.n} + jb * {nr}, {s.n}, mr, nr, pc == 0);",
-            "      }",
+            *("      " + line for line in micro_tiles(micro, s.m, s.n, rows, nr, ("ic", "ie"), nb, ap, bp,
+                                                     f"p{s.c_param} + {s.c_base.render()}", "kc", "pc == 0")),
             "    }",
             "  }",
             "}",
@@ -415,12 +411,8 @@ class CRenderer(CStyleRenderer):
                                                   rounded=s.b_round)],
             *["  " + line for line in self.pack("ap", s.a, s.i_vars, s.k_vars, "0", str(mb), rows, s.m,
                                                   rounded=s.a_round)],
-            f"      for (int64_t jb = 0; jb < {nb}; jb++) for (int64_t ib = 0; ib < {mb}; ib++) {{",
-            f"        const int64_t mr = {s.m} - ib * {rows} < {rows} ? {s.m} - ib * {rows} : {rows};",
-            f"        const int64_t nr = {s.n} - jb * {nr} < {nr} ? {s.n} - jb * {nr} : {nr};",
-            f"        {micro_kernel(s.dtype.name, rows)}(kc, ap + ib * {rows} * kc, bp + jb * {nr} * kc, "
-            f"cs + ib * {rows * s.n} + jb * {nr}, {s.n}, mr, nr, pc == k0);",
-            "      }",
+            *("      " + line for line in micro_tiles(micro_kernel(s.dtype.name, rows), s.m, s.n, rows, nr,
+                                                     ("0", str(mb)), nb, "ap", "bp", "cs", "kc", "pc == k0")),
             "    }",
             "  }",
             f"  for (int64_t e = 0; e < {mn}; e++) ({c})[e] = part[e];",

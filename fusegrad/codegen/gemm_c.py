@@ -83,6 +83,20 @@ def k_splits(m: int, n: int, k: int, dtype_name: str) -> int:
     return -(-panels // per)
 
 
+def micro_tiles(micro: str, m: int, n: int, rows: int, cols: int, row_blocks: tuple[str, str], nb: int, ap: str,
+                bp: str, c: str, depth: str, first: str) -> list[str]:
+    """The loop over C's tiles in row blocks row_blocks[0] up to row_blocks[1] and all nb column blocks: one
+    call of micro-kernel `micro` per tile on its slivers of the panels ap and bp (`depth` deep) into C at
+    `c` (row stride n), storing where `first` holds, else adding."""
+    lo, hi = row_blocks
+    return [f"for (int64_t jb = 0; jb < {nb}; jb++) for (int64_t ib = {lo}; ib < {hi}; ib++) {{",
+            f"  const int64_t mr = {m} - ib * {rows} < {rows} ? {m} - ib * {rows} : {rows};",
+            f"  const int64_t nr = {n} - jb * {cols} < {cols} ? {n} - jb * {cols} : {cols};",
+            f"  {micro}({depth}, {ap} + ib * {rows} * {depth}, {bp} + jb * {cols} * {depth}, "
+            f"{c} + ib * {rows * n} + jb * {cols}, {n}, mr, nr, {first});",
+            "}"]
+
+
 def max_depth(dtype_name: str) -> int:
     """The deepest panel whose KC x NR sliver of B fits in a 32 KiB L1 (256 with AVX-512 floats,
     512 with AVX2's half-width tiles: 2-5% faster than 256 on the MLP's and square products)."""
