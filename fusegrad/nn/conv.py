@@ -199,7 +199,8 @@ class _Convolution(Function):
                 dilation: tuple[int, int], groups: int) -> Tensor:
         ctx.save_for_backward(x, weight)
         ctx.geometry = (stride, pads, dilation, groups)
-        if winograd_applies(x, weight, stride, dilation, groups):
+        ctx.winograd = winograd_applies(x, weight, stride, dilation, groups)
+        if ctx.winograd:
             return _winograd(x, weight, pads)
         return _product(x, weight, stride, pads, dilation, groups)
 
@@ -209,7 +210,7 @@ class _Convolution(Function):
         # gradient no one asked for is never computed
         x, weight = ctx.saved_tensors
         stride, pads, dilation, groups = ctx.geometry
-        if winograd_applies(x, weight, stride, dilation, groups) and all(p <= 2 for pair in pads for p in pair):
+        if ctx.winograd and all(p <= 2 for pair in pads for p in pair):
             # the transposed convolution pads the output gradient by 2 - p a side
             gx = _winograd(g, weight, [(2 - lo, 2 - hi) for lo, hi in pads], transposed=True)
         else:
