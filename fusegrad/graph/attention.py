@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..dtypes import bfloat16, float16, float32
+from ..dtypes import HALF, float32
 from .node import Node
 from .ops import Op
 
@@ -38,7 +38,7 @@ def attention_node(direction: str, srcs: tuple[Node, ...], scale: float, causal:
     assert direction in DIRECTIONS and len(srcs) == (3 if direction == "forward" else 6)
     assert k.shape == (*batch, s, d) and v.shape == (*batch, s, e)
     rows, width = {"forward": (t, e + 1), "grad_q": (t, d), "grad_kv": (s, d + e)}[direction]
-    dtype = float32 if direction == "forward" and q.dtype in (float16, bfloat16) else q.dtype
+    dtype = float32 if direction == "forward" and q.dtype in HALF else q.dtype
     return Node(Op.ATTENTION, tuple(srcs), AttentionArg(direction, float(scale), bool(causal)),
                 (*batch, rows, width), dtype, q.device)
 
