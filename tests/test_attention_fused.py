@@ -150,23 +150,24 @@ HALF_CASES = {  # q, k, v shapes: tiles of 64 rows with tails, head dims padded 
 HALF_TOLERANCE = {"bfloat16": 2e-2, "float16": 4e-3}  # relative errors, as norms
 
 
-def _half_against_float64(ours: list, weights: np.ndarray, dtype: str, causal: bool, leaves: list | None = None) \
-        -> None:
-    """Forward and gradients of half attention against float64 on the same rounded inputs (or, with
-    `leaves`, on those tensors the inputs are views of)."""
-    leaves = ours if leaves is None else leaves
-    exact = [torch.tensor(x.float().numpy().astype(np.float64), requires_grad=True) for x in leaves]
-    views = exact if leaves is ours else None
-    out = sdpa(*ours, is_causal=causal)
-    ref = torch.nn.functional.scaled_dot_product_attention(*(views or _gpt_heads(exact[0], ours[0].shape)),
-                                                           is_causal=causal)
+def _float64_copies(tensors: list) -> list:
+    """torch float64 leaves holding the values of fusegrad tensors (half values widened exactly)."""
+    return [torch.tensor(x.float().numpy().astype(np.float64), requires_grad=True) for x in tensors]
+
+
+def _backward_both(out, ref, weights: np.ndarray) -> None:
+    """Backpropagate the same weighted sum of fusegrad's `out` and torch's float64 `ref`."""
     (out.float() * fg.tensor(weights)).sum().backward()
     (ref * torch.tensor(weights, dtype=torch.float64)).sum().backward()
-    for got, want in [(out, ref), *((a.grad, b.grad) for a, b in zip(leaves, exact))]:
-        assert got.dtype == getattr(fg, dtype)
+
+
+def _relative_errors(pairs) -> list[float]:
+    """Relative norm errors of fusegrad tensors against torch float64 tensors, pair by pair."""
+    errors = []
+    for got, want in pairs:
         want = want.detach().numpy()
-        error = np.linalg.norm(got.float().numpy() - want) / np.linalg.norm(want)
-        assert error < HALF_TOLERANCE[dtype], error
+        errors.append(float(np.linalg.norm(got.float().numpy() - want) / np.linalg.norm(want)))
+    return errors
 
 
 def _gpt_heads(qkv, shape: tuple) -> list:
@@ -185,23 +186,27 @@ def test_half_attention_matches_float64(case: str, causal: bool, dtype: str) -> 
     ours = [fg.tensor(RNG.standard_normal(s).astype(np.float32), dtype=dtype, requires_grad=True) for s in shapes]
     batch = np.broadcast_shapes(*(s[:-2] for s in shapes))
     weights = RNG.standard_normal(batch + (shapes[0][-2], shapes[2][-1])).astype(np.float32)
-    _half_against_float64(ours, weights, dtype, causal)
+    exact = _float64_copies(ours)
+    out = sdpa(*ours, is_causal=causal)
+    ref = torch.nn.functional.scaled_dot_product_attention(*exact, is_causal=causal)
+    _backward_both(out, ref, weights)
+    got = [out, *(x.grad for x in ours)]
+    assert all(x.dtype == getattr(fg, dtype) for x in got)
+    errors = _relative_errors(zip(got, [ref, *(x.grad for x in exact)]))
+    assert max(errors) < HALF_TOLERANCE[dtype], errors
 
 
 def test_half_attention_with_grouped_key_heads() -> None:
     """enable_gqa: four query heads share each key/value head, read in place (no repeated copy)."""
     shapes = ((2, 8, 70, 32), (2, 2, 70, 32), (2, 2, 70, 32))
     ours = [fg.tensor(RNG.standard_normal(s).astype(np.float32), dtype="bfloat16", requires_grad=True) for s in shapes]
-    exact = [torch.tensor(x.float().numpy().astype(np.float64), requires_grad=True) for x in ours]
+    exact = _float64_copies(ours)
     weights = RNG.standard_normal((2, 8, 70, 32)).astype(np.float32)
     out = sdpa(*ours, is_causal=True, enable_gqa=True)
     ref = torch.nn.functional.scaled_dot_product_attention(*exact, is_causal=True, enable_gqa=True)
-    (out.float() * fg.tensor(weights)).sum().backward()
-    (ref * torch.tensor(weights, dtype=torch.float64)).sum().backward()
-    for got, want in [(out, ref), *((a.grad, b.grad) for a, b in zip(ours, exact))]:
-        want = want.detach().numpy()
-        error = np.linalg.norm(got.float().numpy() - want) / np.linalg.norm(want)
-        assert error < HALF_TOLERANCE["bfloat16"], error
+    _backward_both(out, ref, weights)
+    errors = _relative_errors([(out, ref), *((a.grad, b.grad) for a, b in zip(ours, exact))])
+    assert max(errors) < HALF_TOLERANCE["bfloat16"], errors
 
 
 @pytest.mark.parametrize("offset", [0, 1], ids=["aligned", "misaligned"])
@@ -214,15 +219,12 @@ def test_half_attention_reads_heads_split_from_one_projection(offset: int) -> No
     qkv = x[..., offset:]
     weights = RNG.standard_normal((b, h, t, d)).astype(np.float32)
     ours = _gpt_heads(qkv, (b, h, t, d))
-    exact = torch.tensor(qkv.float().numpy().astype(np.float64), requires_grad=True)
+    (exact,) = _float64_copies([qkv])
     out = sdpa(*ours, is_causal=True)
     ref = torch.nn.functional.scaled_dot_product_attention(*_gpt_heads(exact, (b, h, t, d)), is_causal=True)
-    (out.float() * fg.tensor(weights)).sum().backward()
-    (ref * torch.tensor(weights, dtype=torch.float64)).sum().backward()
-    for got, want in ((out, ref), (x.grad[..., offset:], exact.grad)):
-        want = want.detach().numpy()
-        error = np.linalg.norm(got.float().numpy() - want) / np.linalg.norm(want)
-        assert error < HALF_TOLERANCE["bfloat16"], error
+    _backward_both(out, ref, weights)
+    errors = _relative_errors([(out, ref), (x.grad[..., offset:], exact.grad)])
+    assert max(errors) < HALF_TOLERANCE["bfloat16"], errors
 
 
 def test_half_attention_is_one_kernel_a_direction_with_float32_statistics() -> None:
