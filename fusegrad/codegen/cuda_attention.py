@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 
-from ..graph.symbolic import Lin, atom
+from ..graph.symbolic import Lin, Var, atom
 from .ir import Attention, Loop, LoopIR, Ref, Store
 from .render import decompose
 
@@ -46,10 +46,15 @@ def blocking(s: Attention, lanes: int, rows: int = ROWS) -> tuple[int, int]:
     return min(rows, MAX_THREADS // lanes), tile
 
 
+def batch_vars(ir: LoopIR) -> list[Var]:
+    """The variables of the kernel's global loops around its rows: the batch dims."""
+    return [lp.var for lp in ir.stmts if isinstance(lp, Loop)][:-1]
+
+
 def launch(ir: LoopIR, s: Attention) -> tuple[int, int]:
     """(blocks, threads per block)."""
     rows = s.j.extent if s.direction == "grad_kv" else s.i.extent
-    batch = math.prod(lp.var.extent for lp in ir.stmts if isinstance(lp, Loop)) // rows
+    batch = math.prod(v.extent for v in batch_vars(ir))
     lanes = lanes_per_row(s)
     block_rows = blocking(s, lanes)[0]
     return batch * -(-rows // block_rows), block_rows * lanes
@@ -73,7 +78,7 @@ def kernel_body(r, ir: LoopIR, s: Attention, lanes: int, rows: int = ROWS) -> li
     scale = r.literal(s.scale, s.dtype)
     rows, row, other, n_other = (ns, j, i, nt) if s.direction == "grad_kv" else (nt, i, j, ns)
     per_batch = -(-rows // block_rows)
-    batch_vars = [lp.var for lp in ir.stmts if isinstance(lp, Loop)][:-1]
+    batch = batch_vars(ir)
     unroll = "#pragma unroll"
 
     def mine(var: str, width: int, extent: int, body: str) -> list[str]:
@@ -102,7 +107,7 @@ def kernel_body(r, ir: LoopIR, s: Attention, lanes: int, rows: int = ROWS) -> li
         return r.store(Store(0, s.out + offset, Ref(value, s.dtype), s.dtype))
 
     head = [f"  const int64_t fg_block = blockIdx.x % {per_batch}u;",
-            *("  " + x for x in decompose(f"(blockIdx.x / {per_batch}u)", batch_vars,
+            *("  " + x for x in decompose(f"(blockIdx.x / {per_batch}u)", batch,
                                           "const int64_t {name} = (int64_t)({value});", "u")),
             f"  const int fg_lane = threadIdx.x % {lanes};",
             f"  const int64_t fg_row = fg_block * {block_rows} + threadIdx.x / {lanes};",

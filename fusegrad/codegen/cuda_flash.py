@@ -21,9 +21,9 @@ import math
 from dataclasses import dataclass
 
 from ..graph.symbolic import Lin, Var, atom, num, substitute
-from .cuda_attention import kernel_body as cuda_core_body
+from .cuda_attention import batch_vars, kernel_body as cuda_core_body
 from .gemm import lin_vars
-from .ir import Attention, Load, Loop, LoopIR, Ref, Store
+from .ir import Attention, Load, LoopIR, Ref, Store
 from .render import decompose
 
 BM = 64  # rows of the block's own side: four warps of 16
@@ -33,6 +33,12 @@ PAD = 8  # elements of padding per shared row
 MAX_HEAD = 128
 LOG2E = 1.4426950408889634
 _PTX = {"bfloat16": "bf16", "float16": "f16"}
+# per direction, the operands of the block's own rows and those of the other side's double-buffered tiles,
+# in the order they lie in shared memory (grad_kv's per-query lse and delta tiles follow them)
+SIDES = {"forward": (("q",), ("k", "v")), "grad_q": (("q", "dout"), ("k", "v")),
+         "grad_kv": (("k", "v"), ("q", "dout"))}
+_SHORT = {"q": "q", "k": "k", "v": "v", "dout": "do"}  # shared tile fg_s<short>, this tile fg_<short>t
+STATS_BYTES = 4 * 2 * 2 * BN  # grad_kv's lse and delta tiles: floats, double-buffered
 
 
 def _preamble() -> str:
@@ -115,18 +121,18 @@ def plan(ir: LoopIR, s: Attention) -> FlashPlan | None:
     if max(dp, ep) > MAX_HEAD:
         return None
     matrices = {name: _matrix(*read) for name, read in reads.items()}
-    own, _ = _rows(s)
-    blocks = math.prod(lp.var.extent for lp in ir.stmts if isinstance(lp, Loop)) // own * -(-own // BM)
+    blocks = math.prod(v.extent for v in batch_vars(ir)) * -(-_rows(s)[0] // BM)
     if any(m is None for m in matrices.values()) or blocks >= 1 << 31:
         return None
-    # elements staged: the forward's own rows of q and double-buffered tiles of k and v; a gradient's
-    # own rows and double-buffered tiles of both pairs (q, dout and k, v), and grad_kv's lse and delta
-    if s.direction == "forward":
-        elements = BM * (dp + PAD) + 2 * BN * (dp + ep + 2 * PAD)
-    else:
-        elements = (BM + 2 * BN) * (dp + ep + 2 * PAD)
-    smem = 2 * elements + (4 * 2 * 2 * BN if s.direction == "grad_kv" else 0)
+    own, walked = SIDES[s.direction]
+    elements = BM * sum(_row(n, dp, ep) for n in own) + 2 * BN * sum(_row(n, dp, ep) for n in walked)
+    smem = 2 * elements + (STATS_BYTES if s.direction == "grad_kv" else 0)
     return FlashPlan(dtype, dp, ep, {name: m for name, m in matrices.items() if m is not None}, blocks, smem)
+
+
+def _row(name: str, dp: int, ep: int) -> int:
+    """Elements of a shared row of operand `name`: its padded head dim and PAD."""
+    return (dp if name in ("q", "k") else ep) + PAD
 
 
 def render(r, ir: LoopIR, s: Attention, p: FlashPlan) -> str:
@@ -152,8 +158,8 @@ class _Writer:
         """The block's rows and batch element, this thread's place in its warp, the operands' rows."""
         s = self.s
         per_batch = -(-self.own // BM)
-        batch_vars = [lp.var for lp in self.ir.stmts if isinstance(lp, Loop)][:-1]
-        nbatch = math.prod(v.extent for v in batch_vars)
+        batch = batch_vars(self.ir)
+        nbatch = math.prod(v.extent for v in batch)
         # causal query rows walk keys up to their own position: the longest blocks first
         last_first = s.causal and s.direction != "grad_kv"
         rb = f"{per_batch - 1}u - blockIdx.x / {nbatch}u" if last_first else f"blockIdx.x / {nbatch}u"
@@ -161,7 +167,7 @@ class _Writer:
                  "const int fg_warp = threadIdx.x / 32, fg_lane = threadIdx.x % 32, fg_g = fg_lane / 4, "
                  "fg_t = fg_lane % 4;",
                  f"const int fg_row0 = (int)({rb}) * {BM};",
-                 *decompose(f"(blockIdx.x % {nbatch}u)", batch_vars, "const int64_t {name} = (int64_t)({value});",
+                 *decompose(f"(blockIdx.x % {nbatch}u)", batch, "const int64_t {name} = (int64_t)({value});",
                             "u"),
                  "const int fg_r = fg_row0 + fg_warp * 16 + fg_g;  // this thread's rows: fg_r and fg_r + 8"]
         for name, m in self.p.matrices.items():
@@ -169,6 +175,24 @@ class _Writer:
                       f"const bool fg_vec_{name} = {'true' if m.aligned else 'false'} && "
                       f"((unsigned long long)p{m.param} & 15) == 0;"]
         return lines
+
+    def tiles(self) -> tuple[list[str], list[str], list[str], list[str], str]:
+        """(the shared arrays, one after the other from fg_smem (SIDES); copies of the block's own rows into
+        theirs; copies of a tile of the other side into buffer fg_nbuf (walk's staging); this tile's
+        pointers into buffer fg_buf; the address past the last array)."""
+        own_names, walked = SIDES[self.s.direction]
+        own, other = _rows(self.s)
+        decls, start = [], "fg_smem"
+        for name, count in [*((n, BM) for n in own_names), *((n, 2 * BN) for n in walked)]:
+            decls.append(f"uint16_t* fg_s{_SHORT[name]} = {start};")
+            start = f"fg_s{_SHORT[name]} + {count * _row(name, self.p.dp, self.p.ep)}"
+        own_stages = [self.stage(n, f"fg_s{_SHORT[n]}", "fg_row0", BM, own) for n in own_names]
+        staging, pointers = [], []
+        for name in walked:
+            short, size = _SHORT[name], BN * _row(name, self.p.dp, self.p.ep)
+            staging.append(self.stage(name, f"fg_s{short} + fg_nbuf * {size}", "fg_n0", BN, other))
+            pointers.append(f"const uint16_t* fg_{short}t = fg_s{short} + fg_buf * {size};")
+        return decls, own_stages, staging, pointers, start
 
     def stage(self, name: str, dst: str, row0: str, rows: int, extent: int) -> str:
         """Copies of `rows` rows of operand `name` from row0 on (of `extent`) into shared `dst`."""
@@ -260,12 +284,10 @@ class _Writer:
 
     def forward(self) -> list[str]:
         s, p, lq, lv = self.s, self.p, self.lq, self.lv
-        nt, ns, ne = s.i.extent, s.j.extent, s.e.extent
+        nt, ne = s.i.extent, s.e.extent
         end, mask = self.query_tiles()
-        staging = [self.stage("k", f"fg_sk + fg_nbuf * {BN * lq}", "fg_n0", BN, ns),
-                   self.stage("v", f"fg_sv + fg_nbuf * {BN * lv}", "fg_n0", BN, ns)]
-        compute = [f"const uint16_t* fg_kt = fg_sk + fg_buf * {BN * lq};",
-                   f"const uint16_t* fg_vt = fg_sv + fg_buf * {BN * lv};",
+        decls, own_stages, staging, pointers, _ = self.tiles()
+        compute = [*pointers,
                    *self.zeros("fg_s", BN // 8), *self.product("fg_s", "fg_sq", lq, p.dp // 16, "fg_kt", lq, BN // 16),
                    *self.each_element(BN // 8, [
                        "const int fg_key = fg_c0 + fg_col; float& fg_x = fg_s[fg_n][fg_h * 2 + fg_c];",
@@ -287,9 +309,8 @@ class _Writer:
                    "      fg_s[fg_n][fg_h * 2 + fg_c] = fg_p;", "      fg_l[fg_h] += fg_p;", "    }", "}",
                    *self.product_from_scores("fg_o", "fg_s", "fg_vt", lv, p.ep // 16)]
         lse = self.r.store(Store(0, s.out + ne, Ref("fg_x", s.dtype), s.dtype))
-        return ["uint16_t* fg_sq = fg_smem;", f"uint16_t* fg_sk = fg_sq + {BM * lq};",
-                f"uint16_t* fg_sv = fg_sk + {2 * BN * lq};", self.stage("q", "fg_sq", "fg_row0", BM, nt),
-                *self.zeros("fg_o", p.ep // 8), "float fg_m[2] = {(-INFINITY), (-INFINITY)}, fg_l[2] = {0.0f, 0.0f};",
+        return [*decls, *own_stages, *self.zeros("fg_o", p.ep // 8),
+                "float fg_m[2] = {(-INFINITY), (-INFINITY)}, fg_l[2] = {0.0f, 0.0f};",
                 *self.walk("0", end, staging, compute),
                 "#pragma unroll", "for (int fg_h = 0; fg_h < 2; fg_h++) {  // the row sums over the quad's threads",
                 "  fg_l[fg_h] += __shfl_xor_sync(0xffffffffu, fg_l[fg_h], 1);",
@@ -302,21 +323,16 @@ class _Writer:
 
     def grad_q(self) -> list[str]:
         s, p, r, lq, lv = self.s, self.p, self.r, self.lq, self.lv
-        nt, ns = s.i.extent, s.j.extent
+        nt = s.i.extent
         end, mask = self.query_tiles()
         lse_delta = ["float fg_lse2[2], fg_dl[2];  // the thread's rows' log-sum-exp (log2 units) and delta",
                      "#pragma unroll", "for (int fg_h = 0; fg_h < 2; fg_h++) {",
                      f"  const int64_t {s.i.name} = min(fg_r + fg_h * 8, {nt - 1});",
                      f"  fg_lse2[fg_h] = {r.load(s.lse)} * {r.literal(LOG2E, s.dtype)};",
                      f"  fg_dl[fg_h] = {r.load(s.delta)};", "}"]
-        own_tiles = ["uint16_t* fg_sq = fg_smem;", f"uint16_t* fg_sdo = fg_sq + {BM * lq};",
-                     f"uint16_t* fg_sk = fg_sdo + {BM * lv};", f"uint16_t* fg_sv = fg_sk + {2 * BN * lq};",
-                     self.stage("q", "fg_sq", "fg_row0", BM, nt), self.stage("dout", "fg_sdo", "fg_row0", BM, nt)]
-        staging = [self.stage("k", f"fg_sk + fg_nbuf * {BN * lq}", "fg_n0", BN, ns),
-                   self.stage("v", f"fg_sv + fg_nbuf * {BN * lv}", "fg_n0", BN, ns)]
-        compute = [f"const uint16_t* fg_kt = fg_sk + fg_buf * {BN * lq};",
-                   f"const uint16_t* fg_vt = fg_sv + fg_buf * {BN * lv};",
-                   *self.zeros("fg_s", BN // 8), *self.product("fg_s", "fg_sq", lq, p.dp // 16, "fg_kt", lq, BN // 16),
+        decls, own_stages, staging, pointers, _ = self.tiles()
+        compute = [*pointers, *self.zeros("fg_s", BN // 8),
+                   *self.product("fg_s", "fg_sq", lq, p.dp // 16, "fg_kt", lq, BN // 16),
                    *self.zeros("fg_dp", BN // 8),
                    *self.product("fg_dp", "fg_sdo", lv, p.ep // 16, "fg_vt", lv, BN // 16),
                    *self.each_element(BN // 8, [
@@ -324,27 +340,23 @@ class _Writer:
                        f"const float fg_p = {mask} ? fg_exp2(fg_x * {self.sl2} - fg_lse2[fg_h]) : 0.0f;",
                        f"fg_x = fg_p * (fg_dp[fg_n][fg_h * 2 + fg_c] - fg_dl[fg_h]) * {r.literal(s.scale, s.dtype)};"]),
                    *self.product_from_scores("fg_dq", "fg_s", "fg_kt", lq, p.dp // 16)]
-        return own_tiles + lse_delta + self.zeros("fg_dq", p.dp // 8) + self.walk("0", end, staging, compute) + \
+        return decls + own_stages + lse_delta + self.zeros("fg_dq", p.dp // 8) + \
+            self.walk("0", end, staging, compute) + \
             self.store(s.d, "fg_dq", "fg_x", atom(s.d))
 
     def grad_kv(self) -> list[str]:
         """The block's rows are keys; it walks the queries that see them."""
         s, p, r, lq, lv = self.s, self.p, self.r, self.lq, self.lv
-        nt, ns = s.i.extent, s.j.extent
-        own_tiles = ["uint16_t* fg_sk = fg_smem;", f"uint16_t* fg_sv = fg_sk + {BM * lq};",
-                     f"uint16_t* fg_sq = fg_sv + {BM * lv};", f"uint16_t* fg_sdo = fg_sq + {2 * BN * lq};",
-                     f"float* fg_slse = (float*)(fg_sdo + {2 * BN * lv});", f"float* fg_sdl = fg_slse + {2 * BN};",
-                     self.stage("k", "fg_sk", "fg_row0", BM, ns), self.stage("v", "fg_sv", "fg_row0", BM, ns)]
-        staging = [self.stage("q", f"fg_sq + fg_nbuf * {BN * lq}", "fg_n0", BN, nt),
-                   self.stage("dout", f"fg_sdo + fg_nbuf * {BN * lv}", "fg_n0", BN, nt),
-                   f"for (int fg_x = threadIdx.x; fg_x < {BN}; fg_x += {THREADS}) {{",
+        nt = s.i.extent
+        decls, own_stages, staging, pointers, end = self.tiles()
+        decls += [f"float* fg_slse = (float*)({end});", f"float* fg_sdl = fg_slse + {2 * BN};"]
+        staging += [f"for (int fg_x = threadIdx.x; fg_x < {BN}; fg_x += {THREADS}) {{",
                    f"  const int64_t {s.i.name} = min(fg_n0 + fg_x, {nt - 1});",
                    f"  fg_slse[fg_nbuf * {BN} + fg_x] = {r.load(s.lse)} * {r.literal(LOG2E, s.dtype)};",
                    f"  fg_sdl[fg_nbuf * {BN} + fg_x] = {r.load(s.delta)};", "}"]
         mask = f"fg_query < {nt}" + (" && fg_query >= fg_r + fg_h * 8" if s.causal else "")
-        compute = [f"const uint16_t* fg_qt = fg_sq + fg_buf * {BN * lq};",
-                   f"const uint16_t* fg_dot = fg_sdo + fg_buf * {BN * lv};",
-                   f"const float* fg_lt = fg_slse + fg_buf * {BN};", f"const float* fg_dt = fg_sdl + fg_buf * {BN};",
+        compute = [*pointers, f"const float* fg_lt = fg_slse + fg_buf * {BN};",
+                   f"const float* fg_dt = fg_sdl + fg_buf * {BN};",
                    *self.zeros("fg_s", BN // 8), *self.product("fg_s", "fg_sk", lq, p.dp // 16, "fg_qt", lq, BN // 16),
                    *self.zeros("fg_dp", BN // 8),
                    *self.product("fg_dp", "fg_sv", lv, p.ep // 16, "fg_dot", lv, BN // 16),
@@ -356,6 +368,6 @@ class _Writer:
                    *self.product_from_scores("fg_dv", "fg_dp", "fg_dot", lv, p.ep // 16),
                    *self.product_from_scores("fg_dk", "fg_s", "fg_qt", lq, p.dp // 16)]
         first = f"fg_row0 / {BN}" if s.causal else "0"  # the first query that sees the block's first key
-        return own_tiles + self.zeros("fg_dk", p.dp // 8) + self.zeros("fg_dv", p.ep // 8) + \
+        return decls + own_stages + self.zeros("fg_dk", p.dp // 8) + self.zeros("fg_dv", p.ep // 8) + \
             self.walk(first, str(nt), staging, compute) + self.store(s.d, "fg_dk", "fg_x", atom(s.d)) + \
             self.store(s.e, "fg_dv", "fg_x", atom(s.e) + s.d.extent)
