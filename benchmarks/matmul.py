@@ -108,7 +108,7 @@ def run_product(p: Product, torch: Any, seconds: float, rounds: int, dtype: str 
     m, n, k = p.flops_shape
     # the vendor race (one thread only) may have handed the product to numpy's OpenBLAS
     vendor = dtype == "float32" and {("float32", m, n, k), ("float32", n, m, k)} & gemm_c.VENDOR
-    result["fusegrad_path"] = "vendor" if vendor else "amx" if dtype == "bfloat16" and gemm_c.amx() else "generated"
+    result["fusegrad_path"] = "vendor" if vendor else (dtype == "bfloat16" and gemm_c.bf16_unit()) or "generated"
     timed = kernel_s[2:]  # the first two calls are the warm-up
     result["fusegrad_kernel_ms"], result["fusegrad_kernels"] = statistics.median(timed) * 1e3, launches[-1]
     result["fusegrad_kernel_gflops"] = p.flops / result["fusegrad_kernel_ms"] / 1e6

@@ -344,22 +344,37 @@ BF16_PRODUCTS = {  # name: (operand shapes, fusegrad function, numpy function on
     "epilogue": (((64, 96), (96, 80)), lambda a, b: (a @ b + 1).relu(),  # the product rounds before the add
                  lambda a, b: np.maximum(_round_bf16(a @ b) + 1, 0)),
     "batched": (((4, 48, 40), (4, 40, 33)), lambda a, b: a @ b, lambda a, b: a @ b),
+    # windows: gathered per panel from offset tables (a strided convolution), and packed element by element
+    # (unfolded, its index in divisions)
+    "strided conv2d": (((2, 8, 13, 11), (16, 8, 3, 3)), lambda a, b: fg.nn.functional.conv2d(a, b, stride=2),
+                       lambda a, b: torch.nn.functional.conv2d(torch.from_numpy(a), torch.from_numpy(b),
+                                                               stride=2).numpy()),
+    "windows @ W": (((2, 8, 9, 11), (72, 20)), lambda a, b: fg.nn.functional.unfold(a, 3).transpose(1, 2) @ b,
+                    lambda a, b: torch.nn.functional.unfold(torch.from_numpy(a), 3).transpose(1, 2).numpy() @ b),
 }
+
+
+BF16_UNITS = ["amx", "avx512_bf16", "float32 panels"]
+
+
+def _use_bf16_unit(unit: str, monkeypatch) -> None:
+    """Run bfloat16 products on `unit` ("float32 panels": none), skipping where this CPU lacks it."""
+    if unit != "float32 panels" and unit not in gemm_c.bf16_units():
+        pytest.skip(f"this CPU has no {unit} unit for bfloat16 products (or Linux did not grant it)")
+    monkeypatch.setattr(gemm_c, "bf16_unit", lambda: None if unit == "float32 panels" else unit)
 
 
 def _conv_reference(x: np.ndarray, w: np.ndarray, padding: int) -> np.ndarray:
     return torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w), padding=padding).numpy()
 
 
-@pytest.mark.parametrize("tiles", ["amx", "float32 panels"])
+@pytest.mark.parametrize("tiles", BF16_UNITS)
 @pytest.mark.parametrize("case", [*BF16_PRODUCTS, "conv2d"])
 def test_bfloat16_products_sum_exact_products_in_float32(case, tiles, monkeypatch):
-    """bfloat16 GEMMs (the AMX tiles where the CPU has them, float32 panels on any CPU) on odd sizes,
+    """bfloat16 GEMMs (each bfloat16 unit the CPU has, float32 panels on any CPU) on odd sizes,
     transposed and batched operands, K in several panels, an epilogue and a padded convolution's
     windows: the float64 product of the same bfloat16 values, rounded once to bfloat16."""
-    if tiles == "amx" and not gemm_c.amx():
-        pytest.skip("this CPU has no AMX tiles for bfloat16 (or Linux did not grant them)")
-    monkeypatch.setattr(gemm_c, "amx", lambda: tiles == "amx")
+    _use_bf16_unit(tiles, monkeypatch)
     rng = np.random.default_rng(5)
     if case == "conv2d":
         shapes, fn = ((2, 8, 11, 13), (16, 8, 3, 3)), lambda a, b: fg.nn.functional.conv2d(a, b, padding=1)
@@ -376,29 +391,28 @@ def test_bfloat16_products_sum_exact_products_in_float32(case, tiles, monkeypatc
     np.testing.assert_allclose(got.float().numpy(), want, rtol=2.0 ** -7, atol=1e-6)
 
 
-@pytest.mark.skipif(not gemm_c.amx(), reason="this CPU has no AMX tiles for bfloat16 (or Linux did not grant them)")
-def test_bfloat16_products_run_on_amx_tiles():
+@pytest.mark.parametrize("unit", BF16_UNITS[:-1])
+def test_bfloat16_products_run_on_the_units_micro_kernel(unit, monkeypatch):
+    _use_bf16_unit(unit, monkeypatch)
     a, b = _bf16(np.ones((64, 96))), _bf16(np.ones((96, 80)))
     (item,) = create_schedule([(a @ b)._node])
     source = CRenderer().render_kernel(use_gemm(lower(item.spec, "k")))
-    assert f"{gemm_c.AMX_MICRO}(" in source and "fg_amx_begin();" in source
+    assert f"{gemm_c.BF16_MICRO[unit]}(" in source and ("fg_amx_begin();" in source) == (unit == "amx")
     np.testing.assert_array_equal((a @ b).float().numpy(), np.full((64, 80), 96.0))
-    # a convolution's weights, the same for every image, are packed into the tiles' layout once
+    # a convolution's weights, the same for every image, are packed into the panels' layout once
     x, w = _bf16(np.ones((3, 8, 12, 12))), _bf16(np.ones((32, 8, 3, 3)))
     conv = fg.nn.functional.conv2d(x, w)
     sources = [CRenderer().render_kernel(use_gemm(lower(it.spec, "k"))) for it in create_schedule([conv._node])]
-    assert any("fg_pack_scratch(2" in src and gemm_c.AMX_MICRO in src for src in sources)
+    assert any("fg_pack_scratch(2" in src and gemm_c.BF16_MICRO[unit] in src for src in sources)
     np.testing.assert_array_equal(conv.float().numpy(), np.full((3, 32, 10, 10), 72.0))
 
 
-@pytest.mark.parametrize("tiles", ["amx", "float32 panels"])
+@pytest.mark.parametrize("tiles", BF16_UNITS)
 def test_a_strided_float32_operand_rounded_in_the_kernel_packs_its_rounded_values(tiles, monkeypatch):
     """An operand no packing routine takes (strided along both its rows and its sums) is packed by the
     generated loops, each float32 value rounded to bfloat16 as it is packed: the product equals the
     product of the rounded values, summed in float32 and rounded once."""
-    if tiles == "amx" and not gemm_c.amx():
-        pytest.skip("this CPU has no AMX tiles for bfloat16 (or Linux did not grant them)")
-    monkeypatch.setattr(gemm_c, "amx", lambda: tiles == "amx")
+    _use_bf16_unit(tiles, monkeypatch)
     rng = np.random.default_rng(4)
     xa = rng.uniform(-2, 2, (192, 300)).astype(np.float32)
     w = _bf16(rng.uniform(-2, 2, (70, 96)))
@@ -408,13 +422,11 @@ def test_a_strided_float32_operand_rounded_in_the_kernel_packs_its_rounded_value
     np.testing.assert_allclose(out.float().numpy(), want, rtol=2.0 ** -7, atol=1e-6)
 
 
-@pytest.mark.parametrize("tiles", ["amx", "float32 panels"])
+@pytest.mark.parametrize("tiles", BF16_UNITS)
 def test_float32_operands_rounded_to_bfloat16_in_the_kernel_are_gemms(tiles, monkeypatch):
     """autocast's cast of a float32 weight fuses into the product's kernel: the GEMM packs the weight
     rounded to bfloat16 (no plain loops), as the product of the rounded values."""
-    if tiles == "amx" and not gemm_c.amx():
-        pytest.skip("this CPU has no AMX tiles for bfloat16 (or Linux did not grant them)")
-    monkeypatch.setattr(gemm_c, "amx", lambda: tiles == "amx")
+    _use_bf16_unit(tiles, monkeypatch)
     rng = np.random.default_rng(3)
     x = _bf16(rng.uniform(-2, 2, (150, 96)))
     w = fg.tensor(rng.uniform(-2, 2, (70, 96)).astype(np.float32)).realize()

@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 from .gemm import blas_operands, load_vars
-from . import c_amx, c_attention, c_pack_runs, c_recurrence, float8, gemm_c
+from . import c_attention, c_bf16, c_gather, c_pack_runs, c_recurrence, float8, gemm_c
 from .c_pack_runs import declare, step
 from .gemm_c import (BF16_CONVERSIONS, L2_PANEL_BYTES, PARALLEL_WORK, gemm_declarations, gemm_source, k_splits,
                      micro_kernel, micro_tiles, pack_rows, tiles_for)
 from ..graph.ops import Op
 from .. import dtypes
 from ..dtypes import DType
-from ..graph.symbolic import Lin, Var
+from ..graph.symbolic import Var
 from .ir import (Accumulate, Alu, Attention, Const, Define, DefineAcc, EndLoop, Gemm, Index, Load, Loop, LoopIR,
                  Recurrence, Store, subexpressions)
 from .render import CStyleRenderer
@@ -303,8 +303,8 @@ class CRenderer(CStyleRenderer):
         if i == 0 or not isinstance(s, Gemm) or _vendor(s) or any(lp.kind != "global" for lp in ir.stmts[:i]):
             return []
         batch = {lp.var for lp in ir.stmts[:i]}
-        if c_amx.uses_amx(s):
-            return c_amx.hoist_packing(self, s, batch)
+        if c_bf16.uses_bf16_panels(s):
+            return c_bf16.hoist_packing(self, s, batch)
         t, nr = self.storage_type(s.dtype), gemm_c.nr(s.dtype.name)
         rows, depth = tiles_for(s.m, s.n, s.k, s.dtype.name)
         if not load_vars(s.a) & batch:
@@ -324,9 +324,9 @@ class CRenderer(CStyleRenderer):
                 "}"]
 
     def compute_type(self, dtype: DType) -> str:
-        # bools are computed as int (stored as _Bool): on _Bool values gcc 12 branches for a select
-        # or a conversion to float (a ReLU mask, a max-pool hit), which stops if-conversion and so
-        # vectorization; batch norm's backward sum over a ReLU mask ran 10.2 ms instead of ~0.3
+        # bools are computed as int and stored as bytes of 0 or 1 (uint8_t, not _Bool): on _Bool values
+        # gcc 12 branches for a select or a conversion to float (a ReLU mask, a max-pool hit), and does
+        # not vectorize a loop loading _Bool, which with random masks mispredicts every other element
         return "int" if dtype is dtypes.bool_ else super().compute_type(dtype)
 
     def alu(self, e: Alu) -> str:
@@ -348,8 +348,8 @@ class CRenderer(CStyleRenderer):
         t = self.storage_type(s.dtype)  # the panels hold the product's type (half operands widen as packed)
         if _vendor(s):
             return self.vendor_gemm(s)
-        if c_amx.uses_amx(s):
-            return c_amx.render(self, s)
+        if c_bf16.uses_bf16_panels(s):
+            return c_bf16.render(self, s)
         if id(s) in self._outermost and k_splits(s.m, s.n, s.k, s.dtype.name) > 1:
             return self.split_gemm(s)
         nr = gemm_c.nr(s.dtype.name)
@@ -440,7 +440,7 @@ class CRenderer(CStyleRenderer):
         are decomposed from the flat index once per row or panel and then stepped with carries,
         so packing a convolution window costs no division per element. With `slot` (an index in
         blk, w and kk), the panels hold the stored bits at that index instead and K runs to `kp`
-        (kc padded with zeros: the AMX layouts). `rounded`: the half type each value rounds to first."""
+        (kc padded with zeros: the bfloat16 panels). `rounded`: the half type each value rounds to first."""
         coefficients = dict(load.index.terms)
         plain = not load.valid and all(isinstance(a, Var) for a in coefficients) and load.index.hi < 1 << 31
         whole_vectors = c_pack_runs.whole_vectors(self.storage_type(load.dtype), width)
@@ -458,7 +458,7 @@ class CRenderer(CStyleRenderer):
             value = self.load(load) if slot is None else self.stored(load)
         elif slot is None:  # the rounding as the kernel's CAST renders it
             value = self.expr(Alu(Op.CAST, (load,), rounded))
-        else:  # AMX panels: the bfloat16 bits of the rounded value
+        else:  # bfloat16 panels: the bfloat16 bits of the rounded value
             value = f"fg_f32_to_bf16({self.load(load)})"
         k_start = declare(ks, "pc")
         if k_contiguous:  # e.g. the weight of x @ W.T: rows of W are contiguous along k
@@ -506,17 +506,9 @@ class CRenderer(CStyleRenderer):
         that took 64x784x128 products from 194 to 161-166 us (x @ W.T, x @ W) and dW = dy.T @ x
         from 170 to 153 us."""
         coef = dict(load.index.terms)
-        rest = Lin(tuple((v, c) for v, c in load.index.terms if v not in outer and v not in ks), load.index.const)
+        rest, k_off = c_gather.offsets(load, outer, ks)
         t, wide = self.storage_type(load.dtype), self.compute_type(load.dtype)  # half types widen to float
-        w_off = " + ".join(f"{coef[v]} * {v.name}" for v in outer if v in coef) or "0"
-        k_off = " + ".join(f"{coef[v]} * {v.name}" for v in ks if v in coef) or "0"
-        offsets = [f"      for (int64_t blk = {first}; blk < {end}; blk++) {{",
-                   f"        int32_t off[{width}];",
-                   f"        for (int64_t w = 0; w < {width}; w++) {{",
-                   f"          const int64_t flat = blk * {width} + w < {size} ? blk * {width} + w : 0;",
-                   *["          " + line for line in declare(outer, "flat")],
-                   f"          off[w] = (int32_t)({w_off});",
-                   "        }"]
+        offsets = c_gather.table(load, outer, first, end, width, size)
         # rows contiguous along k, a whole number of 32-byte vectors wide (the transposing routine
         # measured no faster than gathers on 6-row panels, 14% faster on x @ W.T's 16-column ones)
         whole_vectors = c_pack_runs.whole_vectors(self.storage_type(load.dtype), width)

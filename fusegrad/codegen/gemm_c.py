@@ -11,9 +11,9 @@ and one broadcast of A. With AVX-512 (32 x 64 bytes) that is 32 floats by up to 
 AVX2 (16 x 32 bytes) 16 floats by up to 6 rows. Tiles sized for AVX-512 on an AVX2 machine spill
 their accumulators on every step: measured 6.4 ms instead of 0.16 ms for a 64x784 @ 784x128 product.
 
-bfloat16 products (operands widened to float32 as packed on other CPUs) run on the AMX tile unit
-where the CPU has one and Linux grants it: panels of bfloat16 bits in the tiles' layouts, a 32 x 32
-float32 C tile per micro-kernel call (the section at the end).
+bfloat16 products run on panels of bfloat16 bits, a 32 x 32 float32 C tile per micro-kernel call (the
+section at the end), where the CPU has a unit that multiplies them: the AMX tiles (where Linux grants
+them), else AVX-512's bfloat16 dot products. Elsewhere their operands widen to float32 as packed.
 """
 from __future__ import annotations
 
@@ -128,14 +128,22 @@ BLAS_DECLARATIONS = "".join(
 _TYPES = (("float32", "float"), ("float64", "double"))
 
 
-def amx() -> bool:
-    """Whether bfloat16 products run on the AMX tile unit."""
-    return simd().amx
+def bf16_units() -> tuple[str, ...]:
+    """The units of this machine that multiply bfloat16 panels, preferred first: "amx" (the AMX tile
+    unit), "avx512_bf16" (AVX-512's bfloat16 dot products)."""
+    s = simd()
+    return tuple(unit for unit, present in (("amx", s.amx), ("avx512_bf16", s.avx512_bf16)) if present)
+
+
+def bf16_unit() -> str | None:
+    """What multiplies bfloat16 panels, or None: the operands widen to float32 as packed, for the float32
+    micro-kernels."""
+    return next(iter(bf16_units()), None)
 
 
 def gemm_declarations() -> str:
     """Prototypes of the support library for generated kernels."""
-    return BLAS_DECLARATIONS + (AMX_DECLARATIONS if simd().amx else "") + \
+    return BLAS_DECLARATIONS + bf16_declarations(bf16_units()) + \
         "void* fg_pack_scratch(int slot, size_t bytes);\n" + "".join(
         f"void {pack_rows(dt)}({t}* dst, const {t}* src, const int32_t* off, int64_t width, int64_t kc);\n"
         for dt, t in _TYPES) + "".join(
@@ -144,8 +152,10 @@ def gemm_declarations() -> str:
 
 
 def gemm_source() -> str:
-    """The support library, with micro-kernels for this machine's vector registers."""
-    return _GEMM_LIBRARY + (BF16_CONVERSIONS + _AMX_LIBRARY if simd().amx else "") + "".join(
+    """The support library, with micro-kernels for this machine's vector registers and bfloat16 units."""
+    units = bf16_units()
+    return _GEMM_LIBRARY + (BF16_CONVERSIONS + _BF16_PACKING if units else "") + "".join(
+        _BF16_UNITS[unit] for unit in units) + "".join(
         f"FG_DEFINE_MICRO({micro_kernel(dt, rows)}, {t}, {nr(dt) // 2}, {rows})\n"
         for dt, t in _TYPES for rows in micro_rows())
 
@@ -278,57 +288,47 @@ void NAME(int64_t kc, const T* restrict ap, const T* restrict bp, T* c, int64_t 
 
 """
 
-# ---- bfloat16 products on AMX tiles --------------------------------------------------------------
-# A C tile of the micro-kernel is AMX_ROWS x AMX_COLS float32: four 16 x 16 accumulator tiles. Panels
-# hold bfloat16 bits, K padded with zeros to whole AMX_K steps, in the layouts the tile loads read:
+# ---- bfloat16 products on bfloat16 panels -------------------------------------------------------
+# A C tile of the micro-kernels is BF16_ROWS x BF16_COLS float32. Panels hold bfloat16 bits, K padded
+# with zeros to whole BF16_K steps, in the layouts AMX's tile loads read, which AVX-512's dot products
+# read as well (a broadcast pair of k of one row of A, times 16 columns' pairs of B):
 #   A: [block of 32 rows][k / 32][row][k % 32]          (each 16-row half: 16 rows of 64 bytes)
-#   B: [block of 32 columns][k / 2][column][k % 2]      (pairs of k side by side, as TDPBF16PS reads them)
-AMX_ROWS, AMX_COLS, AMX_K = 32, 32, 32
-AMX_MAX_DEPTH = 1024  # K per panel: a block of B (32 columns) stays within 64 KiB
-AMX_MICRO = "fg_micro_amx_bf16"
-AMX_DECLARATIONS = (
-    "void fg_amx_begin(void);\nvoid fg_amx_end(void);\n"
-    "void fg_amx_pack(uint16_t* dst, const uint16_t* src, int64_t ws, int64_t ks, int64_t count, int64_t kc, "
-    "int64_t kp, int pairs);\n"
-    "void fg_amx_pack_f32(uint16_t* dst, const float* src, int64_t ws, int64_t ks, int64_t count, int64_t kc, "
-    "int64_t kp, int pairs);\n"
-    f"void {AMX_MICRO}(int64_t kp, const uint16_t* ap, const uint16_t* bp, float* c, int64_t ldc, int64_t mr, "
-    "int64_t nr, int first);\n")
+#   B: [block of 32 columns][k / 2][column][k % 2]      (pairs of k side by side, as both units read them)
+BF16_ROWS, BF16_COLS, BF16_K = 32, 32, 32
+# K per panel, by unit: AMX's block of B (32 columns) stays within 64 KiB, AVX-512's within half an L1
+BF16_MAX_DEPTH = {"amx": 1024, "avx512_bf16": 256}
+BF16_MICRO = {"amx": "fg_micro_amx_bf16", "avx512_bf16": "fg_micro_avx512_bf16"}
+
+
+def bf16_declarations(units: tuple[str, ...]) -> str:
+    """Prototypes of the bfloat16 panels' packing routines and the micro-kernels of `units`."""
+    if not units:
+        return ""
+    return ("void fg_amx_begin(void);\nvoid fg_amx_end(void);\n" if "amx" in units else "") + "".join(
+        f"void {name}(uint16_t* dst, const {t}* src, int64_t ws, int64_t ks, int64_t count, int64_t kc, "
+        "int64_t kp, int pairs);\n" for name, t in (("fg_bf16_pack", "uint16_t"), ("fg_bf16_pack_f32", "float"))) + \
+        "".join(f"void {BF16_MICRO[unit]}(int64_t kp, const uint16_t* ap, const uint16_t* bp, float* c, "
+                "int64_t ldc, int64_t mr, int64_t nr, int first);\n" for unit in units)
+
 
 # bfloat16 <-> float32 (round to nearest even, NaN kept NaN), shared by the kernels' preamble (codegen/c.py)
 BF16_CONVERSIONS = r"""static inline float fg_bf16_to_f32(uint16_t x) {
   union { uint32_t u; float f; } v; v.u = (uint32_t)x << 16; return v.f;
 }
-static inline uint16_t fg_f32_to_bf16(float f) {
+static inline uint16_t fg_f32_to_bf16(float f) {  /* a select, not a branch: loops of it vectorize */
   union { uint32_t u; float f; } v; v.f = f;
-  if ((v.u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((v.u >> 16) | 0x40u);
-  return (uint16_t)((v.u + 0x7fffu + ((v.u >> 16) & 1u)) >> 16);
+  const uint32_t rounded = (v.u + 0x7fffu + ((v.u >> 16) & 1u)) >> 16, quiet = (v.u >> 16) | 0x40u;
+  return (uint16_t)((v.u & 0x7fffffffu) > 0x7f800000u ? quiet : rounded);
 }
 """
 
-_AMX_LIBRARY = r"""
-#include <immintrin.h>
-
-/* the tile shapes, loaded per thread at the start of each product's parallel region (another library
-   in the process may configure the tiles otherwise between two products) */
-typedef struct { uint8_t palette, start_row, reserved[14]; uint16_t colsb[16]; uint8_t rows[16]; } fg_amx_config;
-
-/* (a static object: gcc drops stores to a local one that only the tile instruction reads) */
-static const fg_amx_config fg_amx_tiles = {1, 0, {0}, {64, 64, 64, 64, 64, 64, 64, 64},
-                                           {16, 16, 16, 16, 16, 16, 16, 16}};
-
-__attribute__((target("amx-tile")))
-void fg_amx_begin(void) { _tile_loadconfig(&fg_amx_tiles); }
-
-__attribute__((target("amx-tile")))
-void fg_amx_end(void) { _tile_release(); }
-
+_BF16_PACKING = r"""
 /* One block of 32 rows (A's layout) or, with `pairs`, 32 columns (B's) of an operand whose element (w, k)
    is src[w * ws + k * ks], one of the strides 1: `count` of the 32 exist, k runs to kc, zeros to kp.
    Each case walks the source contiguously (packed element by element with carries, a large product
-   spent much of its time packing). fg_amx_pack reads bfloat16 bits; fg_amx_pack_f32 rounds
+   spent much of its time packing). fg_bf16_pack reads bfloat16 bits; fg_bf16_pack_f32 rounds
    float32 values to them (a float32 weight that autocast casts inside the product's kernel). */
-#define FG_DEFINE_AMX_PACK(NAME, T, BITS)                                                               \
+#define FG_DEFINE_BF16_PACK(NAME, T, BITS)                                                               \
 void NAME(uint16_t* restrict dst, const T* restrict src, int64_t ws, int64_t ks, int64_t count,         \
           int64_t kc, int64_t kp, int pairs) {                                                          \
   memset(dst, 0, 2 * 32 * kp);                                                                          \
@@ -359,9 +359,28 @@ void NAME(uint16_t* restrict dst, const T* restrict src, int64_t ws, int64_t ks,
     }                                                                                                   \
   }                                                                                                     \
 }
-#define FG_AMX_SAME(x) (x)
-FG_DEFINE_AMX_PACK(fg_amx_pack, uint16_t, FG_AMX_SAME)
-FG_DEFINE_AMX_PACK(fg_amx_pack_f32, float, fg_f32_to_bf16)
+#define FG_BF16_SAME(x) (x)
+FG_DEFINE_BF16_PACK(fg_bf16_pack, uint16_t, FG_BF16_SAME)
+FG_DEFINE_BF16_PACK(fg_bf16_pack_f32, float, fg_f32_to_bf16)
+
+"""
+
+_AMX_LIBRARY = r"""
+#include <immintrin.h>
+
+/* the tile shapes, loaded per thread at the start of each product's parallel region (another library
+   in the process may configure the tiles otherwise between two products) */
+typedef struct { uint8_t palette, start_row, reserved[14]; uint16_t colsb[16]; uint8_t rows[16]; } fg_amx_config;
+
+/* (a static object: gcc drops stores to a local one that only the tile instruction reads) */
+static const fg_amx_config fg_amx_tiles = {1, 0, {0}, {64, 64, 64, 64, 64, 64, 64, 64},
+                                           {16, 16, 16, 16, 16, 16, 16, 16}};
+
+__attribute__((target("amx-tile")))
+void fg_amx_begin(void) { _tile_loadconfig(&fg_amx_tiles); }
+
+__attribute__((target("amx-tile")))
+void fg_amx_end(void) { _tile_release(); }
 
 /* C[0:mr, 0:nr] (=, or += unless first) A (kp x 32 rows) * B (kp x 32 columns), kp a multiple of 32:
    tiles 0-3 accumulate C's four 16 x 16 quarters, 4-5 hold A's two row halves, 6-7 B's column halves */
@@ -398,3 +417,43 @@ void fg_micro_amx_bf16(int64_t kp, const uint16_t* restrict ap, const uint16_t* 
   }
 }
 """
+
+_AVX512_BF16_LIBRARY = r"""
+#include <immintrin.h>
+
+/* C[0:mr, 0:nr] (=, or += unless first) A (kp x 32 rows) * B (kp x 32 columns), kp even, in groups of
+   8 rows: 16 float32 accumulators, each step one pair of k (two B vectors, 8 broadcast A pairs) */
+__attribute__((target("avx512f,avx512bf16")))
+void fg_micro_avx512_bf16(int64_t kp, const uint16_t* restrict ap, const uint16_t* restrict bp, float* c,
+                          int64_t ldc, int64_t mr, int64_t nr, int first) {
+  const __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
+  const __mmask16 m1 = nr >= 32 ? 0xffff : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
+  for (int64_t r0 = 0; r0 < mr; r0 += 8) {
+    __m512 acc[8][2];
+    for (int r = 0; r < 8; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < kp; k += 2) {
+      const __m512bh b0 = (__m512bh)_mm512_loadu_si512(bp + k * 32);
+      const __m512bh b1 = (__m512bh)_mm512_loadu_si512(bp + k * 32 + 32);
+      const uint16_t* a = ap + (k >> 5) * 1024 + r0 * 32 + (k & 31);
+      for (int r = 0; r < 8; r++) {
+        int32_t pair;
+        memcpy(&pair, a + r * 32, 4);
+        const __m512bh av = (__m512bh)_mm512_set1_epi32(pair);
+        acc[r][0] = _mm512_dpbf16_ps(acc[r][0], av, b0);
+        acc[r][1] = _mm512_dpbf16_ps(acc[r][1], av, b1);
+      }
+    }
+    for (int r = 0; r < 8 && r0 + r < mr; r++) {
+      float* row = c + (r0 + r) * ldc;
+      if (!first) {
+        acc[r][0] = _mm512_add_ps(acc[r][0], _mm512_maskz_loadu_ps(m0, row));
+        acc[r][1] = _mm512_add_ps(acc[r][1], _mm512_maskz_loadu_ps(m1, row + 16));
+      }
+      _mm512_mask_storeu_ps(row, m0, acc[r][0]);
+      _mm512_mask_storeu_ps(row + 16, m1, acc[r][1]);
+    }
+  }
+}
+"""
+
+_BF16_UNITS = {"amx": _AMX_LIBRARY, "avx512_bf16": _AVX512_BF16_LIBRARY}

@@ -71,7 +71,7 @@ class CStyleRenderer:
 
     kernel_prefix = "void"
     restrict = "restrict"
-    storage_types = {"bool": "_Bool", "uint8": "uint8_t", "int8": "int8_t", "int16": "int16_t",
+    storage_types = {"bool": "uint8_t", "uint8": "uint8_t", "int8": "int8_t", "int16": "int16_t",
                      "int32": "int32_t", "int64": "int64_t", "float16": "uint16_t", "bfloat16": "uint16_t",
                      "float32": "float", "float64": "double", "float8_e4m3fn": "uint8_t", "float8_e5m2": "uint8_t"}
     # BITCAST goes through an unsigned integer of the width: the preamble's fg_<f>_bits / fg_bits_<f>
@@ -148,14 +148,19 @@ class CStyleRenderer:
             state = f"p{e.state_param}"
             return f"fg_rand((uint64_t){state}[0], (uint64_t){state}[1] + (uint64_t){e.index.render()})"
         text = self.alu(e)
-        source = getattr(e.args[0], "dtype", e.dtype) if e.args else e.dtype
-        exact = e.op is Op.CAST and e.dtype in dtypes.HALF and source.name in _EXACT_IN_HALF
-        if e.op in _ROUNDED and e.dtype.name in _NARROW and not exact:
+        if self._rounds(e):
             # computed in float: the result is rounded to its dtype after each operation, as PyTorch
             # rounds every operation's output (fused or not, the same numbers)
             to_bits, from_bits = self.float_bits[e.dtype.name]
             text = f"{from_bits}({to_bits}({text}))"
         return text
+
+    @staticmethod
+    def _rounds(e: Alu) -> bool:
+        """Whether the float result of `e` is rounded to its half dtype as rendered."""
+        source = getattr(e.args[0], "dtype", e.dtype) if e.args else e.dtype
+        exact = e.op is Op.CAST and e.dtype in dtypes.HALF and source.name in _EXACT_IN_HALF
+        return e.op in _ROUNDED and e.dtype.name in _NARROW and not exact
 
     def alu(self, e: Alu) -> str:
         a = [self.expr(x) for x in e.args]
@@ -242,10 +247,14 @@ class CStyleRenderer:
         return f"{s.name} = ({v} > {s.name}) ? {v} : {s.name};"
 
     def store(self, s: Store) -> str:
-        v = self.expr(s.value)
-        if s.dtype.name in _NARROW:
-            v = f"{self.float_bits[s.dtype.name][0]}({v})"
-        return f"p{s.param}[{s.index.render()}] = {v};"
+        e = s.value
+        if s.dtype.name not in _NARROW:
+            return f"p{s.param}[{s.index.render()}] = {self.expr(e)};"
+        if isinstance(e, Alu) and e.dtype is s.dtype and self._rounds(e):
+            v = self.alu(e)  # the conversion to the stored bits is the rounding (not rounded, widened, narrowed)
+        else:
+            v = self.expr(e)
+        return f"p{s.param}[{s.index.render()}] = {self.float_bits[s.dtype.name][0]}({v});"
 
     def loop_open(self, loop: Loop, nest: int, work: int, body: list) -> list[str]:
         """Open a loop; `nest` counts the global loops of a nest starting here (0 if not its first);

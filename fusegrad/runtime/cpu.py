@@ -102,11 +102,12 @@ def _links_libmvec(cc: str) -> bool:
 class Simd:
     """The vector registers kernels compiled with -march=native get: bytes each, and how many; `amx`:
     whether they may use the AMX tile unit for bfloat16 products (the target has it and the kernel
-    let this process use it)."""
+    let this process use it); `avx512_bf16`: whether the target has AVX-512's bfloat16 dot products."""
 
     width: int
     registers: int
     amx: bool = False
+    avx512_bf16: bool = False
 
 
 ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA = 0x1023, 18
@@ -129,7 +130,8 @@ def _probe_target(cc: str) -> tuple[Simd, str]:
                           capture_output=True, text=True, check=False)
     macros = {line.split()[1] for line in proc.stdout.splitlines() if line.startswith("#define ")}
     if "__AVX512F__" in macros:
-        simd = Simd(64, 32, {"__AMX_TILE__", "__AMX_BF16__"} <= macros and _amx_permitted())
+        simd = Simd(64, 32, {"__AMX_TILE__", "__AMX_BF16__"} <= macros and _amx_permitted(),
+                    "__AVX512BF16__" in macros)
     elif "__AVX__" in macros:
         simd = Simd(32, 16)
     elif "__aarch64__" in macros:
