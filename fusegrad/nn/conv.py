@@ -1,4 +1,4 @@
-"""Convolutions and pooling from movement ops: sliding windows are views (no im2col copy),
+"""Convolutions from movement ops: sliding windows are views (no im2col copy),
 and a convolution is one broadcast multiply + sum that the scheduler fuses into one kernel."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from ..errors import ShapeError
 from ..function import Function
 from ..ops.autocast import autocast_op
 from ..tensor import Tensor, stack
-from ..creation import arange, zeros
+from ..creation import zeros
 
 IntOrPair = int | Sequence[int]
 WINOGRAD_CHANNELS = 64  # Winograd F(2x2, 3x3) for channels and work from here (winograd_applies)
@@ -65,20 +65,6 @@ def windows(x: Tensor, kernel: Sequence[int], stride: Sequence[int], dilation: S
         x = _windows_last(x, kernel[i], stride[i], dilation[i])
     final = [("d", j) for j in range(lead)] + [("o", i) for i in range(n)] + [("k", i) for i in range(n)]
     return x.permute([labels.index(label) for label in final])
-
-
-def _blocks(x: Tensor, kernel: Sequence[int], outs: Sequence[int]) -> Tensor:
-    """Non-overlapping windows (stride == kernel, no dilation) as a reshape: (..., L1, L2) ->
-    (..., O1, O2, k1, k2). Its gradient is a reshape too, where the sliding-window view's is a sum
-    of shifted pads (max-pool backward was a chain of reductions over padded copies)."""
-    (k1, k2), (o1, o2) = kernel, outs
-    lead = x.shape[:-2]
-    x = _gradient_buffer(x)
-    if (o1 * k1, o2 * k2) != x.shape[-2:]:  # floor mode drops the incomplete last window
-        x = x.shrink([(0, s) for s in lead] + [(0, o1 * k1), (0, o2 * k2)])
-    x = x.reshape(*lead, o1, k1, o2, k2)
-    n = len(lead)
-    return x.permute(list(range(n)) + [n, n + 2, n + 1, n + 3])
 
 
 def _gradient_buffer(x: Tensor) -> Tensor:
@@ -510,91 +496,3 @@ def _transposed_by_phases(x: Tensor, weight: Tensor, stride: tuple[int, int], pa
     if tuple(sizes) != out.shape[2:]:
         out = out[:, :, :sizes[0], :sizes[1]]
     return out
-
-
-def _pool_geometry(length: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> tuple[int, int]:
-    """(output size, extra right padding needed) like torch's pooling shape rule."""
-    span = length + 2 * p - d * (k - 1) - 1
-    if ceil_mode:
-        o = -(-span // s) + 1
-        if (o - 1) * s >= length + p:
-            o -= 1
-    else:
-        o = span // s + 1
-    extra = max(0, (o - 1) * s + d * (k - 1) + 1 - (length + 2 * p))
-    return o, extra
-
-
-def _pool(x: Tensor, kernel_size: IntOrPair, stride: IntOrPair | None, padding: IntOrPair, dilation: IntOrPair,
-          ceil_mode: bool, value: float) -> tuple[Tensor, tuple[int, ...]]:
-    k = _tuple(kernel_size, 2)
-    s = _tuple(stride, 2) if stride not in (None, []) else k
-    p, d = _tuple(padding, 2), _tuple(dilation, 2)
-    if any(pi > ((ki - 1) * di + 1) // 2 for pi, ki, di in zip(p, k, d)):
-        # torch raises RuntimeError here; ShapeError is the shape error of that family
-        raise ShapeError(f"pad should be at most half of effective kernel size, got padding {p} for kernel {k}")
-    pads, outs = [], []
-    for length, ki, si, pi, di in zip(x.shape[-2:], k, s, p, d):
-        o, extra = _pool_geometry(length, ki, si, pi, di, ceil_mode)
-        pads.append((pi, pi + extra))
-        outs.append(o)
-    x = _pad_spatial(x, pads, value)
-    if s == k and d == (1, 1):
-        return _blocks(x, k, outs), k
-    return windows(x, k, s, d), k
-
-
-def max_pool2d(input: Tensor, kernel_size: IntOrPair, stride: IntOrPair | None = None, padding: IntOrPair = 0,
-               dilation: IntOrPair = 1, ceil_mode: bool = False, return_indices: bool = False) -> Tensor:
-    if return_indices:
-        raise NotImplementedError("max_pool2d(return_indices=True) is not supported")
-    win, _ = _pool(input, kernel_size, stride, padding, dilation, ceil_mode, float("-inf"))
-    # max over the flattened window: its gradient goes whole to the window's first maximum, as
-    # torch's does (amax's would be shared among ties, common after a ReLU)
-    return win.flatten(-2).max(-1).values
-
-
-def avg_pool2d(input: Tensor, kernel_size: IntOrPair, stride: IntOrPair | None = None, padding: IntOrPair = 0,
-               ceil_mode: bool = False, count_include_pad: bool = True, divisor_override: int | None = None) -> Tensor:
-    win, k = _pool(input, kernel_size, stride, padding, 1, ceil_mode, 0.0)
-    total = win.sum((-2, -1))
-    if divisor_override:
-        return total / divisor_override
-    p = _tuple(padding, 2)
-    if count_include_pad and not ceil_mode:
-        return total / math.prod(k)
-    # count the window cells that lie on the input (or on the declared padding when it counts)
-    ones = input._const(1.0, shape=(1, 1) + tuple(input.shape[-2:]))
-    if count_include_pad:
-        # the declared padding counts, the extra right padding of ceil mode does not; the geometry is
-        # the input's (padding the ones first and pooling them unpadded let ceil mode add a window)
-        s = _tuple(stride, 2) if stride not in (None, []) else k
-        extras = [_pool_geometry(n, ki, si, pi, 1, ceil_mode)[1] for n, ki, si, pi in zip(input.shape[-2:], k, s, p)]
-        ones = _pad_spatial(ones, [(pi, pi) for pi in p], 1.0)
-        ones = _pad_spatial(ones, [(0, e) for e in extras], 0.0)
-        cnt = windows(ones, k, s, (1, 1))
-    else:
-        cnt, _ = _pool(ones, kernel_size, stride, padding, 1, ceil_mode, 0.0)
-    return total / cnt.sum((-2, -1))
-
-
-def _adaptive_matrix(length: int, out: int, like: Tensor) -> Tensor:
-    """(out, length) averaging weights: row o covers [floor(o*L/O), ceil((o+1)*L/O))."""
-    o = arange(out, device=like.device).reshape(out, 1)
-    i = arange(length, device=like.device).reshape(1, length)
-    start = (o * length) // out
-    end = ((o + 1) * length + out - 1) // out
-    inside = (i >= start) & (i < end)
-    return inside.to(like.dtype) / (end - start).to(like.dtype)
-
-
-def adaptive_avg_pool2d(input: Tensor, output_size: IntOrPair) -> Tensor:
-    oh, ow = _tuple(output_size, 2)
-    h, w = input.shape[-2:]
-    oh = h if oh is None else oh
-    ow = w if ow is None else ow
-    if h % oh == 0 and w % ow == 0:
-        return avg_pool2d(input, (h // oh, w // ow))
-    rows = _adaptive_matrix(h, oh, input)
-    cols = _adaptive_matrix(w, ow, input)
-    return rows @ input @ cols.T

@@ -1,0 +1,146 @@
+"""Pooling over 1, 2 and 3 spatial dims (max with indices, average, adaptive, max-unpooling), against torch:
+forward values, indices and gradients, batched and unbatched, and the errors torch raises."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as TF
+
+import fusegrad as fg
+import fusegrad.nn.functional as F
+from tests.helpers import RNG, check_op, raises_at_call_or_read
+
+
+def _check(call, *shapes, dtype="float32", arrays=None):
+    """call(F, *inputs) in fusegrad and in torch, forward (every output) and gradient of the first output."""
+    check_op(shapes, lambda *xs: call(F, *xs), lambda *xs: call(TF, *xs), dtype=dtype, arrays=arrays)
+
+
+DTYPES = ["float32", "float64"]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n, shape, kw", [
+    (1, (2, 3, 11), dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)),
+    (1, (3, 13), dict(kernel_size=4, stride=3, dilation=2, padding=2)),
+    (2, (2, 3, 9, 11), dict(kernel_size=(3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2), ceil_mode=True)),
+    (2, (3, 7, 8), dict(kernel_size=2)),
+    (3, (2, 2, 7, 8, 9), dict(kernel_size=3, stride=2, padding=1)),
+    (3, (2, 2, 7, 8, 9), dict(kernel_size=(3, 2, 3), stride=(2, 3, 1), padding=(1, 1, 0), ceil_mode=True)),
+    (3, (2, 5, 6, 7), dict(kernel_size=2, dilation=(2, 1, 2))),
+    (3, (1, 2, 6, 8, 5), dict(kernel_size=2)),
+])
+def test_max_pool_values_indices_and_gradient(n, shape, kw, dtype):
+    _check(lambda M, x: getattr(M, f"max_pool{n}d")(x, **kw), shape, dtype=dtype)
+    _check(lambda M, x: getattr(M, f"max_pool{n}d")(x, return_indices=True, **kw), shape, dtype=dtype)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_max_pool_indices_and_gradient_go_to_the_first_maximum_of_ties(n):
+    x = RNG.integers(0, 3, size=(2, 3) + (7,) * n).astype("float32")
+    _check(lambda M, x: getattr(M, f"max_pool{n}d")(x, 3, 2, 1, return_indices=True), arrays=[x])
+    _check(lambda M, x: getattr(M, f"adaptive_max_pool{n}d")(x, 3, return_indices=True), arrays=[x])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n, shape, kw", [
+    (1, (2, 3, 11), dict(kernel_size=3, stride=2, padding=1, ceil_mode=True, count_include_pad=False)),
+    (1, (3, 10), dict(kernel_size=4, stride=3, padding=2, ceil_mode=True)),
+    (2, (2, 3, 9, 11), dict(kernel_size=(3, 2), stride=(2, 1), padding=(1, 0), divisor_override=5)),
+    (3, (2, 2, 7, 8, 9), dict(kernel_size=3, stride=2, padding=1)),
+    (3, (2, 2, 7, 8, 9), dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)),
+    (3, (2, 2, 7, 8, 9), dict(kernel_size=(3, 2, 3), stride=(2, 3, 1), padding=(1, 1, 0), ceil_mode=True,
+                             count_include_pad=False)),
+    (3, (2, 6, 7, 5), dict(kernel_size=2, divisor_override=3)),
+])
+def test_avg_pool_values_and_gradient(n, shape, kw, dtype):
+    _check(lambda M, x: getattr(M, f"avg_pool{n}d")(x, **kw), shape, dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n, shape, size", [
+    (1, (2, 3, 11), 4), (1, (3, 12), 5), (2, (2, 3, 9, 7), (4, None)), (2, (3, 8, 6), 3),
+    (3, (2, 2, 7, 9, 10), (3, 4, None)), (3, (2, 6, 8, 4), (3, 4, 2)), (3, (1, 2, 5, 6, 7), 1),
+])
+def test_adaptive_pools_values_indices_and_gradient(n, shape, size, dtype):
+    _check(lambda M, x: getattr(M, f"adaptive_avg_pool{n}d")(x, size), shape, dtype=dtype)
+    _check(lambda M, x: getattr(M, f"adaptive_max_pool{n}d")(x, size), shape, dtype=dtype)
+    _check(lambda M, x: getattr(M, f"adaptive_max_pool{n}d")(x, size, return_indices=True), shape, dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n, shape, kw, output_size", [
+    (1, (2, 3, 11), dict(kernel_size=3, stride=2, padding=1), None),
+    (1, (3, 12), dict(kernel_size=2), [13]),
+    (2, (2, 3, 9, 11), dict(kernel_size=(3, 2), stride=(2, 1), padding=(1, 0)), None),
+    (2, (2, 3, 9, 11), dict(kernel_size=2), (2, 3, 9, 11)),
+    (3, (2, 2, 7, 8, 9), dict(kernel_size=3, stride=2, padding=1), (7, 8, 9)),
+    (3, (2, 6, 7, 5), dict(kernel_size=2), (6, 7, 5)),
+])
+def test_max_unpool_values_and_gradient(n, shape, kw, output_size, dtype):
+    """Unpooling the pooled values at their indices: differentiable in the values."""
+    x = RNG.standard_normal(shape)
+    _, indices = TF.__dict__[f"max_pool{n}d"](torch.tensor(x), return_indices=True, **kw)
+    pooled = RNG.standard_normal(indices.shape).astype(dtype)
+
+    def unpool(M, v):
+        idx = fg.tensor(indices.numpy()) if M is F else indices
+        return getattr(M, f"max_unpool{n}d")(v, idx, output_size=output_size, **kw)
+    _check(unpool, arrays=[pooled], dtype=dtype)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_pooling_modules_match_torch(n):
+    shape = (2, 3) + (7, 9, 8)[:n]
+    x = RNG.standard_normal(shape).astype("float32")
+    pairs = [(f"MaxPool{n}d", dict(kernel_size=3, stride=2, padding=1, return_indices=True)),
+             (f"AvgPool{n}d", dict(kernel_size=2, ceil_mode=True)),
+             (f"AdaptiveAvgPool{n}d", dict(output_size=3)),
+             (f"AdaptiveMaxPool{n}d", dict(output_size=4, return_indices=True))]
+    for name, kw in pairs:
+        _check(lambda M, v: (getattr(fg.nn, name) if M is F else getattr(torch.nn, name))(**kw)(v), arrays=[x])
+    ours, idx = fg.nn.__dict__[f"MaxPool{n}d"](2, return_indices=True)(fg.tensor(x))
+    back = fg.nn.__dict__[f"MaxUnpool{n}d"](2)(ours, idx, output_size=shape)
+    ref, ref_idx = torch.nn.__dict__[f"MaxPool{n}d"](2, return_indices=True)(torch.tensor(x))
+    np.testing.assert_array_equal(back.numpy(), torch.nn.__dict__[f"MaxUnpool{n}d"](2)(ref, ref_idx, shape).numpy())
+
+
+@pytest.mark.parametrize("call", [
+    lambda M, x: M.max_pool3d(x[0, 0], 2),  # 3-D is unbatched 2-D, not 3-D pooling
+    lambda M, x: M.max_pool2d(x, 2),
+    lambda M, x: M.avg_pool3d(x[0, 0, 0], 2),
+    lambda M, x: M.max_pool3d(x, 3, padding=2),  # padding above half the kernel
+    lambda M, x: M.max_pool3d(x, 3, padding=2, dilation=1),
+    lambda M, x: M.avg_pool3d(x, 2, padding=(0, 2, 0)),
+    lambda M, x: M.avg_pool3d(x, 2, divisor_override=0),
+    lambda M, x: M.max_pool3d(x, 8),  # larger than the input
+    lambda M, x: M.adaptive_max_pool3d(x[0, 0], 2),
+    lambda M, x: M.adaptive_avg_pool3d(x[0, 0, 0], 2),
+])
+def test_bad_pooling_raises_like_torch(call):
+    x = RNG.standard_normal((2, 3, 6, 5, 7)).astype("float32")
+    with pytest.raises(RuntimeError) as ref:
+        call(TF, torch.tensor(x))
+    with pytest.raises(fg.ShapeError) as got:
+        call(F, fg.tensor(x))
+    assert isinstance(got.value, type(ref.value))
+
+
+@pytest.mark.parametrize("output_size", [(8, 4), (2, 3, 4, 5, 6, 7), [6, 2], (6,)])
+def test_bad_unpool_output_size_raises_like_torch(output_size):
+    x = RNG.standard_normal((2, 3, 6, 5)).astype("float32")
+    pooled, idx = TF.max_pool2d(torch.tensor(x), 2, return_indices=True)
+    with pytest.raises(ValueError):
+        TF.max_unpool2d(pooled, idx, 2, output_size=output_size)
+    with pytest.raises(fg.ShapeError):
+        F.max_unpool2d(fg.tensor(pooled.numpy()), fg.tensor(idx.numpy()), 2, output_size=output_size)
+
+
+def test_unpool_index_past_the_output_raises_like_torch():
+    """Floor mode dropped the last row: without output_size, the default output has no place for its indices."""
+    x = RNG.standard_normal((2, 7, 5)).astype("float32")
+    pooled, idx = TF.max_pool2d(torch.tensor(x), 2, return_indices=True)
+    idx[0, 0, 0] = 7 * 5 - 1
+    with pytest.raises(RuntimeError):
+        TF.max_unpool2d(pooled, idx, 2)
+    raises_at_call_or_read(fg.IndexOutOfRangeError,
+                           lambda: F.max_unpool2d(fg.tensor(pooled.numpy()), fg.tensor(idx.numpy()), 2))
