@@ -144,3 +144,28 @@ def test_unpool_index_past_the_output_raises_like_torch():
         TF.max_unpool2d(pooled, idx, 2)
     raises_at_call_or_read(fg.IndexOutOfRangeError,
                            lambda: F.max_unpool2d(fg.tensor(pooled.numpy()), fg.tensor(idx.numpy()), 2))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name, args", [
+    ("ReflectionPad3d", (2,)), ("ReplicationPad3d", ((1, 2, 0, 3, 2, 1),)), ("CircularPad3d", ((2, 1, 0, 3, 1, 2),)),
+    ("ConstantPad3d", ((1, 2, 0, 1, 3, 0), 2.5)), ("ZeroPad3d", ((1, 0, 2, 1, 0, 3),)),
+])
+@pytest.mark.parametrize("shape", [(2, 3, 4, 5, 6), (3, 5, 4, 3)])
+def test_3d_padding_modules_match_torch(name, args, shape, dtype):
+    _check(lambda M, x: (getattr(fg.nn, name) if M is F else getattr(torch.nn, name))(*args)(x), shape, dtype=dtype)
+
+
+@pytest.mark.parametrize("name, args, shape, error", [
+    ("ReflectionPad3d", (2,), (2, 2, 2, 3, 3), RuntimeError),  # reflection past the edge
+    ("ReflectionPad3d", (1,), (4, 5, 6), NotImplementedError),
+    ("ReplicationPad3d", (1,), (4, 5, 6), NotImplementedError),
+    ("CircularPad3d", (1,), (4, 5, 6), ValueError),
+    ("CircularPad3d", (3,), (2, 2, 2, 3, 3), RuntimeError),  # wraps more than the dimension holds
+])
+def test_bad_3d_padding_raises_like_torch(name, args, shape, error):
+    x = RNG.standard_normal(shape)
+    with pytest.raises(error):
+        getattr(torch.nn, name)(*args)(torch.tensor(x))
+    with pytest.raises(error):
+        getattr(fg.nn, name)(*args)(fg.tensor(x))

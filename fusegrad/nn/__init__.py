@@ -18,8 +18,9 @@ from .pooling_layers import (AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveAvgPo
                              AdaptiveMaxPool2d, AdaptiveMaxPool3d, AvgPool1d, AvgPool2d, AvgPool3d, MaxPool1d,
                              MaxPool2d, MaxPool3d, MaxUnpool1d, MaxUnpool2d, MaxUnpool3d)
 from .recurrent import GRU, LSTM, RNN, RNNBase
-from .sampling_layers import (CircularPad1d, CircularPad2d, ConstantPad1d, ConstantPad2d, Fold, ReflectionPad1d,
-                              ReflectionPad2d, ReplicationPad1d, ReplicationPad2d, Unfold, Upsample,
-                              UpsamplingBilinear2d, UpsamplingNearest2d, ZeroPad1d, ZeroPad2d)
+from .sampling_layers import (CircularPad1d, CircularPad2d, CircularPad3d, ConstantPad1d, ConstantPad2d, ConstantPad3d,
+                              Fold, ReflectionPad1d, ReflectionPad2d, ReflectionPad3d, ReplicationPad1d,
+                              ReplicationPad2d, ReplicationPad3d, Unfold, Upsample, UpsamplingBilinear2d,
+                              UpsamplingNearest2d, ZeroPad1d, ZeroPad2d, ZeroPad3d)
 from .rnn import GRUCell, LSTMCell, RNNCell
 from .transformer import Transformer, TransformerDecoder, TransformerDecoderLayer, TransformerEncoder
