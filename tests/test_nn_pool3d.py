@@ -1,5 +1,6 @@
-"""Pooling over 1, 2 and 3 spatial dims (max with indices, average, adaptive, max-unpooling), against torch:
-forward values, indices and gradients, batched and unbatched, and the errors torch raises."""
+"""3-D convolutions, transposed 1-D and 3-D convolutions, pooling over 1, 2 and 3 spatial dims (max with
+indices, average, adaptive, max-unpooling) and 3-D padding, against torch: forward values, indices and
+gradients, batched and unbatched, and the errors torch raises."""
 import numpy as np
 import pytest
 import torch
@@ -10,9 +11,9 @@ import fusegrad.nn.functional as F
 from tests.helpers import RNG, check_op, raises_at_call_or_read
 
 
-def _check(call, *shapes, dtype="float32", arrays=None):
+def _check(call, *shapes, dtype="float32", arrays=None, **tolerance):
     """call(F, *inputs) in fusegrad and in torch, forward (every output) and gradient of the first output."""
-    check_op(shapes, lambda *xs: call(F, *xs), lambda *xs: call(TF, *xs), dtype=dtype, arrays=arrays)
+    check_op(shapes, lambda *xs: call(F, *xs), lambda *xs: call(TF, *xs), dtype=dtype, arrays=arrays, **tolerance)
 
 
 DTYPES = ["float32", "float64"]
@@ -169,3 +170,77 @@ def test_bad_3d_padding_raises_like_torch(name, args, shape, error):
         getattr(torch.nn, name)(*args)(torch.tensor(x))
     with pytest.raises(error):
         getattr(fg.nn, name)(*args)(fg.tensor(x))
+
+
+# float32 sums of a few dozen products: a looser absolute tolerance than one op's
+CONV_TOL = {"float32": dict(atol=1e-4, rtol=1e-4), "float64": {}}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("x_shape, w_shape, kw", [
+    ((2, 4, 5, 6, 7), (3, 4, 3, 2, 3), dict(stride=2, padding=1)),
+    ((2, 4, 6, 5, 7), (6, 2, 2, 3, 2), dict(stride=(1, 2, 3), padding=(1, 0, 2), dilation=(2, 1, 1), groups=2)),
+    ((1, 3, 5, 5, 6), (2, 3, 3, 3, 3), dict(padding="same", dilation=(1, 2, 1))),
+    ((3, 5, 4, 6), (2, 3, 2, 2, 3), dict(padding="valid")),  # unbatched
+])
+def test_conv3d_matches_torch(x_shape, w_shape, kw, dtype):
+    _check(lambda M, x, w, b: M.conv3d(x, w, b, **kw), x_shape, w_shape, w_shape[:1], dtype=dtype, **CONV_TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n, x_shape, w_shape, kw", [
+    (1, (2, 4, 9), (4, 3, 3), dict(stride=2, padding=1, output_padding=1)),
+    (1, (2, 4, 7), (4, 2, 4), dict(stride=3, padding=2, dilation=1, groups=2, output_padding=2)),
+    (1, (4, 8), (4, 3, 3), dict(dilation=2, padding=1, output_padding=1)),  # unbatched; output padding < dilation
+    (3, (2, 4, 4, 5, 3), (4, 3, 3, 2, 3), dict(stride=2, padding=1, output_padding=1)),
+    (3, (2, 4, 3, 4, 5), (4, 1, 2, 3, 2), dict(stride=(1, 2, 3), padding=(0, 1, 1), groups=2)),
+    (3, (1, 2, 3, 4, 3), (2, 3, 3, 2, 2), dict(dilation=(2, 1, 2), padding=(1, 0, 1))),
+    (3, (2, 4, 3, 5), (2, 3, 2, 3, 2), dict(stride=(2, 1, 2), output_padding=(1, 0, 0))),  # unbatched
+])
+def test_conv_transpose_matches_torch(n, x_shape, w_shape, kw, dtype):
+    cout = w_shape[1] * kw.get("groups", 1)
+    _check(lambda M, x, w, b: getattr(M, f"conv_transpose{n}d")(x, w, b, **kw), x_shape, w_shape, (cout,),
+           dtype=dtype, **CONV_TOL[dtype])
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same'")
+@pytest.mark.parametrize("name, args, kw, shape", [
+    ("Conv3d", (4, 6, 3), dict(stride=2, padding=1, groups=2), (2, 4, 5, 6, 7)),
+    ("Conv3d", (4, 3, (2, 3, 2)), dict(padding="same", bias=False), (4, 5, 4, 6)),
+    ("ConvTranspose1d", (4, 6, 3), dict(stride=2, padding=1, output_padding=1, groups=2), (2, 4, 9)),
+    ("ConvTranspose3d", (4, 3, 3), dict(stride=2, padding=1, output_padding=(1, 0, 1)), (2, 4, 3, 4, 5)),
+])
+def test_conv_modules_match_torch(name, args, kw, shape):
+    """The same weights in both: the module's forward and the gradients of its input and parameters."""
+    torch.manual_seed(0)
+    ref = getattr(torch.nn, name)(*args, **kw).double()
+    ours = getattr(fg.nn, name)(*args, **kw)
+    assert [tuple(p.shape) for p in ours.parameters()] == [tuple(p.shape) for p in ref.parameters()]
+    for p, q in zip(ours.parameters(), ref.parameters()):
+        p.data = fg.tensor(q.detach().numpy())
+    x = RNG.standard_normal(shape)
+    _check(lambda M, v: (ours if M is F else ref)(v), arrays=[x], dtype="float64")
+    weights = RNG.standard_normal(ref(torch.tensor(x)).shape)
+    (ours(fg.tensor(x)) * fg.tensor(weights)).sum().backward()
+    (ref(torch.tensor(x)) * torch.tensor(weights)).sum().backward()
+    for p, q in zip(ours.parameters(), ref.parameters()):
+        np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("call", [
+    lambda M, x, w: M.conv3d(x[0, 0], w),  # 3-D input: neither batched nor unbatched 3-D
+    lambda M, x, w: M.conv3d(x, w[:, :2]),  # channels that do not fit the weight
+    lambda M, x, w: M.conv3d(x, w, groups=2),
+    lambda M, x, w: M.conv3d(x, w, stride=2, padding="same"),
+    lambda M, x, w: M.conv3d(x, w, padding=(0, 0, 0, 1)),
+    lambda M, x, w: M.conv_transpose3d(x, w.transpose(0, 1)[:2]),
+    lambda M, x, w: M.conv_transpose3d(x, w.transpose(0, 1), stride=2, output_padding=2),
+    lambda M, x, w: M.conv_transpose1d(x[0, :, 0, 0], w[:, :, 0, 0], output_padding=1),  # without stride
+])
+def test_bad_convolutions_raise_like_torch(call):
+    x, w = RNG.standard_normal((2, 3, 5, 6, 7)), RNG.standard_normal((3, 3, 2, 3, 2))
+    with pytest.raises(RuntimeError) as ref:
+        call(TF, torch.tensor(x), torch.tensor(w))
+    with pytest.raises(fg.ShapeError) as got:
+        call(F, fg.tensor(x), fg.tensor(w))
+    assert isinstance(got.value, type(ref.value))

@@ -86,13 +86,20 @@ def _pad_spatial(x: Tensor, pads: Sequence[tuple[int, int]], value: float = 0.0)
     return x.pad(flat, value=value)
 
 
+def _check_lengths(name: str, n: int, **values: Sequence) -> None:
+    for what, v in values.items():
+        if len(v) != n:
+            raise ShapeError(f"{name}: expected {what} to be a single integer or a list of {n} values, got {v}")
+
+
 def _conv_padding(padding: str | IntOrPair, kernel: tuple[int, ...], stride: tuple[int, ...],
                   dilation: tuple[int, ...]) -> list[tuple[int, int]]:
     if padding == "valid":
         return [(0, 0)] * len(kernel)
     if padding == "same":
         if any(s != 1 for s in stride):
-            raise ValueError("padding='same' is not supported for strided convolutions")
+            # torch raises RuntimeError, a ValueError before: ShapeError is both
+            raise ShapeError("padding='same' is not supported for strided convolutions")
         totals = [d * (k - 1) for k, d in zip(kernel, dilation)]
         return [(t // 2, t - t // 2) for t in totals]
     if isinstance(padding, str):
@@ -102,8 +109,10 @@ def _conv_padding(padding: str | IntOrPair, kernel: tuple[int, ...], stride: tup
 
 def _convnd(x: Tensor, weight: Tensor, bias: Tensor | None, stride: IntOrPair, padding: str | IntOrPair,
             dilation: IntOrPair, groups: int, n: int) -> Tensor:
+    if x.ndim == n + 1 and weight.ndim == n + 2:  # unbatched (C, spatial...), as torch takes it
+        return _convnd(x.unsqueeze(0), weight, bias, stride, padding, dilation, groups, n).squeeze(0)
     if x.ndim != n + 2 or weight.ndim != n + 2:
-        raise ShapeError(f"conv{n}d expects input (N, C, {n} spatial dims) and weight of {n + 2} dims, "
+        raise ShapeError(f"conv{n}d expects input ([N,] C, {n} spatial dims) and weight of {n + 2} dims, "
                          f"got {x.shape} and {weight.shape}")
     cout, cin_g = weight.shape[0], weight.shape[1]
     cin = x.shape[1]
@@ -112,6 +121,7 @@ def _convnd(x: Tensor, weight: Tensor, bias: Tensor | None, stride: IntOrPair, p
     kernel = tuple(weight.shape[2:])
     st, dil = _tuple(stride, n), _tuple(dilation, n)
     pads = tuple(_conv_padding(padding, kernel, st, dil))
+    _check_lengths(f"conv{n}d", n, stride=st, padding=pads, dilation=dil)
     # the transposed convolution pads the output gradient by d*(k-1) - p a side: no more than the forward
     # pads the input, its product packs no more than the forward's
     padded_alike = all(d * (k - 1) - lo <= lo and d * (k - 1) - hi <= hi for (lo, hi), k, d in zip(pads, kernel, dil))
@@ -367,6 +377,12 @@ def conv1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: In
     return _convnd(input, weight, bias, stride, padding, dilation, groups, 1)
 
 
+@autocast_op("conv3d")
+def conv3d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: IntOrPair = 1,
+           padding: str | IntOrPair = 0, dilation: IntOrPair = 1, groups: int = 1) -> Tensor:
+    return _convnd(input, weight, bias, stride, padding, dilation, groups, 3)
+
+
 def _dilate_input(x: Tensor, stride: tuple[int, ...]) -> Tensor:
     """Insert stride-1 zeros between spatial elements (the input side of a transposed conv)."""
     n = len(stride)
@@ -388,26 +404,53 @@ def _dilate_input(x: Tensor, stride: tuple[int, ...]) -> Tensor:
     return x
 
 
+def _conv_transpose(x: Tensor, weight: Tensor, bias: Tensor | None, stride: IntOrPair, padding: IntOrPair,
+                    output_padding: IntOrPair, groups: int, dilation: IntOrPair, n: int) -> Tensor:
+    if x.ndim == n + 1 and weight.ndim == n + 2:  # unbatched (C, spatial...), as torch takes it
+        return _conv_transpose(x.unsqueeze(0), weight, bias, stride, padding, output_padding, groups, dilation,
+                               n).squeeze(0)
+    st, pad, opad, dil = (_tuple(v, n) for v in (stride, padding, output_padding, dilation))
+    _check_lengths(f"conv_transpose{n}d", n, stride=st, padding=pad, output_padding=opad, dilation=dil)
+    cin = weight.shape[0]
+    if x.ndim != n + 2 or weight.ndim != n + 2 or x.shape[1] != cin or cin % groups:
+        raise ShapeError(f"conv_transpose{n}d: input {x.shape} with {groups} groups does not fit weight "
+                         f"{weight.shape}")
+    if any(op >= s and op >= d for op, s, d in zip(opad, st, dil)):
+        raise ShapeError(f"conv_transpose{n}d: output padding must be smaller than either stride or dilation, "
+                         f"got output_padding {opad}, stride {st}, dilation {dil}")
+    if weight.dtype in dtypes.HALF:
+        out = _transposed(x, weight, st, pad, opad, dil, groups)
+    else:
+        out = _TransposedConvolution.apply(x, weight, st, pad, opad, dil, groups)
+    if bias is None:
+        return out
+    return out + expand_over_batch(bias.reshape(1, out.shape[1], *([1] * n)), x.shape[0])
+
+
+@autocast_op("conv_transpose1d")
+def conv_transpose1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: IntOrPair = 1,
+                     padding: IntOrPair = 0, output_padding: IntOrPair = 0, groups: int = 1,
+                     dilation: IntOrPair = 1) -> Tensor:
+    return _conv_transpose(input, weight, bias, stride, padding, output_padding, groups, dilation, 1)
+
+
 @autocast_op("conv_transpose2d")
 def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: IntOrPair = 1,
                      padding: IntOrPair = 0, output_padding: IntOrPair = 0, groups: int = 1,
                      dilation: IntOrPair = 1) -> Tensor:
     """The gradient of conv2d with respect to its input, as a layer (weight: (Cin, Cout/groups, kh, kw))."""
-    st, pad, opad, dil = (_tuple(v, 2) for v in (stride, padding, output_padding, dilation))
-    cin = weight.shape[0]
-    if input.ndim != 4 or input.shape[1] != cin or cin % groups:
-        raise ShapeError(f"conv_transpose2d: input {input.shape} does not fit weight {weight.shape}")
-    if weight.dtype in dtypes.HALF:
-        out = _transposed(input, weight, st, pad, opad, dil, groups)
-    else:
-        out = _TransposedConvolution.apply(input, weight, st, pad, opad, dil, groups)
-    if bias is None:
-        return out
-    return out + expand_over_batch(bias.reshape(1, out.shape[1], 1, 1), input.shape[0])
+    return _conv_transpose(input, weight, bias, stride, padding, output_padding, groups, dilation, 2)
+
+
+@autocast_op("conv_transpose3d")
+def conv_transpose3d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: IntOrPair = 1,
+                     padding: IntOrPair = 0, output_padding: IntOrPair = 0, groups: int = 1,
+                     dilation: IntOrPair = 1) -> Tensor:
+    return _conv_transpose(input, weight, bias, stride, padding, output_padding, groups, dilation, 3)
 
 
 class _TransposedConvolution(Function):
-    """conv_transpose2d, whose gradients are those of the convolution it is the adjoint of: the input's is
+    """A transposed convolution, whose gradients are those of the convolution it is the adjoint of: the input's is
     conv2d of the output gradient with the same weight (one product; through the phases' autograd it was
     a de-interleaving copy and a product per phase), the weight's is that convolution's weight gradient
     with the roles of input and output gradient exchanged."""
@@ -415,8 +458,8 @@ class _TransposedConvolution(Function):
     replayable = True
 
     @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, stride: tuple[int, int], padding: tuple[int, int],
-                output_padding: tuple[int, int], dilation: tuple[int, int], groups: int) -> Tensor:
+    def forward(ctx, x: Tensor, weight: Tensor, stride: tuple[int, ...], padding: tuple[int, ...],
+                output_padding: tuple[int, ...], dilation: tuple[int, ...], groups: int) -> Tensor:
         ctx.save_for_backward(x, weight)
         ctx.geometry = (stride, padding, output_padding, dilation, groups)
         return _transposed(x, weight, stride, padding, output_padding, dilation, groups)
@@ -427,23 +470,23 @@ class _TransposedConvolution(Function):
         stride, padding, output_padding, dilation, groups = ctx.geometry
         # a negative output padding cropped the end: its rows are zeros of the gradient
         g = _pad_spatial(g, [(0, max(0, -op)) for op in output_padding])
-        gx = conv2d(g, weight, None, stride, padding, dilation, groups)
+        gx = _convnd(g, weight, None, stride, padding, dilation, groups, len(stride))
         # an output padding past the stride added positions no input reaches
         outs = gx.shape[2:]
         if outs != x.shape[2:]:
-            gx = gx[:, :, :x.shape[2], :x.shape[3]]
+            gx = gx.shrink([(0, s) for s in x.shape])
         x = _pad_spatial(x, [(0, o - length) for o, length in zip(outs, x.shape[2:])])
         gw = _weight_gradient(g, x, weight.shape, stride, [(p, p) for p in padding], dilation, groups)
         return gx, gw, None, None, None, None, None
 
 
-def _transposed(x: Tensor, weight: Tensor, stride: tuple[int, int], padding: tuple[int, int],
-                output_padding: tuple[int, int], dilation: tuple[int, int], groups: int) -> Tensor:
-    """conv_transpose2d without bias: by phases when strided, else a convolution of the padded input."""
+def _transposed(x: Tensor, weight: Tensor, stride: tuple[int, ...], padding: tuple[int, ...],
+                output_padding: tuple[int, ...], dilation: tuple[int, ...], groups: int) -> Tensor:
+    """A transposed convolution without bias: by phases when strided, else a convolution of the padded input."""
     cin, cout_g = weight.shape[0], weight.shape[1]
     kernel = tuple(weight.shape[2:])
     st, pad, opad, dil = stride, padding, output_padding, dilation
-    if any(s > 1 for s in st) and dil == (1, 1):
+    if any(s > 1 for s in st) and all(d == 1 for d in dil):
         return _transposed_by_phases(x, weight, st, pad, opad, groups)
     x = _dilate_input(x, st)
     pads = []
@@ -456,43 +499,47 @@ def _transposed(x: Tensor, weight: Tensor, stride: tuple[int, int], padding: tup
         x = x.shrink([(0, x.shape[0]), (0, x.shape[1])] +
                      [(lo, s - hi) for (lo, hi), s in zip(crop, x.shape[2:])])
     w = weight.reshape(groups, cin // groups, cout_g, *kernel).transpose(1, 2)
-    w = w.reshape(groups * cout_g, cin // groups, *kernel).flip((-2, -1))
-    return conv2d(x, w, None, 1, 0, dil, groups)
+    w = w.reshape(groups * cout_g, cin // groups, *kernel).flip(tuple(range(-len(kernel), 0)))
+    return _convnd(x, w, None, 1, 0, dil, groups, len(kernel))
 
 
-def _transposed_by_phases(x: Tensor, weight: Tensor, stride: tuple[int, int], padding: tuple[int, int],
-                          output_padding: tuple[int, int], groups: int) -> Tensor:
-    """A strided transposed convolution as stride x stride stride-1 ones, one per output phase.
+def _transposed_by_phases(x: Tensor, weight: Tensor, stride: tuple[int, ...], padding: tuple[int, ...],
+                          output_padding: tuple[int, ...], groups: int) -> Tensor:
+    """A strided transposed convolution as prod(stride) stride-1 ones, one per output phase.
 
     Output row s*v + a is row s*v + a + p before the padding is cropped, which sums only the kernel
     taps c, c + s, ... with c = (a + p) % s: each phase is a stride-1 transposed convolution with that
     slice of the kernel, its rows shifted by (a + p) // s, and no product meets the zeros a dilated
-    input would hold (a quarter of the work for stride 2). The phases are taken in the cropped output's
-    own order, so interleaving them is a plain reshape (row s*v + a: phase a's row v) and only rows past
-    the end are cropped; a phase without taps (stride above the kernel) is zeros."""
-    (sy, sx), (kh, kw) = stride, weight.shape[2:]
+    input would hold (a quarter of the work for stride 2 in 2-D). The phases are taken in the cropped
+    output's own order, so interleaving them is a plain reshape (row s*v + a: phase a's row v) and only
+    rows past the end are cropped; a phase without taps (stride above the kernel) is zeros."""
+    n = len(stride)
     sizes = [(length - 1) * s - 2 * p + k + op
-             for length, s, p, k, op in zip(x.shape[2:], stride, padding, (kh, kw), output_padding)]
-    rows = [-(-size // s) for size, s in zip(sizes, stride)]  # rows and columns of every phase
-    n, c = x.shape[0], weight.shape[1] * groups
-    phases = []
-    for a in range(sy):
-        row = []
-        for b in range(sx):
-            (cy, qy), (cx, qx) = divmod(a + padding[0], sy)[::-1], divmod(b + padding[1], sx)[::-1]
-            taps = weight[:, :, cy::sy, cx::sx]
-            if taps.shape[2] == 0 or taps.shape[3] == 0:
-                row.append(zeros(n, c, *rows, dtype=x.dtype, device=x.device))
-                continue
-            # phase rows qy, qy + 1, ... of the full stride-1 product: padding qy crops the first qy, the
-            # output padding (of either sign) sets how many follow
-            extra = [r - (length - 1 - 2 * q + t)
-                     for r, length, q, t in zip(rows, x.shape[2:], (qy, qx), taps.shape[2:])]
-            # its own product: fused into the interleave, the sums would each run masked per output
-            row.append(_transposed(x, taps, (1, 1), (qy, qx), tuple(extra), (1, 1), groups).contiguous())
-        phases.append(row)
-    out = stack([stack(row, 4) for row in phases], 3)  # (n, c, vy, sy, vx, sx): interleaved as stored
-    out = out.reshape(n, c, rows[0] * sy, rows[1] * sx)
+             for length, s, p, k, op in zip(x.shape[2:], stride, padding, weight.shape[2:], output_padding)]
+    rows = [-(-size // s) for size, s in zip(sizes, stride)]  # rows of every phase along each dim
+    batch, c = x.shape[0], weight.shape[1] * groups
+
+    def phase(offsets: tuple[int, ...]) -> Tensor:
+        shifts = [divmod(a + p, s) for a, p, s in zip(offsets, padding, stride)]  # (q, c) per dim
+        taps = weight[(slice(None), slice(None)) +
+                      tuple(slice(first, None, s) for (_, first), s in zip(shifts, stride))]
+        if 0 in taps.shape[2:]:
+            return zeros(batch, c, *rows, dtype=x.dtype, device=x.device)
+        # phase rows q, q + 1, ... of the full stride-1 product: padding q crops the first q, the
+        # output padding (of either sign) sets how many follow
+        extra = [r - (length - 1 - 2 * q + t)
+                 for r, length, (q, _), t in zip(rows, x.shape[2:], shifts, taps.shape[2:])]
+        # its own product: fused into the interleave, the sums would each run masked per output
+        return _transposed(x, taps, (1,) * n, tuple(q for q, _ in shifts), tuple(extra), (1,) * n, groups).contiguous()
+
+    def interleaved(offsets: tuple[int, ...]) -> Tensor:
+        """The phases of the given leading offsets, stacked after each of their dims' rows: (N, C, v0, s0, ...)."""
+        i = len(offsets)
+        if i == n:
+            return phase(offsets)
+        return stack([interleaved(offsets + (a,)) for a in range(stride[i])], 3 + i)
+
+    out = interleaved(()).reshape(batch, c, *[r * s for r, s in zip(rows, stride)])  # interleaved as stored
     if tuple(sizes) != out.shape[2:]:
-        out = out[:, :, :sizes[0], :sizes[1]]
+        out = out.shrink([(0, batch), (0, c)] + [(0, size) for size in sizes])
     return out

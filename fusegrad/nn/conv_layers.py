@@ -45,36 +45,55 @@ class _ConvNd(Module):
         return s + ("" if self.bias is not None else ", bias=False")
 
 
-class Conv1d(_ConvNd):
+class _ConvForward(_ConvNd):
+    dims = 2
+
     def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrPair, stride: IntOrPair = 1,
                  padding: str | IntOrPair = 0, dilation: IntOrPair = 1, groups: int = 1, bias: bool = True,
                  device: Any = None, dtype: Any = None):
-        super().__init__(1, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, False,
-                         device, dtype)
+        super().__init__(self.dims, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+                         False, device, dtype)
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.conv1d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        conv = (F.conv1d, F.conv2d, F.conv3d)[self.dims - 1]
+        return conv(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
 
-class Conv2d(_ConvNd):
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrPair, stride: IntOrPair = 1,
-                 padding: str | IntOrPair = 0, dilation: IntOrPair = 1, groups: int = 1, bias: bool = True,
-                 device: Any = None, dtype: Any = None):
-        super().__init__(2, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, False,
-                         device, dtype)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+class Conv1d(_ConvForward):
+    dims = 1
 
 
-class ConvTranspose2d(_ConvNd):
+class Conv2d(_ConvForward):
+    dims = 2
+
+
+class Conv3d(_ConvForward):
+    dims = 3
+
+
+class _ConvTransposeNd(_ConvNd):
+    dims = 2
+
     def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrPair, stride: IntOrPair = 1,
                  padding: IntOrPair = 0, output_padding: IntOrPair = 0, groups: int = 1, bias: bool = True,
                  dilation: IntOrPair = 1, device: Any = None, dtype: Any = None):
-        super().__init__(2, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, True,
-                         device, dtype)
-        self.output_padding = _tuple(output_padding, 2)
+        super().__init__(self.dims, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+                         True, device, dtype)
+        self.output_padding = _tuple(output_padding, self.dims)
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding, self.output_padding,
-                                  self.groups, self.dilation)
+        conv = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[self.dims - 1]
+        return conv(x, self.weight, self.bias, self.stride, self.padding, self.output_padding, self.groups,
+                    self.dilation)
+
+
+class ConvTranspose1d(_ConvTransposeNd):
+    dims = 1
+
+
+class ConvTranspose2d(_ConvTransposeNd):
+    dims = 2
+
+
+class ConvTranspose3d(_ConvTransposeNd):
+    dims = 3

@@ -13,7 +13,7 @@ from ..ops.autocast import autocast_op
 from ..ops.composite import rounds_once
 from ..ops.scatter import gather_rows
 from .conv import expand_over_batch as _expand_over_batch
-from .conv import conv1d, conv2d, conv_transpose2d  # noqa: F401
+from .conv import conv1d, conv2d, conv3d, conv_transpose1d, conv_transpose2d, conv_transpose3d  # noqa: F401
 from .pooling import (adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d, adaptive_max_pool1d,  # noqa: F401
                       adaptive_max_pool2d, adaptive_max_pool3d, avg_pool1d, avg_pool2d, avg_pool3d, max_pool1d,
                       max_pool2d, max_pool3d, max_unpool1d, max_unpool2d, max_unpool3d)
