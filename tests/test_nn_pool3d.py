@@ -36,6 +36,13 @@ def test_max_pool_values_indices_and_gradient(n, shape, kw, dtype):
 
 
 @pytest.mark.parametrize("n", [1, 2, 3])
+def test_with_indices_variants_return_values_and_indices(n):
+    shape = (2, 3) + (7, 6, 5)[:n]
+    _check(lambda M, x: getattr(M, f"max_pool{n}d_with_indices")(x, 3, 2, 1, ceil_mode=True), shape)
+    _check(lambda M, x: getattr(M, f"adaptive_max_pool{n}d_with_indices")(x, 4), shape)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
 def test_max_pool_indices_and_gradient_go_to_the_first_maximum_of_ties(n):
     x = RNG.integers(0, 3, size=(2, 3) + (7,) * n).astype("float32")
     _check(lambda M, x: getattr(M, f"max_pool{n}d")(x, 3, 2, 1, return_indices=True), arrays=[x])

@@ -137,6 +137,25 @@ def max_pool3d(input: Tensor, kernel_size: IntOrPair, stride: IntOrPair | None =
     return _max_pool(input, 3, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
 
 
+def max_pool1d_with_indices(input: Tensor, kernel_size: IntOrPair, stride: IntOrPair | None = None,
+                            padding: IntOrPair = 0, dilation: IntOrPair = 1, ceil_mode: bool = False,
+                            return_indices: bool = False) -> tuple[Tensor, Tensor]:
+    """max_pool1d's values and indices, whatever return_indices says (as torch's)."""
+    return _max_pool(input, 1, kernel_size, stride, padding, dilation, ceil_mode, True)
+
+
+def max_pool2d_with_indices(input: Tensor, kernel_size: IntOrPair, stride: IntOrPair | None = None,
+                            padding: IntOrPair = 0, dilation: IntOrPair = 1, ceil_mode: bool = False,
+                            return_indices: bool = False) -> tuple[Tensor, Tensor]:
+    return _max_pool(input, 2, kernel_size, stride, padding, dilation, ceil_mode, True)
+
+
+def max_pool3d_with_indices(input: Tensor, kernel_size: IntOrPair, stride: IntOrPair | None = None,
+                            padding: IntOrPair = 0, dilation: IntOrPair = 1, ceil_mode: bool = False,
+                            return_indices: bool = False) -> tuple[Tensor, Tensor]:
+    return _max_pool(input, 3, kernel_size, stride, padding, dilation, ceil_mode, True)
+
+
 def _avg_pool(x: Tensor, n: int, kernel_size: IntOrPair, stride: IntOrPair | None, padding: IntOrPair,
               ceil_mode: bool, count_include_pad: bool, divisor_override: int | None) -> Tensor:
     name = f"avg_pool{n}d"
@@ -275,6 +294,22 @@ def adaptive_max_pool2d(input: Tensor, output_size: IntOrPair, return_indices: b
 
 def adaptive_max_pool3d(input: Tensor, output_size: IntOrPair, return_indices: bool = False) -> Tensor:
     return _adaptive_max_pool(input, 3, output_size, return_indices)
+
+
+def adaptive_max_pool1d_with_indices(input: Tensor, output_size: IntOrPair,
+                                     return_indices: bool = False) -> tuple[Tensor, Tensor]:
+    """adaptive_max_pool1d's values and indices, whatever return_indices says (as torch's)."""
+    return _adaptive_max_pool(input, 1, output_size, True)
+
+
+def adaptive_max_pool2d_with_indices(input: Tensor, output_size: IntOrPair,
+                                     return_indices: bool = False) -> tuple[Tensor, Tensor]:
+    return _adaptive_max_pool(input, 2, output_size, True)
+
+
+def adaptive_max_pool3d_with_indices(input: Tensor, output_size: IntOrPair,
+                                     return_indices: bool = False) -> tuple[Tensor, Tensor]:
+    return _adaptive_max_pool(input, 3, output_size, True)
 
 
 # ---- max-unpooling -------------------------------------------------------------------------
