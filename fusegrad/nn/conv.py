@@ -98,7 +98,7 @@ def _conv_padding(padding: str | IntOrPair, kernel: tuple[int, ...], stride: tup
         return [(0, 0)] * len(kernel)
     if padding == "same":
         if any(s != 1 for s in stride):
-            # torch raises RuntimeError, a ValueError before: ShapeError is both
+            # RuntimeError as torch's; ShapeError is a ValueError too
             raise ShapeError("padding='same' is not supported for strided convolutions")
         totals = [d * (k - 1) for k, d in zip(kernel, dilation)]
         return [(t // 2, t - t // 2) for t in totals]
@@ -450,10 +450,10 @@ def conv_transpose3d(input: Tensor, weight: Tensor, bias: Tensor | None = None, 
 
 
 class _TransposedConvolution(Function):
-    """A transposed convolution, whose gradients are those of the convolution it is the adjoint of: the input's is
-    conv2d of the output gradient with the same weight (one product; through the phases' autograd it was
-    a de-interleaving copy and a product per phase), the weight's is that convolution's weight gradient
-    with the roles of input and output gradient exchanged."""
+    """A transposed convolution, whose gradients are those of the convolution it is the adjoint of: the
+    input's is the convolution of the output gradient with the same weight (one product; through the
+    phases' autograd it was a de-interleaving copy and a product per phase), the weight's is that
+    convolution's weight gradient with the roles of input and output gradient exchanged."""
 
     replayable = True
 
