@@ -216,6 +216,10 @@ def test_conv_transpose_matches_torch(n, x_shape, w_shape, kw, dtype):
     ("Conv3d", (4, 3, (2, 3, 2)), dict(padding="same", bias=False), (4, 5, 4, 6)),
     ("ConvTranspose1d", (4, 6, 3), dict(stride=2, padding=1, output_padding=1, groups=2), (2, 4, 9)),
     ("ConvTranspose3d", (4, 3, 3), dict(stride=2, padding=1, output_padding=(1, 0, 1)), (2, 4, 3, 4, 5)),
+    ("Conv3d", (2, 4, 3), dict(padding=(1, 0, 2), stride=2, padding_mode="reflect"), (2, 2, 5, 4, 6)),
+    ("Conv3d", (2, 4, 3), dict(padding="same", padding_mode="circular"), (2, 4, 5, 3)),
+    ("Conv2d", (3, 2, (3, 2)), dict(padding=(2, 1), dilation=(1, 2), padding_mode="replicate"), (2, 3, 6, 5)),
+    ("Conv1d", (3, 6, 4), dict(padding="same", groups=3, padding_mode="reflect"), (2, 3, 9)),
 ])
 def test_conv_modules_match_torch(name, args, kw, shape):
     """The same weights in both: the module's forward and the gradients of its input and parameters."""
@@ -251,3 +255,17 @@ def test_bad_convolutions_raise_like_torch(call):
     with pytest.raises(fg.ShapeError) as got:
         call(F, fg.tensor(x), fg.tensor(w))
     assert isinstance(got.value, type(ref.value))
+
+
+@pytest.mark.parametrize("name, kw", [("Conv3d", dict(padding_mode="mirror")),
+                                      ("ConvTranspose1d", dict(padding_mode="reflect"))])
+def test_bad_padding_modes_raise_like_torch(name, kw):
+    with pytest.raises(ValueError):
+        getattr(torch.nn, name)(2, 3, 3, **kw)
+    with pytest.raises(ValueError):
+        getattr(fg.nn, name)(2, 3, 3, **kw)
+
+
+def test_conv_module_repr_names_its_padding_mode():
+    assert repr(fg.nn.Conv3d(2, 3, 3, padding=1, padding_mode="circular")) == \
+        repr(torch.nn.Conv3d(2, 3, 3, padding=1, padding_mode="circular"))

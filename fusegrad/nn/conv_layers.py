@@ -8,19 +8,26 @@ from ..tensor import Tensor
 from ..creation import empty
 from . import functional as F
 from . import init
-from .conv import IntOrPair, _tuple
+from .conv import IntOrPair, _conv_padding, _tuple
 from .module import Module
 from .parameter import Parameter
+
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
 
 class _ConvNd(Module):
     def __init__(self, n: int, in_channels: int, out_channels: int, kernel_size: IntOrPair, stride: IntOrPair,
                  padding: str | IntOrPair, dilation: IntOrPair, groups: int, bias: bool, transposed: bool,
-                 device: Any, dtype: Any):
+                 device: Any, dtype: Any, padding_mode: str = "zeros"):
         super().__init__()
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"in_channels ({in_channels}) and out_channels ({out_channels}) must be divisible "
                              f"by groups ({groups})")
+        if padding_mode not in PADDING_MODES:
+            raise ValueError(f"padding_mode must be one of {PADDING_MODES}, but got padding_mode={padding_mode!r}")
+        if transposed and padding_mode != "zeros":
+            raise ValueError(f'Only "zeros" padding mode is supported for {type(self).__name__}')
+        self.padding_mode = padding_mode
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size = _tuple(kernel_size, n)
         self.stride, self.dilation = _tuple(stride, n), _tuple(dilation, n)
@@ -42,6 +49,8 @@ class _ConvNd(Module):
             s += f", dilation={self.dilation}"
         if self.groups != 1:
             s += f", groups={self.groups}"
+        if self.padding_mode != "zeros":
+            s += f", padding_mode={self.padding_mode}"
         return s + ("" if self.bias is not None else ", bias=False")
 
 
@@ -50,13 +59,18 @@ class _ConvForward(_ConvNd):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrPair, stride: IntOrPair = 1,
                  padding: str | IntOrPair = 0, dilation: IntOrPair = 1, groups: int = 1, bias: bool = True,
-                 device: Any = None, dtype: Any = None):
+                 padding_mode: str = "zeros", device: Any = None, dtype: Any = None):
         super().__init__(self.dims, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
-                         False, device, dtype)
+                         False, device, dtype, padding_mode)
 
     def forward(self, x: Tensor) -> Tensor:
         conv = (F.conv1d, F.conv2d, F.conv3d)[self.dims - 1]
-        return conv(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        if self.padding_mode == "zeros":
+            return conv(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        # the other modes pad the input by F.pad first, as torch's modules do, and convolve it unpadded
+        pads = _conv_padding(self.padding, self.kernel_size, self.stride, self.dilation)
+        x = F.pad(x, [p for pair in reversed(pads) for p in pair], self.padding_mode)
+        return conv(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
 
 
 class Conv1d(_ConvForward):
@@ -76,9 +90,9 @@ class _ConvTransposeNd(_ConvNd):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrPair, stride: IntOrPair = 1,
                  padding: IntOrPair = 0, output_padding: IntOrPair = 0, groups: int = 1, bias: bool = True,
-                 dilation: IntOrPair = 1, device: Any = None, dtype: Any = None):
+                 dilation: IntOrPair = 1, padding_mode: str = "zeros", device: Any = None, dtype: Any = None):
         super().__init__(self.dims, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
-                         True, device, dtype)
+                         True, device, dtype, padding_mode)
         self.output_padding = _tuple(output_padding, self.dims)
 
     def forward(self, x: Tensor) -> Tensor:
