@@ -269,3 +269,23 @@ def test_bad_padding_modes_raise_like_torch(name, kw):
 def test_conv_module_repr_names_its_padding_mode():
     assert repr(fg.nn.Conv3d(2, 3, 3, padding=1, padding_mode="circular")) == \
         repr(torch.nn.Conv3d(2, 3, 3, padding=1, padding_mode="circular"))
+
+
+@pytest.mark.parametrize("name, args, kw, shape, output_size", [
+    ("ConvTranspose1d", (3, 2, 3), dict(stride=3, padding=1), (2, 3, 5), [15]),
+    ("ConvTranspose2d", (3, 2, 3), dict(stride=2, padding=1), (2, 3, 4, 5), (2, 2, 8, 9)),
+    ("ConvTranspose3d", (3, 2, 2), dict(stride=(2, 3, 1)), (3, 3, 4, 2), (7, 12, 3)),  # unbatched
+])
+def test_conv_transpose_output_size_matches_torch(name, args, kw, shape, output_size):
+    torch.manual_seed(0)
+    ref = getattr(torch.nn, name)(*args, **kw).double()
+    ours = getattr(fg.nn, name)(*args, **kw)
+    for p, q in zip(ours.parameters(), ref.parameters()):
+        p.data = fg.tensor(q.detach().numpy())
+    x = RNG.standard_normal(shape)
+    _check(lambda M, v: (ours if M is F else ref)(v, output_size=output_size), arrays=[x], dtype="float64")
+    too_large = [size + 3 for size in output_size]
+    with pytest.raises(ValueError):
+        ref(torch.tensor(x), output_size=too_large)
+    with pytest.raises(ValueError):
+        ours(fg.tensor(x), output_size=too_large)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Sequence
 
 from ..tensor import Tensor
 from ..creation import empty
@@ -95,10 +95,29 @@ class _ConvTransposeNd(_ConvNd):
                          True, device, dtype, padding_mode)
         self.output_padding = _tuple(output_padding, self.dims)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, output_size: Sequence[int] | None = None) -> Tensor:
         conv = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[self.dims - 1]
-        return conv(x, self.weight, self.bias, self.stride, self.padding, self.output_padding, self.groups,
+        output_padding = self.output_padding if output_size is None else self._output_padding(x, output_size)
+        return conv(x, self.weight, self.bias, self.stride, self.padding, output_padding, self.groups,
                     self.dilation)
+
+    def _output_padding(self, x: Tensor, output_size: Sequence[int]) -> tuple[int, ...]:
+        """The output padding that makes the output's spatial size output_size (which may name N and C too):
+        each size can be from the unpadded one up to a stride - 1 more."""
+        n = self.dims
+        sizes = list(output_size)
+        if len(sizes) == x.ndim:
+            sizes = sizes[x.ndim - n:]
+        if len(sizes) != n:
+            raise ValueError(f"{type(self).__name__}: for {x.ndim}D input, output_size must have {n} or "
+                             f"{x.ndim} elements (got {len(output_size)})")
+        least = [(length - 1) * s - 2 * p + d * (k - 1) + 1 for length, s, p, d, k
+                 in zip(x.shape[x.ndim - n:], self.stride, self.padding, self.dilation, self.kernel_size)]
+        most = [size + s - 1 for size, s in zip(least, self.stride)]
+        if any(not lo <= size <= hi for size, lo, hi in zip(sizes, least, most)):
+            raise ValueError(f"requested an output size of {tuple(sizes)}, but valid sizes range from {least} to "
+                             f"{most} (for an input of {x.shape[x.ndim - n:]})")
+        return tuple(size - lo for size, lo in zip(sizes, least))
 
 
 class ConvTranspose1d(_ConvTransposeNd):
