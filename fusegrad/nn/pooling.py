@@ -89,9 +89,10 @@ class _Geometry:
         return windows(x, self.kernel, self.stride, self.dilation)
 
     def position(self, i: int, out: int, j: Tensor) -> Tensor:
-        """The input coordinate along spatial dim i of tap j of each output position."""
+        """The input coordinate along spatial dim i of tap j of each output position. A tap on the left padding
+        is the first maximum only of a window all -inf: torch's index is then the window's first input element."""
         o = arange(out, device=j.device).reshape(out, *([1] * (len(self.kernel) - 1 - i)))
-        return o * self.stride[i] - self.padding[i] + j * self.dilation[i]
+        return (o * self.stride[i] - self.padding[i] + j * self.dilation[i]).clamp(min=0)
 
 
 def _flat_indices(local: Tensor, widths: Sequence[int], sizes: Sequence[int],
