@@ -1,4 +1,4 @@
-"""Convolutions and pooling from movement ops: sliding windows are views (no im2col copy),
+"""Convolutions from movement ops: sliding windows are views (no im2col copy),
 and a convolution is one broadcast multiply + sum that the scheduler fuses into one kernel."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from ..errors import ShapeError
 from ..function import Function
 from ..ops.autocast import autocast_op
 from ..tensor import Tensor, stack
-from ..creation import arange, zeros
+from ..creation import zeros
 
 IntOrPair = int | Sequence[int]
 WINOGRAD_CHANNELS = 64  # Winograd F(2x2, 3x3) for channels and work from here (winograd_applies)
@@ -67,20 +67,6 @@ def windows(x: Tensor, kernel: Sequence[int], stride: Sequence[int], dilation: S
     return x.permute([labels.index(label) for label in final])
 
 
-def _blocks(x: Tensor, kernel: Sequence[int], outs: Sequence[int]) -> Tensor:
-    """Non-overlapping windows (stride == kernel, no dilation) as a reshape: (..., L1, L2) ->
-    (..., O1, O2, k1, k2). Its gradient is a reshape too, where the sliding-window view's is a sum
-    of shifted pads (max-pool backward was a chain of reductions over padded copies)."""
-    (k1, k2), (o1, o2) = kernel, outs
-    lead = x.shape[:-2]
-    x = _gradient_buffer(x)
-    if (o1 * k1, o2 * k2) != x.shape[-2:]:  # floor mode drops the incomplete last window
-        x = x.shrink([(0, s) for s in lead] + [(0, o1 * k1), (0, o2 * k2)])
-    x = x.reshape(*lead, o1, k1, o2, k2)
-    n = len(lead)
-    return x.permute(list(range(n)) + [n, n + 2, n + 1, n + 3])
-
-
 def _gradient_buffer(x: Tensor) -> Tensor:
     """x as a view whose gradient is computed once into a buffer: x expanded along a new axis of 2
     and shrunk back to one copy, so the backward ends in a sum (of the gradient and a zero), which
@@ -100,13 +86,20 @@ def _pad_spatial(x: Tensor, pads: Sequence[tuple[int, int]], value: float = 0.0)
     return x.pad(flat, value=value)
 
 
+def _check_lengths(name: str, n: int, **values: Sequence) -> None:
+    for what, v in values.items():
+        if len(v) != n:
+            raise ShapeError(f"{name}: expected {what} to be a single integer or a list of {n} values, got {v}")
+
+
 def _conv_padding(padding: str | IntOrPair, kernel: tuple[int, ...], stride: tuple[int, ...],
                   dilation: tuple[int, ...]) -> list[tuple[int, int]]:
     if padding == "valid":
         return [(0, 0)] * len(kernel)
     if padding == "same":
         if any(s != 1 for s in stride):
-            raise ValueError("padding='same' is not supported for strided convolutions")
+            # RuntimeError as torch's; ShapeError is a ValueError too
+            raise ShapeError("padding='same' is not supported for strided convolutions")
         totals = [d * (k - 1) for k, d in zip(kernel, dilation)]
         return [(t // 2, t - t // 2) for t in totals]
     if isinstance(padding, str):
@@ -116,8 +109,10 @@ def _conv_padding(padding: str | IntOrPair, kernel: tuple[int, ...], stride: tup
 
 def _convnd(x: Tensor, weight: Tensor, bias: Tensor | None, stride: IntOrPair, padding: str | IntOrPair,
             dilation: IntOrPair, groups: int, n: int) -> Tensor:
+    if x.ndim == n + 1 and weight.ndim == n + 2:  # unbatched (C, spatial...), as torch takes it
+        return _convnd(x.unsqueeze(0), weight, bias, stride, padding, dilation, groups, n).squeeze(0)
     if x.ndim != n + 2 or weight.ndim != n + 2:
-        raise ShapeError(f"conv{n}d expects input (N, C, {n} spatial dims) and weight of {n + 2} dims, "
+        raise ShapeError(f"conv{n}d expects input ([N,] C, {n} spatial dims) and weight of {n + 2} dims, "
                          f"got {x.shape} and {weight.shape}")
     cout, cin_g = weight.shape[0], weight.shape[1]
     cin = x.shape[1]
@@ -126,6 +121,7 @@ def _convnd(x: Tensor, weight: Tensor, bias: Tensor | None, stride: IntOrPair, p
     kernel = tuple(weight.shape[2:])
     st, dil = _tuple(stride, n), _tuple(dilation, n)
     pads = tuple(_conv_padding(padding, kernel, st, dil))
+    _check_lengths(f"conv{n}d", n, stride=st, padding=pads, dilation=dil)
     # the transposed convolution pads the output gradient by d*(k-1) - p a side: no more than the forward
     # pads the input, its product packs no more than the forward's
     padded_alike = all(d * (k - 1) - lo <= lo and d * (k - 1) - hi <= hi for (lo, hi), k, d in zip(pads, kernel, dil))
@@ -381,6 +377,12 @@ def conv1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: In
     return _convnd(input, weight, bias, stride, padding, dilation, groups, 1)
 
 
+@autocast_op("conv3d")
+def conv3d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: IntOrPair = 1,
+           padding: str | IntOrPair = 0, dilation: IntOrPair = 1, groups: int = 1) -> Tensor:
+    return _convnd(input, weight, bias, stride, padding, dilation, groups, 3)
+
+
 def _dilate_input(x: Tensor, stride: tuple[int, ...]) -> Tensor:
     """Insert stride-1 zeros between spatial elements (the input side of a transposed conv)."""
     n = len(stride)
@@ -402,35 +404,62 @@ def _dilate_input(x: Tensor, stride: tuple[int, ...]) -> Tensor:
     return x
 
 
+def _conv_transpose(x: Tensor, weight: Tensor, bias: Tensor | None, stride: IntOrPair, padding: IntOrPair,
+                    output_padding: IntOrPair, groups: int, dilation: IntOrPair, n: int) -> Tensor:
+    if x.ndim == n + 1 and weight.ndim == n + 2:  # unbatched (C, spatial...), as torch takes it
+        return _conv_transpose(x.unsqueeze(0), weight, bias, stride, padding, output_padding, groups, dilation,
+                               n).squeeze(0)
+    st, pad, opad, dil = (_tuple(v, n) for v in (stride, padding, output_padding, dilation))
+    _check_lengths(f"conv_transpose{n}d", n, stride=st, padding=pad, output_padding=opad, dilation=dil)
+    cin = weight.shape[0]
+    if x.ndim != n + 2 or weight.ndim != n + 2 or x.shape[1] != cin or cin % groups:
+        raise ShapeError(f"conv_transpose{n}d: input {x.shape} with {groups} groups does not fit weight "
+                         f"{weight.shape}")
+    if any(op >= s and op >= d for op, s, d in zip(opad, st, dil)):
+        raise ShapeError(f"conv_transpose{n}d: output padding must be smaller than either stride or dilation, "
+                         f"got output_padding {opad}, stride {st}, dilation {dil}")
+    if weight.dtype in dtypes.HALF:
+        out = _transposed(x, weight, st, pad, opad, dil, groups)
+    else:
+        out = _TransposedConvolution.apply(x, weight, st, pad, opad, dil, groups)
+    if bias is None:
+        return out
+    return out + expand_over_batch(bias.reshape(1, out.shape[1], *([1] * n)), x.shape[0])
+
+
+@autocast_op("conv_transpose1d")
+def conv_transpose1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: IntOrPair = 1,
+                     padding: IntOrPair = 0, output_padding: IntOrPair = 0, groups: int = 1,
+                     dilation: IntOrPair = 1) -> Tensor:
+    return _conv_transpose(input, weight, bias, stride, padding, output_padding, groups, dilation, 1)
+
+
 @autocast_op("conv_transpose2d")
 def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: IntOrPair = 1,
                      padding: IntOrPair = 0, output_padding: IntOrPair = 0, groups: int = 1,
                      dilation: IntOrPair = 1) -> Tensor:
     """The gradient of conv2d with respect to its input, as a layer (weight: (Cin, Cout/groups, kh, kw))."""
-    st, pad, opad, dil = (_tuple(v, 2) for v in (stride, padding, output_padding, dilation))
-    cin = weight.shape[0]
-    if input.ndim != 4 or input.shape[1] != cin or cin % groups:
-        raise ShapeError(f"conv_transpose2d: input {input.shape} does not fit weight {weight.shape}")
-    if weight.dtype in dtypes.HALF:
-        out = _transposed(input, weight, st, pad, opad, dil, groups)
-    else:
-        out = _TransposedConvolution.apply(input, weight, st, pad, opad, dil, groups)
-    if bias is None:
-        return out
-    return out + expand_over_batch(bias.reshape(1, out.shape[1], 1, 1), input.shape[0])
+    return _conv_transpose(input, weight, bias, stride, padding, output_padding, groups, dilation, 2)
+
+
+@autocast_op("conv_transpose3d")
+def conv_transpose3d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: IntOrPair = 1,
+                     padding: IntOrPair = 0, output_padding: IntOrPair = 0, groups: int = 1,
+                     dilation: IntOrPair = 1) -> Tensor:
+    return _conv_transpose(input, weight, bias, stride, padding, output_padding, groups, dilation, 3)
 
 
 class _TransposedConvolution(Function):
-    """conv_transpose2d, whose gradients are those of the convolution it is the adjoint of: the input's is
-    conv2d of the output gradient with the same weight (one product; through the phases' autograd it was
-    a de-interleaving copy and a product per phase), the weight's is that convolution's weight gradient
-    with the roles of input and output gradient exchanged."""
+    """A transposed convolution, whose gradients are those of the convolution it is the adjoint of: the
+    input's is the convolution of the output gradient with the same weight (one product; through the
+    phases' autograd it was a de-interleaving copy and a product per phase), the weight's is that
+    convolution's weight gradient with the roles of input and output gradient exchanged."""
 
     replayable = True
 
     @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, stride: tuple[int, int], padding: tuple[int, int],
-                output_padding: tuple[int, int], dilation: tuple[int, int], groups: int) -> Tensor:
+    def forward(ctx, x: Tensor, weight: Tensor, stride: tuple[int, ...], padding: tuple[int, ...],
+                output_padding: tuple[int, ...], dilation: tuple[int, ...], groups: int) -> Tensor:
         ctx.save_for_backward(x, weight)
         ctx.geometry = (stride, padding, output_padding, dilation, groups)
         return _transposed(x, weight, stride, padding, output_padding, dilation, groups)
@@ -441,23 +470,23 @@ class _TransposedConvolution(Function):
         stride, padding, output_padding, dilation, groups = ctx.geometry
         # a negative output padding cropped the end: its rows are zeros of the gradient
         g = _pad_spatial(g, [(0, max(0, -op)) for op in output_padding])
-        gx = conv2d(g, weight, None, stride, padding, dilation, groups)
+        gx = _convnd(g, weight, None, stride, padding, dilation, groups, len(stride))
         # an output padding past the stride added positions no input reaches
         outs = gx.shape[2:]
         if outs != x.shape[2:]:
-            gx = gx[:, :, :x.shape[2], :x.shape[3]]
+            gx = gx.shrink([(0, s) for s in x.shape])
         x = _pad_spatial(x, [(0, o - length) for o, length in zip(outs, x.shape[2:])])
         gw = _weight_gradient(g, x, weight.shape, stride, [(p, p) for p in padding], dilation, groups)
         return gx, gw, None, None, None, None, None
 
 
-def _transposed(x: Tensor, weight: Tensor, stride: tuple[int, int], padding: tuple[int, int],
-                output_padding: tuple[int, int], dilation: tuple[int, int], groups: int) -> Tensor:
-    """conv_transpose2d without bias: by phases when strided, else a convolution of the padded input."""
+def _transposed(x: Tensor, weight: Tensor, stride: tuple[int, ...], padding: tuple[int, ...],
+                output_padding: tuple[int, ...], dilation: tuple[int, ...], groups: int) -> Tensor:
+    """A transposed convolution without bias: by phases when strided, else a convolution of the padded input."""
     cin, cout_g = weight.shape[0], weight.shape[1]
     kernel = tuple(weight.shape[2:])
     st, pad, opad, dil = stride, padding, output_padding, dilation
-    if any(s > 1 for s in st) and dil == (1, 1):
+    if any(s > 1 for s in st) and all(d == 1 for d in dil):
         return _transposed_by_phases(x, weight, st, pad, opad, groups)
     x = _dilate_input(x, st)
     pads = []
@@ -470,131 +499,47 @@ def _transposed(x: Tensor, weight: Tensor, stride: tuple[int, int], padding: tup
         x = x.shrink([(0, x.shape[0]), (0, x.shape[1])] +
                      [(lo, s - hi) for (lo, hi), s in zip(crop, x.shape[2:])])
     w = weight.reshape(groups, cin // groups, cout_g, *kernel).transpose(1, 2)
-    w = w.reshape(groups * cout_g, cin // groups, *kernel).flip((-2, -1))
-    return conv2d(x, w, None, 1, 0, dil, groups)
+    w = w.reshape(groups * cout_g, cin // groups, *kernel).flip(tuple(range(-len(kernel), 0)))
+    return _convnd(x, w, None, 1, 0, dil, groups, len(kernel))
 
 
-def _transposed_by_phases(x: Tensor, weight: Tensor, stride: tuple[int, int], padding: tuple[int, int],
-                          output_padding: tuple[int, int], groups: int) -> Tensor:
-    """A strided transposed convolution as stride x stride stride-1 ones, one per output phase.
+def _transposed_by_phases(x: Tensor, weight: Tensor, stride: tuple[int, ...], padding: tuple[int, ...],
+                          output_padding: tuple[int, ...], groups: int) -> Tensor:
+    """A strided transposed convolution as prod(stride) stride-1 ones, one per output phase.
 
     Output row s*v + a is row s*v + a + p before the padding is cropped, which sums only the kernel
     taps c, c + s, ... with c = (a + p) % s: each phase is a stride-1 transposed convolution with that
     slice of the kernel, its rows shifted by (a + p) // s, and no product meets the zeros a dilated
-    input would hold (a quarter of the work for stride 2). The phases are taken in the cropped output's
-    own order, so interleaving them is a plain reshape (row s*v + a: phase a's row v) and only rows past
-    the end are cropped; a phase without taps (stride above the kernel) is zeros."""
-    (sy, sx), (kh, kw) = stride, weight.shape[2:]
+    input would hold (a quarter of the work for stride 2 in 2-D). The phases are taken in the cropped
+    output's own order, so interleaving them is a plain reshape (row s*v + a: phase a's row v) and only
+    rows past the end are cropped; a phase without taps (stride above the kernel) is zeros."""
+    n = len(stride)
     sizes = [(length - 1) * s - 2 * p + k + op
-             for length, s, p, k, op in zip(x.shape[2:], stride, padding, (kh, kw), output_padding)]
-    rows = [-(-size // s) for size, s in zip(sizes, stride)]  # rows and columns of every phase
-    n, c = x.shape[0], weight.shape[1] * groups
-    phases = []
-    for a in range(sy):
-        row = []
-        for b in range(sx):
-            (cy, qy), (cx, qx) = divmod(a + padding[0], sy)[::-1], divmod(b + padding[1], sx)[::-1]
-            taps = weight[:, :, cy::sy, cx::sx]
-            if taps.shape[2] == 0 or taps.shape[3] == 0:
-                row.append(zeros(n, c, *rows, dtype=x.dtype, device=x.device))
-                continue
-            # phase rows qy, qy + 1, ... of the full stride-1 product: padding qy crops the first qy, the
-            # output padding (of either sign) sets how many follow
-            extra = [r - (length - 1 - 2 * q + t)
-                     for r, length, q, t in zip(rows, x.shape[2:], (qy, qx), taps.shape[2:])]
-            # its own product: fused into the interleave, the sums would each run masked per output
-            row.append(_transposed(x, taps, (1, 1), (qy, qx), tuple(extra), (1, 1), groups).contiguous())
-        phases.append(row)
-    out = stack([stack(row, 4) for row in phases], 3)  # (n, c, vy, sy, vx, sx): interleaved as stored
-    out = out.reshape(n, c, rows[0] * sy, rows[1] * sx)
+             for length, s, p, k, op in zip(x.shape[2:], stride, padding, weight.shape[2:], output_padding)]
+    rows = [-(-size // s) for size, s in zip(sizes, stride)]  # rows of every phase along each dim
+    batch, c = x.shape[0], weight.shape[1] * groups
+
+    def phase(offsets: tuple[int, ...]) -> Tensor:
+        shifts = [divmod(a + p, s) for a, p, s in zip(offsets, padding, stride)]  # (q, c) per dim
+        taps = weight[(slice(None), slice(None)) +
+                      tuple(slice(first, None, s) for (_, first), s in zip(shifts, stride))]
+        if 0 in taps.shape[2:]:
+            return zeros(batch, c, *rows, dtype=x.dtype, device=x.device)
+        # phase rows q, q + 1, ... of the full stride-1 product: padding q crops the first q, the
+        # output padding (of either sign) sets how many follow
+        extra = [r - (length - 1 - 2 * q + t)
+                 for r, length, (q, _), t in zip(rows, x.shape[2:], shifts, taps.shape[2:])]
+        # its own product: fused into the interleave, the sums would each run masked per output
+        return _transposed(x, taps, (1,) * n, tuple(q for q, _ in shifts), tuple(extra), (1,) * n, groups).contiguous()
+
+    def interleaved(offsets: tuple[int, ...]) -> Tensor:
+        """The phases of the given leading offsets, stacked after each of their dims' rows: (N, C, v0, s0, ...)."""
+        i = len(offsets)
+        if i == n:
+            return phase(offsets)
+        return stack([interleaved(offsets + (a,)) for a in range(stride[i])], 3 + i)
+
+    out = interleaved(()).reshape(batch, c, *[r * s for r, s in zip(rows, stride)])  # interleaved as stored
     if tuple(sizes) != out.shape[2:]:
-        out = out[:, :, :sizes[0], :sizes[1]]
+        out = out.shrink([(0, batch), (0, c)] + [(0, size) for size in sizes])
     return out
-
-
-def _pool_geometry(length: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> tuple[int, int]:
-    """(output size, extra right padding needed) like torch's pooling shape rule."""
-    span = length + 2 * p - d * (k - 1) - 1
-    if ceil_mode:
-        o = -(-span // s) + 1
-        if (o - 1) * s >= length + p:
-            o -= 1
-    else:
-        o = span // s + 1
-    extra = max(0, (o - 1) * s + d * (k - 1) + 1 - (length + 2 * p))
-    return o, extra
-
-
-def _pool(x: Tensor, kernel_size: IntOrPair, stride: IntOrPair | None, padding: IntOrPair, dilation: IntOrPair,
-          ceil_mode: bool, value: float) -> tuple[Tensor, tuple[int, ...]]:
-    k = _tuple(kernel_size, 2)
-    s = _tuple(stride, 2) if stride not in (None, []) else k
-    p, d = _tuple(padding, 2), _tuple(dilation, 2)
-    if any(pi > ((ki - 1) * di + 1) // 2 for pi, ki, di in zip(p, k, d)):
-        # torch raises RuntimeError here; ShapeError is the shape error of that family
-        raise ShapeError(f"pad should be at most half of effective kernel size, got padding {p} for kernel {k}")
-    pads, outs = [], []
-    for length, ki, si, pi, di in zip(x.shape[-2:], k, s, p, d):
-        o, extra = _pool_geometry(length, ki, si, pi, di, ceil_mode)
-        pads.append((pi, pi + extra))
-        outs.append(o)
-    x = _pad_spatial(x, pads, value)
-    if s == k and d == (1, 1):
-        return _blocks(x, k, outs), k
-    return windows(x, k, s, d), k
-
-
-def max_pool2d(input: Tensor, kernel_size: IntOrPair, stride: IntOrPair | None = None, padding: IntOrPair = 0,
-               dilation: IntOrPair = 1, ceil_mode: bool = False, return_indices: bool = False) -> Tensor:
-    if return_indices:
-        raise NotImplementedError("max_pool2d(return_indices=True) is not supported")
-    win, _ = _pool(input, kernel_size, stride, padding, dilation, ceil_mode, float("-inf"))
-    # max over the flattened window: its gradient goes whole to the window's first maximum, as
-    # torch's does (amax's would be shared among ties, common after a ReLU)
-    return win.flatten(-2).max(-1).values
-
-
-def avg_pool2d(input: Tensor, kernel_size: IntOrPair, stride: IntOrPair | None = None, padding: IntOrPair = 0,
-               ceil_mode: bool = False, count_include_pad: bool = True, divisor_override: int | None = None) -> Tensor:
-    win, k = _pool(input, kernel_size, stride, padding, 1, ceil_mode, 0.0)
-    total = win.sum((-2, -1))
-    if divisor_override:
-        return total / divisor_override
-    p = _tuple(padding, 2)
-    if count_include_pad and not ceil_mode:
-        return total / math.prod(k)
-    # count the window cells that lie on the input (or on the declared padding when it counts)
-    ones = input._const(1.0, shape=(1, 1) + tuple(input.shape[-2:]))
-    if count_include_pad:
-        # the declared padding counts, the extra right padding of ceil mode does not; the geometry is
-        # the input's (padding the ones first and pooling them unpadded let ceil mode add a window)
-        s = _tuple(stride, 2) if stride not in (None, []) else k
-        extras = [_pool_geometry(n, ki, si, pi, 1, ceil_mode)[1] for n, ki, si, pi in zip(input.shape[-2:], k, s, p)]
-        ones = _pad_spatial(ones, [(pi, pi) for pi in p], 1.0)
-        ones = _pad_spatial(ones, [(0, e) for e in extras], 0.0)
-        cnt = windows(ones, k, s, (1, 1))
-    else:
-        cnt, _ = _pool(ones, kernel_size, stride, padding, 1, ceil_mode, 0.0)
-    return total / cnt.sum((-2, -1))
-
-
-def _adaptive_matrix(length: int, out: int, like: Tensor) -> Tensor:
-    """(out, length) averaging weights: row o covers [floor(o*L/O), ceil((o+1)*L/O))."""
-    o = arange(out, device=like.device).reshape(out, 1)
-    i = arange(length, device=like.device).reshape(1, length)
-    start = (o * length) // out
-    end = ((o + 1) * length + out - 1) // out
-    inside = (i >= start) & (i < end)
-    return inside.to(like.dtype) / (end - start).to(like.dtype)
-
-
-def adaptive_avg_pool2d(input: Tensor, output_size: IntOrPair) -> Tensor:
-    oh, ow = _tuple(output_size, 2)
-    h, w = input.shape[-2:]
-    oh = h if oh is None else oh
-    ow = w if ow is None else ow
-    if h % oh == 0 and w % ow == 0:
-        return avg_pool2d(input, (h // oh, w // ow))
-    rows = _adaptive_matrix(h, oh, input)
-    cols = _adaptive_matrix(w, ow, input)
-    return rows @ input @ cols.T

@@ -13,13 +13,16 @@ from ..ops.autocast import autocast_op
 from ..ops.composite import rounds_once
 from ..ops.scatter import gather_rows
 from .conv import expand_over_batch as _expand_over_batch
-from .conv import (adaptive_avg_pool2d, avg_pool2d, conv1d, conv2d, conv_transpose2d,  # noqa: F401
-                   max_pool2d)
+from .conv import conv1d, conv2d, conv3d, conv_transpose1d, conv_transpose2d, conv_transpose3d  # noqa: F401
+from .pooling import (adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d, adaptive_max_pool1d,  # noqa: F401
+                      adaptive_max_pool1d_with_indices, adaptive_max_pool2d, adaptive_max_pool2d_with_indices,
+                      adaptive_max_pool3d, adaptive_max_pool3d_with_indices, avg_pool1d, avg_pool2d, avg_pool3d,
+                      max_pool1d, max_pool1d_with_indices, max_pool2d, max_pool2d_with_indices, max_pool3d,
+                      max_pool3d_with_indices, max_unpool1d, max_unpool2d, max_unpool3d)
 from .functional_act import (celu, glu, hardshrink, hardsigmoid, hardswish, hardtanh, logsigmoid,  # noqa: F401
                              mish, prelu, relu6, selu, softmin, softplus, softshrink, softsign, tanhshrink,
                              threshold)
-from .sampling import (adaptive_avg_pool1d, avg_pool1d, fold, interpolate, max_pool1d, pad, unfold,  # noqa: F401
-                       upsample)
+from .sampling import fold, interpolate, pad, unfold, upsample  # noqa: F401
 from .functional_dist import cosine_similarity, normalize, pairwise_distance  # noqa: F401
 from .sdpa import scaled_dot_product_attention  # noqa: F401
 from .functional_loss import _reduce  # the reductions every loss shares

@@ -1,4 +1,4 @@
-"""Padding modes, interpolation, fold/unfold and 1-D pooling, composed from movement ops and gathers.
+"""Padding modes, interpolation and fold/unfold, composed from movement ops and gathers.
 
 Non-constant padding is slices (flipped for reflect) concatenated around the input; interpolation is
 separable, one gather (nearest) or two gathers and a blend (linear) per spatial dim, with source
@@ -12,8 +12,7 @@ from ..errors import ShapeError
 from ..ops.autocast import autocast_call, autocast_op
 from ..tensor import Tensor, cat
 from ..creation import arange
-from .conv import IntOrPair, _dilate_input, _pad_spatial, _tuple, adaptive_avg_pool2d, avg_pool2d, max_pool2d
-from .conv import windows
+from .conv import IntOrPair, _dilate_input, _pad_spatial, _tuple, windows
 
 
 # ---- padding -------------------------------------------------------------------------------
@@ -189,31 +188,3 @@ def fold(input: Tensor, output_size: IntOrPair, kernel_size: IntOrPair, dilation
             total = placed if total is None else total + placed
     out = total.shrink([(0, nb), (0, c), (p[0], p[0] + size[0]), (p[1], p[1] + size[1])])
     return out.squeeze(0) if unbatched else out
-
-
-# ---- 1-D pooling ---------------------------------------------------------------------------
-
-
-def _one(v: IntOrPair) -> int:
-    return v if isinstance(v, int) else int(v[0])
-
-
-def max_pool1d(input: Tensor, kernel_size: IntOrPair, stride: IntOrPair | None = None, padding: IntOrPair = 0,
-               dilation: IntOrPair = 1, ceil_mode: bool = False, return_indices: bool = False) -> Tensor:
-    """max_pool2d over (..., 1, L)."""
-    st = (1, _one(stride)) if stride not in (None, []) else None
-    return max_pool2d(input.unsqueeze(-2), (1, _one(kernel_size)), st, (0, _one(padding)), (1, _one(dilation)),
-                      ceil_mode, return_indices).squeeze(-2)
-
-
-def avg_pool1d(input: Tensor, kernel_size: IntOrPair, stride: IntOrPair | None = None, padding: IntOrPair = 0,
-               ceil_mode: bool = False, count_include_pad: bool = True) -> Tensor:
-    """avg_pool2d over (..., 1, L)."""
-    st = (1, _one(stride)) if stride not in (None, []) else None
-    return avg_pool2d(input.unsqueeze(-2), (1, _one(kernel_size)), st, (0, _one(padding)), ceil_mode,
-                      count_include_pad).squeeze(-2)
-
-
-def adaptive_avg_pool1d(input: Tensor, output_size: IntOrPair) -> Tensor:
-    """adaptive_avg_pool2d over (..., 1, L)."""
-    return adaptive_avg_pool2d(input.unsqueeze(-2), (1, _one(output_size))).squeeze(-2)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from ..errors import ShapeError
 from ..tensor import Tensor
 from .conv import IntOrPair
 from . import sampling
@@ -73,6 +74,9 @@ class _PadNd(Module):
         self.value = value
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.mode == "circular" and x.ndim not in (self.dims + 1, self.dims + 2):
+            # torch's circular pad modules check the rank themselves, with ValueError
+            raise ShapeError(f"expected {self.dims + 1}D or {self.dims + 2}D input (got {x.ndim}D input)")
         if self.mode == "constant":
             return sampling.pad(x, self.padding, "constant", self.value)
         return sampling.pad(x, self.padding, self.mode)
@@ -121,3 +125,23 @@ class CircularPad1d(_PadNd):
 
 class CircularPad2d(CircularPad1d):
     dims = 2
+
+
+class ConstantPad3d(ConstantPad1d):
+    dims = 3
+
+
+class ZeroPad3d(ZeroPad1d):
+    dims = 3
+
+
+class ReflectionPad3d(ReflectionPad1d):
+    dims = 3
+
+
+class ReplicationPad3d(ReplicationPad1d):
+    dims = 3
+
+
+class CircularPad3d(CircularPad1d):
+    dims = 3

@@ -41,7 +41,8 @@ def _table(**classes: str) -> dict[str, str]:
 
 
 CPU = _table(
-    lower_precision_fp="""conv1d conv2d conv_transpose2d bmm mm vecdot baddbmm addmm addbmm linear matmul prelu
+    lower_precision_fp="""conv1d conv2d conv3d conv_transpose1d conv_transpose2d conv_transpose3d bmm mm vecdot
+        baddbmm addmm addbmm linear matmul prelu
         scaled_dot_product_attention tensordot multi_dot lstm rnn_tanh rnn_relu rnn_tanh_cell rnn_relu_cell""",
     fp32="""binary_cross_entropy prod quantile nanquantile cdist trace cholesky cholesky_solve lu_solve
         pinverse reflection_pad replication_pad mse_loss cosine_embedding_loss nll_loss hinge_embedding_loss
@@ -53,7 +54,8 @@ CPU = _table(
 )
 
 CUDA = _table(
-    lower_precision_fp="""conv1d conv2d conv_transpose2d prelu addmm addmv addr matmul einsum mm mv vecdot linear
+    lower_precision_fp="""conv1d conv2d conv3d conv_transpose1d conv_transpose2d conv_transpose3d prelu addmm addmv
+        addr matmul einsum mm mv vecdot linear
         addbmm baddbmm bmm multi_dot lstm gru rnn_tanh rnn_relu lstm_cell gru_cell rnn_tanh_cell rnn_relu_cell
         scaled_dot_product_attention""",
     fp32="""acos asin cosh erfinv exp expm1 log log10 log2 log1p reciprocal rsqrt sinh tan pow softplus layer_norm
