@@ -398,6 +398,12 @@ def test_bfloat16_products_run_on_the_units_micro_kernel(unit, monkeypatch):
     (item,) = create_schedule([(a @ b)._node])
     source = CRenderer().render_kernel(use_gemm(lower(item.spec, "k")))
     assert f"{gemm_c.BF16_MICRO[unit]}(" in source and ("fg_amx_begin();" in source) == (unit == "amx")
+    # a K below the unit's shallowest depth (mostly zero padding in its steps) stays on float32 panels
+    shallow = _bf16(np.ones((64, 9))) @ _bf16(np.ones((9, 80)))
+    (item,) = create_schedule([shallow._node])
+    source = CRenderer().render_kernel(use_gemm(lower(item.spec, "k")))
+    assert (gemm_c.BF16_MICRO[unit] in source) == (9 >= gemm_c.BF16_MIN_DEPTH[unit])
+    np.testing.assert_array_equal(shallow.float().numpy(), np.full((64, 80), 9.0))
     np.testing.assert_array_equal((a @ b).float().numpy(), np.full((64, 80), 96.0))
     # a convolution's weights, the same for every image, are packed into the panels' layout once
     x, w = _bf16(np.ones((3, 8, 12, 12))), _bf16(np.ones((32, 8, 3, 3)))

@@ -26,9 +26,10 @@ if TYPE_CHECKING:
 
 def uses_bf16_panels(s: Gemm) -> bool:
     """Whether the product runs on bfloat16 panels: bfloat16 operands (loaded, or float32 rounded to
-    bfloat16) summed in float32, on a CPU with a unit that multiplies them."""
+    bfloat16) summed in float32, on a CPU with a unit that multiplies them, over a K it takes."""
+    unit = gemm_c.bf16_unit()
     return all((r or load.dtype) is dtypes.bfloat16 for load, r in ((s.a, s.a_round), (s.b, s.b_round))) \
-        and s.dtype is dtypes.float32 and gemm_c.bf16_unit() is not None
+        and s.dtype is dtypes.float32 and unit is not None and s.k >= gemm_c.BF16_MIN_DEPTH[unit]
 
 
 def depth(k: int) -> int:

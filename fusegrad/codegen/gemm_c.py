@@ -298,6 +298,9 @@ BF16_ROWS, BF16_COLS, BF16_K = 32, 32, 32
 # K per panel, by unit: AMX's block of B (32 columns) stays within 64 KiB, AVX-512's within half an L1
 BF16_MAX_DEPTH = {"amx": 1024, "avx512_bf16": 256}
 BF16_MICRO = {"amx": "fg_micro_amx_bf16", "avx512_bf16": "fg_micro_avx512_bf16"}
+# the shallowest K a unit takes: K is padded to whole BF16_K steps, so AVX-512's products of a shorter K
+# (a first convolution's 3x3 taps of one channel) spend more on zeros than its doubled rate saves
+BF16_MIN_DEPTH = {"amx": 1, "avx512_bf16": BF16_K // 2}
 
 
 def bf16_declarations(units: tuple[str, ...]) -> str:

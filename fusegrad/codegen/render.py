@@ -95,6 +95,7 @@ class CStyleRenderer:
     # a fused row scatter-add's columns per iteration, and the iterations wanted (0: the rows in one chunk)
     scatter_width = 1
     scatter_threads = 1 << 14
+    _exact_names: frozenset[str] | set[str] = frozenset()  # set per kernel by render_kernel
 
     # types
     def storage_type(self, dtype: DType) -> str:
@@ -252,9 +253,19 @@ class CStyleRenderer:
             return f"p{s.param}[{s.index.render()}] = {self.expr(e)};"
         if isinstance(e, Alu) and e.dtype is s.dtype and self._rounds(e):
             v = self.alu(e)  # the conversion to the stored bits is the rounding (not rounded, widened, narrowed)
+        elif s.dtype is dtypes.bfloat16 and self._exact(e, s.dtype):  # a bfloat16 value: its float's top half
+            bits = f"({self.storage_type(s.dtype)})(fg_f32_bits({self.expr(e)}) >> 16)"
+            return f"p{s.param}[{s.index.render()}] = {bits};"
         else:
             v = self.expr(e)
         return f"p{s.param}[{s.index.render()}] = {self.float_bits[s.dtype.name][0]}({v});"
+
+    def _exact(self, e: Expr, dtype: DType) -> bool:
+        """Whether `e` as rendered holds a value of the half `dtype` exactly: loaded from it, rounded to it,
+        or a variable defined as either (constants are written as given, not rounded)."""
+        if isinstance(e, Ref):
+            return e.name in self._exact_names
+        return e.dtype is dtype and (isinstance(e, Load) or isinstance(e, Alu) and self._rounds(e))
 
     def loop_open(self, loop: Loop, nest: int, work: int, body: list) -> list[str]:
         """Open a loop; `nest` counts the global loops of a nest starting here (0 if not its first);
@@ -302,6 +313,7 @@ class CStyleRenderer:
         return []
 
     def render_kernel(self, ir: LoopIR) -> str:
+        self._exact_names = set()  # variables holding values of their half dtype exactly (`_exact`)
         lines = [self.signature(ir) + " {", *("  " + line for line in self.entry(ir))]
         depth = 1
         open_loops: list[Loop] = []
@@ -317,6 +329,8 @@ class CStyleRenderer:
                 lines += ["  " * depth + line for line in self.loop_close(open_loops.pop())]
             elif isinstance(s, Define):
                 lines.append(f"{pad}{self.compute_type(s.dtype)} {s.name} = {self.expr(s.value)};")
+                if s.dtype.name in _NARROW and self._exact(s.value, s.dtype):
+                    self._exact_names.add(s.name)
             elif isinstance(s, DefineAcc):
                 lines.append(f"{pad}{self.compute_type(s.dtype)} {s.name} = {self.acc_init(s.op, s.dtype)};")
             elif isinstance(s, Accumulate):
