@@ -7,13 +7,15 @@ from .attention import MultiheadAttention, TransformerEncoderLayer
 from .containers import ModuleDict, ModuleList, ParameterDict, ParameterList, Sequential
 from .conv_layers import (AdaptiveAvgPool1d, AdaptiveAvgPool2d, AvgPool1d, AvgPool2d, Conv1d, Conv2d, ConvTranspose2d,
                           MaxPool1d, MaxPool2d)
-from .linear import Bilinear, Dropout, Embedding, Flatten, Identity, Linear, Unflatten
+from .linear import (Bilinear, Dropout, Dropout2d, Dropout3d, Embedding, Flatten, Identity, Linear, PixelShuffle,
+                     PixelUnshuffle, Unflatten)
 from .loss import (BCELoss, BCEWithLogitsLoss, CosineEmbeddingLoss, CrossEntropyLoss, CTCLoss, GaussianNLLLoss,
                    HingeEmbeddingLoss, HuberLoss, KLDivLoss, L1Loss, MarginRankingLoss, MSELoss,
                    MultiLabelSoftMarginLoss, MultiMarginLoss, NLLLoss, PoissonNLLLoss, SmoothL1Loss, SoftMarginLoss,
                    TripletMarginLoss)
 from .module import Module
-from .norm import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm, RMSNorm
+from .norm import (BatchNorm1d, BatchNorm2d, BatchNorm3d, GroupNorm, InstanceNorm1d, InstanceNorm2d, InstanceNorm3d,
+                   LayerNorm, LocalResponseNorm, RMSNorm)
 from .parameter import Parameter
 from .recurrent import GRU, LSTM, RNN, RNNBase
 from .sampling_layers import (CircularPad1d, CircularPad2d, ConstantPad1d, ConstantPad2d, Fold, ReflectionPad1d,
