@@ -131,7 +131,8 @@ def test_channel_dropout_zeroes_whole_channels(name, shape, channel_dims):
     assert np.all(kept | np.all(per_channel == 0, axis=-1)), "a channel was only partly dropped"
     np.testing.assert_allclose(per_channel[kept], (x.numpy().reshape(per_channel.shape) / (1 - p))[kept], rtol=1e-6)
     grad = x.grad.numpy().reshape(per_channel.shape)
-    np.testing.assert_allclose(grad, np.broadcast_to(np.where(kept[..., None], 1 / (1 - p), 0.0), grad.shape), rtol=1e-6)
+    want = np.broadcast_to(np.where(kept[..., None], 1 / (1 - p), 0.0), grad.shape)
+    np.testing.assert_allclose(grad, want, rtol=1e-6)
     assert 0.15 < 1 - kept.mean() < 0.45
 
 
