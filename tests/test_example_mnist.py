@@ -5,7 +5,6 @@ import struct
 import numpy as np
 import pytest
 
-import fusegrad as fg
 from fusegrad.examples import mnist
 
 
@@ -48,6 +47,16 @@ def test_cnn_runs_one_short_epoch(data_dir, capsys):
     assert mnist.main(["--data-dir", str(data_dir), "--model", "cnn", "--epochs", "1", "--limit", "256",
                        "--batch-size", "64"]) == 0
     assert "test accuracy" in capsys.readouterr().out
+
+
+def test_resnet18_runs_a_few_steps(tmp_path, capsys):
+    write_idx(tmp_path, "train", 64, 2)
+    write_idx(tmp_path, "t10k", 16, 3)
+    assert mnist.main(["--data-dir", str(tmp_path), "--model", "resnet18", "--epochs", "1", "--limit", "32",
+                       "--batch-size", "16"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-2].startswith("epoch 1: train loss") and out[-1].startswith("test accuracy: ")
+    assert 0.0 <= float(out[-1].split()[-1].rstrip("%")) <= 100.0
 
 
 @pytest.mark.parametrize("argv", [["--epochs", "0"], ["--model", "resnet"], ["--lr", "-1"]])

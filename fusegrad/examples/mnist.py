@@ -2,6 +2,7 @@
 
     python -m fusegrad.examples.mnist                  # Zigrad's MLP 784-128-64-10 on Fashion-MNIST
     python -m fusegrad.examples.mnist --model cnn --epochs 5 --checkpoint ckpt.safetensors
+    python -m fusegrad.examples.mnist --model resnet18 --epochs 2 --batch-size 128
     python -m fusegrad.examples.mnist --tensorboard runs/mlp --graph mlp.svg --profile
 """
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 from typing import Any, Sequence
 
 import fusegrad as fg
-from fusegrad import nn, optim
+from fusegrad import models, nn, optim
 from fusegrad.examples.cli import run_main
 from fusegrad.examples.progress import progress
 from fusegrad.nn import functional as F
@@ -27,6 +28,8 @@ def build_model(kind: str) -> nn.Module:
     if kind == "mlp":  # Zigrad's MNIST network
         return nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(),
                              nn.Linear(64, 10))
+    if kind == "resnet18":  # the 28x28 images as they are: the stages run at 28, 14, 7 and 4 pixels
+        return models.resnet18(num_classes=10, in_channels=1, stem="cifar")
     return nn.Sequential(  # two conv blocks (with batch norm) + linear, like the classic small MNIST convnets
         nn.Conv2d(1, 32, 3), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(32, 64, 3), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
@@ -43,7 +46,10 @@ def build_optimizer(name: str, params: Any, lr: float) -> optim.Optimizer:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m fusegrad.examples.mnist", description=__doc__.splitlines()[0])
-    p.add_argument("--model", choices=["mlp", "cnn"], default="mlp")
+    p.add_argument("--model", choices=["mlp", "cnn", "resnet18"], default="mlp",
+                   help="mlp: Zigrad's 784-128-64-10 MLP; cnn: two conv blocks and a linear layer; resnet18: "
+                        "ResNet-18 with the CIFAR stem (3x3 stride-1 conv1, no max-pool) and 1 input channel, "
+                        "on the 28x28 images unpadded")
     p.add_argument("--dataset", choices=["fashion-mnist", "mnist"], default="fashion-mnist")
     p.add_argument("--data-dir", default=None, help="folder holding the IDX files (default: search the usual places)")
     p.add_argument("--download", action="store_true", help="fetch the data set if it is missing")

@@ -25,6 +25,7 @@ from .functional_act import (celu, glu, hardshrink, hardsigmoid, hardswish, hard
 from .sampling import fold, interpolate, pad, unfold, upsample  # noqa: F401
 from .functional_dist import cosine_similarity, normalize, pairwise_distance  # noqa: F401
 from .sdpa import scaled_dot_product_attention  # noqa: F401
+from .functional_shuffle import pixel_shuffle, pixel_unshuffle  # noqa: F401
 from .functional_loss import _reduce  # the reductions every loss shares
 from .functional_loss import (cosine_embedding_loss, ctc_loss, gaussian_nll_loss,  # noqa: F401
                               hinge_embedding_loss, margin_ranking_loss, multi_margin_loss,
@@ -91,12 +92,39 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
     """Zero elements with probability p and scale the rest by 1/(1-p) (identity when not training)."""
     if not 0 <= p <= 1:
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    return _dropped(input, p, training, input.shape)
+
+
+def _dropped(input: Tensor, p: float, training: bool, mask_shape: Sequence[int]) -> Tensor:
+    """input with a keep-mask of mask_shape (broadcast over the rest) applied and the kept values scaled by 1/(1-p)."""
     if not training or p == 0:
         return input
     if p == 1:
         return input * 0
-    keep = fgrandom.rand(input.shape, device=input.device) >= p
+    keep = fgrandom.rand(tuple(mask_shape), device=input.device) >= p
     return input.where(keep, 0) * (1.0 / (1 - p))
+
+
+def _feature_dropout(input: Tensor, p: float, training: bool, n: int) -> Tensor:
+    """Dropout of whole channels for n spatial dims: (N, C, *spatial) or unbatched (C, *spatial) input."""
+    if not 0 <= p <= 1:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    if input.ndim not in (n + 1, n + 2):
+        raise ShapeError(f"dropout{n}d expects {n + 1}-D or {n + 2}-D input, got shape {input.shape}")
+    # one draw per (sample, channel); torch reads a 3-D input to dropout2d as (N, C, L), which
+    # this rule gives too, and a 4-D input to dropout3d as one unbatched sample
+    channel_dims = 1 if n == 3 and input.ndim == n + 1 else 2
+    return _dropped(input, p, training, input.shape[:channel_dims] + (1,) * (input.ndim - channel_dims))
+
+
+def dropout2d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """Zero whole channels of (N, C, H, W) input with probability p, scaling the rest by 1/(1-p)."""
+    return _feature_dropout(input, p, training, 2)
+
+
+def dropout3d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """Zero whole channels of (N, C, D, H, W) or (C, D, H, W) input with probability p, scaling the rest."""
+    return _feature_dropout(input, p, training, 3)
 
 
 def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
@@ -129,11 +157,7 @@ def layer_norm(input: Tensor, normalized_shape: Sequence[int], weight: Tensor | 
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
     if tuple(input.shape[-len(shape):]) != shape:
         raise ShapeError(f"layer_norm: input shape {input.shape} does not end with normalized_shape {shape}")
-    dims = tuple(range(-len(shape), 0))
-    mean = input.mean(dims, keepdim=True)
-    centered = input - mean
-    var = (centered * centered).mean(dims, keepdim=True)
-    out = centered * (var + eps).rsqrt()
+    out = _standardized(input, tuple(range(-len(shape), 0)), eps)[0]
     if weight is not None:
         out = out * weight
     return out + bias if bias is not None else out
@@ -162,15 +186,63 @@ def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None, bia
     n, c = input.shape[0], input.shape[1]
     if c % num_groups:
         raise ShapeError(f"group_norm: {c} channels are not divisible into {num_groups} groups")
-    x = input.reshape(n, num_groups, -1)
-    mean = x.mean(-1, keepdim=True)
+    out = _standardized(input.reshape(n, num_groups, -1), (-1,), eps)[0].reshape(input.shape)
+    return _channel_affine(out, weight, bias)
+
+
+def _standardized(x: Tensor, dims: tuple[int, ...], eps: float) -> tuple[Tensor, Tensor, Tensor]:
+    """(x - mean) / sqrt(var + eps) over dims (biased variance), with the mean and variance, both kept."""
+    mean = x.mean(dims, keepdim=True)
     centered = x - mean
-    var = (centered * centered).mean(-1, keepdim=True)
-    out = (centered * (var + eps).rsqrt()).reshape(input.shape)
-    affine_shape = (1, c) + (1,) * (input.ndim - 2)
+    var = (centered * centered).mean(dims, keepdim=True)
+    return centered * (var + eps).rsqrt(), mean, var
+
+
+def _channel_affine(out: Tensor, weight: Tensor | None, bias: Tensor | None) -> Tensor:
+    """out * weight + bias, both per channel (dim 1)."""
+    shape = (1, out.shape[1]) + (1,) * (out.ndim - 2)
     if weight is not None:
-        out = out * weight.reshape(affine_shape)
-    return out + bias.reshape(affine_shape) if bias is not None else out
+        out = out * weight.reshape(shape)
+    return out + bias.reshape(shape) if bias is not None else out
+
+
+@autocast_op("instance_norm")
+@rounds_once
+def instance_norm(input: Tensor, running_mean: Tensor | None = None, running_var: Tensor | None = None,
+                  weight: Tensor | None = None, bias: Tensor | None = None, use_input_stats: bool = True,
+                  momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+    """Normalize each (sample, channel) over its spatial dims. Running statistics, when given, move toward
+    the batch's average of the per-instance mean and unbiased variance; without use_input_stats they
+    normalize instead, as batch_norm in eval mode."""
+    if input.ndim < 3:
+        raise ShapeError(f"instance_norm expects (N, C, ...) input with at least one spatial dim, got shape "
+                         f"{input.shape}")
+    if not use_input_stats:
+        return batch_norm(input, running_mean, running_var, weight, bias, False, momentum, eps)
+    count = input.numel() // max(input.shape[0] * input.shape[1], 1)
+    if count <= 1:
+        raise ShapeError(f"expected more than 1 spatial element when training, got input of shape {input.shape}")
+    out, mean, var = _standardized(input, tuple(range(2, input.ndim)), eps)
+    if running_mean is not None and running_var is not None:
+        with no_grad():
+            running_mean.mul_(1 - momentum).add_(mean.detach().mean(0).reshape(-1) * momentum)
+            running_var.mul_(1 - momentum).add_(var.detach().mean(0).reshape(-1) * (momentum * count / (count - 1)))
+    return _channel_affine(out, weight, bias)
+
+
+def local_response_norm(input: Tensor, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0) -> Tensor:
+    """input / (k + alpha / size * (sum of squares over `size` neighbouring channels)) ** beta, the window
+    zero-padded by size // 2 channels before and (size - 1) // 2 after, like torch."""
+    if input.ndim < 3:
+        raise ShapeError(f"Expected 3D or higher dimensionality input (got {input.ndim} dimensions)")
+    if size < 1:
+        raise ValueError(f"local_response_norm: size must be positive, got {size}")
+    channels = input.shape[1]
+    squares = (input * input).pad((0, 0) * (input.ndim - 2) + (size // 2, (size - 1) // 2))
+    window = squares[:, :channels]
+    for i in range(1, size):
+        window = window + squares[:, i:i + channels]
+    return input / (window * (alpha / size) + k) ** beta
 
 
 def _batch_stat(x: Tensor) -> Tensor:
@@ -219,9 +291,7 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
     if running_mean is None or running_var is None:
         raise ValueError("batch_norm in eval mode needs running_mean and running_var")
     out = (input - running_mean.reshape(shape)) * (running_var.reshape(shape) + eps).rsqrt()
-    if weight is not None:
-        out = out * weight.reshape(shape)
-    return out + bias.reshape(shape) if bias is not None else out
+    return _channel_affine(out, weight, bias)
 
 
 # ---- losses --------------------------------------------------------------------------------

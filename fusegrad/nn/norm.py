@@ -1,4 +1,5 @@
-"""Normalization layers: BatchNorm1d/2d, LayerNorm, GroupNorm, RMSNorm."""
+"""Normalization layers: BatchNorm1d/2d/3d, InstanceNorm1d/2d/3d, LayerNorm, GroupNorm, RMSNorm,
+LocalResponseNorm."""
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -61,6 +62,50 @@ class BatchNorm2d(_BatchNorm):
     _dims = (4,)
 
 
+class BatchNorm3d(_BatchNorm):
+    _dims = (5,)
+
+
+class _InstanceNorm(_BatchNorm):
+    """Per-sample, per-channel statistics over the spatial dims; batched or unbatched (no N) input. The
+    running statistics, when tracked, are used in eval mode; num_batches_tracked is kept (torch's state
+    dict has it) but not counted."""
+    _dims: tuple[int, ...] = ()  # (unbatched, batched) input dims
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = False,
+                 track_running_stats: bool = False, device: Any = None, dtype: Any = None):
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.ndim not in self._dims:
+            raise ShapeError(f"{type(self).__name__} expects {self._dims[0]}-D (unbatched) or {self._dims[1]}-D "
+                             f"input, got shape {x.shape}")
+        unbatched = x.ndim == self._dims[0]
+        batch = x.unsqueeze(0) if unbatched else x
+        if (self.affine or self.track_running_stats) and batch.shape[1] != self.num_features:
+            raise ShapeError(f"expected input's size at dim={0 if unbatched else 1} "
+                             f"to match num_features ({self.num_features}), but got: {batch.shape[1]}")
+        use_input_stats = self.training or not self.track_running_stats
+        out = F.instance_norm(batch, self.running_mean, self.running_var, self.weight, self.bias, use_input_stats,
+                              self.momentum if self.momentum is not None else 0.0, self.eps)
+        if use_input_stats and self.track_running_stats:
+            self.running_mean.realize()
+            self.running_var.realize()
+        return out.squeeze(0) if unbatched else out
+
+
+class InstanceNorm1d(_InstanceNorm):
+    _dims = (2, 3)
+
+
+class InstanceNorm2d(_InstanceNorm):
+    _dims = (3, 4)
+
+
+class InstanceNorm3d(_InstanceNorm):
+    _dims = (4, 5)
+
+
 class LayerNorm(Module):
     def __init__(self, normalized_shape: int | Sequence[int], eps: float = 1e-5, elementwise_affine: bool = True,
                  bias: bool = True, device: Any = None, dtype: Any = None):
@@ -111,3 +156,17 @@ class RMSNorm(Module):
 
     def extra_repr(self) -> str:
         return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.weight is not None}"
+
+
+class LocalResponseNorm(Module):
+    """Each value divided by a power of the summed squares over `size` neighbouring channels."""
+
+    def __init__(self, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0):
+        super().__init__()
+        self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.local_response_norm(x, self.size, self.alpha, self.beta, self.k)
+
+    def extra_repr(self) -> str:
+        return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"

@@ -74,7 +74,7 @@ POLICIES = {"cpu": CPU, "cuda": CUDA, "opencl": CUDA}
 # inside them, so their result keeps their inputs' dtype as torch's does
 NATIVE = frozenset("""mean var std var_mean std_mean nansum nanmean sigmoid tanh gelu silu mish elu selu celu
     logsigmoid logit xlogy logaddexp logaddexp2 logcumsumexp batch_norm matrix_exp det slogdet logdet lu lu_factor
-    linalg_solve_ex linalg_solve_triangular linalg_cross circular_pad""".split())
+    linalg_solve_ex linalg_solve_triangular linalg_cross circular_pad instance_norm""".split())
 KNOWN = frozenset(CPU) | frozenset(CUDA) | NATIVE
 
 
