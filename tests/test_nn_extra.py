@@ -325,6 +325,15 @@ FUNCTIONS = [
                                                                            mode="bilinear")),
     ("interp_bilinear_same_height", [(1, 2, 3, 5)], lambda m, x: m.interpolate(x, scale_factor=(1.3, 2.0),
                                                                                  mode="bilinear")),
+    ("interp_bicubic", [(2, 2, 5, 7)], lambda m, x: m.interpolate(x, size=(9, 4), mode="bicubic")),
+    ("interp_bicubic_align", [(1, 2, 5, 6)], lambda m, x: m.interpolate(x, size=(8, 11), mode="bicubic",
+                                                                        align_corners=True)),
+    ("interp_bicubic_scale", [(1, 2, 6, 5)], lambda m, x: m.interpolate(x, scale_factor=(0.6, 2.5),
+                                                                        mode="bicubic")),
+    ("interp_nearest_exact", [(2, 2, 7, 9)], lambda m, x: m.interpolate(x, scale_factor=1.5, mode="nearest-exact")),
+    ("interp_nearest_exact_1d", [(2, 2, 7)], lambda m, x: m.interpolate(x, size=12, mode="nearest-exact")),
+    ("interp_area", [(2, 2, 10, 9)], lambda m, x: m.interpolate(x, size=(4, 3), mode="area")),
+    ("interp_area_3d", [(1, 2, 5, 6, 7)], lambda m, x: m.interpolate(x, size=(3, 4, 9), mode="area")),
     ("unfold", [(2, 3, 5, 6)], lambda m, x: m.unfold(x, (2, 3), dilation=(1, 2), padding=1, stride=(2, 1))),
     ("fold", [(2, 12, 9)], lambda m, x: m.fold(x, (4, 5), (2, 3), padding=(0, 1), stride=(1, 2))),
     ("max_pool1d_ceil", [(2, 3, 9)], lambda m, x: m.max_pool1d(x, 3, 2, padding=1, ceil_mode=True)),
@@ -384,5 +393,9 @@ def test_sampling_and_pool_errors():
         F.interpolate(x, size=3, align_corners=True)
     with pytest.raises(NotImplementedError):
         F.interpolate(x, size=3, mode="linear")
+    with pytest.raises(NotImplementedError):
+        F.interpolate(fg.zeros(1, 1, 4), size=3, mode="bicubic")
+    with pytest.raises(ValueError):
+        F.interpolate(x, size=3, mode="area", align_corners=False)
     with pytest.raises(fg.ShapeError):
         F.fold(fg.zeros(1, 7, 4), (4, 4), 2, stride=2)

@@ -13,6 +13,7 @@ from ..ops.autocast import autocast_call, autocast_op
 from ..tensor import Tensor, cat
 from ..creation import arange
 from .conv import IntOrPair, _dilate_input, _pad_spatial, _tuple, windows
+from .pooling import adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d
 
 
 # ---- padding -------------------------------------------------------------------------------
@@ -78,18 +79,34 @@ def _pad_dims(x: Tensor, pad: Sequence[int], mode: str) -> Tensor:
 
 
 _LINEAR = {"linear": 1, "bilinear": 2, "trilinear": 3}
+_INTERPOLATING = {**_LINEAR, "bicubic": 2}  # the modes that take align_corners, and their spatial dims
+CUBIC_A = -0.75  # the cubic convolution kernel's parameter, as torch's (and OpenCV's)
 
 
-def _source(out: int, size: int, scale: float | None, align_corners: bool, like: Tensor, nearest: bool) -> Tensor:
-    """Fractional source coordinate of each output position along one dim (torch's rule)."""
+def _source(out: int, size: int, scale: float | None, align_corners: bool, like: Tensor, mode: str) -> Tensor:
+    """Fractional source coordinate of each output position along one dim (torch's rule): nearest floors
+    dst / scale, nearest-exact rounds the pixel centre's, the others map centres (or corners) linearly,
+    linear clamping below 0 and cubic not (its taps clamp instead)."""
     dst = arange(out, device=like.device).to(like.dtype)
-    if nearest:
-        step = 1.0 / scale if scale else size / out
+    step = 1.0 / scale if scale else size / out
+    if mode == "nearest":
         return (dst * step).floor().clamp(max=size - 1)
+    if mode == "nearest-exact":
+        return ((dst + 0.5) * step).floor().clamp(max=size - 1)
     if align_corners:
         return dst * ((size - 1) / (out - 1) if out > 1 else 0.0)
-    step = 1.0 / scale if scale else size / out
-    return ((dst + 0.5) * step - 0.5).clamp(min=0)
+    src = (dst + 0.5) * step - 0.5
+    return src if mode == "bicubic" else src.clamp(min=0)
+
+
+def _cubic_weights(t: Tensor) -> list[Tensor]:
+    """The weights of the taps at -1, 0, 1 and 2 from the floor of a source coordinate t past it (0 <= t < 1)."""
+    def near(x: Tensor) -> Tensor:  # |x| <= 1
+        return ((CUBIC_A + 2) * x - (CUBIC_A + 3)) * x * x + 1
+
+    def far(x: Tensor) -> Tensor:  # 1 < |x| < 2
+        return ((CUBIC_A * x - 5 * CUBIC_A) * x + 8 * CUBIC_A) * x - 4 * CUBIC_A
+    return [far(t + 1), near(t), near(1 - t), far(2 - t)]
 
 
 @autocast_op("interpolate")
@@ -97,16 +114,20 @@ def interpolate(input: Tensor, size: int | Sequence[int] | None = None,
                 scale_factor: float | Sequence[float] | None = None, mode: str = "nearest",
                 align_corners: bool | None = None, recompute_scale_factor: bool | None = None,
                 antialias: bool = False) -> Tensor:
-    """Resize the spatial dims (all but N, C): modes nearest, linear, bilinear, trilinear."""
+    """Resize the spatial dims (all but N, C): modes nearest, nearest-exact, area, linear, bilinear, bicubic,
+    trilinear."""
     n = input.ndim - 2
     if n < 1:
         raise ShapeError(f"interpolate expects an input with batch and channel dims, got shape {input.shape}")
-    if mode not in ("nearest", *_LINEAR):
-        raise NotImplementedError(f"interpolate: mode {mode!r} is not supported (nearest, linear, bilinear, "
-                                  f"trilinear)")
-    if mode in _LINEAR and _LINEAR[mode] != n:
-        raise NotImplementedError(f"Got {input.ndim}D input, but {mode} mode needs {_LINEAR[mode] + 2}D input")
-    if mode == "nearest" and align_corners is not None:
+    if mode not in ("nearest", "nearest-exact", "area", *_INTERPOLATING):
+        raise NotImplementedError(f"interpolate: mode {mode!r} is not supported (nearest, nearest-exact, area, "
+                                  f"linear, bilinear, bicubic, trilinear)")
+    if mode in _INTERPOLATING and _INTERPOLATING[mode] != n:
+        raise NotImplementedError(f"Got {input.ndim}D input, but {mode} mode needs {_INTERPOLATING[mode] + 2}D "
+                                  f"input")
+    if antialias:
+        raise NotImplementedError("interpolate: antialias=True is not supported")
+    if mode not in _INTERPOLATING and align_corners is not None:
         raise ValueError("align_corners option can only be set with the interpolating modes: "
                          "linear | bilinear | bicubic | trilinear")
     if (size is None) == (scale_factor is None):
@@ -121,18 +142,26 @@ def interpolate(input: Tensor, size: int | Sequence[int] | None = None,
             raise ValueError(f"scale_factor shape must match input shape: {n} spatial dims, got {factors}")
         outs = tuple(int(math.floor(s * f)) for s, f in zip(input.shape[2:], factors))
         scales = (None,) * n if recompute_scale_factor else factors
+    if mode == "area":  # torch's area mode is adaptive average pooling
+        return {1: adaptive_avg_pool1d, 2: adaptive_avg_pool2d, 3: adaptive_avg_pool3d}[n](input, outs)
     x = input
     for i, (out, scale) in enumerate(zip(outs, scales)):
         dim, length = 2 + i, input.shape[2 + i]
-        if mode != "nearest" and out == length:  # torch copies a dim whose size does not change
+        if mode in _INTERPOLATING and out == length:  # torch copies a dim whose size does not change
             continue
-        src = _source(out, length, scale, bool(align_corners), input, mode == "nearest")
-        lo = src.floor().long().clamp(max=length - 1)
-        if mode == "nearest":
+        src = _source(out, length, scale, bool(align_corners), input, mode)
+        lo = src.floor().long()
+        if mode.startswith("nearest"):
             x = x.index_select(dim, lo)
             continue
-        hi = (lo + 1).clamp(max=length - 1)
         frac = (src - lo.to(src.dtype)).reshape((out,) + (1,) * (n - 1 - i))
+        if mode == "bicubic":  # four taps, clamped to the edge
+            taps = [x.index_select(dim, (lo + k).clamp(0, length - 1)) for k in (-1, 0, 1, 2)]
+            weights = _cubic_weights(frac)
+            x = sum((tap * w for tap, w in zip(taps[1:], weights[1:])), taps[0] * weights[0])
+            continue
+        lo = lo.clamp(max=length - 1)
+        hi = (lo + 1).clamp(max=length - 1)
         x = x.index_select(dim, lo) * (1 - frac) + x.index_select(dim, hi) * frac
     return x
 
