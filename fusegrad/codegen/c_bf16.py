@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from .. import dtypes
 from ..dtypes import DType
 from ..graph.symbolic import Lin, Var
-from . import c_gather, gemm_c
+from . import c_gather, c_pack_runs, gemm_c
 from .c_pack_runs import declare, step
 from .gemm import load_vars
 from .ir import Gemm, Load
@@ -122,6 +122,9 @@ def pack(r: "CRenderer", buf: str, load: Load, outer: tuple, ks: tuple, first: s
     linear = not load.valid and all(isinstance(a, Var) for a in coef) and load.index.hi < 1 << 31
     if linear and plain and (1 not in (ws, kstride) or None in (ws, kstride)):
         return _pack_gather(r, buf, load, outer, ks, first, end, width, size, layout, rounded, pairs)
+    runs = c_pack_runs.choose(load, outer, ks, width) if load.valid and plain else None
+    if runs is not None and runs[0] == "w":
+        return _pack_runs(r, buf, load, outer, ks, first, end, width, size, layout, pairs, runs[1])
     if not linear or 1 not in (ws, kstride) or None in (ws, kstride) or not plain:
         return r.pack(buf, load, outer, ks, first, end, width, size, layout, rounded)
     routine = "fg_bf16_pack" if rounded is None else "fg_bf16_pack_f32"
@@ -161,6 +164,38 @@ def _pack_gather(r: "CRenderer", buf: str, load: Load, outer: tuple, ks: tuple, 
             f"        for (int64_t kk = 0; kk < kc; {k_step}) {{",
             *body,
             "        }",
+            f"        for (int64_t kk = kc; kk < kp; kk++) for (int64_t w = 0; w < {width}; w++) {buf}[{layout}] = 0;",
+            "      }"]
+
+
+def _pack_runs(r: "CRenderer", buf: str, load: Load, outer: tuple, ks: tuple, first: str, end: str, width: int,
+               size: int, layout: str, pairs: bool, run: c_pack_runs.Run) -> list[str]:
+    """Panels of an operand with bounds (a padded convolution's windows) whose runs lie along the panel's
+    rows/columns: each panel packed by runs into a float scratch (c_pack_runs), its bounds as intervals, then
+    converted into the bfloat16 layout (with `pairs`, two steps of k into one 32-bit word per column)."""
+    t = c_pack_runs.panel_type(r, load)
+    if pairs:
+        convert = ["        for (int64_t kk = 0; kk + 1 < kc; kk += 2) {",
+                   f"          uint32_t* dst = (uint32_t*)({buf} + blk * kp * {width} + kk * {width});",
+                   f"          const {t}* s0 = fg_panel + kk * {width};",
+                   f"          for (int64_t w = 0; w < {width}; w++) "
+                   f"dst[w] = (uint32_t)fg_f32_to_bf16(s0[w]) | (uint32_t)fg_f32_to_bf16(s0[w + {width}]) << 16;",
+                   "        }",
+                   "        if (kc & 1) {",
+                   f"          uint32_t* dst = (uint32_t*)({buf} + blk * kp * {width} + (kc - 1) * {width});",
+                   f"          for (int64_t w = 0; w < {width}; w++) "
+                   f"dst[w] = fg_f32_to_bf16(fg_panel[(kc - 1) * {width} + w]);",
+                   "        }"]
+    else:
+        convert = ["        for (int64_t kk = 0; kk < kc; kk++)",
+                   f"          for (int64_t w = 0; w < {width}; w++) "
+                   f"{buf}[{layout}] = fg_f32_to_bf16(fg_panel[kk * {width} + w]);"]
+    return [f"      for (int64_t blk = {first}; blk < {end}; blk++) {{",
+            f"        {t}* fg_panel = ({t}*)fg_pack_scratch(3, sizeof({t}) * {width} * kc);",
+            *["        " + line for line in declare(ks, "pc")],
+            *["        " + line for line in
+              c_pack_runs.runs_along_w(r, f"fg_panel + kk * {width}", load, ks, width, size, run)],
+            *convert,
             f"        for (int64_t kk = kc; kk < kp; kk++) for (int64_t w = 0; w < {width}; w++) {buf}[{layout}] = 0;",
             "      }"]
 

@@ -95,19 +95,10 @@ def choose(load: Load, outer: tuple[Var, ...], ks: tuple[Var, ...], width: int) 
 def render(r: CRenderer, buf: str, load: Load, outer: tuple[Var, ...], ks: tuple[Var, ...], first: str, end: str,
            width: int, size: int, side: str, run: Run) -> list[str]:
     """Loops packing `load` into panels buf[(blk*kc + kk)*width + w] by runs along `side`."""
-    t = r.storage_type(load.dtype) if load.dtype.name in ("float32", "float64") else "float"
+    t = panel_type(r, load)
     if side == "w":
-        body = [*declare(run.coordinates, f"blk * {width}", "_row"),
-                "for (int64_t kk = 0; kk < kc; kk++) {",
-                f"  {t}* restrict dst = {buf} + (blk * kc + kk) * {width};",
-                *[f"  int64_t {v.name} = {v.name}_row;" for v in run.coordinates],
-                f"  const int64_t live = {size} - blk * {width} < {width} ? {size} - blk * {width} : {width};",
-                "  int64_t w = 0;",
-                *["  " + line for line in _runs(r, load, run, "w", "live")],
-                f"  for (; w < {width}; w++) dst[w] = 0;",
-                *["  " + line for line in step(ks)],
-                "}"]
-        return _in_blocks(first, end, declare(ks, "pc"), body)
+        return _in_blocks(first, end, declare(ks, "pc"),
+                          runs_along_w(r, f"{buf} + (blk * kc + kk) * {width}", load, ks, width, size, run))
     transpose = pack_rows("float32" if t == "float" else "float64")
     body = [f"for (int64_t w = 0; w < {width}; w++) {{",
             f"  {t}* restrict dst = fg_rows + w * kc;",
@@ -124,6 +115,28 @@ def render(r: CRenderer, buf: str, load: Load, outer: tuple[Var, ...], ks: tuple
             f"{transpose}({buf} + blk * kc * {width}, fg_rows, fg_off, {width}, kc);"]
     head = [f"{t}* fg_rows = ({t}*)fg_pack_scratch(3, sizeof({t}) * {width} * kc);"]
     return _in_blocks(first, end, head + _in_place(load, outer, run, buf, width, size, transpose), body)
+
+
+def panel_type(r: CRenderer, load: Load) -> str:
+    """The C type of the float panels `load` is packed into: half types widen to float."""
+    return r.storage_type(load.dtype) if load.dtype.name in ("float32", "float64") else "float"
+
+
+def runs_along_w(r: CRenderer, row: str, load: Load, ks: tuple[Var, ...], width: int, size: int,
+                 run: Run) -> list[str]:
+    """The body of one panel's packing by runs along its rows/columns: for each k (from the coordinates
+    `ks` declared at the panel's first k, stepped with carries) the row at `row` (an expression in kk),
+    `width` values of panel_type, zero past `size`."""
+    return [*declare(run.coordinates, f"blk * {width}", "_row"),
+            "for (int64_t kk = 0; kk < kc; kk++) {",
+            f"  {panel_type(r, load)}* restrict dst = {row};",
+            *[f"  int64_t {v.name} = {v.name}_row;" for v in run.coordinates],
+            f"  const int64_t live = {size} - blk * {width} < {width} ? {size} - blk * {width} : {width};",
+            "  int64_t w = 0;",
+            *["  " + line for line in _runs(r, load, run, "w", "live")],
+            f"  for (; w < {width}; w++) dst[w] = 0;",
+            *["  " + line for line in step(ks)],
+            "}"]
 
 
 def _in_place(load: Load, outer: tuple[Var, ...], run: Run, buf: str, width: int, size: int,
