@@ -155,6 +155,25 @@ def least_float(d: DType) -> DType:
     return d if d.is_floating_point else float32
 
 
+def round_half(value: float, dtype: DType) -> float:
+    """The Python float `value` rounded to the half `dtype` (float16 or bfloat16; to nearest even)."""
+    if dtype is float16:
+        with np.errstate(over="ignore"):
+            return float(np.float16(value))
+    with np.errstate(over="ignore"):
+        f = np.float32(value)  # (a double rounds to float32 first, as torch's conversion does)
+    if math.isnan(f) or math.isinf(f):
+        return float(f)
+    bits = int(f.view(np.uint32))
+    bits = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16) << 16
+    return float(np.uint32(bits & 0xFFFFFFFF).view(np.float32))
+
+
+def half_exact(value: float, dtype: DType) -> bool:
+    """Whether the Python float `value` is a value of the half `dtype` (float16 or bfloat16) exactly."""
+    return math.isnan(value) or round_half(value, dtype) == value
+
+
 # the largest finite value of each float dtype (torch rejects fills above it; nan_to_num's default for inf)
 FLOAT_MAX = {"float8_e4m3fn": 448.0, "float8_e5m2": 57344.0, "float16": 65504.0,
              "bfloat16": 2.0 ** 128 * (1 - 2.0 ** -8), "float32": 2.0 ** 128 * (1 - 2.0 ** -24),

@@ -64,6 +64,7 @@ _ROUNDED = frozenset({Op.CAST, Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.MOD, Op.POW, O
                       Op.SQRT, Op.ERF})
 _EXACT_IN_HALF = frozenset({"bool", "int8", "uint8"})  # every value of these is a float16 and a bfloat16
 _NARROW = frozenset(d.name for d in dtypes.NARROW)
+_SELECTING = frozenset({Op.WHERE, Op.MAX, Op.CMPLT, Op.CMPEQ})  # ops whose result is one operand or compares them
 
 
 class CStyleRenderer:
@@ -156,6 +157,14 @@ class CStyleRenderer:
             text = f"{from_bits}({to_bits}({text}))"
         return text
 
+    def _operand(self, x: Expr, op: Op) -> str:
+        """An operand of `op` as C. A half constant that a selection, maximum or comparison reads is the
+        value of its type (as torch casts such a scalar), not the Python float written (which arithmetic
+        reads, as torch's scalar in the float op)."""
+        if op in _SELECTING and isinstance(x, Const) and x.dtype in dtypes.HALF:
+            return self.literal(dtypes.round_half(float(x.value), x.dtype), x.dtype)
+        return self.expr(x)
+
     @staticmethod
     def _rounds(e: Alu) -> bool:
         """Whether the float result of `e` is rounded to its half dtype as rendered."""
@@ -164,7 +173,7 @@ class CStyleRenderer:
         return e.op in _ROUNDED and e.dtype.name in _NARROW and not exact
 
     def alu(self, e: Alu) -> str:
-        a = [self.expr(x) for x in e.args]
+        a = [self._operand(x, e.op) for x in e.args]
         op, dt = e.op, e.dtype
         src_dt = getattr(e.args[0], "dtype", dt)
         isfloat = dt.is_floating_point
@@ -261,11 +270,18 @@ class CStyleRenderer:
         return f"p{s.param}[{s.index.render()}] = {self.float_bits[s.dtype.name][0]}({v});"
 
     def _exact(self, e: Expr, dtype: DType) -> bool:
-        """Whether `e` as rendered holds a value of the half `dtype` exactly: loaded from it, rounded to it,
-        or a variable defined as either (constants are written as given, not rounded)."""
+        """Whether `e` as rendered holds a value of the half `dtype` exactly: loaded from it, rounded to it, a
+        constant it holds (constants are written as given, not rounded), a selection, maximum or negation of
+        such values, or a variable defined as one."""
         if isinstance(e, Ref):
             return e.name in self._exact_names
-        return e.dtype is dtype and (isinstance(e, Load) or isinstance(e, Alu) and self._rounds(e))
+        if isinstance(e, Const):
+            return dtypes.half_exact(float(e.value), dtype)
+        if e.dtype is not dtype:
+            return False
+        if isinstance(e, Alu) and e.op in (Op.WHERE, Op.MAX, Op.NEG):
+            return all(self._exact(a, dtype) for a in (e.args[1:] if e.op is Op.WHERE else e.args))
+        return isinstance(e, Load) or isinstance(e, Alu) and self._rounds(e)
 
     def loop_open(self, loop: Loop, nest: int, work: int, body: list) -> list[str]:
         """Open a loop; `nest` counts the global loops of a nest starting here (0 if not its first);
