@@ -115,7 +115,9 @@ def pack(r: "CRenderer", buf: str, load: Load, outer: tuple, ks: tuple, first: s
          size: int, layout: str, rounded: DType | None, pairs: bool) -> list[str]:
     """Panels of `load` in the bfloat16 layout `layout`: one support-library call per block when the
     operand is a plain strided matrix (its outer and its reduction variables each one strided run, one
-    of the two of unit stride, no guards), else the renderer's packing loops."""
+    of the two of unit stride, no guards); gathers from offset tables for other operands linear in plain
+    variables (windows); runs along the panel's columns through a float scratch for operands with bounds
+    (padded windows); else the renderer's packing loops."""
     coef = dict(load.index.terms)
     ws, kstride = _flat_stride(coef, outer), _flat_stride(coef, ks)  # (a weight gradient's k: batch, time)
     plain = rounded is None or load.dtype is dtypes.float32  # bfloat16 bits, or float32 to round to them
