@@ -10,12 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from .engine import GradientTape, RemovableHandle, backward, grad
-from .mode import _state, enable_grad, is_grad_enabled, no_grad, recording, set_grad_enabled, should_record
+from .mode import (_state, enable_grad, is_grad_enabled, no_grad, recording, set_grad_enabled, should_record,
+                   watching)
 from .rules import READS_INPUTS, READS_OUTPUT, RULES, Ctx, Past
 
 __all__ = ["Ctx", "GradientTape", "Past", "READS_INPUTS", "READS_OUTPUT", "RULES", "RemovableHandle", "_state",
            "backward", "enable_grad", "grad", "is_grad_enabled", "no_grad", "recording", "set_grad_enabled",
-           "should_record"]
+           "should_record", "watching"]
 
 
 def __getattr__(name: str) -> Any:

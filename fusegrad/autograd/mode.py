@@ -61,6 +61,11 @@ def should_record(inputs: Sequence["Tensor"]) -> bool:
     return recording(any(t.requires_grad for t in inputs))
 
 
+def watching() -> bool:
+    """Whether a GradientTape is recording (its sources need not require grad)."""
+    return bool(_state.tapes)
+
+
 def recording(input_requires_grad: bool) -> bool:
     """should_record for a caller that already knows whether an input requires grad (every op)."""
     return _state.grad_enabled and (input_requires_grad or bool(_state.tapes))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Callable, Sequence
 
-from .. import dtypes
+from .. import autograd, dtypes
 from ..errors import ShapeError
 from ..function import Function
 from ..ops.autocast import autocast_op
@@ -161,11 +161,13 @@ def _window_operand(x: Tensor, kernel: tuple[int, ...], stride: tuple[int, ...],
 
 
 def _product(x: Tensor, weight: Tensor, stride: tuple[int, ...], pads: Sequence[tuple[int, int]],
-             dilation: tuple[int, ...], groups: int) -> Tensor:
-    """The convolution without bias: one broadcast product of windows and weights, summed."""
+             dilation: tuple[int, ...], groups: int, g_in: Tensor | None = None) -> Tensor:
+    """The convolution without bias: one broadcast product of windows and weights, summed (`g_in`: x's
+    window operand, when the caller has it)."""
     kernel = tuple(weight.shape[2:])
     n, cout = len(kernel), weight.shape[0]
-    g_in = _window_operand(x, kernel, stride, pads, dilation, groups)
+    if g_in is None:
+        g_in = _window_operand(x, kernel, stride, pads, dilation, groups)
     outs = g_in.shape[4 + n:]
     g_w = weight.reshape(1, groups, cout // groups, weight.shape[1], *kernel, *([1] * n))
     reduce_axes = tuple(range(3, 4 + n))
@@ -195,23 +197,34 @@ class _Convolution(Function):
                 dilation: tuple[int, int], groups: int) -> Tensor:
         ctx.save_for_backward(x, weight)
         ctx.geometry = (stride, pads, dilation, groups)
+        ctx.wanted = _wanted(ctx)
         ctx.winograd = winograd_applies(x, weight, stride, dilation, groups)
         if ctx.winograd:
+            ctx.windows = None
             return _winograd(x, weight, pads)
-        return _product(x, weight, stride, pads, dilation, groups)
+        ctx.windows = _window_operand(x, tuple(weight.shape[2:]), stride, pads, dilation, groups)
+        return _product(x, weight, stride, pads, dilation, groups, ctx.windows)
 
     @staticmethod
     def backward(ctx, g: Tensor) -> tuple:
-        # both, whatever needs_input_grad says (a GradientTape's sources need not require grad): lazy, a
-        # gradient no one asked for is never computed
         x, weight = ctx.saved_tensors
         stride, pads, dilation, groups = ctx.geometry
-        if ctx.winograd and all(p <= 2 for pair in pads for p in pair):
+        gx = gw = None
+        if ctx.wanted[0] and ctx.winograd and all(p <= 2 for pair in pads for p in pair):
             # the transposed convolution pads the output gradient by 2 - p a side
             gx = _winograd(g, weight, [(2 - lo, 2 - hi) for lo, hi in pads], transposed=True)
-        else:
+        elif ctx.wanted[0]:
             gx = _input_gradient(g, weight, x.shape[2:], stride, pads, dilation, groups)
-        return gx, _weight_gradient(x, g, weight.shape, stride, pads, dilation, groups), None, None, None, None
+        if ctx.wanted[1]:  # the forward's window view of x, when it made one
+            gw = _weight_gradient(x, g, weight.shape, stride, pads, dilation, groups, ctx.windows)
+        return gx, gw, None, None, None, None
+
+
+def _wanted(ctx) -> tuple[bool, bool]:
+    """Which of a convolution's input and weight gradients its backward builds: those that can be asked
+    for (a GradientTape's sources need not require grad). The graph of a gradient no one reads would
+    never run, but building it costs host time every step."""
+    return tuple(needs or autograd.watching() for needs in ctx.needs_input_grad[:2])
 
 
 def winograd_applies(x: Tensor, weight: Tensor, stride: tuple[int, ...], dilation: tuple[int, ...],
@@ -330,12 +343,15 @@ def _winograd(x: Tensor, weight: Tensor, pads: Sequence[tuple[int, int]], transp
 
 
 def _weight_gradient(x: Tensor, g: Tensor, shape: Sequence[int], stride: tuple[int, ...],
-                     pads: Sequence[tuple[int, int]], dilation: tuple[int, ...], groups: int) -> Tensor:
+                     pads: Sequence[tuple[int, int]], dilation: tuple[int, ...], groups: int,
+                     g_in: Tensor | None = None) -> Tensor:
     """The gradient of a convolution's weight (of `shape`) given its input x and output gradient g: the
-    product of x's windows and g summed over the images and output positions."""
+    product of x's windows (`g_in`, when the caller has them) and g summed over the images and output
+    positions."""
     kernel = tuple(shape[2:])
     n = len(kernel)
-    g_in = _window_operand(x, kernel, stride, pads, dilation, groups)
+    if g_in is None:
+        g_in = _window_operand(x, kernel, stride, pads, dilation, groups)
     gy = g.reshape(g.shape[0], groups, shape[0] // groups, 1, *([1] * n), *g.shape[2:])
     return (g_in * gy).sum((0, *range(4 + n, 4 + 2 * n))).reshape(shape)
 
@@ -462,6 +478,7 @@ class _TransposedConvolution(Function):
                 output_padding: tuple[int, ...], dilation: tuple[int, ...], groups: int) -> Tensor:
         ctx.save_for_backward(x, weight)
         ctx.geometry = (stride, padding, output_padding, dilation, groups)
+        ctx.wanted = _wanted(ctx)
         return _transposed(x, weight, stride, padding, output_padding, dilation, groups)
 
     @staticmethod
@@ -470,13 +487,17 @@ class _TransposedConvolution(Function):
         stride, padding, output_padding, dilation, groups = ctx.geometry
         # a negative output padding cropped the end: its rows are zeros of the gradient
         g = _pad_spatial(g, [(0, max(0, -op)) for op in output_padding])
-        gx = _convnd(g, weight, None, stride, padding, dilation, groups, len(stride))
-        # an output padding past the stride added positions no input reaches
-        outs = gx.shape[2:]
-        if outs != x.shape[2:]:
-            gx = gx.shrink([(0, s) for s in x.shape])
-        x = _pad_spatial(x, [(0, o - length) for o, length in zip(outs, x.shape[2:])])
-        gw = _weight_gradient(g, x, weight.shape, stride, [(p, p) for p in padding], dilation, groups)
+        # the convolution of g covers the input's positions and, past the stride, positions no input reaches
+        outs = [_out_size(length + 2 * p, k, s, d) for length, p, k, s, d
+                in zip(g.shape[2:], padding, weight.shape[2:], stride, dilation)]
+        gx = gw = None
+        if ctx.wanted[0]:
+            gx = _convnd(g, weight, None, stride, padding, dilation, groups, len(stride))
+            if tuple(outs) != x.shape[2:]:
+                gx = gx.shrink([(0, s) for s in x.shape])
+        if ctx.wanted[1]:
+            x = _pad_spatial(x, [(0, o - length) for o, length in zip(outs, x.shape[2:])])
+            gw = _weight_gradient(g, x, weight.shape, stride, [(p, p) for p in padding], dilation, groups)
         return gx, gw, None, None, None, None, None
 
 
