@@ -502,10 +502,11 @@ def profile_steps(c: Contestant, steps: int, warm_calls: int = 5) -> None:
     kernel_ms = sum(e[0] for e in per_kernel.values()) / steps * 1e3
     print(f"{c.name}: {plain_ms:.3f} ms/step without profilers; its {len(prof.kernels) // steps} kernels take "
           f"{kernel_ms:.3f} ms, so {plain_ms - kernel_ms:.3f} ms ({100 * (1 - kernel_ms / plain_ms):.0f}%) is "
-          f"Python: building the graph, autograd, scheduling, launching")
-    rows = [[name, f"{t / steps * 1e3:.4f}", op if len(op) <= 48 else op[:45] + "...", str(shape)]
+          f"outside them (eager: building the graph, autograd, scheduling; both: launching)")
+    rows = [[name, f"{t / steps * 1e3:.4f}", f"{100 * t / steps * 1e3 / kernel_ms:.1f}%",
+             op if len(op) <= 48 else op[:45] + "...", str(shape)]
             for name, (t, op, shape) in sorted(per_kernel.items(), key=lambda kv: -kv[1][0])[:12]]
-    print(table(["kernel", "ms/step", "ops", "shape"], rows))
+    print(table(["kernel", "ms/step", "of kernels", "ops", "shape"], rows))
     profiler = cProfile.Profile()
     profiler.enable()
     for _ in range(steps):
