@@ -386,7 +386,7 @@ def torch_contestants(torch: Any, make_model: Callable[[], Any], weights: list[n
                       sgd: dict[str, float] | None = None) -> list[Contestant]:
     """PyTorch eager ("torch" in peers) and `torch.compile` of the whole step ("torch.compile" in peers) on
     `device`; with `autocast`, also the eager step under torch.autocast ("torch eager autocast")."""
-    if torch is None or (device.startswith("cuda") and not torch.cuda.is_available()):
+    if torch is None or not (device == "cpu" or device.startswith("cuda") and torch.cuda.is_available()):
         skipped["torch eager"] = skipped["torch.compile"] = f"torch not installed or without {device}"
         return []
     tx, ty = [torch.from_numpy(x).to(device) for x in xs], [torch.from_numpy(y).to(device) for y in ys]
