@@ -309,17 +309,19 @@ Skipped = dict[str, str]  # contestant name -> why it did not run
 
 
 def fusegrad_contestants(make_model: Callable[[], Any], xs: list[np.ndarray], ys: list[np.ndarray], lr: float,
-                         skipped: Skipped, device: str = "cpu", autocast: str | None = None) -> list[Contestant]:
+                         skipped: Skipped, device: str = "cpu", autocast: str | None = None,
+                         sgd: dict[str, float] | None = None) -> list[Contestant]:
     """fusegrad eager (graph built and realized every step) and, when fusegrad has it, `fg.jit` of that
     step, with the model and the batches on `device`; with `autocast` (a dtype name) also the jitted step
-    with its forward and loss under `fg.autocast` of that dtype ("fusegrad jit autocast")."""
+    with its forward and loss under `fg.autocast` of that dtype ("fusegrad jit autocast"). `sgd`: more
+    arguments of the optimizer (momentum, weight_decay)."""
     import fusegrad as fg
     from fusegrad import optim
     from fusegrad.nn import functional as F
 
     def make_step(amp: str | None = None) -> Callable[[Any, Any], Any]:
         model = make_model().to(device)
-        opt = optim.SGD(model.parameters(), lr=lr)
+        opt = optim.SGD(model.parameters(), lr=lr, **(sgd or {}))
 
         def train_step(x: Any, y: Any) -> Any:
             with fg.autocast(fg.device(device).type, dtype=getattr(fg, amp)) if amp else contextlib.nullcontext():
@@ -350,16 +352,22 @@ def fusegrad_contestants(make_model: Callable[[], Any], xs: list[np.ndarray], ys
     return out
 
 
-def torch_train_step(torch: Any, make_model: Callable[[], Any], weights: list[np.ndarray], lr: float,
-                     device: str = "cpu", autocast: str | None = None) -> Callable[[Any, Any], Any]:
-    """A PyTorch training step (SGD, cross-entropy) of a fresh model on `device` holding `weights`, its
-    forward and loss under torch.autocast of `autocast` when given."""
+def torch_train_step(torch: Any, make_model: Callable[[], Any], weights: list[np.ndarray] | dict[str, np.ndarray],
+                     lr: float, device: str = "cpu", autocast: str | None = None,
+                     sgd: dict[str, float] | None = None) -> Callable[[Any, Any], Any]:
+    """A PyTorch training step (SGD with the extra arguments `sgd`, cross-entropy) of a fresh model on `device`
+    holding `weights` (its parameters in order, or a whole state dict), its forward and loss under
+    torch.autocast of `autocast` when given."""
     F = torch.nn.functional
-    model = make_model().to(device)
-    with torch.no_grad():
-        for p, w in zip(model.parameters(), weights, strict=True):
-            p.copy_(torch.from_numpy(w))
-    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    model = make_model()
+    if isinstance(weights, dict):
+        model.load_state_dict({k: torch.from_numpy(w) for k, w in weights.items()})
+    else:
+        with torch.no_grad():
+            for p, w in zip(model.parameters(), weights, strict=True):
+                p.copy_(torch.from_numpy(w))
+    model = model.to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=lr, **(sgd or {}))
 
     def train_step(x: Any, y: Any) -> Any:
         opt.zero_grad(set_to_none=True)
@@ -372,21 +380,25 @@ def torch_train_step(torch: Any, make_model: Callable[[], Any], weights: list[np
     return train_step
 
 
-def torch_contestants(torch: Any, make_model: Callable[[], Any], weights: list[np.ndarray], xs: list[np.ndarray],
-                      ys: list[np.ndarray], lr: float, peers: set[str], skipped: Skipped,
-                      autocast: str | None = None) -> list[Contestant]:
-    """PyTorch eager ("torch" in peers) and `torch.compile` of the whole step ("torch.compile" in peers);
-    with `autocast`, also the eager step under torch.autocast ("torch eager autocast")."""
-    if torch is None:
-        skipped["torch eager"] = skipped["torch.compile"] = "torch not installed"
+def torch_contestants(torch: Any, make_model: Callable[[], Any], weights: list[np.ndarray] | dict[str, np.ndarray],
+                      xs: list[np.ndarray], ys: list[np.ndarray], lr: float, peers: set[str], skipped: Skipped,
+                      autocast: str | None = None, device: str = "cpu",
+                      sgd: dict[str, float] | None = None) -> list[Contestant]:
+    """PyTorch eager ("torch" in peers) and `torch.compile` of the whole step ("torch.compile" in peers) on
+    `device`; with `autocast`, also the eager step under torch.autocast ("torch eager autocast")."""
+    if torch is None or not (device == "cpu" or device.startswith("cuda") and torch.cuda.is_available()):
+        skipped["torch eager"] = skipped["torch.compile"] = f"torch not installed or without {device}"
         return []
-    tx, ty = [torch.from_numpy(x) for x in xs], [torch.from_numpy(y) for y in ys]
+    tx, ty = [torch.from_numpy(x).to(device) for x in xs], [torch.from_numpy(y).to(device) for y in ys]
+    # on the CPU torch runs synchronously; a GPU's queue is drained by reading the loss
+    sync = (lambda loss: loss.detach()) if device == "cpu" else (lambda loss: float(loss))
     out = []
     variants = [v for v in (("torch eager", False), ("torch.compile", True)) if v[0].split()[0] in peers]
     if autocast is not None and "torch" in peers:
         variants.append(("torch eager autocast", False))
     for name, compiled in variants:
-        fn = torch_train_step(torch, make_model, weights, lr, autocast=autocast if name.endswith("autocast") else None)
+        fn = torch_train_step(torch, make_model, weights, lr, device, autocast if name.endswith("autocast") else None,
+                              sgd)
         if compiled:
             torch._dynamo.reset()
             fn = torch.compile(fn, dynamic=False)  # mode "default"; one static graph per batch size
@@ -395,7 +407,7 @@ def torch_contestants(torch: Any, make_model: Callable[[], Any], weights: list[n
         def step(fn: Callable[[Any, Any], Any] = fn, nxt: Callable[[], int] = nxt) -> Any:
             i = nxt()
             return fn(tx[i], ty[i])
-        out.append(Contestant(name, step, lambda loss: loss.detach()))  # torch runs synchronously on the CPU
+        out.append(Contestant(name, step, sync))
     return out
 
 
@@ -475,10 +487,10 @@ def training_child(args: argparse.Namespace, workload: str, builders: Callable[.
     report_to_parent({"info": info, "data": source, "configs": configs})
 
 
-def profile_steps(c: Contestant, steps: int) -> None:
+def profile_steps(c: Contestant, steps: int, warm_calls: int = 5) -> None:
     """Where a step's time goes: plain ms/step, its kernels (fg.profile), then cProfile's top functions."""
     import fusegrad as fg
-    warm_up(c, calls=5)
+    warm_up(c, calls=warm_calls)
     plain_ms = timed_round(c, seconds=2.0)
     with fg.profile() as prof:
         for _ in range(steps):
@@ -490,10 +502,11 @@ def profile_steps(c: Contestant, steps: int) -> None:
     kernel_ms = sum(e[0] for e in per_kernel.values()) / steps * 1e3
     print(f"{c.name}: {plain_ms:.3f} ms/step without profilers; its {len(prof.kernels) // steps} kernels take "
           f"{kernel_ms:.3f} ms, so {plain_ms - kernel_ms:.3f} ms ({100 * (1 - kernel_ms / plain_ms):.0f}%) is "
-          f"Python: building the graph, autograd, scheduling, launching")
-    rows = [[name, f"{t / steps * 1e3:.4f}", op if len(op) <= 48 else op[:45] + "...", str(shape)]
+          f"outside them (eager: building the graph, autograd, scheduling; both: launching)")
+    rows = [[name, f"{t / steps * 1e3:.4f}", f"{100 * t / steps * 1e3 / kernel_ms:.1f}%",
+             op if len(op) <= 48 else op[:45] + "...", str(shape)]
             for name, (t, op, shape) in sorted(per_kernel.items(), key=lambda kv: -kv[1][0])[:12]]
-    print(table(["kernel", "ms/step", "ops", "shape"], rows))
+    print(table(["kernel", "ms/step", "of kernels", "ops", "shape"], rows))
     profiler = cProfile.Profile()
     profiler.enable()
     for _ in range(steps):
@@ -505,16 +518,19 @@ def profile_steps(c: Contestant, steps: int) -> None:
     stats.sort_stats("cumulative").print_stats(30)
 
 
-def parse_training_args(argv: Sequence[str], doc: str, peers: Sequence[str], batch_sizes: str) -> argparse.Namespace:
-    """The command line shared by the training benchmarks."""
+def parse_training_args(argv: Sequence[str], doc: str, peers: Sequence[str], batch_sizes: str,
+                        more: Callable[[argparse.ArgumentParser], Any] | None = None) -> argparse.Namespace:
+    """The command line shared by the training benchmarks; `more` adds a benchmark's own arguments."""
     p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    if more is not None:
+        more(p)
     p.add_argument("--batch-sizes", default=batch_sizes, help=f"comma-separated (default {batch_sizes})")
     p.add_argument("--threads", default="1,2", help="comma-separated thread counts, one child process each")
     p.add_argument("--seconds", type=float, default=3.0, help="timed seconds per contestant and configuration")
     p.add_argument("--rounds", type=int, default=10, help="turns the timed seconds are split into")
     p.add_argument("--peers", default=",".join(peers), help=f"subset of {','.join(peers)}")
     p.add_argument("--quick", action="store_true", help="smoke run: first batch size, 1 thread, 0.5 s in 2 rounds")
-    p.add_argument("--profile", action="store_true", help="cProfile fusegrad eager steps instead of racing")
+    p.add_argument("--profile", action="store_true", help="profile fusegrad steps (kernels, cProfile) instead of racing")
     p.add_argument("--autocast", default=None, choices=("bfloat16", "float16"),
                    help="also race the jitted step (and torch eager) with forward and loss under autocast")
     p.add_argument("--child-threads", type=int, default=None, help=argparse.SUPPRESS)
