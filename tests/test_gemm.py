@@ -445,11 +445,12 @@ def test_float32_operands_rounded_to_bfloat16_in_the_kernel_are_gemms(tiles, mon
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64", "int64"])
-@pytest.mark.parametrize("m, k, n", [(9, 43264, 32), (7, 20011, 40), (14, 5001, 48)])
-def test_few_tiles_over_a_long_k_split_k_among_threads(dtype, m, k, n, monkeypatch):
-    """A product of few C tiles and many K panels (a first convolution layer's weight gradient) sums
-    K ranges into partial Cs added in order: results match numpy on odd sizes with a K not divisible
-    by the ranges, and are the same bits at one and two threads. Integer products are no GEMM."""
+@pytest.mark.parametrize("m, k, n", [(9, 43264, 32), (7, 20011, 40), (14, 5001, 48), (70, 9001, 200)])
+def test_few_tiles_or_a_long_k_split_k_among_threads(dtype, m, k, n, monkeypatch):
+    """A product of few C tiles and many K panels (a first convolution layer's weight gradient), or of a
+    long K into a small C (a later layer's), sums K ranges into partial Cs added in order: results match
+    numpy on odd sizes with a K not divisible by the ranges, and are the same bits at one and two threads.
+    Integer products are no GEMM."""
     from fusegrad.engine import tune
     monkeypatch.setattr(realize_module, "_programs", {})
     monkeypatch.setattr(realize_module, "_plans", {})
@@ -486,9 +487,12 @@ def test_few_tiles_over_a_long_k_split_k_among_threads(dtype, m, k, n, monkeypat
 
 
 def test_split_k_is_left_to_products_of_many_tiles_or_short_k():
-    """Products with tiles for every thread, or too few panels to split, keep the shared panels."""
-    assert gemm_c.k_splits(256, 256, 100000, "float32") == 1
+    """Products with tiles for every thread and a large C, or too few panels to split, keep the shared
+    panels; a long K into a small C (a weight gradient over batch x positions) splits whatever its tiles."""
+    assert gemm_c.k_splits(2048, 2048, 100000, "float32") == 1
+    assert gemm_c.k_splits(256, 256, 2000, "float32") == 1
     assert gemm_c.k_splits(9, 32, 300, "float32") == 1
+    assert gemm_c.k_splits(64, 576, 25088, "float32") > 1
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

@@ -29,6 +29,8 @@ L2_PANEL_BYTES = 256 << 10  # packed A rows reused across all of B: a quarter to
 PARALLEL_WORK = 1 << 19  # multiply-adds from which a product runs on all threads
 SPLIT_TILES = 16  # products with fewer C tiles than this split a long K among the threads
 SPLIT_MAX = 16  # at most this many K ranges: a fixed count, so the sum's order does not depend on the threads
+SPLIT_PANELS = 2 * SPLIT_MAX  # products of this many K panels split K whatever their tiles...
+SPLIT_PARTIALS_BYTES = 16 << 20  # ...while their partial Cs take no more than this
 
 
 @functools.cache
@@ -72,12 +74,17 @@ def tiles_for(m: int, n: int, k: int, dtype_name: str) -> tuple[int, int]:
 
 def k_splits(m: int, n: int, k: int, dtype_name: str) -> int:
     """How many K ranges a product's threads take, each into a C of its own that are then added in
-    order: 1 (tiles shared out per panel) unless C has few tiles and K many panels (a first convolution
-    layer's weight gradient: 9 x 32 outputs over batch x positions terms), whose threads would otherwise
-    wait at every panel's barrier for one or two tiles' work. Each range spans at least two panels."""
+    order: 1 (tiles shared out per panel, a barrier after each packing step) unless C has few tiles and
+    K many panels (a first convolution layer's weight gradient: 9 x 32 outputs over batch x positions
+    terms), whose threads would otherwise wait at every panel's barrier for one or two tiles' work, or K
+    is long next to a small C (a weight gradient's sum over batch x positions): its hundreds of barriers
+    stall every thread whenever one is descheduled, where the partial Cs cost a sum over m x n per
+    range. Each range spans at least two panels."""
     rows, depth = tiles_for(m, n, k, dtype_name)
     panels = -(-k // depth)
-    if -(-m // rows) * -(-n // nr(dtype_name)) >= SPLIT_TILES or panels < 4 or m * n * k < PARALLEL_WORK:
+    few_tiles = -(-m // rows) * -(-n // nr(dtype_name)) < SPLIT_TILES
+    long_k = panels >= SPLIT_PANELS and m * n * SPLIT_MAX * _ITEMSIZE[dtype_name] <= SPLIT_PARTIALS_BYTES
+    if not (few_tiles or long_k) or panels < 4 or m * n * k < PARALLEL_WORK:
         return 1
     per = -(-panels // min(SPLIT_MAX, panels // 2))
     return -(-panels // per)
