@@ -530,7 +530,8 @@ def parse_training_args(argv: Sequence[str], doc: str, peers: Sequence[str], bat
     p.add_argument("--rounds", type=int, default=10, help="turns the timed seconds are split into")
     p.add_argument("--peers", default=",".join(peers), help=f"subset of {','.join(peers)}")
     p.add_argument("--quick", action="store_true", help="smoke run: first batch size, 1 thread, 0.5 s in 2 rounds")
-    p.add_argument("--profile", action="store_true", help="profile fusegrad steps (kernels, cProfile) instead of racing")
+    p.add_argument("--profile", action="store_true",
+                   help="profile fusegrad steps (kernels, cProfile) instead of racing")
     p.add_argument("--autocast", default=None, choices=("bfloat16", "float16"),
                    help="also race the jitted step (and torch eager) with forward and loss under autocast")
     p.add_argument("--child-threads", type=int, default=None, help=argparse.SUPPRESS)
