@@ -62,11 +62,11 @@ def test_half_sum_read_in_the_same_kernel_is_rounded(dtype: str) -> None:
 def test_half_stores_of_exact_and_inexact_values_match_torch(dtype: str) -> None:
     """A value already of the half type (a load, a rounded result, a selection or maximum among such values
     and constants the type holds) is stored without a second rounding; a constant it does not hold (0.1) is
-    read as the type's value (0.10009765625 in bfloat16) by selections and comparisons, as torch casts such a
-    scalar, and as written by a product, as torch's float op reads it. Every case, NaN and infinities
-    included, gives torch's bits."""
+    read as the type's value (0.10009765625 in bfloat16) by selections, comparisons, sums, differences,
+    powers and remainders, as torch casts such a scalar, and as written by products and quotients, as
+    torch's float op reads it. Every case, NaN and infinities included, gives torch's bits."""
     a = (RNG.standard_normal((5, 37)) * 3).astype(np.float32)
-    a[0, :4] = [np.nan, np.inf, -np.inf, -0.0]
+    a[0, :5] = [np.nan, np.inf, -np.inf, -0.0, 0.1]  # (0.1 rounds to the half value a scalar 0.1 becomes)
     mask = RNG.standard_normal((5, 37)) > 0
     tdt = getattr(torch, dtype)
     x, tx = fg.tensor(a, dtype=dtype), torch.from_numpy(a).to(tdt)
@@ -74,6 +74,8 @@ def test_half_stores_of_exact_and_inexact_values_match_torch(dtype: str) -> None
     cases = [(x.relu(), tx.relu()), (fg.where(m, 0.5, x), torch.where(tm, 0.5, tx)),
              (fg.where(m, 0.1, x), torch.where(tm, torch.tensor(0.1, dtype=tdt), tx)),
              (x.maximum(x * 0.5), tx.maximum(tx * 0.5)), (-x, -tx), (x * 1.5, tx * 1.5), (x * 0.1, tx * 0.1),
+             (x + 0.1, tx + 0.1), (x - 0.1, tx - 0.1), (0.1 - x, 0.1 - tx), (x.abs() ** 0.1, tx.abs() ** 0.1),
+             (x / 0.1, tx / 0.1), (fg.fmod(x, 0.1), torch.fmod(tx, 0.1)), ((x == 0.1).to(x.dtype), (tx == 0.1).to(tdt)),
              ((x < 0.1).to(x.dtype), (tx < 0.1).to(tdt)), (x.clamp(min=0.1), tx.clamp(min=0.1))]
     for got, want in cases:
         np.testing.assert_array_equal(got.float().numpy(), want.float().numpy())

@@ -64,7 +64,9 @@ _ROUNDED = frozenset({Op.CAST, Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.MOD, Op.POW, O
                       Op.SQRT, Op.ERF})
 _EXACT_IN_HALF = frozenset({"bool", "int8", "uint8"})  # every value of these is a float16 and a bfloat16
 _NARROW = frozenset(d.name for d in dtypes.NARROW)
-_SELECTING = frozenset({Op.WHERE, Op.MAX, Op.CMPLT, Op.CMPEQ})  # ops whose result is one operand or compares them
+# ops that read a half constant operand as its type's value, as torch casts such a scalar for them (its
+# products and quotients read the scalar in float instead)
+_SCALAR_AS_TYPE = frozenset({Op.WHERE, Op.MAX, Op.CMPLT, Op.CMPEQ, Op.ADD, Op.SUB, Op.POW, Op.MOD})
 
 
 class CStyleRenderer:
@@ -158,10 +160,10 @@ class CStyleRenderer:
         return text
 
     def _operand(self, x: Expr, op: Op) -> str:
-        """An operand of `op` as C. A half constant that a selection, maximum or comparison reads is the
-        value of its type (as torch casts such a scalar), not the Python float written (which arithmetic
-        reads, as torch's scalar in the float op)."""
-        if op in _SELECTING and isinstance(x, Const) and x.dtype in dtypes.HALF:
+        """An operand of `op` as C. A half constant that a selection, maximum, comparison, sum, difference,
+        power or remainder reads is the value of its type (as torch casts such a scalar), not the Python float
+        written (which products and quotients read, as torch's scalar in the float op)."""
+        if op in _SCALAR_AS_TYPE and isinstance(x, Const) and x.dtype in dtypes.HALF:
             return self.literal(dtypes.round_half(float(x.value), x.dtype), x.dtype)
         return self.expr(x)
 
