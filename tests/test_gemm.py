@@ -326,6 +326,13 @@ def test_each_batch_elements_epilogue_follows_its_product(batch):
     assert isinstance(ir.stmts[at + 1], Loop) == (batch >= 16)  # the epilogue's loops inside the batch loop
     want = ((torch.tensor(a) @ torch.tensor(b)) + 1).relu() * torch.tensor(c)
     np.testing.assert_allclose(out.numpy(), want.numpy(), rtol=1e-5, atol=1e-5)
+    # a bfloat16 product sums into a float32 scratch; its rounding into the output follows each product too
+    half = _bf16(a) @ _bf16(b)
+    ir = use_gemm(lower(create_schedule([half._node])[0].spec, "k"))
+    at = next(i for i, s in enumerate(ir.stmts) if isinstance(s, Gemm))
+    assert ir.stmts[at].c_param != 0 and isinstance(ir.stmts[at + 1], Loop) == (batch >= 16)
+    exact = _bf16(a).float().numpy().astype(np.float64) @ _bf16(b).float().numpy().astype(np.float64)
+    np.testing.assert_allclose(half.float().numpy(), _round_bf16(exact), rtol=2.0 ** -7, atol=1e-6)
 
 
 def _bf16(a: np.ndarray) -> fg.Tensor:

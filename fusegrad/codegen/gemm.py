@@ -158,7 +158,8 @@ def recognize_gemm(ir: LoopIR) -> LoopIR:
         return ir
     m, n = math.prod(v.extent for v in rows), math.prod(v.extent for v in cols)
     params = ir.params
-    if globals_ == batch + rows + cols and store.dtype == acc.dtype:  # the output is laid out [batch, rows, cols]
+    direct = globals_ == batch + rows + cols  # the output is laid out [batch, rows, cols]
+    if direct and store.dtype == acc.dtype:
         c_param, c_read = 0, c_index
         c_base = _only(c_index, batch)
     else:  # sums go to a scratch [batch, rows, cols]; the epilogue scatters them into place
@@ -171,12 +172,12 @@ def recognize_gemm(ir: LoopIR) -> LoopIR:
         return ir
     epilogue = body[:a0] + [Define(acc.name, Load(c_param, c_read, (), acc.dtype), acc.dtype)] + body[end:]
     trivial = c_param == 0 and len(epilogue) == 2 and store.value == Ref(acc.name, acc.dtype)
-    if c_param == 0 and not trivial and math.prod(v.extent for v in batch) >= EPILOGUE_BATCH and \
-            not _guarded(epilogue):
+    if direct and not trivial and math.prod(v.extent for v in batch) >= EPILOGUE_BATCH and not _guarded(epilogue):
         # each batch element's epilogue right after its product, while its block of sums is in cache
         # (a second pass over all of them re-read the whole output from memory: attention's score
-        # gradients); enough batch elements keep every thread busy, and an epilogue reading under
-        # padding guards stays a top-level nest, which the CPU's peeling pass splits at their edges
+        # gradients, a half output's rounding from its float32 scratch); enough batch elements keep
+        # every thread busy, and an epilogue reading under padding guards stays a top-level nest, which
+        # the CPU's peeling pass splits at their edges
         inner = [Loop(v, "global") for v in rows + cols] + epilogue + [EndLoop("global") for _ in rows + cols]
         out = [Loop(v, "global") for v in batch] + [gemm] + inner + [EndLoop("global") for _ in batch]
         return LoopIR(ir.name, params, out, ir.work)
