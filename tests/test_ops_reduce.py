@@ -278,3 +278,16 @@ def test_pairwise_equal_counts(dtype):
     c = fg.tensor(a)
     got = (c.unsqueeze(-1) == c.unsqueeze(-2)).sum(-1).numpy()
     np.testing.assert_array_equal(got, (a[:, :, None] == a[:, None, :]).sum(-1))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_a_nan_in_a_few_terms_max_is_the_result(dtype):
+    """Maxima over a few terms (2x2 pooling windows, rows of 3) are selects with a NaN flag on the side:
+    a NaN anywhere in the terms, first or last, is the result, as torch's max propagates it."""
+    a = np.random.default_rng(3).standard_normal((2, 3, 6, 6)).astype(np.float32)
+    a[0, 0, 0, 0], a[0, 0, 1, 3], a[1, 2, 3, 3], a[0, 1, 2, 2] = np.nan, np.nan, np.nan, np.inf
+    x, t = fg.tensor(a).to(getattr(fg, dtype)), torch.tensor(a).to(getattr(torch, dtype))
+    pairs = [(fg.nn.functional.max_pool2d(x, 2), torch.nn.functional.max_pool2d(t, 2)),
+             (x.reshape(2, 3, 12, 3).amax(-1), t.reshape(2, 3, 12, 3).amax(-1))]
+    for got, want in pairs:
+        np.testing.assert_array_equal(got.float().numpy(), want.float().numpy())

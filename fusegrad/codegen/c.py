@@ -226,29 +226,40 @@ class CRenderer(CStyleRenderer):
             outer = max(1, nest - 1 - tiny)
             collapse = f" collapse({outer})" if outer > 1 else ""
             lines.insert(0, f"#pragma omp parallel for{collapse} schedule(static)")
-        elif loop.kind == "reduce" and not any(isinstance(s, Loop) for s in body) and \
-                (loop.var.extent > SPLIT_UNROLL or (_compares(body) and id(loop) in self._window_rows)):
+        elif loop.kind == "reduce" and not any(isinstance(s, Loop) for s in body):
             # a sum of a few terms is left to gcc to unroll, so the loop around it vectorizes (measured on
             # the CNN step's kernels: 1.3-7x faster than as SIMD lanes), except the last dim of a small
             # window reduced over several dims whose terms compare (max-pool hit counts: 3x slower)
+            lanes = loop.var.extent > SPLIT_UNROLL or (_compares(body) and id(loop) in self._window_rows)
             accs = [s for s in body if isinstance(s, Accumulate)]
             # a sum may be reassociated across SIMD lanes (as every vectorized BLAS/numpy sum is)
-            if len(accs) == 1 and accs[0].op is Op.SUM and accs[0].dtype.name in _SIMD_SUM_TYPES:
+            if lanes and len(accs) == 1 and accs[0].op is Op.SUM and accs[0].dtype.name in _SIMD_SUM_TYPES:
                 lines.insert(0, f"#pragma omp simd reduction(+:{accs[0].name})")
             elif len(accs) == 1 and accs[0].op is Op.RMAX and accs[0].dtype.name != "bool":
-                # a max vectorizes as a select per lane; a NaN among the terms is remembered on the
-                # side (an OR over the lanes) and made the result after the loop, as fg_maxf would
+                # a max is a select per term; a NaN among the terms is remembered on the side and made
+                # the result after the loop, as fg_maxf would. In SIMD lanes the flag is an OR over them;
+                # over a few terms (a 2x2 max-pool window) the selects let gcc vectorize the loop around
+                # them, which fg_maxf's NaN test per term kept scalar
+                # (the flag is declared with the accumulator, `define_acc`: the peeling pass may split
+                # the reduction into several loops, each adding to it)
                 name = accs[0].name
-                lines[:0] = [f"int {name}_nan = 0;", f"#pragma omp simd reduction(max:{name}) reduction(|:{name}_nan)"]
-                self._lane_max[id(loop)] = name
+                flag = f" reduction(|:{name}_nan)" if accs[0].dtype.is_floating_point else ""
+                lines[:0] = [f"#pragma omp simd reduction(max:{name}){flag}"] if lanes else []
+                self._select_max[id(loop)] = accs[0]
         return lines
 
+    def define_acc(self, s: DefineAcc) -> list[str]:
+        nan = [f"int {s.name}_nan = 0;"] if s.op is Op.RMAX and s.dtype.is_floating_point else []
+        return super().define_acc(s) + nan
+
     def loop_close(self, loop: Loop) -> list[str]:
-        name = self._lane_max.pop(id(loop), None)
-        return ["}"] if name is None else ["}", f"if ({name}_nan) {name} = NAN;"]
+        acc = self._select_max.pop(id(loop), None)
+        if acc is None or not acc.dtype.is_floating_point:
+            return ["}"]
+        return ["}", f"if ({acc.name}_nan) {acc.name} = NAN;"]
 
     def accumulate(self, s: Accumulate) -> str:
-        if s.op is Op.RMAX and s.name in self._lane_max.values():
+        if s.op is Op.RMAX and any(acc.name == s.name for acc in self._select_max.values()):
             v = self.expr(s.value)
             nan = f" {s.name}_nan |= {v} != {v};" if s.dtype.is_floating_point else ""
             return f"{s.name} = {v} > {s.name} ? {v} : {s.name};{nan}"
@@ -272,7 +283,7 @@ class CRenderer(CStyleRenderer):
     def _render(self, ir: LoopIR) -> str:
         self._columns = column_var(ir)
         self.hoisted = {}
-        self._lane_max: dict[int, str] = {}  # reduce loops whose max runs in SIMD lanes: their accumulator
+        self._select_max: dict[int, Accumulate] = {}  # reduce loops whose max is a select per term: its accumulator
         pre = self._hoist_packing(ir)
         self._window_rows = set()  # reduce loops directly inside another reduce loop
         self._outermost = set()  # GEMMs in no loop: their threads may split K (a batch loop's are taken)

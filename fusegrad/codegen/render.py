@@ -248,6 +248,9 @@ class CStyleRenderer:
             return "(-INFINITY)"
         return _INT_MIN.get(dtype.name, "0")
 
+    def define_acc(self, s: DefineAcc) -> list[str]:
+        return [f"{self.compute_type(s.dtype)} {s.name} = {self.acc_init(s.op, s.dtype)};"]
+
     def accumulate(self, s: Accumulate) -> str:
         v = self.expr(s.value)
         if s.op is Op.SUM:
@@ -350,7 +353,7 @@ class CStyleRenderer:
                 if s.dtype.name in _NARROW and self._exact(s.value, s.dtype):
                     self._exact_names.add(s.name)
             elif isinstance(s, DefineAcc):
-                lines.append(f"{pad}{self.compute_type(s.dtype)} {s.name} = {self.acc_init(s.op, s.dtype)};")
+                lines += [pad + line for line in self.define_acc(s)]
             elif isinstance(s, Accumulate):
                 lines.append(pad + self.accumulate(s))
             elif isinstance(s, Store):
